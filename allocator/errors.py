@@ -1,0 +1,80 @@
+"""The project's exceptions, in one place.
+
+Every error a user can trigger derives from :class:`AllocatorError`. Errors about input
+data say *where* (file, line, column) and *how to fix it*, so that a user reading a
+traceback from a 10-million-row log knows which row to look at.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllocatorError",
+    "ConverterError",
+    "EnvironmentConfigError",
+    "LogFormatError",
+    "ParameterError",
+]
+
+
+class AllocatorError(Exception):
+    """Base class of every error raised by ttc-allocator."""
+
+
+class ParameterError(AllocatorError, ValueError):
+    """A function or constructor argument has an invalid value.
+
+    The message names the parameter, its owner, what was expected and what was given.
+    """
+
+    def __init__(self, owner: str, parameter: str, expected: str, given: object) -> None:
+        self.owner = owner
+        self.parameter = parameter
+        super().__init__(f"{owner}: parameter {parameter!r} must be {expected}, got {given!r}.")
+
+
+class LogFormatError(AllocatorError, ValueError):
+    """A log (attempt table or query table) is malformed.
+
+    Attributes:
+        source: the file (or other source) that holds the bad data, if known.
+        line: the 1-based line (JSONL/CSV) or row (Parquet, in-memory) number, if known.
+        column: the offending column, if known.
+        fix: a short hint on how to fix the input.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.source = source
+        self.line = line
+        self.column = column
+        self.fix = fix
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.source is not None:
+            where.append(str(self.source))
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        text = (", ".join(where) + ": " if where else "") + self.problem
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+
+class ConverterError(LogFormatError):
+    """A converter could not turn a third-party file into a log."""
+
+
+class EnvironmentConfigError(AllocatorError, ValueError):
+    """The replay environment was configured with a log or settings it cannot replay."""

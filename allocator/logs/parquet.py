@@ -1,0 +1,108 @@
+"""The log's canonical file: one Parquet file of attempts with query columns beside them.
+
+Query-level columns are stored with the ``query.`` prefix and dictionary-encoded, so
+repeating them per attempt costs little on disk. Key-value metadata records the format
+version, the source, and whether the log is simulated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from allocator.errors import LogFormatError
+from allocator.logs.schema import (
+    FORMAT_VERSION,
+    KINDS,
+    META_FORMAT_VERSION,
+    META_SIMULATED,
+    META_SOURCE,
+    QUERY_PREFIX,
+)
+from allocator.logs.table import AttemptLog
+
+__all__ = ["log_to_arrow", "read_log", "write_log"]
+
+
+def _strings(values: np.ndarray) -> pa.Array:
+    return pa.array(values.tolist(), pa.string())
+
+
+def log_to_arrow(log: AttemptLog) -> pa.Table:
+    """The log as one Arrow table in the on-disk layout."""
+    query = log.attempt_query
+    answers = pa.DictionaryArray.from_arrays(
+        pa.array(log.answer, pa.int32(), mask=log.answer < 0), _strings(log.answers)
+    ).cast(pa.string())
+    columns: dict[str, pa.Array] = {
+        "attempt_id": _strings(log.attempt_id),
+        "query_id": pa.DictionaryArray.from_arrays(
+            pa.array(query, pa.int32()), _strings(log.query_ids)).cast(pa.string()),
+        "arm": pa.DictionaryArray.from_arrays(
+            pa.array(log.arm.astype(np.int32)), pa.array(list(log.arms))).cast(pa.string()),
+        "kind": pa.DictionaryArray.from_arrays(
+            pa.array(log.kind.astype(np.int32)), pa.array(list(KINDS))).cast(pa.string()),
+        "round": pa.array(log.round, pa.int32()),
+        "answer": answers,
+        "correct": pa.array(log.correct, pa.float32()),
+        "cost": pa.array(log.cost, pa.float64()),
+        "score": pa.array(log.score, pa.float32(), from_pandas=True),
+    }
+    for name, values in log.extra.items():
+        columns[name] = pa.array(values, from_pandas=True)
+    per_query = {"text": log.queries.text, **log.queries.metadata}
+    for name, values in per_query.items():
+        columns[QUERY_PREFIX + name] = pa.array(values, from_pandas=True).take(pa.array(query))
+    metadata = {
+        META_FORMAT_VERSION: str(FORMAT_VERSION).encode(),
+        META_SIMULATED: b"true" if log.simulated else b"false",
+        META_SOURCE: (log.source or "").encode(),
+    }
+    return pa.table(columns).replace_schema_metadata(metadata)
+
+
+def write_log(log: AttemptLog, path: str | os.PathLike[str]) -> Path:
+    """Write the log atomically (a temporary file renamed into place).
+
+    A crash mid-write never leaves a truncated file where a good one stood.
+    """
+    path = Path(path)
+    temporary = path.with_name(path.name + ".partial")
+    pq.write_table(log_to_arrow(log), temporary, compression="zstd")
+    os.replace(temporary, path)
+    return path
+
+
+def read_log(path: str | os.PathLike[str]) -> AttemptLog:
+    """Read a log written by :func:`write_log` (or any Parquet file with canonical columns).
+
+    Raises:
+        LogFormatError: if the file is unreadable, truncated, of a newer format version,
+            or breaks the format's rules.
+    """
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise LogFormatError(
+            f"cannot read Parquet ({error}).", source=str(path),
+            fix="check the file is a complete Parquet file (a truncated copy cannot be read).",
+        ) from error
+    metadata = table.schema.metadata or {}
+    version = int(metadata.get(META_FORMAT_VERSION, b"1"))
+    if version > FORMAT_VERSION:
+        raise LogFormatError(
+            f"log format version {version} is newer than this ttc-allocator reads "
+            f"({FORMAT_VERSION}).", source=str(path), fix="upgrade ttc-allocator.",
+        )
+    simulated = metadata.get(META_SIMULATED, b"false") == b"true"
+    log, _ = AttemptLog.from_arrow(
+        table, source=str(path), locate=lambda row: row + 1, simulated=simulated
+    )
+    source = metadata.get(META_SOURCE, b"").decode()
+    log.source = source or str(path)
+    return log
