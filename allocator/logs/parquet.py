@@ -72,8 +72,11 @@ def write_log(log: AttemptLog, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     temporary = path.with_name(path.name + ".partial")
-    pq.write_table(log_to_arrow(log), temporary, compression="zstd")
-    os.replace(temporary, path)
+    try:
+        pq.write_table(log_to_arrow(log), temporary, compression="zstd")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

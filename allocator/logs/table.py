@@ -236,6 +236,19 @@ class AttemptLog:
         log.arms = tuple(names)
         return log
 
+    def common_queries(self) -> np.ndarray:
+        """Indices of the queries that every arm present in the log has sampled.
+
+        Comparisons across arms (routing, cascades) need them: ``select_queries`` of this
+        keeps only queries where every arm can be replayed.
+        """
+        samples = self.kind == KIND_SAMPLE
+        width = len(self.arms)
+        pairs = np.unique(self.attempt_query[samples].astype(np.int64) * width + self.arm[samples])
+        arms_per_query = np.bincount(pairs // width, minlength=self.n_queries)
+        present = len(np.unique(pairs % width))
+        return np.flatnonzero(arms_per_query == present)
+
     def _with_rows(self, rows: np.ndarray, queries: np.ndarray, offsets: np.ndarray) -> AttemptLog:
         return AttemptLog(
             query_ids=self.query_ids[queries],

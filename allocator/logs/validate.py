@@ -39,18 +39,23 @@ class Violation:
         problem: what is wrong, in words.
         fix: how to fix the input.
         rows: 0-based indices of the offending rows, ascending.
+        first_seen: for duplicates, the 0-based row the first offending row repeats.
     """
 
     column: str
     problem: str
     fix: str
     rows: np.ndarray
+    first_seen: int | None = None
 
     def to_error(self, source: str | None, locate: RowLocator) -> LogFormatError:
         """The error for the first offending row."""
         first = int(self.rows[0])
         more = len(self.rows) - 1
-        problem = self.problem + (f" ({more} more rows have the same problem.)" if more else "")
+        problem = self.problem
+        if self.first_seen is not None:
+            problem = problem.rstrip(".") + f" (first seen at line {locate(self.first_seen)})."
+        problem += f" ({more} more rows have the same problem.)" if more else ""
         return LogFormatError(
             problem, source=source, line=locate(first), column=self.column, fix=self.fix
         )
@@ -136,6 +141,28 @@ def _null_rows(table: pa.Table, name: str) -> np.ndarray:
     return _rows(table.column(name).is_null().to_numpy(zero_copy_only=False))
 
 
+#: Per numeric column: the valid values, the problem and the fix.
+_RANGE_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray] | None, str, str]] = {
+    "correct": (
+        lambda v: (v >= 0) & (v <= 1),
+        "correctness must be 0/1, true/false or a score in [0, 1]",
+        "grade attempts as 0/1 or a score in [0, 1]; a missing grade is not allowed "
+        "(drop the attempt or grade it).",
+    ),
+    "cost": (
+        lambda v: np.isfinite(v) & (v >= 0),
+        "cost must be a finite number >= 0",
+        "record what the attempt cost (tokens, dollars, turns); use 0 for free attempts.",
+    ),
+    "round": (
+        lambda v: np.isfinite(v) & (v >= 0) & (v == np.round(v)),
+        "round must be a whole number >= 0",
+        "number refinement rounds 0, 1, 2... (samples are round 0).",
+    ),
+    "score": (None, "", ""),
+}
+
+
 def find_violations(table: pa.Table) -> list[Violation]:
     """Every rule the table breaks, with the rows that break it.
 
@@ -151,50 +178,23 @@ def find_violations(table: pa.Table) -> list[Violation]:
             Violation("query_id", "the query id is empty.", "give every attempt a query id.",
                       null_ids)
         )
-    correct, bad = _numeric(table, "correct")
-    if bad:
-        found.append(bad)
-    else:
-        wrong = ~((correct >= 0) & (correct <= 1))
-        if wrong.any():
-            found.append(
-                Violation(
-                    "correct",
-                    f"correctness must be 0/1, true/false or a score in [0, 1], found "
-                    f"{float(correct[wrong][0])!r}.",
-                    "grade attempts as 0/1 or a score in [0, 1]; a missing grade is not "
-                    "allowed (drop the attempt or grade it).",
-                    _rows(wrong),
-                )
-            )
-    if "cost" in names:
-        cost, bad = _numeric(table, "cost")
+    for name, (valid, problem, fix) in _RANGE_RULES.items():
+        if name not in names:
+            continue
+        values, bad = _numeric(table, name)
         if bad:
             found.append(bad)
-        else:
-            wrong = ~(np.isfinite(cost) & (cost >= 0))
-            if wrong.any():
-                found.append(
-                    Violation(
-                        "cost",
-                        f"cost must be a finite number >= 0, found {float(cost[wrong][0])!r}.",
-                        "record what the attempt cost (tokens, dollars, turns); use 0 "
-                        "for free attempts.",
-                        _rows(wrong),
-                    )
-                )
-    for optional in ("score", "round"):
-        if optional in names:
-            values, bad = _numeric(table, optional)
-            if bad:
-                found.append(bad)
-            elif optional == "round":
-                wrong = ~(np.isfinite(values) & (values >= 0) & (values == np.round(values)))
-                if wrong.any():
-                    found.append(
-                        Violation("round", "round must be a whole number >= 0.",
-                                  "number refinement rounds 0, 1, 2...", _rows(wrong))
-                    )
+        if values is None or valid is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            ok = valid(values)
+        if bad:
+            ok[bad.rows] = True
+        if not ok.all():
+            wrong = _rows(~ok)
+            found.append(
+                Violation(name, f"{problem}, found {float(values[wrong[0]])!r}.", fix, wrong)
+            )
     if "kind" in names:
         kinds = table.column("kind")
         unknown = pc.invert(pc.fill_null(pc.is_in(kinds, pa.array(list(KINDS))), False))
@@ -230,11 +230,11 @@ def find_violations(table: pa.Table) -> list[Violation]:
             found.append(
                 Violation(
                     "attempt_id",
-                    f"duplicate attempt id {ids[row].as_py()!r} (first seen at row "
-                    f"{int(first[codes[row]])}).",
+                    f"duplicate attempt id {ids[row].as_py()!r}.",
                     "give every attempt a unique id, or drop the column to number "
                     "attempts automatically.",
                     _rows(duplicate),
+                    first_seen=int(first[codes[row]]),
                 )
             )
     return found
