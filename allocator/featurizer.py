@@ -1,0 +1,416 @@
+"""One state, one featurizer: what has happened on a query, as the policy's observation.
+
+The replay environment, the batched training environment, the baselines, the exported
+bundle and the HTTP service all turn "what has happened so far on this query" into an
+observation with the functions of this module, so that training and serving cannot drift
+apart. The feature list is versioned (:data:`FEATURIZER_VERSION`); a bundle records the
+version and :func:`feature_names` so that a mismatch is caught at load time.
+
+Two entry points:
+
+- :class:`StateBatch` + :func:`featurize`: a batch of states as numpy arrays (what the
+  batched environment holds), featurised in a few vectorised numpy operations.
+- :class:`QueryState`: one query's state, updated attempt by attempt (what the runtime and
+  the single replay environment hold); :meth:`QueryState.to_batch` feeds :func:`featurize`.
+
+Features, in order (``A`` arms; "votes" are the drawn attempts that have an answer, from
+samples and refinements alike):
+
+=====  =========================  =====================================================
+index  name                       value
+=====  =========================  =====================================================
+0..    ``prior[<arm>]``           predicted per-attempt accuracy of each arm (A values)
+A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (A values)
+2A     ``log1p_drawn``            ``log1p`` of all attempts drawn (samples + refinements)
++1     ``leader_share``           votes of the leading answer / votes (0 without votes)
++2     ``margin``                 (votes of leader - votes of runner-up) / votes
++3     ``answer_entropy``         entropy of the vote shares / ``log(votes)`` (in [0, 1];
+                                  0 with fewer than two votes)
++4     ``distinct_ratio``         distinct answers / votes (0 without votes)
++5     ``no_answer_share``        attempts without an answer / attempts drawn
++6     ``has_verified``           1 once any candidate has been verified, else 0
++7     ``best_verified_score``    best verifier score among verified candidates with an
+                                  answer (0 if none)
++8     ``log1p_refines``          ``log1p`` of the refinements drawn
++9     ``cost_spent``             cost spent so far, in cost units (mean sample cost)
++10    ``lambda``                 the price of one cost unit
+=====  =========================  =====================================================
+
+This module imports numpy only: it is part of the light runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from allocator.errors import ParameterError
+
+__all__ = [
+    "FEATURIZER_VERSION",
+    "QueryState",
+    "StateBatch",
+    "VoteStats",
+    "feature_bounds",
+    "feature_names",
+    "featurize",
+    "n_features",
+]
+
+#: Version of the feature list; bump it whenever a feature changes meaning or order.
+FEATURIZER_VERSION = 1
+
+_TAIL = (
+    "log1p_drawn",
+    "leader_share",
+    "margin",
+    "answer_entropy",
+    "distinct_ratio",
+    "no_answer_share",
+    "has_verified",
+    "best_verified_score",
+    "log1p_refines",
+    "cost_spent",
+    "lambda",
+)
+
+
+def feature_names(arms: list[str] | tuple[str, ...]) -> list[str]:
+    """The ordered feature names for a policy over ``arms`` (version :data:`FEATURIZER_VERSION`).
+
+    Args:
+        arms: arm names, in the order of the arm indices.
+
+    Returns:
+        ``2 * len(arms) + 11`` names, in the column order of :func:`featurize`.
+    """
+    return (
+        [f"prior[{arm}]" for arm in arms]
+        + [f"log1p_samples[{arm}]" for arm in arms]
+        + list(_TAIL)
+    )
+
+
+def n_features(n_arms: int) -> int:
+    """Number of features for ``n_arms`` arms."""
+    return 2 * n_arms + len(_TAIL)
+
+
+def feature_bounds(n_arms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Generic lower and upper bounds of every feature (``inf`` where unbounded).
+
+    Environments tighten the unbounded ones from their log (pool sizes, score range).
+
+    Returns:
+        ``(low, high)``, float32 arrays of shape ``(n_features(n_arms),)``.
+    """
+    tail = 2 * n_arms
+    low = np.zeros(n_features(n_arms), dtype=np.float32)
+    high = np.ones(n_features(n_arms), dtype=np.float32)
+    # log1p counts (per arm, drawn, refinements), cost and lambda: no upper bound a priori.
+    high[n_arms : tail + 1] = np.inf
+    high[[tail + 8, tail + 9, tail + 10]] = np.inf
+    # Verifier scores are not bounded in general.
+    low[tail + 7], high[tail + 7] = -np.inf, np.inf
+    return low, high
+
+
+@dataclass(frozen=True, eq=False)
+class StateBatch:
+    """The state of ``B`` queries, as numpy arrays (``A`` arms, ``K`` answer slots).
+
+    Attributes:
+        samples: samples drawn per arm, shape (B, A).
+        votes: votes per distinct answer, shape (B, K), zero-padded, in any order.
+        no_answer: drawn attempts without an answer, shape (B,).
+        refines: refinements drawn, shape (B,).
+        verified: candidates verified so far, shape (B,).
+        best_score: best verifier score among verified candidates with an answer, NaN if
+            none, shape (B,).
+        cost: cost spent so far in cost units (the log's mean sample cost), shape (B,).
+        lam: price of one cost unit, shape (B,).
+        prior: predicted per-attempt accuracy per arm, shape (B, A).
+    """
+
+    samples: np.ndarray
+    votes: np.ndarray
+    no_answer: np.ndarray
+    refines: np.ndarray
+    verified: np.ndarray
+    best_score: np.ndarray
+    cost: np.ndarray
+    lam: np.ndarray
+    prior: np.ndarray
+
+    def __post_init__(self) -> None:
+        batch, arms = np.shape(self.samples)
+        if np.ndim(self.votes) != 2 or np.shape(self.votes)[0] != batch:
+            raise ParameterError("StateBatch", "votes", f"an array of shape ({batch}, K)",
+                                 np.shape(self.votes))
+        if np.shape(self.prior) != (batch, arms):
+            raise ParameterError("StateBatch", "prior", f"an array of shape ({batch}, {arms})",
+                                 np.shape(self.prior))
+        for name in ("no_answer", "refines", "verified", "best_score", "cost", "lam"):
+            if np.shape(getattr(self, name)) != (batch,):
+                raise ParameterError("StateBatch", name, f"an array of shape ({batch},)",
+                                     np.shape(getattr(self, name)))
+
+    @property
+    def batch_size(self) -> int:
+        """Number of states ``B``."""
+        return int(np.shape(self.samples)[0])
+
+
+@dataclass(frozen=True, eq=False)
+class VoteStats:
+    """Sufficient statistics of the votes for :func:`featurize`, shape (B,) each.
+
+    :meth:`from_votes` computes them from a votes matrix; a caller that updates votes one
+    at a time (the batched environment) can maintain them incrementally in O(1) per vote
+    and pass them to :func:`featurize`, which then never touches the (B, K) matrix.
+
+    Attributes:
+        voted: number of votes (attempts with an answer).
+        top1: votes of the leading answer (0 without votes).
+        top2: votes of the runner-up (0 with fewer than two distinct answers).
+        distinct: number of distinct answers.
+        vlogv: sum over answers of ``v * log(v)``, ``v`` the answer's votes.
+    """
+
+    voted: np.ndarray
+    top1: np.ndarray
+    top2: np.ndarray
+    distinct: np.ndarray
+    vlogv: np.ndarray
+
+    @classmethod
+    def from_votes(cls, votes: np.ndarray) -> VoteStats:
+        """The statistics of a (B, K) votes matrix (zero-padded, any column order)."""
+        votes = np.asarray(votes, dtype=np.float64)
+        batch, width = votes.shape
+        if width == 0:
+            zeros = np.zeros(batch)
+            return cls(zeros, zeros, zeros, zeros, zeros)
+        if width == 1:
+            top1, top2 = votes[:, 0], np.zeros(batch)
+        else:
+            part = np.partition(votes, width - 2, axis=1)
+            top1, top2 = part[:, -1], part[:, -2]
+        logs = np.log(votes, out=np.zeros_like(votes), where=votes > 0)
+        return cls(
+            voted=votes.sum(axis=1),
+            top1=top1,
+            top2=top2,
+            distinct=np.count_nonzero(votes, axis=1).astype(np.float64),
+            vlogv=(votes * logs).sum(axis=1),
+        )
+
+
+def _normalised_entropy(voted: np.ndarray, vlogv: np.ndarray) -> np.ndarray:
+    """Entropy of the vote shares over ``log(voted)``, its maximum given ``voted`` votes.
+
+    With shares ``v / n``: ``H = log(n) - sum(v log v) / n``.
+    """
+    log_n = np.log(np.maximum(voted, 2.0))
+    entropy = log_n - vlogv / np.maximum(voted, 1.0)
+    return np.where(voted >= 2, np.clip(entropy / log_n, 0.0, 1.0), 0.0)
+
+
+def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
+    """The observation of every state of a batch.
+
+    Args:
+        state: the batch of states.
+        stats: the vote statistics of ``state.votes`` if the caller maintains them
+            (they must equal ``VoteStats.from_votes(state.votes)``); computed if omitted.
+
+    Returns:
+        Array of shape (B, ``n_features(A)``), float32, columns as :func:`feature_names`.
+    """
+    if stats is None:
+        stats = VoteStats.from_votes(state.votes)
+    samples = np.asarray(state.samples, dtype=np.float64)
+    refines = np.asarray(state.refines, dtype=np.float64)
+    best = np.asarray(state.best_score, dtype=np.float64)
+    batch, arms = samples.shape
+    drawn = samples.sum(axis=1) + refines
+    per_vote = 1.0 / np.maximum(stats.voted, 1.0)  # the vote ratios are 0 without votes
+    out = np.empty((batch, n_features(arms)), dtype=np.float32)
+    tail = 2 * arms
+    out[:, :arms] = state.prior
+    out[:, arms:tail] = np.log1p(samples)
+    out[:, tail] = np.log1p(drawn)
+    out[:, tail + 1] = stats.top1 * per_vote
+    out[:, tail + 2] = (stats.top1 - stats.top2) * per_vote
+    out[:, tail + 3] = _normalised_entropy(stats.voted, stats.vlogv)
+    out[:, tail + 4] = stats.distinct * per_vote
+    out[:, tail + 5] = state.no_answer / np.maximum(drawn, 1.0)
+    out[:, tail + 6] = np.greater(state.verified, 0)
+    out[:, tail + 7] = np.where(np.isnan(best), 0.0, best)
+    out[:, tail + 8] = np.log1p(refines)
+    out[:, tail + 9] = state.cost
+    out[:, tail + 10] = state.lam
+    return out
+
+
+@dataclass(eq=False)
+class QueryState:
+    """What has happened so far on one query; updated attempt by attempt.
+
+    Answers are any hashable keys (answer strings at runtime, answer codes in replay);
+    ``None`` means the attempt gave no answer (it does not vote). Candidates (samples and
+    refinements) are numbered in the order they were added.
+
+    Args:
+        n_arms: number of arms.
+        prior: predicted per-attempt accuracy per arm, shape (n_arms,); 0.5 if omitted.
+        lam: price of one cost unit.
+
+    Attributes:
+        samples: samples drawn per arm, shape (n_arms,).
+        votes: votes per answer.
+        no_answer: attempts drawn without an answer.
+        refines: refinements drawn.
+        verified: candidates verified.
+        cost: cost spent, in cost units (the log's mean sample cost in replay).
+        answers: each candidate's answer (``None``: no answer).
+        scores: each candidate's verifier score (NaN until verified, or without a score).
+        is_verified: whether each candidate was verified.
+        best_by_answer: best verified score of each answer.
+
+    Example:
+        >>> state = QueryState(n_arms=1, lam=0.05)
+        >>> _ = state.add_sample(0, "42", cost=1.0)
+        >>> features = state.features()
+    """
+
+    n_arms: int
+    prior: np.ndarray | None = None
+    lam: float = 0.0
+    samples: np.ndarray = field(init=False)
+    votes: dict[Hashable, int] = field(init=False, default_factory=dict)
+    no_answer: int = field(init=False, default=0)
+    refines: int = field(init=False, default=0)
+    verified: int = field(init=False, default=0)
+    cost: float = field(init=False, default=0.0)
+    answers: list[Hashable | None] = field(init=False, default_factory=list)
+    scores: list[float] = field(init=False, default_factory=list)
+    is_verified: list[bool] = field(init=False, default_factory=list)
+    best_by_answer: dict[Hashable, float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_arms, bool) or not isinstance(self.n_arms, int | np.integer) or (
+                self.n_arms < 1):
+            raise ParameterError("QueryState", "n_arms", "an integer >= 1", self.n_arms)
+        self.samples = np.zeros(self.n_arms, dtype=np.int64)
+        if self.prior is None:
+            self.prior = np.full(self.n_arms, 0.5)
+        self.prior = np.asarray(self.prior, dtype=np.float64)
+        if self.prior.shape != (self.n_arms,):
+            raise ParameterError("QueryState", "prior", f"an array of shape ({self.n_arms},)",
+                                 self.prior.shape)
+
+    # ----------------------------------------------------------------- updates
+    def _add(self, answer: Hashable | None, cost: float) -> int:
+        if answer is None:
+            self.no_answer += 1
+        else:
+            self.votes[answer] = self.votes.get(answer, 0) + 1
+        self.cost += cost
+        self.answers.append(answer)
+        self.scores.append(float("nan"))
+        self.is_verified.append(False)
+        return len(self.answers) - 1
+
+    def add_sample(self, arm: int, answer: Hashable | None, cost: float = 0.0) -> int:
+        """Record one sample from ``arm``.
+
+        Args:
+            arm: arm index.
+            answer: the sample's answer key, ``None`` if it gave no answer.
+            cost: its cost, in cost units.
+
+        Returns:
+            The candidate's index.
+        """
+        if not 0 <= arm < self.n_arms:
+            raise ParameterError("QueryState.add_sample", "arm", f"in [0, {self.n_arms})", arm)
+        self.samples[arm] += 1
+        return self._add(answer, cost)
+
+    def add_refine(self, answer: Hashable | None, cost: float = 0.0) -> int:
+        """Record one refinement (it votes like a sample); returns the candidate's index."""
+        self.refines += 1
+        return self._add(answer, cost)
+
+    def add_cost(self, cost: float) -> None:
+        """Add a cost that is not an attempt (a verifier call, in cost units)."""
+        self.cost += cost
+
+    def verify(self, scores: Mapping[int, float], cost: float = 0.0) -> None:
+        """Record verifier scores of candidates not yet verified.
+
+        Args:
+            scores: candidate index -> score (NaN: verified, but no usable score).
+            cost: the verifier's cost, in cost units.
+        """
+        for index, score in scores.items():
+            if not 0 <= index < len(self.answers) or self.is_verified[index]:
+                raise ParameterError("QueryState.verify", "scores",
+                                     "indices of drawn, unverified candidates", index)
+            self.is_verified[index] = True
+            self.scores[index] = float(score)
+            self.verified += 1
+            answer = self.answers[index]
+            if answer is not None and not np.isnan(score):
+                self.best_by_answer[answer] = max(self.best_by_answer.get(answer, -np.inf),
+                                                  float(score))
+        self.cost += cost
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def drawn(self) -> int:
+        """Attempts drawn (samples and refinements)."""
+        return int(self.samples.sum()) + self.refines
+
+    @property
+    def best_score(self) -> float:
+        """Best verifier score among verified candidates with an answer; NaN if none."""
+        return max(self.best_by_answer.values()) if self.best_by_answer else float("nan")
+
+    def unverified(self) -> list[int]:
+        """Indices of the candidates not verified yet."""
+        return [i for i, done in enumerate(self.is_verified) if not done]
+
+    def final_answers(self) -> list[Hashable]:
+        """The answers tied for the final answer (the caller breaks ties at random).
+
+        The best-scoring verified answers if any candidate with an answer was verified;
+        else the majority-vote leaders; empty if no attempt gave an answer.
+        """
+        table = self.best_by_answer or self.votes
+        if not table:
+            return []
+        top = max(table.values())
+        return [answer for answer, value in table.items() if value == top]
+
+    def to_batch(self) -> StateBatch:
+        """This state as a batch of one."""
+        return StateBatch(
+            samples=self.samples[None, :],
+            votes=np.fromiter(self.votes.values(), dtype=np.float64,
+                              count=len(self.votes))[None, :],
+            no_answer=np.array([self.no_answer], dtype=np.float64),
+            refines=np.array([self.refines], dtype=np.float64),
+            verified=np.array([self.verified], dtype=np.float64),
+            best_score=np.array([self.best_score]),
+            cost=np.array([self.cost]),
+            lam=np.array([self.lam], dtype=np.float64),
+            prior=self.prior[None, :],
+        )
+
+    def features(self) -> np.ndarray:
+        """The observation vector, shape (``n_features(n_arms)``,), float32."""
+        return featurize(self.to_batch())[0]

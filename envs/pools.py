@@ -1,0 +1,498 @@
+"""What both replay environments precompute from a log, and the settings they share.
+
+:class:`ReplayPools` regroups a log's candidates (samples and refinements; ``verify``
+rows are not candidates) so that an episode is a few integer lookups:
+
+- candidates of query ``q`` are ``cand_offsets[q]:cand_offsets[q + 1]``, ordered by
+  *group* (arm ``0..A-1`` for samples, then ``A + r`` for the ``r``-th refinement round
+  present in the log), then by log order;
+- within a query, arm ``a``'s samples are the local positions
+  ``arm_start[q, a] : arm_start[q, a] + arm_count[q, a]`` and refinements follow at
+  ``refine_start[q]``; more generally, group ``g`` of query ``q`` holds the local positions
+  ``group_start[q, g] : group_start[q, g] + group_count[q, g]``, and ``cand_slot`` is a
+  candidate's index inside its group;
+- answers are re-coded per query to ``0..n_answers[q]-1`` (``-1``: no answer), so that a
+  vote is an index into a short per-query array.
+
+:class:`ReplaySettings` validates the environment parameters once;
+:func:`draw_episode` is *the* random protocol of a reset, shared by the single and the
+batched environment so that they replay exactly the same episodes under the same seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+from allocator.errors import EnvironmentConfigError, ParameterError
+from allocator.featurizer import feature_bounds
+from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
+from allocator.logs.table import AttemptLog
+
+__all__ = [
+    "Episode",
+    "ReplayPools",
+    "ReplaySettings",
+    "UniformStream",
+    "draw_episode",
+    "forced_query",
+    "shuffle_order",
+    "stream_block",
+]
+
+LAMBDA_SAMPLING = ("uniform", "log-uniform")
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayPools:
+    """A log's candidates regrouped for replay (see the module docstring for the layout).
+
+    Attributes:
+        arms: arm names; arm ``a`` is action ``1 + a``.
+        query_ids: query identifiers, shape (Q,).
+        cand_offsets: candidate range of each query, shape (Q+1,).
+        cand_row: the candidate's row in the log, shape (C,).
+        cand_group: arm for samples, ``A + round rank`` for refinements, shape (C,).
+        cand_answer: query-local answer code, -1 for no answer, shape (C,).
+        cand_correct: correctness in [0, 1], shape (C,).
+        cand_cost: cost in the log's units, shape (C,).
+        cand_score: verifier score, NaN where the log has none, shape (C,).
+        arm_start: local position of each arm's first sample, shape (Q, A).
+        arm_count: samples per query and arm, shape (Q, A).
+        refine_start: local position of the first refinement, shape (Q,).
+        refine_count: refinements per query, shape (Q,).
+        group_start: local position of each group's first candidate, shape (Q, G) with
+            ``G = A + number of refinement rounds``.
+        group_count: candidates per query and group, shape (Q, G).
+        cand_slot: the candidate's index inside its group (in log order), shape (C,).
+        answer_offsets: distinct answers of query ``q`` are
+            ``answer_offsets[q]:answer_offsets[q+1]``, shape (Q+1,).
+        answer_code: the log's answer code of each distinct answer, shape (D,).
+        answer_correct: mean correctness of the query's candidates with that answer, (D,).
+        mean_sample_cost: mean cost of the log's sample attempts (the default cost unit).
+    """
+
+    arms: tuple[str, ...]
+    query_ids: np.ndarray
+    cand_offsets: np.ndarray
+    cand_row: np.ndarray
+    cand_group: np.ndarray
+    cand_answer: np.ndarray
+    cand_correct: np.ndarray
+    cand_cost: np.ndarray
+    cand_score: np.ndarray
+    arm_start: np.ndarray
+    arm_count: np.ndarray
+    refine_start: np.ndarray
+    refine_count: np.ndarray
+    group_start: np.ndarray
+    group_count: np.ndarray
+    cand_slot: np.ndarray
+    answer_offsets: np.ndarray
+    answer_code: np.ndarray
+    answer_correct: np.ndarray
+    mean_sample_cost: float
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_queries(self) -> int:
+        """Number of queries ``Q``."""
+        return len(self.query_ids)
+
+    @property
+    def n_arms(self) -> int:
+        """Number of arms ``A``."""
+        return len(self.arms)
+
+    @property
+    def n_candidates(self) -> np.ndarray:
+        """Candidates per query, shape (Q,)."""
+        return np.diff(self.cand_offsets)
+
+    @cached_property
+    def candidate_counts(self) -> tuple[int, ...]:
+        """Candidates per query as Python ints (fast scalar access in resets)."""
+        return tuple(self.n_candidates.tolist())
+
+    @property
+    def n_answers(self) -> np.ndarray:
+        """Distinct answers per query, shape (Q,)."""
+        return np.diff(self.answer_offsets)
+
+    @property
+    def max_answers(self) -> int:
+        """Most distinct answers of any query (the width of a votes row)."""
+        return max(int(self.n_answers.max(initial=0)), 1)
+
+    @property
+    def max_candidates(self) -> int:
+        """Most candidates of any query."""
+        return max(int(self.n_candidates.max(initial=0)), 1)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups ``G``: arms, then refinement rounds."""
+        return int(self.group_count.shape[1])
+
+    @property
+    def max_group_size(self) -> int:
+        """Most candidates of any group of any query."""
+        return max(int(self.group_count.max(initial=0)), 1)
+
+    @property
+    def supports_refine(self) -> bool:
+        """Whether any query has refinements."""
+        return bool(self.refine_count.any())
+
+    @property
+    def supports_verify(self) -> bool:
+        """Whether any candidate carries a verifier score."""
+        return bool((~np.isnan(self.cand_score)).any())
+
+    # --------------------------------------------------------------- building
+    @classmethod
+    def from_log(cls, log: AttemptLog) -> ReplayPools:
+        """Regroup a log's candidates for replay (vectorised: ~0.1 s per 100k attempts).
+
+        Raises:
+            EnvironmentConfigError: if the log has no sample attempts.
+        """
+        sample_rows = log.kind == KIND_SAMPLE
+        if not sample_rows.any():
+            raise EnvironmentConfigError(
+                f"the log {log.source or ''!s} has no 'sample' attempts: nothing to replay. "
+                "Fix: check the 'kind' column (refinements and verifier calls need samples "
+                "to start from)."
+            )
+        rows, query, group = _candidates_by_group(log)
+        n_queries, n_arms = log.n_queries, len(log.arms)
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(query, minlength=n_queries))])
+        n_groups = max(n_arms, int(group.max(initial=-1)) + 1)
+        group_count = np.bincount(query * n_groups + group,
+                                  minlength=n_queries * n_groups).reshape(n_queries, n_groups)
+        group_start = np.cumsum(group_count, axis=1) - group_count
+        local = np.arange(len(rows)) - offsets[query]
+        local_answer, answer_offsets, answer_code, answer_correct = _local_answers(
+            query, log.answer[rows], log.correct[rows], n_queries)
+        return cls(
+            arms=tuple(log.arms),
+            query_ids=log.query_ids,
+            cand_offsets=offsets.astype(np.int64),
+            cand_row=rows,
+            cand_group=group.astype(np.int32),
+            cand_answer=local_answer,
+            cand_correct=log.correct[rows].astype(np.float64),
+            cand_cost=log.cost[rows].astype(np.float64),
+            cand_score=log.score[rows].astype(np.float64),
+            arm_start=group_start[:, :n_arms],
+            arm_count=group_count[:, :n_arms],
+            refine_start=group_count[:, :n_arms].sum(axis=1),
+            refine_count=group_count[:, n_arms:].sum(axis=1),
+            group_start=group_start,
+            group_count=group_count,
+            cand_slot=local - group_start[query, group],
+            answer_offsets=answer_offsets,
+            answer_code=answer_code,
+            answer_correct=answer_correct,
+            mean_sample_cost=float(log.cost[sample_rows].mean()),
+        )
+
+
+def _candidates_by_group(log: AttemptLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of samples and refinements sorted by (query, group, log order).
+
+    Returns:
+        The rows, their query, and their group: the arm for samples, ``A + rank`` of
+        the round for refinements (rounds ranked over the whole log).
+    """
+    candidates = np.flatnonzero(log.kind != KIND_VERIFY)
+    query = log.attempt_query[candidates].astype(np.int64)
+    group = log.arm[candidates].astype(np.int64)
+    is_refine = log.kind[candidates] == KIND_REFINE
+    if is_refine.any():
+        _, round_rank = np.unique(log.round[candidates][is_refine], return_inverse=True)
+        group[is_refine] = len(log.arms) + round_rank.ravel()
+    order = np.lexsort((candidates, group, query))
+    return candidates[order], query[order], group[order]
+
+
+def _local_answers(
+    query: np.ndarray, answer: np.ndarray, correct: np.ndarray, n_queries: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-query answer codes ``0..k_q-1`` (-1 kept), their offsets, log codes, correctness."""
+    local = np.full(len(answer), -1, dtype=np.int32)
+    has = answer >= 0
+    width = int(answer.max(initial=0)) + 1
+    keys, inverse, votes = np.unique(query[has] * width + answer[has],
+                                     return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    key_query = keys // width
+    per_query = np.bincount(key_query, minlength=n_queries)
+    offsets = np.concatenate([[0], np.cumsum(per_query)]).astype(np.int64)
+    local[has] = inverse - offsets[key_query[inverse]]
+    answer_correct = np.bincount(inverse, weights=correct[has], minlength=len(keys)) / votes
+    return local, offsets, (keys % width).astype(np.int32), answer_correct
+
+
+def shuffle_order(keys: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """A query's deck: local candidate positions sorted by group, then by random key."""
+    return np.lexsort((keys, groups))
+
+
+# ---------------------------------------------------------------------- settings
+def _number(owner: str, name: str, value: Any, low: float, strict: bool = False) -> float:
+    """``value`` as a finite float ``>= low`` (``> low`` if strict), else ParameterError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number < low or (strict and number == low):
+        relation = ">" if strict else ">="
+        raise ParameterError(owner, name, f"a finite number {relation} {low}", value)
+    return number
+
+
+def _cap(owner: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ParameterError(owner, "max_samples", "an integer >= 1 or None", value)
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaySettings:
+    """Validated parameters of a replay environment (see :class:`envs.ReplayEnv`).
+
+    Attributes:
+        lambda_: the fixed price per cost unit (unused when ``lambda_range`` is set).
+        lambda_range: ``(lo, hi)`` to draw lambda per episode, or None.
+        lambda_sampling: ``"uniform"`` or ``"log-uniform"`` over ``lambda_range``.
+        verify_cost: verifier cost per newly verified candidate, in the log's cost units.
+        cost_unit: the cost that one unit of lambda prices.
+        prior: per-query, per-arm predicted accuracy, shape (Q, A).
+        queries: the queries episodes are drawn from (indices into the log).
+        max_samples: most attempts (samples + refinements) per episode, or None.
+    """
+
+    lambda_: float
+    lambda_range: tuple[float, float] | None
+    lambda_sampling: str
+    verify_cost: float
+    cost_unit: float
+    prior: np.ndarray
+    queries: np.ndarray
+    max_samples: int | None
+
+    @classmethod
+    def create(
+        cls,
+        pools: ReplayPools,
+        owner: str,
+        *,
+        lambda_: float = 0.05,
+        lambda_range: tuple[float, float] | None = None,
+        lambda_sampling: str = "uniform",
+        verify_cost: float = 0.0,
+        cost_unit: float | None = None,
+        prior: np.ndarray | None = None,
+        queries: np.ndarray | list[int] | None = None,
+        max_samples: int | None = None,
+    ) -> ReplaySettings:
+        """Validate the parameters; errors name ``owner`` and the parameter."""
+        lambda_ = _number(owner, "lambda_", lambda_, 0.0)
+        if lambda_range is not None:
+            lambda_range = _lambda_range(owner, lambda_range, lambda_sampling)
+        if lambda_sampling not in LAMBDA_SAMPLING:
+            raise ParameterError(owner, "lambda_sampling", f"one of {LAMBDA_SAMPLING}",
+                                 lambda_sampling)
+        if cost_unit is not None:
+            unit = _number(owner, "cost_unit", cost_unit, 0.0, strict=True)
+        elif np.isfinite(pools.mean_sample_cost) and pools.mean_sample_cost > 0:
+            unit = pools.mean_sample_cost
+        else:
+            raise EnvironmentConfigError(
+                f"{owner}: the log's mean sample cost is {pools.mean_sample_cost!r}, which "
+                "cannot be the cost unit (lambda prices one cost unit). Fix: pass "
+                "cost_unit=... (a positive number), or give the attempts their costs."
+            )
+        return cls(
+            lambda_=lambda_,
+            lambda_range=lambda_range,
+            lambda_sampling=lambda_sampling,
+            verify_cost=_number(owner, "verify_cost", verify_cost, 0.0),
+            cost_unit=float(unit),
+            prior=_prior(owner, prior, pools),
+            queries=_queries(owner, queries, pools),
+            max_samples=_cap(owner, max_samples),
+        )
+
+    @cached_property
+    def query_list(self) -> tuple[int, ...]:
+        """``queries`` as Python ints (fast scalar access in resets)."""
+        return tuple(self.queries.tolist())
+
+    def lambdas(self, uniforms: np.ndarray) -> np.ndarray:
+        """Lambdas from uniforms in [0, 1) over ``lambda_range`` (array in, array out)."""
+        assert self.lambda_range is not None
+        lo, hi = self.lambda_range
+        if self.lambda_sampling == "uniform":
+            return lo + uniforms * (hi - lo)
+        return np.exp(np.log(lo) + uniforms * (np.log(hi) - np.log(lo)))
+
+    @property
+    def lambda_high(self) -> float:
+        """The largest lambda an episode can get."""
+        return self.lambda_ if self.lambda_range is None else self.lambda_range[1]
+
+    def observation_space(self, pools: ReplayPools) -> spaces.Box:
+        """The featurizer's bounds, tightened from the log (pool sizes, score range, costs).
+
+        Features the log cannot move (no refinements, no scores) keep a unit-wide box, so
+        that no bound is degenerate.
+        """
+        arms = pools.n_arms
+        low, high = feature_bounds(arms)
+        tail = 2 * arms
+        high[arms:tail] = np.log1p(pools.arm_count.max(axis=0))
+        high[tail] = np.log1p(pools.max_candidates)
+        high[tail + 8] = np.log1p(pools.refine_count.max(initial=0))
+        scored = ~np.isnan(pools.cand_score)
+        query = np.repeat(np.arange(pools.n_queries), pools.n_candidates)
+        spend = np.bincount(query, weights=pools.cand_cost + self.verify_cost * scored,
+                            minlength=pools.n_queries)
+        high[tail + 9] = _widen(spend.max(initial=0.0) / self.cost_unit)
+        low[tail + 7] = min(0.0, float(np.nanmin(pools.cand_score))) if scored.any() else 0.0
+        high[tail + 7] = max(0.0, float(np.nanmax(pools.cand_score))) if scored.any() else 0.0
+        low[tail + 10] = self.lambda_ if self.lambda_range is None else self.lambda_range[0]
+        high[tail + 10] = _widen(self.lambda_high)
+        # A feature the log cannot move (no refinements, no scores) keeps a unit-wide box.
+        high = np.where(high > low, high, low + 1.0).astype(np.float32)
+        return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+def _widen(value: float) -> float:
+    """An upper bound with room for rounding in sums taken in another order."""
+    return float(value) * (1 + 1e-6) + 1e-6
+
+
+def _lambda_range(owner: str, value: Any, sampling: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ParameterError(owner, "lambda_range", "a pair (lo, hi) or None", value) from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0.0 <= lo <= hi):
+        raise ParameterError(owner, "lambda_range", "finite (lo, hi) with 0 <= lo <= hi", value)
+    if sampling == "log-uniform" and lo <= 0:
+        raise ParameterError(owner, "lambda_range", "lo > 0 for log-uniform sampling", value)
+    return lo, hi
+
+
+def _prior(owner: str, prior: Any, pools: ReplayPools) -> np.ndarray:
+    shape = (pools.n_queries, pools.n_arms)
+    if prior is None:
+        return np.full(shape, 0.5)
+    array = np.asarray(prior, dtype=np.float64)
+    if array.shape != shape or not np.all((array >= 0) & (array <= 1)):
+        raise ParameterError(owner, "prior", f"an array of shape {shape} with values in [0, 1]",
+                             f"shape {array.shape}")
+    return array
+
+
+def _queries(owner: str, queries: Any, pools: ReplayPools) -> np.ndarray:
+    if queries is None:
+        return np.arange(pools.n_queries, dtype=np.int64)
+    array = np.asarray(queries)
+    if (array.ndim != 1 or len(array) == 0 or array.dtype.kind not in "iu"
+            or array.min() < 0 or array.max() >= pools.n_queries):
+        raise ParameterError(owner, "queries",
+                             f"a non-empty 1-D array of query indices in [0, {pools.n_queries})",
+                             queries if array.size < 10 else f"array of shape {array.shape}")
+    return array.astype(np.int64)
+
+
+# ---------------------------------------------------------------------- episodes
+def stream_block(pools: ReplayPools) -> int:
+    """How many uniforms an environment draws from its generator at a time."""
+    return max(1024, 2 * (pools.max_candidates + 2))
+
+
+class UniformStream:
+    """Uniforms in [0, 1) read from a generator in blocks: the envs' only use of it.
+
+    ``take(rng, k)`` returns the next ``k`` values of the current block; when fewer than
+    ``k`` are left, the rest of the block is dropped and a new one drawn with
+    ``rng.random(block)``. Reading in blocks lets the batched environment read the
+    uniforms of many resets in one numpy gather, while each sub-environment makes exactly
+    the generator calls of a single environment.
+    """
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.values = np.empty(0)
+        self.position = 0
+
+    def clear(self) -> None:
+        """Drop the current block (after the generator is re-seeded)."""
+        self.values, self.position = np.empty(0), 0
+
+    def take(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """The next ``count`` (at most ``block``) uniforms."""
+        if self.position + count > len(self.values):
+            self.values, self.position = rng.random(self.block), 0
+        start, self.position = self.position, self.position + count
+        return self.values[start : self.position]
+
+
+class Episode(NamedTuple):
+    """The random part of an episode: its query, its lambda and its draw order.
+
+    Attributes:
+        query: the query's index in the log.
+        lam: the price per cost unit.
+        keys: one uniform key per candidate of the query; the draw order of a group
+            (an arm, a refinement round) is its candidates by increasing key
+            (:func:`shuffle_order`).
+    """
+
+    query: int
+    lam: float
+    keys: np.ndarray
+
+
+def draw_episode(
+    rng: np.random.Generator,
+    stream: UniformStream,
+    pools: ReplayPools,
+    settings: ReplaySettings,
+    options: dict[str, Any] | None = None,
+) -> Episode:
+    """Draw an episode: the one random protocol of both environments' resets.
+
+    Reads ``stream.take(rng, 1)`` (the query: ``queries[floor(u * len(queries))]``),
+    then ``stream.take(rng, e + k)``: the lambda's uniform if there is a ``lambda_range``
+    (``e = 1``, else 0) and one key per candidate of the query (``k``).
+    ``options={"query": q}`` replaces the drawn query by ``q`` (an index into the log,
+    inside or outside ``settings.queries``) before the second read.
+    """
+    queries = settings.query_list
+    query = queries[int(stream.take(rng, 1)[0] * len(queries))]
+    if options and options.get("query") is not None:
+        query = forced_query(options["query"], pools)
+    extra = settings.lambda_range is not None
+    values = stream.take(rng, extra + pools.candidate_counts[query])
+    lam = float(settings.lambdas(values[:1])[0]) if extra else settings.lambda_
+    return Episode(query, lam, values[extra:])
+
+
+def forced_query(query: Any, pools: ReplayPools) -> int:
+    """Validate ``options["query"]`` of a reset."""
+    if isinstance(query, bool) or not isinstance(query, int | np.integer) or not (
+            0 <= query < pools.n_queries):
+        raise ParameterError("reset", "options['query']",
+                             f"a query index in [0, {pools.n_queries})", query)
+    return int(query)

@@ -1,0 +1,196 @@
+"""The featurizer against hand-computed values, and its two entry points against each other."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from allocator.errors import ParameterError
+from allocator.featurizer import (
+    FEATURIZER_VERSION,
+    QueryState,
+    StateBatch,
+    VoteStats,
+    feature_bounds,
+    feature_names,
+    featurize,
+    n_features,
+)
+
+ARMS = ("cheap", "strong")
+NAMES = feature_names(ARMS)
+
+
+def batch(votes: list[list[float]], **fields: object) -> StateBatch:
+    """A batch with the given votes; other fields default to a plausible empty state."""
+    votes_array = np.asarray(votes, dtype=np.float64).reshape(len(votes), -1)
+    size = len(votes)
+    defaults: dict[str, object] = {
+        "samples": np.zeros((size, 2)),
+        "no_answer": np.zeros(size),
+        "refines": np.zeros(size),
+        "verified": np.zeros(size),
+        "best_score": np.full(size, np.nan),
+        "cost": np.zeros(size),
+        "lam": np.zeros(size),
+        "prior": np.full((size, 2), 0.5),
+    }
+    defaults.update(fields)
+    return StateBatch(votes=votes_array, **defaults)  # type: ignore[arg-type]
+
+
+def column(features: np.ndarray, name: str) -> np.ndarray:
+    return features[:, NAMES.index(name)]
+
+
+def test_names_are_versioned_and_ordered() -> None:
+    assert FEATURIZER_VERSION == 1
+    assert NAMES[:4] == ["prior[cheap]", "prior[strong]", "log1p_samples[cheap]",
+                         "log1p_samples[strong]"]
+    assert NAMES[-1] == "lambda"
+    assert len(NAMES) == len(set(NAMES)) == n_features(2) == 15
+    low, high = feature_bounds(2)
+    assert low.shape == high.shape == (15,)
+    assert high[NAMES.index("leader_share")] == 1 and np.isinf(high[NAMES.index("cost_spent")])
+
+
+def test_hand_computed_features() -> None:
+    # 4 samples from cheap and 1 from strong: votes a, a, a, b and one attempt without answer.
+    state = batch([[3, 1, 0]], samples=np.array([[4, 1]]), no_answer=np.array([1.0]),
+                  cost=np.array([2.5]), lam=np.array([0.1]), prior=np.array([[0.2, 0.9]]))
+    features = featurize(state)
+    assert features.dtype == np.float32 and features.shape == (1, 15)
+    expected = {
+        "prior[cheap]": 0.2,
+        "prior[strong]": 0.9,
+        "log1p_samples[cheap]": math.log(5),
+        "log1p_samples[strong]": math.log(2),
+        "log1p_drawn": math.log(6),
+        "leader_share": 3 / 4,
+        "margin": (3 - 1) / 4,
+        "answer_entropy": -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(4),
+        "distinct_ratio": 2 / 4,
+        "no_answer_share": 1 / 5,
+        "has_verified": 0.0,
+        "best_verified_score": 0.0,
+        "log1p_refines": 0.0,
+        "cost_spent": 2.5,
+        "lambda": 0.1,
+    }
+    for name, value in expected.items():
+        assert column(features, name)[0] == pytest.approx(value, rel=1e-6), name
+
+
+@pytest.mark.parametrize(
+    ("votes", "entropy", "margin", "leader"),
+    [
+        ([[1, 1, 1, 1]], 1.0, 0.0, 0.25),  # all distinct: the most entropy n votes can have
+        ([[4, 0, 0, 0]], 0.0, 1.0, 1.0),  # unanimous
+        ([[2, 2, 0, 0]], math.log(2) / math.log(4), 0.0, 0.5),  # a tie has no margin
+        ([[1, 0, 0, 0]], 0.0, 1.0, 1.0),  # one vote: no entropy
+        ([[0, 0, 0, 0]], 0.0, 0.0, 0.0),  # nothing voted
+    ],
+)
+def test_vote_features(votes: list[list[float]], entropy: float, margin: float,
+                       leader: float) -> None:
+    features = featurize(batch(votes))
+    assert column(features, "answer_entropy")[0] == pytest.approx(entropy, abs=1e-7)
+    assert column(features, "margin")[0] == pytest.approx(margin, abs=1e-7)
+    assert column(features, "leader_share")[0] == pytest.approx(leader, abs=1e-7)
+
+
+def test_verified_and_refined() -> None:
+    state = batch([[1, 1]], refines=np.array([2.0]), verified=np.array([3.0]),
+                  best_score=np.array([0.75]), samples=np.array([[0, 0]]))
+    features = featurize(state)
+    assert column(features, "has_verified")[0] == 1.0
+    assert column(features, "best_verified_score")[0] == pytest.approx(0.75)
+    assert column(features, "log1p_refines")[0] == pytest.approx(math.log(3))
+    assert column(features, "log1p_drawn")[0] == pytest.approx(math.log(3))
+
+
+def test_vote_stats_ignore_order_and_padding() -> None:
+    votes = np.array([[3, 0, 1, 2], [0, 0, 0, 5], [0, 0, 0, 0]], dtype=float)
+    stats = VoteStats.from_votes(votes)
+    shuffled = VoteStats.from_votes(np.concatenate([votes[:, ::-1], np.zeros((3, 3))], axis=1))
+    for name in ("voted", "top1", "top2", "distinct", "vlogv"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(shuffled, name))
+    np.testing.assert_allclose(stats.top1, [3, 5, 0])
+    np.testing.assert_allclose(stats.top2, [2, 0, 0])
+    np.testing.assert_allclose(stats.distinct, [3, 1, 0])
+    # Narrow matrices: no answer slot at all, and a single one.
+    assert VoteStats.from_votes(np.zeros((2, 0))).top1.tolist() == [0, 0]
+    assert VoteStats.from_votes(np.array([[3.0]])).top2.tolist() == [0]
+
+
+def test_passing_stats_gives_the_same_features() -> None:
+    rng = np.random.default_rng(0)
+    votes = rng.integers(0, 4, (50, 6)).astype(float)
+    state = batch(votes.tolist(), samples=rng.integers(0, 5, (50, 2)).astype(float))
+    np.testing.assert_array_equal(featurize(state), featurize(state, VoteStats.from_votes(votes)))
+
+
+def test_state_batch_checks_shapes() -> None:
+    with pytest.raises(ParameterError, match="prior"):
+        batch([[1, 0]], prior=np.zeros((1, 3)))
+    with pytest.raises(ParameterError, match="cost"):
+        batch([[1, 0]], cost=np.zeros(2))
+
+
+def test_query_state_matches_the_batch_path() -> None:
+    state = QueryState(n_arms=2, prior=np.array([0.3, 0.8]), lam=0.2)
+    state.add_sample(0, "a", cost=1.0)
+    state.add_sample(0, "a", cost=1.0)
+    state.add_sample(1, "b", cost=3.0)
+    state.add_sample(1, None, cost=3.0)
+    state.add_refine("b", cost=2.0)
+    assert state.drawn == 5 and state.votes == {"a": 2, "b": 2} and state.no_answer == 1
+    assert sorted(state.final_answers()) == ["a", "b"]  # a tie: both
+    expected = featurize(batch([[2, 2]], samples=np.array([[2, 2]]), no_answer=np.array([1.0]),
+                               refines=np.array([1.0]), cost=np.array([10.0]),
+                               lam=np.array([0.2]), prior=np.array([[0.3, 0.8]])))
+    np.testing.assert_array_equal(state.features(), expected[0])
+
+
+def test_query_state_verification() -> None:
+    state = QueryState(n_arms=1)
+    for answer in ("a", "b", None, "b"):
+        state.add_sample(0, answer)
+    assert state.unverified() == [0, 1, 2, 3]
+    state.verify({0: 0.9, 1: 0.4, 2: 1.0}, cost=0.5)  # the no-answer candidate cannot win
+    assert state.verified == 3 and state.unverified() == [3] and state.cost == 0.5
+    assert state.best_score == 0.9 and state.final_answers() == ["a"]
+    with pytest.raises(ParameterError, match="unverified"):
+        state.verify({0: 0.1})
+    state.verify({3: 0.9})
+    assert sorted(state.final_answers()) == ["a", "b"]  # tied on the best score
+    state.add_sample(0, "c")
+    state.verify({4: float("nan")})  # verified, but the verifier gave nothing usable
+    assert state.unverified() == [] and state.verified == 5 and state.best_score == 0.9
+    with pytest.raises(ParameterError, match="unverified"):
+        state.verify({4: 0.5})
+
+
+def test_query_state_rejects_bad_arguments() -> None:
+    with pytest.raises(ParameterError, match="n_arms"):
+        QueryState(n_arms=0)
+    with pytest.raises(ParameterError, match="prior"):
+        QueryState(n_arms=2, prior=np.ones(3))
+    with pytest.raises(ParameterError, match="arm"):
+        QueryState(n_arms=2).add_sample(2, "a")
+
+
+def test_runtime_imports_stay_light() -> None:
+    """The featurizer imports numpy only, and importing the runtime registers no env."""
+    code = (
+        "import sys, allocator, allocator.featurizer\n"
+        "heavy = {'torch', 'gymnasium', 'stable_baselines3', 'sb3_contrib', 'envs'}\n"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
+        "import gymnasium\n"
+        "assert 'ttc/Replay-v0' not in gymnasium.registry\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,292 @@
+"""The single replay environment: API conformance, determinism, masks and semantics."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+from gymnasium.utils.env_checker import check_env
+from replay_fixtures import make_log
+
+import envs
+from allocator.errors import ParameterError
+from allocator.featurizer import feature_names
+from allocator.logs.table import AttemptLog
+from envs import ReplayEnv
+
+STOP = 0
+
+
+def make(log: AttemptLog, **settings: object) -> gym.Env:
+    return gym.make(envs.REPLAY_ENV_ID, log=log, **settings)
+
+
+def random_episode(env: ReplayEnv, rng: np.random.Generator, *,
+                   options: dict | None = None, seed: int | None = None) -> list[tuple]:
+    """One episode of random valid actions: (action, obs, reward, info) per step."""
+    obs, info = env.reset(seed=seed, options=options)
+    steps: list[tuple] = [(None, obs, 0.0, info)]
+    terminated = False
+    while not terminated:
+        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert not truncated
+        steps.append((action, obs, reward, info))
+    return steps
+
+
+# ------------------------------------------------------------------ conformance
+def test_registered_and_checked(tiny_log: AttemptLog, rich_log: AttemptLog) -> None:
+    assert envs.REPLAY_ENV_ID in gym.registry
+    for log, settings in ((tiny_log, {}),
+                          (rich_log, {"verify_cost": 0.5, "lambda_range": (0.01, 0.3)})):
+        env = make(log, **settings)
+        check_env(env.unwrapped)
+        assert env.unwrapped.action_masks().dtype == bool
+
+
+@pytest.mark.public_logs
+def test_checked_on_public_logs(date_gpt35_log: AttemptLog,
+                                date_cascade_log: AttemptLog) -> None:
+    for log in (date_gpt35_log, date_cascade_log):
+        env = make(log, lambda_range=(0.0, 0.5))
+        check_env(env.unwrapped)
+        assert env.action_space.n == len(log.arms) + 3
+
+
+def test_spaces_and_feature_names(rich_log: AttemptLog) -> None:
+    env = ReplayEnv(rich_log)
+    assert env.action_space.n == 2 + 3
+    assert env.observation_space.shape == (len(feature_names(rich_log.arms)),)
+    assert env.observation_space.dtype == np.float32
+    assert (env.observation_space.high > env.observation_space.low).all()
+
+
+def test_observations_stay_in_the_space(rich_log: AttemptLog) -> None:
+    env = ReplayEnv(rich_log, verify_cost=2.0, lambda_range=(0.01, 1.0),
+                    lambda_sampling="log-uniform")
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(300):
+        for _, obs, _, info in random_episode(env, rng):
+            assert env.observation_space.contains(obs), obs
+            assert info["action_mask"].dtype == np.int8
+
+
+# ------------------------------------------------------------------ determinism
+def rollout(env: ReplayEnv, seed: int, episodes: int) -> list[tuple]:
+    rng = np.random.default_rng(99)
+    env.reset(seed=seed)
+    record = []
+    for _ in range(episodes):
+        for action, obs, reward, info in random_episode(env, rng):
+            record.append((action, obs.tobytes(), reward, info["query"], info["cost"]))
+    return record
+
+
+def test_same_seed_same_rollout_other_seed_differs(rich_log: AttemptLog) -> None:
+    settings = {"verify_cost": 0.3, "lambda_range": (0.0, 0.2)}
+    first = rollout(ReplayEnv(rich_log, **settings), seed=4, episodes=30)
+    again = rollout(ReplayEnv(rich_log, **settings), seed=4, episodes=30)
+    other = rollout(ReplayEnv(rich_log, **settings), seed=5, episodes=30)
+    assert first == again
+    assert first != other
+
+
+def test_draws_are_a_random_order_without_replacement(tiny_log: AttemptLog) -> None:
+    """q0 holds a, a, b, b: after 2 draws the leader share is 1 or 1/2, over seeds both."""
+    env = ReplayEnv(tiny_log)
+    shares = set()
+    for seed in range(40):
+        env.reset(seed=seed, options={"query": 0})
+        env.step(1)
+        obs, *_ = env.step(1)
+        shares.add(round(float(obs[env.observation_space.shape[0] - 10]), 3))
+        env.step(1)
+        obs, _, _, _, info = env.step(1)  # all four drawn: exactly two of each
+        assert obs[env.observation_space.shape[0] - 10] == pytest.approx(0.5)
+        assert info["exhausted"] == 1 and not env.action_masks()[1]
+    assert shares == {1.0, 0.5}
+
+
+# ------------------------------------------------------------------ masks, exhaustion
+def test_exhaustion_masks_sample_and_is_counted(tiny_log: AttemptLog) -> None:
+    env = ReplayEnv(tiny_log, lambda_=0.05)
+    unit = 13 / 8
+    _, info = env.reset(seed=0, options={"query": 2})  # q2: one sample, answer d, wrong
+    assert info["action_mask"].tolist() == [1, 1, 0, 0] and info["exhausted"] == 0
+    _, reward, terminated, _, info = env.step(1)
+    assert not terminated and reward == pytest.approx(-0.05 * 4.0 / unit)
+    assert info["exhausted"] == 1 and info["action_mask"].tolist() == [1, 0, 0, 0]
+    assert info["cost"] == 4.0
+    # Asking for a sample the pool does not hold ends the episode as STOP would.
+    _, reward, terminated, _, info = env.step(1)
+    assert terminated and reward == 0.0
+    assert info["invalid_action"] and info["exhaustion_hit"] and info["correct"] == 0.0
+    with pytest.raises(ResetNeeded):
+        env.step(STOP)
+
+
+def test_refine_and_verify_are_masked_without_support(tiny_log: AttemptLog) -> None:
+    env = ReplayEnv(tiny_log)
+    rng = np.random.default_rng(1)
+    env.reset(seed=1)
+    for _ in range(50):
+        for _, _, _, info in random_episode(env, rng):
+            assert info["action_mask"][2] == 0 and info["action_mask"][3] == 0
+    _, info = env.reset()
+    _, reward, terminated, _, info = env.step(2)  # REFINE: masked
+    assert terminated and info["invalid_action"] and not info["exhaustion_hit"]
+    assert reward == info["correct"] == 0.0
+
+
+def refine_log() -> AttemptLog:
+    """One query: a wrong sample; round 1 refines to x (right), round 2 to y (wrong)."""
+    return make_log([
+        {"query_id": "q", "answer": "s", "correct": 0},
+        {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
+        {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
+        {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
+        {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
+    ])
+
+
+@pytest.mark.parametrize(("refines", "correct"), [(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.5)])
+def test_refine_draws_rounds_in_order(refines: int, correct: float) -> None:
+    env = ReplayEnv(refine_log())
+    for seed in range(10):
+        env.reset(seed=seed)
+        for _ in range(refines):
+            assert env.action_masks()[2]
+            env.step(2)
+        assert env.action_masks()[2] == (refines < 4)
+        *_, info = env.step(STOP)
+        assert info["correct"] == correct and info["n_refines"] == refines
+
+
+def verify_log() -> AttemptLog:
+    """One query: the right answer a once (score .9), the wrong b three times (score .2)."""
+    rows = [{"query_id": "q", "answer": "a", "correct": 1, "score": 0.9}]
+    rows += [{"query_id": "q", "answer": "b", "correct": 0, "score": 0.2}] * 3
+    rows += [{"query_id": "q", "answer": None, "correct": 0, "score": 1.0}]
+    return make_log(rows)
+
+
+def test_verify_reveals_scores_and_picks_the_best_verified() -> None:
+    env = ReplayEnv(verify_log(), verify_cost=0.5, lambda_=0.1)
+    for seed in range(5):
+        env.reset(seed=seed)
+        assert not env.action_masks()[3]  # nothing drawn: nothing to verify
+        for _ in range(5):
+            env.step(1)
+        obs, reward, _, _, info = env.step(3)
+        assert reward == pytest.approx(-0.1 * 0.5 * 5)  # five newly verified, cost unit 1
+        assert not info["action_mask"][3]  # nothing left to verify
+        names = feature_names(("default",))
+        assert obs[names.index("has_verified")] == 1.0
+        # The answerless candidate scored 1.0 but cannot be returned: the best is a.
+        assert obs[names.index("best_verified_score")] == pytest.approx(0.9)
+        *_, info = env.step(STOP)
+        assert info["correct"] == 1.0 and info["n_verified"] == 5  # majority would say b
+
+
+def test_verify_only_what_is_drawn_and_ties_share_credit() -> None:
+    log = make_log([
+        {"query_id": "q", "answer": "a", "correct": 1, "score": 0.5},
+        {"query_id": "q", "answer": "b", "correct": 0, "score": 0.5},
+    ])
+    env = ReplayEnv(log)
+    env.reset(seed=0)
+    env.step(1)
+    env.step(3)  # verify the first draw only
+    env.step(1)
+    assert env.action_masks()[3]  # the second draw is not verified yet
+    *_, info = env.step(3)
+    assert info["action_mask"][3] == 0
+    *_, info = env.step(STOP)
+    assert info["correct"] == 0.5 and info["n_verified"] == 2
+
+
+def test_answerless_verified_candidates_fall_back_to_the_vote() -> None:
+    log = make_log([
+        {"query_id": "q", "answer": None, "correct": 0, "score": 0.9},
+        {"query_id": "q", "answer": "a", "correct": 1},
+    ])
+    env = ReplayEnv(log)
+    env.reset(seed=0)
+    env.step(1)
+    env.step(1)
+    *_, info = env.step(3)
+    assert info["action_mask"][3] == 0
+    *_, info = env.step(STOP)
+    assert info["correct"] == 1.0 and info["n_verified"] == 1
+
+
+def test_majority_ties_share_credit_and_nothing_scores_zero(tiny_log: AttemptLog) -> None:
+    env = ReplayEnv(tiny_log)
+    env.reset(seed=0, options={"query": 0})
+    for _ in range(4):
+        env.step(1)
+    *_, info = env.step(STOP)
+    assert info["correct"] == 0.5  # a, a, b, b
+    env.reset(seed=0, options={"query": 0})
+    _, reward, _, _, info = env.step(STOP)
+    assert reward == info["correct"] == 0.0
+
+
+def test_max_samples_caps_draws(rich_log: AttemptLog) -> None:
+    env = ReplayEnv(rich_log, max_samples=2)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(100):
+        steps = random_episode(env, rng)
+        info = steps[-1][3]
+        assert info["n_samples"] + info["n_refines"] <= 2
+        assert not info["invalid_action"]
+
+
+# ------------------------------------------------------------------ rewards, settings
+def test_return_is_correctness_minus_priced_cost(rich_log: AttemptLog) -> None:
+    env = ReplayEnv(rich_log, verify_cost=1.5, lambda_range=(0.05, 0.5))
+    unit = env.settings.cost_unit
+    assert unit == pytest.approx(env.pools.mean_sample_cost)
+    rng = np.random.default_rng(3)
+    env.reset(seed=3)
+    for _ in range(200):
+        steps = random_episode(env, rng)
+        info = steps[-1][3]
+        total = sum(step[2] for step in steps)
+        assert total == pytest.approx(info["correct"] - info["lambda"] * info["cost"] / unit)
+        assert 0.05 <= info["lambda"] <= 0.5
+        assert steps[-1][1][-1] == pytest.approx(info["lambda"])  # lambda is observed
+
+
+def test_lambda_range_draws_per_episode(tiny_log: AttemptLog) -> None:
+    env = ReplayEnv(tiny_log, lambda_range=(0.001, 1.0), lambda_sampling="log-uniform")
+    lambdas = [env.reset(seed=seed)[1]["lambda"] for seed in range(400)]
+    assert min(lambdas) >= 0.001 and max(lambdas) <= 1.0
+    # Log-uniform: about half of the draws below the geometric mean 0.0316.
+    assert 0.4 < np.mean(np.array(lambdas) < 10 ** -1.5) < 0.6
+
+
+def test_queries_restrict_episodes_and_prior_is_observed(rich_log: AttemptLog) -> None:
+    prior = np.linspace(0, 1, rich_log.n_queries * 2).reshape(-1, 2)
+    env = ReplayEnv(rich_log, queries=[3, 5], prior=prior)
+    seen = set()
+    for seed in range(30):
+        obs, info = env.reset(seed=seed)
+        seen.add(info["query"])
+        np.testing.assert_allclose(obs[:2], prior[info["query"]], rtol=1e-6)
+    assert seen == {3, 5}
+    _, info = env.reset(options={"query": 0})  # forcing may leave the subset
+    assert info["query"] == 0
+    with pytest.raises(ParameterError, match="query"):
+        env.reset(options={"query": rich_log.n_queries})
+
+
+def test_constructor_errors(tiny_log: AttemptLog) -> None:
+    with pytest.raises(ParameterError, match="render_mode"):
+        ReplayEnv(tiny_log, render_mode="human")
+    with pytest.raises(ParameterError, match="lambda_"):
+        ReplayEnv(tiny_log, lambda_=-1)
