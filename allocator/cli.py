@@ -1,0 +1,229 @@
+"""The ``allocator`` command line.
+
+Every command imports what it needs when it runs, so ``allocator --help`` is instant and
+the runtime's import path stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allocator.errors import AllocatorError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="allocator",
+    help=(
+        "ttc-allocator: learn from your logged LLM runs how much test-time compute each "
+        "query deserves (stop, sample more, refine, or verify).\n\n"
+        "Typical flow: `allocator ingest` your logs into the project's format, then "
+        "replay and evaluate allocation policies on them. `allocator demo` runs the whole "
+        "path on built-in simulated data."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+GENERIC_FORMATS = ("auto", "jsonl", "csv", "parquet")
+
+_MAPPING_PANEL = "Column mapping (generic jsonl/csv/parquet tables)"
+
+
+def _fail(error: Exception) -> typer.Exit:
+    from allocator.console import stderr_console
+
+    stderr_console().print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    return typer.Exit(code=2)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path, typer.Argument(help="A log file or folder to convert.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log "
+                                         "(Parquet).")],
+    format: Annotated[str, typer.Option(
+        "--format", "-f",
+        help="A converter name (see `allocator formats`) or a generic table format: "
+             "auto (by file suffix), jsonl, csv, parquet.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-arm summary as JSON "
+                                          "on stdout.")] = False,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid",
+        help="Set invalid rows aside in a side file (OUTPUT.rejected.jsonl) instead of "
+             "failing on the first one.")] = False,
+    threshold: Annotated[float, typer.Option(
+        help="Grade at or above which an attempt counts as correct in the summary.")] = 0.5,
+    common_queries: Annotated[bool, typer.Option(
+        "--common-queries",
+        help="Keep only the queries that every arm has sampled (for comparing arms); the "
+             "number of queries left out is printed.")] = False,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", metavar="KEY=VALUE",
+        help="A converter option (repeatable), e.g. -O tasks=date -O models=gpt-3.5-turbo; "
+             "`allocator formats` lists each converter's options.")] = None,
+    queries: Annotated[Path | None, typer.Option(
+        help="A separate query table (query_id, text, metadata...).",
+        rich_help_panel=_MAPPING_PANEL)] = None,
+    query_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "query_id",
+    answer_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "answer",
+    correct_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "correct",
+    cost_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "cost",
+    arm_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "arm",
+    kind_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "kind",
+    round_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "round",
+    score_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "score",
+    id_col: Annotated[str, typer.Option(rich_help_panel=_MAPPING_PANEL)] = "attempt_id",
+    text_col: Annotated[str, typer.Option(help="Query text column.",
+                                          rich_help_panel=_MAPPING_PANEL)] = "text",
+    meta_col: Annotated[list[str] | None, typer.Option(
+        help="Query-level metadata column (repeatable).",
+        rich_help_panel=_MAPPING_PANEL)] = None,
+) -> None:
+    """Convert and validate a log, write it as Parquet, and print per-arm statistics."""
+    from allocator.console import stderr_console, summary_table
+    from allocator.logs import summarize, write_log
+    from allocator.logs.readers import ColumnMapping, read_attempts, write_rejected
+
+    try:
+        if format in GENERIC_FORMATS:
+            mapping = ColumnMapping(
+                query_id=query_col, answer=answer_col, correct=correct_col, cost=cost_col,
+                arm=arm_col, kind=kind_col, round=round_col, score=score_col,
+                attempt_id=id_col, text=text_col, metadata=tuple(meta_col or ()),
+            )
+            log, rejected = read_attempts(
+                source, file_format=None if format == "auto" else format, mapping=mapping,
+                queries=queries, skip_invalid=skip_invalid,
+            )
+        else:
+            from allocator.converters import convert
+
+            log, rejected = convert(
+                source, format, skip_invalid=skip_invalid, **_parse_options(option or [])
+            )
+        dropped = 0
+        if common_queries:
+            keep = log.common_queries()
+            dropped = log.n_queries - len(keep)
+            log = log.select_queries(keep)
+        write_log(log, output)
+    except AllocatorError as error:
+        raise _fail(error) from None
+    console = stderr_console()
+    if dropped:
+        console.print(f"--common-queries: left out {dropped:,} queries that not every arm "
+                      "sampled")
+    if len(rejected):
+        side = write_rejected(rejected, output.with_name(output.name + ".rejected.jsonl"))
+        console.print(f"[yellow]{len(rejected):,} invalid rows set aside in {side}[/]")
+    summary = summarize(log, threshold=threshold)
+    console.print(f"wrote {log.n_attempts:,} attempts of {log.n_queries:,} queries to {output}")
+    if as_json:
+        json.dump({arm: row.to_dict() for arm, row in summary.items()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        console.print(summary_table(summary, title=f"{source} ({format})"))
+
+
+@app.command()
+def summarize(
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log written by "
+                                             "`allocator ingest` (Parquet).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    threshold: Annotated[float, typer.Option(help="Grade counted as correct.")] = 0.5,
+) -> None:
+    """Print per-arm statistics of a log."""
+    from allocator.console import stderr_console, summary_table
+    from allocator.logs import read_log
+    from allocator.logs import summarize as summarize_log
+
+    try:
+        log = read_log(log_path)
+    except AllocatorError as error:
+        raise _fail(error) from None
+    summary = summarize_log(log, threshold=threshold)
+    if as_json:
+        json.dump({arm: row.to_dict() for arm, row in summary.items()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        label = " (simulated)" if log.simulated else ""
+        stderr_console().print(summary_table(summary, title=f"{log_path}{label}"))
+
+
+@app.command()
+def formats() -> None:
+    """List the converters and generic table formats `allocator ingest` accepts."""
+    from rich.table import Table
+
+    from allocator.console import stderr_console
+    from allocator.converters import CONVERTERS
+
+    table = Table(title="ingest formats", title_justify="left")
+    table.add_column("--format", style="bold")
+    table.add_column("reads")
+    table.add_column("options (-O KEY=VALUE)")
+    for name, converter in CONVERTERS.items():
+        table.add_row(name, converter.description, ", ".join(converter.options) or "-")
+    table.add_row("auto | jsonl | csv | parquet",
+                  "any flat table of graded attempts, with the column-mapping options")
+    stderr_console().print(table)
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log.")],
+    queries: Annotated[int, typer.Option(help="Number of simulated queries.")] = 400,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    scores: Annotated[bool, typer.Option(help="Add simulated verifier scores.")] = False,
+    refine_rounds: Annotated[int, typer.Option(help="Simulated refinement rounds.")] = 0,
+) -> None:
+    """Write a simulated log (clearly labelled as such) for trying the tools out."""
+    import dataclasses
+
+    from allocator.console import stderr_console
+    from allocator.logs import write_log
+    from allocator.logs.synthetic import SyntheticConfig, generate
+
+    config = dataclasses.replace(
+        SyntheticConfig(), n_queries=queries, with_scores=scores, refine_rounds=refine_rounds
+    )
+    log = generate(config, seed=seed)
+    write_log(log, output)
+    stderr_console().print(f"wrote {log!r} to {output} (SIMULATED data, not real LLM runs)")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's "
+                                         "files.")] = Path("demo-output"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the main job end to end on built-in simulated logs and print the results."""
+    from allocator.demo import run_demo
+
+    try:
+        run_demo(output, seed=seed)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+def main() -> None:
+    """Entry point of the ``allocator`` console script."""
+    app()
