@@ -82,6 +82,16 @@ def read_raw(path: Path, fmt: str, text_columns: list[str], skip_invalid: bool) 
     return raw
 
 
+def _check_header(table: pa.Table, source: str) -> None:
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise LogFormatError(
+            f"the header names columns {repeated} more than once.", source=source, line=1,
+            column=repeated[0], fix="give every column a distinct name.",
+        )
+
+
 # --------------------------------------------------------------------------- raw bytes
 def _stream(path: Path) -> pa.NativeFile:
     """The file as an Arrow input stream, gunzipped on the fly (detected by magic number).
@@ -446,16 +456,6 @@ def _scan_short_records(data: bytes, width: int, n_rows: int) -> _ShortRecords:
            if len(fields_) != width]
     kept = np.array([line for line, fields_ in records if len(fields_) == width])
     return bad, kept if len(kept) == n_rows else np.arange(2, n_rows + 2)
-
-
-def _check_header(table: pa.Table, source: str) -> None:
-    names = table.column_names
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise LogFormatError(
-            f"the header names columns {repeated} more than once.", source=source, line=1,
-            column=repeated[0], fix="give every column a distinct name.",
-        )
 
 
 def _odd_quote_count(path: Path) -> bool:

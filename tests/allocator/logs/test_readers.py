@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from allocator.errors import LogFormatError, ParameterError
-from allocator.logs import AttemptLog, read_log, readers, write_log
+from allocator.logs import AttemptLog, _formats, read_log, write_log
 from allocator.logs.readers import ColumnMapping, infer_format, read_attempts, write_rejected
 
 # The user's column names, and the mapping that reads them.
@@ -443,7 +443,7 @@ def test_attempt_of_unknown_query_and_duplicate_query(tmp_path: Path) -> None:
 def test_jsonl_problems_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The slow path parses a few lines at a time: line numbers stay exact across chunk
     boundaries, blank lines included, and column types that differ between chunks meet."""
-    monkeypatch.setattr(readers, "_CHUNK_BYTES", 300)
+    monkeypatch.setattr(_formats, "_CHUNK_BYTES", 300)
     rows = make_rows(8, 6)
     for row in rows[30:]:
         row["correct"] = bool(row["correct"])  # later chunks hold booleans, not numbers
