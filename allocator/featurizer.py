@@ -132,6 +132,16 @@ class StateBatch:
         cost: cost spent so far in cost units (the log's mean sample cost), shape (B,).
         lam: price of one cost unit, shape (B,).
         prior: predicted per-attempt accuracy per arm, shape (B, A).
+        streak: optional, shape (B,): the number of consecutive most-recent attempts
+            (samples and refinements, in the order drawn) whose answer equals the latest
+            attempt's answer; 0 when nothing was drawn or the latest attempt gave no
+            answer (an attempt without an answer ends a run). Needed by policies that
+            watch for unanimous windows (ESC); not a feature (no
+            :data:`FEATURIZER_VERSION` change). ``None`` when the producer does not
+            track it.
+        stats: optional :class:`VoteStats` of ``votes``, for callers that maintain them
+            incrementally (they must equal ``VoteStats.from_votes(votes)``); read them
+            with :meth:`vote_stats`.
     """
 
     samples: np.ndarray
@@ -143,6 +153,8 @@ class StateBatch:
     cost: np.ndarray
     lam: np.ndarray
     prior: np.ndarray
+    streak: np.ndarray | None = None
+    stats: VoteStats | None = None
 
     def __post_init__(self) -> None:
         batch, arms = np.shape(self.samples)
@@ -156,11 +168,27 @@ class StateBatch:
             if np.shape(getattr(self, name)) != (batch,):
                 raise ParameterError("StateBatch", name, f"an array of shape ({batch},)",
                                      np.shape(getattr(self, name)))
+        if self.streak is not None and np.shape(self.streak) != (batch,):
+            raise ParameterError("StateBatch", "streak", f"None or an array of shape ({batch},)",
+                                 np.shape(self.streak))
+        if self.stats is not None:
+            self.stats.check_batch(batch, owner="StateBatch")
 
     @property
     def batch_size(self) -> int:
         """Number of states ``B``."""
         return int(np.shape(self.samples)[0])
+
+    def vote_stats(self) -> VoteStats:
+        """The :class:`VoteStats` of :attr:`votes`: :attr:`stats` if given, else computed.
+
+        The computed statistics are kept in :attr:`stats`, so later calls (and
+        :func:`featurize`) reuse them: treat a batch's arrays as read-only once built.
+        """
+        if self.stats is None:
+            object.__setattr__(self, "stats", VoteStats.from_votes(self.votes))
+        assert self.stats is not None
+        return self.stats
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +212,13 @@ class VoteStats:
     top2: np.ndarray
     distinct: np.ndarray
     vlogv: np.ndarray
+
+    def check_batch(self, batch: int, owner: str = "VoteStats") -> None:
+        """Raise :class:`ParameterError` unless every statistic has shape ``(batch,)``."""
+        for name in ("voted", "top1", "top2", "distinct", "vlogv"):
+            if np.shape(getattr(self, name)) != (batch,):
+                raise ParameterError(owner, f"stats.{name}", f"an array of shape ({batch},)",
+                                     np.shape(getattr(self, name)))
 
     @classmethod
     def from_votes(cls, votes: np.ndarray) -> VoteStats:
@@ -224,13 +259,14 @@ def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
     Args:
         state: the batch of states.
         stats: the vote statistics of ``state.votes`` if the caller maintains them
-            (they must equal ``VoteStats.from_votes(state.votes)``); computed if omitted.
+            (they must equal ``VoteStats.from_votes(state.votes)``); if omitted,
+            ``state.vote_stats()`` (``state.stats``, or computed).
 
     Returns:
         Array of shape (B, ``n_features(A)``), float32, columns as :func:`feature_names`.
     """
     if stats is None:
-        stats = VoteStats.from_votes(state.votes)
+        stats = state.vote_stats()
     samples = np.asarray(state.samples, dtype=np.float64)
     refines = np.asarray(state.refines, dtype=np.float64)
     best = np.asarray(state.best_score, dtype=np.float64)
@@ -279,6 +315,9 @@ class QueryState:
         scores: each candidate's verifier score (NaN until verified, or without a score).
         is_verified: whether each candidate was verified.
         best_by_answer: best verified score of each answer.
+        streak: consecutive most-recent attempts with the latest attempt's answer (0 when
+            nothing was drawn or the latest attempt gave no answer); see
+            :attr:`StateBatch.streak`.
 
     Example:
         >>> state = QueryState(n_arms=1, lam=0.05)
@@ -299,6 +338,7 @@ class QueryState:
     scores: list[float] = field(init=False, default_factory=list)
     is_verified: list[bool] = field(init=False, default_factory=list)
     best_by_answer: dict[Hashable, float] = field(init=False, default_factory=dict)
+    streak: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_arms, bool) or not isinstance(self.n_arms, int | np.integer) or (
@@ -316,8 +356,13 @@ class QueryState:
     def _add(self, answer: Hashable | None, cost: float) -> int:
         if answer is None:
             self.no_answer += 1
+            self.streak = 0
         else:
             self.votes[answer] = self.votes.get(answer, 0) + 1
+            # streak > 0 means the latest attempt has an answer; it continues the run
+            # only if it is this answer.
+            continues = self.streak > 0 and self.answers[-1] == answer
+            self.streak = self.streak + 1 if continues else 1
         self.cost += cost
         self.answers.append(answer)
         self.scores.append(float("nan"))
@@ -409,6 +454,7 @@ class QueryState:
             cost=np.array([self.cost]),
             lam=np.array([self.lam], dtype=np.float64),
             prior=self.prior[None, :],
+            streak=np.array([self.streak], dtype=np.float64),
         )
 
     def features(self) -> np.ndarray:

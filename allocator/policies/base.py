@@ -1,0 +1,72 @@
+"""The one narrow decision interface every allocation policy implements.
+
+A policy decides for a *batch* of query states at once: numpy in, actions out. The same
+object is called by the replay evaluator (thousands of states per call), by the training
+environment's baselines, and by the runtime (a batch of one). Policies are small frozen
+dataclasses (hyperparameters as fields, data as call arguments), so they are hashable,
+comparable and printable, and a Pareto sweep is ``policy.with_knob(value)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from allocator.featurizer import StateBatch
+
+__all__ = ["Policy"]
+
+
+class Policy(ABC):
+    """Base class of allocation policies (subclasses are frozen dataclasses).
+
+    Class attributes:
+        name: the registry name (``"fixed-n"``, ``"adaptive-consistency"``...).
+        knob: the field swept to trace an accuracy/cost curve (``None``: no knob).
+        default_sweep: knob values swept by default.
+        deployable: False for hindsight oracles, which are upper bounds only.
+    """
+
+    name: ClassVar[str]
+    knob: ClassVar[str | None] = None
+    default_sweep: ClassVar[tuple[Any, ...]] = ()
+    deployable: ClassVar[bool] = True
+
+    @abstractmethod
+    def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """Choose one action per state.
+
+        Args:
+            state: ``B`` query states.
+            mask: allowed actions, bool array of shape (B, A + 3) (see
+                :mod:`allocator.actions`); STOP is always allowed.
+
+        Returns:
+            int64 array of shape (B,), each an allowed action.
+        """
+
+    def probabilities(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """Probability of each action per state, shape (B, A + 3).
+
+        Deterministic policies put all mass on :meth:`act`'s choice; stochastic ones
+        override this (off-policy estimators need it).
+        """
+        actions = self.act(state, mask)
+        out = np.zeros(mask.shape, dtype=np.float64)
+        out[np.arange(len(actions)), actions] = 1.0
+        return out
+
+    def with_knob(self, value: Any) -> Policy:
+        """A copy with the knob set to ``value``."""
+        if self.knob is None:
+            raise TypeError(f"policy {self.name!r} has no knob to sweep")
+        return dataclasses.replace(self, **{self.knob: value})  # type: ignore[type-var]
+
+    def describe(self) -> str:
+        """``name(field=value, ...)``, for tables and reports."""
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}"
+                           for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return f"{self.name}({fields})"

@@ -1,0 +1,143 @@
+"""The Policy contract, table-driven over every registered policy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from policy_states import random_masks, random_states, stack
+
+from allocator.actions import STOP, sample_action
+from allocator.errors import ParameterError
+from allocator.featurizer import StateBatch, VoteStats
+from allocator.policies import POLICIES, Policy, available_policies, make_policy
+
+#: Per policy: bad values of each parameter (every registered policy must be listed).
+BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
+    "fixed-n": {"n": [0, -1, 2.5, True, "4"], "arm": [-1, 0.5], "verify": ["yes", 1]},
+    "adaptive-consistency": {"threshold": [0.0, 1.5, -0.1, "0.9", None],
+                             "max_samples": [0, 3.0], "arm": [-2]},
+    "esc": {"window": [0, 2.5], "max_samples": [0], "arm": [-1]},
+    "confidence-threshold": {"tau": [0.0, 1.01, "x"], "min_samples": [0, 1.5],
+                             "max_samples": [0], "arm": [-1]},
+    "difficulty-binned": {"edges": [(0.5, 0.2), (0.1, np.nan), "ab"],
+                          "target": [0.0, -1.0, np.inf, 0.5], "min_samples": [-1],
+                          "samples_per_bin": [(1, 2)], "bin_curves": [((0.5,),)],
+                          "bin_counts": [(1, 1, 1, 1, 1)], "arm": [-1]},
+}
+
+NAMES = available_policies()
+ARMS = 2
+
+
+@pytest.fixture(scope="module")
+def states():
+    rng = np.random.default_rng(11)
+    return stack(random_states(rng, 400, n_arms=ARMS))
+
+
+def instances(name: str) -> list[Policy]:
+    """The default policy and one per value of its default sweep."""
+    policy = make_policy(name)
+    return [policy, *(policy.with_knob(value) for value in policy.default_sweep)]
+
+
+def test_every_policy_has_a_table_row_and_a_knob() -> None:
+    assert set(NAMES) == set(BAD_PARAMETERS)
+    assert set(NAMES) >= {"fixed-n", "adaptive-consistency", "esc", "confidence-threshold",
+                          "difficulty-binned"}
+    for name in NAMES:
+        cls = POLICIES[name]
+        assert cls.knob is not None and len(cls.default_sweep) >= 5
+        assert dataclasses.fields(cls)  # a dataclass with hyperparameters as fields
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_actions_are_int64_allowed_and_one_per_state(name: str, states) -> None:
+    rng = np.random.default_rng(3)
+    for policy in instances(name):
+        for _ in range(3):
+            mask = random_masks(rng, states.batch_size, ARMS)
+            actions = policy.act(states, mask)
+            assert actions.dtype == np.int64 and actions.shape == (states.batch_size,)
+            assert mask[np.arange(len(actions)), actions].all(), policy.describe()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_sample_means_stop(name: str, states) -> None:
+    for policy in instances(name):
+        full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
+        wanted = policy.act(states, full) == sample_action(0)
+        assert wanted.any() or policy.describe().startswith("fixed-n(n=1")
+        no_sample = full.copy()
+        no_sample[:, sample_action(0)] = False
+        assert (policy.act(states, no_sample)[wanted] == STOP).all(), policy.describe()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sweep_changes_the_knob_and_keeps_the_rest(name: str) -> None:
+    policy = make_policy(name)
+    for value in policy.default_sweep:
+        swept = policy.with_knob(value)
+        assert type(swept) is type(policy) and getattr(swept, policy.knob) == value
+        assert swept.arm == policy.arm
+        assert hash(swept) == hash(policy.with_knob(value))  # frozen, hashable, comparable
+    assert len({policy.with_knob(v) for v in policy.default_sweep}) == len(
+        policy.default_sweep)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_probabilities_are_distributions_on_allowed_actions(name: str, states) -> None:
+    rng = np.random.default_rng(4)
+    mask = random_masks(rng, states.batch_size, ARMS)
+    policy = make_policy(name)
+    probs = policy.probabilities(states, mask)
+    assert probs.shape == mask.shape
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert (probs[~mask] == 0).all()
+    np.testing.assert_array_equal(probs.argmax(axis=1), policy.act(states, mask))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_parameters_name_the_parameter(name: str) -> None:
+    for parameter, values in BAD_PARAMETERS[name].items():
+        for value in values:
+            with pytest.raises(ParameterError) as error:
+                make_policy(name, **{parameter: value})
+            assert error.value.parameter == parameter, (parameter, value)
+            assert POLICIES[name].__name__ in str(error.value)
+            assert repr(value)[:10] in str(error.value) or parameter == "bin_curves"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_arm_beyond_the_state_and_bad_mask_shapes_are_refused(name: str, states) -> None:
+    mask = np.ones((states.batch_size, ARMS + 3), dtype=bool)
+    with pytest.raises(ParameterError, match="'arm'"):
+        make_policy(name, arm=ARMS).act(states, mask)
+    with pytest.raises(ParameterError, match="'mask'"):
+        make_policy(name).act(states, mask[:, :-1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decisions_do_not_depend_on_the_batch(name: str, states) -> None:
+    """Deciding state by state (B = 1, through QueryState) equals deciding in one batch."""
+    rng = np.random.default_rng(8)
+    singles = random_states(rng, 60, n_arms=ARMS)
+    batch = stack(singles)
+    mask = random_masks(rng, len(singles), ARMS)
+    policy = make_policy(name)
+    one_by_one = [int(policy.act(s.to_batch(), mask[i : i + 1])[0])
+                  for i, s in enumerate(singles)]
+    assert policy.act(batch, mask).tolist() == one_by_one
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_given_vote_stats_give_the_same_decisions(name: str, states) -> None:
+    rng = np.random.default_rng(9)
+    mask = random_masks(rng, states.batch_size, ARMS)
+    fields = {f.name: getattr(states, f.name) for f in dataclasses.fields(states)}
+    fields["stats"] = VoteStats.from_votes(states.votes)
+    policy = make_policy(name)
+    np.testing.assert_array_equal(policy.act(StateBatch(**fields), mask),
+                                  policy.act(states, mask))
