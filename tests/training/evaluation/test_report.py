@@ -1,0 +1,147 @@
+"""The report tables and report.json: every point shown, strict JSON, NaN as null."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from training.evaluation.pareto import headline
+from training.evaluation.report import (
+    ORACLE_MARK,
+    REPORT_NAME,
+    headline_table,
+    json_safe,
+    read_report,
+    report_table,
+    write_report,
+)
+from training.evaluation.results import EvaluationReport, PolicyPoint
+
+
+def make_point(policy: str, knob: str | None, value, cost: float, accuracy: float, *,
+               deployable: bool = True, difference: float | None = 0.01) -> PolicyPoint:
+    return PolicyPoint(
+        policy=policy, knob=knob, value=value, description=f"{policy}({knob}={value})",
+        deployable=deployable, accuracy=accuracy, accuracy_ci=(accuracy - 0.02, accuracy + 0.02),
+        mean_cost=cost, mean_cost_ci=(cost * 0.9, cost * 1.1), mean_samples=cost / 100,
+        exhaustion_rate=0.125, difference=difference,
+        difference_ci=None if difference is None else (difference - 0.01, difference + 0.01),
+    )
+
+
+def make_report(*, simulated: bool = True) -> EvaluationReport:
+    points = {
+        "fixed-n": [make_point("fixed-n", "n", n, 100.0 * n, 0.5 + 0.04 * n, difference=None)
+                    for n in (1, 2, 4, 8)],
+        "adaptive-consistency": [make_point("adaptive-consistency", "threshold", np.float64(t),
+                                            100.0 * n, 0.6 + 0.03 * n)
+                                 for t, n in ((0.9, 2), (0.95, 3), (0.99, 5))],
+        "always-stop": [make_point("always-stop", None, None, 100.0, 0.54)],
+        "query-oracle": [make_point("query-oracle", "n", n, 100.0 * n, 0.7 + 0.03 * n,
+                                    deployable=False) for n in (1, 2, 4, 8)],
+    }
+    return EvaluationReport(
+        log={"source": "toy.parquet", "fingerprint": "abc123", "queries": 50, "arms": ["a"],
+             "simulated": simulated},
+        config={"seed": 0, "orders": 8, "bootstrap": {"replicates": 200}},
+        points=points,
+        reference="fixed-n(n=8)",
+        headline=headline(points, target_accuracy=0.8),
+    )
+
+
+def render(table) -> str:
+    console = Console(width=250, record=True, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def test_report_table_has_a_row_per_point_and_marks_oracles():
+    report = make_report()
+    table = report_table(report)
+    assert table.row_count == sum(len(p) for p in report.points.values()) == 12
+    text = render(table)
+    assert "SIMULATED" in text
+    assert "n=4" in text and "threshold=0.95" in text
+    assert "0.660 [0.640, 0.680]" in text           # fixed-n n=4: accuracy with its CI
+    assert "+0.010 [+0.000, +0.020]" in text        # paired difference with its CI
+    assert "12.5%" in text                          # exhaustion rate
+    oracle_lines = [line for line in text.splitlines() if "query-oracle" in line]
+    assert len(oracle_lines) == 4
+    assert all(ORACLE_MARK in line for line in oracle_lines)
+    assert not any(ORACLE_MARK in line for line in text.splitlines() if "fixed-n" in line)
+
+
+def test_report_table_shows_missing_numbers_as_dashes():
+    report = make_report(simulated=False)
+    nan_point = make_point("broken", "n", 1, math.nan, math.nan, difference=None)
+    report.points["broken"] = [nan_point]
+    text = render(report_table(report))
+    assert "SIMULATED" not in text
+    (line,) = [line for line in text.splitlines() if "broken" in line]
+    assert "nan" not in line.lower()
+    assert "—" in line
+
+
+def test_headline_table_has_every_policy():
+    report = make_report()
+    table = headline_table(report)
+    assert table.row_count == len(report.points)
+    text = render(table)
+    assert "target accuracy 0.800" in text
+    # fixed-n reaches 0.8 at cost 750 (between n=4 and n=8): 1.00x of itself.
+    assert "750" in text and "1.00x" in text
+    (oracle_line,) = [line for line in text.splitlines() if "query-oracle" in line]
+    assert ORACLE_MARK in oracle_line
+
+
+def test_json_round_trip_keeps_every_point(tmp_path):
+    report = make_report()
+    path = write_report(report, tmp_path / "out")
+    assert path == tmp_path / "out" / REPORT_NAME
+    assert not list(path.parent.glob("*.partial"))
+    data = read_report(path)
+    assert read_report(path.parent) == data
+    assert data["reference"] == "fixed-n(n=8)"
+    assert data["log"]["simulated"] is True
+    for name, points in report.points.items():
+        assert [p["value"] for p in data["policies"][name]] == [
+            json_safe(p.value) for p in points]
+        assert [p["accuracy"] for p in data["policies"][name]] == pytest.approx(
+            [p.accuracy for p in points])
+        assert [p["mean_cost_ci"] for p in data["policies"][name]] == [
+            pytest.approx(list(p.mean_cost_ci)) for p in points]
+    assert data["headline"]["cost_to_reach"]["fixed-n"] == pytest.approx(750.0)
+    assert data["headline"]["target_accuracy"] == 0.8
+
+
+def test_nan_and_numpy_values_become_strict_json(tmp_path):
+    report = make_report()
+    report.points["broken"] = [make_point("broken", "n", np.int64(3), math.nan, np.float32(0.5),
+                                          difference=None)]
+    report.extra["curve"] = np.array([1.0, np.nan, np.inf])
+    report.extra["count"] = np.int64(7)
+    path = write_report(report, tmp_path)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    (broken,) = data["policies"]["broken"]
+    assert broken["mean_cost"] is None
+    assert broken["accuracy"] == 0.5
+    assert broken["value"] == 3
+    assert broken["difference"] is None
+    assert data["extra"] == {"curve": [1.0, None, None], "count": 7}
+
+
+def test_write_report_replaces_an_existing_report(tmp_path):
+    (tmp_path / REPORT_NAME).write_text("stale")
+    write_report({"reference": "x", "values": (1, 2)}, tmp_path)
+    assert read_report(tmp_path) == {"reference": "x", "values": [1, 2]}
+
+
+def test_json_safe_converts_keys_and_unknown_objects(tmp_path):
+    assert json_safe({1: (np.bool_(True), tmp_path)}) == {"1": [True, str(tmp_path)]}

@@ -1,0 +1,228 @@
+"""Plots of an evaluation: the accuracy/cost Pareto plot and per-query cost distributions.
+
+matplotlib is imported inside the functions, never at module import, and pyplot is not
+used at all: figures are plain :class:`matplotlib.figure.Figure` objects rendered by the
+Agg canvas, so plotting changes no global backend, opens no window, works headless and
+in threads, and leaks no figure into pyplot's registry.
+
+The ``*_figure`` functions build and return the figure (tests and notebooks inspect it);
+the ``plot_*`` functions save it (the format follows the file's suffix) and return the path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from training.evaluation.pareto import pareto_front
+from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "cost_distribution_figure",
+    "pareto_figure",
+    "plot_cost_distribution",
+    "plot_pareto",
+]
+
+#: Resolution of saved figures, dots per inch.
+DPI = 150
+#: Figure sizes in inches: the Pareto plot alone, and with the cost-distribution panel.
+PARETO_SIZE = (9.0, 5.5)
+PARETO_WITH_COSTS_SIZE = (14.0, 5.5)
+COST_SIZE = (9.0, 5.0)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A pyplot-free figure with constrained layout (room for a legend outside)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, layout="constrained")
+
+
+def _title(text: str, simulated: bool) -> str:
+    return f"{text} — SIMULATED log" if simulated else text
+
+
+def _cost_label(cost_unit: str | None) -> str:
+    return f"mean cost per query ({cost_unit or 'log units'})"
+
+
+def _use_log_scale(ax: Axes, values: np.ndarray) -> None:
+    """Log x when the positive, finite costs span more than one decade."""
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() / values.min() > 10:
+        ax.set_xscale("log")
+
+
+def _errors(values: np.ndarray, intervals: np.ndarray) -> np.ndarray:
+    """Error-bar lengths (2, n) from centres and (n, 2) intervals, never negative."""
+    below = np.clip(values - intervals[:, 0], 0, None)
+    above = np.clip(intervals[:, 1] - values, 0, None)
+    return np.nan_to_num(np.vstack([below, above]))
+
+
+def _target_last(handles: list, labels: list[str]) -> tuple[list, list[str]]:
+    """Legend entries with the target line moved after the policies."""
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("target "))
+    return [handles[i] for i in order], [labels[i] for i in order]
+
+
+def _draw_policy(ax: Axes, name: str, points: Sequence[PolicyPoint], color: object) -> None:
+    """One policy: its sweep (markers, 95% CIs both ways, a thin line) and its front."""
+    points = [p for p in points if math.isfinite(p.mean_cost) and math.isfinite(p.accuracy)]
+    if not points:
+        return
+    oracle = not all(p.deployable for p in points)
+    cost = np.array([p.mean_cost for p in points])
+    accuracy = np.array([p.accuracy for p in points])
+    ax.errorbar(
+        cost, accuracy,
+        xerr=_errors(cost, np.array([p.mean_cost_ci for p in points], dtype=float)),
+        yerr=_errors(accuracy, np.array([p.accuracy_ci for p in points], dtype=float)),
+        color=color, marker="s" if oracle else "o", markersize=4, linewidth=1,
+        linestyle="--" if oracle else "-", elinewidth=0.7, capsize=2, alpha=0.9,
+        label=f"{name} (oracle)" if oracle else name,
+    )
+    front = pareto_front(points)
+    ax.plot([p.mean_cost for p in front], [p.accuracy for p in front], color=color,
+            linewidth=4, alpha=0.25, linestyle="--" if oracle else "-",
+            solid_capstyle="round", label="_nolegend_")
+
+
+def _draw_ecdfs(ax: Axes, results: Mapping[str, EpisodeResults], cost_unit: str | None) -> None:
+    """One ECDF of per-query mean cost (averaged over orders) per labelled result."""
+    everything = []
+    for label, result in results.items():
+        per_query = np.asarray(result.cost, dtype=float).reshape(result.n_queries, -1).mean(1)
+        per_query = per_query[np.isfinite(per_query)]
+        if per_query.size == 0:
+            continue
+        everything.append(per_query)
+        ax.ecdf(per_query, label=f"{label} (mean {per_query.mean():,.4g})")
+    if everything:
+        _use_log_scale(ax, np.concatenate(everything))
+    ax.set_xlabel(f"{_cost_label(cost_unit)}, averaged over orders")
+    ax.set_ylabel("share of queries at or below")
+    ax.grid(alpha=0.3)
+
+
+def pareto_figure(
+    report: EvaluationReport,
+    *,
+    results: Mapping[str, EpisodeResults] | None = None,
+) -> Figure:
+    """Accuracy against mean cost for every policy of a report.
+
+    Each policy's sweep is drawn as markers joined in sweep order, with 95% intervals in
+    both directions, and its Pareto front as a wide translucent line of the same colour;
+    oracles are dashed (square markers). The title says "SIMULATED log" when
+    ``report.log["simulated"]`` is true. A dotted horizontal line marks the target
+    accuracy (majority of all samples). The x axis is logarithmic when costs span more
+    than a decade. The legend sits outside the axes, on the right.
+
+    Args:
+        report: the evaluation report.
+        results: optionally, episode results to show beside the plot as ECDFs of per-query
+            cost (labelled by their keys, e.g. ``"adaptive-consistency threshold=0.95"``).
+
+    Returns:
+        The figure (not saved).
+    """
+    from matplotlib.lines import Line2D
+
+    figure = _figure(PARETO_WITH_COSTS_SIZE if results else PARETO_SIZE)
+    axes = figure.subplots(1, 2, width_ratios=[3, 2]) if results else [figure.subplots()]
+    ax = axes[0]
+    colors = [f"C{i % 10}" for i in range(len(report.points))]
+    for (name, points), color in zip(report.points.items(), colors, strict=True):
+        _draw_policy(ax, name, points, color)
+    target = report.headline.target_accuracy
+    if target is not None and math.isfinite(target):
+        ax.axhline(target, color="black", linestyle=":", linewidth=1,
+                   label=f"target {target:.3f} (majority of all)")
+    _use_log_scale(ax, np.array([p.mean_cost for points in report.points.values()
+                                 for p in points], dtype=float))
+    cost_unit = report.log.get("cost_unit")
+    ax.set_xlabel(_cost_label(cost_unit))
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    simulated = bool(report.log.get("simulated"))
+    ax.set_title(_title("Accuracy vs cost", simulated), loc="left")
+    ax.set_title("wide line: Pareto front; bars: 95% CI", loc="right", fontsize="small")
+    handles, labels = _target_last(*ax.get_legend_handles_labels())
+    if results:
+        _draw_ecdfs(axes[1], results, cost_unit)
+        axes[1].set_title("Per-query cost", loc="left")
+        more_handles, more_labels = axes[1].get_legend_handles_labels()
+        handles += [Line2D([], [], linestyle="none"), *more_handles]
+        labels += ["per-query cost:", *more_labels]
+    figure.legend(handles, labels, loc="outside right upper", fontsize="small")
+    return figure
+
+
+def cost_distribution_figure(
+    results: Mapping[str, EpisodeResults],
+    *,
+    simulated: bool = False,
+    cost_unit: str | None = None,
+) -> Figure:
+    """The distribution of per-query cost, as one ECDF per labelled result.
+
+    Each query's cost is averaged over the random orders first (queries are the units).
+
+    Args:
+        results: per label (e.g. ``"fixed-n n=8"``: the caller picks one knob per
+            policy), the episode results.
+        simulated: whether the log is simulated (said in the title).
+        cost_unit: the log's cost unit, for the axis label.
+
+    Returns:
+        The figure (not saved).
+    """
+    figure = _figure(COST_SIZE)
+    ax = figure.subplots()
+    _draw_ecdfs(ax, results, cost_unit)
+    ax.set_title(_title("Per-query cost", simulated), loc="left")
+    handles, labels = ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize="small")
+    return figure
+
+
+def _save(figure: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_pareto(
+    report: EvaluationReport,
+    path: str | os.PathLike[str],
+    *,
+    results: Mapping[str, EpisodeResults] | None = None,
+    dpi: int = DPI,
+) -> Path:
+    """Save :func:`pareto_figure` to ``path`` (PNG for ``.png``) and return the path."""
+    return _save(pareto_figure(report, results=results), path, dpi)
+
+
+def plot_cost_distribution(
+    results: Mapping[str, EpisodeResults],
+    path: str | os.PathLike[str],
+    *,
+    simulated: bool = False,
+    cost_unit: str | None = None,
+    dpi: int = DPI,
+) -> Path:
+    """Save :func:`cost_distribution_figure` to ``path`` and return the path."""
+    figure = cost_distribution_figure(results, simulated=simulated, cost_unit=cost_unit)
+    return _save(figure, path, dpi)
