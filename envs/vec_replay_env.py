@@ -5,7 +5,9 @@ SB3 cannot consume a ``gymnasium.vector.VectorEnv``, so this subclasses SB3's ow
 operations over all ``n_envs`` sub-environments, resets included; Python loops run only
 over the sub-environments that finished (to build their info dicts, as SB3 wants one per
 environment) and over those whose block of uniforms ran out (one generator call each,
-about once every ``block / candidates`` episodes).
+about once every ``block / candidates`` episodes). Each step featurizes every
+sub-environment once, after the resets: a finished one's terminal observation is the
+observation the previous step returned (stopping changes nothing), kept as a copy.
 
 Memory: about ``n_envs * (stream block + 6 * distinct answers) * 8`` bytes, with a block
 of ``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
@@ -28,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
+from numpy.lib.stride_tricks import sliding_window_view
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
@@ -88,51 +91,76 @@ class BatchedReplayVecEnv(VecEnv):
     # --------------------------------------------------------------- storage
     def _allocate(self) -> None:
         n, arms, width = self.num_envs, self.n_arms, self.pools.max_answers
+        pools = self.pools
+        self._width = width
         self._arange = np.arange(n)
         # Randomness: a generator per sub-environment and its current block of uniforms
         # (UniformStream's layout). An episode's candidate keys stay in the block, at
         # ``key_base + local position``; a drawn candidate's key becomes +inf.
         self._rngs: list[np.random.Generator | None] = [None] * n
-        block = stream_block(self.pools)
+        block = stream_block(pools)
         self._block = block
         # Padded by one group's width, so that reading a group's keys never leaves the row.
-        self._streams = np.zeros((n, block + self.pools.max_group_size))
+        group_width = pools.max_group_size
+        self._streams = np.zeros((n, block + group_width))
+        self._row_length = block + group_width
         self._flat_streams = self._streams.reshape(-1)  # a view
+        # Every run of ``group_width`` consecutive keys, as rows (a read-only view): a
+        # group's keys are one row of it, gathered without building an index per key.
+        self._key_windows = sliding_window_view(self._flat_streams, group_width)
+        self._blocks = [self._streams[i, :block] for i in range(n)]  # generators fill these
         self._stream_position = np.full(n, block, dtype=np.int64)
         self._key_base = np.zeros(n, dtype=np.int64)
-        self._slots = np.arange(self.pools.max_group_size)
-        self._refine_cum = np.cumsum(self.pools.group_count[:, arms:], axis=1)
-        # The episode.
-        self._query = np.zeros(n, dtype=np.int64)
+        self._slots = np.arange(group_width)
+        self._refine_cum = np.cumsum(pools.group_count[:, arms:], axis=1)
+        self._n_candidates = pools.n_candidates
+        self._n_groups = pools.n_groups
+        self._group_start = pools.group_start.reshape(-1)  # at query * n_groups + group
+        self._group_count = pools.group_count.reshape(-1)
+        # Whether every group that has candidates has ``group_width``: no key to mask.
+        self._full_groups = bool(np.isin(pools.group_count, (0, group_width)).all())
+        # The episode: per row, the query's limits (samples per arm, refinements), where
+        # its candidates start, and the query; ``_query_table`` holds these per query.
+        self._query_table = np.column_stack([
+            pools.arm_count, pools.refine_count, pools.cand_offsets[:-1],
+            np.arange(pools.n_queries)]).astype(np.int64)
+        self._episode = np.zeros((n, arms + 3), dtype=np.int64)
+        self._limits = self._episode[:, : arms + 1]
+        self._start = self._episode[:, arms + 1]
+        self._query = self._episode[:, arms + 2]
         self._lam = np.zeros(n)
-        self._start = np.zeros(n, dtype=np.int64)
         self._prior = np.zeros((n, arms))
-        # Per-row counters and statistics, as column views of two matrices (one clear each).
-        self._ints = np.zeros((n, 4), dtype=np.int64)
-        self._refines, self._no_answer, self._pending, self._verified = self._ints.T
-        self._floats = np.zeros((n, 8))
+        # Per-row state in two matrices (one clear each); the named arrays are views.
+        # Integers: samples per arm and refinements (the column a draw counts in is its
+        # action - 1), pending and verified candidates, no-answers, then votes per answer
+        # (so that answer ``a``, -1 for none, counts in column ``arms + 4 + a``).
+        self._counts = np.zeros((n, arms + 4 + width), dtype=np.int64)
+        self._flat_counts = self._counts.reshape(-1)  # a view
+        self._samples = self._counts[:, :arms]
+        (self._refines, self._pending, self._verified,
+         self._no_answer) = self._counts[:, arms : arms + 4].T
+        self._votes = self._counts[:, arms + 4 :]
+        # Floats: the vote statistics, costs and correctness sums (cleared to 0), then the
+        # best verified score, and the best score per answer, drawn but not yet verified
+        # and verified (cleared to -inf).
+        self._floats = np.zeros((n, 8 + 3 * width))
+        self._flat_floats = self._floats.reshape(-1)  # a view
         (self._voted, self._top1, self._top2, self._distinct, self._vlogv,  # vote statistics
-         self._cost, self._norm_cost, self._best) = self._floats.T
-        self._samples = np.zeros((n, arms), dtype=np.int64)
-        self._exhausted = np.zeros((n, arms), dtype=bool)
-        self._votes = np.zeros((n, width), dtype=np.int64)
-        self._correct_sum = np.zeros((n, width))
-        # Best score per answer: drawn but not yet verified, and verified.
-        self._pending_best = np.full((n, width), -np.inf)
-        self._verified_best = np.full((n, width), -np.inf)
+         self._cost, self._norm_cost) = self._floats[:, :7].T
+        self._correct_sum = self._floats[:, 7 : 7 + width]
+        self._best = self._floats[:, 7 + width]
+        self._pending_best = self._floats[:, 8 + width : 8 + 2 * width]
+        self._verified_best = self._floats[:, 8 + 2 * width :]
+        self._fresh_floats = np.zeros(self._floats.shape[1])
+        self._fresh_floats[7 + width :] = -np.inf
         self._mask = np.zeros((n, arms + 3), dtype=bool)
+        self._flat_mask = self._mask.reshape(-1)  # a view
+        self._mask_index = self._arange * (arms + 3)
         self._valid = np.ones(n, dtype=bool)
-        counts = np.arange(self.pools.max_candidates + 2, dtype=np.float64)
+        # The observations of the last step (or reset): a stopped row's terminal one.
+        self._observations = np.zeros((n, *self.observation_space.shape), dtype=np.float32)
+        counts = np.arange(pools.max_candidates + 2, dtype=np.float64)
         self._xlogx = counts * np.log(np.maximum(counts, 1.0))
-
-    def _clear(self, rows: np.ndarray) -> None:
-        """Empty the state of ``rows`` (nothing drawn, nothing verified)."""
-        for array in (self._ints, self._floats, self._samples, self._exhausted, self._votes,
-                      self._correct_sum):
-            array[rows] = 0
-        self._best[rows] = -np.inf
-        self._pending_best[rows] = -np.inf
-        self._verified_best[rows] = -np.inf
 
     # ------------------------------------------------------------------ VecEnv
     def reset(self) -> np.ndarray:
@@ -141,9 +169,14 @@ class BatchedReplayVecEnv(VecEnv):
         self._reset_rows(rows, seeds=list(self._seeds), options=list(self._options))
         self._reset_seeds()
         self._reset_options()
+        self._update_masks()
+        columns = zip(list(self._mask.astype(np.int8)), self._query.tolist(),
+                      self._lam.tolist(), self._cost.tolist(),
+                      self._exhausted_arms(self._samples, self._limits).tolist(), strict=True)
         self.reset_infos = [
-            {"action_mask": self._mask[i].astype(np.int8), **self._step_info(i)}
-            for i in range(self.num_envs)
+            {"action_mask": mask, "query": query, "lambda": lam, "cost": cost,
+             "exhausted": exhausted}
+            for mask, query, lam, cost, exhausted in columns
         ]
         return self._observe()
 
@@ -166,15 +199,14 @@ class BatchedReplayVecEnv(VecEnv):
         self._cost += cost
         self._norm_cost += norm_cost
         rewards = -self._lam * norm_cost
-        changed = np.flatnonzero(draw | verify)
-        if changed.size:
-            self._update_masks(changed)
         stopping = np.flatnonzero(stop)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        observations = self._observe()
         if stopping.size:
-            self._finish(stopping, actions, rewards, observations, infos)
-        return observations, rewards.astype(np.float32), stop, infos
+            infos = self._finish(stopping, stop, actions, rewards)
+        else:
+            infos = [{} for _ in range(self.num_envs)]
+        # Every row drew, verified or reset: masks and observations change everywhere.
+        self._update_masks()
+        return self._observe(), rewards.astype(np.float32), stop, infos
 
     def action_masks(self) -> np.ndarray:
         """Allowed actions of every sub-environment, bool of shape (n_envs, A + 3)."""
@@ -203,9 +235,11 @@ class BatchedReplayVecEnv(VecEnv):
         ``get_action_masks`` stacks). Any other method belongs to the batched env as a
         whole: it is called once and its result repeated per target.
         """
-        targets = list(self._get_indices(indices))
         if method_name == "action_masks":
-            return list(self._mask[targets])
+            if indices is None:
+                return list(self._mask.copy())
+            return list(self._mask[list(self._get_indices(indices))])
+        targets = list(self._get_indices(indices))
         result = getattr(self, method_name)(*method_args, **method_kwargs)
         return [result for _ in targets]
 
@@ -224,13 +258,13 @@ class BatchedReplayVecEnv(VecEnv):
     # --------------------------------------------------------------- dynamics
     def _classify(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Split actions into stop (incl. masked ones), draw and verify, per env."""
-        n_actions = self.n_arms + 3
-        in_range = (actions >= 0) & (actions < n_actions)
-        self._valid = valid = in_range & self._mask[self._arange, np.where(in_range, actions, 0)]
-        stop = (actions == 0) | ~valid
-        draw = valid & (actions >= 1) & (actions <= self.n_arms + 1)
-        verify = valid & (actions == n_actions - 1)
-        return stop, draw, verify
+        in_range = actions.view(np.uint64) < self.n_arms + 3  # negatives wrap around
+        allowed = self._flat_mask[self._mask_index + actions * in_range]
+        self._valid = valid = in_range & allowed
+        code = actions * valid  # the action if valid, else 0 (STOP)
+        stop = code == 0
+        verify = code == self.n_arms + 2
+        return stop, ~(stop | verify), verify
 
     def _draw(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Draw the next candidate for each row (a sample or a refinement); its cost.
@@ -239,46 +273,43 @@ class BatchedReplayVecEnv(VecEnv):
         smallest remaining key: the order :func:`envs.pools.shuffle_order` sorts the
         query's deck into in :class:`envs.ReplayEnv`.
         """
-        pools, query = self.pools, self._query[rows]
-        is_sample = actions <= self.n_arms
-        group = actions - 1
-        if not is_sample.all():  # refinements come from the lowest round with some left
-            passed = self._refine_cum[query[~is_sample]] <= self._refines[rows[~is_sample], None]
-            group[~is_sample] = self.n_arms + passed.sum(axis=1)
-        first = (rows * self._streams.shape[1] + self._key_base[rows]
-                 + pools.group_start[query, group])
-        keys = self._flat_streams.take(first[:, None] + self._slots)
-        keys[self._slots >= pools.group_count[query, group][:, None]] = np.inf
+        pools, query, arms = self.pools, self._query[rows], self.n_arms
+        column = group = actions - 1  # the draw's counter: its arm, or ``arms`` to refine
+        refining = np.flatnonzero(actions > arms)
+        if refining.size:  # refinements come from the lowest round with some left
+            passed = (self._refine_cum[query[refining]]
+                      <= self._refines[rows[refining], None])
+            group = column.copy()
+            group[refining] = arms + passed.sum(axis=1)
+        at = query * self._n_groups + group
+        local = self._group_start[at]
+        first = rows * self._row_length + self._key_base[rows] + local
+        keys = self._key_windows[first]  # a copy
+        if not self._full_groups:  # keys past the group's end belong to others
+            np.copyto(keys, np.inf, where=self._slots >= self._group_count[at][:, None])
         slot = keys.argmin(axis=1)
         self._flat_streams[first + slot] = np.inf
-        candidate = self._start[rows] + pools.group_start[query, group] + slot
-        self._count_draw(rows, is_sample, group, query)
+        candidate = self._start[rows] + local + slot
+        self._flat_counts[rows * self._counts.shape[1] + column] += 1
         answer = pools.cand_answer[candidate]
         self._vote(rows, answer, pools.cand_correct[candidate])
         score = pools.cand_score[candidate]
         scored = ~np.isnan(score)
         self._pending[rows[scored]] += 1
-        kept = scored & (answer >= 0)
-        at = (rows[kept], answer[kept])
-        self._pending_best[at] = np.maximum(self._pending_best[at], score[kept])
+        kept = np.flatnonzero(scored & (answer >= 0))
+        at = rows[kept] * self._floats.shape[1] + (8 + self._width) + answer[kept]  # pending_best
+        self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
         return pools.cand_cost[candidate]
-
-    def _count_draw(self, rows: np.ndarray, is_sample: np.ndarray, group: np.ndarray,
-                    query: np.ndarray) -> None:
-        sampled, arm = rows[is_sample], group[is_sample]
-        self._samples[sampled, arm] += 1
-        self._exhausted[sampled, arm] |= (
-            self._samples[sampled, arm] == self.pools.arm_count[query[is_sample], arm])
-        self._refines[rows[~is_sample]] += 1
 
     def _vote(self, rows: np.ndarray, answer: np.ndarray, correct: np.ndarray) -> None:
         """Count the votes and update the vote statistics (one vote per row at most)."""
         has = answer >= 0
-        self._no_answer[rows[~has]] += 1
-        rows, answer = rows[has], answer[has]
-        before = self._votes[rows, answer]
-        self._votes[rows, answer] = before + 1
-        self._correct_sum[rows, answer] += correct[has]
+        # One counter per row: the answer's votes, or the no-answers (answer -1).
+        where = rows * self._counts.shape[1] + (answer + (self.n_arms + 4))
+        before = self._flat_counts[where]
+        self._flat_counts[where] = before + 1
+        rows, answer, before = rows[has], answer[has], before[has]
+        self._flat_floats[rows * self._floats.shape[1] + 7 + answer] += correct[has]
         self._voted[rows] += 1
         # Top two counts: a leader's vote raises the top; any other vote may raise the second.
         top1, top2 = self._top1[rows], self._top2[rows]
@@ -293,76 +324,114 @@ class BatchedReplayVecEnv(VecEnv):
         pending = self._pending_best[rows]
         self._verified_best[rows] = np.maximum(self._verified_best[rows], pending)
         self._best[rows] = np.maximum(self._best[rows], pending.max(axis=1))
-        cost = self.settings.verify_cost * self._pending[rows]
-        self._verified[rows] += self._pending[rows]
-        self._pending[rows] = 0
         self._pending_best[rows] = -np.inf
-        return cost
+        count = self._pending[rows]
+        self._verified[rows] += count
+        self._pending[rows] = 0
+        return self.settings.verify_cost * count
 
-    def _update_masks(self, rows: np.ndarray) -> None:
-        pools, query, arms = self.pools, self._query[rows], self.n_arms
-        samples = self._samples[rows]
-        room = np.ones(len(rows), dtype=bool)
+    def _update_masks(self) -> None:
+        """The masks of every row, from its state."""
+        mask, counts, limits = self._mask, self._counts, self._limits
+        mask[:, 0] = True
+        # Column by column (samples per arm, then refinements): numpy is slow on 2-D
+        # operations over a few strided columns.
+        for j in range(self.n_arms + 1):
+            np.less(counts[:, j], limits[:, j], out=mask[:, 1 + j])
         if self.settings.max_samples is not None:
-            room = samples.sum(axis=1) + self._refines[rows] < self.settings.max_samples
-        mask = self._mask
-        mask[rows, 0] = True
-        mask[rows, 1 : arms + 1] = (samples < pools.arm_count[query]) & room[:, None]
-        mask[rows, arms + 1] = (self._refines[rows] < pools.refine_count[query]) & room
-        mask[rows, arms + 2] = self._pending[rows] > 0
+            room = self._total(counts[:, : self.n_arms + 1]) < self.settings.max_samples
+            mask[:, 1 : self.n_arms + 2] &= room[:, None]
+        np.greater(self._pending, 0, out=mask[:, self.n_arms + 2])
 
-    def _correctness(self, rows: np.ndarray) -> np.ndarray:
-        """Expected correctness of each row's final answer (ties share the credit)."""
-        votes, best = self._votes[rows], self._best[rows]
-        tied = np.where(
-            (best > -np.inf)[:, None],
-            self._verified_best[rows] == best[:, None],
-            (votes == votes.max(axis=1)[:, None]) & (votes > 0),
-        )
-        answer_correct = self._correct_sum[rows] / np.maximum(votes, 1)
-        n_tied = tied.sum(axis=1)
-        credit = np.where(tied, answer_correct, 0.0).sum(axis=1)
+    @staticmethod
+    def _exhausted_arms(samples: np.ndarray, limits: np.ndarray) -> np.ndarray:
+        """Arms whose pool the episode emptied, per row.
+
+        An arm is drawn only while samples remain (its mask), so its pool is empty once
+        its samples reach the pool's size, after at least one draw (an empty pool is not
+        counted, as in :class:`envs.ReplayEnv`).
+        """
+        exhausted = np.zeros(len(samples), dtype=np.int64)
+        for arm in range(samples.shape[1]):  # a few columns: faster than 2-D operations
+            drawn = samples[:, arm]
+            exhausted += (drawn == limits[:, arm]) & (drawn > 0)
+        return exhausted
+
+    @staticmethod
+    def _total(columns: np.ndarray) -> np.ndarray:
+        """The sum of each row of a few integer columns (faster than ``sum(axis=1)``)."""
+        total = columns[:, 0].copy()
+        for j in range(1, columns.shape[1]):
+            total += columns[:, j]
+        return total
+
+    def _correctness(self, counts: np.ndarray, floats: np.ndarray) -> np.ndarray:
+        """Expected correctness of rows' final answers (ties share the credit).
+
+        Args:
+            counts, floats: the rows of ``_counts`` and ``_floats`` (copies).
+        """
+        arms, width = self.n_arms, self._width
+        votes, top1, best = counts[:, arms + 4 :], floats[:, 1], floats[:, 7 + width]
+        # The final answers: those with the best verified score if any was verified (NaN
+        # matches none), else those with the most votes (top1; -1 matches none).
+        verified = best > -np.inf
+        leaders = np.where(verified | (top1 == 0), -1, top1.astype(np.int64))
+        tied = votes == leaders[:, None]
+        if verified.any():
+            tied |= floats[:, 8 + 2 * width :] == np.where(verified, best, np.nan)[:, None]
+        # The tied answers' mean correctness (correctness sum / votes: a final answer has
+        # votes, a verified score being a voting candidate's), 0 elsewhere.
+        answer_correct = np.zeros(tied.shape)
+        np.divide(floats[:, 7 : 7 + width], votes, out=answer_correct, where=tied)
+        n_tied = np.count_nonzero(tied, axis=1)
+        credit = answer_correct.sum(axis=1)
         return np.where(n_tied > 0, credit / np.maximum(n_tied, 1), 0.0)
 
-    def _finish(self, rows: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                observations: np.ndarray, infos: list[dict[str, Any]]) -> None:
-        """Grade the finished rows, fill their infos, and reset them."""
-        correct = self._correctness(rows)
-        rewards[rows] += correct
-        arm = np.clip(actions[rows] - 1, 0, self.n_arms - 1)
-        hit = ((actions[rows] >= 1) & (actions[rows] <= self.n_arms) & ~self._valid[rows]
-               & (self._samples[rows, arm] >= self.pools.arm_count[self._query[rows], arm]))
-        columns = zip(
-            rows.tolist(), self._query[rows].tolist(), self._lam[rows].tolist(),
-            self._cost[rows].tolist(), self._exhausted[rows].sum(axis=1).tolist(),
-            correct.tolist(), self._samples[rows].sum(axis=1).tolist(),
-            self._refines[rows].tolist(), self._verified[rows].tolist(),
-            (~self._valid[rows]).tolist(), hit.tolist(), observations[rows], strict=True,
-        )
-        for row, query, lam, cost, exhausted, grade, samples, refines, verified, invalid, \
-                exhaustion_hit, terminal in columns:
-            infos[row] = {
-                "query": query, "lambda": lam, "cost": cost, "exhausted": exhausted,
-                "correct": grade, "n_samples": samples, "n_refines": refines,
-                "n_verified": verified, "invalid_action": invalid,
-                "exhaustion_hit": exhaustion_hit, "terminal_observation": terminal,
-                "TimeLimit.truncated": False,
-            }
-        self._reset_rows(rows)
-        observations[rows] = self._observe(rows)
+    def _finish(self, rows: np.ndarray, stop: np.ndarray, actions: np.ndarray,
+                rewards: np.ndarray) -> list[dict[str, Any]]:
+        """Grade the finished rows, reset them; every row's info.
 
-    def _step_info(self, row: int) -> dict[str, Any]:
-        return {
-            "query": int(self._query[row]),
-            "lambda": float(self._lam[row]),
-            "cost": float(self._cost[row]),
-            "exhausted": int(self._exhausted[row].sum()),
-        }
+        A stop changes no state, so a finished row's terminal observation is the one the
+        previous step (or reset) returned, kept in ``_observations``.
+        """
+        arms = self.n_arms
+        counts, floats = self._counts.take(rows, axis=0), self._floats.take(rows, axis=0)
+        episode = self._episode.take(rows, axis=0)  # limits, start, query
+        correct = self._correctness(counts, floats)
+        rewards[rows] += correct
+        samples, invalid = counts[:, :arms], ~self._valid[rows]
+        # Pool exhaustion hit: a masked sample of an arm whose pool is empty.
+        hit = np.zeros(len(rows), dtype=bool)
+        bad = np.flatnonzero(invalid)
+        if bad.size:
+            taken = actions[rows[bad]]
+            arm = np.minimum(np.maximum(taken - 1, 0), arms - 1)
+            hit[bad] = ((taken >= 1) & (taken <= arms)
+                        & (samples[bad, arm] >= episode[bad, arm]))
+        columns = zip(
+            episode[:, arms + 2].tolist(), self._lam[rows].tolist(), floats[:, 5].tolist(),
+            self._exhausted_arms(samples, episode).tolist(), correct.tolist(),
+            self._total(samples).tolist(), counts[:, arms].tolist(),
+            counts[:, arms + 2].tolist(), invalid.tolist(), hit.tolist(),
+            self._observations[rows], strict=True,
+        )
+        finished = iter([
+            {"query": query, "lambda": lam, "cost": cost, "exhausted": exhausted,
+             "correct": grade, "n_samples": n_samples, "n_refines": refines,
+             "n_verified": verified, "invalid_action": invalid, "exhaustion_hit": exhaustion_hit,
+             "terminal_observation": terminal, "TimeLimit.truncated": False}
+            for query, lam, cost, exhausted, grade, n_samples, refines, verified, invalid,
+            exhaustion_hit, terminal in columns
+        ]).__next__
+        infos = [finished() if done else {} for done in stop.tolist()]
+        self._reset_rows(rows)
+        return infos
 
     # ----------------------------------------------------------------- resets
     def _reset_rows(self, rows: np.ndarray, seeds: list[int | None] | None = None,
                     options: list[dict[str, Any]] | None = None) -> None:
-        """Draw new episodes for ``rows`` and clear their state.
+        """Draw new episodes for ``rows`` and clear their state (masks: :meth:`_update_masks`).
 
         The vectorised form of :func:`envs.pools.draw_episode`: the same reads of each
         row's own uniform stream, for all rows at once.
@@ -370,25 +439,25 @@ class BatchedReplayVecEnv(VecEnv):
         pools, settings = self.pools, self.settings
         if seeds is not None:
             self._seed_rows(rows, seeds)
-        start = self._take(rows, np.ones(len(rows), dtype=np.int64))
+        at = rows * self._row_length
+        start = self._take(rows, 1)
         queries = settings.queries
-        query = queries[(self._streams[rows, start] * len(queries)).astype(np.int64)]
+        query = queries[(self._flat_streams[at + start] * len(queries)).astype(np.int64)]
         if options is not None:
             for j, row in enumerate(rows.tolist()):
                 if options[row] and options[row].get("query") is not None:
                     query[j] = forced_query(options[row]["query"], pools)
         extra = int(settings.lambda_range is not None)
-        start = self._take(rows, extra + pools.n_candidates[query])
+        start = self._take(rows, extra + self._n_candidates[query])
         if extra:
-            self._lam[rows] = settings.lambdas(self._streams[rows, start])
+            self._lam[rows] = settings.lambdas(self._flat_streams[at + start])
         else:
             self._lam[rows] = settings.lambda_
         self._key_base[rows] = start + extra
-        self._query[rows] = query
-        self._start[rows] = pools.cand_offsets[query]
-        self._prior[rows] = settings.prior[query]
-        self._clear(rows)
-        self._update_masks(rows)
+        self._episode[rows] = self._query_table.take(query, axis=0)
+        self._prior[rows] = settings.prior.take(query, axis=0)
+        self._counts[rows] = 0
+        self._floats[rows] = self._fresh_floats
 
     def _seed_rows(self, rows: np.ndarray, seeds: list[int | None]) -> None:
         """(Re)create the generators of seeded rows, and of rows that have none yet."""
@@ -397,43 +466,47 @@ class BatchedReplayVecEnv(VecEnv):
                 self._rngs[row] = seeding.np_random(seeds[row])[0]
                 self._stream_position[row] = self._block  # drop the block
 
-    def _take(self, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _take(self, rows: np.ndarray, counts: np.ndarray | int) -> np.ndarray:
         """Read ``counts[i]`` uniforms from each row's stream (``UniformStream.take``).
 
         Returns:
             Where each row's values start in its block.
         """
-        block = self._block
         start = self._stream_position[rows]
-        for j in np.flatnonzero(start + counts > block).tolist():
-            rng = self._rngs[int(rows[j])]
-            assert rng is not None
-            self._streams[rows[j], :block] = rng.random(block)
-            start[j] = 0
+        refill = np.flatnonzero(start + counts > self._block)
+        if refill.size:
+            rngs, blocks = self._rngs, self._blocks
+            for row in rows[refill].tolist():
+                rng = rngs[row]
+                assert rng is not None
+                rng.random(out=blocks[row])  # the values of ``rng.random(block)``
+            start[refill] = 0
         self._stream_position[rows] = start + counts
         return start
 
     # ------------------------------------------------------------ observations
-    def _observe(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """Observations of ``rows`` (all sub-environments if None), via the featurizer."""
-        def take(array: np.ndarray) -> np.ndarray:
-            return array if rows is None else array[rows]
+    def _observe(self) -> np.ndarray:
+        """Observations of every sub-environment, via the featurizer.
 
-        best = take(self._best)
+        A copy is kept: the terminal observations of the rows that stop at the next step.
+        """
+        best = self._best
         state = StateBatch(
-            samples=take(self._samples),
-            votes=take(self._votes),
-            no_answer=take(self._no_answer),
-            refines=take(self._refines),
-            verified=take(self._verified),
+            samples=self._samples,
+            votes=self._votes,
+            no_answer=self._no_answer,
+            refines=self._refines,
+            verified=self._verified,
             best_score=np.where(best > -np.inf, best, np.nan),
-            cost=take(self._norm_cost),
-            lam=take(self._lam),
-            prior=take(self._prior),
+            cost=self._norm_cost,
+            lam=self._lam,
+            prior=self._prior,
         )
-        stats = VoteStats(voted=take(self._voted), top1=take(self._top1), top2=take(self._top2),
-                          distinct=take(self._distinct), vlogv=take(self._vlogv))
-        return featurize(state, stats)
+        stats = VoteStats(voted=self._voted, top1=self._top1, top2=self._top2,
+                          distinct=self._distinct, vlogv=self._vlogv)
+        observations = featurize(state, stats)
+        self._observations = observations.copy()  # the caller may write into its copy
+        return observations
 
     def state(self) -> StateBatch:
         """A copy of every sub-environment's state, with its full votes matrix.
