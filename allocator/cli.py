@@ -187,6 +187,40 @@ def formats() -> None:
 
 
 @app.command()
+def evaluate(
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log (Parquet from "
+                                             "`allocator ingest`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.json "
+                                         "and the plots.")] = Path("evaluation"),
+    policy: Annotated[list[str] | None, typer.Option(
+        "--policy", "-p", help="A policy to sweep (repeatable; default: every baseline).")] = None,
+    arm: Annotated[str | None, typer.Option(help="The arm single-arm baselines sample "
+                                            "(default: the most sampled arm).")] = None,
+    orders: Annotated[int, typer.Option(help="Seeded random orders replayed per query.")] = 20,
+    test_fraction: Annotated[float, typer.Option(help="Share of queries held out.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split, orders and bootstrap.")] = 0,
+    reference: Annotated[str, typer.Option(help="Policy that paired differences are "
+                                           "measured against.")] = "adaptive-consistency",
+    no_difficulty: Annotated[bool, typer.Option(
+        "--no-difficulty", help="Skip the difficulty predictor (and difficulty-binned).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on "
+                                          "stdout.")] = False,
+    mlflow: Annotated[bool, typer.Option(
+        "--mlflow", help="Log the run to MLflow (MLFLOW_TRACKING_URI, default "
+                         "sqlite:///mlflow.db).")] = False,
+) -> None:
+    """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
+    from allocator.evaluate_command import run_evaluate
+
+    try:
+        run_evaluate(log_path, output, policies=policy, arm=arm, orders=orders,
+                     test_fraction=test_fraction, seed=seed, reference=reference,
+                     difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log.")],
     queries: Annotated[int, typer.Option(help="Number of simulated queries.")] = 400,

@@ -67,6 +67,10 @@ class BatchedReplayVecEnv(VecEnv):
     Args:
         log: the graded log, or its :class:`envs.pools.ReplayPools`.
         n_envs: number of sub-environments.
+        autoreset: reset finished sub-environments at once (SB3's convention). With
+            False a finished sub-environment keeps its final state, ignores further
+            actions and is listed in :attr:`finished` until the next :meth:`reset`: what
+            an evaluator replaying fixed episodes wants.
         **settings: the parameters of :class:`envs.ReplayEnv` (``lambda_``,
             ``lambda_range``, ``lambda_sampling``, ``verify_cost``, ``cost_unit``,
             ``prior``, ``queries``, ``max_samples``).
@@ -76,7 +80,8 @@ class BatchedReplayVecEnv(VecEnv):
         ParameterError: for an invalid parameter.
     """
 
-    def __init__(self, log: AttemptLog | ReplayPools, n_envs: int = 64, **settings: Any) -> None:
+    def __init__(self, log: AttemptLog | ReplayPools, n_envs: int = 64, *,
+                 autoreset: bool = True, **settings: Any) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ParameterError("BatchedReplayVecEnv", "n_envs", "an integer >= 1", n_envs)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
@@ -87,6 +92,8 @@ class BatchedReplayVecEnv(VecEnv):
                          spaces.Discrete(self.n_arms + 3))
         self._allocate()
         self._actions = np.zeros(self.num_envs, dtype=np.int64)
+        self.autoreset = bool(autoreset)
+        self._finished = np.zeros(self.num_envs, dtype=bool)
 
     # --------------------------------------------------------------- storage
     def _allocate(self) -> None:
@@ -153,6 +160,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._verified_best = self._floats[:, 8 + 2 * width :]
         self._fresh_floats = np.zeros(self._floats.shape[1])
         self._fresh_floats[7 + width :] = -np.inf
+        # The answer streak (ESC): the latest answer and how many draws in a row gave it.
+        self._streak = np.zeros(n, dtype=np.int64)
+        self._last_answer = np.full(n, -1, dtype=np.int64)
         self._mask = np.zeros((n, arms + 3), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * (arms + 3)
@@ -166,6 +176,7 @@ class BatchedReplayVecEnv(VecEnv):
     def reset(self) -> np.ndarray:
         """Reset every sub-environment (with the seeds and options set before, if any)."""
         rows = self._arange
+        self._finished[:] = False
         self._reset_rows(rows, seeds=list(self._seeds), options=list(self._options))
         self._reset_seeds()
         self._reset_options()
@@ -185,9 +196,14 @@ class BatchedReplayVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
 
     def step_wait(self) -> VecEnvStepReturn:
-        """Step every sub-environment; finished ones reset automatically."""
+        """Step every sub-environment; finished ones reset automatically (unless
+        ``autoreset=False``: then they keep their final state and ignore actions)."""
         actions = self._actions
         stop, draw, verify = self._classify(actions)
+        if not self.autoreset:  # finished rows stay as they ended
+            stop &= ~self._finished
+            draw &= ~self._finished
+            verify &= ~self._finished
         cost = np.zeros(self.num_envs)
         drawing = np.flatnonzero(draw)
         if drawing.size:
@@ -293,6 +309,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._flat_counts[rows * self._counts.shape[1] + column] += 1
         answer = pools.cand_answer[candidate]
         self._vote(rows, answer, pools.cand_correct[candidate])
+        same = (answer >= 0) & (answer == self._last_answer[rows])
+        self._streak[rows] = np.where(answer < 0, 0, np.where(same, self._streak[rows] + 1, 1))
+        self._last_answer[rows] = answer
         score = pools.cand_score[candidate]
         scored = ~np.isnan(score)
         self._pending[rows[scored]] += 1
@@ -425,7 +444,10 @@ class BatchedReplayVecEnv(VecEnv):
             exhaustion_hit, terminal in columns
         ]).__next__
         infos = [finished() if done else {} for done in stop.tolist()]
-        self._reset_rows(rows)
+        if self.autoreset:
+            self._reset_rows(rows)
+        else:
+            self._finished[rows] = True
         return infos
 
     # ----------------------------------------------------------------- resets
@@ -458,6 +480,8 @@ class BatchedReplayVecEnv(VecEnv):
         self._prior[rows] = settings.prior.take(query, axis=0)
         self._counts[rows] = 0
         self._floats[rows] = self._fresh_floats
+        self._streak[rows] = 0
+        self._last_answer[rows] = -1
 
     def _seed_rows(self, rows: np.ndarray, seeds: list[int | None]) -> None:
         """(Re)create the generators of seeded rows, and of rows that have none yet."""
@@ -509,15 +533,60 @@ class BatchedReplayVecEnv(VecEnv):
         return observations
 
     def state(self) -> StateBatch:
-        """A copy of every sub-environment's state, with its full votes matrix.
+        """A copy of every sub-environment's state, with its full votes matrix, the
+        answer streak and the vote statistics the env maintains.
 
-        ``VoteStats.from_votes(venv.state().votes)`` equals the statistics the batched
-        env maintains vote by vote (a test checks it).
+        ``VoteStats.from_votes(venv.state().votes)`` equals those statistics (a test
+        checks it).
         """
         best = self._best
+        stats = VoteStats(voted=self._voted.copy(), top1=self._top1.copy(),
+                          top2=self._top2.copy(), distinct=self._distinct.copy(),
+                          vlogv=self._vlogv.copy())
         return StateBatch(
             samples=self._samples.copy(), votes=self._votes.copy(),
             no_answer=self._no_answer.copy(), refines=self._refines.copy(),
             verified=self._verified.copy(), best_score=np.where(best > -np.inf, best, np.nan),
             cost=self._norm_cost.copy(), lam=self._lam.copy(), prior=self._prior.copy(),
+            streak=self._streak.copy(), stats=stats,
         )
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of every state array, for :meth:`restore` (``autoreset=False`` only).
+
+        An evaluator replays many policies on the same episodes: it resets once (seeding
+        thousands of generators is the costly part), takes a snapshot, and restores it
+        before each policy. An episode reads all its uniforms at reset, so without
+        automatic resets the generators are not needed again and are not saved.
+        """
+        if self.autoreset:
+            raise ParameterError("BatchedReplayVecEnv.snapshot", "autoreset",
+                                 "False (with automatic resets the generators' states "
+                                 "would matter too)", self.autoreset)
+        return {name: value.copy() for name, value in vars(self).items()
+                if isinstance(value, np.ndarray) and value.flags.writeable}
+
+    def restore(self, snapshot: dict[str, np.ndarray]) -> None:
+        """Return every sub-environment to the state of a :meth:`snapshot`.
+
+        Arrays are copied in place, so views into the state blocks stay views.
+        """
+        for name, saved in snapshot.items():
+            current = getattr(self, name)
+            if current.shape == saved.shape and current.flags.writeable:
+                current[...] = saved
+            else:
+                setattr(self, name, saved.copy())
+
+    @property
+    def finished(self) -> np.ndarray:
+        """Rows whose episode has ended (only with ``autoreset=False``; else all False)."""
+        return self._finished.copy()
+
+    def stop_correctness(self) -> np.ndarray:
+        """Expected correctness of every row's final answer if it stopped now, shape (n,)."""
+        return self._correctness(self._counts, self._floats)
+
+    def cost_spent(self) -> np.ndarray:
+        """Cost every row has spent in its current (or, finished, last) episode, log units."""
+        return self._cost.copy()

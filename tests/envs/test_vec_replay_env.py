@@ -150,3 +150,69 @@ def test_bad_n_envs(tiny_log: AttemptLog) -> None:
         BatchedReplayVecEnv(tiny_log, n_envs=0)
     with pytest.raises(ParameterError, match="BatchedReplayVecEnv"):
         BatchedReplayVecEnv(tiny_log, lambda_=-1.0)
+
+
+def test_state_streak_and_stop_correctness_follow_the_single_env() -> None:
+    log = random_log(11, n_queries=12, max_pool=9)
+    venv = BatchedReplayVecEnv(log, n_envs=16)
+    singles = [ReplayEnv(log) for _ in range(16)]
+    venv.seed(5)
+    venv.reset()
+    for i, env in enumerate(singles):
+        env.reset(seed=5 + i)
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        state = venv.state()
+        for i, env in enumerate(singles):
+            single = env.unwrapped._state
+            assert state.streak[i] == single.streak
+            assert state.vote_stats().top1[i] == max(single.votes.values(), default=0)
+        # Stopping now would score what stop_correctness says.
+        predicted = venv.stop_correctness()
+        stops = np.zeros(16, dtype=np.int64)
+        _, rewards, _, infos = venv.step(stops)
+        np.testing.assert_allclose([info["correct"] for info in infos], predicted)
+        for env in singles:
+            env.step(0)
+            env.reset()
+        actions = choose(rng, venv.action_masks(), 0.0)
+        actions[actions == 0] = 1  # keep drawing where possible
+        actions = np.where(venv.action_masks()[np.arange(16), actions], actions, 0)
+        venv.step(actions)
+        for i, env in enumerate(singles):
+            if actions[i] == 0:
+                env.reset()
+            else:
+                env.step(actions[i])
+
+
+def test_without_autoreset_finished_rows_freeze_and_snapshots_replay_them() -> None:
+    log = random_log(3, n_queries=10, max_pool=6)
+    venv = BatchedReplayVecEnv(log, n_envs=8, autoreset=False)
+    venv.seed(1)
+    venv.reset()
+    snapshot = venv.snapshot()
+    rng = np.random.default_rng(0)
+
+    def play() -> tuple[list, np.ndarray]:
+        outcomes: list = [None] * 8
+        while not venv.finished.all():
+            actions = np.where(venv.finished, 1, choose(rng, venv.action_masks(), 0.0))
+            before = venv.cost_spent()
+            _, rewards, dones, infos = venv.step(actions)
+            frozen = venv.finished & ~dones
+            assert np.all(rewards[frozen] == 0) and np.all(venv.cost_spent()[frozen]
+                                                           == before[frozen])
+            for i in np.flatnonzero(dones):
+                assert outcomes[i] is None  # a row finishes once
+                outcomes[i] = (infos[i]["query"], infos[i]["correct"], infos[i]["cost"])
+        return outcomes, venv.cost_spent()
+
+    rng = np.random.default_rng(0)
+    first, cost = play()
+    venv.restore(snapshot)
+    rng = np.random.default_rng(0)
+    second, cost_again = play()
+    assert first == second and np.array_equal(cost, cost_again)
+    with pytest.raises(ParameterError):
+        BatchedReplayVecEnv(log, n_envs=2).snapshot()

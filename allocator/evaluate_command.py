@@ -1,0 +1,68 @@
+"""The body of ``allocator evaluate`` (kept out of cli.py so the CLI stays a thin layer).
+
+It imports the training package when it runs: evaluation is not part of the light
+runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["run_evaluate"]
+
+
+def run_evaluate(
+    log_path: Path,
+    output: Path,
+    *,
+    policies: list[str] | None,
+    arm: str | None,
+    orders: int,
+    test_fraction: float,
+    seed: int,
+    reference: str,
+    difficulty: bool,
+    as_json: bool,
+    mlflow: bool,
+) -> dict:
+    """Evaluate, write report.json and the plots, print the tables; return the report."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from allocator.console import stderr_console
+    from allocator.logs import read_log
+    from training.evaluation.evaluate import DEFAULT_POLICIES, EvaluationConfig, evaluate
+    from training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from training.evaluation.report import headline_table, report_table, write_report
+
+    console = stderr_console()
+    log = read_log(log_path)
+    config = EvaluationConfig(
+        policies=tuple(policies) if policies else DEFAULT_POLICIES, arm=arm,
+        test_fraction=test_fraction, n_orders=orders, seed=seed, reference=reference,
+        difficulty=difficulty,
+    )
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+        report, results = evaluate(
+            log, config, progress=lambda message: bar.update(task, description=message))
+    output.mkdir(parents=True, exist_ok=True)
+    path = write_report(report, output)
+    plot_pareto(report, output / "pareto.png")
+    plot_cost_distribution(results, output / "cost_distribution.png",
+                           simulated=log.simulated)
+    if mlflow:
+        from training.tracking import log_evaluation
+
+        run_id = log_evaluation(report, output)
+        console.print(f"logged to MLflow run {run_id}")
+    if as_json:
+        json.dump(json.loads(path.read_text()), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        console.print(report_table(report))
+        console.print(headline_table(report))
+    console.print(f"wrote {path}, {output / 'pareto.png'}, {output / 'cost_distribution.png'}")
+    return report.to_dict()

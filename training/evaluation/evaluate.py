@@ -1,0 +1,223 @@
+"""``allocator evaluate``: every policy, swept along its knob, on held-out queries.
+
+The steps, in order: split the log by query (seeded); fit the difficulty predictor on the
+training queries (out-of-fold predictions there, held-out predictions on the test
+queries); replay every baseline along its knob on the same seeded orders of the test
+queries; trace the oracles' fronts; compute the headline numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from allocator.errors import ParameterError
+from allocator.logs.table import AttemptLog
+from allocator.policies import POLICIES, make_policy
+from allocator.policies.base import Policy
+from allocator.policies.difficulty_binned import DifficultyBinned
+from envs.pools import ReplayPools
+from training.evaluation.oracles import default_lambdas, hindsight_oracle, query_oracle
+from training.evaluation.pareto import headline
+from training.evaluation.replay import FixedNCurves, ReplayEvaluator
+from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
+from training.evaluation.statistics import policy_point
+
+__all__ = ["DEFAULT_POLICIES", "EvaluationConfig", "evaluate", "split_queries"]
+
+DEFAULT_POLICIES = (
+    "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
+)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Settings of an evaluation (all have defaults that suit the public logs).
+
+    Attributes:
+        policies: registry names of the policies to sweep.
+        arm: the arm single-arm baselines sample (default: the arm with the most samples
+            per query).
+        test_fraction: share of queries held out for evaluation.
+        n_orders: seeded random orders replayed per test query.
+        seed: seed of the split, the orders, the predictor and the bootstrap.
+        n_bootstrap: bootstrap resamples per interval.
+        reference: the policy paired differences are measured against (at its defaults).
+        oracles: trace the hindsight and query oracles.
+        difficulty: fit the difficulty predictor (needed by difficulty-binned; its
+            predictions are the policies' prior).
+        sweeps: knob values per policy, overriding the policy's default sweep.
+    """
+
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    arm: str | None = None
+    test_fraction: float = 0.5
+    n_orders: int = 20
+    seed: int = 0
+    n_bootstrap: int = 1000
+    reference: str = "adaptive-consistency"
+    oracles: bool = True
+    difficulty: bool = True
+    sweeps: dict[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown:
+            raise ParameterError("EvaluationConfig", "policies",
+                                 f"names from {sorted(POLICIES)}", unknown)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ParameterError("EvaluationConfig", "test_fraction", "in (0, 1)",
+                                 self.test_fraction)
+
+
+def split_queries(n_queries: int, test_fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """A seeded split of query indices into (train, test), both sorted."""
+    order = np.random.default_rng(seed).permutation(n_queries)
+    n_test = max(1, round(test_fraction * n_queries))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _default_arm(log: AttemptLog) -> int:
+    counts = np.bincount(log.arm, minlength=len(log.arms))
+    return int(np.argmax(counts))
+
+
+def _prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int,
+           progress: Callable[[str], None]) -> tuple[np.ndarray, dict]:
+    """Out-of-fold predictions on train queries, held-out predictions on test queries."""
+    from training.difficulty import (
+        SIMULATED_TRUTH,
+        DifficultyPredictor,
+        cross_fit_predict,
+        evaluate_difficulty,
+    )
+
+    progress("fitting the difficulty predictor")
+    # A simulated log carries its true difficulty (metadata, text): never a feature.
+    predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
+                                     text_features=False)
+                 if log.simulated else DifficultyPredictor(random_state=seed))
+    prior = np.full((log.n_queries, len(log.arms)), 0.5)
+    prior[train] = cross_fit_predict(predictor, log, train, n_splits=3, random_state=seed)
+    prior[test] = predictor.fit(log, train).predict(log, test)
+    metrics = evaluate_difficulty(prior[test], log, test)
+    return prior, metrics
+
+
+def _base_policy(name: str, arm: int, pool: int) -> Policy:
+    """The policy at its defaults, on ``arm``, capped at the pool size where it has a cap."""
+    fields = POLICIES[name].__dataclass_fields__
+    params: dict = {"arm": arm} if "arm" in fields else {}
+    if "max_samples" in fields:
+        params["max_samples"] = pool
+    return make_policy(name, **params)
+
+
+def _sweep(name: str, config: EvaluationConfig, arm: int, pool: int) -> list[Policy]:
+    base = _base_policy(name, arm, pool)
+    knob = type(base).knob
+    values = list(config.sweeps.get(name, type(base).default_sweep))
+    if name == "fixed-n":
+        values = [v for v in values if v <= pool] or [pool]
+    if knob is None or not values:
+        return [base]
+    return [base.with_knob(value) for value in values]
+
+
+def _binned(train_curves: FixedNCurves, train_prior: np.ndarray, arm: int,
+            config: EvaluationConfig, pool: int) -> Iterator[Policy]:
+    solve = train_curves.correct.mean(axis=1)[:, 1:]
+    fitted = DifficultyBinned.fit(train_prior, solve, target_mean_samples=min(8.0, pool),
+                                  arm=arm)
+    values = config.sweeps.get("difficulty-binned", DifficultyBinned.default_sweep)
+    for value in values:
+        if value <= pool:
+            yield fitted.with_knob(value)
+
+
+def _oracle_points(curves: list[FixedNCurves], reference: EpisodeResults,
+                   config: EvaluationConfig) -> dict[str, list[PolicyPoint]]:
+    points: dict[str, list[PolicyPoint]] = {"oracle": [], "query-oracle": []}
+    for lam in default_lambdas(curves):
+        for name, oracle in (("oracle", hindsight_oracle), ("query-oracle", query_oracle)):
+            results = oracle(curves, float(lam))
+            previous = points[name][-1] if points[name] else None
+            if previous and (previous.accuracy, previous.mean_cost) == (
+                    float(results.correct.mean()), float(results.cost.mean())):
+                continue  # the same choice at a higher price: nothing new on the front
+            points[name].append(policy_point(
+                results, policy=name, knob="lambda", value=float(lam), deployable=False,
+                reference=reference, n_bootstrap=config.n_bootstrap, seed=config.seed))
+    return points
+
+
+def evaluate(
+    log: AttemptLog,
+    config: EvaluationConfig | None = None,
+    *,
+    progress: Callable[[str], None] = lambda message: None,
+) -> tuple[EvaluationReport, dict[str, EpisodeResults]]:
+    """Evaluate every configured policy on held-out queries of ``log``.
+
+    Args:
+        log: a pool log.
+        config: settings (defaults if omitted).
+        progress: called with a short message before each step (for progress bars).
+
+    Returns:
+        The report, and per policy the episodes of its reference-setting point (for the
+        cost-distribution plot).
+    """
+    config = config or EvaluationConfig()
+    arm = log.arms.index(config.arm) if config.arm is not None else _default_arm(log)
+    pools = ReplayPools.from_log(log)
+    train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
+    prior, difficulty_metrics = (_prior(log, train, test, config.seed, progress)
+                                 if config.difficulty else (None, {}))
+    evaluator = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
+                                prior=prior)
+    pool = int(pools.group_count[test, arm].max())
+    progress("replaying the reference")
+    reference = evaluator.run(_base_policy(config.reference, arm, pool))
+    points: dict[str, list[PolicyPoint]] = {}
+    chosen: dict[str, EpisodeResults] = {config.reference: reference}
+    for name in config.policies:
+        progress(f"sweeping {name}")
+        if name == "difficulty-binned":
+            if prior is None:
+                continue
+            train_curves = ReplayEvaluator(pools, train, n_orders=config.n_orders,
+                                           seed=config.seed + 1).fixed_n_curves(arm)
+            policies = list(_binned(train_curves, prior[train, arm], arm, config, pool))
+        else:
+            policies = _sweep(name, config, arm, pool)
+        points[name] = []
+        for policy in policies:
+            results = evaluator.run(policy)
+            points[name].append(policy_point(
+                results, policy=name, knob=type(policy).knob,
+                value=getattr(policy, type(policy).knob) if type(policy).knob else None,
+                deployable=type(policy).deployable, reference=reference,
+                n_bootstrap=config.n_bootstrap, seed=config.seed))
+            chosen.setdefault(name, results)
+    curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
+    if config.oracles:
+        progress("tracing the oracles")
+        points.update(_oracle_points(curves, reference, config))
+    target = float(curves[arm].correct[:, :, -1].mean())
+    report = EvaluationReport(
+        log={"source": log.source, "fingerprint": log.fingerprint(),
+             "queries": log.n_queries, "attempts": log.n_attempts, "arms": list(log.arms),
+             "simulated": log.simulated},
+        config={**{k: v for k, v in asdict(config).items() if k != "sweeps"},
+                "arm": log.arms[arm], "train_queries": len(train), "test_queries": len(test),
+                "policies": list(config.policies)},
+        points=points,
+        reference=reference.policy,
+        headline=headline(points, target_accuracy=target),
+        extra={"difficulty": difficulty_metrics} if difficulty_metrics else {},
+    )
+    return report, chosen

@@ -1,0 +1,164 @@
+"""Exact counterfactual replay of allocation policies on pool logs.
+
+Every policy runs on the *same* seeded orders of the same queries: query ``q`` (the i-th
+evaluation query) in order ``r`` is replayed by the batched environment's sub-environment
+seeded ``seed * 1_000_003 + i * R + r``, so paired comparisons are exact and the same seed
+gives the same report. The replay semantics are the environment's (one implementation):
+this module only schedules the episodes and drives the policy in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.actions import STOP, sample_action
+from allocator.errors import ParameterError
+from allocator.logs.table import AttemptLog
+from allocator.policies.base import Policy
+from envs.pools import ReplayPools
+from envs.vec_replay_env import BatchedReplayVecEnv
+from training.evaluation.results import EpisodeResults
+
+__all__ = ["FixedNCurves", "ReplayEvaluator"]
+
+
+@dataclass(frozen=True, eq=False)
+class FixedNCurves:
+    """Sampling one arm ``t`` times, for every t: arrays of shape (Q, R, T + 1).
+
+    Attributes:
+        arm: the arm's index.
+        correct: correctness of the majority answer after t samples (t = 0: nothing).
+        cost: cost spent after t samples (log units).
+        available: whether the pool still had a t-th sample (False past exhaustion, where
+            correct and cost stay at their last value).
+    """
+
+    arm: int
+    correct: np.ndarray
+    cost: np.ndarray
+    available: np.ndarray
+
+
+class ReplayEvaluator:
+    """Replays policies on R seeded orders of each evaluation query.
+
+    Args:
+        log: the pool log.
+        queries: indices of the evaluation queries (default: all).
+        n_orders: R, random orders per query.
+        seed: seed of the orders.
+        lambda_: the price of a cost unit seen by policies in their state (rewards are
+            not used here: correctness and cost are reported separately).
+        prior: per-query per-arm predicted accuracy, shape (log queries, arms).
+        verify_cost: cost of verifying one candidate (log units).
+        max_steps: safety bound on decisions per episode (default: pool size + 2 + R).
+    """
+
+    def __init__(
+        self,
+        log: AttemptLog | ReplayPools,
+        queries: np.ndarray | None = None,
+        *,
+        n_orders: int = 20,
+        seed: int = 0,
+        lambda_: float = 0.0,
+        prior: np.ndarray | None = None,
+        verify_cost: float = 0.0,
+    ) -> None:
+        if isinstance(n_orders, bool) or not isinstance(n_orders, int | np.integer) or (
+                n_orders < 1):
+            raise ParameterError("ReplayEvaluator", "n_orders", "an integer >= 1", n_orders)
+        self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
+        all_queries = np.arange(self.pools.n_queries)
+        self.queries = all_queries if queries is None else np.asarray(queries, dtype=np.int64)
+        self.n_orders = int(n_orders)
+        self.seed = int(seed)
+        self.settings = {"lambda_": lambda_, "verify_cost": verify_cost}
+        if prior is not None:
+            self.settings["prior"] = prior
+        self._venv: BatchedReplayVecEnv | None = None
+        self._initial: dict[str, np.ndarray] = {}
+
+    @property
+    def n_episodes(self) -> int:
+        """Episodes per policy: evaluation queries times orders."""
+        return len(self.queries) * self.n_orders
+
+    def _start(self) -> BatchedReplayVecEnv:
+        """The batched env at the start of every evaluation episode.
+
+        Built and reset once (seeding one generator per episode is the costly part), then
+        restored from a snapshot for each later policy: the same episodes every time.
+        """
+        if self._venv is None:
+            venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
+                                       **self.settings)
+            venv.seed(self.seed * 1_000_003)
+            venv.set_options([{"query": int(q)}
+                              for q in np.repeat(self.queries, self.n_orders)])
+            venv.reset()
+            self._venv, self._initial = venv, venv.snapshot()
+        else:
+            self._venv.restore(self._initial)
+        return self._venv
+
+    def run(self, policy: Policy) -> EpisodeResults:
+        """Replay one policy on every evaluation episode.
+
+        Returns:
+            Per-episode correctness, cost, attempts and exhaustion, shape (Q, R) each.
+        """
+        venv = self._start()
+        shape = (len(self.queries), self.n_orders)
+        correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
+        samples = np.zeros(self.n_episodes)
+        exhausted = np.zeros(self.n_episodes, dtype=bool)
+        limit = self.pools.max_candidates + 8
+        for _ in range(limit + 1):
+            active = ~venv.finished
+            if not active.any():
+                break
+            actions = np.where(active, policy.act(venv.state(), venv.action_masks()), STOP)
+            _, _, dones, infos = venv.step(actions)
+            for row in np.flatnonzero(dones):
+                info = infos[row]
+                correct[row], cost[row] = info["correct"], info["cost"]
+                samples[row] = info["n_samples"] + info["n_refines"]
+                exhausted[row] = info["exhausted"] > 0 or info["exhaustion_hit"]
+        else:  # pragma: no cover - a policy that never stops is a bug worth a clear error
+            raise ParameterError("ReplayEvaluator.run", "policy",
+                                 f"a policy that stops within {limit} steps", policy)
+        return EpisodeResults(
+            policy=policy.describe(),
+            correct=correct.reshape(shape),
+            cost=cost.reshape(shape),
+            samples=samples.reshape(shape),
+            exhausted=exhausted.reshape(shape),
+        )
+
+    def fixed_n_curves(self, arm: int = 0) -> FixedNCurves:
+        """Correctness and cost after every number of samples of one arm.
+
+        One pass: sample the arm until its pool is exhausted, reading the majority vote's
+        correctness after each draw. ``curves.correct[:, :, t].mean()`` is the replayed
+        majority@t; the oracles and difficulty-binned planning read these curves.
+        """
+        venv = self._start()
+        depth = int(self.pools.group_count[:, arm].max()) if self.pools.n_queries else 0
+        shape = (len(self.queries), self.n_orders, depth + 1)
+        correct, cost = np.zeros(shape), np.zeros(shape)
+        available = np.zeros(shape, dtype=bool)
+        available[:, :, 0] = True
+        for t in range(1, depth + 1):
+            can = venv.action_masks()[:, sample_action(arm)]
+            venv.step(np.where(can, sample_action(arm), STOP))
+            can = can.reshape(shape[:2])
+            available[:, :, t] = can
+            now_correct = venv.stop_correctness().reshape(shape[:2])
+            now_cost = venv.cost_spent().reshape(shape[:2])
+            correct[:, :, t] = np.where(can, now_correct, correct[:, :, t - 1])
+            cost[:, :, t] = np.where(can, now_cost, cost[:, :, t - 1])
+        return FixedNCurves(arm=arm, correct=correct, cost=cost, available=available)
