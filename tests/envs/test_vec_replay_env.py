@@ -170,7 +170,7 @@ def test_state_streak_and_stop_correctness_follow_the_single_env() -> None:
         # Stopping now would score what stop_correctness says.
         predicted = venv.stop_correctness()
         stops = np.zeros(16, dtype=np.int64)
-        _, rewards, _, infos = venv.step(stops)
+        _, _, _, infos = venv.step(stops)
         np.testing.assert_allclose([info["correct"] for info in infos], predicted)
         for env in singles:
             env.step(0)
