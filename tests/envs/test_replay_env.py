@@ -290,3 +290,34 @@ def test_constructor_errors(tiny_log: AttemptLog) -> None:
         ReplayEnv(tiny_log, render_mode="human")
     with pytest.raises(ParameterError, match="lambda_"):
         ReplayEnv(tiny_log, lambda_=-1)
+
+
+PUBLIC_SETS = {
+    "reasoning-gym": ("reasoning_gym/samples.jsonl.gz", {"difficulty": "easy"}),
+    "codet": ("codet_humaneval", {}),
+    "swe-bench-pro": ("swe_bench_pro/agent_runs.csv.gz", {}),
+    "mot-cascade": ("mot_cascade/raw", {"tasks": "gsm", "models": "llama-2-13b"}),
+}
+
+
+@pytest.mark.public_logs
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", sorted(PUBLIC_SETS))
+def test_checked_on_every_public_set(fmt: str, public_logs) -> None:
+    """check_env on each shared public set, converted by its own converter."""
+    from allocator.converters import convert
+
+    folder, options = PUBLIC_SETS[fmt]
+    log, _ = convert(public_logs / folder, fmt, **options)
+    env = make(log, lambda_range=(0.0, 0.5))
+    check_env(env.unwrapped)
+    assert env.action_space.n == len(log.arms) + 3
+    # Episodes end, and draws never exceed a query's pool.
+    env.reset(seed=0)
+    for _ in range(50):
+        mask = env.unwrapped.action_masks()
+        action = int(np.flatnonzero(mask)[-1])
+        _, _, terminated, _, info = env.step(action)
+        if terminated:
+            assert info["n_samples"] <= np.diff(log.offsets).max()
+            env.reset()
