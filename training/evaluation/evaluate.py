@@ -113,6 +113,8 @@ def _base_policy(name: str, arm: int, pool: int) -> Policy:
     params: dict = {"arm": arm} if "arm" in fields else {}
     if "max_samples" in fields:
         params["max_samples"] = pool
+    if "min_samples" in fields:  # a pool smaller than the default minimum (agent runs)
+        params["min_samples"] = min(fields["min_samples"].default, pool)
     return make_policy(name, **params)
 
 
