@@ -24,7 +24,7 @@ def _check_outputs(folder: Path, report: dict) -> None:
     for name, points in report["policies"].items():
         assert points, name
         for point in points:
-            assert POINT_KEYS <= set(point), name
+            assert set(point) >= POINT_KEYS, name
             low, high = point["accuracy_ci"]
             assert low <= point["accuracy"] <= high
     for key in ("target_accuracy", "savings_vs_fixed_n", "savings_vs_adaptive_consistency",
