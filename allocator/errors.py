@@ -12,6 +12,7 @@ __all__ = [
     "ConverterError",
     "EnvironmentConfigError",
     "LogFormatError",
+    "OffPolicySupportError",
     "ParameterError",
 ]
 
@@ -78,3 +79,23 @@ class ConverterError(LogFormatError):
 
 class EnvironmentConfigError(AllocatorError, ValueError):
     """The replay environment was configured with a log or settings it cannot replay."""
+
+
+class OffPolicySupportError(AllocatorError, ValueError):
+    """An off-policy estimate was refused: the evaluated policy leaves the logged support.
+
+    Raised when the evaluated (target) policy gives probability > 0 to an action the
+    logging policy gave probability 0 in some logged state (importance weights are then
+    undefined and every estimator is biased), or when no logged episode is consistent
+    with the target. The message says in how many states, which actions, and the fix.
+
+    Attributes:
+        n_states: logged states where the support is violated.
+        actions: action name -> number of logged states where it is the culprit.
+    """
+
+    def __init__(self, message: str, *, n_states: int = 0,
+                 actions: dict[str, int] | None = None) -> None:
+        self.n_states = n_states
+        self.actions = dict(actions or {})
+        super().__init__(message)

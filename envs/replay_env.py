@@ -239,6 +239,13 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         reward = -self._lam * (cost / self.settings.cost_unit)
         return self._state.features(), reward, False, False, self._info()
 
+    @property
+    def query_state(self) -> QueryState:
+        """The current episode's state (what every policy reads), after :meth:`reset`."""
+        if self._state is None:
+            raise ResetNeeded("ReplayEnv.query_state: call reset() first")
+        return self._state
+
     def action_masks(self) -> np.ndarray:
         """Allowed actions now, bool of shape (A + 3,) (the method MaskablePPO calls)."""
         return self._mask.copy()

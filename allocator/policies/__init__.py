@@ -13,7 +13,11 @@ name                        class                                knob
 ``esc``                     :class:`EarlyStoppingSC`             ``window``
 ``confidence-threshold``    :class:`ConfidenceThreshold`         ``tau``
 ``difficulty-binned``       :class:`DifficultyBinned`            ``target``
+``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
 ==========================  ===================================  ================
+
+``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
+around a base policy, so that its decision logs support off-policy evaluation.
 """
 
 from allocator.policies.base import Policy
@@ -30,6 +34,7 @@ from allocator.policies.self_consistency import (
     EarlyStoppingSC,
     FixedN,
 )
+from allocator.policies.stochastic import EpsilonGreedy
 
 __all__ = [
     "POLICIES",
@@ -37,6 +42,7 @@ __all__ = [
     "ConfidenceThreshold",
     "DifficultyBinned",
     "EarlyStoppingSC",
+    "EpsilonGreedy",
     "FixedN",
     "Policy",
     "available_policies",

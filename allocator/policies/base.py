@@ -28,12 +28,15 @@ class Policy(ABC):
         knob: the field swept to trace an accuracy/cost curve (``None``: no knob).
         default_sweep: knob values swept by default.
         deployable: False for hindsight oracles, which are upper bounds only.
+        stochastic: True when :meth:`act` draws at random (then :meth:`probabilities`
+            is the policy's definition, and two calls of ``act`` may differ).
     """
 
     name: ClassVar[str]
     knob: ClassVar[str | None] = None
     default_sweep: ClassVar[tuple[Any, ...]] = ()
     deployable: ClassVar[bool] = True
+    stochastic: ClassVar[bool] = False
 
     @abstractmethod
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:

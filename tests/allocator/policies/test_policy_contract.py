@@ -25,6 +25,8 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
                           "target": [0.0, -1.0, np.inf, 0.5], "min_samples": [-1],
                           "samples_per_bin": [(1, 2)], "bin_curves": [((0.5,),)],
                           "bin_counts": [(1, 1, 1, 1, 1)], "arm": [-1]},
+    "epsilon-greedy": {"base": ["no-such-policy", 3, None], "epsilon": [-0.1, 1.5, "0.2", None],
+                       "seed": [-1, 2.5, True]},
 }
 
 NAMES = available_policies()
@@ -35,6 +37,24 @@ ARMS = 2
 def states():
     rng = np.random.default_rng(11)
     return stack(random_states(rng, 400, n_arms=ARMS))
+
+
+def decisions(policy: Policy, states: StateBatch, mask: np.ndarray) -> np.ndarray:
+    """What a policy decides: its actions, or a stochastic policy's action probabilities.
+
+    A stochastic policy's ``act`` draws (it differs from call to call by design); the
+    distribution it draws from is what must not depend on the batch or the statistics.
+    """
+    if policy.stochastic:
+        return policy.probabilities(states, mask)
+    return policy.act(states, mask)
+
+
+def mode(policy: Policy, states: StateBatch, mask: np.ndarray) -> np.ndarray:
+    """The most likely action (``act`` for a deterministic policy)."""
+    if policy.stochastic:
+        return policy.probabilities(states, mask).argmax(axis=1)
+    return policy.act(states, mask)
 
 
 def instances(name: str) -> list[Policy]:
@@ -68,11 +88,11 @@ def test_actions_are_int64_allowed_and_one_per_state(name: str, states) -> None:
 def test_masked_sample_means_stop(name: str, states) -> None:
     for policy in instances(name):
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
-        wanted = policy.act(states, full) == sample_action(0)
+        wanted = mode(policy, states, full) == sample_action(0)
         assert wanted.any() or policy.describe().startswith("fixed-n(n=1")
         no_sample = full.copy()
         no_sample[:, sample_action(0)] = False
-        assert (policy.act(states, no_sample)[wanted] == STOP).all(), policy.describe()
+        assert (mode(policy, states, no_sample)[wanted] == STOP).all(), policy.describe()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -96,7 +116,11 @@ def test_probabilities_are_distributions_on_allowed_actions(name: str, states) -
     assert probs.shape == mask.shape
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     assert (probs[~mask] == 0).all()
-    np.testing.assert_array_equal(probs.argmax(axis=1), policy.act(states, mask))
+    actions = policy.act(states, mask)
+    if policy.stochastic:  # draws only actions it gives probability > 0
+        assert (probs[np.arange(len(actions)), actions] > 0).all()
+    else:
+        np.testing.assert_array_equal(probs.argmax(axis=1), actions)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -127,9 +151,9 @@ def test_decisions_do_not_depend_on_the_batch(name: str, states) -> None:
     batch = stack(singles)
     mask = random_masks(rng, len(singles), ARMS)
     policy = make_policy(name)
-    one_by_one = [int(policy.act(s.to_batch(), mask[i : i + 1])[0])
+    one_by_one = [decisions(policy, s.to_batch(), mask[i : i + 1])[0]
                   for i, s in enumerate(singles)]
-    assert policy.act(batch, mask).tolist() == one_by_one
+    np.testing.assert_array_equal(decisions(policy, batch, mask), np.stack(one_by_one))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -139,5 +163,5 @@ def test_given_vote_stats_give_the_same_decisions(name: str, states) -> None:
     fields = {f.name: getattr(states, f.name) for f in dataclasses.fields(states)}
     fields["stats"] = VoteStats.from_votes(states.votes)
     policy = make_policy(name)
-    np.testing.assert_array_equal(policy.act(StateBatch(**fields), mask),
-                                  policy.act(states, mask))
+    np.testing.assert_array_equal(decisions(policy, StateBatch(**fields), mask),
+                                  decisions(policy, states, mask))

@@ -26,7 +26,7 @@ from allocator.policies import (
 def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
         "POLICIES", "AdaptiveConsistency", "ConfidenceThreshold", "DifficultyBinned",
-        "EarlyStoppingSC", "FixedN", "Policy", "available_policies", "make_policy",
+        "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy", "available_policies", "make_policy",
         "register_policy"])
 
 
