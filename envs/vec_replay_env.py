@@ -556,15 +556,19 @@ class BatchedReplayVecEnv(VecEnv):
 
         An evaluator replays many policies on the same episodes: it resets once (seeding
         thousands of generators is the costly part), takes a snapshot, and restores it
-        before each policy. An episode reads all its uniforms at reset, so without
+        before each policy. Views into the state blocks are not copied twice: restoring
+        their owners restores them. An episode reads all its uniforms at reset, so without
         automatic resets the generators are not needed again and are not saved.
         """
         if self.autoreset:
             raise ParameterError("BatchedReplayVecEnv.snapshot", "autoreset",
                                  "False (with automatic resets the generators' states "
                                  "would matter too)", self.autoreset)
-        return {name: value.copy() for name, value in vars(self).items()
-                if isinstance(value, np.ndarray) and value.flags.writeable}
+        arrays = {name: value for name, value in vars(self).items()
+                  if isinstance(value, np.ndarray) and value.flags.writeable}
+        owners = {id(value) for value in arrays.values() if value.base is None}
+        return {name: value.copy() for name, value in arrays.items()
+                if id(_root(value)) not in owners or value.base is None}
 
     def restore(self, snapshot: dict[str, np.ndarray]) -> None:
         """Return every sub-environment to the state of a :meth:`snapshot`.
@@ -590,3 +594,10 @@ class BatchedReplayVecEnv(VecEnv):
     def cost_spent(self) -> np.ndarray:
         """Cost every row has spent in its current (or, finished, last) episode, log units."""
         return self._cost.copy()
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory of a view (the array itself if it owns it)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
