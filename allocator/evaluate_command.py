@@ -64,5 +64,13 @@ def run_evaluate(
     else:
         console.print(report_table(report))
         console.print(headline_table(report))
+    difficulty_metrics = report.extra.get("difficulty", {}).get("pooled")
+    if difficulty_metrics:
+        console.print(
+            "difficulty predictor on held-out queries: Spearman "
+            f"{difficulty_metrics['spearman']:.3f}, AUROC (never solved) "
+            f"{difficulty_metrics['auroc_never_solved']:.3f}, Brier "
+            f"{difficulty_metrics['brier']:.3f} (constant: "
+            f"{difficulty_metrics['brier_baseline']:.3f})")
     console.print(f"wrote {path}, {output / 'pareto.png'}, {output / 'cost_distribution.png'}")
     return report.to_dict()

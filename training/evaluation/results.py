@@ -55,7 +55,9 @@ class PolicyPoint:
         mean_cost: mean cost per query (log units).
         mean_cost_ci: its 95% interval.
         mean_samples: mean attempts drawn per query.
+        mean_samples_ci: its 95% interval.
         exhaustion_rate: share of episodes whose pool ran dry.
+        exhaustion_rate_ci: its 95% interval.
         difference: accuracy minus the reference policy's, paired by query and order.
         difference_ci: its 95% interval (paired bootstrap over queries).
     """
@@ -73,11 +75,14 @@ class PolicyPoint:
     exhaustion_rate: float
     difference: float | None = None
     difference_ci: tuple[float, float] | None = None
+    mean_samples_ci: tuple[float, float] | None = None
+    exhaustion_rate_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         out = dict(self.__dict__)
-        for key in ("accuracy_ci", "mean_cost_ci", "difference_ci"):
+        for key in ("accuracy_ci", "mean_cost_ci", "difference_ci", "mean_samples_ci",
+                    "exhaustion_rate_ci"):
             if out[key] is not None:
                 out[key] = [float(v) for v in out[key]]
         if isinstance(out["value"], np.generic):

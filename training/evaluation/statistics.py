@@ -71,6 +71,8 @@ def policy_point(
     """Summarise one policy's episodes with 95% intervals over queries."""
     accuracy = results.correct.mean(axis=1)
     cost = results.cost.mean(axis=1)
+    samples = results.samples.mean(axis=1)
+    exhausted = results.exhausted.mean(axis=1)
     difference, difference_ci = (
         paired_difference(results, reference, n_bootstrap=n_bootstrap, seed=seed)
         if reference is not None else (None, None)
@@ -85,8 +87,10 @@ def policy_point(
         accuracy_ci=bootstrap_mean_ci(accuracy, n_bootstrap=n_bootstrap, seed=seed),
         mean_cost=float(cost.mean()),
         mean_cost_ci=bootstrap_mean_ci(cost, n_bootstrap=n_bootstrap, seed=seed),
-        mean_samples=float(results.samples.mean()),
-        exhaustion_rate=float(results.exhausted.mean()),
+        mean_samples=float(samples.mean()),
+        exhaustion_rate=float(exhausted.mean()),
         difference=difference,
         difference_ci=difference_ci,
+        mean_samples_ci=bootstrap_mean_ci(samples, n_bootstrap=n_bootstrap, seed=seed),
+        exhaustion_rate_ci=bootstrap_mean_ci(exhausted, n_bootstrap=n_bootstrap, seed=seed),
     )

@@ -143,7 +143,11 @@ def test_evaluate_is_deterministic_and_complete(synthetic: AttemptLog) -> None:
         assert points, name
         for point in points:
             assert point.accuracy_ci[0] <= point.accuracy <= point.accuracy_ci[1]
-            assert 0 <= point.exhaustion_rate <= 1
+            assert point.mean_cost_ci[0] <= point.mean_cost <= point.mean_cost_ci[1]
+            low, high = point.mean_samples_ci
+            assert low - 1e-12 <= point.mean_samples <= high + 1e-12
+            low, high = point.exhaustion_rate_ci
+            assert 0 <= low <= point.exhaustion_rate <= high <= 1
     assert report.log["simulated"] is True
     assert "difficulty" in report.extra
     assert set(results) >= {"adaptive-consistency", "fixed-n"}
