@@ -25,7 +25,7 @@ from allocator.logs.schema import (
 )
 from allocator.logs.table import AttemptLog
 
-__all__ = ["log_to_arrow", "read_log", "write_log"]
+__all__ = ["log_to_arrow", "read_log", "write_log", "write_parquet_atomically"]
 
 
 def _strings(values: np.ndarray) -> pa.Array:
@@ -65,19 +65,24 @@ def log_to_arrow(log: AttemptLog) -> pa.Table:
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
-def write_log(log: AttemptLog, path: str | os.PathLike[str]) -> Path:
-    """Write the log atomically (a temporary file renamed into place).
+def write_parquet_atomically(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write a table as Parquet to a temporary file, then rename it into place.
 
     A crash mid-write never leaves a truncated file where a good one stood.
     """
     path = Path(path)
     temporary = path.with_name(path.name + ".partial")
     try:
-        pq.write_table(log_to_arrow(log), temporary, compression="zstd")
+        pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def write_log(log: AttemptLog, path: str | os.PathLike[str]) -> Path:
+    """Write the log atomically (see :func:`write_parquet_atomically`)."""
+    return write_parquet_atomically(log_to_arrow(log), path)
 
 
 def read_log(path: str | os.PathLike[str]) -> AttemptLog:

@@ -68,6 +68,7 @@ import pyarrow.parquet as pq
 from allocator.actions import action_names, n_actions
 from allocator.errors import LogFormatError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, VoteStats
+from allocator.logs.parquet import write_parquet_atomically
 from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 from allocator.policies.stochastic import sample_actions
@@ -378,14 +379,7 @@ class DecisionLog:
 
 def write_decisions(decisions: DecisionLog, path: str | os.PathLike[str]) -> Path:
     """Write a decision log as Parquet, atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        pq.write_table(decisions.to_arrow(), temporary, compression="zstd")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_parquet_atomically(decisions.to_arrow(), path)
 
 
 def read_decisions(path: str | os.PathLike[str]) -> DecisionLog:
