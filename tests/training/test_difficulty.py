@@ -31,8 +31,8 @@ from training.difficulty import (
     TEXT_BASIS_FILE,
     DifficultyPredictor,
     cross_fit_predict,
-    evaluate_difficulty,
 )
+from training.difficulty_metrics import evaluate_difficulty
 
 TRUTH_FREE = {"exclude_metadata": SIMULATED_TRUTH, "text_features": False}
 #: One LightGBM thread in tests: on a busy 2-core runner two OpenMP threads made the

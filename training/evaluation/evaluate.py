@@ -92,8 +92,8 @@ def _prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int,
         SIMULATED_TRUTH,
         DifficultyPredictor,
         cross_fit_predict,
-        evaluate_difficulty,
     )
+    from training.difficulty_metrics import evaluate_difficulty
 
     progress("fitting the difficulty predictor")
     # A simulated log carries its true difficulty (metadata, text): never a feature.
