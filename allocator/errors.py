@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AllocatorError",
+    "BundleError",
     "ConverterError",
     "EnvironmentConfigError",
     "LogFormatError",
@@ -71,6 +72,23 @@ class LogFormatError(AllocatorError, ValueError):
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
+
+
+class BundleError(AllocatorError, ValueError):
+    """An exported policy bundle was refused: missing, tampered, or made for other code.
+
+    Raised by :func:`allocator.bundle.read_bundle` (and when writing a bundle would
+    overwrite something that is not one). The message says what is wrong and how to fix
+    it: re-export the bundle from its training run, upgrade ttc-allocator, or retrain
+    with the current featurizer.
+
+    Attributes:
+        path: the bundle directory (or the file in it) concerned, if known.
+    """
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(message if path is None else f"{path}: {message}")
 
 
 class ConverterError(LogFormatError):

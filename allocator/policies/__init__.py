@@ -49,3 +49,7 @@ __all__ = [
     "make_policy",
     "register_policy",
 ]
+
+# The learned policy (allocator.learned) registers itself; imported last, as it builds on
+# the modules above (a plain module import, so importing allocator.learned first works too).
+import allocator.learned  # noqa: F401

@@ -1,0 +1,573 @@
+"""Policy bundles: a trained allocator as a directory of plain files, checked on load.
+
+A bundle is what ``allocator train`` exports and what the runtime serves. It holds no
+pickle and needs neither torch nor stable-baselines3 to load:
+
+=============================  ==========================================================
+file                           content
+=============================  ==========================================================
+``manifest.json``              what the bundle is (see below), and the sha256 of every
+                               other file
+``policy.safetensors``         the policy network's weights (safetensors, numpy arrays)
+``difficulty/...``             optional: the difficulty predictor as written by
+                               ``DifficultyPredictor.save`` (LightGBM text model, JSON
+                               settings and calibrator, ``.npy`` text basis)
+=============================  ==========================================================
+
+The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VERSION`),
+``featurizer_version`` and the ordered ``feature_names`` the policy was trained on,
+``arms`` and ``actions`` (their order is the policy's output layout), ``lambda_range``,
+``cost_unit``, ``normalization`` (observation normalisation statistics, or null),
+``network`` (layer sizes, activation, and the name and shape of every weight tensor),
+``run_id``, ``log_fingerprint``, ``created_at``, any extra fields the exporter adds, and
+``files`` (relative path -> sha256 of every file but the manifest).
+
+:func:`read_bundle` refuses, with :class:`~allocator.errors.BundleError`, a bundle whose
+manifest is missing or malformed, whose format is newer than this code, whose feature
+list differs from the current featurizer's (training/serving skew), whose files do not
+match their hashes (or are missing, or unlisted), or whose weights do not match the
+network description. Each message says what is wrong and what to do.
+
+This module imports numpy, json, hashlib and ``safetensors.numpy`` only.
+"""
+
+from __future__ import annotations
+
+import datetime as _datetime
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as _load_safetensors
+from safetensors.numpy import save as _save_safetensors
+
+from allocator.actions import action_names, n_actions
+from allocator.errors import BundleError, ParameterError
+from allocator.featurizer import FEATURIZER_VERSION, feature_names
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "PREDICTOR_DIR",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "read_bundle",
+    "write_bundle",
+]
+
+#: The ``format`` marker of every bundle manifest.
+BUNDLE_FORMAT = "ttc-allocator-bundle"
+#: The newest bundle format this code reads and the one it writes.
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "policy.safetensors"
+#: Sub-directory of the difficulty predictor's files.
+PREDICTOR_DIR = "difficulty"
+
+#: Activations the runtime network implements (names as in the manifest).
+ACTIVATIONS = ("tanh", "relu", "identity")
+
+#: Manifest fields the writer fills in; a caller may not set them.
+_RESERVED = ("format", "format_version", "featurizer_version", "feature_names", "actions",
+             "files")
+#: Manifest fields the caller must give.
+_REQUIRED = ("arms", "lambda_range", "cost_unit", "network", "normalization", "run_id",
+             "log_fingerprint")
+
+_REEXPORT = "re-export the bundle from its training run (allocator train ... -o RUN_DIR)"
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """A verified bundle, as :func:`read_bundle` returns it.
+
+    Attributes:
+        path: the bundle directory.
+        manifest: the parsed ``manifest.json``.
+        weights: the policy's tensors by name (read-only numpy arrays).
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    weights: dict[str, np.ndarray]
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arm names, in arm-index order."""
+        return tuple(self.manifest["arms"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The ordered feature names of the policy's observation."""
+        return list(self.manifest["feature_names"])
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The network description (layers, activation, tensor names and shapes)."""
+        return self.manifest["network"]
+
+    @property
+    def normalization(self) -> dict[str, Any] | None:
+        """The observation normalisation statistics, or None."""
+        return self.manifest["normalization"]
+
+    @property
+    def predictor_dir(self) -> Path | None:
+        """The difficulty predictor's directory inside the bundle, or None."""
+        if self.manifest.get("difficulty") is None:
+            return None
+        return self.path / PREDICTOR_DIR
+
+
+# ------------------------------------------------------------------ writing
+def write_bundle(
+    path: str | Path,
+    *,
+    weights: Mapping[str, np.ndarray],
+    manifest: Mapping[str, Any],
+    predictor_dir: str | Path | None = None,
+) -> Path:
+    """Write a bundle directory atomically (a temporary directory renamed into place).
+
+    Args:
+        path: the bundle directory to create. An existing bundle (or empty directory)
+            there is replaced; anything else is refused.
+        weights: the network's tensors by name (float arrays), as described by
+            ``manifest["network"]``.
+        manifest: the caller's fields: ``arms`` (names), ``lambda_range`` (low, high),
+            ``cost_unit`` (> 0), ``network`` (see :mod:`allocator.learned`),
+            ``normalization`` (dict of arrays or lists, or None), ``run_id`` (str or
+            None), ``log_fingerprint`` (str), optionally ``created_at`` (ISO time; now
+            by default), plus any extra JSON-serialisable fields.
+        predictor_dir: a directory written by ``DifficultyPredictor.save``; its files
+            are copied to ``difficulty/`` in the bundle.
+
+    Returns:
+        The bundle directory.
+
+    Raises:
+        ParameterError: a manifest field or a weight is invalid.
+        BundleError: ``path`` holds something that is not a bundle, or the predictor
+            directory is not a saved predictor.
+    """
+    target = Path(path)
+    content = _complete_manifest(dict(manifest))
+    arrays = _check_weights_argument(weights)
+    _check_network(content, arrays, fail=_parameter_failure)
+    _check_writable(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        (staging / WEIGHTS_FILE).write_bytes(_save_safetensors(arrays))
+        if predictor_dir is not None:
+            content["difficulty"] = {"dir": PREDICTOR_DIR,
+                                     "files": _copy_predictor(Path(predictor_dir), staging)}
+        else:
+            content["difficulty"] = None
+        content["files"] = {name: _sha256(staging / name) for name in _list_files(staging)}
+        text = json.dumps(content, indent=1, allow_nan=False) + "\n"
+        (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _parameter_failure(message: str) -> None:
+    raise ParameterError("write_bundle", "manifest/weights", "a consistent network", message)
+
+
+def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The caller's fields, checked, with the writer's fields added (reserved ones first)."""
+    for key in _RESERVED:
+        if key in manifest:
+            raise ParameterError("write_bundle", f"manifest[{key!r}]",
+                                 "absent (the writer fills it in)", manifest[key])
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        raise ParameterError("write_bundle", "manifest",
+                             f"a dict with the fields {list(_REQUIRED)} (missing {missing})",
+                             sorted(manifest))
+    arms = manifest["arms"]
+    if (not isinstance(arms, list | tuple) or not arms
+            or not all(isinstance(a, str) and a for a in arms) or len(set(arms)) != len(arms)):
+        raise ParameterError("write_bundle", "manifest['arms']",
+                             "a non-empty list of distinct arm names", arms)
+    content: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "featurizer_version": FEATURIZER_VERSION,
+        "feature_names": feature_names(list(arms)),
+        "arms": list(arms),
+        "actions": action_names(list(arms)),
+        "lambda_range": _check_lambda_range(manifest["lambda_range"]),
+        "cost_unit": _check_cost_unit(manifest["cost_unit"]),
+        "normalization": _normalization_to_json(manifest["normalization"]),
+        "network": manifest["network"],
+        "run_id": manifest["run_id"],
+        "log_fingerprint": manifest["log_fingerprint"],
+        "created_at": manifest.get("created_at")
+        or _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if content["run_id"] is not None and not isinstance(content["run_id"], str):
+        raise ParameterError("write_bundle", "manifest['run_id']", "a string or None",
+                             content["run_id"])
+    if not isinstance(content["log_fingerprint"], str):
+        raise ParameterError("write_bundle", "manifest['log_fingerprint']", "a string",
+                             content["log_fingerprint"])
+    extra = {key: value for key, value in manifest.items() if key not in content}
+    content.update(extra)
+    try:
+        json.dumps(content, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ParameterError("write_bundle", "manifest",
+                             "JSON-serialisable fields without NaN or infinity",
+                             str(error)) from error
+    return content
+
+
+def _check_lambda_range(value: object) -> list[float]:
+    ok = isinstance(value, list | tuple) and len(value) == 2
+    if ok:
+        low, high = (float(v) for v in value)  # type: ignore[union-attr]
+        ok = math.isfinite(low) and math.isfinite(high) and 0 <= low <= high
+    if not ok:
+        raise ParameterError("write_bundle", "manifest['lambda_range']",
+                             "(low, high), finite, 0 <= low <= high", value)
+    return [low, high]
+
+
+def _check_cost_unit(value: object) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
+            or not math.isfinite(float(value)) or float(value) <= 0):
+        raise ParameterError("write_bundle", "manifest['cost_unit']", "a finite number > 0",
+                             value)
+    return float(value)
+
+
+def _normalization_to_json(value: object) -> dict[str, Any] | None:
+    """Normalisation statistics as JSON: arrays become lists (float64 round-trips exactly)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ParameterError("write_bundle", "manifest['normalization']",
+                             "None or a dict (mean, var, epsilon, clip)", value)
+    return {key: np.asarray(item).tolist() if isinstance(item, np.ndarray | list | tuple)
+            else item.item() if isinstance(item, np.generic) else item
+            for key, item in value.items()}
+
+
+def _check_weights_argument(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in weights.items():
+        array = np.asarray(value)
+        if not isinstance(name, str) or array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise ParameterError("write_bundle", f"weights[{name!r}]",
+                                 "a finite floating-point array", array.dtype)
+        arrays[name] = np.ascontiguousarray(array)
+    return arrays
+
+
+def _check_writable(target: Path) -> None:
+    """Refuse to replace anything but a bundle or an empty directory."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise BundleError("exists and is not a directory; choose another output path.",
+                          path=target)
+    if not any(target.iterdir()) or _is_bundle_dir(target):
+        return
+    raise BundleError("exists and is not a policy bundle (no bundle manifest.json); refusing "
+                      "to overwrite it. Choose another output path or remove it.", path=target)
+
+
+def _is_bundle_dir(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; a previous bundle there is moved aside first."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def _copy_predictor(source: Path, staging: Path) -> list[str]:
+    """Copy the predictor's files (``difficulty.json`` required) into ``staging/difficulty``."""
+    if not (source / "difficulty.json").is_file():
+        raise BundleError("is not a saved difficulty predictor (no difficulty.json); pass the "
+                          "directory written by DifficultyPredictor.save.", path=source)
+    destination = staging / PREDICTOR_DIR
+    destination.mkdir()
+    names = sorted(item.name for item in source.iterdir() if item.is_file())
+    for name in names:
+        shutil.copyfile(source / name, destination / name)
+    return names
+
+
+# ------------------------------------------------------------------ reading
+def read_bundle(path: str | Path) -> Bundle:
+    """Load a bundle and verify it: manifest, format, feature schema, hashes, weights.
+
+    Args:
+        path: the bundle directory.
+
+    Returns:
+        The verified :class:`Bundle`.
+
+    Raises:
+        BundleError: the bundle is missing, malformed, tampered with, newer than this
+            code, or made for another featurizer; the message says what and the fix.
+    """
+    folder = Path(path)
+    manifest = _read_manifest(folder)
+    _check_format(manifest, folder)
+    _check_fields(manifest, folder)
+    _check_schema(manifest, folder)
+    contents = _check_files(manifest, folder)
+    try:
+        weights = _load_safetensors(contents[WEIGHTS_FILE])
+    except (SafetensorError, ValueError) as error:
+        raise BundleError(f"{WEIGHTS_FILE} is not a readable safetensors file ({error}); "
+                          f"{_REEXPORT}.", path=folder) from error
+
+    def fail(message: str) -> None:
+        raise BundleError(f"the weights do not match the network description: {message}; "
+                          f"{_REEXPORT}.", path=folder)
+
+    _check_network(manifest, weights, fail=fail)
+    for array in weights.values():
+        array.flags.writeable = False
+    return Bundle(path=folder, manifest=manifest, weights=weights)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise BundleError("no such bundle directory; pass the directory written by "
+                          "`allocator train` (or export_bundle).", path=folder)
+    file = folder / MANIFEST_FILE
+    if not file.is_file():
+        raise BundleError(f"no {MANIFEST_FILE}: not a policy bundle, or an incomplete copy; "
+                          f"{_REEXPORT}.", path=folder)
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BundleError(f"{MANIFEST_FILE} is not valid JSON ({error}); {_REEXPORT}.",
+                          path=folder) from error
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{MANIFEST_FILE} is not a JSON object; {_REEXPORT}.", path=folder)
+    return manifest
+
+
+def _check_format(manifest: dict[str, Any], folder: Path) -> None:
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{MANIFEST_FILE} is not a ttc-allocator bundle manifest (format "
+                          f"{manifest.get('format')!r}, expected {BUNDLE_FORMAT!r}); "
+                          f"{_REEXPORT}.", path=folder)
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"invalid format_version {version!r} in {MANIFEST_FILE}; "
+                          f"{_REEXPORT}.", path=folder)
+    if version > BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"bundle format version {version} is newer than this ttc-allocator "
+                          f"reads (up to {BUNDLE_FORMAT_VERSION}); upgrade ttc-allocator "
+                          "(pip install -U ttc-allocator), or re-export the bundle with the "
+                          "version you run.", path=folder)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "featurizer_version": (int,),
+    "feature_names": (list,),
+    "arms": (list,),
+    "actions": (list,),
+    "lambda_range": (list,),
+    "cost_unit": (int, float),
+    "normalization": (dict, type(None)),
+    "network": (dict,),
+    "run_id": (str, type(None)),
+    "log_fingerprint": (str,),
+    "created_at": (str,),
+    "files": (dict,),
+}
+
+
+def _check_fields(manifest: dict[str, Any], folder: Path) -> None:
+    for key, types in _FIELD_TYPES.items():
+        if key not in manifest:
+            raise BundleError(f"{MANIFEST_FILE} lacks the field {key!r}; {_REEXPORT}.",
+                              path=folder)
+        value = manifest[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise BundleError(f"{MANIFEST_FILE} field {key!r} must be {expected}, got "
+                              f"{value!r}; {_REEXPORT}.", path=folder)
+    arms = manifest["arms"]
+    if not arms or not all(isinstance(arm, str) for arm in arms):
+        raise BundleError(f"{MANIFEST_FILE} field 'arms' must list the arm names; "
+                          f"{_REEXPORT}.", path=folder)
+    if manifest["actions"] != action_names(arms):
+        raise BundleError(f"the bundle's actions {manifest['actions']} are not this code's "
+                          f"action layout {action_names(arms)}; {_REEXPORT}.", path=folder)
+    normalization = manifest["normalization"]
+    if normalization is not None:
+        _check_normalization(normalization, len(feature_names(arms)), folder)
+
+
+def _check_normalization(normalization: dict[str, Any], width: int, folder: Path) -> None:
+    """``mean`` and ``var`` of the feature width; ``epsilon`` >= 0; ``clip`` > 0."""
+    try:
+        mean = np.asarray(normalization["mean"], dtype=np.float64)
+        var = np.asarray(normalization["var"], dtype=np.float64)
+        epsilon = float(normalization["epsilon"])
+        clip = float(normalization["clip"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must hold mean, var, "
+                          f"epsilon and clip ({error!r}); {_REEXPORT}.", path=folder) from error
+    if (mean.shape != (width,) or var.shape != (width,) or not np.isfinite(mean).all()
+            or not (var >= 0).all() or not epsilon >= 0 or not clip > 0):
+        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must give finite mean and "
+                          f"var >= 0 for each of the {width} features, epsilon >= 0 and "
+                          f"clip > 0; {_REEXPORT}.", path=folder)
+
+
+def _check_schema(manifest: dict[str, Any], folder: Path) -> None:
+    """The featurizer version and the ordered feature names must be this code's."""
+    version = manifest["featurizer_version"]
+    if version != FEATURIZER_VERSION:
+        raise BundleError(f"the policy was trained on featurizer version {version}, this "
+                          f"code computes version {FEATURIZER_VERSION}: its observations "
+                          "would mean something else (training/serving skew). Retrain and "
+                          "re-export with this version, or install the ttc-allocator "
+                          "version that trained it.", path=folder)
+    expected = feature_names(manifest["arms"])
+    given = manifest["feature_names"]
+    if given == expected:
+        return
+    position = next((i for i, (a, b) in enumerate(zip(given, expected, strict=False))
+                     if a != b), min(len(given), len(expected)))
+    found = given[position] if position < len(given) else "<none>"
+    wanted = expected[position] if position < len(expected) else "<none>"
+    raise BundleError(f"feature {position} is {found!r} in the bundle but {wanted!r} in this "
+                      f"code's featurizer (version {FEATURIZER_VERSION}; the bundle lists "
+                      f"{len(given)} features, the featurizer {len(expected)}): the policy "
+                      "would read the wrong inputs (training/serving skew). Re-export the "
+                      "bundle from its training run, or retrain with this version.",
+                      path=folder)
+
+
+def _check_files(manifest: dict[str, Any], folder: Path) -> dict[str, bytes]:
+    """Every listed file present with its sha256, no other file; returns their bytes."""
+    listed = manifest["files"]
+    if WEIGHTS_FILE not in listed:
+        raise BundleError(f"{MANIFEST_FILE} does not list {WEIGHTS_FILE}; {_REEXPORT}.",
+                          path=folder)
+    present = set(_list_files(folder)) - {MANIFEST_FILE}
+    unlisted = sorted(present - set(listed))
+    if unlisted:
+        raise BundleError(f"unlisted file(s) {unlisted} in the bundle: it was modified after "
+                          f"export. Remove them, or {_REEXPORT}.", path=folder)
+    contents: dict[str, bytes] = {}
+    for name, digest in sorted(listed.items()):
+        if name not in present:
+            raise BundleError(f"file {name!r} listed in {MANIFEST_FILE} is missing (an "
+                              f"incomplete copy?); copy the whole bundle again, or "
+                              f"{_REEXPORT}.", path=folder)
+        data = (folder / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BundleError(f"file {name!r} does not match its sha256 in {MANIFEST_FILE}: "
+                              f"it was modified or corrupted after export; {_REEXPORT}.",
+                              path=folder)
+        contents[name] = data
+    return contents
+
+
+def _list_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of every file under ``folder``; links are refused."""
+    names = []
+    for root, directories, files in os.walk(folder):
+        for name in [*directories, *files]:
+            if Path(root, name).is_symlink():
+                raise BundleError(f"holds a symbolic link ({Path(root, name)}); bundles are "
+                                  f"plain files: {_REEXPORT}.", path=folder)
+        names.extend(Path(root, name).relative_to(folder).as_posix() for name in files)
+    return sorted(names)
+
+
+def _sha256(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ network
+def _check_network(manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray],
+                   *, fail: Any) -> None:
+    """The network description is consistent and the tensors match it exactly.
+
+    ``network["layers"]`` lists dense layers ``{"weight", "bias", "shape": [out, in],
+    "activation"}`` applied in order (``y = activation(x @ W.T + b)``); the first takes
+    the features, the last gives one logit per action.
+    """
+    network = manifest["network"]
+    layers = network.get("layers") if isinstance(network, Mapping) else None
+    if not isinstance(layers, list) or not layers:
+        fail("network['layers'] must be a non-empty list of dense layers")
+        return
+    width = len(feature_names(list(manifest["arms"])))
+    names: list[str] = []
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, Mapping) or not {"weight", "bias", "shape", "activation"} <= set(
+                layer):
+            fail(f"layer {index} must give weight, bias, shape and activation")
+            return
+        out, inp = _shape_pair(layer["shape"])
+        if inp != width:
+            fail(f"layer {index} takes {inp} inputs, the previous layer gives {width}")
+        if layer["activation"] not in (*ACTIVATIONS, None):
+            fail(f"layer {index} has activation {layer['activation']!r}; this runtime "
+                 f"implements {list(ACTIVATIONS)} (upgrade ttc-allocator)")
+        for key, shape in ((layer["weight"], (out, inp)), (layer["bias"], (out,))):
+            if key not in weights:
+                fail(f"tensor {key!r} of layer {index} is missing")
+            elif tuple(weights[key].shape) != shape:
+                fail(f"tensor {key!r} has shape {tuple(weights[key].shape)}, the network "
+                     f"says {shape}")
+            elif weights[key].dtype.kind != "f":
+                fail(f"tensor {key!r} has dtype {weights[key].dtype}, expected floats")
+            names.append(key)
+        width = out
+    if width != n_actions(len(manifest["arms"])):
+        fail(f"the last layer gives {width} logits, the actions are "
+             f"{n_actions(len(manifest['arms']))}")
+    extra = sorted(set(weights) - set(names))
+    if extra:
+        fail(f"tensors {extra} are not in the network description")
+
+
+def _shape_pair(shape: object) -> tuple[int, int]:
+    if (isinstance(shape, list | tuple) and len(shape) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+        return int(shape[0]), int(shape[1])  # type: ignore[index]
+    return -1, -1

@@ -1,0 +1,304 @@
+"""The learned allocator: an exported MaskablePPO actor, run in numpy.
+
+:class:`MLPPolicyNetwork` is the forward pass of sb3-contrib's ``MaskablePPO`` actor
+(``MlpPolicy``: a flatten features extractor, ``mlp_extractor.policy_net`` as dense layers
+each followed by its activation, tanh by default, then ``action_net``) from the weights
+of a bundle (:mod:`allocator.bundle`), named as in the torch ``state_dict``.
+
+Exactness. The bundle stores the weights as trained (float32, bit for bit); the forward
+pass upcasts them (exactly) and computes in float64, layer by layer as torch does
+(``x @ W.T + b``, then the activation), from the float32 observation the policy sees.
+Torch computes the same function in float32, so its logits differ from these by its own
+rounding only (measured on a briefly trained 64x64 tanh actor: at most 3e-7, against 7e-7
+for a float32 numpy pass, whose summation order differs from torch's kernels; below 1e-6
+after longer training, while the two best allowed logits were 1e-3 to 1e-1 apart). The
+decision is the masked arg max: disallowed logits are set to ``-inf`` (sb3-contrib uses
+``-1e8``; with at least one allowed action both give the same arg max) and ties go to the
+lowest index, as ``torch.argmax`` does. A decision can therefore only differ from
+``MaskablePPO.predict(..., deterministic=True)`` where the two best allowed logits are
+within about 1e-6 of each other; the export test checks equality on more than 10,000
+replayed states, with the environment's masks and with random ones.
+
+:class:`LearnedPolicy` is the registered policy ``"learned"``: ``act`` featurizes the
+states with :func:`allocator.featurizer.featurize` (the featurizer the environment
+trained on; :func:`allocator.bundle.read_bundle` refuses a bundle made for another
+feature list) and takes the masked arg max. Its only field is the bundle path; the
+verified network is loaded on first use and cached per path (reloaded if the bundle's
+manifest changes on disk), so the policy stays a small hashable dataclass.
+
+This module imports numpy and ``safetensors.numpy`` (through :mod:`allocator.bundle`):
+no torch, no stable-baselines3, no pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from allocator.actions import n_actions
+from allocator.bundle import MANIFEST_FILE, Bundle, read_bundle
+from allocator.errors import ParameterError
+from allocator.featurizer import StateBatch, featurize
+from allocator.policies.base import Policy
+from allocator.policies.registry import register_policy
+
+__all__ = ["LearnedPolicy", "MLPPolicyNetwork", "ObservationNormalization"]
+
+
+@dataclass(frozen=True, eq=False)
+class ObservationNormalization:
+    """Observation normalisation as stable-baselines3's ``VecNormalize`` applies it.
+
+    ``clip((obs - mean) / sqrt(var + epsilon), -clip, clip)`` computed in float64, then
+    cast to float32.
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    epsilon: float
+    clip: float
+
+    @classmethod
+    def from_manifest(cls, data: Mapping[str, Any]) -> ObservationNormalization:
+        """From the manifest's ``normalization`` field (mean, var, epsilon, clip)."""
+        return cls(mean=np.asarray(data["mean"], dtype=np.float64),
+                   var=np.asarray(data["var"], dtype=np.float64),
+                   epsilon=float(data["epsilon"]), clip=float(data["clip"]))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """The normalised observations, float32."""
+        scaled = (obs - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x, out=x)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0, out=x)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+_ACTIVATIONS = {"tanh": _tanh, "relu": _relu, "identity": _identity, None: _identity}
+
+
+class MLPPolicyNetwork:
+    """The numpy forward pass of a MaskablePPO ``MlpPolicy`` actor.
+
+    Args:
+        layers: dense layers in order, each ``(weight (out, in), bias (out,),
+            activation)`` with ``activation`` one of ``"tanh"``, ``"relu"``,
+            ``"identity"`` or None.
+        normalization: observation normalisation applied first, or None.
+
+    Example:
+        >>> network = MLPPolicyNetwork.from_bundle(read_bundle("bundle"))  # doctest: +SKIP
+        >>> actions = network.act(observations, masks)  # doctest: +SKIP
+    """
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, str | None]],
+                 normalization: ObservationNormalization | None = None) -> None:
+        if not layers:
+            raise ParameterError("MLPPolicyNetwork", "layers", "at least one dense layer", layers)
+        self._layers = []
+        for weight, bias, activation in layers:
+            if activation not in _ACTIVATIONS:
+                raise ParameterError("MLPPolicyNetwork", "activation",
+                                     f"one of {sorted(a for a in _ACTIVATIONS if a)} or None",
+                                     activation)
+            # Float64 copies of the (float32) weights; W.T contiguous for x @ W.T.
+            self._layers.append((np.ascontiguousarray(np.asarray(weight, np.float64).T),
+                                 np.asarray(bias, np.float64), _ACTIVATIONS[activation]))
+        self.normalization = normalization
+        self.n_inputs = int(self._layers[0][0].shape[0])
+        self.n_outputs = int(self._layers[-1][0].shape[1])
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> MLPPolicyNetwork:
+        """The network of a verified bundle (see :func:`allocator.bundle.read_bundle`)."""
+        layers = [(bundle.weights[layer["weight"]], bundle.weights[layer["bias"]],
+                   layer["activation"]) for layer in bundle.network["layers"]]
+        normalization = bundle.normalization
+        return cls(layers, None if normalization is None
+                   else ObservationNormalization.from_manifest(normalization))
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Unmasked action logits, float64 of shape (B, n_actions).
+
+        Args:
+            obs: observations, shape (B, n_features) (or one observation, (n_features,));
+                rounded to float32 first, as the torch policy receives them.
+        """
+        x = np.asarray(obs, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ParameterError("MLPPolicyNetwork", "obs",
+                                 f"an array of shape (B, {self.n_inputs})", np.shape(obs))
+        if self.normalization is not None:
+            x = self.normalization(x)
+        x = x.astype(np.float64)
+        for weight_t, bias, activation in self._layers:
+            x = activation(x @ weight_t + bias)
+        return x
+
+    def masked_logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Logits with disallowed actions at ``-inf``, float64 (B, n_actions)."""
+        logits = self.logits(obs)
+        mask = self._check_mask(mask, logits.shape)
+        return np.where(mask, logits, -np.inf)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The deterministic decision: the masked arg max, int64 of shape (B,)."""
+        return self.masked_logits(obs, mask).argmax(axis=1).astype(np.int64)
+
+    def probabilities(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The masked softmax, float64 of shape (B, n_actions); 0 where disallowed."""
+        logits = self.masked_logits(obs, mask)
+        top = logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def _check_mask(self, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.shape != shape:
+            raise ParameterError("MLPPolicyNetwork", "mask", f"a bool array of shape {shape}",
+                                 mask.shape)
+        return mask.astype(bool, copy=False)
+
+
+# ------------------------------------------------------------------ the policy
+@dataclass(frozen=True, eq=False)
+class _Loaded:
+    """A verified bundle, its network, and the manifest signature it was read with."""
+
+    bundle: Bundle
+    network: MLPPolicyNetwork
+    signature: tuple[int, int, int]
+
+
+_CACHE: dict[str, _Loaded] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _signature(path: str) -> tuple[int, int, int]:
+    """(inode, size, mtime) of the bundle's manifest: changes when the bundle is rewritten."""
+    try:
+        stat = os.stat(os.path.join(path, MANIFEST_FILE))
+    except OSError:
+        return (-1, -1, -1)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _load(path: str) -> _Loaded:
+    """The cached verified network of the bundle at ``path`` (verified again if rewritten)."""
+    key = os.path.abspath(path)
+    signature = _signature(key)
+    loaded = _CACHE.get(key)
+    if loaded is not None and loaded.signature == signature:
+        return loaded
+    with _CACHE_LOCK:
+        bundle = read_bundle(key)
+        loaded = _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle), signature)
+        _CACHE[key] = loaded
+    return loaded
+
+
+@register_policy
+@dataclass(frozen=True)
+class LearnedPolicy(Policy):
+    """The learned allocator of an exported bundle (registered as ``"learned"``).
+
+    ``act`` featurizes the states and takes the network's masked arg max (what
+    ``MaskablePPO.predict(obs, action_masks=mask, deterministic=True)`` returns);
+    :meth:`probabilities` is the masked softmax of the logits (the trained stochastic
+    policy). There is no knob: the trade-off ``lambda`` is part of the state
+    (``StateBatch.lam``), so one policy serves every price.
+
+    Args:
+        path: the bundle directory (see :mod:`allocator.bundle`). The bundle is read and
+            verified on first use and cached per path.
+
+    Example:
+        >>> policy = LearnedPolicy.from_bundle("runs/demo/bundle")  # doctest: +SKIP
+        >>> actions = policy.act(states, masks)  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "learned"
+    knob: ClassVar[str | None] = None
+    deployable: ClassVar[bool] = True
+
+    path: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if not isinstance(self.path, str) or not self.path:
+            raise ParameterError("LearnedPolicy ('learned')", "path",
+                                 "the path of an exported bundle directory", self.path)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path) -> LearnedPolicy:
+        """The policy of the bundle at ``path``, read and verified now.
+
+        Raises:
+            BundleError: the bundle is refused (see :func:`allocator.bundle.read_bundle`).
+        """
+        policy = cls(os.fspath(path))
+        _load(policy.path)
+        return policy
+
+    @property
+    def bundle(self) -> Bundle:
+        """The verified bundle (read on first use)."""
+        return _load(self.path).bundle
+
+    @property
+    def network(self) -> MLPPolicyNetwork:
+        """The numpy network (built on first use)."""
+        return _load(self.path).network
+
+    def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """The masked arg max of the network's logits on the featurized states.
+
+        Args:
+            state: ``B`` query states over the bundle's arms.
+            mask: allowed actions, bool (B, A + 3).
+
+        Returns:
+            int64 array of shape (B,).
+        """
+        network = self._network_for(state)
+        return network.act(featurize(state), self._mask(state, mask))
+
+    def probabilities(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """The masked softmax of the logits (the trained policy's action distribution)."""
+        network = self._network_for(state)
+        return network.probabilities(featurize(state), self._mask(state, mask))
+
+    def _network_for(self, state: StateBatch) -> MLPPolicyNetwork:
+        loaded = _load(self.path)
+        arms = np.shape(state.samples)[1]
+        if arms != len(loaded.bundle.arms):
+            raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
+                                 f"states over the bundle's {len(loaded.bundle.arms)} arms "
+                                 f"{list(loaded.bundle.arms)}", f"{arms} arms")
+        return loaded.network
+
+    def _mask(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask, dtype=bool)
+        shape = (state.batch_size, n_actions(np.shape(state.samples)[1]))
+        if mask.shape != shape:
+            raise ParameterError(f"LearnedPolicy({self.path!r})", "mask",
+                                 f"a bool array of shape {shape}", mask.shape)
+        return mask
