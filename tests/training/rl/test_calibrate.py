@@ -1,0 +1,215 @@
+"""Calibration: the lambda that meets a target mean cost on validation queries, stored in
+the bundle, and used by the oracle for ``target_cost``.
+
+A real (small) MaskablePPO is trained on a simulated log (about 2 s on one thread) with
+the simulation's true per-arm accuracies as its prior, so that its mean cost falls with
+lambda over many small steps; validation queries are held out from training.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+
+import allocator
+from allocator.bundle import WEIGHTS_FILE, read_bundle
+from allocator.errors import ParameterError
+from allocator.learned import LearnedPolicy
+from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
+from allocator.logs.table import AttemptLog
+from envs import BatchedReplayVecEnv
+from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+from training.evaluation.replay import ReplayEvaluator
+from training.rl.calibrate import arm_mean_costs, calibrate, search_lambda
+from training.rl.export import export_bundle
+
+LAMBDA_RANGE = (0.0, 0.2)
+TRAIN = np.arange(100)
+VALIDATION = np.arange(100, 150)
+
+
+@dataclass
+class Trained:
+    log: AttemptLog
+    prior: np.ndarray
+    model: MaskablePPO
+    arms: tuple[str, ...]
+    cost_unit: float
+    predictor_dir: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    torch.set_num_threads(1)
+    config = SyntheticConfig(n_queries=150)
+    log = generate(config)
+    difficulty = np.asarray(log.queries.metadata["difficulty"], dtype=np.float64)
+    skills = {arm.name: arm.skill for arm in config.arms}
+    prior = np.column_stack([p_correct(skills[arm], difficulty, config.sharpness)
+                             for arm in log.arms])
+    venv = BatchedReplayVecEnv(log, n_envs=16, lambda_range=LAMBDA_RANGE, queries=TRAIN,
+                               prior=prior)
+    venv.seed(0)
+    model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4,
+                        learning_rate=3e-3, gamma=1.0, seed=0, verbose=0)
+    model.learn(total_timesteps=16_384)
+    predictor = DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
+                                    text_features=False, random_state=0).fit(log, TRAIN)
+    predictor_dir = predictor.save(tmp_path_factory.mktemp("calibrate") / "predictor")
+    return Trained(log, prior, model, venv.pools.arms, venv.settings.cost_unit,
+                   predictor_dir)
+
+
+def export(trained: Trained, path: Path, *, predictor: bool = False) -> Path:
+    return export_bundle(trained.model, path, arms=trained.arms, lambda_range=LAMBDA_RANGE,
+                         cost_unit=trained.cost_unit, log_fingerprint=trained.log.fingerprint(),
+                         run_id="calibrate-test",
+                         predictor_dir=trained.predictor_dir if predictor else None)
+
+
+def mean_cost(trained: Trained, bundle: Path, lam: float) -> float:
+    evaluator = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0, lambda_=lam,
+                                prior=trained.prior)
+    return float(evaluator.run(LearnedPolicy(str(bundle))).cost.mean())
+
+
+@pytest.mark.slow
+def test_calibrated_lambda_meets_the_target_and_is_stored(trained: Trained,
+                                                          tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle")
+    before = read_bundle(bundle)
+    target, tolerance = mean_cost(trained, bundle, 0.138), 0.01
+    assert mean_cost(trained, bundle, 0.0) > target > mean_cost(trained, bundle, 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lam = calibrate(bundle, trained.log, VALIDATION, target, tolerance=tolerance,
+                        prior=trained.prior)
+    achieved = mean_cost(trained, bundle, lam)
+    assert abs(achieved - target) <= tolerance * target
+    after = read_bundle(bundle)  # rewritten: it still verifies
+    manifest = after.manifest
+    assert manifest["calibrated_lambda"] == lam
+    assert manifest["calibrated_mean_cost"] == achieved
+    calibration = manifest["calibration"]
+    assert calibration["target_mean_cost"] == target and calibration["within_tolerance"]
+    assert calibration["n_queries"] == len(VALIDATION) and calibration["prior"] == "explicit"
+    table = calibration["table"]
+    lambdas = [row[0] for row in table]
+    assert lambdas == sorted(lambdas) and len(table) > 9  # the grid, then bisection
+    assert [lam, achieved] in table
+    assert manifest["arm_mean_cost"] == arm_mean_costs(trained.log)
+    for key in ("network", "run_id", "created_at", "log_fingerprint", "training"):
+        assert manifest[key] == before.manifest[key]
+    for name, array in before.weights.items():
+        np.testing.assert_array_equal(after.weights[name], array)
+
+
+@pytest.mark.slow
+def test_the_oracle_uses_the_calibration(trained: Trained, tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle")
+    target = mean_cost(trained, bundle, 0.08)
+    lam = calibrate(bundle, trained.log, VALIDATION, target, prior=trained.prior)
+    oracle = allocator.load(bundle)
+    assert oracle.default_lambda == lam
+    assert oracle.lambda_for_cost(target) == lam
+    assert oracle.session(target_cost=target).lambda_ == lam
+    table = oracle.calibration_table
+    assert table is not None
+    lambdas, costs = np.array(table).T
+    floor = np.minimum.accumulate(costs)
+    for i in range(1, len(table)):
+        if floor[i] < floor[i - 1]:  # where the cost falls, its lambda is read back
+            assert oracle.lambda_for_cost(floor[i]) == pytest.approx(lambdas[i])
+    assert oracle.lambda_for_cost(10 * costs.max()) == LAMBDA_RANGE[0]
+    assert oracle.lambda_for_cost(0.0) == LAMBDA_RANGE[1]
+    targets = np.linspace(costs.min(), costs.max(), 7)
+    chosen = [oracle.session(target_cost=t).lambda_ for t in targets]
+    assert all(LAMBDA_RANGE[0] <= c <= LAMBDA_RANGE[1] for c in chosen)
+    assert chosen == sorted(chosen, reverse=True)  # a bigger budget, a lower price
+    assert oracle.arm_costs == arm_mean_costs(trained.log)
+
+
+@pytest.mark.slow
+def test_an_unreachable_target_warns_and_keeps_the_nearest(trained: Trained,
+                                                          tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle")
+    with pytest.warns(UserWarning, match="no lambda"):
+        lam = calibrate(bundle, trained.log, VALIDATION, 1_000.0, prior=trained.prior)
+    manifest = read_bundle(bundle).manifest
+    assert not manifest["calibration"]["within_tolerance"]
+    costs = {row[0]: row[1] for row in manifest["calibration"]["table"]}
+    assert costs[lam] == max(costs.values())
+
+
+@pytest.mark.slow
+def test_the_bundled_predictor_gives_the_default_prior(trained: Trained,
+                                                       tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle", predictor=True)
+    lam = calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.5)
+    manifest = read_bundle(bundle).manifest
+    assert manifest["calibration"]["prior"] == "bundle difficulty predictor"
+    assert manifest["difficulty"] is not None  # the predictor was kept
+    prior = DifficultyPredictor.load(trained.predictor_dir).predict(trained.log)
+    evaluator = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0, lambda_=lam,
+                                prior=prior)
+    assert evaluator.run(LearnedPolicy(str(bundle))).cost.mean() == manifest[
+        "calibrated_mean_cost"]
+
+
+@pytest.mark.slow
+def test_calibrate_refuses_bad_arguments(trained: Trained, tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle")
+    other = generate(SyntheticConfig(n_queries=10, arms=(SyntheticArm("solo", 0.5),)))
+    with pytest.raises(ParameterError, match="'log'"):
+        calibrate(bundle, other, None, 2.0)
+    with pytest.raises(ParameterError, match="target_mean_cost"):
+        calibrate(bundle, trained.log, VALIDATION, -1.0)
+    with pytest.raises(ParameterError, match="tolerance"):
+        calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.0)
+    copy = shutil.copytree(bundle, tmp_path / "copy")
+    (copy / WEIGHTS_FILE).write_bytes(b"tampered")
+    with pytest.raises(allocator.errors.BundleError):
+        calibrate(copy, trained.log, VALIDATION, 2.0)
+
+
+# ------------------------------------------------------------------ the search alone
+def counted(function):
+    calls = []
+
+    def wrapper(lam: float) -> float:
+        calls.append(lam)
+        return function(lam)
+
+    return wrapper, calls
+
+
+@pytest.mark.parametrize("target", [1.5, 4.0, 7.3, 9.9])
+def test_search_bisects_a_wiggly_decreasing_cost(target: float) -> None:
+    """Not monotone: grid then bisection still lands within the tolerance."""
+    cost, calls = counted(lambda lam: 10 - 18 * lam + 1.5 * math.sin(60 * lam))
+    result = search_lambda(cost, (0.0, 0.5), target, tolerance=0.001, grid_size=9,
+                           max_iterations=40)
+    assert result.within_tolerance
+    assert abs(result.mean_cost - target) <= 0.001 * target
+    assert len(calls) == len(set(calls)) == len(result.table) <= 9 + 40
+    assert [row[0] for row in result.table] == sorted(calls)
+
+
+def test_search_on_a_step_function_reports_the_nearest() -> None:
+    """Mean costs of a deterministic policy jump: a target inside a jump is missed."""
+    result = search_lambda(lambda lam: 8.0 if lam < 0.123 else 1.0, (0.0, 0.2), 5.0,
+                           tolerance=0.05)
+    assert not result.within_tolerance and result.mean_cost == 8.0
+    assert any(0.1229 < lam < 0.123 for lam, _ in result.table)  # bisected to the jump
+    flat = search_lambda(lambda lam: 3.0, (0.0, 0.2), 2.0, grid_size=5)
+    assert not flat.within_tolerance and flat.lambda_ == 0.0 and len(flat.table) == 5
+    exact = search_lambda(lambda lam: 3.0, (0.1, 0.1), 3.0)
+    assert exact.within_tolerance and exact.lambda_ == 0.1
