@@ -3,18 +3,19 @@
 :func:`load` (also ``allocator.load``) reads a bundle and returns a :class:`BudgetOracle`.
 The oracle offers three ways to spend test-time compute:
 
-- **Step by step** (:meth:`BudgetOracle.session`): a :class:`Session` per query asks the
-  learned policy for the next :class:`Action` (``sample`` an arm, ``refine``, ``verify``
-  or ``stop``), the executor performs it and reports an :class:`AttemptResult` (or
-  verifier scores), until ``stop``; :meth:`Session.final_answer` is the answer to return.
-  The session holds the same :class:`~allocator.featurizer.QueryState` the replay
-  environment trained the policy on, so the decisions are the policy's own (the tests
-  replay logged queries and compare decision by decision).
+- **Step by step** (:meth:`BudgetOracle.session`): a :class:`~allocator.session.Session`
+  per query asks the learned policy for the next :class:`~allocator.session.Action`, the
+  executor performs it and reports an :class:`~allocator.session.AttemptResult` (or
+  verifier scores), until ``stop`` (see :mod:`allocator.session`). The tests replay logged
+  queries and compare decision by decision with the replay environment.
 - **Up front** (:meth:`BudgetOracle.budget`): one number of samples for one arm, for
   executors that must ask for ``n`` completions in one request.
 - **For a batch under a total budget** (:meth:`BudgetOracle.allocate`): samples per
   query by predicted marginal gain (Damani et al. 2024, "Learning How Hard to Think:
-  Input-Adaptive Allocation of LM Computation"), never exceeding the total.
+  Input-Adaptive Allocation of LM Computation"), never exceeding the total. The maths of
+  both lives in :mod:`allocator.allocation`.
+
+The session's classes and the allocation functions are re-exported here.
 
 Units. Costs an executor reports (:attr:`AttemptResult.cost`, :meth:`Session.verify`)
 and every cost the oracle returns or accepts (``target_cost``, ``total_budget``,
@@ -29,29 +30,32 @@ query text is given, the predictor predicts it: this imports ``training.difficul
 so scikit-learn and LightGBM, on first use only; otherwise 0.5 per arm.
 
 Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
-learned policy) only. The two heavy paths are explicit: an MLflow URI in :func:`load`
-imports mlflow (to download the bundle), and a predicted prior imports scikit-learn.
+learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
+URI in :func:`load` imports mlflow (to download the bundle), and a predicted prior
+imports scikit-learn.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
 import os
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
-from allocator.actions import STOP, n_actions, refine_action, sample_action, verify_action
-from allocator.bundle import BUNDLE_FORMAT, MANIFEST_FILE, Bundle, read_bundle
-from allocator.errors import AllocatorError, BundleError, ParameterError
-from allocator.featurizer import QueryState
+from allocator.allocation import (
+    batch_allocation,
+    best_budget,
+    concave_majorant_gains,
+    greedy_allocation,
+    majority_accuracy,
+)
+from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
+from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.table import QueryTable
+from allocator.session import Action, AttemptResult, Session, Verification, _cost
 
 __all__ = [
     "Action",
@@ -71,376 +75,6 @@ MLFLOW_SCHEMES = ("models:/", "runs:/")
 ARM_COST_FIELD = "arm_mean_cost"
 CALIBRATED_LAMBDA_FIELD = "calibrated_lambda"
 CALIBRATION_FIELD = "calibration"
-
-
-# ------------------------------------------------------------------ records
-@dataclass(frozen=True)
-class Action:
-    """What the policy asks the executor to do next.
-
-    Attributes:
-        kind: ``"stop"``, ``"sample"``, ``"refine"`` or ``"verify"``.
-        arm: the arm to sample (``kind == "sample"``), else None.
-        index: the action's index in the bundle's layout (see :mod:`allocator.actions`).
-    """
-
-    kind: str
-    arm: str | None
-    index: int
-
-    def __str__(self) -> str:
-        return f"SAMPLE({self.arm})" if self.kind == "sample" else self.kind.upper()
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """What one attempt gave, as the executor reports it to :meth:`Session.observe`.
-
-    Attributes:
-        kind: ``"sample"`` (an independent attempt of ``arm``) or ``"refine"`` (an
-            attempt conditioned on earlier ones).
-        arm: the arm that produced a sample. None means the arm the session asked for
-            (or the bundle's only arm).
-        answer: the extracted answer (any hashable; strings usually); None when the
-            attempt gave no answer (it does not vote).
-        cost: what the attempt cost, in the log's units (tokens, characters...).
-        score: a verifier score the executor already holds for this attempt (e.g. from
-            an inline reward model). It stays hidden from the policy until a
-            ``verify`` step reveals it (:meth:`Session.verify` without scores), as in
-            the replay environment.
-    """
-
-    kind: str = "sample"
-    arm: str | None = None
-    answer: Hashable | None = None
-    cost: float = 0.0
-    score: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sample", "refine"):
-            raise ParameterError("AttemptResult", "kind", "'sample' or 'refine'", self.kind)
-        object.__setattr__(self, "cost", _cost("AttemptResult", "cost", self.cost))
-        if self.score is not None:
-            score = float(self.score)
-            object.__setattr__(self, "score", None if math.isnan(score) else score)
-        if not isinstance(self.answer, Hashable):
-            raise ParameterError("AttemptResult", "answer", "a hashable answer or None",
-                                 self.answer)
-
-
-@dataclass(frozen=True)
-class Verification:
-    """A verifier call recorded in :attr:`Session.history`: candidate -> score, and cost."""
-
-    scores: dict[int, float]
-    cost: float
-
-
-def _cost(owner: str, name: str, value: object) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not math.isfinite(number) or number < 0:
-        raise ParameterError(owner, name, "a finite cost >= 0 (in the log's units)", value)
-    return number
-
-
-# ------------------------------------------------------------------ the model
-def majority_accuracy(p: np.ndarray | float, n_max: int) -> np.ndarray:
-    """Majority-vote accuracy after n samples, n = 0..n_max, in a two-answer model.
-
-    Each sample is correct with probability ``p``, independently; every wrong sample
-    gives the *same* wrong answer (the pessimistic case of one dominant distractor). With
-    ``X ~ Binomial(n, p)`` correct votes, the majority is right when ``X > n - X`` and a
-    tie is broken by a fair coin: ``acc(n) = P(X > n/2) + P(X = n/2) / 2``; ``acc(0) = 0``
-    (nothing to answer with). Then ``acc(2k) = acc(2k - 1)``, and for ``p > 1/2`` the
-    odd-n accuracies rise to 1 with shrinking steps; for ``p < 1/2`` more samples hurt.
-
-    Args:
-        p: per-sample accuracies, any shape.
-        n_max: the largest n.
-
-    Returns:
-        Array of shape ``p.shape + (n_max + 1,)``.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    pmf = np.zeros((*p.shape, n_max + 1))
-    pmf[..., 0] = 1.0
-    out = np.zeros((*p.shape, n_max + 1))
-    q = 1.0 - p
-    for n in range(1, n_max + 1):
-        # Binomial(n) from Binomial(n - 1): one more sample, right with probability p.
-        pmf[..., 1 : n + 1] = pmf[..., 1 : n + 1] * q[..., None] + pmf[..., :n] * p[..., None]
-        pmf[..., 0] *= q
-        out[..., n] = pmf[..., n // 2 + 1 : n + 1].sum(axis=-1)
-        if n % 2 == 0:
-            out[..., n] += 0.5 * pmf[..., n // 2]
-    return out
-
-
-def concave_majorant_gains(values: np.ndarray) -> np.ndarray:
-    """Marginal gains of the least concave majorant of each row of ``values``.
-
-    Row ``q`` holds a curve ``v(0..N)``; its least concave majorant (upper concave hull)
-    is linear between hull vertices, so the gain of the n-th unit, ``h(n) - h(n - 1)``,
-    is the slope of the hull segment over it. The gains of a row are non-increasing
-    (enforced against rounding). ``values[:, 0] + gains[:, :n].sum(axis=1)`` is ``h(n)``.
-    For the majority curves the hull interpolates between odd n; an even n's hull value
-    is what randomising between n - 1 and n + 1 samples gets in expectation.
-
-    Args:
-        values: shape (Q, N + 1).
-
-    Returns:
-        Shape (Q, N).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    gains = np.zeros((values.shape[0], values.shape[1] - 1))
-    for row, curve in enumerate(values):
-        hull: list[int] = []
-        for x in range(len(curve)):
-            while len(hull) >= 2 and _not_below(hull[-2], hull[-1], x, curve):
-                hull.pop()
-            hull.append(x)
-        for left, right in itertools.pairwise(hull):
-            gains[row, left:right] = (curve[right] - curve[left]) / (right - left)
-        gains[row] = np.minimum.accumulate(gains[row])
-    return gains
-
-
-def _not_below(a: int, b: int, c: int, curve: np.ndarray) -> bool:
-    """Whether point b lies on or below the chord from a to c (so it is not a vertex)."""
-    return (curve[b] - curve[a]) * (c - a) <= (curve[c] - curve[a]) * (b - a)
-
-
-def greedy_allocation(gains: np.ndarray, units: int) -> np.ndarray:
-    """Give ``units`` units one at a time to the row whose next unit gains most.
-
-    Each row's gains must be non-increasing (as :func:`concave_majorant_gains` makes
-    them); only positive gains are taken, so fewer than ``units`` may be spent. Computed
-    in one sort: the ``units`` largest positive gains, ties going to the smaller n, then
-    the earlier row, which takes a prefix of every row. For concave curves this is an
-    optimal allocation of ``sum_q h_q(n_q)`` subject to ``sum_q n_q <= units``.
-
-    Args:
-        gains: shape (Q, N), non-increasing along each row.
-        units: how many units may be given in all.
-
-    Returns:
-        int64 units per row, shape (Q,).
-    """
-    gains = np.asarray(gains, dtype=np.float64)
-    rows, steps = np.indices(gains.shape)
-    flat = gains.ravel()
-    order = np.lexsort((rows.ravel(), steps.ravel(), -flat))
-    chosen = order[: max(int(units), 0)]
-    chosen = chosen[flat[chosen] > 1e-12]
-    return np.bincount(rows.ravel()[chosen], minlength=gains.shape[0]).astype(np.int64)
-
-
-# ------------------------------------------------------------------ session
-class Session:
-    """One query's decisions: ask :meth:`next_action`, perform it, report, repeat.
-
-    Create sessions with :meth:`BudgetOracle.session`. The loop::
-
-        session = oracle.session(query, lambda_=0.05)
-        while (action := session.next_action()).kind != "stop":
-            if action.kind == "verify":
-                session.verify(my_verifier(session.state.unverified()), cost=...)
-            else:
-                answer, cost = my_executor(query, action)
-                session.observe(AttemptResult(action.kind, action.arm, answer, cost))
-        return session.final_answer()
-
-    Which actions the policy may choose (its mask): ``stop`` always; ``sample(arm)`` for
-    arms the executor serves, while fewer than ``max_samples`` attempts were drawn (and
-    fewer than the arm's own limit, if given); ``refine`` likewise, when the executor
-    supports it; ``verify`` when the executor supports it and candidates were drawn since
-    the last verification.
-
-    The executor need not follow the advice: it may report a sample of another arm than
-    the one asked, a refinement when a sample was asked, or a verification at any time.
-    The session records what actually happened (its state is what the executor reports)
-    and the next decision reads that state. Reporting after ``stop`` is refused.
-
-    Attributes:
-        query: the query text, if given.
-        lambda_: the price of one cost unit the policy sees.
-        prior: the per-arm prior the policy sees.
-    """
-
-    def __init__(self, oracle: BudgetOracle, *, query: str | None, lambda_: float,
-                 prior: np.ndarray, served: np.ndarray, limits: np.ndarray,
-                 supports_refine: bool, supports_verify: bool,
-                 max_samples: int | None) -> None:
-        self._oracle = oracle
-        self.query = query
-        self.lambda_ = float(lambda_)
-        self.prior = prior
-        self._served = served
-        self._limits = limits
-        self._refine = bool(supports_refine)
-        self._verify = bool(supports_verify)
-        self._max_samples = max_samples
-        self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
-        self._history: list[Action | AttemptResult | Verification] = []
-        self._pending: Action | None = None
-        self._hidden: dict[int, float] = {}
-        self._fresh = 0  # candidates drawn since the last verification
-        self._cost = 0.0
-        self._done = False
-
-    # ------------------------------------------------------------ reading
-    @property
-    def state(self) -> QueryState:
-        """The query state the policy reads (treat it as read-only)."""
-        return self._state
-
-    @property
-    def history(self) -> list[Action | AttemptResult | Verification]:
-        """Decisions and reports in order: :class:`Action`, :class:`AttemptResult`,
-        :class:`Verification` (a copy)."""
-        return list(self._history)
-
-    @property
-    def cost_spent(self) -> float:
-        """Cost reported so far (attempts and verifications), in the log's units."""
-        return self._cost
-
-    @property
-    def done(self) -> bool:
-        """Whether the policy chose ``stop``."""
-        return self._done
-
-    def allowed_actions(self) -> np.ndarray:
-        """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
-        arms = len(self._oracle.arms)
-        state = self._state
-        room = self._max_samples is None or state.drawn < self._max_samples
-        mask = np.zeros(n_actions(arms), dtype=bool)
-        mask[STOP] = True
-        under = (self._limits < 0) | (state.samples < self._limits)
-        mask[sample_action(0) : sample_action(arms)] = room & self._served & under
-        mask[refine_action(arms)] = room and self._refine
-        mask[verify_action(arms)] = self._verify and self._fresh > 0
-        return mask
-
-    # ------------------------------------------------------------ deciding
-    def next_action(self) -> Action:
-        """The policy's next decision on the current state (deterministic arg max).
-
-        Asking again before reporting returns the same action; after ``stop``, ``stop``.
-        """
-        if self._pending is not None:
-            return self._pending
-        mask = self.allowed_actions()
-        index = int(self._oracle.policy.act(self._state.to_batch(), mask[None, :])[0])
-        action = self._oracle.action(index)
-        self._history.append(action)
-        self._pending = action
-        self._done = action.kind == "stop"
-        return action
-
-    def observe(self, result: AttemptResult) -> int:
-        """Record an attempt: a sample of an arm, or a refinement.
-
-        Args:
-            result: what the attempt gave; ``cost`` in the log's units.
-
-        Returns:
-            The candidate's index (for :meth:`verify`).
-
-        Raises:
-            AllocatorError: the session has stopped.
-            ParameterError: an unknown arm, or a sample without arm where the session
-                cannot tell which.
-        """
-        self._check_open("observe")
-        if not isinstance(result, AttemptResult):
-            raise ParameterError("Session.observe", "result", "an AttemptResult", result)
-        cost = result.cost / self._oracle.cost_unit
-        if result.kind == "refine":
-            index = self._state.add_refine(result.answer, cost)
-        else:
-            index = self._state.add_sample(self._arm_of(result), result.answer, cost)
-        if result.score is not None:
-            self._hidden[index] = result.score
-        self._fresh += 1
-        self._record(result, result.cost)
-        return index
-
-    def verify(self, scores: Mapping[int, float] | None = None, cost: float = 0.0) -> None:
-        """Record a verifier call on drawn, unverified candidates.
-
-        Args:
-            scores: candidate index (as :meth:`observe` returned) -> score; NaN for a
-                candidate verified without a usable score. None: reveal the scores
-                reported with the attempts (:attr:`AttemptResult.score`).
-            cost: the verifier's cost, in the log's units.
-
-        Raises:
-            AllocatorError: the session has stopped.
-            ParameterError: an index that is not a drawn, unverified candidate.
-        """
-        self._check_open("verify")
-        cost = _cost("Session.verify", "cost", cost)
-        if scores is None:
-            scores = dict(self._hidden)
-        scores = {int(index): float(score) for index, score in scores.items()}
-        self._state.verify(scores, cost / self._oracle.cost_unit)
-        for index in scores:
-            self._hidden.pop(index, None)
-        self._fresh = 0
-        self._record(Verification(scores, cost), cost)
-
-    def final_answer(self) -> Hashable | None:
-        """The answer to return: the best-scoring verified answer if any candidate with an
-        answer was verified, else the majority vote; None if no attempt gave an answer.
-
-        Ties go to the answer seen first (deterministic; the replay environment instead
-        credits tied answers with their mean correctness).
-        """
-        tied = self._state.final_answers()
-        if not tied:
-            return None
-        first_seen = {}
-        for position, answer in enumerate(self._state.answers):
-            first_seen.setdefault(answer, position)
-        return min(tied, key=first_seen.__getitem__)
-
-    # ------------------------------------------------------------ helpers
-    def _check_open(self, name: str) -> None:
-        if self._done:
-            raise AllocatorError(f"Session.{name}: the session has stopped (the policy chose "
-                                 "STOP); return session.final_answer(), and start a new "
-                                 "session with oracle.session(...) for another query.")
-
-    def _arm_of(self, result: AttemptResult) -> int:
-        arms = self._oracle.arms
-        if result.arm is None:
-            pending = self._pending
-            if pending is not None and pending.kind == "sample":
-                return arms.index(pending.arm)
-            if len(arms) == 1:
-                return 0
-            raise ParameterError("Session.observe", "result.arm",
-                                 f"the arm of the sample, one of {list(arms)} (no sample was "
-                                 "asked, so the session cannot tell)", None)
-        if result.arm not in arms:
-            raise ParameterError("Session.observe", "result.arm",
-                                 f"one of the bundle's arms {list(arms)}", result.arm)
-        return arms.index(result.arm)
-
-    def _record(self, event: AttemptResult | Verification, cost: float) -> None:
-        self._history.append(event)
-        self._cost += cost
-        self._pending = None
-
-    def __repr__(self) -> str:
-        return (f"Session(query={self.query!r}, lambda_={self.lambda_:g}, "
-                f"drawn={self._state.drawn}, cost_spent={self._cost:g}, done={self._done})")
 
 
 # ------------------------------------------------------------------ oracle
@@ -511,13 +145,7 @@ class BudgetOracle:
 
     def action(self, index: int) -> Action:
         """The :class:`Action` of an action index."""
-        arms = self.arms
-        if index == STOP:
-            return Action("stop", None, index)
-        if index <= len(arms):
-            return Action("sample", arms[index - 1], index)
-        kind = "refine" if index == refine_action(len(arms)) else "verify"
-        return Action(kind, None, index)
+        return Action.of_index(index, self.arms)
 
     # ------------------------------------------------------------ lambda
     def lambda_for_cost(self, target_cost: float) -> float:
@@ -681,13 +309,11 @@ class BudgetOracle:
         owner = "BudgetOracle.session"
         lam = self._lambda(owner, lambda_, target_cost)
         served = self._served(owner, arms)
-        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(
-                max_samples, int | np.integer) or max_samples < 0):
+        if max_samples is not None and not _is_int_at_least(max_samples, 0):
             raise ParameterError(owner, "max_samples", "an integer >= 0 or None", max_samples)
         limits = np.full(len(self.arms), -1, dtype=np.int64)
         for arm, limit in (max_samples_per_arm or {}).items():
-            if arm not in self.arms or isinstance(limit, bool) or not isinstance(
-                    limit, int | np.integer) or limit < 0:
+            if arm not in self.arms or not _is_int_at_least(limit, 0):
                 raise ParameterError(owner, "max_samples_per_arm",
                                      f"arm -> integer >= 0 for arms in {list(self.arms)}",
                                      {arm: limit})
@@ -732,15 +358,8 @@ class BudgetOracle:
         n_max = _positive_int(owner, "max_samples", max_samples)
         p = self._prior(owner, query, prior, metadata)
         served = self._served(owner, arms)
-        n = np.arange(n_max + 1)
-        spend = n[None, :] * (self._arm_costs / self.cost_unit)[:, None]
-        value = majority_accuracy(p, n_max) - lam * spend
-        value[:, 0] = -np.inf
-        value[~served] = -np.inf
-        best = value >= value.max() - 1e-12
-        # Cheapest among the best, then the earliest arm (row-major order).
-        arm, count = np.unravel_index(np.argmin(np.where(best, spend, np.inf)), value.shape)
-        return {name: int(count) if i == arm else 0 for i, name in enumerate(self.arms)}
+        arm, count = best_budget(p, self._arm_costs / self.cost_unit, lam, n_max, served)
+        return {name: count if i == arm else 0 for i, name in enumerate(self.arms)}
 
     def allocate(
         self,
@@ -782,19 +401,7 @@ class BudgetOracle:
         p = self._batch_priors(owner, queries, priors, metadata)
         candidates = range(len(self.arms)) if arm is None else [
             int(np.flatnonzero(self._served(owner, [arm]))[0])]
-        best: tuple[float, int, np.ndarray] | None = None
-        for a in candidates:
-            curves = majority_accuracy(p[:, a], n_max)
-            gains = concave_majorant_gains(curves)
-            units = int(budget // self._arm_costs[a])
-            while units > 0 and units * self._arm_costs[a] > budget:
-                units -= 1  # floating point: never exceed the total
-            counts = greedy_allocation(gains, units)
-            value = float(sum(gains[q, :c].sum() for q, c in enumerate(counts)))
-            if best is None or value > best[0] + 1e-12:
-                best = (value, a, counts)
-        assert best is not None
-        _, chosen, counts = best
+        chosen, counts = batch_allocation(p, self._arm_costs, budget, n_max, candidates)
         return [{name: int(c) if i == chosen else 0 for i, name in enumerate(self.arms)}
                 for c in counts]
 
@@ -871,8 +478,19 @@ def _check_prior(owner: str, prior: Any, shape: tuple[int, ...]) -> np.ndarray:
     return array.copy()
 
 
+def _is_int_at_least(value: object, minimum: int) -> TypeGuard[int | np.integer]:
+    """Whether ``value`` is an integer (not a bool) >= ``minimum``."""
+    return (not isinstance(value, bool) and isinstance(value, int | np.integer)
+            and value >= minimum)
+
+
 def _positive_int(owner: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    """``value`` as an int, checked >= 1.
+
+    Raises:
+        ParameterError: ``value`` is not an integer >= 1.
+    """
+    if not _is_int_at_least(value, 1):
         raise ParameterError(owner, name, "an integer >= 1", value)
     return int(value)
 
@@ -924,8 +542,9 @@ def _download(uri: str, dst_path: str | os.PathLike[str] | None,
 
 def _find_bundle(root: Path, uri: str) -> Path:
     """The one directory under ``root`` (itself included) holding a bundle manifest."""
-    found = [file.parent for file in sorted(root.rglob(MANIFEST_FILE)) if _is_bundle(file)]
-    if (root / MANIFEST_FILE).is_file() and _is_bundle(root / MANIFEST_FILE):
+    found = [file.parent for file in sorted(root.rglob(MANIFEST_FILE))
+             if _is_bundle_dir(file.parent)]
+    if _is_bundle_dir(root):
         found = [root]
     if len(found) == 1:
         return found[0]
@@ -934,9 +553,3 @@ def _find_bundle(root: Path, uri: str) -> Path:
                       "one bundle directory (runs:/RUN_ID/PATH/TO/BUNDLE).", path=uri)
 
 
-def _is_bundle(manifest: Path) -> bool:
-    try:
-        content = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT

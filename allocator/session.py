@@ -1,0 +1,329 @@
+"""One query's decisions, step by step: the :class:`Session` and what it exchanges.
+
+A session (made by :meth:`allocator.oracle.BudgetOracle.session`) asks the learned policy
+for the next :class:`Action` (``sample`` an arm, ``refine``, ``verify`` or ``stop``); the
+executor performs it and reports an :class:`AttemptResult` (or verifier scores), until
+``stop``; :meth:`Session.final_answer` is the answer to return. The session holds the same
+:class:`~allocator.featurizer.QueryState` the replay environment trained the policy on, so
+the decisions are the policy's own. :attr:`Session.history` records each
+:class:`Action`, :class:`AttemptResult` and :class:`Verification`.
+
+Costs the executor reports are in the log's units; the session divides them by the
+bundle's ``cost_unit`` before the policy sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from allocator.actions import STOP, n_actions, refine_action, sample_action, verify_action
+from allocator.errors import AllocatorError, ParameterError
+from allocator.featurizer import QueryState
+
+if TYPE_CHECKING:
+    from allocator.oracle import BudgetOracle
+
+__all__ = ["Action", "AttemptResult", "Session", "Verification"]
+
+
+# ------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class Action:
+    """What the policy asks the executor to do next.
+
+    Attributes:
+        kind: ``"stop"``, ``"sample"``, ``"refine"`` or ``"verify"``.
+        arm: the arm to sample (``kind == "sample"``), else None.
+        index: the action's index in the bundle's layout (see :mod:`allocator.actions`).
+    """
+
+    kind: str
+    arm: str | None
+    index: int
+
+    @classmethod
+    def of_index(cls, index: int, arms: tuple[str, ...]) -> Action:
+        """The action of an index in the layout of :mod:`allocator.actions`.
+
+        Args:
+            index: the action index, in ``[0, A + 3)``.
+            arms: the arm names, in the policy's arm order.
+        """
+        if index == STOP:
+            return cls("stop", None, index)
+        if index <= len(arms):
+            return cls("sample", arms[index - 1], index)
+        kind = "refine" if index == refine_action(len(arms)) else "verify"
+        return cls(kind, None, index)
+
+    def __str__(self) -> str:
+        return f"SAMPLE({self.arm})" if self.kind == "sample" else self.kind.upper()
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt gave, as the executor reports it to :meth:`Session.observe`.
+
+    Attributes:
+        kind: ``"sample"`` (an independent attempt of ``arm``) or ``"refine"`` (an
+            attempt conditioned on earlier ones).
+        arm: the arm that produced a sample. None means the arm the session asked for
+            (or the bundle's only arm).
+        answer: the extracted answer (any hashable; strings usually); None when the
+            attempt gave no answer (it does not vote).
+        cost: what the attempt cost, in the log's units (tokens, characters...).
+        score: a verifier score the executor already holds for this attempt (e.g. from
+            an inline reward model). It stays hidden from the policy until a
+            ``verify`` step reveals it (:meth:`Session.verify` without scores), as in
+            the replay environment.
+    """
+
+    kind: str = "sample"
+    arm: str | None = None
+    answer: Hashable | None = None
+    cost: float = 0.0
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sample", "refine"):
+            raise ParameterError("AttemptResult", "kind", "'sample' or 'refine'", self.kind)
+        object.__setattr__(self, "cost", _cost("AttemptResult", "cost", self.cost))
+        if self.score is not None:
+            score = float(self.score)
+            object.__setattr__(self, "score", None if math.isnan(score) else score)
+        if not isinstance(self.answer, Hashable):
+            raise ParameterError("AttemptResult", "answer", "a hashable answer or None",
+                                 self.answer)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A verifier call recorded in :attr:`Session.history`: candidate -> score, and cost."""
+
+    scores: dict[int, float]
+    cost: float
+
+
+def _cost(owner: str, name: str, value: object) -> float:
+    """``value`` as a float cost, checked finite and >= 0 (also used by the oracle).
+
+    Raises:
+        ParameterError: ``value`` is not such a cost (``owner`` and ``name`` say where).
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number < 0:
+        raise ParameterError(owner, name, "a finite cost >= 0 (in the log's units)", value)
+    return number
+
+
+# ------------------------------------------------------------------ session
+class Session:
+    """One query's decisions: ask :meth:`next_action`, perform it, report, repeat.
+
+    Create sessions with :meth:`~allocator.oracle.BudgetOracle.session`. The loop::
+
+        session = oracle.session(query, lambda_=0.05)
+        while (action := session.next_action()).kind != "stop":
+            if action.kind == "verify":
+                session.verify(my_verifier(session.state.unverified()), cost=...)
+            else:
+                answer, cost = my_executor(query, action)
+                session.observe(AttemptResult(action.kind, action.arm, answer, cost))
+        return session.final_answer()
+
+    Which actions the policy may choose (its mask): ``stop`` always; ``sample(arm)`` for
+    arms the executor serves, while fewer than ``max_samples`` attempts were drawn (and
+    fewer than the arm's own limit, if given); ``refine`` likewise, when the executor
+    supports it; ``verify`` when the executor supports it and candidates were drawn since
+    the last verification.
+
+    The executor need not follow the advice: it may report a sample of another arm than
+    the one asked, a refinement when a sample was asked, or a verification at any time.
+    The session records what actually happened (its state is what the executor reports)
+    and the next decision reads that state. Reporting after ``stop`` is refused.
+
+    Attributes:
+        query: the query text, if given.
+        lambda_: the price of one cost unit the policy sees.
+        prior: the per-arm prior the policy sees.
+    """
+
+    def __init__(self, oracle: BudgetOracle, *, query: str | None, lambda_: float,
+                 prior: np.ndarray, served: np.ndarray, limits: np.ndarray,
+                 supports_refine: bool, supports_verify: bool,
+                 max_samples: int | None) -> None:
+        self._oracle = oracle
+        self.query = query
+        self.lambda_ = float(lambda_)
+        self.prior = prior
+        self._served = served
+        self._limits = limits
+        self._refine = bool(supports_refine)
+        self._verify = bool(supports_verify)
+        self._max_samples = max_samples
+        self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
+        self._history: list[Action | AttemptResult | Verification] = []
+        self._pending: Action | None = None
+        self._hidden: dict[int, float] = {}
+        self._fresh = 0  # candidates drawn since the last verification
+        self._cost = 0.0
+        self._done = False
+
+    # ------------------------------------------------------------ reading
+    @property
+    def state(self) -> QueryState:
+        """The query state the policy reads (treat it as read-only)."""
+        return self._state
+
+    @property
+    def history(self) -> list[Action | AttemptResult | Verification]:
+        """Decisions and reports in order: :class:`Action`, :class:`AttemptResult`,
+        :class:`Verification` (a copy)."""
+        return list(self._history)
+
+    @property
+    def cost_spent(self) -> float:
+        """Cost reported so far (attempts and verifications), in the log's units."""
+        return self._cost
+
+    @property
+    def done(self) -> bool:
+        """Whether the policy chose ``stop``."""
+        return self._done
+
+    def allowed_actions(self) -> np.ndarray:
+        """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
+        arms = len(self._oracle.arms)
+        state = self._state
+        room = self._max_samples is None or state.drawn < self._max_samples
+        mask = np.zeros(n_actions(arms), dtype=bool)
+        mask[STOP] = True
+        under = (self._limits < 0) | (state.samples < self._limits)
+        mask[sample_action(0) : sample_action(arms)] = room & self._served & under
+        mask[refine_action(arms)] = room and self._refine
+        mask[verify_action(arms)] = self._verify and self._fresh > 0
+        return mask
+
+    # ------------------------------------------------------------ deciding
+    def next_action(self) -> Action:
+        """The policy's next decision on the current state (deterministic arg max).
+
+        Asking again before reporting returns the same action; after ``stop``, ``stop``.
+        """
+        if self._pending is not None:
+            return self._pending
+        mask = self.allowed_actions()
+        index = int(self._oracle.policy.act(self._state.to_batch(), mask[None, :])[0])
+        action = self._oracle.action(index)
+        self._history.append(action)
+        self._pending = action
+        self._done = action.kind == "stop"
+        return action
+
+    def observe(self, result: AttemptResult) -> int:
+        """Record an attempt: a sample of an arm, or a refinement.
+
+        Args:
+            result: what the attempt gave; ``cost`` in the log's units.
+
+        Returns:
+            The candidate's index (for :meth:`verify`).
+
+        Raises:
+            AllocatorError: the session has stopped.
+            ParameterError: an unknown arm, or a sample without arm where the session
+                cannot tell which.
+        """
+        self._check_open("observe")
+        if not isinstance(result, AttemptResult):
+            raise ParameterError("Session.observe", "result", "an AttemptResult", result)
+        cost = result.cost / self._oracle.cost_unit
+        if result.kind == "refine":
+            index = self._state.add_refine(result.answer, cost)
+        else:
+            index = self._state.add_sample(self._arm_of(result), result.answer, cost)
+        if result.score is not None:
+            self._hidden[index] = result.score
+        self._fresh += 1
+        self._record(result, result.cost)
+        return index
+
+    def verify(self, scores: Mapping[int, float] | None = None, cost: float = 0.0) -> None:
+        """Record a verifier call on drawn, unverified candidates.
+
+        Args:
+            scores: candidate index (as :meth:`observe` returned) -> score; NaN for a
+                candidate verified without a usable score. None: reveal the scores
+                reported with the attempts (:attr:`AttemptResult.score`).
+            cost: the verifier's cost, in the log's units.
+
+        Raises:
+            AllocatorError: the session has stopped.
+            ParameterError: an index that is not a drawn, unverified candidate.
+        """
+        self._check_open("verify")
+        cost = _cost("Session.verify", "cost", cost)
+        if scores is None:
+            scores = dict(self._hidden)
+        scores = {int(index): float(score) for index, score in scores.items()}
+        self._state.verify(scores, cost / self._oracle.cost_unit)
+        for index in scores:
+            self._hidden.pop(index, None)
+        self._fresh = 0
+        self._record(Verification(scores, cost), cost)
+
+    def final_answer(self) -> Hashable | None:
+        """The answer to return: the best-scoring verified answer if any candidate with an
+        answer was verified, else the majority vote; None if no attempt gave an answer.
+
+        Ties go to the answer seen first (deterministic; the replay environment instead
+        credits tied answers with their mean correctness).
+        """
+        tied = self._state.final_answers()
+        if not tied:
+            return None
+        first_seen = {}
+        for position, answer in enumerate(self._state.answers):
+            first_seen.setdefault(answer, position)
+        return min(tied, key=first_seen.__getitem__)
+
+    # ------------------------------------------------------------ helpers
+    def _check_open(self, name: str) -> None:
+        if self._done:
+            raise AllocatorError(f"Session.{name}: the session has stopped (the policy chose "
+                                 "STOP); return session.final_answer(), and start a new "
+                                 "session with oracle.session(...) for another query.")
+
+    def _arm_of(self, result: AttemptResult) -> int:
+        arms = self._oracle.arms
+        if result.arm is None:
+            pending = self._pending
+            if pending is not None and pending.kind == "sample":
+                return arms.index(pending.arm)
+            if len(arms) == 1:
+                return 0
+            raise ParameterError("Session.observe", "result.arm",
+                                 f"the arm of the sample, one of {list(arms)} (no sample was "
+                                 "asked, so the session cannot tell)", None)
+        if result.arm not in arms:
+            raise ParameterError("Session.observe", "result.arm",
+                                 f"one of the bundle's arms {list(arms)}", result.arm)
+        return arms.index(result.arm)
+
+    def _record(self, event: AttemptResult | Verification, cost: float) -> None:
+        self._history.append(event)
+        self._cost += cost
+        self._pending = None
+
+    def __repr__(self) -> str:
+        return (f"Session(query={self.query!r}, lambda_={self.lambda_:g}, "
+                f"drawn={self._state.drawn}, cost_spent={self._cost:g}, done={self._done})")
+
