@@ -221,6 +221,47 @@ def evaluate(
 
 
 @app.command()
+def train(
+    log_path: Annotated[Path, typer.Argument(metavar="LOGS", help="A pool log (Parquet from "
+                                             "`allocator ingest` or `allocator synth`).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="RUN_DIR",
+        help="The run's folder: bundle/, checkpoints/, report.json, plots, config.toml.")],
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="A TOML file of training settings (any subset of TrainConfig's "
+                         "fields; unknown keys are refused).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the split, the training and the evaluation (overrides the "
+             "config).")] = None,
+    timesteps: Annotated[int | None, typer.Option(
+        help="Environment steps to train for (overrides the config's "
+             "total_timesteps).")] = None,
+    mlflow: Annotated[bool, typer.Option(
+        "--mlflow/--no-mlflow", help="Log the run to MLflow (MLFLOW_TRACKING_URI, default "
+                                     "sqlite:///mlflow.db).")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the interrupted run whose checkpoints RUN_DIR "
+                         "holds.")] = False,
+    register: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Register the bundle as a new version of this MLflow model "
+                             "(load it with allocator.load('models:/NAME@ALIAS')).")] = None,
+    alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary and "
+                                          "report as JSON on stdout.")] = False,
+) -> None:
+    """Train the learned allocator, export its bundle, and evaluate it against every
+    baseline on held-out queries."""
+    from allocator.train_command import run_train
+
+    try:
+        run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
+                  mlflow=mlflow, resume=resume, as_json=as_json, register=register,
+                  alias=alias)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log.")],
     queries: Annotated[int, typer.Option(help="Number of simulated queries.")] = 400,

@@ -1,0 +1,74 @@
+"""The body of ``allocator train`` (kept out of cli.py so the CLI stays a thin layer).
+
+It imports the training package (torch, stable-baselines3, MLflow) only when it runs:
+training is not part of the light runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["run_train"]
+
+
+def run_train(
+    log_path: Path,
+    run_dir: Path,
+    *,
+    config_path: Path | None,
+    seed: int | None,
+    timesteps: int | None,
+    mlflow: bool,
+    resume: bool,
+    as_json: bool,
+    register: str | None = None,
+    alias: str = "candidate",
+) -> dict:
+    """Build the config (TOML file, then the options), run the pipeline, print the results.
+
+    Args:
+        log_path: the pool log.
+        run_dir: the run's folder.
+        config_path: a TOML config (None: the defaults).
+        seed: overrides the config's seed.
+        timesteps: overrides the config's ``total_timesteps``.
+        mlflow: log the run to MLflow.
+        resume: continue the run whose checkpoints ``run_dir`` holds.
+        as_json: print the run's summary as JSON on stdout instead of the tables.
+        register: register the bundle as a new version of this MLflow model.
+        alias: the registered version's alias.
+
+    Returns:
+        The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
+    """
+    from allocator.console import stderr_console
+    from training.evaluation.report import headline_table, json_safe, report_table
+    from training.rl.config import TrainConfig
+    from training.rl.pipeline import run_training
+
+    config = TrainConfig.from_toml(config_path) if config_path else TrainConfig()
+    overrides = {name: value for name, value in (("seed", seed),
+                                                 ("total_timesteps", timesteps))
+                 if value is not None}
+    config = config.replace(**overrides) if overrides else config
+    summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
+                           resume=resume, register=register, alias=alias)
+    console = stderr_console()
+    if as_json:
+        json.dump(json_safe(summary), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        console.print(report_table(summary["report"]))
+        console.print(headline_table(summary["report"]))
+    training = summary["training"]
+    console.print(f"trained {training['num_timesteps']:,} steps in "
+                  f"{training['seconds']:.1f} s; bundle: {summary['bundle']}; report and "
+                  f"plots in {run_dir}")
+    if summary["mlflow_run_id"]:
+        console.print(f"logged to MLflow run {summary['mlflow_run_id']}")
+    if summary["registered"]:
+        console.print(f"registered as {summary['registered']['uri']} (version "
+                      f"{summary['registered']['version']})")
+    return json_safe(summary)

@@ -1,0 +1,150 @@
+"""``allocator train`` end to end: bundle, report, plots, checkpoints and the MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from allocator.cli import app
+
+runner = CliRunner()
+
+#: A tiny run: 64 sub-environments, rollouts of 1,024 steps, a short evaluation.
+TINY = """\
+n_envs = 64
+n_steps = 16
+batch_size = 512
+n_orders = 3
+n_bootstrap = 200
+checkpoint_every = 2048
+eval_lambdas = [0.001, 0.01, 0.1]
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A simulated log of 60 queries and the tiny config, with MLflow in tmp_path."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    log_path = tmp_path / "synthetic.parquet"
+    result = runner.invoke(app, ["synth", "-o", str(log_path), "--queries", "60"])
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "config.toml"
+    config.write_text(TINY)
+    return log_path, config
+
+
+@pytest.mark.slow
+def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    log_path, config = tiny
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
+                                 str(config), "--timesteps", "4096", "--seed", "3", "--json",
+                                 "--register", "ttc-test"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+
+    manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    report = json.loads((run_dir / "report.json").read_text())
+    for png in ("pareto.png", "cost_distribution.png"):
+        assert (run_dir / png).read_bytes()[:8] == PNG
+    assert (run_dir / "checkpoints" / "maskable_ppo_4096.zip").is_file()
+    assert "seed = 3" in (run_dir / "config.toml").read_text()
+    assert summary["report"] == report
+    assert summary["training"]["num_timesteps"] == 4096
+
+    learned = report["policies"]["learned"]
+    assert [p["value"] for p in learned] == [0.001, 0.01, 0.1]
+    assert all(p["knob"] == "lambda" and p["deployable"] for p in learned)
+    for baseline in ("fixed-n", "adaptive-consistency", "esc", "difficulty-binned"):
+        assert report["policies"][baseline], baseline
+    assert "learned" in report["headline"]["cost_to_reach"]
+    assert report["config"]["seed"] == 3
+    assert report["extra"]["training"]["num_timesteps"] == 4096
+
+    from allocator.learned import LearnedPolicy
+
+    assert LearnedPolicy.from_bundle(run_dir / "bundle").bundle.arms == ("large", "small")
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("ttc-allocator").experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id == summary["mlflow_run_id"] == manifest["run_id"]
+    assert run.data.params["train.seed"] == "3"
+    assert run.data.params["train.total_timesteps"] == "4096"
+    metrics = run.data.metrics
+    assert "train/mean_return" in metrics and "train/entropy_loss" in metrics
+    assert any(key.startswith("eval/learned/lambda_0.01/") for key in metrics)
+    assert any(key.startswith("eval/adaptive-consistency/") for key in metrics)
+    history = client.get_metric_history(run.info.run_id, "train/mean_return")
+    assert len(history) == 4 and [m.step for m in history] == [1024, 2048, 3072, 4096]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.json", "pareto.png", "cost_distribution.png", "config.toml",
+            "bundle"} <= artifacts
+    bundle_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id,
+                                                                      "bundle")}
+    assert "manifest.json" in bundle_files
+
+    # The bundle is registered under an alias: models:/NAME@ALIAS holds it.
+    assert summary["registered"] == {"name": "ttc-test", "version": 1, "alias": "candidate",
+                                     "uri": "models:/ttc-test@candidate"}
+    version = client.get_model_version_by_alias("ttc-test", "candidate")
+    assert version.run_id == run.info.run_id
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/ttc-test@candidate",
+                                                     dst_path=str(tmp_path / "download")))
+    assert json.loads((local / "manifest.json").read_text()) == manifest
+
+
+@pytest.mark.slow
+def test_train_refuses_a_used_run_dir_and_resumes_it(tiny: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    log_path, config = tiny
+    run_dir = tmp_path / "run"
+    base = ["train", str(log_path), "-o", str(run_dir), "--config", str(config),
+            "--no-mlflow", "--json"]
+    result = runner.invoke(app, [*base, "--timesteps", "2048"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+    result = runner.invoke(app, [*base, "--timesteps", "4096"])
+    assert result.exit_code == 2
+    assert "--resume" in result.output
+
+    result = runner.invoke(app, [*base, "--timesteps", "4096", "--resume"])
+    assert result.exit_code == 0, result.output
+    training = json.loads(result.stdout)["training"]
+    assert training["num_timesteps"] == 4096
+    assert training["resumed_from"] == "maskable_ppo_2048.zip"
+
+
+def test_train_refuses_to_register_without_mlflow(tiny: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    log_path, _ = tiny
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "run"),
+                                 "--no-mlflow", "--register", "ttc-test"])
+    assert result.exit_code == 2
+    assert "register" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_an_unknown_config_key(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    log_path, config = tiny
+    config.write_text("n_env = 64\n")
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "run"),
+                                 "--config", str(config), "--no-mlflow"])
+    assert result.exit_code == 2
+    assert "n_env" in result.output and "n_envs" in result.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,421 @@
+"""``allocator train``: the whole path from a log to a bundle, a report and an MLflow run.
+
+The steps, in order (:func:`run_training`):
+
+1. read the log;
+2. split it by query (seeded, :func:`training.evaluation.evaluate.split_queries`);
+3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the training
+   queries, the predictor fitted on all training queries for the held-out ones and for
+   the bundle;
+4. train MaskablePPO on the training queries (:func:`training.rl.train.train_policy`),
+   with checkpoints in ``RUN_DIR/checkpoints``;
+5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics and
+   the difficulty predictor; no pickle);
+6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
+   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy, loaded from
+   the bundle as the runtime loads it, swept along lambda (its knob is the price in its
+   state), on the same seeded orders;
+7. write ``report.json``, ``pareto.png`` and ``cost_distribution.png`` to ``RUN_DIR``;
+8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
+   run still shows them), training curves as ``train/...`` metrics while training runs,
+   the evaluation as ``eval/...`` metrics and params, the report, plots, config and
+   bundle as artifacts, and the bundle's run id set to the MLflow run's; optionally the
+   bundle registered as a new version of a named model with an alias, so that
+   ``allocator.load("models:/NAME@ALIAS")`` loads it.
+
+The baselines' evaluation fits its own difficulty predictor with the same seed and
+settings, so it predicts what step 3 predicts; the learned policy is replayed with step 3's
+predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allocator.errors import ParameterError
+from allocator.logs.table import AttemptLog
+from training.rl.config import TrainConfig
+
+__all__ = ["LEARNED", "run_training"]
+
+#: The learned policy's name in reports and metric names.
+LEARNED = "learned"
+#: The evaluator's oracles (listed last in reports).
+ORACLES = ("oracle", "query-oracle")
+
+#: Called with a short message before each step.
+Announce = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+# ------------------------------------------------------------------ the steps
+def _split(log: AttemptLog, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    from training.evaluation.evaluate import split_queries
+
+    return split_queries(log.n_queries, config.test_fraction, config.seed)
+
+
+def _fit_difficulty(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int
+                    ) -> tuple[Any, np.ndarray]:
+    """The predictor fitted on the training queries, and the prior of every query.
+
+    The prior holds out-of-fold predictions on the training queries (what the policy
+    trains on) and the fitted predictor's predictions on the held-out queries; the
+    settings are those of ``allocator evaluate`` (on a simulated log, the columns that
+    hold the true difficulty are left out). Its held-out metrics are in the report
+    (the baselines' evaluation computes them).
+    """
+    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor, cross_fit_predict
+
+    predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
+                                     text_features=False)
+                 if log.simulated else DifficultyPredictor(random_state=seed))
+    prior = np.full((log.n_queries, len(log.arms)), 0.5)
+    prior[train] = cross_fit_predict(predictor, log, train, n_splits=3, random_state=seed)
+    predictor.fit(log, train)
+    prior[test] = predictor.predict(log, test)
+    return predictor, prior
+
+
+def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: TrainConfig,
+            cost_unit: float, run_id: str | None, extra: Mapping[str, Any]) -> Path:
+    """The bundle, with the difficulty predictor saved beside the policy."""
+    from training.rl.export import export_bundle
+
+    with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
+        predictor_dir = predictor.save(Path(folder) / "predictor")
+        return export_bundle(
+            model, path, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
+            cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
+            predictor_dir=predictor_dir, extra=dict(extra))
+
+
+def _evaluate(log: AttemptLog, bundle: Path, prior: np.ndarray, test: np.ndarray,
+              config: TrainConfig, progress: Announce) -> tuple[Any, dict[str, Any]]:
+    """Every baseline and the oracles, then the learned policy swept along lambda.
+
+    Returns:
+        The report with the learned policy's points (before the oracles') and the
+        headline recomputed; per policy, the episodes of one point (the learned policy's
+        nearest the reference's mean cost) for the cost-distribution plot.
+    """
+    from training.evaluation.evaluate import EvaluationConfig, evaluate
+    from training.evaluation.pareto import headline
+
+    evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
+                                  n_orders=config.n_orders, seed=config.seed,
+                                  n_bootstrap=config.n_bootstrap)
+    report, chosen = evaluate(log, evaluation, progress=progress)
+    if report.config["test_queries"] != len(test):  # pragma: no cover - a broken invariant
+        raise RuntimeError("the evaluation's split differs from the training's")
+    reference = chosen[evaluation.reference]
+    points, runs = _learned_points(log, bundle, prior, test, config, reference, progress)
+    nearest = np.argmin([abs(p.mean_cost - float(reference.cost.mean())) for p in points])
+    chosen[LEARNED] = runs[int(nearest)]
+    merged = {name: found for name, found in report.points.items() if name not in ORACLES}
+    merged[LEARNED] = points
+    merged.update({name: report.points[name] for name in ORACLES if name in report.points})
+    report = dataclasses.replace(
+        report, points=merged,
+        headline=headline(merged, target_accuracy=report.headline.target_accuracy),
+        config={**report.config, "policies": [*report.config["policies"], LEARNED],
+                "learned_lambdas": list(config.evaluation_lambdas())})
+    return report, chosen
+
+
+def _learned_points(log: AttemptLog, bundle: Path, prior: np.ndarray, test: np.ndarray,
+                    config: TrainConfig, reference: Any, progress: Announce
+                    ) -> tuple[list[Any], list[Any]]:
+    """The bundle's policy replayed at each evaluation lambda: points and episodes.
+
+    Each lambda gets its own evaluator with the baselines' queries, orders and seed, so
+    the episodes are the baselines' and the paired differences are exact.
+    """
+    from allocator.learned import LearnedPolicy
+    from envs.pools import ReplayPools
+    from training.evaluation.replay import ReplayEvaluator
+    from training.evaluation.statistics import policy_point
+
+    pools, policy = ReplayPools.from_log(log), LearnedPolicy.from_bundle(bundle)
+    points, runs = [], []
+    for lam in config.evaluation_lambdas():
+        progress(f"replaying the learned policy (lambda={lam:g})")
+        results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
+                                  lambda_=lam, prior=prior).run(policy)
+        runs.append(results)
+        points.append(policy_point(results, policy=LEARNED, knob="lambda", value=lam,
+                                   deployable=True, reference=reference,
+                                   n_bootstrap=config.n_bootstrap, seed=config.seed))
+    return points, runs
+
+
+def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
+                   ) -> list[Path]:
+    from training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from training.evaluation.report import write_report
+
+    return [write_report(report, run_dir),
+            plot_pareto(report, run_dir / "pareto.png"),
+            plot_cost_distribution(chosen, run_dir / "cost_distribution.png",
+                                   simulated=simulated)]
+
+
+# ---------------------------------------------------------------------- MLflow
+class _Tracking:
+    """One MLflow run written through a client bound to one tracking URI (no global
+    MLflow state changes), or nothing at all when disabled.
+
+    Args:
+        enabled: log to MLflow.
+        tracking_uri: where (None: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+        experiment: the experiment's name (created if needed).
+        run_name: the run's name.
+        tags: the run's tags.
+    """
+
+    def __init__(self, enabled: bool, *, tracking_uri: str | None, experiment: str,
+                 run_name: str | None, tags: Mapping[str, str]) -> None:
+        self.client: Any = None
+        self.run_id: str | None = None
+        if not enabled:
+            return
+        from mlflow import MlflowClient
+
+        from training.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        experiment_id = (found.experiment_id if found is not None
+                         else self.client.create_experiment(experiment))
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        self.run_id = run.info.run_id
+
+    def metrics(self, step: int, values: Mapping[str, float]) -> None:
+        """Log metrics at a step (in batches of MLflow's limit)."""
+        if self.client is None or not values:
+            return
+        from mlflow.entities import Metric
+
+        timestamp = int(1000 * time.time())
+        batch = [Metric(key, float(value), timestamp, int(step))
+                 for key, value in values.items() if np.isfinite(value)]
+        for start in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000])
+
+    def params(self, values: Mapping[str, str]) -> None:
+        """Log params (in batches of MLflow's limit)."""
+        if self.client is None:
+            return
+        from mlflow.entities import Param
+
+        batch = [Param(key, value) for key, value in values.items()]
+        for start in range(0, len(batch), 100):
+            self.client.log_batch(self.run_id, params=batch[start:start + 100])
+
+    def artifacts(self, paths: list[Path], folders: Mapping[str, Path]) -> None:
+        """Log files at the artifact root and folders under their given names."""
+        if self.client is None:
+            return
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path))
+        for name, folder in folders.items():
+            self.client.log_artifacts(self.run_id, str(folder), artifact_path=name)
+
+    def register(self, name: str, alias: str, artifact_path: str) -> dict[str, Any]:
+        """Register a run artifact folder as a new version of model ``name``, with an alias.
+
+        The version's source is the bundle folder itself (``runs:/RUN_ID/bundle``), so
+        ``allocator.load("models:/NAME@ALIAS")`` finds the bundle in it. (It is not an
+        MLflow pyfunc model: ``mlflow models serve`` cannot serve it.)
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = self.client.create_model_version(
+            name, source=f"runs:/{self.run_id}/{artifact_path}", run_id=self.run_id)
+        self.client.set_registered_model_alias(name, alias, version.version)
+        return {"name": name, "version": int(version.version), "alias": alias,
+                "uri": f"models:/{name}@{alias}"}
+
+    def finish(self, status: str) -> None:
+        """Mark the run FINISHED or FAILED."""
+        if self.client is not None:
+            self.client.set_terminated(self.run_id, status=status)
+
+
+def _train_params(config: TrainConfig) -> dict[str, str]:
+    return {f"train.{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in config.to_dict().items()}
+
+
+def _eval_params(report: Any) -> dict[str, str]:
+    from training.tracking import evaluation_params
+
+    params = evaluation_params(report)
+    return {key if key.startswith("log.") else f"eval.{key}": value
+            for key, value in params.items()}
+
+
+# ---------------------------------------------------------------------- pipeline
+def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None: start afresh); refuses to mix two runs."""
+    from training.rl.train import latest_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is not None and not resume:
+        raise ParameterError(
+            "allocator train", "RUN_DIR",
+            "a new folder, or --resume to continue the run whose checkpoints it holds",
+            str(run_dir))
+    return checkpoint if resume else None
+
+
+def run_training(
+    log_path: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    mlflow: bool = True,
+    progress: bool = True,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    register: str | None = None,
+    alias: str = "candidate",
+) -> dict[str, Any]:
+    """Train, export, evaluate and report: the steps of the module docstring.
+
+    Args:
+        log_path: a pool log (Parquet from ``allocator ingest`` or ``allocator synth``).
+        run_dir: the run's folder (created): ``bundle/``, ``checkpoints/``,
+            ``report.json``, ``pareto.png``, ``cost_distribution.png``, ``config.toml``.
+        config: the training settings (defaults if None).
+        mlflow: log the run to MLflow.
+        progress: print the steps and a training progress bar on stderr.
+        resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
+            split and the predictor are recomputed: they are deterministic).
+        tracking_uri: MLflow tracking URI (None: ``MLFLOW_TRACKING_URI``, else
+            ``sqlite:///mlflow.db`` in the current directory).
+        experiment: MLflow experiment (None: ``ttc-allocator``).
+        register: register the run's bundle as a new version of this MLflow model (needs
+            ``mlflow``), so that ``allocator.load("models:/NAME@ALIAS")`` loads it.
+        alias: the alias the new version gets (``"latest"`` is reserved by MLflow).
+
+    Returns:
+        ``{"run_dir", "bundle", "report", "training", "mlflow_run_id", "registered"}``:
+        the paths, the
+        :class:`~training.evaluation.results.EvaluationReport` (``report.json``), and the
+        training summary (timesteps, seconds, the last ``train/`` metrics), and the
+        registered model version (``{"name", "version", "alias", "uri"}``, or None).
+        ``training.evaluation.report.json_safe`` turns it into plain JSON.
+
+    Raises:
+        ParameterError: ``run_dir`` holds checkpoints and ``resume`` is False,
+            ``register`` without ``mlflow``, or an invalid setting.
+    """
+    from allocator.logs import read_log
+    from training.tracking import DEFAULT_EXPERIMENT
+
+    config = config or TrainConfig()
+    run_dir = Path(run_dir)
+    if register and not mlflow:
+        raise ParameterError("run_training", "register", "None when MLflow is off "
+                             "(--no-mlflow)", register)
+    say = _announcer(progress)
+    say("reading the log")
+    log = read_log(log_path)
+    checkpoint = _checkpoint_to_resume(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    train, test = _split(log, config)
+    say(f"split by query: {len(train)} training, {len(test)} held-out queries")
+    say("fitting the difficulty predictor (cross-fitted on the training queries)")
+    predictor, prior = _fit_difficulty(log, train, test, config.seed)
+    tracking = _Tracking(mlflow, tracking_uri=tracking_uri,
+                         experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_dir.name,
+                         tags={"log_fingerprint": log.fingerprint(), "log_source": log.source,
+                               "simulated": "true" if log.simulated else "false",
+                               "stage": "train"})
+    try:
+        tracking.params(_train_params(config))
+        summary = _run(log, run_dir, config, train=train, test=test, prior=prior,
+                       predictor=predictor, checkpoint=checkpoint, tracking=tracking,
+                       progress=progress, say=say)
+        summary["registered"] = (tracking.register(register, alias, "bundle")
+                                 if register else None)
+    except BaseException:
+        tracking.finish("FAILED")
+        raise
+    tracking.finish("FINISHED")
+    return summary
+
+
+def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarray,
+         test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
+         tracking: _Tracking, progress: bool, say: Announce) -> dict[str, Any]:
+    """Steps 4 to 8 (see the module docstring)."""
+    from training.rl.train import TrainingMonitor, replay_env, train_policy
+    from training.tracking import evaluation_metrics
+
+    say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
+    monitor = TrainingMonitor(sink=tracking.metrics)
+    started = time.perf_counter()
+    model = train_policy(log, queries=train, prior=prior, config=config, callback=monitor,
+                         resume_from=checkpoint, checkpoint_dir=run_dir / "checkpoints",
+                         progress=progress)
+    seconds = time.perf_counter() - started
+    training = {"num_timesteps": int(model.num_timesteps), "seconds": round(seconds, 3),
+                "train_queries": len(train), "test_queries": len(test),
+                "resumed_from": checkpoint.name if checkpoint else None,
+                "final": _final_metrics(monitor)}
+    say(f"exporting the bundle to {run_dir / 'bundle'}")
+    bundle = _export(model, predictor, log, run_dir / "bundle", config,
+                     replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
+                     {"training_config": config.to_dict()})
+    say("evaluating on the held-out queries")
+    report, chosen = _evaluate(log, bundle, prior, test, config, say)
+    report = dataclasses.replace(report, extra={**report.extra, "training": training})
+    files = _write_outputs(report, chosen, run_dir, log.simulated)
+    tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
+    tracking.params(_eval_params(report))
+    tracking.artifacts([*files, run_dir / "config.toml"], {"bundle": bundle})
+    return {"run_dir": str(run_dir), "bundle": str(bundle), "report": report,
+            "training": training, "mlflow_run_id": tracking.run_id}
+
+
+def _final_metrics(monitor: Any) -> dict[str, float]:
+    """The last value of every ``train/`` metric."""
+    final: dict[str, float] = {}
+    for _, metrics in monitor.history:
+        final.update(metrics)
+    return final
+
+
+def _announcer(enabled: bool) -> Announce:
+    """Print each step on stderr, numbered (or nothing when disabled)."""
+    if not enabled:
+        return _quiet
+    from allocator.console import stderr_console
+
+    console = stderr_console()
+
+    def say(message: str) -> None:
+        console.print(f"[bold]·[/] {message}", highlight=False)
+
+    return say

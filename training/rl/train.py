@@ -1,0 +1,426 @@
+"""Training the allocator: MaskablePPO on the batched replay environment.
+
+One policy serves every trade-off: each episode draws its lambda (the price of a cost
+unit) from ``config.lambda_range`` and the policy observes it, so a user picks the
+trade-off at inference without retraining. The difficulty prior in the observation must
+be *out-of-fold* for the training queries (:func:`training.difficulty.cross_fit_predict`):
+a policy trained on the predictor's in-sample output learns to trust an overconfident
+predictor.
+
+Reproducibility: the same config (seed included) and data give the same weights, hence
+the same decisions. :func:`train_policy` runs torch on one thread while it trains
+(``torch.set_num_threads(1)``; the previous setting is restored afterwards): several
+threads may sum in a different order from run to run, and on the small networks used here
+one thread is also the fastest.
+
+Checkpoints are SB3 ``.zip`` files in ``checkpoint_dir``, written at rollout boundaries
+(after an update, so that a checkpoint's ``num_timesteps`` counts exactly the experience
+its weights have learned from) every ``config.checkpoint_every`` steps and when training
+ends. They exist only to resume an interrupted run: they hold cloudpickle and execute code
+when loaded, so they are never shipped or read by the runtime (the runtime reads the
+pickle-free bundle of :mod:`training.rl.export`). With observation normalisation (SB3's
+``VecNormalize``, ``config.normalize_observations``), each checkpoint has its running
+statistics beside it as plain arrays (``<checkpoint>.normalization.npz``), since SB3's zip
+leaves the environment out; the exported bundle carries the final statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+from allocator.errors import ParameterError
+from allocator.logs.table import AttemptLog
+from envs.pools import ReplayPools
+from envs.vec_replay_env import BatchedReplayVecEnv
+from training.rl.config import TrainConfig
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+    from sb3_contrib import MaskablePPO
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "CheckpointCallback",
+    "MetricsSink",
+    "ProgressCallback",
+    "TrainingMonitor",
+    "latest_checkpoint",
+    "make_env",
+    "make_model",
+    "observation_normalization",
+    "policy_decisions",
+    "replay_env",
+    "train_policy",
+]
+
+#: Checkpoint files are ``<prefix>_<num_timesteps>.zip``.
+CHECKPOINT_PREFIX = "maskable_ppo"
+_CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.zip$")
+
+#: Called with (num_timesteps, {metric name: value}) as training goes.
+MetricsSink = Callable[[int, dict[str, float]], None]
+
+
+# ----------------------------------------------------------------- env & model
+def make_env(log: AttemptLog | ReplayPools, *, queries: np.ndarray, prior: np.ndarray | None,
+             config: TrainConfig) -> BatchedReplayVecEnv | VecNormalize:
+    """The training environment: ``config.n_envs`` replays of the training queries.
+
+    Args:
+        log: the graded log (or its pools).
+        queries: indices of the training queries (episodes are drawn among them only).
+        prior: per-query, per-arm predicted accuracy, shape (log queries, arms); the rows
+            of training queries must be out-of-fold predictions. None: 0.5 everywhere.
+        config: the training settings (lambda range and sampling, n_envs, observation
+            normalisation).
+
+    Returns:
+        The batched replay env, wrapped in SB3's ``VecNormalize`` (observations only)
+        when ``config.normalize_observations``.
+    """
+    env = BatchedReplayVecEnv(
+        log, n_envs=config.n_envs, lambda_range=tuple(config.lambda_range),
+        lambda_sampling=config.lambda_sampling, prior=prior,
+        queries=np.asarray(queries, dtype=np.int64))
+    if not config.normalize_observations:
+        return env
+    return VecNormalize(env, norm_obs=True, norm_reward=False, gamma=config.gamma)
+
+
+def replay_env(env: BatchedReplayVecEnv | VecNormalize) -> BatchedReplayVecEnv:
+    """The batched replay env inside a (possibly wrapped) training env."""
+    while isinstance(env, VecEnvWrapper):
+        env = env.venv
+    assert isinstance(env, BatchedReplayVecEnv)
+    return env
+
+
+def make_model(env: BatchedReplayVecEnv | VecNormalize, config: TrainConfig) -> MaskablePPO:
+    """A fresh ``MaskablePPO("MlpPolicy")`` on ``env``, seeded, on the CPU."""
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0,
+                       policy_kwargs=config.policy_kwargs(), **config.ppo_kwargs())
+
+
+def observation_normalization(model: MaskablePPO) -> VecNormalize | None:
+    """The model's observation normaliser (its env's ``VecNormalize``), or None."""
+    return model.get_vec_normalize_env()
+
+
+# ------------------------------------------------------------------- callbacks
+class TrainingMonitor(BaseCallback):
+    """Training curves, namespaced ``train/``, one record per rollout.
+
+    From the episodes that ended during each rollout (read from the terminal infos and
+    the rewards): ``train/mean_return`` (correctness - lambda * cost units),
+    ``train/mean_correct``, ``train/mean_cost`` (log units), ``train/mean_samples``
+    (samples + refinements), ``train/mean_episode_length`` (decisions, STOP included)
+    and ``train/episodes``. From SB3's logger, after each update: its own ``train/``
+    values (``train/entropy_loss``, ``train/value_loss``, ``train/approx_kl``,
+    ``train/explained_variance``, ``train/clip_fraction``...).
+
+    Args:
+        sink: called with ``(num_timesteps, metrics)`` for every record (e.g. to log to
+            MLflow while training runs).
+
+    Attributes:
+        history: every record, as ``(num_timesteps, metrics)`` in order.
+    """
+
+    def __init__(self, sink: MetricsSink | None = None) -> None:
+        super().__init__()
+        self.sink = sink
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._episodes: dict[str, list[float]] = {}
+        self._running = np.zeros(0)
+        self._length = np.zeros(0, dtype=np.int64)
+
+    def latest(self, name: str) -> float | None:
+        """The most recent value of a metric, or None."""
+        for _, metrics in reversed(self.history):
+            if name in metrics:
+                return metrics[name]
+        return None
+
+    def _emit(self, metrics: dict[str, float]) -> None:
+        if not metrics:
+            return
+        self.history.append((int(self.num_timesteps), metrics))
+        if self.sink is not None:
+            self.sink(int(self.num_timesteps), metrics)
+
+    def _on_training_start(self) -> None:
+        n = self.training_env.num_envs
+        self._running, self._length = np.zeros(n), np.zeros(n, dtype=np.int64)
+
+    def _on_rollout_start(self) -> None:
+        self._emit_update()
+        self._episodes = {"return": [], "correct": [], "cost": [], "samples": [],
+                          "length": []}
+
+    def _on_step(self) -> bool:
+        rewards = np.asarray(self.locals["rewards"], dtype=np.float64)
+        dones = np.asarray(self.locals["dones"], dtype=bool)
+        self._running += rewards
+        self._length += 1
+        ended = np.flatnonzero(dones)
+        if ended.size:
+            infos = self.locals["infos"]
+            episodes = self._episodes
+            episodes["return"].extend(self._running[ended].tolist())
+            episodes["length"].extend(self._length[ended].tolist())
+            for row in ended.tolist():
+                info = infos[row]
+                episodes["correct"].append(info["correct"])
+                episodes["cost"].append(info["cost"])
+                episodes["samples"].append(info["n_samples"] + info["n_refines"])
+            self._running[ended] = 0.0
+            self._length[ended] = 0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        episodes = self._episodes
+        if not episodes.get("return"):
+            return
+        self._emit({
+            "train/mean_return": float(np.mean(episodes["return"])),
+            "train/mean_correct": float(np.mean(episodes["correct"])),
+            "train/mean_cost": float(np.mean(episodes["cost"])),
+            "train/mean_samples": float(np.mean(episodes["samples"])),
+            "train/mean_episode_length": float(np.mean(episodes["length"])),
+            "train/episodes": float(len(episodes["return"])),
+        })
+
+    def _on_training_end(self) -> None:
+        self._emit_update()
+
+    def _emit_update(self) -> None:
+        """SB3's ``train/`` values of the latest update (cleared by SB3 at each dump)."""
+        values = self.model.logger.name_to_value
+        self._emit({key: float(value) for key, value in values.items()
+                    if key.startswith("train/") and isinstance(value, int | float | np.number)
+                    and np.isfinite(value)})
+        # Read once: the next dump clears them, but a training end may follow a rollout
+        # start with no update in between.
+        for key in [k for k in values if k.startswith("train/")]:
+            del values[key]
+
+
+class CheckpointCallback(BaseCallback):
+    """Save the model every ``every`` steps, at rollout boundaries, and when training ends.
+
+    A checkpoint is written at the start of a rollout, after the previous update, so its
+    weights have learned from exactly the ``num_timesteps`` steps its name says. Files:
+    ``<folder>/maskable_ppo_<num_timesteps>.zip`` (SB3 format, internal to resuming:
+    never shipped, see the module docstring).
+    """
+
+    def __init__(self, folder: str | Path, every: int) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.every = int(every)
+        self.saved: list[Path] = []
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._last = int(self.num_timesteps)
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps - self._last >= self.every:
+            self._save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps > self._last or not self.saved:
+            self._save()
+
+    def _save(self) -> None:
+        path = self.folder / f"{CHECKPOINT_PREFIX}_{int(self.num_timesteps)}.zip"
+        normalizer = observation_normalization(self.model)
+        if normalizer is not None:  # beside the model: SB3's zip leaves the env out
+            _save_normalization(normalizer, _normalization_path(path))
+        self.model.save(path)  # last: a listed checkpoint is complete
+        self.saved.append(path)
+        self._last = int(self.num_timesteps)
+
+
+def _normalization_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".normalization.npz")
+
+
+def _save_normalization(normalizer: VecNormalize, path: Path) -> None:
+    """The running observation statistics, as plain arrays (no pickle)."""
+    rms = normalizer.obs_rms
+    np.savez(path, mean=rms.mean, var=rms.var, count=np.float64(rms.count))
+
+
+def _load_normalization(normalizer: VecNormalize, path: Path) -> None:
+    if not path.is_file():
+        raise ParameterError("train_policy", "resume_from",
+                             f"a checkpoint with its observation statistics ({path.name})",
+                             str(path.with_suffix("").with_suffix(".zip")))
+    with np.load(path, allow_pickle=False) as saved:
+        normalizer.obs_rms.mean = saved["mean"].copy()
+        normalizer.obs_rms.var = saved["var"].copy()
+        normalizer.obs_rms.count = float(saved["count"])
+
+
+class ProgressCallback(BaseCallback):
+    """Advance a rich progress bar by the steps taken; show the latest mean return."""
+
+    def __init__(self, bar: Progress, task: TaskID, monitor: TrainingMonitor | None = None
+                 ) -> None:
+        super().__init__()
+        self.bar, self.task, self.monitor = bar, task, monitor
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.task, completed=self.num_timesteps)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        value = self.monitor.latest("train/mean_return") if self.monitor else None
+        if value is not None:
+            self.bar.update(self.task, description=f"training (mean return {value:+.3f})")
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int, start: int) -> Iterator[
+        tuple[Progress, TaskID] | None]:
+    """A rich progress bar on stderr for the training steps (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from allocator.console import stderr_console
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console(),
+                  transient=False) as bar:
+        yield bar, bar.add_task("training", total=total, completed=start)
+
+
+# ------------------------------------------------------------------- checkpoints
+def latest_checkpoint(path: str | Path) -> Path | None:
+    """The checkpoint with the most steps in a folder (or the file itself), or None."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        return None
+    found = [(int(match.group(1)), child) for child in path.iterdir()
+             if (match := _CHECKPOINT.match(child.name))]
+    return max(found)[1] if found else None
+
+
+def _resume(path: str | Path, env: BatchedReplayVecEnv | VecNormalize,
+            config: TrainConfig) -> MaskablePPO:
+    """Load a checkpoint onto ``env`` and reseed, so that resuming is reproducible too.
+
+    The hyperparameters are the checkpoint's; the environment restarts its episodes
+    (``force_reset``), seeded with ``config.seed + num_timesteps``.
+    """
+    from sb3_contrib import MaskablePPO
+
+    checkpoint = latest_checkpoint(path)
+    if checkpoint is None:
+        raise ParameterError("train_policy", "resume_from",
+                             f"a checkpoint file or a folder holding "
+                             f"{CHECKPOINT_PREFIX}_<steps>.zip files", str(path))
+    model = MaskablePPO.load(checkpoint, env=env, device="cpu", force_reset=True)
+    if isinstance(env, VecNormalize):
+        _load_normalization(env, _normalization_path(checkpoint))
+    model.set_random_seed(config.seed + int(model.num_timesteps))
+    return model
+
+
+# ---------------------------------------------------------------------- training
+def train_policy(
+    log: AttemptLog | ReplayPools,
+    *,
+    queries: np.ndarray,
+    prior: np.ndarray | None,
+    config: TrainConfig,
+    callback: BaseCallback | Sequence[BaseCallback] | None = None,
+    resume_from: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+) -> MaskablePPO:
+    """Train a MaskablePPO allocator on the training queries of ``log``.
+
+    Args:
+        log: the graded pool log (or its pools).
+        queries: indices of the training queries.
+        prior: per-query, per-arm predicted accuracy, shape (log queries, arms): the
+            cross-fitted (out-of-fold) predictions on the training queries, never the
+            predictor's in-sample output. None: 0.5 everywhere.
+        config: hyperparameters; training runs until ``config.total_timesteps`` steps
+            (rounded up to whole rollouts).
+        callback: more SB3 callbacks (e.g. a :class:`TrainingMonitor`).
+        resume_from: a checkpoint (or a folder of checkpoints: the latest is used) of an
+            interrupted run: training continues from its weights and step count up to
+            ``config.total_timesteps`` (nothing is trained if it is already there).
+        checkpoint_dir: where to write checkpoints (None: no checkpoints).
+        progress: show a rich progress bar on stderr.
+
+    Returns:
+        The trained model (``model.num_timesteps`` steps in all, resumed ones included).
+    """
+    import torch
+
+    env = make_env(log, queries=queries, prior=prior, config=config)
+    model = make_model(env, config) if resume_from is None else _resume(resume_from, env,
+                                                                        config)
+    remaining = max(0, config.total_timesteps - int(model.num_timesteps))
+    callbacks: list[BaseCallback] = list(
+        [callback] if isinstance(callback, BaseCallback) else callback or [])
+    if checkpoint_dir is not None:
+        callbacks.append(CheckpointCallback(checkpoint_dir, config.checkpoint_every))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # reproducible sums (see the module docstring)
+    try:
+        with _progress_bar(progress, config.total_timesteps, int(model.num_timesteps)) as bar:
+            if bar is not None:
+                monitor = next((c for c in callbacks if isinstance(c, TrainingMonitor)), None)
+                callbacks.append(ProgressCallback(*bar, monitor=monitor))
+            if remaining:
+                model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
+                            reset_num_timesteps=resume_from is None)
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+def policy_decisions(model: MaskablePPO, observations: np.ndarray, masks: np.ndarray
+                     ) -> np.ndarray:
+    """The model's deterministic decisions (masked arg max) on raw featurizer observations.
+
+    The model's observation normaliser, if any, is applied first (without updating its
+    statistics), as the exported bundle does.
+    """
+    observations = np.asarray(observations, dtype=np.float32)
+    normalizer = observation_normalization(model)
+    if normalizer is not None:
+        observations = normalizer.normalize_obs(observations).astype(np.float32)
+    actions, _ = model.predict(observations, action_masks=np.asarray(masks, dtype=bool),
+                               deterministic=True)
+    return np.asarray(actions, dtype=np.int64)
