@@ -203,6 +203,9 @@ def evaluate(
                                            "measured against.")] = "adaptive-consistency",
     no_difficulty: Annotated[bool, typer.Option(
         "--no-difficulty", help="Skip the difficulty predictor (and difficulty-binned).")] = False,
+    bundle: Annotated[Path | None, typer.Option(
+        help="A trained allocator bundle (from `allocator train`) to compare with the "
+             "baselines, swept over lambda.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on "
                                           "stdout.")] = False,
     mlflow: Annotated[bool, typer.Option(
@@ -215,7 +218,8 @@ def evaluate(
     try:
         run_evaluate(log_path, output, policies=policy, arm=arm, orders=orders,
                      test_fraction=test_fraction, seed=seed, reference=reference,
-                     difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow)
+                     difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow,
+                     bundle=bundle)
     except AllocatorError as error:
         raise _fail(error) from None
 

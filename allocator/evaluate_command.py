@@ -26,6 +26,7 @@ def run_evaluate(
     difficulty: bool,
     as_json: bool,
     mlflow: bool,
+    bundle: Path | None = None,
 ) -> dict:
     """Evaluate, write report.json and the plots, print the tables; return the report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -41,7 +42,7 @@ def run_evaluate(
     config = EvaluationConfig(
         policies=tuple(policies) if policies else DEFAULT_POLICIES, arm=arm,
         test_fraction=test_fraction, n_orders=orders, seed=seed, reference=reference,
-        difficulty=difficulty,
+        difficulty=difficulty, bundle=None if bundle is None else str(bundle),
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

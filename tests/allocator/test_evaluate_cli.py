@@ -91,3 +91,28 @@ def test_evaluate_every_public_log(fmt: str, public_logs: Path, tmp_path: Path) 
     # Fixed-N over the whole pool is majority-of-all: the target, exactly.
     fixed = report["policies"]["fixed-n"]
     assert max(p["accuracy"] for p in fixed) >= report["headline"]["target_accuracy"] - 1e-9
+
+
+@pytest.mark.slow
+def test_evaluate_a_trained_bundle_as_the_training_run_did(tmp_path: Path) -> None:
+    """`allocator evaluate --bundle` replays the learned policy on the same split, orders
+    and prior as `allocator train`'s own evaluation: the same numbers."""
+    log_path = tmp_path / "synthetic.parquet"
+    write_log(generate(SyntheticConfig(n_queries=60), seed=4), log_path)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(run), "--timesteps",
+                                 "4096", "--no-mlflow"])
+    assert result.exit_code == 0, result.output
+    trained = json.loads((run / "report.json").read_text())
+    arm = trained["config"]["arm"]
+    result = runner.invoke(app, ["evaluate", str(log_path), "-o", str(tmp_path / "eval"),
+                                 "--bundle", str(run / "bundle"), "--arm", arm, "--orders",
+                                 str(trained["config"]["n_orders"]), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    mine = [(p["value"], p["accuracy"], p["mean_cost"]) for p in report["policies"]["learned"]]
+    theirs = [(p["value"], p["accuracy"], p["mean_cost"])
+              for p in trained["policies"]["learned"]]
+    assert len(mine) == len(theirs) > 1
+    for row, other in zip(mine, theirs, strict=True):
+        assert row == pytest.approx(other, rel=1e-5)

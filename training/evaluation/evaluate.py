@@ -49,6 +49,12 @@ class EvaluationConfig:
         difficulty: fit the difficulty predictor (needed by difficulty-binned; its
             predictions are the policies' prior).
         sweeps: knob values per policy, overriding the policy's default sweep.
+        bundle: an exported allocator bundle to evaluate beside the baselines (registered
+            as ``learned``), swept along ``learned_lambdas``. Its prior is the difficulty
+            predictor fitted here on the training split (for a bundle trained on this log
+            with the same seed, exactly the predictions it was trained and exported with).
+        learned_lambdas: the prices the learned policy is replayed at (default: eight
+            log-spaced over the bundle's lambda range).
     """
 
     policies: tuple[str, ...] = DEFAULT_POLICIES
@@ -61,6 +67,8 @@ class EvaluationConfig:
     oracles: bool = True
     difficulty: bool = True
     sweeps: dict[str, tuple] = field(default_factory=dict)
+    bundle: str | None = None
+    learned_lambdas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.policies if p not in POLICIES]
@@ -140,6 +148,37 @@ def _binned(train_curves: FixedNCurves, train_prior: np.ndarray, arm: int,
             yield fitted.with_knob(value)
 
 
+def _learned_lambdas(config: EvaluationConfig, lambda_range: list[float]) -> tuple[float, ...]:
+    if config.learned_lambdas is not None:
+        return tuple(sorted({float(v) for v in config.learned_lambdas}))
+    low, high = (float(v) for v in lambda_range)
+    if high <= low:
+        return (low,)
+    if low <= 0:
+        return (0.0, *np.geomspace(high / 1000.0, high, 7).tolist())
+    return tuple(np.geomspace(low, high, 8).tolist())
+
+
+def _learned_points(pools: ReplayPools, test: np.ndarray, prior: np.ndarray | None,
+                    reference: EpisodeResults, config: EvaluationConfig
+                    ) -> tuple[list[PolicyPoint], EpisodeResults]:
+    """The bundle's policy at each lambda, on the baselines' queries and orders; and the
+    episodes of the point whose cost is nearest the reference's (for the plots)."""
+    from allocator.learned import LearnedPolicy
+
+    policy = LearnedPolicy.from_bundle(config.bundle)
+    points, runs = [], []
+    for lam in _learned_lambdas(config, policy.bundle.manifest["lambda_range"]):
+        results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
+                                  lambda_=lam, prior=prior).run(policy)
+        runs.append(results)
+        points.append(policy_point(results, policy="learned", knob="lambda", value=lam,
+                                   deployable=True, reference=reference,
+                                   n_bootstrap=config.n_bootstrap, seed=config.seed))
+    nearest = int(np.argmin([abs(p.mean_cost - float(reference.cost.mean())) for p in points]))
+    return points, runs[nearest]
+
+
 def _oracle_points(curves: list[FixedNCurves], reference: EpisodeResults,
                    config: EvaluationConfig) -> dict[str, list[PolicyPoint]]:
     points: dict[str, list[PolicyPoint]] = {"oracle": [], "query-oracle": []}
@@ -205,6 +244,10 @@ def evaluate(
                 deployable=type(policy).deployable, reference=reference,
                 n_bootstrap=config.n_bootstrap, seed=config.seed))
             chosen.setdefault(name, results)
+    if config.bundle is not None:
+        progress("replaying the learned policy")
+        points["learned"], chosen["learned"] = _learned_points(pools, test, prior, reference,
+                                                               config)
     curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
     if config.oracles:
         progress("tracing the oracles")
@@ -216,7 +259,7 @@ def evaluate(
              "simulated": log.simulated},
         config={**{k: v for k, v in asdict(config).items() if k != "sweeps"},
                 "arm": log.arms[arm], "train_queries": len(train), "test_queries": len(test),
-                "policies": list(config.policies)},
+                "policies": [*config.policies, *(["learned"] if config.bundle else [])]},
         points=points,
         reference=reference.policy,
         headline=headline(points, target_accuracy=target),

@@ -44,12 +44,7 @@ from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from training.rl.config import TrainConfig
 
-__all__ = ["LEARNED", "run_training"]
-
-#: The learned policy's name in reports and metric names.
-LEARNED = "learned"
-#: The evaluator's oracles (listed last in reports).
-ORACLES = ("oracle", "query-oracle")
+__all__ = ["run_training"]
 
 #: Called with a short message before each step.
 Announce = Callable[[str], None]
@@ -101,63 +96,26 @@ def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: Tra
             predictor_dir=predictor_dir, extra=dict(extra))
 
 
-def _evaluate(log: AttemptLog, bundle: Path, prior: np.ndarray, test: np.ndarray,
-              config: TrainConfig, progress: Announce) -> tuple[Any, dict[str, Any]]:
-    """Every baseline and the oracles, then the learned policy swept along lambda.
+def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, config: TrainConfig,
+              progress: Announce) -> tuple[Any, dict[str, Any]]:
+    """Every baseline, the learned policy swept along lambda, and the oracles.
+
+    The evaluation fits the difficulty predictor with this pipeline's settings on the same
+    split, so the learned policy is replayed with the prior it was trained on.
 
     Returns:
-        The report with the learned policy's points (before the oracles') and the
-        headline recomputed; per policy, the episodes of one point (the learned policy's
-        nearest the reference's mean cost) for the cost-distribution plot.
+        The report, and per policy the episodes of one point for the cost plot.
     """
     from training.evaluation.evaluate import EvaluationConfig, evaluate
-    from training.evaluation.pareto import headline
 
     evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
                                   n_orders=config.n_orders, seed=config.seed,
-                                  n_bootstrap=config.n_bootstrap)
+                                  n_bootstrap=config.n_bootstrap, bundle=str(bundle),
+                                  learned_lambdas=config.evaluation_lambdas())
     report, chosen = evaluate(log, evaluation, progress=progress)
     if report.config["test_queries"] != len(test):  # pragma: no cover - a broken invariant
         raise RuntimeError("the evaluation's split differs from the training's")
-    reference = chosen[evaluation.reference]
-    points, runs = _learned_points(log, bundle, prior, test, config, reference, progress)
-    nearest = np.argmin([abs(p.mean_cost - float(reference.cost.mean())) for p in points])
-    chosen[LEARNED] = runs[int(nearest)]
-    merged = {name: found for name, found in report.points.items() if name not in ORACLES}
-    merged[LEARNED] = points
-    merged.update({name: report.points[name] for name in ORACLES if name in report.points})
-    report = dataclasses.replace(
-        report, points=merged,
-        headline=headline(merged, target_accuracy=report.headline.target_accuracy),
-        config={**report.config, "policies": [*report.config["policies"], LEARNED],
-                "learned_lambdas": list(config.evaluation_lambdas())})
     return report, chosen
-
-
-def _learned_points(log: AttemptLog, bundle: Path, prior: np.ndarray, test: np.ndarray,
-                    config: TrainConfig, reference: Any, progress: Announce
-                    ) -> tuple[list[Any], list[Any]]:
-    """The bundle's policy replayed at each evaluation lambda: points and episodes.
-
-    Each lambda gets its own evaluator with the baselines' queries, orders and seed, so
-    the episodes are the baselines' and the paired differences are exact.
-    """
-    from allocator.learned import LearnedPolicy
-    from envs.pools import ReplayPools
-    from training.evaluation.replay import ReplayEvaluator
-    from training.evaluation.statistics import policy_point
-
-    pools, policy = ReplayPools.from_log(log), LearnedPolicy.from_bundle(bundle)
-    points, runs = [], []
-    for lam in config.evaluation_lambdas():
-        progress(f"replaying the learned policy (lambda={lam:g})")
-        results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
-                                  lambda_=lam, prior=prior).run(policy)
-        runs.append(results)
-        points.append(policy_point(results, policy=LEARNED, knob="lambda", value=lam,
-                                   deployable=True, reference=reference,
-                                   n_bootstrap=config.n_bootstrap, seed=config.seed))
-    return points, runs
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
@@ -389,7 +347,7 @@ def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarr
                      replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
                      {"training_config": config.to_dict()})
     say("evaluating on the held-out queries")
-    report, chosen = _evaluate(log, bundle, prior, test, config, say)
+    report, chosen = _evaluate(log, bundle, test, config, say)
     report = dataclasses.replace(report, extra={**report.extra, "training": training})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
