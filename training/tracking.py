@@ -28,6 +28,12 @@ What a run holds:
 - **tags**: ``log_fingerprint``, ``simulated`` (``"true"``/``"false"``), ``log_source``,
   ``reference``.
 - **artifacts**: ``report.json`` and every ``*.png`` directly in the evaluation folder.
+
+:func:`log_bundle_model` logs a policy bundle as an MLflow pyfunc model "from code"
+(:mod:`allocator.mlflow_model`, the bundle as its artifact; no pickle) and optionally
+registers it under an alias, so that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
+and ``mlflow models serve`` answer decisions, and ``allocator.load("models:/NAME@ALIAS")``
+finds the bundle in the model's artifacts.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +55,7 @@ __all__ = [
     "DEFAULT_EXPERIMENT",
     "evaluation_metrics",
     "evaluation_params",
+    "log_bundle_model",
     "log_evaluation",
     "metric_key",
     "resolve_tracking_uri",
@@ -265,3 +273,123 @@ def log_evaluation(
         raise
     client.set_terminated(run_id, status="FINISHED")
     return run_id
+
+
+# ------------------------------------------------------------------ the bundle as a model
+#: The models-from-code file: MLflow copies it into the model and runs it on load.
+MODEL_CODE = Path(__file__).resolve().parents[1] / "allocator" / "mlflow_model.py"
+#: Distributions the pyfunc model needs beside the project itself (the runtime's, and the
+#: difficulty predictor's when the bundle holds one).
+_RUNTIME_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "safetensors")
+_PREDICTOR_REQUIREMENTS = ("scikit-learn", "lightgbm")
+
+
+def _requirements(with_predictor: bool) -> list[str]:
+    """The model's pip requirements, pinned to the installed versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = _RUNTIME_REQUIREMENTS + (_PREDICTOR_REQUIREMENTS if with_predictor else ())
+    pinned = []
+    for name in names:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pinned.append(name)
+    return pinned
+
+
+def _register(client: Any, name: str, model_id: str, run_id: str, alias: str | None) -> str:
+    """A new version of registered model ``name`` for a logged model; its URI."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id,
+                                          model_id=model_id)
+    if alias is None:
+        return f"models:/{name}/{version.version}"
+    client.set_registered_model_alias(name, alias, version.version)
+    return f"models:/{name}@{alias}"
+
+
+def log_bundle_model(
+    bundle_dir: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    name: str = "allocator",
+    registered_name: str | None = None,
+    alias: str | None = None,
+) -> str:
+    """Log a bundle as an MLflow pyfunc model from code, and register it when asked.
+
+    The model is :mod:`allocator.mlflow_model` (logged as a file, not a pickled
+    instance) with the bundle directory as its artifact ``bundle``; its request format is
+    that module's. It is written through an :class:`mlflow.MlflowClient` bound to one
+    tracking URI (no global MLflow state changes, no active run).
+
+    Args:
+        bundle_dir: the bundle directory (verified by ``allocator.load`` first).
+        run_id: the run the model belongs to (e.g. the training run). None: a new run in
+            ``experiment``, finished once the model is logged.
+        tracking_uri: the tracking (and registry) URI; None: :func:`resolve_tracking_uri`.
+        experiment: the experiment of a new run (ignored with ``run_id``).
+        name: the logged model's name.
+        registered_name: register the model as a new version of this registered model.
+        alias: the alias the new version gets (needs ``registered_name``; ``"latest"`` is
+            reserved by MLflow).
+
+    Returns:
+        The model's URI: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` when registered
+        without an alias, else the logged model's ``models:/MODEL_ID``.
+
+    Raises:
+        ValueError: ``alias`` without ``registered_name``.
+        BundleError: ``bundle_dir`` is not a valid bundle.
+    """
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    import allocator
+
+    if alias is not None and registered_name is None:
+        raise ValueError("log_bundle_model: alias needs registered_name")
+    bundle = allocator.load(bundle_dir).bundle  # refuse a broken bundle before logging
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    own_run = run_id is None
+    if own_run:
+        run_id = client.create_run(_experiment_id(client, experiment, None),
+                                   run_name=name).info.run_id
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
+                                        model_type="ttc-allocator")
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        with tempfile.TemporaryDirectory(prefix="ttc-model-") as folder:
+            local = Path(folder) / "model"
+            mlflow.pyfunc.save_model(
+                str(local), python_model=str(MODEL_CODE),
+                artifacts={"bundle": str(Path(bundle_dir).resolve())},
+                pip_requirements=_requirements(bundle.predictor_dir is not None),
+                mlflow_model=Model(artifact_path=logged.artifact_location,
+                                   model_uuid=logged.model_id, run_id=run_id,
+                                   model_id=logged.model_id))
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        model_uri = (_register(client, registered_name, logged.model_id, run_id, alias)
+                     if registered_name else f"models:/{logged.model_id}")
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        if own_run:
+            client.set_terminated(run_id, status="FAILED")
+        raise
+    if own_run:
+        client.set_terminated(run_id, status="FINISHED")
+    return model_uri

@@ -429,7 +429,9 @@ def test_greedy_equals_the_brute_force_optimum(case) -> None:
     best = max(hull[np.arange(len(p)), list(n)].sum()
                for n in itertools.product(range(n_max + 1), repeat=len(p))
                if sum(n) <= units)
-    assert value == pytest.approx(best, abs=1e-12)
+    # Greedy never buys a gain of 1e-12 or less (not worth a sample): at most that much
+    # per unit of budget separates it from the brute-force optimum.
+    assert value == pytest.approx(best, abs=1e-12 * max(units, 1) + 1e-15)
 
 
 def test_allocate_spends_where_a_sample_helps_most(scripted) -> None:

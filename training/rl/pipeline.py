@@ -146,13 +146,14 @@ class _Tracking:
                  run_name: str | None, tags: Mapping[str, str]) -> None:
         self.client: Any = None
         self.run_id: str | None = None
+        self.uri: str | None = None
         if not enabled:
             return
         from mlflow import MlflowClient
 
         from training.tracking import resolve_tracking_uri
 
-        uri = resolve_tracking_uri(tracking_uri)
+        self.uri = uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = (found.experiment_id if found is not None
@@ -191,25 +192,18 @@ class _Tracking:
         for name, folder in folders.items():
             self.client.log_artifacts(self.run_id, str(folder), artifact_path=name)
 
-    def register(self, name: str, alias: str, artifact_path: str) -> dict[str, Any]:
-        """Register a run artifact folder as a new version of model ``name``, with an alias.
-
-        The version's source is the bundle folder itself (``runs:/RUN_ID/bundle``), so
-        ``allocator.load("models:/NAME@ALIAS")`` finds the bundle in it. (It is not an
-        MLflow pyfunc model: ``mlflow models serve`` cannot serve it.)
+    def register(self, name: str, alias: str, bundle: Path) -> dict[str, Any]:
+        """Log the bundle as an MLflow pyfunc model of this run (from code, see
+        :mod:`allocator.mlflow_model`) and register it as a new version of model ``name``,
+        with an alias: ``mlflow models serve -m models:/NAME@ALIAS`` answers decisions,
+        and ``allocator.load("models:/NAME@ALIAS")`` finds the bundle in its artifacts.
         """
-        from mlflow.exceptions import MlflowException
+        from training.tracking import log_bundle_model
 
-        try:
-            self.client.create_registered_model(name)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        version = self.client.create_model_version(
-            name, source=f"runs:/{self.run_id}/{artifact_path}", run_id=self.run_id)
-        self.client.set_registered_model_alias(name, alias, version.version)
-        return {"name": name, "version": int(version.version), "alias": alias,
-                "uri": f"models:/{name}@{alias}"}
+        uri = log_bundle_model(bundle, run_id=self.run_id, tracking_uri=self.uri,
+                               registered_name=name, alias=alias)
+        version = self.client.get_model_version_by_alias(name, alias)
+        return {"name": name, "version": int(version.version), "alias": alias, "uri": uri}
 
     def finish(self, status: str) -> None:
         """Mark the run FINISHED or FAILED."""
@@ -315,7 +309,7 @@ def run_training(
         summary = _run(log, run_dir, config, train=train, test=test, prior=prior,
                        predictor=predictor, checkpoint=checkpoint, tracking=tracking,
                        progress=progress, say=say)
-        summary["registered"] = (tracking.register(register, alias, "bundle")
+        summary["registered"] = (tracking.register(register, alias, Path(summary["bundle"]))
                                  if register else None)
     except BaseException:
         tracking.finish("FAILED")

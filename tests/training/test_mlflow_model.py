@@ -1,0 +1,156 @@
+"""The bundle as an MLflow pyfunc model (logged from code), registered under an alias.
+
+A real (small) MaskablePPO is trained on a simulated log (about 2 s on one thread, the
+recipe of ``tests/allocator/test_oracle.py``) and exported with its difficulty
+predictor; :func:`training.tracking.log_bundle_model` logs it to a SQLite store under
+tmp_path and registers it. ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict``
+must answer, for random states, the action a :class:`~allocator.session.Session` that
+observed the same attempts one by one would take. ``mlflow models serve`` itself is not
+run here (it builds an environment and needs uvicorn).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import allocator
+from allocator.logs.synthetic import SyntheticConfig, generate
+from allocator.session import AttemptResult
+from training.tracking import log_bundle_model
+
+LAMBDA_RANGE = (0.0, 0.2)
+ANSWERS = ("7", "12", "42", None)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A bundle (policy and difficulty predictor) and the log's query texts."""
+    torch = pytest.importorskip("torch")
+    from sb3_contrib import MaskablePPO
+
+    from envs import BatchedReplayVecEnv
+    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+    from training.rl.export import export_bundle
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("pyfunc")
+    log = generate(SyntheticConfig(n_queries=100))
+    predictor = DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
+                                    text_features=False, random_state=0).fit(log)
+    prior = predictor.predict(log)
+    venv = BatchedReplayVecEnv(log, n_envs=16, lambda_range=LAMBDA_RANGE, prior=prior)
+    venv.seed(0)
+    model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4,
+                        learning_rate=3e-3, gamma=1.0, seed=0, verbose=0)
+    model.learn(total_timesteps=16_384)
+    bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
+                           lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
+                           log_fingerprint=log.fingerprint(),
+                           predictor_dir=predictor.save(folder / "predictor"))
+    return bundle, [str(text) for text in log.queries.text]
+
+
+def random_states(arms: tuple[str, ...], queries: list[str], n: int, seed: int = 0
+                  ) -> list[dict]:
+    """Random states: attempts (arm, answer, cost) in order, lambda, query or prior."""
+    rng = np.random.default_rng(seed)
+    states = []
+    for i in range(n):
+        attempts = [(str(rng.choice(arms)), ANSWERS[int(rng.integers(len(ANSWERS)))],
+                     float(rng.uniform(50, 400))) for _ in range(int(rng.integers(0, 9)))]
+        state = {"attempts": attempts, "lambda": float(rng.uniform(*LAMBDA_RANGE))}
+        if i % 2:
+            state["query"] = queries[i % len(queries)]
+        else:
+            state["prior"] = rng.uniform(0.05, 0.95, len(arms)).round(3).tolist()
+        states.append(state)
+    return states
+
+
+def request(state: dict, arms: tuple[str, ...], as_json: bool) -> dict:
+    """The pyfunc request of a state (counts only), mappings as JSON text or dicts."""
+    samples = {arm: sum(a == arm for a, _, _ in state["attempts"]) for arm in arms}
+    votes: dict[str, int] = {}
+    for _, answer, _ in state["attempts"]:
+        if answer is not None:
+            votes[answer] = votes.get(answer, 0) + 1
+    encode = json.dumps if as_json else (lambda value: value)
+    return {"query": state.get("query"), "lambda": state["lambda"],
+            "prior": None if "prior" not in state else encode(state["prior"]),
+            "samples": encode(samples), "votes": encode(votes),
+            "cost_spent": sum(cost for _, _, cost in state["attempts"])}
+
+
+def direct_action(oracle: allocator.oracle.BudgetOracle, state: dict) -> tuple[str, str | None]:
+    session = oracle.session(state.get("query"), lambda_=state["lambda"],
+                             prior=state.get("prior"))
+    for arm, answer, cost in state["attempts"]:
+        session.observe(AttemptResult("sample", arm, answer, cost))
+    action = session.next_action()
+    return action.kind, action.arm
+
+
+@pytest.mark.slow
+def test_registered_pyfunc_decides_as_a_session(trained: tuple[Path, list[str]],
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle, queries = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) lands here
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    model_uri = log_bundle_model(bundle, tracking_uri=uri, registered_name="ttc-pyfunc",
+                                 alias="champion")
+    assert model_uri == "models:/ttc-pyfunc@champion"
+    client = MlflowClient(uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("ttc-pyfunc", "champion")
+    assert int(version.version) == 1 and version.run_id
+    assert version.source.startswith("models:/m-")  # a logged model, not a run folder
+    assert client.get_run(version.run_id).info.status == "FINISHED"
+
+    # From code, not pickled: the MLmodel names the code file, the model holds no pickle.
+    local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "m")))
+    flavor = mlflow.models.Model.load(str(local)).flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert (local / "mlflow_model.py").is_file()
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+
+    # allocator.load still finds the bundle in the registered version's artifacts.
+    oracle = allocator.load(model_uri, tracking_uri=uri, dst_path=tmp_path / "bundle-copy")
+    direct = allocator.load(bundle)
+    assert oracle.arms == direct.arms
+    assert oracle.bundle.manifest == direct.bundle.manifest
+
+    states = random_states(direct.arms, queries, 60)
+    expected = [direct_action(direct, state) for state in states]
+    assert len(set(expected)) >= 2, expected  # the states lead to different decisions
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    frame = pd.DataFrame([request(state, direct.arms, as_json=i % 3 == 0)
+                          for i, state in enumerate(states)])
+    answered = model.predict(frame)
+    assert list(answered.columns[:2]) == ["kind", "arm"]
+    got = list(zip(answered["kind"], answered["arm"], strict=True))
+    assert got == expected  # arm is None (JSON null), not NaN, for non-sample actions
+
+    # A list of dicts, each value in a 0-d array (what `mlflow models serve` makes of an
+    # {"inputs": [...]} body), answers the same.
+    records = [{key: np.array(value, dtype=object) for key, value in
+                request(state, direct.arms, as_json=False).items()} for state in states[:10]]
+    listed = model.predict(records)
+    assert list(zip(listed["kind"], listed["arm"], strict=True)) == expected[:10]
+
+
+def test_log_bundle_model_refuses_an_alias_without_a_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="registered_name"):
+        log_bundle_model(tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'x.db'}",
+                         alias="champion")
