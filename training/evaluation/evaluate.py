@@ -25,7 +25,7 @@ from training.evaluation.replay import FixedNCurves, ReplayEvaluator
 from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
 from training.evaluation.statistics import policy_point
 
-__all__ = ["DEFAULT_POLICIES", "EvaluationConfig", "evaluate", "split_queries"]
+__all__ = ["DEFAULT_POLICIES", "EvaluationConfig", "evaluate", "lambda_grid", "split_queries"]
 
 DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
@@ -148,15 +148,23 @@ def _binned(train_curves: FixedNCurves, train_prior: np.ndarray, arm: int,
             yield fitted.with_knob(value)
 
 
-def _learned_lambdas(config: EvaluationConfig, lambda_range: list[float]) -> tuple[float, ...]:
-    if config.learned_lambdas is not None:
-        return tuple(sorted({float(v) for v in config.learned_lambdas}))
+def lambda_grid(lambda_range: tuple[float, float] | list[float],
+                values: tuple[float, ...] | None = None) -> tuple[float, ...]:
+    """The prices a learned policy is evaluated at, increasing.
+
+    ``values`` if given; else eight log-spaced over ``lambda_range`` (with a lower end of
+    0: 0, then seven log-spaced from ``high / 1000`` to ``high``; one value when the range
+    is a point). Values are rounded to 6 significant digits, as reports print them.
+    """
+    if values is not None:
+        return tuple(sorted({float(v) for v in values}))
     low, high = (float(v) for v in lambda_range)
     if high <= low:
         return (low,)
-    if low <= 0:
-        return (0.0, *np.geomspace(high / 1000.0, high, 7).tolist())
-    return tuple(np.geomspace(low, high, 8).tolist())
+    count, start = (7, high / 1000.0) if low == 0 else (8, low)
+    ratio = (high / start) ** (1.0 / (count - 1))
+    grid = {start * ratio**k for k in range(count - 1)} | {high} | ({0.0} if low == 0 else set())
+    return tuple(sorted(float(f"{v:.6g}") for v in grid))
 
 
 def _learned_points(pools: ReplayPools, test: np.ndarray, prior: np.ndarray | None,
@@ -168,7 +176,7 @@ def _learned_points(pools: ReplayPools, test: np.ndarray, prior: np.ndarray | No
 
     policy = LearnedPolicy.from_bundle(config.bundle)
     points, runs = [], []
-    for lam in _learned_lambdas(config, policy.bundle.manifest["lambda_range"]):
+    for lam in lambda_grid(policy.bundle.manifest["lambda_range"], config.learned_lambdas):
         results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
                                   lambda_=lam, prior=prior).run(policy)
         runs.append(results)

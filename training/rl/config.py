@@ -202,15 +202,9 @@ class TrainConfig:
         (with ``lo == 0``: 0, then seven log-spaced from ``hi / 1000`` to ``hi``; a single
         value when ``lo == hi``).
         """
-        if self.eval_lambdas is not None:
-            return tuple(sorted({float(v) for v in self.eval_lambdas}))
-        lo, hi = (float(v) for v in self.lambda_range)
-        if hi <= lo:
-            return (lo,)
-        count, start = (7, hi / 1000.0) if lo == 0 else (8, lo)
-        ratio = (hi / start) ** (1.0 / (count - 1))
-        values = {start * ratio**k for k in range(count - 1)} | {hi} | ({0.0} if lo == 0 else set())
-        return tuple(sorted(float(f"{v:.6g}") for v in values))
+        from training.evaluation.evaluate import lambda_grid
+
+        return lambda_grid(self.lambda_range, self.eval_lambdas)
 
     def policy_kwargs(self) -> dict[str, Any]:
         """The ``policy_kwargs`` of ``MaskablePPO("MlpPolicy", ...)`` (imports torch)."""
