@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -213,12 +212,10 @@ def test_bad_parameters_are_named(make: object, parameter: str) -> None:
     assert caught.value.parameter == parameter and parameter in str(caught.value)
 
 
-def test_a_million_attempts_quickly() -> None:
+def test_a_million_attempts() -> None:
+    """Scale (the timing lives in benchmarks/log_loading.py, not in a test)."""
     config = SyntheticConfig(
         n_queries=25_000, arms=(SyntheticArm("small", 0.45, 1.0, 24),
                                 SyntheticArm("large", 0.7, 8.0, 16)), with_scores=True)
-    start = time.perf_counter()
     log = generate(config)
-    elapsed = time.perf_counter() - start
     assert log.n_attempts == 1_000_000
-    assert elapsed < 10.0, f"generating 1M attempts took {elapsed:.1f} s"
