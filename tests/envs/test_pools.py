@@ -135,7 +135,7 @@ def test_shuffle_order_sorts_by_group_then_key() -> None:
     assert shuffle_order(keys, groups).tolist() == [1, 2, 0, 4, 3]
 
 
-def test_building_is_fast() -> None:
+def test_building_at_scale() -> None:
     rng = np.random.default_rng(0)
     n = 100_000
     table = pa.table({
