@@ -65,26 +65,17 @@ def true_prior(log: AttemptLog, config: SyntheticConfig) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    torch = pytest.importorskip("torch")
-    from sb3_contrib import MaskablePPO
+    pytest.importorskip("torch")
+    from tiny_policy import fit_tiny_predictor, train_tiny_policy
 
-    from envs import BatchedReplayVecEnv
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
     from training.rl.export import export_bundle
 
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("oracle")
     config = SyntheticConfig(n_queries=150)
     log = generate(config)
     prior = true_prior(log, config)
-    predictor = DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
-                                    text_features=False, random_state=0).fit(log, TRAIN)
-    venv = BatchedReplayVecEnv(log, n_envs=16, lambda_range=LAMBDA_RANGE, queries=TRAIN,
-                               prior=prior)
-    venv.seed(0)
-    model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4,
-                        learning_rate=3e-3, gamma=1.0, seed=0, verbose=0)
-    model.learn(total_timesteps=16_384)
+    predictor = fit_tiny_predictor(log, TRAIN)
+    model, venv = train_tiny_policy(log, prior, queries=TRAIN)
     bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
                            lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
                            log_fingerprint=log.fingerprint(),

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sb3_contrib import MaskablePPO
+from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 
 import allocator
 from allocator.bundle import WEIGHTS_FILE, read_bundle
@@ -25,13 +25,11 @@ from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv
-from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+from training.difficulty import DifficultyPredictor
 from training.evaluation.replay import ReplayEvaluator
 from training.rl.calibrate import arm_mean_costs, calibrate, search_lambda
 from training.rl.export import export_bundle
 
-LAMBDA_RANGE = (0.0, 0.2)
 TRAIN = np.arange(100)
 VALIDATION = np.arange(100, 150)
 
@@ -48,21 +46,14 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    torch.set_num_threads(1)
     config = SyntheticConfig(n_queries=150)
     log = generate(config)
     difficulty = np.asarray(log.queries.metadata["difficulty"], dtype=np.float64)
     skills = {arm.name: arm.skill for arm in config.arms}
     prior = np.column_stack([p_correct(skills[arm], difficulty, config.sharpness)
                              for arm in log.arms])
-    venv = BatchedReplayVecEnv(log, n_envs=16, lambda_range=LAMBDA_RANGE, queries=TRAIN,
-                               prior=prior)
-    venv.seed(0)
-    model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4,
-                        learning_rate=3e-3, gamma=1.0, seed=0, verbose=0)
-    model.learn(total_timesteps=16_384)
-    predictor = DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
-                                    text_features=False, random_state=0).fit(log, TRAIN)
+    model, venv = train_tiny_policy(log, prior, queries=TRAIN)
+    predictor = fit_tiny_predictor(log, TRAIN)
     predictor_dir = predictor.save(tmp_path_factory.mktemp("calibrate") / "predictor")
     return Trained(log, prior, model, venv.pools.arms, venv.settings.cost_unit,
                    predictor_dir)

@@ -25,6 +25,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import VecNormalize
+from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 from torch import nn
 
 from allocator.bundle import MANIFEST_FILE, PREDICTOR_DIR, WEIGHTS_FILE, read_bundle
@@ -33,10 +34,9 @@ from allocator.featurizer import featurize, n_features
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
 from envs import BatchedReplayVecEnv
-from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+from training.difficulty import DifficultyPredictor
 from training.rl.export import export_bundle, network_description, policy_weights
 
-LAMBDA_RANGE = (0.0, 0.2)
 REPO = Path(__file__).resolve().parents[3]
 #: Random-rollout length and width: 48 steps x 256 sub-environments = 12,288 states.
 ROLLOUT_STEPS, ROLLOUT_ENVS = 48, 256
@@ -56,18 +56,12 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A MaskablePPO trained for 16k steps (about 1 s on one thread), and its bundle."""
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("export")
     log = generate(SyntheticConfig(n_queries=100))
-    predictor = DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
-                                    text_features=False, random_state=0).fit(log)
+    predictor = fit_tiny_predictor(log)
     prior = predictor.predict(log)
     predictor_dir = predictor.save(folder / "predictor")
-    venv = BatchedReplayVecEnv(log, n_envs=16, lambda_range=LAMBDA_RANGE, prior=prior)
-    venv.seed(0)
-    model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=256, n_epochs=4,
-                        learning_rate=3e-3, gamma=1.0, seed=0, verbose=0)
-    model.learn(total_timesteps=16_384)
+    model, venv = train_tiny_policy(log, prior)
     bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
                            lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
                            log_fingerprint=log.fingerprint(), run_id="test-run",
