@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,14 @@ from training.evaluation.replay import FixedNCurves, ReplayEvaluator
 from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
 from training.evaluation.statistics import policy_point
 
-__all__ = ["DEFAULT_POLICIES", "EvaluationConfig", "evaluate", "lambda_grid", "split_queries"]
+__all__ = [
+    "DEFAULT_POLICIES",
+    "EvaluationConfig",
+    "evaluate",
+    "fit_prior",
+    "lambda_grid",
+    "split_queries",
+]
 
 DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
@@ -93,26 +101,26 @@ def _default_arm(log: AttemptLog) -> int:
     return int(np.argmax(counts))
 
 
-def _prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int,
-           progress: Callable[[str], None]) -> tuple[np.ndarray, dict]:
-    """Out-of-fold predictions on train queries, held-out predictions on test queries."""
-    from training.difficulty import (
-        SIMULATED_TRUTH,
-        DifficultyPredictor,
-        cross_fit_predict,
-    )
-    from training.difficulty_metrics import evaluate_difficulty
+def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int
+              ) -> tuple[Any, np.ndarray]:
+    """The difficulty predictor fitted on the training queries, and the prior of every query.
 
-    progress("fitting the difficulty predictor")
-    # A simulated log carries its true difficulty (metadata, text): never a feature.
+    The prior holds out-of-fold predictions on the training queries (what a policy may
+    train on) and the fitted predictor's predictions on the held-out queries. On a
+    simulated log the columns and text that hold the true difficulty are left out.
+
+    Returns:
+        ``(predictor, prior)``, prior of shape (queries, arms); 0.5 outside both sets.
+    """
+    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor, cross_fit_predict
+
     predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
                                      text_features=False)
                  if log.simulated else DifficultyPredictor(random_state=seed))
     prior = np.full((log.n_queries, len(log.arms)), 0.5)
     prior[train] = cross_fit_predict(predictor, log, train, n_splits=3, random_state=seed)
     prior[test] = predictor.fit(log, train).predict(log, test)
-    metrics = evaluate_difficulty(prior[test], log, test)
-    return prior, metrics
+    return predictor, prior
 
 
 def _base_policy(name: str, arm: int, pool: int) -> Policy:
@@ -208,6 +216,7 @@ def evaluate(
     config: EvaluationConfig | None = None,
     *,
     progress: Callable[[str], None] = lambda message: None,
+    prior: np.ndarray | None = None,
 ) -> tuple[EvaluationReport, dict[str, EpisodeResults]]:
     """Evaluate every configured policy on held-out queries of ``log``.
 
@@ -215,6 +224,8 @@ def evaluate(
         log: a pool log.
         config: settings (defaults if omitted).
         progress: called with a short message before each step (for progress bars).
+        prior: the prior of :func:`fit_prior` on this config's split, if the caller has
+            it already (the training pipeline does); fitted here otherwise.
 
     Returns:
         The report, and per policy the episodes of its reference-setting point (for the
@@ -224,8 +235,16 @@ def evaluate(
     arm = log.arms.index(config.arm) if config.arm is not None else _default_arm(log)
     pools = ReplayPools.from_log(log)
     train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
-    prior, difficulty_metrics = (_prior(log, train, test, config.seed, progress)
-                                 if config.difficulty else (None, {}))
+    difficulty_metrics: dict = {}
+    if config.difficulty:
+        from training.difficulty_metrics import evaluate_difficulty
+
+        if prior is None:
+            progress("fitting the difficulty predictor")
+            _, prior = fit_prior(log, train, test, config.seed)
+        difficulty_metrics = evaluate_difficulty(prior[test], log, test)
+    else:
+        prior = None
     evaluator = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
                                 prior=prior)
     pool = int(pools.group_count[test, arm].max())

@@ -61,28 +61,6 @@ def _split(log: AttemptLog, config: TrainConfig) -> tuple[np.ndarray, np.ndarray
     return split_queries(log.n_queries, config.test_fraction, config.seed)
 
 
-def _fit_difficulty(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int
-                    ) -> tuple[Any, np.ndarray]:
-    """The predictor fitted on the training queries, and the prior of every query.
-
-    The prior holds out-of-fold predictions on the training queries (what the policy
-    trains on) and the fitted predictor's predictions on the held-out queries; the
-    settings are those of ``allocator evaluate`` (on a simulated log, the columns that
-    hold the true difficulty are left out). Its held-out metrics are in the report
-    (the baselines' evaluation computes them).
-    """
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor, cross_fit_predict
-
-    predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
-                                     text_features=False)
-                 if log.simulated else DifficultyPredictor(random_state=seed))
-    prior = np.full((log.n_queries, len(log.arms)), 0.5)
-    prior[train] = cross_fit_predict(predictor, log, train, n_splits=3, random_state=seed)
-    predictor.fit(log, train)
-    prior[test] = predictor.predict(log, test)
-    return predictor, prior
-
-
 def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: TrainConfig,
             cost_unit: float, run_id: str | None, extra: Mapping[str, Any]) -> Path:
     """The bundle, with the difficulty predictor saved beside the policy."""
@@ -96,12 +74,10 @@ def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: Tra
             predictor_dir=predictor_dir, extra=dict(extra))
 
 
-def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, config: TrainConfig,
-              progress: Announce) -> tuple[Any, dict[str, Any]]:
-    """Every baseline, the learned policy swept along lambda, and the oracles.
-
-    The evaluation fits the difficulty predictor with this pipeline's settings on the same
-    split, so the learned policy is replayed with the prior it was trained on.
+def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray,
+              config: TrainConfig, progress: Announce) -> tuple[Any, dict[str, Any]]:
+    """Every baseline, the learned policy swept along lambda, and the oracles, with the
+    prior the policy was trained on (the same split: the evaluation does not refit it).
 
     Returns:
         The report, and per policy the episodes of one point for the cost plot.
@@ -112,7 +88,7 @@ def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, config: TrainConf
                                   n_orders=config.n_orders, seed=config.seed,
                                   n_bootstrap=config.n_bootstrap, bundle=str(bundle),
                                   learned_lambdas=config.evaluation_lambdas())
-    report, chosen = evaluate(log, evaluation, progress=progress)
+    report, chosen = evaluate(log, evaluation, progress=progress, prior=prior)
     if report.config["test_queries"] != len(test):  # pragma: no cover - a broken invariant
         raise RuntimeError("the evaluation's split differs from the training's")
     return report, chosen
@@ -298,7 +274,9 @@ def run_training(
     train, test = _split(log, config)
     say(f"split by query: {len(train)} training, {len(test)} held-out queries")
     say("fitting the difficulty predictor (cross-fitted on the training queries)")
-    predictor, prior = _fit_difficulty(log, train, test, config.seed)
+    from training.evaluation.evaluate import fit_prior
+
+    predictor, prior = fit_prior(log, train, test, config.seed)
     tracking = _Tracking(mlflow, tracking_uri=tracking_uri,
                          experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_dir.name,
                          tags={"log_fingerprint": log.fingerprint(), "log_source": log.source,
@@ -341,7 +319,7 @@ def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarr
                      replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
                      {"training_config": config.to_dict()})
     say("evaluating on the held-out queries")
-    report, chosen = _evaluate(log, bundle, test, config, say)
+    report, chosen = _evaluate(log, bundle, test, prior, config, say)
     report = dataclasses.replace(report, extra={**report.extra, "training": training})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
