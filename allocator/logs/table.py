@@ -459,10 +459,10 @@ def _query_table(
     for name in attempts.column_names:
         if not name.startswith(QUERY_PREFIX):
             continue
-        codes, vocabulary = _encode(attempts.column(name).cast(pa.string())) if _is_text(
-            attempts.column(name)) else (None, None)
-        values = attempts.column(name).to_numpy(zero_copy_only=False)
-        if codes is not None:
+        column = attempts.column(name)
+        values = column.to_numpy(zero_copy_only=False)
+        if _is_text(column):
+            codes, _ = _encode(column)
             varies = codes != codes[first_rows][query_codes]
         else:
             firsts = values[first_rows][query_codes]
@@ -475,7 +475,6 @@ def _query_table(
                 source=source, line=locate(row), column=name,
                 fix="per-attempt values belong in a column without the 'query.' prefix.",
             )
-        del vocabulary
         columns[name[len(QUERY_PREFIX):]] = values[first_rows]
     text = columns.pop("text", np.full(len(query_ids), None, dtype=object))
     return QueryTable(text=np.asarray(text, dtype=object), metadata=columns)
