@@ -12,9 +12,12 @@ __all__ = [
     "BundleError",
     "ConverterError",
     "EnvironmentConfigError",
+    "ExecutorError",
+    "LLMError",
     "LogFormatError",
     "OffPolicySupportError",
     "ParameterError",
+    "VerifierError",
 ]
 
 
@@ -117,3 +120,39 @@ class OffPolicySupportError(AllocatorError, ValueError):
         self.n_states = n_states
         self.actions = dict(actions or {})
         super().__init__(message)
+
+
+class LLMError(AllocatorError, RuntimeError):
+    """An LLM request failed for good (after the client's retries), or its reply was unusable.
+
+    Attributes:
+        url: the endpoint called, if any.
+        status: the last HTTP status, if a response came back.
+        attempts: how many times the request was tried.
+        retryable: whether the last failure was of a kind worth retrying later
+            (429, 5xx, timeout, dropped connection).
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None,
+                 attempts: int = 1, retryable: bool = False) -> None:
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class VerifierError(AllocatorError, RuntimeError):
+    """A verifier could not run at all (not: a candidate failed its checks, which is a score)."""
+
+
+class ExecutorError(AllocatorError, RuntimeError):
+    """A strategy executor could not finish a query; the run log written so far stays valid.
+
+    Attributes:
+        query_id: the query being run.
+    """
+
+    def __init__(self, message: str, *, query_id: str | None = None) -> None:
+        self.query_id = query_id
+        super().__init__(message if query_id is None else f"query {query_id!r}: {message}")
