@@ -41,6 +41,7 @@ This module imports numpy only: it is part of the light runtime.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
@@ -458,5 +459,57 @@ class QueryState:
         )
 
     def features(self) -> np.ndarray:
-        """The observation vector, shape (``n_features(n_arms)``,), float32."""
-        return featurize(self.to_batch())[0]
+        """The observation vector, shape (``n_features(n_arms)``,), float32.
+
+        The runtime's fast path (one query, one decision): the same formulas as
+        :func:`featurize` on :meth:`to_batch`, in scalar arithmetic, about ten times
+        faster on a single state. Tests check that the two agree bit for bit on random
+        states (sums of ``v log v`` could in principle round differently when added in
+        another order, by one unit in the last place at most).
+        """
+        arms = self.n_arms
+        tail = 2 * arms
+        counts = list(self.votes.values())
+        voted = float(sum(counts))
+        top1, top2 = _top_two(counts)
+        refines = float(self.refines)
+        drawn = float(self.samples.sum()) + refines
+        per_vote = 1.0 / max(voted, 1.0)
+        best = self.best_score
+        out = np.empty(n_features(arms), dtype=np.float32)
+        out[:arms] = self.prior
+        out[arms:tail] = np.log1p(self.samples.astype(np.float64))
+        out[tail:] = (
+            math.log1p(drawn),
+            top1 * per_vote,
+            (top1 - top2) * per_vote,
+            _scalar_entropy(voted, sum(v * math.log(v) for v in counts)),
+            len(counts) * per_vote,
+            self.no_answer / max(drawn, 1.0),
+            float(self.verified > 0),
+            0.0 if math.isnan(best) else best,
+            math.log1p(refines),
+            self.cost,
+            self.lam,
+        )
+        return out
+
+
+def _top_two(counts: list[int]) -> tuple[float, float]:
+    """The largest and second-largest of ``counts`` (0 where absent)."""
+    top1 = top2 = 0
+    for count in counts:
+        if count > top1:
+            top1, top2 = count, top1
+        elif count > top2:
+            top2 = count
+    return float(top1), float(top2)
+
+
+def _scalar_entropy(voted: float, vlogv: float) -> float:
+    """:func:`_normalised_entropy` of one state, in scalar arithmetic."""
+    if voted < 2:
+        return 0.0
+    log_n = math.log(voted)
+    entropy = (log_n - vlogv / voted) / log_n
+    return min(max(entropy, 0.0), 1.0)

@@ -32,8 +32,10 @@ no torch, no stable-baselines3, no pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ import numpy as np
 from allocator.actions import n_actions
 from allocator.bundle import MANIFEST_FILE, Bundle, read_bundle
 from allocator.errors import ParameterError
-from allocator.featurizer import StateBatch, featurize
+from allocator.featurizer import QueryState, StateBatch, featurize
 from allocator.policies.base import Policy
 from allocator.policies.registry import register_policy
 
@@ -71,10 +73,17 @@ class ObservationNormalization:
                    var=np.asarray(data["var"], dtype=np.float64),
                    epsilon=float(data["epsilon"]), clip=float(data["clip"]))
 
+    def __post_init__(self) -> None:
+        # sqrt(var + epsilon) once: the same values VecNormalize divides by on every call.
+        object.__setattr__(self, "_scale", np.sqrt(self.var + self.epsilon))
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """The normalised observations, float32."""
-        scaled = (obs - self.mean) / np.sqrt(self.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        scaled = np.subtract(obs, self.mean)
+        np.divide(scaled, self._scale, out=scaled)
+        np.minimum(scaled, self.clip, out=scaled)
+        np.maximum(scaled, -self.clip, out=scaled)
+        return scaled.astype(np.float32)
 
 
 def _tanh(x: np.ndarray) -> np.ndarray:
@@ -152,6 +161,26 @@ class MLPPolicyNetwork:
             x = activation(x @ weight_t + bias)
         return x
 
+    def act_one(self, obs: np.ndarray, mask: np.ndarray) -> int:
+        """The decision on one observation, shape (n_features,), and mask (n_actions,).
+
+        The runtime's fast path: the forward pass of :meth:`logits` on a vector instead
+        of a batch of one (the same arithmetic; a matrix-vector product may round the
+        last bit differently from a matrix product, which moves the arg max only where
+        the two best allowed logits are within rounding of each other).
+        """
+        x = np.asarray(obs, dtype=np.float32)
+        if x.shape != (self.n_inputs,):
+            raise ParameterError("MLPPolicyNetwork.act_one", "obs",
+                                 f"an array of shape ({self.n_inputs},)", np.shape(obs))
+        if self.normalization is not None:
+            x = self.normalization(x)
+        x = x.astype(np.float64)
+        for weight_t, bias, activation in self._layers:
+            x = activation(x @ weight_t + bias)
+        mask = self._check_mask(mask, x.shape)
+        return int(np.where(mask, x, -np.inf).argmax())
+
     def masked_logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Logits with disallowed actions at ``-inf``, float64 (B, n_actions)."""
         logits = self.logits(obs)
@@ -180,15 +209,20 @@ class MLPPolicyNetwork:
 # ------------------------------------------------------------------ the policy
 @dataclass(frozen=True, eq=False)
 class _Loaded:
-    """A verified bundle, its network, and the manifest signature it was read with."""
+    """A verified bundle, its network, the manifest signature it was read with, and when
+    that signature was last checked (``time.monotonic``)."""
 
     bundle: Bundle
     network: MLPPolicyNetwork
     signature: tuple[int, int, int]
+    checked: float = 0.0
 
 
 _CACHE: dict[str, _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
+#: Seconds between two checks that a cached bundle was not rewritten on disk: a decision
+#: then costs no ``stat`` call, and a rewritten bundle is picked up within this delay.
+RECHECK_SECONDS = 1.0
 
 
 def _signature(path: str) -> tuple[int, int, int]:
@@ -201,15 +235,20 @@ def _signature(path: str) -> tuple[int, int, int]:
 
 
 def _load(path: str) -> _Loaded:
-    """The cached verified network of the bundle at ``path`` (verified again if rewritten)."""
-    key = os.path.abspath(path)
-    signature = _signature(key)
+    """The cached verified network of the bundle at ``path`` (verified again if rewritten;
+    the disk is looked at most once per :data:`RECHECK_SECONDS`)."""
+    key = os.path.abspath(path) if not os.path.isabs(path) else path
     loaded = _CACHE.get(key)
-    if loaded is not None and loaded.signature == signature:
+    now = time.monotonic()
+    if loaded is not None and now - loaded.checked < RECHECK_SECONDS:
         return loaded
+    signature = _signature(key)
+    if loaded is not None and loaded.signature == signature:
+        _CACHE[key] = dataclasses.replace(loaded, checked=now)
+        return _CACHE[key]
     with _CACHE_LOCK:
         bundle = read_bundle(key)
-        loaded = _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle), signature)
+        loaded = _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle), signature, now)
         _CACHE[key] = loaded
     return loaded
 
@@ -280,6 +319,16 @@ class LearnedPolicy(Policy):
         """
         network = self._network_for(state)
         return network.act(featurize(state), self._mask(state, mask))
+
+    def act_one(self, state: QueryState, mask: np.ndarray) -> int:
+        """The decision on one query's state: :meth:`act`'s, with the scalar featurizer
+        (:meth:`QueryState.features`) and a vector forward pass (the runtime's path)."""
+        loaded = _load(self.path)
+        if state.n_arms != len(loaded.bundle.arms):
+            raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
+                                 f"a state over the bundle's {len(loaded.bundle.arms)} arms "
+                                 f"{list(loaded.bundle.arms)}", f"{state.n_arms} arms")
+        return loaded.network.act_one(state.features(), mask)
 
     def probabilities(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         """The masked softmax of the logits (the trained policy's action distribution)."""

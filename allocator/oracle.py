@@ -44,6 +44,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from allocator.actions import n_actions
 from allocator.allocation import (
     batch_allocation,
     best_budget,
@@ -103,6 +104,8 @@ class BudgetOracle:
         self._arm_costs = self._read_arm_costs(manifest)
         self._table = self._read_calibration(manifest)
         self._predictor: Any = None
+        self._actions = tuple(Action.of_index(index, self.arms)
+                              for index in range(n_actions(len(self.arms))))
 
     # ------------------------------------------------------------ manifest
     @property
@@ -145,7 +148,10 @@ class BudgetOracle:
 
     def action(self, index: int) -> Action:
         """The :class:`Action` of an action index."""
-        return Action.of_index(index, self.arms)
+        if not 0 <= index < len(self._actions):
+            raise ParameterError("BudgetOracle.action", "index",
+                                 f"an action index in [0, {len(self._actions)})", index)
+        return self._actions[index]
 
     # ------------------------------------------------------------ lambda
     def lambda_for_cost(self, target_cost: float) -> float:

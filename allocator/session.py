@@ -221,7 +221,7 @@ class Session:
         if self._pending is not None:
             return self._pending
         mask = self.allowed_actions()
-        index = int(self._oracle.policy.act(self._state.to_batch(), mask[None, :])[0])
+        index = self._oracle.policy.act_one(self._state, mask)
         action = self._oracle.action(index)
         self._history.append(action)
         self._pending = action

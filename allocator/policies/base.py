@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from allocator.featurizer import StateBatch
+from allocator.featurizer import QueryState, StateBatch
 
 __all__ = ["Policy"]
 
@@ -61,6 +61,18 @@ class Policy(ABC):
         out = np.zeros(mask.shape, dtype=np.float64)
         out[np.arange(len(actions)), actions] = 1.0
         return out
+
+    def act_one(self, state: QueryState, mask: np.ndarray) -> int:
+        """One decision on one query's state: the runtime's path (a session's next action).
+
+        The same decision as :meth:`act` on ``state.to_batch()``; policies with a faster
+        single-state path (the learned one) override it.
+
+        Args:
+            state: the query's state.
+            mask: allowed actions, bool array of shape (A + 3,).
+        """
+        return int(self.act(state.to_batch(), np.asarray(mask, dtype=bool)[None, :])[0])
 
     def with_knob(self, value: Any) -> Policy:
         """A copy with the knob set to ``value``."""

@@ -156,6 +156,31 @@ def test_query_state_matches_the_batch_path() -> None:
     np.testing.assert_array_equal(state.features(), expected[0])
 
 
+def random_query_state(rng: np.random.Generator) -> QueryState:
+    """A state after a random history: samples of random arms, refinements, missing
+    answers, few or many distinct answers, verifications and costs."""
+    arms = int(rng.integers(1, 4))
+    state = QueryState(n_arms=arms, prior=rng.random(arms), lam=float(rng.random()))
+    distinct = int(rng.integers(1, 15))
+    for _ in range(int(rng.integers(0, 45))):
+        answer = None if rng.random() < 0.1 else f"answer {rng.integers(distinct)}"
+        if rng.random() < 0.2:
+            state.add_refine(answer, cost=float(rng.random()))
+        else:
+            state.add_sample(int(rng.integers(arms)), answer, cost=float(3 * rng.random()))
+        if rng.random() < 0.1 and state.unverified():
+            state.verify({state.unverified()[0]: float(rng.normal())}, cost=0.5)
+    return state
+
+
+def test_the_scalar_fast_path_equals_the_batch_featurizer_bit_for_bit() -> None:
+    """``QueryState.features`` (the runtime's path) against ``featurize(to_batch())``."""
+    rng = np.random.default_rng(2026)
+    for _ in range(5_000):
+        state = random_query_state(rng)
+        np.testing.assert_array_equal(state.features(), featurize(state.to_batch())[0])
+
+
 def test_query_state_verification() -> None:
     state = QueryState(n_arms=1)
     for answer in ("a", "b", None, "b"):

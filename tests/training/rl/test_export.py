@@ -116,12 +116,14 @@ def test_bundle_decides_exactly_as_maskable_ppo(trained: Trained, learned: Modul
         for mask in (env_mask, random_mask):
             expected, _ = trained.model.predict(obs, action_masks=mask, deterministic=True)
             actions = policy.act(state, mask)
+            one_by_one = [policy.network.act_one(o, m) for o, m in zip(obs, mask, strict=True)]
             mismatches += int((actions != expected).sum())
+            mismatches += int((np.asarray(one_by_one) != expected).sum())  # runtime path
             n_states += len(actions)
             decided += np.bincount(actions, minlength=len(decided))
             masked_changes += int((unmasked != actions).sum())
     assert n_states >= 2 * 10_000
-    assert mismatches == 0, f"{mismatches} of {n_states} decisions differ from SB3"
+    assert mismatches == 0, f"{mismatches} of {2 * n_states} decisions differ from SB3"
     assert (decided > 0).all(), decided  # every action was chosen somewhere
     assert masked_changes > n_states // 10, masked_changes  # masking is compared
 
@@ -225,6 +227,8 @@ def test_vec_normalize_statistics_are_exported_and_applied(learned: ModuleType,
         expected, _ = model.predict(vecnorm.normalize_obs(obs), action_masks=mask,
                                     deterministic=True)
         np.testing.assert_array_equal(policy.act(state, mask), expected)
+        one_by_one = [policy.network.act_one(o, m) for o, m in zip(obs, mask, strict=True)]
+        np.testing.assert_array_equal(one_by_one, expected)  # the runtime's vector path
         n_states += len(obs)
     assert n_states == 64 * 24
 
