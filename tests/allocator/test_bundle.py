@@ -385,7 +385,9 @@ def test_learned_policy_is_registered_hashable_and_lazy(learned: ModuleType,
 
 
 def test_learned_policy_sees_a_rewritten_bundle(learned: ModuleType, bundle_path: Path,
-                                                weights) -> None:
+                                                weights, monkeypatch) -> None:
+    """A rewritten bundle is read again once ``RECHECK_SECONDS`` have passed (0 here)."""
+    monkeypatch.setattr(learned, "RECHECK_SECONDS", 0.0)
     policy = learned.LearnedPolicy.from_bundle(bundle_path)
     states, mask = random_states(2, 300)
     before = policy.act(states, mask)
