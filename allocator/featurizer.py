@@ -34,6 +34,11 @@ A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (
 +8     ``log1p_refines``          ``log1p`` of the refinements drawn
 +9     ``cost_spent``             cost spent so far, in cost units (mean sample cost)
 +10    ``lambda``                 the price of one cost unit
++11    ``log_lambda``             ``ln(max(lambda, 1e-6))``: prices from 0.001 to 0.3
+                                  differ as much on this scale as their ratio says
+                                  (version 2; after standardisation, lambda alone barely
+                                  separates 0.001 from 0.01, where the trade-offs of
+                                  most logs sit)
 =====  =========================  =====================================================
 
 This module imports numpy only: it is part of the light runtime.
@@ -51,6 +56,7 @@ from allocator.errors import ParameterError
 
 __all__ = [
     "FEATURIZER_VERSION",
+    "LOG_LAMBDA_FLOOR",
     "QueryState",
     "StateBatch",
     "VoteStats",
@@ -61,7 +67,10 @@ __all__ = [
 ]
 
 #: Version of the feature list; bump it whenever a feature changes meaning or order.
-FEATURIZER_VERSION = 1
+FEATURIZER_VERSION = 2
+
+#: The floor under lambda in the ``log_lambda`` feature (lambda may be 0).
+LOG_LAMBDA_FLOOR = 1e-6
 
 _TAIL = (
     "log1p_drawn",
@@ -75,6 +84,7 @@ _TAIL = (
     "log1p_refines",
     "cost_spent",
     "lambda",
+    "log_lambda",
 )
 
 
@@ -85,7 +95,7 @@ def feature_names(arms: list[str] | tuple[str, ...]) -> list[str]:
         arms: arm names, in the order of the arm indices.
 
     Returns:
-        ``2 * len(arms) + 11`` names, in the column order of :func:`featurize`.
+        ``2 * len(arms) + 12`` names, in the column order of :func:`featurize`.
     """
     return (
         [f"prior[{arm}]" for arm in arms]
@@ -112,7 +122,8 @@ def feature_bounds(n_arms: int) -> tuple[np.ndarray, np.ndarray]:
     high = np.ones(n_features(n_arms), dtype=np.float32)
     # log1p counts (per arm, drawn, refinements), cost and lambda: no upper bound a priori.
     high[n_arms : tail + 1] = np.inf
-    high[[tail + 8, tail + 9, tail + 10]] = np.inf
+    high[[tail + 8, tail + 9, tail + 10, tail + 11]] = np.inf
+    low[tail + 11] = math.log(LOG_LAMBDA_FLOOR)
     # Verifier scores are not bounded in general.
     low[tail + 7], high[tail + 7] = -np.inf, np.inf
     return low, high
@@ -289,6 +300,7 @@ def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
     out[:, tail + 8] = np.log1p(refines)
     out[:, tail + 9] = state.cost
     out[:, tail + 10] = state.lam
+    out[:, tail + 11] = np.log(np.maximum(state.lam, LOG_LAMBDA_FLOOR))
     return out
 
 
@@ -491,6 +503,7 @@ class QueryState:
             math.log1p(refines),
             self.cost,
             self.lam,
+            math.log(max(self.lam, LOG_LAMBDA_FLOOR)),
         )
         return out
 

@@ -21,6 +21,7 @@ batched environment so that they replay exactly the same episodes under the same
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -29,7 +30,7 @@ import numpy as np
 from gymnasium import spaces
 
 from allocator.errors import EnvironmentConfigError, ParameterError
-from allocator.featurizer import feature_bounds
+from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
 
@@ -370,6 +371,9 @@ class ReplaySettings:
         high[tail + 7] = max(0.0, float(np.nanmax(pools.cand_score))) if scored.any() else 0.0
         low[tail + 10] = self.lambda_ if self.lambda_range is None else self.lambda_range[0]
         high[tail + 10] = _widen(self.lambda_high)
+        # Logs: widened both ways by 1e-5 (float32 rounding of lambda and of the log).
+        low[tail + 11] = math.log(max(float(low[tail + 10]), LOG_LAMBDA_FLOOR)) - 1e-5
+        high[tail + 11] = math.log(max(self.lambda_high, LOG_LAMBDA_FLOOR)) + 1e-5
         # A feature the log cannot move (no refinements, no scores) keeps a unit-wide box.
         high = np.where(high > low, high, low + 1.0).astype(np.float32)
         return spaces.Box(low=low, high=high, dtype=np.float32)

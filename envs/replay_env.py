@@ -57,7 +57,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
 
-    ``Box(2A + 11,)``, float32, made by :func:`allocator.featurizer.featurize` (the same
+    ``Box(2A + 12,)``, float32, made by :func:`allocator.featurizer.featurize` (the same
     featurizer the runtime uses; bounds are tightened from the log):
 
     | index      | observation                                                | min | max   |
@@ -75,6 +75,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     | 2A + 8     | log1p(refinements drawn)                                   | 0   | pool  |
     | 2A + 9     | cost spent, in cost units                                  | 0   | pool  |
     | 2A + 10    | lambda                                                     | lo  | hi    |
+    | 2A + 11    | log lambda: ln(max(lambda, 1e-6))                          | ln lo | ln hi |
 
     "Votes" are drawn samples and refinements that gave an answer; "pool" bounds come from
     the log's largest pools and costs, "log" from its score range.

@@ -258,7 +258,7 @@ TAMPERING = {
     "weight byte flipped": (flip_weight_byte, r"policy\.safetensors.*sha256"),
     "feature names edited": (swap_features, r"feature 0 is 'prior\[large\]'.*'prior\[small\]'"),
     "feature dropped": (lambda p: rewrite_manifest(p, feature_names=feature_names(ARMS)[:-1]),
-                        r"feature 14 is '<none>'.*'lambda'"),
+                        r"feature 15 is '<none>'.*'log_lambda'"),
     "featurizer version": (lambda p: rewrite_manifest(p, featurizer_version=99),
                            "featurizer version 99"),
     "extra file": (lambda p: (p / "extra.bin").write_bytes(b"x"), r"unlisted.*extra\.bin"),

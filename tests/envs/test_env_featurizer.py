@@ -48,13 +48,13 @@ def column(features: np.ndarray, name: str) -> np.ndarray:
 
 
 def test_names_are_versioned_and_ordered() -> None:
-    assert FEATURIZER_VERSION == 1
+    assert FEATURIZER_VERSION == 2
     assert NAMES[:4] == ["prior[cheap]", "prior[strong]", "log1p_samples[cheap]",
                          "log1p_samples[strong]"]
-    assert NAMES[-1] == "lambda"
-    assert len(NAMES) == len(set(NAMES)) == n_features(2) == 15
+    assert NAMES[-2:] == ["lambda", "log_lambda"]
+    assert len(NAMES) == len(set(NAMES)) == n_features(2) == 16
     low, high = feature_bounds(2)
-    assert low.shape == high.shape == (15,)
+    assert low.shape == high.shape == (16,)
     assert high[NAMES.index("leader_share")] == 1 and np.isinf(high[NAMES.index("cost_spent")])
 
 
@@ -63,7 +63,7 @@ def test_hand_computed_features() -> None:
     state = batch([[3, 1, 0]], samples=np.array([[4, 1]]), no_answer=np.array([1.0]),
                   cost=np.array([2.5]), lam=np.array([0.1]), prior=np.array([[0.2, 0.9]]))
     features = featurize(state)
-    assert features.dtype == np.float32 and features.shape == (1, 15)
+    assert features.dtype == np.float32 and features.shape == (1, 16)
     expected = {
         "prior[cheap]": 0.2,
         "prior[strong]": 0.9,
@@ -80,9 +80,14 @@ def test_hand_computed_features() -> None:
         "log1p_refines": 0.0,
         "cost_spent": 2.5,
         "lambda": 0.1,
+        "log_lambda": math.log(0.1),
     }
+    assert set(expected) == set(NAMES)
     for name, value in expected.items():
         assert column(features, name)[0] == pytest.approx(value, rel=1e-6), name
+    # lambda = 0 (allowed: a free trade-off) floors the log instead of -inf.
+    free = featurize(batch([[1]], lam=np.array([0.0])))
+    assert column(free, "log_lambda")[0] == pytest.approx(math.log(1e-6))
 
 
 @pytest.mark.parametrize(

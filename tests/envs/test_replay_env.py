@@ -18,6 +18,11 @@ from envs import ReplayEnv
 STOP = 0
 
 
+def feature_index(env: ReplayEnv, name: str) -> int:
+    """The column of a named feature in ``env``'s observations."""
+    return feature_names(env.pools.arms).index(name)
+
+
 def make(log: AttemptLog, **settings: object) -> gym.Env:
     return gym.make(envs.REPLAY_ENV_ID, log=log, **settings)
 
@@ -102,10 +107,10 @@ def test_draws_are_a_random_order_without_replacement(tiny_log: AttemptLog) -> N
         env.reset(seed=seed, options={"query": 0})
         env.step(1)
         obs, *_ = env.step(1)
-        shares.add(round(float(obs[env.observation_space.shape[0] - 10]), 3))
+        shares.add(round(float(obs[feature_index(env, 'leader_share')]), 3))
         env.step(1)
         obs, _, _, _, info = env.step(1)  # all four drawn: exactly two of each
-        assert obs[env.observation_space.shape[0] - 10] == pytest.approx(0.5)
+        assert obs[feature_index(env, 'leader_share')] == pytest.approx(0.5)
         assert info["exhausted"] == 1 and not env.action_masks()[1]
     assert shares == {1.0, 0.5}
 
@@ -259,7 +264,8 @@ def test_return_is_correctness_minus_priced_cost(rich_log: AttemptLog) -> None:
         total = sum(step[2] for step in steps)
         assert total == pytest.approx(info["correct"] - info["lambda"] * info["cost"] / unit)
         assert 0.05 <= info["lambda"] <= 0.5
-        assert steps[-1][1][-1] == pytest.approx(info["lambda"])  # lambda is observed
+        observed = steps[-1][1][feature_index(env, 'lambda')]
+        assert observed == pytest.approx(info["lambda"])  # lambda is observed
 
 
 def test_lambda_range_draws_per_episode(tiny_log: AttemptLog) -> None:
