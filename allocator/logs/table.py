@@ -10,13 +10,14 @@ featurisation work on small integers. About 30 bytes per attempt plus the attemp
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from allocator.errors import LogFormatError
+from allocator.errors import LogFormatError, ParameterError
 from allocator.logs.schema import (
     DEFAULT_ARM,
     KIND_REFINE,
@@ -234,6 +235,40 @@ class AttemptLog:
         log = self._with_rows(rows, queries, offsets)
         log.arm = remap[log.arm]
         log.arms = tuple(names)
+        return log
+
+    def with_prices(self, prices: Mapping[str, float]) -> AttemptLog:
+        """A new log whose costs are multiplied by a price per arm.
+
+        Logs usually record what an attempt *used* (tokens, characters); what a user pays
+        differs by model. ``log.with_prices({"gpt-4": 30.0, "llama-2-13b": 0.1})``
+        turns tokens into money, so that routing and cascades trade accuracy against the
+        real bill. Arms not named keep their costs (a price of 1).
+
+        Args:
+            prices: arm name -> price per unit of the logged cost (finite, >= 0).
+
+        Raises:
+            LogFormatError: an arm the log does not have (the message lists its arms).
+            ParameterError: a price that is not a finite number >= 0.
+        """
+        unknown = [name for name in prices if name not in self.arms]
+        if unknown:
+            raise LogFormatError(
+                f"prices for unknown arms {unknown}; the log has {list(self.arms)}.",
+                source=self.source, column="arm",
+                fix="name arms exactly as the log spells them (allocator summarize lists them).",
+            )
+        factor = np.ones(len(self.arms))
+        for name, price in prices.items():
+            value = float(price) if isinstance(price, int | float) else float("nan")
+            if isinstance(price, bool) or not np.isfinite(value) or value < 0:
+                raise ParameterError("AttemptLog.with_prices", f"prices[{name!r}]",
+                                     "a finite price >= 0", price)
+            factor[self.arms.index(name)] = value
+        log = self._with_rows(np.arange(self.n_attempts), np.arange(self.n_queries),
+                              self.offsets.copy())
+        log.cost = self.cost * factor[self.arm]
         return log
 
     def common_queries(self) -> np.ndarray:

@@ -5,13 +5,22 @@ recipe of ``tests/allocator/test_oracle.py``) and exported with its difficulty
 predictor; :func:`training.tracking.log_bundle_model` logs it to a SQLite store under
 tmp_path and registers it. ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict``
 must answer, for random states, the action a :class:`~allocator.session.Session` that
-observed the same attempts one by one would take. ``mlflow models serve`` itself is not
-run here (it builds an environment and needs uvicorn).
+observed the same attempts one by one would take, and so must ``mlflow models serve -m
+models:/NAME@ALIAS --env-manager local`` over HTTP (a real server in a subprocess; the
+local env manager serves from this environment, where ``allocator`` is installed: the
+logged model's requirements do not list the project itself).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +154,66 @@ def test_log_bundle_model_refuses_an_alias_without_a_name(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="registered_name"):
         log_bundle_model(tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'x.db'}",
                          alias="champion")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_ping(url: str, server: subprocess.Popen, limit_s: float = 120.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow models serve exited early:\n{server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    raise AssertionError(f"mlflow models serve did not answer /ping within {limit_s} s")
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_decisions(trained: tuple[Path, list[str]],
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle, queries = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.chdir(tmp_path)
+    model_uri = log_bundle_model(bundle, tracking_uri=uri, registered_name="ttc-served",
+                                 alias="prod")
+    direct = allocator.load(bundle)
+    states = random_states(direct.arms, queries, 30, seed=1)
+    expected = [direct_action(direct, state) for state in states]
+    assert len(set(expected)) >= 2, expected
+
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)  # mlflow and uvicorn of this environment
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+           "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    server = subprocess.Popen(
+        [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri,
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(url, server)
+        body = json.dumps({"dataframe_records": [request(state, direct.arms, as_json=False)
+                                                 for state in states]}).encode()
+        call = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
+                                      headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(call, timeout=60) as response:
+            answered = json.loads(response.read())["predictions"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    got = [(row["kind"], row["arm"]) for row in answered]
+    assert got == expected

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allocator.errors import LogFormatError
+from allocator.errors import LogFormatError, ParameterError
 from allocator.logs import AttemptLog, read_log, summarize, write_log
 from allocator.logs.schema import META_FORMAT_VERSION
 from allocator.logs.synthetic import SyntheticConfig, generate
@@ -127,6 +127,23 @@ def test_select_arms_and_queries_commute() -> None:
     assert one.fingerprint() == other.fingerprint()
     assert pools(one) == {qid: [a for a in attempts if a[0] == "small"]
                           for qid, attempts in pools(log.select_queries(chosen)).items()}
+
+
+def test_with_prices_scales_each_arms_costs_and_nothing_else() -> None:
+    log = generate(SyntheticConfig(n_queries=25), seed=4)
+    priced = log.with_prices({"large": 30.0})
+    large = log.arm == log.arms.index("large")
+    np.testing.assert_array_equal(priced.cost[large], 30.0 * log.cost[large])
+    np.testing.assert_array_equal(priced.cost[~large], log.cost[~large])
+    for name in ("answer", "correct", "arm", "offsets", "attempt_id"):
+        np.testing.assert_array_equal(getattr(priced, name), getattr(log, name))
+    assert priced.fingerprint() != log.fingerprint()  # costs are part of the identity
+    assert log.with_prices({}).fingerprint() == log.fingerprint()
+    with pytest.raises(LogFormatError, match=r"unknown arms \['huge'\]"):
+        log.with_prices({"huge": 2.0})
+    for bad in (-1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(ParameterError, match="prices"):
+            log.with_prices({"small": bad})
 
 
 def test_parquet_round_trip_preserves_everything(tmp_path: Path) -> None:
