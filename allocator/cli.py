@@ -303,6 +303,45 @@ def demo(
         raise _fail(error) from None
 
 
+@app.command()
+def serve(
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", help="A bundle directory (from `allocator train`) or an MLflow URI "
+                               "(models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...).")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token_env: Annotated[str, typer.Option(
+        metavar="VAR", help="Environment variable holding the bearer token clients must "
+                            "send (Authorization: Bearer ...); unset or empty: no "
+                            "authentication.")] = "ALLOCATOR_TOKEN",
+    reload_interval: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Poll the source this often and swap in a new bundle when "
+                                "it changed (the alias moved); default: only on POST "
+                                "/v1/admin/reload.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking/registry URI for an MLflow SOURCE (default: "
+             "MLFLOW_TRACKING_URI).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the budget oracle over HTTP (POST /v1/decide, /v1/budget, /v1/allocate;
+    GET /v1/health; schema at /docs). Needs the 'serve' extra."""
+    import os
+
+    from rich.markup import escape  # the messages hold brackets: [serve], ['a', 'b']
+
+    try:
+        from allocator.service import run_server
+    except ImportError as error:
+        raise _fail(ImportError(escape(str(error)))) from None
+    try:
+        run_server(source, host=host, port=port, token=os.environ.get(token_env) or None,
+                   tracking_uri=tracking_uri, reload_interval=reload_interval,
+                   log_level=log_level)
+    except AllocatorError as error:
+        raise _fail(AllocatorError(escape(str(error)))) from None
+
+
 def main() -> None:
     """Entry point of the ``allocator`` console script."""
     app()

@@ -1,0 +1,220 @@
+"""The application factory: :func:`create_app` builds a FastAPI app over one
+:class:`~allocator.service.state.OracleHolder`. Nothing happens at import time.
+
+Endpoints (all under ``/v1``; bodies in :mod:`allocator.service.schemas`):
+
+=========================  ======  ==========================================================
+path                       token   answer
+=========================  ======  ==========================================================
+``POST /v1/decide``        yes     the next action after a query's history (stateless)
+``POST /v1/budget``        yes     an up-front number of samples (``BudgetOracle.budget``)
+``POST /v1/allocate``      yes     samples per query under a total (``BudgetOracle.allocate``)
+``POST /v1/admin/reload``  yes     reload the source now (the swap is atomic)
+``GET /v1/health``         no      status, the served bundle (id, MLflow version, arms,
+                                   lambda range) and the last reload error
+``GET /openapi.json``      no      the OpenAPI schema (``/docs`` renders it)
+=========================  ======  ==========================================================
+
+Health and the schema stay open so that load balancers and clients can probe them
+without the token; they reveal the bundle's identity and the source, not the policy.
+The decision endpoints are ``async`` and run on the event loop: a decision takes tens of
+microseconds, far less than a thread hop. The reload endpoint and the poller run their
+blocking loads in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Body, Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from allocator.errors import AllocatorError, ParameterError
+from allocator.oracle import BudgetOracle
+from allocator.service import operations
+from allocator.service.guards import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, bearer_guard
+from allocator.service.problems import error_response, install_handlers
+from allocator.service.schemas import (
+    AllocateRequest,
+    AllocateResponse,
+    BudgetRequest,
+    BudgetResponse,
+    DecideRequest,
+    DecideResponse,
+    ErrorBody,
+    HealthResponse,
+    ReloadRequest,
+    ReloadResponse,
+    ReloadStatus,
+)
+from allocator.service.state import OracleHolder
+
+__all__ = ["API_PREFIX", "create_app"]
+
+logger = logging.getLogger("allocator.service")
+
+#: The versioned prefix of every endpoint.
+API_PREFIX = "/v1"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the oracle refused a value"},
+    401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
+    413: {"model": ErrorBody, "description": "request body over the limit"},
+    422: {"model": ErrorBody, "description": "the body breaks the schema or names what "
+                                             "the bundle lacks"},
+}
+
+
+def create_app(
+    source: str | os.PathLike[str] | BudgetOracle | OracleHolder,
+    *,
+    token: str | None = None,
+    tracking_uri: str | None = None,
+    reload_interval: float | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """A FastAPI app serving a bundle's oracle (loaded here, once).
+
+    Args:
+        source: a bundle directory, an MLflow URI (``models:/NAME@ALIAS``...), a ready
+            :class:`~allocator.oracle.BudgetOracle`, or an
+            :class:`~allocator.service.state.OracleHolder` (the caller then owns it).
+        token: require ``Authorization: Bearer <token>`` on every endpoint but health
+            and the schema (None: no authentication; use it on loopback only).
+        tracking_uri: the MLflow tracking/registry URI for a URI source.
+        reload_interval: poll the source every this many seconds and swap in a new
+            bundle when it changed (the alias moved, the directory was rewritten);
+            None: reload on ``POST /v1/admin/reload`` only.
+        max_body_bytes: the largest request body (413 above it).
+
+    Returns:
+        The application (``app.state.holder`` is its holder).
+
+    Raises:
+        ParameterError: an invalid argument.
+        BundleError: the source cannot be loaded.
+    """
+    _check_arguments(token, reload_interval, max_body_bytes)
+    owned = not isinstance(source, OracleHolder)
+    holder = OracleHolder(source, tracking_uri=tracking_uri) if owned else source
+    assert isinstance(holder, OracleHolder)
+    holder.load()
+    app = FastAPI(title="ttc-allocator decision service", version=_version(),
+                  description=__doc__, lifespan=_lifespan(holder, reload_interval, owned))
+    app.state.holder = holder
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    install_handlers(app, {f"{API_PREFIX}/decide": DecideRequest,
+                           f"{API_PREFIX}/budget": BudgetRequest,
+                           f"{API_PREFIX}/allocate": AllocateRequest,
+                           f"{API_PREFIX}/admin/reload": ReloadRequest})
+    guard = [] if token is None else [Depends(bearer_guard(token))]
+    app.include_router(_open_routes(holder, reload_interval), prefix=API_PREFIX)
+    app.include_router(_guarded_routes(holder), prefix=API_PREFIX, dependencies=guard,
+                       responses=_ERRORS)
+    return app
+
+
+def _check_arguments(token: str | None, interval: float | None, max_bytes: int) -> None:
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ParameterError("create_app", "token", "a non-empty string or None", token)
+    if interval is not None and not (isinstance(interval, int | float) and interval > 0):
+        raise ParameterError("create_app", "reload_interval", "a number of seconds > 0 or "
+                             "None", interval)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
+        raise ParameterError("create_app", "max_body_bytes", "an integer >= 1024", max_bytes)
+
+
+def _version() -> str:
+    from allocator import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------ routes
+def _open_routes(holder: OracleHolder, interval: float | None) -> APIRouter:
+    router = APIRouter(tags=["status"])
+
+    @router.get("/health", response_model=HealthResponse)
+    async def health() -> HealthResponse:
+        """Status, the served bundle, and the last reload error (no token needed)."""
+        return HealthResponse(
+            status="ok", model=operations.model_info(holder.current),
+            reload=ReloadStatus(interval=interval, reloads=holder.reloads,
+                                last_error=holder.last_error,
+                                last_error_at=holder.last_error_at))
+
+    return router
+
+
+def _guarded_routes(holder: OracleHolder) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/decide", response_model=DecideResponse, tags=["decisions"])
+    async def decide(request: DecideRequest) -> DecideResponse:
+        """The policy's next action after the query's history (stateless: send the whole
+        history each time)."""
+        return operations.decide(holder.current, request)
+
+    @router.post("/budget", response_model=BudgetResponse, tags=["decisions"])
+    async def budget(request: BudgetRequest) -> BudgetResponse:
+        """An up-front number of samples for one arm (``BudgetOracle.budget``)."""
+        return operations.budget(holder.current, request)
+
+    @router.post("/allocate", response_model=AllocateResponse, tags=["decisions"])
+    async def allocate(request: AllocateRequest) -> AllocateResponse:
+        """Samples per query under a total budget (``BudgetOracle.allocate``)."""
+        return operations.allocate(holder.current, request)
+
+    @router.post("/admin/reload", response_model=ReloadResponse, tags=["admin"],
+                 responses={502: {"model": ErrorBody, "description": "the reload failed; "
+                                  "the previous bundle is still served"}})
+    def reload(request: Annotated[ReloadRequest | None, Body()] = None
+               ) -> ReloadResponse | JSONResponse:
+        """Load the source again (the alias's current version) and swap it in; requests
+        in flight finish on the previous bundle."""
+        try:
+            outcome = holder.reload(force=request is not None and request.force)
+        except AllocatorError as error:
+            return error_response(502, "reload_failed", f"{error} (still serving the "
+                                  "previous bundle)",
+                                  serving=operations.model_info(holder.current))
+        return ReloadResponse(reloaded=outcome.reloaded,
+                              previous=operations.model_info(outcome.previous),
+                              current=operations.model_info(outcome.current))
+
+    return router
+
+
+# ------------------------------------------------------------------ lifespan
+def _lifespan(holder: OracleHolder, interval: float | None,
+              owned: bool) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        poller = None if interval is None else asyncio.create_task(_poll(holder, interval))
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with suppress(asyncio.CancelledError):
+                    await poller
+            if owned:
+                holder.close()
+
+    return lifespan
+
+
+async def _poll(holder: OracleHolder, interval: float) -> None:
+    """Reload every ``interval`` seconds (a no-op while the source is unchanged)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(holder.reload)
+        except Exception:  # recorded in holder.last_error; keep serving and polling
+            logger.debug("poll of %s failed", holder.source, exc_info=True)
