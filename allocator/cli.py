@@ -266,6 +266,33 @@ def train(
 
 
 @app.command()
+def calibrate(
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A bundle directory "
+                                           "(rewritten with the calibration).")],
+    log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log over the bundle's "
+                                             "arms: the training log (its held-out "
+                                             "queries are used) or a validation log.")],
+    target_cost: Annotated[float, typer.Option(
+        "--target-cost", help="Mean cost per query to meet, in the log's units.")],
+    tolerance: Annotated[float, typer.Option(help="Relative tolerance on the mean cost.")
+                         ] = 0.05,
+    orders: Annotated[int, typer.Option(help="Random orders replayed per query.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the orders.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on "
+                                          "stdout.")] = False,
+) -> None:
+    """Find the lambda that meets a target mean cost per query and store it in the bundle,
+    so that users ask for a budget, not a price."""
+    from allocator.calibrate_command import run_calibrate
+
+    try:
+        run_calibrate(bundle, log_path, target_cost, tolerance=tolerance, orders=orders,
+                      seed=seed, as_json=as_json)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log.")],
     queries: Annotated[int, typer.Option(help="Number of simulated queries.")] = 400,

@@ -149,3 +149,40 @@ def test_train_refuses_an_unknown_config_key(tiny: tuple[Path, Path], tmp_path: 
     assert result.exit_code == 2
     assert "n_env" in result.output and "n_envs" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    """``allocator calibrate`` on the training log uses its held-out half; on another log,
+    all of it; the stored lambda becomes the oracle's default."""
+    import allocator
+
+    log_path, config = tiny
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
+                                 str(config), "--timesteps", "4096", "--no-mlflow"])
+    assert result.exit_code == 0, result.output
+    bundle = run_dir / "bundle"
+    result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--target-cost",
+                                 "3", "--json"])
+    assert result.exit_code == 0, result.output
+    calibrated = json.loads(result.stdout)
+    assert "30 held-out queries of the training log" in calibrated["queries"]
+    met = abs(calibrated["mean_cost"] - 3) <= 0.05 * 3
+    assert calibrated["within_tolerance"] == met
+    assert met or calibrated["warnings"]  # a miss is said, never silent
+    assert [calibrated["lambda"], calibrated["mean_cost"]] in calibrated["table"]
+    oracle = allocator.load(bundle)  # the rewritten bundle still verifies
+    assert oracle.default_lambda == calibrated["lambda"]
+
+    other = tmp_path / "validation.parquet"
+    assert runner.invoke(app, ["synth", "-o", str(other), "--queries", "40",
+                               "--seed", "7"]).exit_code == 0
+    result = runner.invoke(app, ["calibrate", str(bundle), str(other), "--target-cost", "3",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert "all 40 queries of the log" in json.loads(result.stdout)["queries"]
+    result = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), str(other),
+                                 "--target-cost", "3"])
+    assert result.exit_code != 0 and "nope" in result.output

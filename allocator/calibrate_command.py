@@ -1,0 +1,84 @@
+"""The body of ``allocator calibrate``: the lambda that meets a target mean cost.
+
+Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
+lambda that spends it on validation queries (bisection, :func:`training.rl.calibrate.
+calibrate`) and stores it in the bundle, where ``oracle.session(query)`` and
+``target_cost=`` read it. Validation queries must be queries the policy was not trained
+on: when LOG is the training log (same fingerprint as the bundle's), the held-out half of
+``allocator train``'s split (its seed and test fraction are in the manifest) is used;
+any other log is used whole.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_calibrate", "validation_queries"]
+
+
+def validation_queries(manifest: dict[str, Any], log: Any) -> tuple[np.ndarray | None, str]:
+    """The validation queries of ``log`` for a bundle, and a sentence saying which.
+
+    Returns:
+        ``(indices or None for all queries, description)``.
+    """
+    if manifest.get("log_fingerprint") != log.fingerprint():
+        return None, f"all {log.n_queries:,} queries of the log (not the training log)"
+    from training.evaluation.evaluate import split_queries
+
+    config = manifest.get("training_config") or {}
+    fraction, seed = float(config.get("test_fraction", 0.5)), int(config.get("seed", 0))
+    _, held_out = split_queries(log.n_queries, fraction, seed)
+    return held_out, (f"the {len(held_out):,} held-out queries of the training log "
+                      f"(split seed {seed}, test fraction {fraction:g})")
+
+
+def run_calibrate(bundle: Path, log_path: Path, target_cost: float, *, tolerance: float,
+                  orders: int, seed: int, as_json: bool) -> dict[str, Any]:
+    """Calibrate ``bundle`` in place on ``log_path`` and print the result.
+
+    Args:
+        bundle: the bundle directory (rewritten with the calibration; still verifies).
+        log_path: a log over the bundle's arms.
+        target_cost: the mean cost per query to meet, in the log's units.
+        tolerance: relative tolerance on the mean cost.
+        orders: random orders replayed per query.
+        seed: seed of the orders.
+        as_json: print JSON on stdout instead of a table.
+
+    Returns:
+        ``{"lambda", "mean_cost", "target", "within_tolerance", "queries", "table"}``.
+    """
+    from allocator.bundle import read_bundle
+    from allocator.console import stderr_console
+    from allocator.logs import read_log
+    from training.rl.calibrate import calibrate
+
+    manifest = read_bundle(bundle).manifest
+    log = read_log(log_path)
+    queries, described = validation_queries(manifest, log)
+    console = stderr_console()
+    console.print(f"calibrating {bundle} on {described}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lam = calibrate(bundle, log, queries, target_cost, n_orders=orders, seed=seed,
+                        tolerance=tolerance)
+    calibration = read_bundle(bundle).manifest["calibration"]
+    result = {"lambda": lam, "mean_cost": read_bundle(bundle).manifest["calibrated_mean_cost"],
+              "target": target_cost, "within_tolerance": calibration["within_tolerance"],
+              "queries": described, "table": calibration["table"],
+              "warnings": [str(w.message) for w in caught]}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return result
+    for message in result["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {message}")
+    console.print(f"lambda {lam:.6g}: mean cost {result['mean_cost']:,.4g} per query "
+              f"(target {target_cost:,.4g}, tolerance {tolerance:.0%}: "
+              f"{'met' if result['within_tolerance'] else 'NOT met'}); stored in {bundle}")
+    return result
