@@ -347,7 +347,10 @@ def read_bundle(path: str | Path) -> Bundle:
     manifest = _read_manifest(folder)
     _check_format(manifest, folder)
     _check_fields(manifest, folder)
-    _check_schema(manifest, folder)
+    _check_schema(manifest, folder)  # before the widths: an old version says so
+    if manifest["normalization"] is not None:
+        _check_normalization(manifest["normalization"], len(manifest["feature_names"]),
+                             folder)
     contents = _check_files(manifest, folder)
     try:
         weights = _load_safetensors(contents[WEIGHTS_FILE])
@@ -432,9 +435,6 @@ def _check_fields(manifest: dict[str, Any], folder: Path) -> None:
     if manifest["actions"] != action_names(arms):
         raise BundleError(f"the bundle's actions {manifest['actions']} are not this code's "
                           f"action layout {action_names(arms)}; {_REEXPORT}.", path=folder)
-    normalization = manifest["normalization"]
-    if normalization is not None:
-        _check_normalization(normalization, len(feature_names(arms)), folder)
 
 
 def _check_normalization(normalization: dict[str, Any], width: int, folder: Path) -> None:

@@ -479,19 +479,17 @@ class QueryState:
         states (sums of ``v log v`` could in principle round differently when added in
         another order, by one unit in the last place at most).
         """
-        arms = self.n_arms
-        tail = 2 * arms
         counts = list(self.votes.values())
         voted = float(sum(counts))
         top1, top2 = _top_two(counts)
+        samples = self.samples.tolist()
         refines = float(self.refines)
-        drawn = float(self.samples.sum()) + refines
+        drawn = float(sum(samples)) + refines
         per_vote = 1.0 / max(voted, 1.0)
-        best = self.best_score
-        out = np.empty(n_features(arms), dtype=np.float32)
-        out[:arms] = self.prior
-        out[arms:tail] = np.log1p(self.samples.astype(np.float64))
-        out[tail:] = (
+        best = max(self.best_by_answer.values()) if self.best_by_answer else 0.0
+        values = self.prior.tolist()
+        values += [math.log1p(count) for count in samples]
+        values += (
             math.log1p(drawn),
             top1 * per_vote,
             (top1 - top2) * per_vote,
@@ -499,13 +497,13 @@ class QueryState:
             len(counts) * per_vote,
             self.no_answer / max(drawn, 1.0),
             float(self.verified > 0),
-            0.0 if math.isnan(best) else best,
+            best,
             math.log1p(refines),
             self.cost,
             self.lam,
             math.log(max(self.lam, LOG_LAMBDA_FLOOR)),
         )
-        return out
+        return np.array(values, dtype=np.float32)
 
 
 def _top_two(counts: list[int]) -> tuple[float, float]:

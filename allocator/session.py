@@ -169,6 +169,12 @@ class Session:
         self._refine = bool(supports_refine)
         self._verify = bool(supports_verify)
         self._max_samples = max_samples
+        arms = len(oracle.arms)
+        self._arm_slots = slice(sample_action(0), sample_action(arms))
+        self._refine_slot, self._verify_slot = refine_action(arms), verify_action(arms)
+        self._blank_mask = np.zeros(n_actions(arms), dtype=bool)
+        self._blank_mask[STOP] = True
+        self._limited = bool((limits >= 0).any())
         self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
         self._history: list[Action | AttemptResult | Verification] = []
         self._pending: Action | None = None
@@ -201,15 +207,15 @@ class Session:
 
     def allowed_actions(self) -> np.ndarray:
         """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
-        arms = len(self._oracle.arms)
         state = self._state
-        room = self._max_samples is None or state.drawn < self._max_samples
-        mask = np.zeros(n_actions(arms), dtype=bool)
-        mask[STOP] = True
-        under = (self._limits < 0) | (state.samples < self._limits)
-        mask[sample_action(0) : sample_action(arms)] = room & self._served & under
-        mask[refine_action(arms)] = room and self._refine
-        mask[verify_action(arms)] = self._verify and self._fresh > 0
+        mask = self._blank_mask.copy()
+        if self._max_samples is None or len(state.answers) < self._max_samples:  # room
+            allowed = self._served
+            if self._limited:
+                allowed = allowed & ((self._limits < 0) | (state.samples < self._limits))
+            mask[self._arm_slots] = allowed
+            mask[self._refine_slot] = self._refine
+        mask[self._verify_slot] = self._verify and self._fresh > 0
         return mask
 
     # ------------------------------------------------------------ deciding

@@ -16,7 +16,8 @@ argument       environment variable    default
 
 ``base_url`` ends in ``/v1`` as with the official SDK (``http://localhost:8000/v1``).
 
-Failures: 429, 408, 5xx, timeouts and dropped or refused connections are retried up to
+Failures: 429, 408, 5xx, timeouts, dropped or refused connections and 2xx bodies that
+are not JSON (truncated) are retried up to
 ``max_retries`` times with exponential backoff and jitter (``Retry-After`` /
 ``retry-after-ms`` honoured, capped at ``max_backoff``); any other 4xx fails at once.
 Either way the caller gets one :class:`~allocator.errors.LLMError` whose message says
@@ -158,8 +159,7 @@ class OpenAIClient:
         """
         body = self._body(messages, n, params)
         self._bind_loop()
-        response, attempts = await self._post(body)
-        payload = _decode_json(response, self.url, attempts)
+        payload, attempts = await self._post(body)
         return parse_chat_completion(payload, n, url=self.url, attempts=attempts)
 
     def _body(self, messages: Sequence[Message], n: int, params: Mapping[str, Any]
@@ -171,14 +171,25 @@ class OpenAIClient:
         body["n"] = n
         return body
 
-    async def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, int]:
-        """POST with retries: the successful response and the attempts it took."""
+    async def _post(self, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST with retries: the decoded JSON reply and the attempts it took.
+
+        A 2xx reply whose body is not JSON (truncated by a proxy, cut off mid-stream) is
+        retried like a dropped connection; after the last attempt it raises
+        :class:`LLMError` saying the body is not valid JSON.
+        """
         attempt = 0
         while True:
             attempt += 1
             failure, retry_after, response = await self._attempt(body)
             if failure is None and response is not None:
-                return response, attempt
+                try:
+                    return _decode_json(response, self.url, attempt), attempt
+                except LLMError:
+                    if attempt > self.max_retries:
+                        raise
+                    await asyncio.sleep(self._delay(attempt, None))
+                    continue
             status = None if response is None else response.status_code
             if response is not None and not _retryable_status(response.status_code):
                 raise LLMError(_client_error_message(self, response, body),

@@ -261,6 +261,10 @@ TAMPERING = {
                         r"feature 15 is '<none>'.*'log_lambda'"),
     "featurizer version": (lambda p: rewrite_manifest(p, featurizer_version=99),
                            "featurizer version 99"),
+    "older featurizer": (lambda p: rewrite_manifest(
+        p, featurizer_version=1, feature_names=feature_names(ARMS)[:-1],
+        normalization={"mean": [0.0] * 15, "var": [1.0] * 15, "epsilon": 1e-8, "clip": 10.0}),
+                         "trained on featurizer version 1, this code computes version 2"),
     "extra file": (lambda p: (p / "extra.bin").write_bytes(b"x"), r"unlisted.*extra\.bin"),
     "extra nested file": (lambda p: (p / "sub").mkdir() or (p / "sub" / "x").write_text("x"),
                           r"unlisted.*sub/x"),

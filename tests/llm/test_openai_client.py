@@ -207,16 +207,22 @@ def test_client_errors_fail_at_once_with_the_fix(status: int, case: str, fix: st
         status, 1, False)
 
 
-@pytest.mark.parametrize(("fault", "message"), [
-    (Fault.malformed(), "not valid JSON"),
-    (Fault.no_choices(), "no 'choices' list"),
-])
-def test_unusable_replies_raise_llm_error(tiny_server: ReplayServer, fault: Fault,
-                                          message: str) -> None:
-    tiny_server.set_faults([fault])
-    with pytest.raises(LLMError, match=message) as caught:
+def test_a_reply_without_choices_raises_llm_error_at_once(tiny_server: ReplayServer) -> None:
+    tiny_server.set_faults([Fault.no_choices()])
+    with pytest.raises(LLMError, match="no 'choices' list") as caught:
         run(complete_once(tiny_server))
     assert (caught.value.status, caught.value.attempts) == (200, 1)
+
+
+def test_a_truncated_json_body_is_retried_then_fails_clearly(tiny_server: ReplayServer
+                                                             ) -> None:
+    tiny_server.set_faults([Fault.malformed()])  # once: the retry gets a whole body
+    completions = run(complete_once(tiny_server))
+    assert completions and len(tiny_server.requests_seen()) == 2
+    tiny_server.set_faults([Fault.malformed(times=None)])
+    with pytest.raises(LLMError, match="not valid JSON") as caught:
+        run(complete_once(tiny_server, max_retries=2))
+    assert (caught.value.status, caught.value.attempts) == (200, 3)
 
 
 def test_a_slow_server_times_out_is_retried_then_fails(tiny_server: ReplayServer) -> None:
