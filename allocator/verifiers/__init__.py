@@ -1,5 +1,34 @@
 """Verifiers: code runners, exact checkers and LLM judges behind one interface."""
 
 from allocator.verifiers.base import Candidate, Problem, Verdict, Verifier
+from allocator.verifiers.code import (
+    CodeVerifier,
+    Limits,
+    Sandbox,
+    TestRun,
+    describe_sandbox,
+    extract_asserts,
+    run_tests,
+    split_test_suite,
+)
+from allocator.verifiers.exact import ExactChecker, normalize_answer
+from allocator.verifiers.judge import LLMJudge, parse_verdict
 
-__all__ = ["Candidate", "Problem", "Verdict", "Verifier"]
+__all__ = [
+    "Candidate",
+    "CodeVerifier",
+    "ExactChecker",
+    "LLMJudge",
+    "Limits",
+    "Problem",
+    "Sandbox",
+    "TestRun",
+    "Verdict",
+    "Verifier",
+    "describe_sandbox",
+    "extract_asserts",
+    "normalize_answer",
+    "parse_verdict",
+    "run_tests",
+    "split_test_suite",
+]
