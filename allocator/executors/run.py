@@ -1,0 +1,199 @@
+"""One executor run of one query: its mutable state (:class:`RunState`), the candidates it
+drew (:class:`Drawn`) and what it returns (:class:`RunResult`).
+
+:class:`RunState` wraps every call into the session and the recorder with a timer
+(:attr:`RunResult.decision_s`: the allocator's own time) and keeps the cost ledger:
+rows held for their scores count once they are written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from allocator.executors._pipeline import CallOutcome, InFlight
+from allocator.executors.recorder import QueryLog
+from allocator.llm.protocol import Completion, Message
+from allocator.session import Action, AttemptResult, Session
+from allocator.verifiers.base import Problem
+
+if TYPE_CHECKING:
+    from allocator.executors.base import Executor
+
+__all__ = ["Drawn", "RunResult", "RunState", "completion_columns"]
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A candidate the session knows: its index, row and text.
+
+    Attributes:
+        index: the session's candidate index.
+        attempt_id: its row's ``attempt_id``.
+        text: the generated text.
+        answer: the normalised answer (None: no answer).
+        arm: the arm that produced it (or refined it).
+        kind: ``"sample"`` or ``"refine"``.
+        round: 0 for samples, the refinement round otherwise.
+    """
+
+    index: int
+    attempt_id: str
+    text: str
+    answer: str | None
+    arm: str
+    kind: str = "sample"
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one executor run of one query gave.
+
+    Attributes:
+        query_id: the query.
+        answer: the final answer (normalised string), None if no candidate had one.
+        text: the text of a candidate that gave the final answer.
+        correct: the answer's grade against the reference, None without a reference.
+        cost: everything this run paid, in the log's units (completed calls, verifier
+            costs, speculative samples that finished after STOP included).
+        session_cost: the cost reported to the session (its ``cost_spent``).
+        llm_calls: LLM requests started (cancelled ones included).
+        cancelled: requests cancelled unfinished (no rows; their cost is unknown).
+        unused: speculative results that finished but were never reported.
+        actions: the decisions performed, in order, ending with the STOP (absent when
+            the cap stopped the run).
+        stopped_by: ``"policy"`` or ``"max_llm_calls"``.
+        rows: the log rows written by this run, in order.
+        session: the session (its history, state, final answer).
+        decision_s: seconds spent in the session and the recorder.
+        wall_s: seconds the run took.
+    """
+
+    query_id: str
+    answer: str | None
+    text: str | None
+    correct: float | None
+    cost: float
+    session_cost: float
+    llm_calls: int
+    cancelled: int
+    unused: int
+    actions: tuple[Action, ...]
+    stopped_by: str
+    rows: tuple[dict[str, Any], ...] = field(repr=False)
+    session: Session = field(repr=False)
+    decision_s: float = 0.0
+    wall_s: float = 0.0
+
+
+class RunState:
+    """The mutable state of one run: session, log, requests, candidates, timings.
+
+    Strategies read :attr:`session`, :attr:`problem`, :attr:`candidates` and keep their
+    own state in :attr:`extra`; every session call and row goes through the timed
+    methods below.
+    """
+
+    def __init__(self, executor: Executor, problem: Problem, session: Session,
+                 log: QueryLog) -> None:
+        self.executor = executor
+        self.problem = problem
+        self.session = session
+        self.log = log
+        self.inflight = InFlight()
+        self.candidates: list[Drawn] = []
+        self.performed: list[Action] = []
+        self.calls = 0
+        self.step = 0
+        self.cost = 0.0
+        self.unused = 0
+        self.stopped_by = "policy"
+        self.decision_s = 0.0
+        self.started = time.perf_counter()
+        self.extra: dict[str, Any] = {}  # strategy-specific state
+        self._held_cost: dict[str, float] = {}
+
+    # ------------------------------------------------------------ timed bookkeeping
+    def decide(self) -> Action:
+        """The session's next action (timed); counts the step of a non-STOP action."""
+        start = time.perf_counter()
+        action = self.session.next_action()
+        self.decision_s += time.perf_counter() - start
+        if action.kind != "stop":
+            self.step += 1
+        return action
+
+    def observe(self, result: AttemptResult) -> int:
+        """Report an attempt to the session (timed); its candidate index."""
+        start = time.perf_counter()
+        index = self.session.observe(result)
+        self.decision_s += time.perf_counter() - start
+        return index
+
+    def verify(self, scores: Mapping[int, float], cost: float) -> None:
+        """Report verifier scores and their cost to the session (timed)."""
+        start = time.perf_counter()
+        self.session.verify(scores, cost)
+        self.decision_s += time.perf_counter() - start
+
+    def record(self, row: Mapping[str, Any], *, hold: bool = False) -> dict[str, Any]:
+        """Write (or hold) a log row (timed) and book its cost; the full row."""
+        start = time.perf_counter()
+        full = self.log.add(row, hold=hold)
+        self.cost += float(full["cost"] or 0.0) if not hold else 0.0
+        if hold:
+            self._held_cost[full["attempt_id"]] = float(full["cost"] or 0.0)
+        self.decision_s += time.perf_counter() - start
+        return full
+
+    def update(self, attempt_id: str, **fields: Any) -> None:
+        """Change a held row (its ``score``, its ``cost``...)."""
+        if "cost" in fields and attempt_id in self._held_cost:
+            self._held_cost[attempt_id] = float(fields["cost"] or 0.0)
+        self.log.update(attempt_id, **fields)
+
+    def release(self, attempt_ids: Iterable[str] | None = None) -> None:
+        """Write held rows (all by default) and book their costs."""
+        start = time.perf_counter()
+        ids = list(self._held_cost) if attempt_ids is None else list(attempt_ids)
+        for attempt_id in ids:
+            self.cost += self._held_cost.pop(attempt_id, 0.0)
+        self.log.release(ids)
+        self.decision_s += time.perf_counter() - start
+
+    # ------------------------------------------------------------ calls
+    @property
+    def calls_left(self) -> int:
+        """LLM requests this run may still start (``max_llm_calls`` minus started)."""
+        return self.executor.max_llm_calls - self.calls
+
+    def launch(self, key: Hashable, messages: Sequence[Message], params: Mapping[str, Any],
+               *, n: int = 1, info: Mapping[str, Any] | None = None) -> None:
+        """Start a request in the background (counted against the cap)."""
+        self.calls += 1
+        seq = self.inflight.next_seq()
+        self.inflight.launch(key, self.executor._request(key, seq, messages, params, n,
+                                                         dict(info or {})))
+
+    async def call(self, key: Hashable, messages: Sequence[Message],
+                   params: Mapping[str, Any], *, n: int = 1) -> CallOutcome:
+        """One request, awaited now (counted against the cap)."""
+        self.calls += 1
+        seq = self.inflight.next_seq()
+        return await self.executor._request(key, seq, messages, params, n, {})
+
+    async def finish(self) -> None:
+        """Cancel what is in flight, record finished-but-unreported results, write held
+        rows (idempotent)."""
+        for outcome in await self.inflight.cancel_all():
+            self.unused += 1
+            self.executor._record_unused(self, outcome)
+        self.release()
+
+
+def completion_columns(outcome: CallOutcome, completion: Completion) -> dict[str, Any]:
+    return {"completion": completion.text, "latency_s": round(outcome.latency_s, 6),
+            "finish_reason": completion.finish_reason}

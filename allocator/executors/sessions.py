@@ -1,0 +1,292 @@
+"""Decision sources: the trained oracle and any baseline policy, behind one :class:`Session`.
+
+A strategy executor drives a :class:`~allocator.session.Session` and does not care who
+decides. :meth:`allocator.oracle.BudgetOracle.session` makes sessions of the learned
+policy; :class:`PolicyOracle` (and :func:`policy_session`) makes the very same
+:class:`~allocator.session.Session` around a registered baseline
+(:func:`allocator.policies.make_policy`), so a strategy can run Adaptive-Consistency,
+fixed-N or the learned allocator without changing a line::
+
+    from allocator.policies import make_policy
+
+    fixed = PolicyOracle(make_policy("fixed-n", n=8), arms=["gpt-4o-mini"])
+    session = fixed.session(max_samples=40)         # a Session, like oracle.session()
+
+Executors create one session per query through a :class:`SessionFactory`;
+:func:`session_factory` builds one from a :class:`~allocator.oracle.BudgetOracle`, a
+:class:`PolicyOracle` or a plain :class:`~allocator.policies.Policy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from allocator.errors import ParameterError
+from allocator.featurizer import QueryState, StateBatch
+from allocator.policies.base import Policy
+from allocator.session import Action, Session
+from allocator.verifiers.base import Problem
+
+__all__ = ["PolicyOracle", "SessionFactory", "policy_session", "session_factory"]
+
+
+class PolicyOracle:
+    """A baseline policy dressed as an oracle: what :class:`Session` needs, and ``session``.
+
+    :class:`~allocator.session.Session` reads four things of its oracle: ``arms``,
+    ``cost_unit``, ``policy`` (a :class:`Policy`: it calls ``act_one(QueryState, mask)``)
+    and ``action(index)``. This class supplies them for any policy, so baseline sessions
+    are real :class:`Session` objects: same masks, same state, same history.
+
+    Args:
+        policy: the deciding policy (e.g. ``make_policy("adaptive-consistency")``); its
+            ``arm`` fields index ``arms``. An object with only the batch method
+            ``act(StateBatch, mask)`` is wrapped so that sessions can call ``act_one``.
+        arms: the arm names, in the policy's arm order.
+        cost_unit: the log units one cost unit of the policy's state stands for (the
+            ``cost_spent`` feature is divided by it); 1 by default.
+
+    Attributes:
+        policy: the policy (or its ``act_one`` wrapper).
+        arms: the arm names.
+        cost_unit: the cost unit.
+    """
+
+    def __init__(self, policy: Policy, arms: Sequence[str], *, cost_unit: float = 1.0) -> None:
+        if not callable(getattr(policy, "act", None)):
+            raise ParameterError("PolicyOracle", "policy", "a Policy (an object with "
+                                 "act(StateBatch, mask)), e.g. make_policy('fixed-n', n=5)",
+                                 policy)
+        names = (arms,) if isinstance(arms, str) else tuple(arms)
+        if not names or len(set(names)) != len(names) or not all(
+                isinstance(name, str) and name for name in names):
+            raise ParameterError("PolicyOracle", "arms", "a non-empty list of distinct arm "
+                                 "names", arms)
+        if not (isinstance(cost_unit, int | float) and np.isfinite(cost_unit)
+                and cost_unit > 0):
+            raise ParameterError("PolicyOracle", "cost_unit", "a finite number > 0", cost_unit)
+        self.policy = policy if callable(getattr(policy, "act_one", None)) else _BatchOnly(
+            policy)
+        self.arms: tuple[str, ...] = names
+        self.cost_unit = float(cost_unit)
+
+    def action(self, index: int) -> Action:
+        """The :class:`Action` of an action index (see :mod:`allocator.actions`)."""
+        return Action.of_index(index, self.arms)
+
+    def session(
+        self,
+        query: str | None = None,
+        *,
+        lambda_: float = 0.0,
+        prior: np.ndarray | Sequence[float] | None = None,
+        arms: Sequence[str] | None = None,
+        supports_refine: bool = False,
+        supports_verify: bool = False,
+        max_samples: int | None = None,
+        max_samples_per_arm: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Start deciding for one query (the arguments of ``BudgetOracle.session``).
+
+        Args:
+            query: the query text (kept on the session; baselines do not read it).
+            lambda_: the price of one cost unit (the ``lambda`` feature; baselines mostly
+                ignore it).
+            prior: per-arm prior accuracy, shape (A,); 0.5 per arm by default.
+            arms: the arms the executor serves (default all).
+            supports_refine: whether REFINE may be chosen.
+            supports_verify: whether VERIFY may be chosen.
+            max_samples: most attempts (samples + refinements) for this query.
+            max_samples_per_arm: most samples per arm.
+            metadata: ignored (accepted for the oracle's signature).
+
+        Raises:
+            ParameterError: an invalid argument.
+        """
+        del metadata  # baselines do not predict a prior
+        owner = "PolicyOracle.session"
+        return Session(self, query=query, lambda_=_number(owner, "lambda_", lambda_),
+                       prior=self._prior(owner, prior), served=self._served(owner, arms),
+                       limits=self._limits(owner, max_samples_per_arm),
+                       supports_refine=bool(supports_refine),
+                       supports_verify=bool(supports_verify),
+                       max_samples=_count(owner, "max_samples", max_samples))
+
+    def _prior(self, owner: str, prior: Any) -> np.ndarray:
+        if prior is None:
+            return np.full(len(self.arms), 0.5)
+        try:
+            array = np.asarray(prior, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = np.full(1, np.nan)
+        if array.shape != (len(self.arms),) or not ((array >= 0) & (array <= 1)).all():
+            raise ParameterError(owner, "prior", f"an array of shape ({len(self.arms)},) with "
+                                 "values in [0, 1]", prior)
+        return array.copy()
+
+    def _served(self, owner: str, arms: Sequence[str] | None) -> np.ndarray:
+        if arms is None:
+            return np.ones(len(self.arms), dtype=bool)
+        names = [arms] if isinstance(arms, str) else list(arms)
+        if not names or any(name not in self.arms for name in names):
+            raise ParameterError(owner, "arms", f"a non-empty list of the policy's arms "
+                                 f"{list(self.arms)}", arms)
+        return np.isin(np.array(self.arms), names)
+
+    def _limits(self, owner: str, limits: Mapping[str, int] | None) -> np.ndarray:
+        out = np.full(len(self.arms), -1, dtype=np.int64)
+        for arm, limit in (limits or {}).items():
+            if arm not in self.arms:
+                raise ParameterError(owner, "max_samples_per_arm",
+                                     f"arm -> integer >= 0 for arms in {list(self.arms)}",
+                                     {arm: limit})
+            value = _count(owner, "max_samples_per_arm", limit)
+            if value is None:
+                raise ParameterError(owner, "max_samples_per_arm", "arm -> integer >= 0",
+                                     {arm: limit})
+            out[self.arms.index(arm)] = value
+        return out
+
+    def __repr__(self) -> str:
+        policy = getattr(self.policy, "wrapped", self.policy)
+        describe = getattr(policy, "describe", None)
+        name = describe() if callable(describe) else repr(policy)
+        return f"PolicyOracle({name}, arms={list(self.arms)}, cost_unit={self.cost_unit:g})"
+
+
+class _BatchOnly:
+    """A policy with only ``act`` on batches: ``act_one`` decides on ``to_batch()``."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+
+    def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self.wrapped.act(state, mask))
+
+    def act_one(self, state: QueryState, mask: np.ndarray) -> int:
+        return int(self.act(state.to_batch(), np.asarray(mask, dtype=bool)[None, :])[0])
+
+
+def policy_session(
+    policy: Policy,
+    arms: Sequence[str],
+    *,
+    lambda_: float = 0.0,
+    prior: np.ndarray | Sequence[float] | None = None,
+    max_samples: int | None = None,
+    supports_refine: bool = False,
+    supports_verify: bool = False,
+    query: str | None = None,
+    cost_unit: float = 1.0,
+) -> Session:
+    """A :class:`Session` deciding with a baseline policy (shorthand of :class:`PolicyOracle`).
+
+    Args:
+        policy: e.g. ``make_policy("adaptive-consistency", threshold=0.95)``.
+        arms: the arm names, in the policy's arm order.
+        lambda_: the price of one cost unit.
+        prior: per-arm prior accuracy; 0.5 per arm by default.
+        max_samples: most attempts for the query.
+        supports_refine: whether REFINE may be chosen.
+        supports_verify: whether VERIFY may be chosen.
+        query: the query text.
+        cost_unit: see :class:`PolicyOracle`.
+    """
+    return PolicyOracle(policy, arms, cost_unit=cost_unit).session(
+        query, lambda_=lambda_, prior=prior, max_samples=max_samples,
+        supports_refine=supports_refine, supports_verify=supports_verify)
+
+
+@runtime_checkable
+class SessionFactory(Protocol):
+    """Makes the session of one query for an executor.
+
+    Executors call it with the problem, the arms they serve and what they support, so
+    that the policy never asks for an action the executor cannot perform.
+    """
+
+    def __call__(self, problem: Problem, *, arms: Sequence[str], supports_refine: bool,
+                 supports_verify: bool) -> Session:
+        """A new session for ``problem``."""
+        ...
+
+
+class _OracleSessions:
+    """:func:`session_factory` of an object with a ``session`` method."""
+
+    def __init__(self, oracle: Any, kwargs: Mapping[str, Any]) -> None:
+        self.oracle = oracle
+        self.kwargs = dict(kwargs)
+
+    def __call__(self, problem: Problem, *, arms: Sequence[str], supports_refine: bool,
+                 supports_verify: bool) -> Session:
+        served = [arm for arm in self.oracle.arms if arm in set(arms)]
+        if not served:
+            raise ParameterError("session_factory", "arms", f"arms the deciding policy knows "
+                                 f"({list(self.oracle.arms)}); the executor serves only",
+                                 list(arms))
+        kwargs = {"arms": served, "supports_refine": supports_refine,
+                  "supports_verify": supports_verify, **self.kwargs}
+        if problem.metadata and "metadata" not in kwargs and hasattr(self.oracle, "predict_priors"):
+            kwargs["metadata"] = problem.metadata
+        return self.oracle.session(problem.question, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"session_factory({self.oracle!r}, **{self.kwargs!r})"
+
+
+def session_factory(decider: Any, arms: Sequence[str] | None = None,
+                    **session_kwargs: Any) -> SessionFactory:
+    """A :class:`SessionFactory` for the learned oracle or a baseline policy.
+
+    Args:
+        decider: a :class:`~allocator.oracle.BudgetOracle` (``allocator.load(...)``), a
+            :class:`PolicyOracle`, a :class:`~allocator.policies.Policy` (then ``arms``
+            is required: the policy's arm names), or a :class:`SessionFactory` (returned
+            as is).
+        arms: the arm names of a plain policy, in its arm order.
+        **session_kwargs: fixed arguments of every ``decider.session(...)`` call
+            (``lambda_``, ``target_cost``, ``max_samples``, ``prior``...). ``arms``,
+            ``supports_refine`` and ``supports_verify`` given here override what the
+            executor passes.
+
+    Raises:
+        ParameterError: ``decider`` is none of these, or a policy comes without arms.
+    """
+    if isinstance(decider, Policy) or (callable(getattr(decider, "act", None))
+                                       and not hasattr(decider, "session")):
+        if arms is None:
+            raise ParameterError("session_factory", "arms", "the policy's arm names (a plain "
+                                 "policy indexes arms by number)", None)
+        decider = PolicyOracle(decider, arms)
+    if hasattr(decider, "session") and hasattr(decider, "arms"):
+        return _OracleSessions(decider, session_kwargs)
+    if callable(decider):
+        if session_kwargs:
+            raise ParameterError("session_factory", "session_kwargs", "empty for a factory "
+                                 "(it makes its own sessions)", session_kwargs)
+        return decider  # type: ignore[no-any-return]
+    raise ParameterError("session_factory", "decider", "a BudgetOracle, a PolicyOracle, a "
+                         "Policy or a session factory", decider)
+
+
+def _number(owner: str, name: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number < 0:
+        raise ParameterError(owner, name, "a finite number >= 0", value)
+    return number
+
+
+def _count(owner: str, name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ParameterError(owner, name, "an integer >= 0 or None", value)
+    return int(value)

@@ -1,0 +1,267 @@
+"""Best-of-N with a verifier, Recursive Tournament Voting and Parallel-Distill-Refine:
+what each action does, what is recorded, and how scores reach the session."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from executor_scripts import (
+    ScriptedClient,
+    ScriptPolicy,
+    answer_text,
+    extract,
+    replay_by_hand,
+    run,
+)
+
+from allocator.errors import ExecutorError, LLMError, VerifierError
+from allocator.executors import (
+    BestOfN,
+    ParallelDistillRefine,
+    PolicyOracle,
+    TournamentVoting,
+    parse_vote,
+)
+from allocator.executors.tournament import comparisons_needed
+from allocator.policies import make_policy
+from allocator.verifiers import Candidate, Problem, Verdict
+
+ARMS = {"small": {"model": "small-model", "temperature": 0.7}}
+QUESTION = "Which number is best?"
+
+
+def texts(answers: str) -> list[str]:
+    return [answer_text(answer) for answer in answers.split()]
+
+
+class TableVerifier:
+    """Scores candidates by a fixed table of answers (a real object, not a mock)."""
+
+    name = "table"
+
+    def __init__(self, scores: dict[str | None, float], cost: float = 2.0,
+                 fail: bool = False) -> None:
+        self.scores = scores
+        self.cost = cost
+        self.fail = fail
+        self.calls: list[list[str | None]] = []
+
+    async def verify(self, problem: Problem, candidates: Sequence[Candidate]
+                     ) -> list[Verdict]:
+        self.calls.append([candidate.answer for candidate in candidates])
+        if self.fail:
+            raise VerifierError("sandbox unavailable")
+        return [Verdict(self.scores.get(candidate.answer, math.nan), self.cost, "table")
+                for candidate in candidates]
+
+
+def largest_judge(prompt: str) -> str:
+    """Votes for the candidate whose answer is the largest number."""
+    found = [int(a) for a in re.findall(r"The answer is (\d+)", prompt)]
+    best = found.index(max(found)) + 1
+    return f"Candidate {best} looks right.\nBest: {best}"
+
+
+# ------------------------------------------------------------------ best-of-N
+def test_best_of_n_returns_the_top_verified_candidate_not_the_majority() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("3 3 5 3")})
+    verifier = TableVerifier({"3": 0.2, "5": 0.9})
+    policy = make_policy("fixed-n", n=4, verify=True)
+    executor = BestOfN(client, ARMS, extract, verifier=verifier, decider=policy)
+    result = run(executor.arun(Problem("q1", QUESTION, reference="5")))
+    assert [str(a) for a in result.actions] == ["SAMPLE(small)"] * 4 + ["VERIFY", "STOP"]
+    assert result.answer == "5" and result.correct == 1.0
+    assert result.text == answer_text("5")
+    assert verifier.calls == [["3", "3", "5", "3"]]
+    samples = [row for row in result.rows if row["kind"] == "sample"]
+    verdicts = [row for row in result.rows if row["kind"] == "verify"]
+    assert [row["score"] for row in samples] == [0.2, 0.2, 0.9, 0.2]
+    assert [row["target"] for row in verdicts] == [row["attempt_id"] for row in samples]
+    assert all(row["role"] == "verdict" and row["cost"] == 2.0 for row in verdicts)
+    # Candidate rows come first (held for their scores), verdicts after them.
+    assert [row["kind"] for row in result.rows] == ["sample"] * 4 + ["verify"] * 4
+    assert result.session.state.verified == 4
+    assert result.session_cost == pytest.approx(sum(row["cost"] for row in result.rows))
+    replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
+        supports_verify=True))
+
+
+def test_a_verifier_failure_writes_the_held_samples_then_raises(tmp_path) -> None:
+    from allocator.executors import RunRecorder
+    from allocator.logs import read_attempts
+
+    client = ScriptedClient(samples={QUESTION: texts("3 5")})
+    path = tmp_path / "runs.jsonl"
+    with RunRecorder(path) as recorder, pytest.raises(ExecutorError, match="sandbox"):
+        run(BestOfN(client, ARMS, extract, verifier=TableVerifier({}, fail=True),
+                    decider=make_policy("fixed-n", n=2, verify=True),
+                    recorder=recorder).arun(Problem("q1", QUESTION, reference="5")))
+    log, _ = read_attempts(path)
+    assert log.n_attempts == 2 and np.isnan(log.score).all()
+
+
+# ------------------------------------------------------------------ RTV
+@pytest.mark.parametrize("k", [2, 3, 5, 8])
+def test_rtv_with_pairs_takes_ceil_log2_k_rounds_and_records_every_vote(k: int) -> None:
+    answers = [str(10 + (i * 7) % 13) for i in range(k)]  # distinct numbers
+    client = ScriptedClient(samples={QUESTION: texts(" ".join(answers))},
+                            judge=largest_judge)
+    policy = make_policy("fixed-n", n=k, verify=True)
+    executor = TournamentVoting(client, ARMS, extract, decider=policy, votes=3,
+                                judge={"model": "judge-model", "temperature": 1.0})
+    result = run(executor.arun(Problem("q1", QUESTION, reference=max(answers, key=int))))
+    assert result.answer == max(answers, key=int) and result.correct == 1.0
+    judge_calls = client.of_kind("judge")
+    assert len(judge_calls) == k - 1 == comparisons_needed(k, 2)
+    assert all(call.n == 3 and call.params["model"] == "judge-model" for call in judge_calls)
+    votes = [row for row in result.rows if row["role"] == "vote"]
+    assert len(votes) == 3 * (k - 1)
+    rounds = {row["tournament_round"] for row in votes}
+    assert max(rounds) == math.ceil(math.log2(k))
+    for row in votes:
+        shown = json.loads(row["candidates"])
+        assert len(shown) == 2 and row["vote"] == row["winner"] and row["vote"] in shown
+        assert row["answer"] == max((r["answer"] for r in result.rows
+                                     if r["attempt_id"] in shown), key=int)
+    # Scores: rounds won / rounds played; the champion 1.0.
+    samples = {row["answer"]: row["score"] for row in result.rows if row["kind"] == "sample"}
+    assert samples[result.answer] == 1.0
+    assert all(0.0 <= score < 1.0 for answer, score in samples.items()
+               if answer != result.answer)
+    assert result.session.final_answer() == result.answer
+    assert result.session_cost == pytest.approx(sum(row["cost"] for row in result.rows))
+
+
+def test_rtv_extends_the_tournament_with_the_champion_and_new_candidates() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("4 9 6 2")}, judge=largest_judge)
+    policy = ScriptPolicyTwice()
+    executor = TournamentVoting(client, ARMS, extract, decider=PolicyOracle(policy, ["small"]),
+                                votes=1)
+    result = run(executor.arun(Problem("q1", QUESTION)))
+    assert [str(a) for a in result.actions] == [
+        "SAMPLE(small)", "SAMPLE(small)", "VERIFY", "SAMPLE(small)", "SAMPLE(small)",
+        "VERIFY", "STOP"]
+    votes = [row for row in result.rows if row["role"] == "vote"]
+    assert sorted({row["tournament"] for row in votes}) == [1, 2]
+    # Tournament 2: champion 9 with 6 and 2: two comparisons.
+    assert len([row for row in votes if row["tournament"] == 2]) == 2
+    assert result.answer == "9"
+
+
+class ScriptPolicyTwice(ScriptPolicy):
+    """Two samples, VERIFY, two more, VERIFY, STOP."""
+
+    def act(self, state, mask):  # type: ignore[override]
+        import numpy as np
+
+        from allocator.actions import STOP, sample_action, verify_action
+
+        drawn, verified = int(state.samples[0, 0]), int(state.verified[0])
+        if verified < drawn and mask[0, verify_action(1)] and drawn % 2 == 0:
+            return np.array([verify_action(1)])
+        return np.array([sample_action(0) if drawn < 4 else STOP])
+
+
+def test_parse_vote_reads_the_last_best_line() -> None:
+    assert parse_vote("Best: 2", 2) == 1
+    assert parse_vote("best candidate #1 ... Best: 3", 3) == 2
+    assert parse_vote("2", 2) == 1
+    assert parse_vote("Best: 7", 2) is None
+    assert parse_vote("no idea", 2) is None
+    assert [comparisons_needed(k, 3) for k in (1, 2, 3, 4, 9, 10)] == [0, 1, 1, 2, 4, 5]
+
+
+def test_rtv_judge_failure_keeps_the_votes_already_cast() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("1 2 3 4")}, judge=largest_judge,
+                            fail_at={5: LLMError("judge down")})
+    executor = TournamentVoting(client, ARMS, extract,
+                                decider=make_policy("fixed-n", n=4, verify=True), votes=2)
+    with pytest.raises(ExecutorError, match="judge down"):
+        run(executor.arun(Problem("q1", QUESTION, reference="4")))
+    finished_judge = [call for call in client.of_kind("judge") if call.finished]
+    assert len(finished_judge) == 1  # call 4 finished, call 5 failed
+
+
+# ------------------------------------------------------------------ PDR
+def test_pdr_records_drafts_summaries_and_refinements_by_round() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("3 7 7")},
+                            refinements=texts("7 7 7 3"), summary="Most attempts say 7.")
+    policy = ScriptPolicy(drafts=3, refines=4)
+    executor = ParallelDistillRefine(client, ARMS, extract, decider=policy, width=2,
+                                     summary_max_tokens=64)
+    result = run(executor.arun(Problem("q1", QUESTION, reference="7")))
+    assert [str(a) for a in result.actions] == ["SAMPLE(small)"] * 3 + ["REFINE"] * 4 + [
+        "STOP"]
+    rows = result.rows
+    assert [(row["role"], row["round"]) for row in rows] == [
+        ("sample", 0), ("sample", 0), ("sample", 0), ("refinement", 1), ("summary", 1),
+        ("refinement", 1), ("refinement", 2), ("summary", 2), ("refinement", 2)]
+    distills = client.of_kind("distill")
+    assert [call.params["max_tokens"] for call in distills] == [64, 64]
+    assert distills[0].prompt.count("Attempt ") == 3  # round 1 distils the drafts
+    assert distills[1].prompt.count("Attempt ") == 2  # round 2 the round-1 refinements
+    assert all("Most attempts say 7." in call.prompt for call in client.of_kind("refine"))
+    # The summary's cost is charged to the first refinement of its round.
+    summaries = [row for row in rows if row["role"] == "summary"]
+    refinements = [row for row in rows if row["role"] == "refinement"]
+    assert all(row["cost"] == 0.0 and row["kind"] == "verify" for row in summaries)
+    assert [row["charged_to"] for row in summaries] == [refinements[0]["attempt_id"],
+                                                         refinements[2]["attempt_id"]]
+    own = len(answer_text("7"))
+    assert refinements[0]["cost"] == own + summaries[0]["call_cost"]
+    assert refinements[1]["cost"] == own
+    assert result.session_cost == pytest.approx(sum(row["cost"] for row in rows))
+    assert result.cost == pytest.approx(result.session_cost)
+    assert result.answer == "7" and result.session.state.refines == 4
+    replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
+        supports_refine=True))
+
+
+def test_pdr_refinements_run_in_parallel_within_a_round() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("3 7 7 7 7 7")},
+                            refinements=texts("7 7 7 7 7 7"))
+    executor = ParallelDistillRefine(client, ARMS, extract, parallelism=4, width=3,
+                                     decider=ScriptPolicy(drafts=2, refines=3))
+    result = run(executor.arun(Problem("q1", QUESTION)))
+    assert len(client.of_kind("refine")) == 3  # never more than the round's width
+    assert [row["round"] for row in result.rows if row["role"] == "refinement"] == [1, 1, 1]
+    assert client.max_active >= 2
+    assert result.session.state.refines == 3 and result.session.state.drawn == 5
+
+
+def test_the_call_cap_stops_tournaments_and_summaries_it_cannot_finish() -> None:
+    client = ScriptedClient(samples={QUESTION: texts("3 3 5 6")}, judge=largest_judge)
+    rtv = TournamentVoting(client, ARMS, extract, max_llm_calls=5,
+                           decider=make_policy("fixed-n", n=4, verify=True))
+    result = run(rtv.arun(Problem("q1", QUESTION)))
+    assert result.stopped_by == "max_llm_calls" and not client.of_kind("judge")
+    assert result.answer == "3"  # no tournament: the majority vote
+    client = ScriptedClient(samples={QUESTION: texts("3 7")}, refinements=texts("7"))
+    pdr = ParallelDistillRefine(client, ARMS, extract, max_llm_calls=3,
+                                decider=ScriptPolicy(drafts=2, refines=2))
+    result = run(pdr.arun(Problem("q1", QUESTION)))
+    # One call left: no room for a summary and a refinement, so no summary is paid for.
+    assert [call.kind for call in client.calls] == ["sample", "sample"]
+    assert result.stopped_by == "max_llm_calls" and result.session.state.refines == 0
+    client = ScriptedClient(samples={QUESTION: texts("3 7")}, refinements=texts("7"))
+    pdr = ParallelDistillRefine(client, ARMS, extract, max_llm_calls=4,
+                                decider=ScriptPolicy(drafts=2, refines=2))
+    result = run(pdr.arun(Problem("q1", QUESTION)))
+    assert [call.kind for call in client.calls] == ["sample", "sample", "distill", "refine"]
+    assert result.stopped_by == "max_llm_calls" and result.session.state.refines == 1
+
+
+def test_best_of_n_with_the_projects_exact_checker() -> None:
+    exact = pytest.importorskip("allocator.verifiers.exact")
+    client = ScriptedClient(samples={QUESTION: texts("3 3 5")})
+    executor = BestOfN(client, ARMS, extract, verifier=exact.ExactChecker(),
+                       decider=make_policy("fixed-n", n=3, verify=True))
+    result = run(executor.arun(Problem("q1", QUESTION, reference="5")))
+    assert result.answer == "5"
+    assert [row["detail"] for row in result.rows if row["role"] == "verdict"] == [
+        "mismatch", "mismatch", "match"]
