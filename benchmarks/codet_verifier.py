@@ -10,7 +10,7 @@ Method (as CodeT's code at 35f54d6): from each generated test sample, the first 
 ``assert`` cases that mention the entry point (:func:`allocator.verifiers.code.extract_asserts`);
 the union over the 100 samples, deduplicated, is the problem's test set (at most 500;
 50.8 on average, 9 problems get none). Every distinct completion runs against every test
-case of its problem in one sandboxed subprocess (:func:`allocator.verifiers.code.run_tests`,
+case of its problem in one sandboxed subprocess (:func:`allocator.verifiers.sandbox.run_tests`,
 0.1 CPU-second per test case as CodeT's 0.1 s timeout, 1 s wall per test case, 10 s per
 candidate) on a process pool. Then:
 
@@ -57,7 +57,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
-from allocator.verifiers.code import Limits, describe_sandbox, extract_asserts, run_tests
+from allocator.verifiers import Limits, describe_sandbox, extract_asserts, run_tests
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public-logs" / "codet_humaneval"
 OUT = Path(__file__).resolve().parent / "results" / "codet_verifier"
