@@ -154,6 +154,10 @@ class MLPPolicyNetwork:
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ParameterError("MLPPolicyNetwork", "obs",
                                  f"an array of shape (B, {self.n_inputs})", np.shape(obs))
+        return self._forward(x)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Normalise float32 observations (a batch or one vector), then the dense layers."""
         if self.normalization is not None:
             x = self.normalization(x)
         x = x.astype(np.float64)
@@ -173,11 +177,7 @@ class MLPPolicyNetwork:
         if x.shape != (self.n_inputs,):
             raise ParameterError("MLPPolicyNetwork.act_one", "obs",
                                  f"an array of shape ({self.n_inputs},)", np.shape(obs))
-        if self.normalization is not None:
-            x = self.normalization(x)
-        x = x.astype(np.float64)
-        for weight_t, bias, activation in self._layers:
-            x = activation(x @ weight_t + bias)
+        x = self._forward(x)
         mask = self._check_mask(mask, x.shape)
         return int(np.where(mask, x, -np.inf).argmax())
 

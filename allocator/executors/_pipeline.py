@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Hashable, Iterable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from allocator.llm.protocol import Completion
 
-__all__ = ["CallOutcome", "InFlight", "gather_or_cancel"]
+__all__ = ["CallOutcome", "InFlight"]
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,18 +120,3 @@ class InFlight:
             elif task.exception() is None:
                 unused.append(task.result())
         return sorted(unused, key=lambda outcome: outcome.seq)
-
-
-async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
-    """Await all, in order; on the first failure cancel the others, wait, and re-raise.
-
-    (``asyncio.TaskGroup`` without Python 3.11.)
-    """
-    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

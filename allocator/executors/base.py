@@ -223,7 +223,7 @@ class Executor:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ParameterError(f"{type(self).__name__}.arun_many", "concurrency",
                                  "an integer >= 1", concurrency)
-        from allocator.executors._pipeline import gather_or_cancel
+        from allocator._aio import gather_or_cancel
 
         gate = asyncio.Semaphore(concurrency)
 

@@ -36,8 +36,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from allocator._aio import gather_or_cancel
 from allocator.errors import ParameterError
-from allocator.executors._pipeline import gather_or_cancel
 from allocator.executors.base import Executor
 from allocator.executors.run import Drawn, RunState, completion_columns
 

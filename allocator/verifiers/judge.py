@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from allocator._aio import gather_or_cancel
 from allocator.errors import LLMError, ParameterError, VerifierError
 from allocator.llm.protocol import Completion, LLMClient, as_messages
 from allocator.verifiers.base import Candidate, Problem, Verdict
@@ -40,7 +41,6 @@ _VERDICT = re.compile(
     r"verdict\W{0,6}(not\s+)?(" + "|".join(_NEGATIVE + _POSITIVE) + r")\b", re.IGNORECASE)
 _SCORE = re.compile(r"score\W{0,6}(\d+(?:\.\d+)?)\s*(?:/\s*10\b)?", re.IGNORECASE)
 
-T = TypeVar("T")
 
 
 def parse_verdict(text: str) -> float:
@@ -125,7 +125,7 @@ class LLMJudge:
             async with gate:
                 return await self._judge(problem, candidate)
 
-        return await _gather_or_cancel([one(candidate) for candidate in candidates])
+        return await gather_or_cancel([one(candidate) for candidate in candidates])
 
     async def _judge(self, problem: Problem, candidate: Candidate) -> Verdict:
         messages = as_messages(self.prompt(problem, candidate), self.system)
@@ -180,15 +180,3 @@ def _check_template(template: object) -> None:
         raise ParameterError("LLMJudge", "template",
                              f"a str.format template using only {sorted(example)}",
                              f"{template!r} ({type(error).__name__}: {error})") from error
-
-
-async def _gather_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run concurrently; on the first failure cancel the rest, then re-raise it."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
