@@ -53,6 +53,20 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
+def _parse_prices(pairs: list[str]) -> dict[str, float]:
+    prices = {}
+    for pair in pairs:
+        arm, sep, value = pair.rpartition("=")
+        try:
+            prices[arm] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not arm:
+            raise typer.BadParameter(f"expected ARM=PRICE (a number), got {pair!r}",
+                                     param_hint="--price")
+    return prices
+
+
 @app.command()
 def ingest(
     source: Annotated[Path, typer.Argument(help="A log file or folder to convert.")],
@@ -74,6 +88,11 @@ def ingest(
         "--common-queries",
         help="Keep only the queries that every arm has sampled (for comparing arms); the "
              "number of queries left out is printed.")] = False,
+    price: Annotated[list[str] | None, typer.Option(
+        "--price", metavar="ARM=PRICE",
+        help="Multiply an arm's logged costs by a price (repeatable), e.g. tokens to "
+             "dollars: --price gpt-4=30e-6 --price llama-2-13b=0.2e-6; arms not named keep "
+             "their costs.")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-O", metavar="KEY=VALUE",
         help="A converter option (repeatable), e.g. -O tasks=date -O models=gpt-3.5-turbo; "
@@ -118,6 +137,8 @@ def ingest(
             log, rejected = convert(
                 source, format, skip_invalid=skip_invalid, **_parse_options(option or [])
             )
+        if price:
+            log = log.with_prices(_parse_prices(price))
         dropped = 0
         if common_queries:
             keep = log.common_queries()

@@ -24,7 +24,8 @@ def _ingest_json(*args: str) -> dict:
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("ingest", "summarize", "formats", "synth", "demo"):
+    for command in ("ingest", "summarize", "formats", "evaluate", "train", "calibrate",
+                    "synth", "demo", "serve"):
         assert command in result.output
 
 
@@ -66,6 +67,25 @@ def test_ingest_generic_csv_with_column_mapping(tmp_path: Path) -> None:
     for key, value in expected.items():
         assert row[key] == pytest.approx(value)
     assert read_log(out).n_attempts == len(rows)
+
+
+def test_ingest_prices_each_arms_costs(tmp_path: Path) -> None:
+    source = tmp_path / "runs.jsonl"
+    rows = [{"query_id": f"q{q}", "arm": arm, "answer": "1", "correct": 1, "cost": 100 + q}
+            for q in range(4) for arm in ("big", "small")]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "log.parquet"
+    result = runner.invoke(app, ["ingest", str(source), "-o", str(out), "--price", "big=3e-5",
+                                 "--price", "small=2"])
+    assert result.exit_code == 0, result.output
+    log = read_log(out)
+    for row, cost, arm in zip(rows, log.cost, log.arm, strict=True):
+        assert log.arms[arm] == row["arm"]
+        assert cost == pytest.approx(row["cost"] * (3e-5 if row["arm"] == "big" else 2))
+    bad = runner.invoke(app, ["ingest", str(source), "-o", str(out), "--price", "big=cheap"])
+    assert bad.exit_code == 2 and "ARM=PRICE" in bad.output
+    unknown = runner.invoke(app, ["ingest", str(source), "-o", str(out), "--price", "huge=2"])
+    assert unknown.exit_code == 2 and "unknown arms ['huge']" in unknown.output
 
 
 def test_ingest_refuses_bad_rows_and_keeps_the_old_output(tmp_path: Path) -> None:
