@@ -147,7 +147,8 @@ def _strip_or_none(text: str) -> str | None:
 
 # --- shared: answer markers, and cutting a run-on into the next few-shot question ----
 
-_NEXT_QUESTION = re.compile(r"^\W{0,4}(?:Q|Question)\b", re.MULTILINE)
+# "Q:" or "Question", not a variable named Q ("Q = m c dT")
+_NEXT_QUESTION = re.compile(r"^\W{0,4}(?:Q\s*:|Question\b)", re.MULTILINE)
 _ANSWER_MARKER = re.compile(
     r"(?:\banswer\s*(?:is|would be|will be|=|:)\s*:?|^\s*A\s*:|\bans\s*=|^\s*####)",
     re.IGNORECASE | re.MULTILINE,
@@ -196,6 +197,8 @@ _NUMBER = re.compile(
 _BOXED = re.compile(r"\\boxed\s*\{")
 _LATEX_TEXT = re.compile(r"\\(?:text|mathrm|mbox)\s*\{[^{}]*\}")
 _LATEX_FRAC = re.compile(r"\\d?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_NUMERIC_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d[\d,.]*)\s*\}\s*\{\s*(-?\d[\d,.]*)\s*\}")
+_UNICODE_MINUS = "\u2212"
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -213,11 +216,12 @@ def _boxed_contents(text: str) -> list[str]:
 
 def _find_number(text: str) -> str | None:
     text = re.sub(r"<<[^<>]*>>", "", text)  # GSM8K calculator annotations
+    text = text.replace(_UNICODE_MINUS, "-")
     boxed = _boxed_contents(text)
     if boxed:  # the model's own final answer: a number, or no numeric answer at all
         content = _LATEX_TEXT.sub(" ", boxed[-1])
         return re.sub(r"(?:\s+[A-Za-z]+)+\s*$", "", content)
-    return _marked_or_last(text, _NUMBER)
+    return _marked_or_last(_NUMERIC_FRAC.sub(r"\1/\2", text), _NUMBER)
 
 
 def normalize_number(answer: str | float | int) -> str | None:
@@ -229,7 +233,8 @@ def normalize_number(answer: str | float | int) -> str | None:
     """
     if isinstance(answer, bool):
         return None
-    text = _LATEX_FRAC.sub(r"\1/\2", str(answer)).strip().rstrip(".")
+    text = _LATEX_FRAC.sub(r"\1/\2", str(answer).replace(_UNICODE_MINUS, "-"))
+    text = text.strip().rstrip(".")
     text = re.sub(r"[\s$,%]|\\[$%]|\\!|\\,", "", text)
     text = text.removeprefix("+")
     try:
@@ -258,10 +263,12 @@ _CHOICE_AFTER_MARKER = re.compile(
 )
 _PARENTHESISED = re.compile(rf"\(([{_LETTERS}{_LETTERS.lower()}])\)")
 _LONE_LETTER = re.compile(rf"^\s*\(?([{_LETTERS}])\)?[.:)]?\s*$", re.IGNORECASE)
+_BOXED_LETTER = re.compile(rf"\\boxed\s*\{{\s*\(?([{_LETTERS}{_LETTERS.lower()}])\)?\s*\}}")
 
 
 def _find_choice(text: str) -> str | None:
-    text = _cut_run_on(text)
+    # markdown emphasis ("Answer: **B**") and a boxed letter ("\boxed{B}" reads "(B)")
+    text = _BOXED_LETTER.sub(r"(\1)", _cut_run_on(text).replace("*", ""))
     marked = [m.group(1) for m in _CHOICE_AFTER_MARKER.finditer(text)
               if m.group(1).isupper() or m.group(0).rstrip().endswith(")")]
     if marked:

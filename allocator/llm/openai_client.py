@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import random
 import time
@@ -279,7 +280,7 @@ def parse_chat_completion(payload: Any, n: int, *, url: str | None = None,
     if len(choices) != n:
         raise fail(f"asked for n={n} completions, got {len(choices)} choices; a server "
                    f"that ignores n (some do) needs n=1 requests repeated")
-    choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    choices = sorted(choices, key=_choice_index)
     texts = [_choice_text(choice, index, fail) for index, choice in enumerate(choices)]
     logprobs = [_choice_logprobs(choice) for choice in choices]
     usage = payload.get("usage") if isinstance(payload.get("usage"), Mapping) else {}
@@ -312,7 +313,14 @@ def _choice_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
     if not isinstance(content, list):
         return None
     return tuple(float(token["logprob"]) for token in content
-                 if isinstance(token, Mapping) and "logprob" in token)
+                 if isinstance(token, Mapping) and _number_or_none(token.get("logprob"))
+                 is not None)
+
+
+def _choice_index(choice: Any) -> float:
+    """A choice's ``index`` for sorting (0 when missing, null or not a number)."""
+    index = choice.get("index") if isinstance(choice, Mapping) else None
+    return _number_or_none(index) or 0
 
 
 def _completion_tokens(usage: Mapping[str, Any], logprobs: list[tuple[float, ...] | None],
@@ -353,20 +361,29 @@ def _retryable_status(status: int) -> bool:
 
 def _retry_after(response: httpx.Response) -> float | None:
     """Seconds the server asked to wait (``retry-after-ms`` or ``Retry-After``), if any."""
-    milliseconds = response.headers.get("retry-after-ms")
+    milliseconds = _finite(response.headers.get("retry-after-ms"))
     if milliseconds is not None:
-        try:
-            return max(float(milliseconds) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        return max(milliseconds / 1000.0, 0.0)
     value = response.headers.get("retry-after")
     if value is None:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
+    try:  # an HTTP date; anything else is ignored (the backoff applies)
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _finite(value: str | None) -> float | None:
+    """``value`` as a finite float, else None."""
     try:
-        return max(float(value), 0.0)
+        number = float(value) if value is not None else math.nan
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return None if when is None else max(when.timestamp() - time.time(), 0.0)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _server_message(response: httpx.Response) -> str:

@@ -86,6 +86,37 @@ def test_number_normal_forms(value: Any, expected: str | None) -> None:
     assert normalize_number(value) == expected
 
 
+# Realistic outputs that were read wrong (review 2026-11): LaTeX fractions outside
+# \\boxed, a Unicode minus, markdown bold and \\boxed around a choice letter, and a
+# variable named Q at the start of a line (not a run-on into a new question).
+REVIEW_CASES: list[tuple[str, str, str | None]] = [
+    ("number", "The answer is $\\frac{1}{2}$.", "1/2"),
+    ("number", "The answer is -\\dfrac{3}{4}", "-3/4"),
+    ("number", "\\frac{1}{2}", "1/2"),  # a MATH-style reference answer
+    ("number", "The answer is \u22123.5.", "-3.5"),
+    ("choice", "Answer: **B**", "B"),
+    ("choice", "The answer is **C) Paris**.", "C"),
+    ("choice", "The answer is $\\boxed{D}$", "D"),
+    ("number", "Q: How much heat?\nA: We use Q = m c dT.\nQ = 2 * 3 = 6 J\nThe answer is 6",
+     "6"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "expected"), REVIEW_CASES,
+                         ids=[f"{kind}-{i}" for i, (kind, _, _) in enumerate(REVIEW_CASES)])
+def test_extract_realistic_outputs(kind: str, text: str, expected: str | None) -> None:
+    assert extract(text, kind) == expected
+
+
+def test_a_latex_fraction_reference_grades_its_boxed_answer_correct() -> None:
+    from allocator.executors.recorder import exact_grade, normalise_reference
+
+    number = get_extractor("number")
+    reference = normalise_reference("\\frac{1}{2}", number)
+    assert exact_grade(number("so \\boxed{\\frac{1}{2}}"), reference) == 1.0
+    assert normalize_number("\u22127") == "-7"
+
+
 def test_extractors_normalise_gold_answers_too() -> None:
     assert get_extractor("date").normalize("May 1, 2021") == "05/01/2021"
     assert get_extractor("choice").normalize("(b)") == "B"

@@ -334,6 +334,17 @@ def test_logprobs_text_and_metadata_are_parsed() -> None:
     assert (second.text, second.logprobs) == ("", None)
 
 
+def test_null_indices_and_logprobs_do_not_break_parsing() -> None:
+    """Some gateways send ``"index": null`` or a null logprob: no TypeError escapes."""
+    second = {**_choice("b"), "index": 1}
+    first = {**_choice("a"), "index": None,
+             "logprobs": {"content": [{"token": "t", "logprob": None},
+                                      {"token": "u", "logprob": -0.5}]}}
+    parsed = parse_chat_completion(_reply([second, first], {"completion_tokens": 2}), 2)
+    assert [c.text for c in parsed] == ["a", "b"]  # null index sorts as 0
+    assert parsed[0].logprobs == (-0.5,)
+
+
 @pytest.mark.parametrize(("payload", "n", "message"), [
     ([], 1, "expected a JSON object"),
     ({"id": "x"}, 1, r"no 'choices' list \(keys: \['id'\]\)"),
@@ -348,6 +359,10 @@ def test_unusable_payloads_name_what_is_missing(payload: Any, n: int, message: s
 @pytest.mark.parametrize(("headers", "seconds"), [
     ({"retry-after": "2"}, 2.0), ({"retry-after-ms": "250"}, 0.25),
     ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({}, None),
+    # unparsable or non-finite values are ignored (backoff applies), never a ValueError
+    # escaping complete() instead of a retry
+    ({"retry-after": "soon"}, None), ({"retry-after": "nan"}, None),
+    ({"retry-after-ms": "nan", "retry-after": "1"}, 1.0),
 ])
 def test_retry_after_headers(headers: dict[str, str], seconds: float | None) -> None:
     assert _retry_after(httpx.Response(429, headers=headers)) == seconds
