@@ -121,8 +121,12 @@ def create_app(
 
 
 def _check_arguments(token: str | None, interval: float | None, max_bytes: int) -> None:
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ParameterError("create_app", "token", "a non-empty string or None", token)
+    sendable = isinstance(token, str) and token.isprintable() and token == token.strip()
+    if token is not None and not (sendable and token):  # else no header can carry it
+        shown = "<the token, not shown>" if isinstance(token, str) and token else token
+        raise ParameterError("create_app", "token", "a non-empty string of printable "
+                             "characters without leading or trailing whitespace, or None",
+                             shown)
     if interval is not None and not (isinstance(interval, int | float) and interval > 0):
         raise ParameterError("create_app", "reload_interval", "a number of seconds > 0 or "
                              "None", interval)

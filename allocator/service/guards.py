@@ -139,7 +139,9 @@ def bearer_guard(token: str) -> Callable[..., Awaitable[None]]:
         if credentials is None:
             raise _unauthorized("missing bearer token: send the header "
                                 "'Authorization: Bearer <token>'.", None)
-        if not hmac.compare_digest(credentials.credentials.encode("utf-8"), expected):
+        # the server decodes header bytes as Latin-1: encoding back gives the bytes sent
+        # (clients send a non-ASCII token as UTF-8)
+        if not hmac.compare_digest(credentials.credentials.encode("latin-1"), expected):
             raise _unauthorized("wrong bearer token: send the token the server was "
                                 "started with (the variable named by --token-env).",
                                 "invalid_token")

@@ -79,6 +79,9 @@ def decide(served: Served, request: DecideRequest) -> DecideResponse:
         max_samples=request.max_samples, max_samples_per_arm=request.max_samples_per_arm,
         metadata=request.metadata)
     replay(session, oracle, request.history)
+    if not math.isfinite(session.cost_spent):
+        raise RequestFieldError(where, "history", "events whose costs add up to a finite "
+                                "total", "costs that overflow")
     action = session.next_action()
     return DecideResponse(
         action=ActionOut(kind=action.kind, arm=action.arm, index=action.index),

@@ -128,7 +128,7 @@ def _field(loc: tuple[Any, ...], kind: str) -> str:
     parts: list[str] = []
     previous: Any = None
     for part in loc[1:] if loc[:1] == ("body",) else loc:
-        if isinstance(previous, int) and part in EVENT_TAGS:
+        if isinstance(previous, int) and part in EVENT_TAGS and parts[:1] == ["history"]:
             previous = part
             continue  # the discriminator's branch, not a field
         if part == "[key]" and parts:

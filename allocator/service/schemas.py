@@ -11,6 +11,7 @@ The field ``lambda`` is spelled ``lambda`` on the wire (``lambda_`` in Python).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
@@ -89,13 +90,14 @@ def _answer(value: Any) -> str | int | None:
 
 
 def _metadata_value(value: Any) -> str | int | float | bool | None:
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int) or (
+            isinstance(value, float) and math.isfinite(value)):  # no NaN/Infinity either
         return value
     if isinstance(value, str) and len(value) <= MAX_NAME_CHARS:
         return value
     raise PydanticCustomError(
-        "metadata_type", "Input should be a string of at most {max} characters, a number, "
-        "a boolean or null", {"max": MAX_NAME_CHARS})
+        "metadata_type", "Input should be a string of at most {max} characters, a finite "
+        "number, a boolean or null", {"max": MAX_NAME_CHARS})
 
 
 #: An extracted answer: a string, an integer, or null (no answer; it does not vote).

@@ -41,7 +41,8 @@ def split_test_suite(source: str, entry_point: str | None = None) -> list[str]:
     test nothing, are dropped). Other statements (imports, helper assignments) are
     repeated in front of every later case, so each case runs on its own;
     top-level definitions (``METADATA``, helpers) come first in every case, and for a
-    ``check`` suite so does ``candidate = <entry_point>``.
+    ``check`` suite so does ``candidate = <entry_point>`` (a top-level ``check(...)``
+    call, as HumanEvalPack's suites end with, is dropped).
 
     Args:
         source: the test suite's Python source.
@@ -61,7 +62,8 @@ def split_test_suite(source: str, entry_point: str | None = None) -> list[str]:
     if not entry_point:
         raise ParameterError("split_test_suite", "entry_point",
                              "the function name a check(candidate) suite tests", entry_point)
-    setup = [ast.unparse(s) for s in tree.body if s is not check and not _has_assert(s)]
+    setup = [ast.unparse(s) for s in tree.body
+             if s is not check and not _has_assert(s) and not _calls_check(s)]
     return _cases(check.body, prefix=[*setup, f"candidate = {entry_point}"])
 
 
@@ -74,6 +76,12 @@ def _cases(statements: Sequence[ast.stmt], prefix: list[str]) -> list[str]:
         elif not (_is_doc(statement) or isinstance(statement, (ast.Pass, ast.Return))):
             context.append(ast.unparse(statement))
     return cases
+
+
+def _calls_check(statement: ast.stmt) -> bool:
+    """``check(entry_point)`` at the top level (HumanEvalPack's suites end with it)."""
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) \
+        and isinstance(statement.value.func, ast.Name) and statement.value.func.id == "check"
 
 
 def _has_assert(statement: ast.stmt) -> bool:

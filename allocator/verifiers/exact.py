@@ -50,11 +50,20 @@ def _canonical_number(text: str) -> str | None:
         return None
     if not value.is_finite():
         return None
+    # strip trailing zeros by hand: Decimal.normalize() rounds to the context's 28 digits
+    # and exponent range, which would make distinct numbers (or 1e-999999999 and 0) equal
+    sign, digits, exponent = value.as_tuple()
+    coefficient = "".join(map(str, digits)).lstrip("0")
+    if not coefficient:
+        return "0"
+    kept = coefficient.rstrip("0")
+    exponent = int(exponent) + len(coefficient) - len(kept)
+    value = Decimal((sign, tuple(map(int, kept)), exponent))
     if abs(value.adjusted()) > _MAX_DIGITS:  # 1e999999 stays short
-        return str(value.normalize()).lower()
-    if value == value.to_integral_value():
+        return str(value).lower()
+    if exponent >= 0:
         return str(int(value))
-    return format(value.normalize(), "f")
+    return format(value, "f")
 
 
 @dataclass(frozen=True)

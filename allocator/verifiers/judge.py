@@ -39,7 +39,7 @@ _POSITIVE = ("correct", "right", "yes", "pass", "true")
 _NEGATIVE = ("incorrect", "wrong", "no", "fail", "false")
 _VERDICT = re.compile(
     r"verdict\W{0,6}(not\s+)?(" + "|".join(_NEGATIVE + _POSITIVE) + r")\b", re.IGNORECASE)
-_SCORE = re.compile(r"score\W{0,6}(\d+(?:\.\d+)?)\s*(?:/\s*10\b)?", re.IGNORECASE)
+_SCORE = re.compile(r"score\W{0,6}(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?", re.IGNORECASE)
 
 
 
@@ -62,8 +62,8 @@ def parse_verdict(text: str) -> float:
         return 1.0 - vote if negated else vote
     scores = list(_SCORE.finditer(text))
     if scores:
-        value = float(scores[-1].group(1))
-        if 1.0 <= value <= 10.0:
+        value, scale = float(scores[-1].group(1)), scores[-1].group(2)
+        if 1.0 <= value <= 10.0 and (scale is None or float(scale) == 10.0):
             return (value - 1.0) / 9.0
     return math.nan
 

@@ -17,8 +17,9 @@ run therefore happens in a fresh process, with:
 - ``python -I`` (isolated mode: no ``PYTHON*`` variables, no user site, no cwd on the path);
 - no network: a new user + network + PID namespace (``unshare -rn --pid --fork``) when the
   kernel allows it, and always an audit-hook guard in the child that refuses socket
-  creation, DNS, ``exec``/``system``/``subprocess`` and counts forks against the process
-  limit (so a fork bomb dies even where the kernel does not apply ``RLIMIT_NPROC``).
+  creation, DNS, ``exec``/``system``/``subprocess`` and ``setsid``/``setpgid`` (a child
+  in its own session or group would escape the group kill), and counts forks against the
+  process limit (so a fork bomb dies even where the kernel does not apply ``RLIMIT_NPROC``).
 
 When the host runs as root (root ignores ``RLIMIT_NPROC``), candidates run as ``nobody``
 (uid 65534) by default, with the first interpreter that user can execute (which may be
@@ -121,6 +122,13 @@ def install_guard(max_forks):
 
     sys.addaudithook(hook)
 
+    def detach(*args, **kwargs):  # no audit event: replace the functions themselves
+        raise PermissionError("sandbox: leaving the process group is disabled")
+
+    for name in ("setsid", "setpgid", "setpgrp"):  # a detached child escapes the kill
+        if hasattr(os, name):
+            setattr(os, name, detach)
+
 
 def describe(error):
     text = type(error).__name__
@@ -138,6 +146,7 @@ def run(source, name, namespace, lim, state):
     except BaseException as error:
         return "error", describe(error)
     try:
+        state["fired"] = None
         state["armed"] = True
         signal.setitimer(signal.ITIMER_PROF, lim["test_seconds"], 0.05)
         signal.setitimer(signal.ITIMER_REAL, lim["test_wall_seconds"], 0.05)
@@ -147,6 +156,10 @@ def run(source, name, namespace, lim, state):
             state["armed"] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.setitimer(signal.ITIMER_PROF, 0)
+        if state["fired"] == "cpu":  # the candidate swallowed the limit (bare except)
+            return "cpu", "CPU time limit"
+        if state["fired"]:
+            return "timeout", state["fired"]
         return "passed", ""
     except _Timeout as error:
         return "timeout", error.args[0]
@@ -171,13 +184,16 @@ def main():
 
     def on_alarm(signum, frame):
         if state["armed"]:
-            raise _Timeout("per-test CPU time limit" if signum == signal.SIGPROF
-                           else "per-test wall time limit")
+            state["fired"] = state["fired"] or ("per-test CPU time limit"
+                                                if signum == signal.SIGPROF
+                                                else "per-test wall time limit")
+            raise _Timeout(state["fired"])
 
     def on_xcpu(signum, frame):
+        state["fired"] = "cpu"
         raise _CpuLimit()
 
-    state = {"armed": False}
+    state = {"armed": False, "fired": None}
     set_limits(lim)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, on_alarm)

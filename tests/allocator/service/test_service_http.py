@@ -67,6 +67,15 @@ CASES = [
     Bad("negative cost", 422, "history.0.cost", {"history": [{**SAMPLE, "cost": -1}]}),
     Bad("infinite cost", 422, "history.0.cost", content=b'{"history": [{"kind": "sample", '
         b'"arm": "small", "cost": 1e999}]}'),
+    Bad("metadata NaN", 422, "metadata.x", content=b'{"metadata": {"x": NaN}}'),
+    Bad("metadata infinity in a batch", 422, "metadata.0.x",
+        content=b'{"n_queries": 1, "total_budget": 5, "metadata": [{"x": -Infinity}]}',
+        path="/v1/allocate"),
+    Bad("metadata key spelled like an event kind", 422, "metadata.0.verify",
+        {"n_queries": 1, "total_budget": 5, "metadata": [{"verify": [1]}]},
+        path="/v1/allocate"),
+    Bad("costs whose sum overflows", 422, "history",
+        {"history": [{**SAMPLE, "cost": 1e308}, {**SAMPLE, "cost": 1e308}]}),
     Bad("missing cost", 422, "history.0.cost",
         {"history": [{"kind": "sample", "arm": "small"}]}),
     Bad("answer of the wrong type", 422, "history.0.answer",
@@ -172,7 +181,11 @@ def test_the_openapi_schema_lists_the_endpoints(scripted_server: BackgroundServe
 
 def test_create_app_refuses_bad_arguments(tmp_path: Path) -> None:
     bundle = write_scripted(tmp_path / "bundle")
-    for kwargs, name in (({"token": ""}, "token"), ({"reload_interval": 0}, "reload_interval"),
+    # a token with a trailing newline (a secret read from a file) could never be sent:
+    # HTTP strips header values, so every request would get 401
+    for kwargs, name in (({"token": ""}, "token"), ({"token": "secret\n"}, "token"),
+                         ({"token": " secret"}, "token"),
+                         ({"reload_interval": 0}, "reload_interval"),
                          ({"max_body_bytes": 10}, "max_body_bytes")):
         with pytest.raises(ParameterError, match=name):
             create_app(bundle, **kwargs)
@@ -194,6 +207,21 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_non_ascii_token_can_be_sent(tmp_path: Path) -> None:
+    # clients send the token's UTF-8 bytes; the server must compare those bytes, not
+    # the header as the framework decoded it (Latin-1)
+    token = "pässwort-€"
+    app = create_app(write_scripted(tmp_path / "bundle", ("large", "small")), token=token)
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as http:
+        def status(credentials: bytes) -> int:
+            return http.post("/v1/decide", json={},
+                             headers={"Authorization": b"Bearer " + credentials}).status_code
+
+        assert status(token.encode("utf-8")) == 200
+        assert status("pässwort-x".encode()) == 401
+        assert status(token.encode("latin-1", "replace")) == 401
 
 
 def test_errors_are_json_with_the_documented_shape(scripted_client: httpx.Client) -> None:

@@ -115,6 +115,18 @@ def test_hanging_tests_time_out_and_the_next_ones_still_run(small_limits: Limits
     assert run.status == "ok" and run.detail == "1/3 tests passed"
 
 
+def test_a_candidate_that_swallows_its_timeout_still_times_out(small_limits: Limits) -> None:
+    # a bare `except:` (common in model-written code) catches the runner's timeout
+    # exception; the test must not then pass on the value the handler returns
+    program = ("import time\n"
+               "def spin():\n    try:\n        while True: pass\n    except:\n        return 0\n"
+               "def nap():\n    try:\n        time.sleep(60)\n    except:\n        return 0\n")
+    run = timed_run(program, ["assert spin() == 0", "assert nap() == 0", "assert 1 == 1"],
+                    small_limits)
+    assert run.outcomes == ("timeout", "timeout", "passed")
+    assert all("time limit" in message for message in run.messages[:2])
+
+
 def test_a_hang_the_timer_cannot_interrupt_is_killed_and_the_run_resumes(
         small_limits: Limits) -> None:
     # sum() over a huge range runs in C: no Python signal handler can interrupt it
@@ -199,6 +211,20 @@ def test_rlimit_nproc_stops_forks_that_bypass_python(small_limits: Limits) -> No
     run = timed_run(program, [bomb, "assert 1 + 1 == 2"], small_limits)
     assert run.outcomes == ("failed", "passed")  # the kernel refused forks: the assert fired
     assert run.messages[0] == "AssertionError: fork refused"
+    assert_host_is_fine(run.stdout.split()[0], small_limits)
+
+
+@pytest.mark.parametrize("isolation", ["namespace", "guard"])
+def test_a_child_that_leaves_the_process_group_is_not_left_behind(
+        small_limits: Limits, isolation: str) -> None:
+    if isolation == "namespace" and not describe_sandbox().startswith("namespace"):
+        pytest.skip("no user namespaces here")
+    # without a PID namespace only the process-group kill stops the sandbox's children
+    detach = "if os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n"
+    program = "import os, time\nprint(os.getcwd(), flush=True)\n"
+    run = timed_run(program, [detach, "assert 1 + 1 == 2"], small_limits,
+                    sandbox=Sandbox(isolation=isolation))
+    assert run.outcomes == ("passed", "passed")
     assert_host_is_fine(run.stdout.split()[0], small_limits)
 
 
@@ -318,6 +344,14 @@ def test_split_test_suite_gives_one_case_per_assert() -> None:
     assert "for x in range(3)" in cases[2]
     run = run_tests(ADD, cases)
     assert run.score == 1.0
+
+
+def test_split_test_suite_drops_the_suites_own_check_call(small_limits: Limits) -> None:
+    # HumanEvalPack-style suites end with `check(add)`: repeated in front of every case
+    # without the `check` definition, it raised NameError and failed every case
+    cases = split_test_suite(HUMANEVAL_STYLE + "\ncheck(add)\n", "add")
+    assert cases == split_test_suite(HUMANEVAL_STYLE, "add")
+    assert run_tests(ADD, cases, small_limits).score == 1.0
 
 
 def test_split_test_suite_plain_asserts_and_errors() -> None:

@@ -22,6 +22,25 @@ def test_normalize_answer(text: str, expected: str) -> None:
     assert normalize_answer(text) == expected
 
 
+@pytest.mark.parametrize(("first", "second"), [
+    # more significant digits than decimal's default 28: they must not be rounded away
+    ("1.00000000000000000000000000001", "1"),
+    ("0.12345678901234567890123456789", "0.12345678901234567890123456788"),
+    ("12345678901234567890123456789012e70", "12345678901234567890123456789013e70"),
+    # a tiny number is not zero, whatever decimal's exponent range
+    ("1e-999999999", "0"),
+])
+def test_distinct_numbers_stay_distinct(first: str, second: str) -> None:
+    assert normalize_answer(first) != normalize_answer(second)
+
+
+def test_huge_exponents_are_normalised_not_raised() -> None:
+    assert normalize_answer("1e999999999") == "1e+999999999"
+    assert normalize_answer("10e999999999") == normalize_answer("1e1000000000")
+    verdicts = check(ExactChecker(), "5", [Candidate("x", "1e999999999"), Candidate("5", "5")])
+    assert [v.score for v in verdicts] == [0.0, 1.0]
+
+
 def check(checker: ExactChecker, reference: str | None, candidates: list[Candidate]):
     return asyncio.run(checker.verify(Problem("q", "question", reference), candidates))
 

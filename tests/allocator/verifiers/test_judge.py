@@ -30,6 +30,9 @@ PROBLEM = Problem("q7", "What is 6 x 7?", reference="42")
     ("Score: 1", 0.0),
     ("score = 7 / 10", 6 / 9),
     ("Score: 11", math.nan),
+    ("Score: 9/100", math.nan),  # a score out of 100 (or 5) is not one out of 10
+    ("Score: 4/5", math.nan),
+    ("Score: 4 / 5, VERDICT: maybe", math.nan),
     ("Looks correct to me!", math.nan),
     ("VERDICT: maybe", math.nan),
     ("", math.nan),
