@@ -12,8 +12,10 @@ pairs, ``K`` entrants take ``ceil(log2 K)`` rounds. With ``skip_agreeing`` a gro
 candidates share one answer needs no judge: its first candidate advances.
 
 Scores (what :meth:`Session.verify` and the ``score`` column receive): each new
-candidate gets ``rounds won / rounds played`` in its tournament (the winner 1.0; a
-candidate that played no round, i.e. the only entrant, 1.0). The reigning champion was
+candidate gets ``rounds won / rounds judged`` in its tournament (the winner 1.0; a
+winner never judged, e.g. the only entrant, 1.0), and candidates with the same answer
+share the best score among them (an agreeing group advances one twin unjudged: the other
+did not lose). The reigning champion was
 scored when it was new and is not re-scored (a session scores a candidate once). The
 final answer is the last tournament's winner (before any tournament: the majority
 vote). :meth:`Session.final_answer` agrees with it except when a new candidate dethrones
@@ -120,9 +122,7 @@ class TournamentVoting(Executor):
         run.extra["tournaments"] = number = run.extra.get("tournaments", 0) + 1
         winner, won, played, cost = await self._tournament(run, entrants, number)
         run.extra["champion"] = winner
-        scores = {drawn.index: (won[drawn.index] / played[drawn.index]
-                                if played[drawn.index] else float(drawn is winner))
-                  for drawn in new}
+        scores = _scores(entrants, new, winner, won, played)
         for drawn in new:
             run.update(drawn.attempt_id, score=scores[drawn.index])
         run.release(drawn.attempt_id for drawn in new)
@@ -139,21 +139,22 @@ class TournamentVoting(Executor):
             results = await gather_or_cancel(
                 self._compare(run, group, f"t{number}r{level}c{c}", number, level)
                 for c, group in enumerate(groups))
-            for group, (winner, spent) in zip(groups, results, strict=True):
+            for group, (winner, spent, judged) in zip(groups, results, strict=True):
                 cost += spent
-                if len(group) > 1:
+                if judged:
                     played.update(drawn.index for drawn in group)
                     won[winner.index] += 1
-            alive = [winner for winner, _ in results]
+            alive = [winner for winner, _, _ in results]
         return alive[0], won, played, cost
 
     async def _compare(self, run: RunState, group: list[Drawn], comparison: str,
-                       number: int, level: int) -> tuple[Drawn, float]:
-        """One group's winner and what its votes cost (votes recorded as they arrive)."""
+                       number: int, level: int) -> tuple[Drawn, float, bool]:
+        """One group's winner, what its votes cost (votes recorded as they arrive), and
+        whether the judge was asked (not for a lone candidate or an agreeing group)."""
         answers = {drawn.answer for drawn in group}
         if len(group) == 1 or (self.skip_agreeing and len(answers) == 1
                                and None not in answers):
-            return group[0], 0.0
+            return group[0], 0.0, False
         messages = self._messages(self.judge_prompt, run.problem,
                                   candidates=_numbered(group), numbers=_numbers(len(group)))
         outcome = await run.call(("judge", comparison), messages, self.judge, n=self.votes)
@@ -172,7 +173,7 @@ class TournamentVoting(Executor):
                 "tournament": number, "tournament_round": level,
                 **completion_columns(outcome, completion)})
             cost += row["cost"]
-        return winner, cost
+        return winner, cost, True
 
     def _winner(self, run: RunState, group: Sequence[Drawn], choices: Sequence[int | None]
                 ) -> Drawn:
@@ -191,6 +192,26 @@ class TournamentVoting(Executor):
         if champion is None or champion.answer is None:
             return super()._final(run)
         return champion.answer, champion.text
+
+
+def _scores(entrants: Sequence[Drawn], new: Sequence[Drawn], winner: Drawn,
+            won: Counter[int], played: Counter[int]) -> dict[int, float]:
+    """The new candidates' scores: rounds won / rounds judged (1.0 for the winner when it
+    was never judged, 0.0 for another candidate never judged), then shared by answer:
+    candidates with the same answer get the best score among them in this tournament
+    (an agreeing group advances one of its twins unjudged; the twin left behind did not
+    lose, and a score-weighted vote must not count it against its own answer)."""
+    def own(drawn: Drawn) -> float:
+        if played[drawn.index]:
+            return won[drawn.index] / played[drawn.index]
+        return float(drawn is winner)
+
+    best: dict[Any, float] = {}
+    for drawn in entrants:
+        if drawn.answer is not None:
+            best[drawn.answer] = max(best.get(drawn.answer, 0.0), own(drawn))
+    return {drawn.index: best[drawn.answer] if drawn.answer is not None else own(drawn)
+            for drawn in new}
 
 
 def comparisons_needed(entrants: int, group_size: int) -> int:

@@ -137,6 +137,19 @@ def test_rtv_with_pairs_takes_ceil_log2_k_rounds_and_records_every_vote(k: int) 
     assert result.session_cost == pytest.approx(sum(row["cost"] for row in result.rows))
 
 
+def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
+    """(7, 7) agree: one advances unjudged; (3, 5) is judged; then 7 beats 5. The 7 left
+    behind did not lose: it shares its twin's 1.0 instead of scoring 0."""
+    client = ScriptedClient(samples={QUESTION: texts("7 7 3 5")}, judge=largest_judge)
+    executor = TournamentVoting(client, ARMS, extract, votes=3,
+                                decider=make_policy("fixed-n", n=4, verify=True))
+    result = run(executor.arun(Problem("q1", QUESTION, reference="7")))
+    assert result.answer == "7" and len(client.of_kind("judge")) == 2
+    scores = sorted((row["answer"], row["score"]) for row in result.rows
+                    if row["kind"] == "sample")
+    assert scores == [("3", 0.0), ("5", 0.5), ("7", 1.0), ("7", 1.0)]
+
+
 def test_rtv_extends_the_tournament_with_the_champion_and_new_candidates() -> None:
     client = ScriptedClient(samples={QUESTION: texts("4 9 6 2")}, judge=largest_judge)
     policy = ScriptPolicyTwice()
