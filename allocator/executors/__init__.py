@@ -12,7 +12,8 @@ strategy                            SAMPLE          REFINE / VERIFY
 :class:`SelfConsistency`            one more draw   (neither); STOP = majority vote
 :class:`BestOfN`                    one more draw   VERIFY = verifier on new candidates
 :class:`TournamentVoting` (RTV)     one more draw   VERIFY = knock-out with an LLM judge
-:class:`ParallelDistillRefine`      one more draft  REFINE = refine on a distilled summary
+:class:`ParallelDistillRefine`      one more draft  REFINE = refine on a distilled summary;
+                                                    VERIFY = knock-out as RTV
 ==================================  ==============  =====================================
 
 Who decides is the executor's ``decider``: ``allocator.load(bundle)`` (the learned

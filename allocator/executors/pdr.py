@@ -13,7 +13,12 @@ repeat. Here the policy decides every step:
   stays bounded however many candidates there are. Refinements of a round are
   conditioned on its summary (up to ``parallelism`` in flight, never more than the
   round's ``width``).
-- STOP: :meth:`Session.final_answer`, the vote over drafts and refinements.
+- VERIFY: a knock-out tournament with an LLM judge over the candidates drawn since the
+  last one (and the reigning champion), exactly as :class:`TournamentVoting` runs it
+  (``judge``, ``votes``, ``group_size``... are its arguments).
+- STOP: the last tournament's champion, or, if the policy never paid for one, the vote
+  over drafts and refinements (:meth:`Session.final_answer`): the final answer is "by
+  vote or tournament", as the policy decides.
 
 Where the summary's cost goes. The log format has no row kind for a call that is
 neither a candidate nor a verification, and replay prices REFINE by the refinement rows'
@@ -33,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from allocator.errors import ParameterError
-from allocator.executors.base import Executor
 from allocator.executors.run import Drawn, RunState, completion_columns
+from allocator.executors.tournament import TournamentVoting
 
 __all__ = ["DEFAULT_DISTILL_PROMPT", "DEFAULT_REFINE_PROMPT", "ParallelDistillRefine"]
 
@@ -67,7 +72,7 @@ class _Summary:
     charged: bool = False
 
 
-class ParallelDistillRefine(Executor):
+class ParallelDistillRefine(TournamentVoting):
     """Parallel-Distill-Refine (PDR) driven by a policy.
 
     Args:
@@ -86,7 +91,9 @@ class ParallelDistillRefine(Executor):
         summary_max_tokens: the distillation's ``max_tokens``.
         summary_max_chars: the summary is cut to this many characters.
         summary_max_words: the length asked for in the prompt.
-        **kwargs: the other arguments of :class:`~allocator.executors.base.Executor`.
+        **kwargs: the tournament's arguments (``judge``, ``votes``, ``group_size``,
+            ``judge_prompt``...; see :class:`TournamentVoting`) and the other arguments
+            of :class:`~allocator.executors.base.Executor`.
     """
 
     name: ClassVar[str] = "pdr"

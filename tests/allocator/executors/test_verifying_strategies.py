@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -210,10 +211,11 @@ def test_pdr_records_drafts_summaries_and_refinements_by_round() -> None:
     result = run(executor.arun(Problem("q1", QUESTION, reference="7")))
     assert [str(a) for a in result.actions] == ["SAMPLE(small)"] * 3 + ["REFINE"] * 4 + [
         "STOP"]
-    rows = result.rows
-    assert [(row["role"], row["round"]) for row in rows] == [
-        ("sample", 0), ("sample", 0), ("sample", 0), ("refinement", 1), ("summary", 1),
-        ("refinement", 1), ("refinement", 2), ("summary", 2), ("refinement", 2)]
+    rows = result.rows  # candidates are held until scored or the run ends: by kind
+    assert Counter((row["role"], row["round"]) for row in rows) == Counter({
+        ("sample", 0): 3, ("summary", 1): 1, ("refinement", 1): 2, ("summary", 2): 1,
+        ("refinement", 2): 2})
+    assert len({row["attempt_id"] for row in rows}) == len(rows)
     distills = client.of_kind("distill")
     assert [call.params["max_tokens"] for call in distills] == [64, 64]
     assert distills[0].prompt.count("Attempt ") == 3  # round 1 distils the drafts
@@ -233,6 +235,27 @@ def test_pdr_records_drafts_summaries_and_refinements_by_round() -> None:
     assert result.answer == "7" and result.session.state.refines == 4
     replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
         supports_refine=True))
+
+
+def test_pdr_final_answer_is_the_tournament_champion_when_the_policy_pays_for_one() -> None:
+    """Drafts 3 3 3, refinements 9 9: the vote says 3 (three to two), the judge prefers
+    9: a VERIFY runs the tournament over drafts and refinements and its winner answers."""
+    def client() -> ScriptedClient:
+        return ScriptedClient(samples={QUESTION: texts("3 3 3")}, refinements=texts("9 9"),
+                              summary="Two answers: 3 and 9.", judge=largest_judge)
+
+    voted = ParallelDistillRefine(client(), ARMS, extract, width=2,
+                                  decider=ScriptPolicy(drafts=3, refines=2))
+    assert run(voted.arun(Problem("q1", QUESTION))).answer == "3"  # no VERIFY: the vote
+    judged = ParallelDistillRefine(client(), ARMS, extract, width=2, votes=1,
+                                   decider=ScriptPolicy(drafts=3, refines=2, verify=True))
+    result = run(judged.arun(Problem("q2", QUESTION)))
+    assert [str(a) for a in result.actions][-2:] == ["VERIFY", "STOP"]
+    assert result.answer == "9"
+    assert any(row["role"] == "vote" for row in result.rows)
+    scored = {row["attempt_id"]: row["score"] for row in result.rows
+              if row["role"] in ("sample", "refinement")}
+    assert len(scored) == 5 and all(score is not None for score in scored.values())
 
 
 def test_pdr_refinements_run_in_parallel_within_a_round() -> None:
