@@ -4,11 +4,14 @@ truth. Shared by the export, oracle, calibration and MLflow tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 
 from allocator.logs import AttemptLog
+from allocator.logs.synthetic import SyntheticConfig, generate
 from envs import BatchedReplayVecEnv
 from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
 
@@ -35,3 +38,18 @@ def fit_tiny_predictor(log: AttemptLog, queries: np.ndarray | None = None
     """A 20-tree predictor on the log's non-truth features."""
     return DifficultyPredictor(n_estimators=20, exclude_metadata=SIMULATED_TRUTH,
                                text_features=False, random_state=0).fit(log, queries)
+
+
+def export_tiny_bundle(folder: Path, n_queries: int = 100) -> tuple[Path, list[str]]:
+    """A tiny policy trained on the predictor's priors, exported with that predictor into
+    ``folder / "bundle"``; and the log's query texts (for requests that predict a prior)."""
+    from training.rl.export import export_bundle
+
+    log = generate(SyntheticConfig(n_queries=n_queries))
+    predictor = fit_tiny_predictor(log)
+    model, venv = train_tiny_policy(log, predictor.predict(log))
+    bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
+                           lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
+                           log_fingerprint=log.fingerprint(),
+                           predictor_dir=predictor.save(folder / "predictor"))
+    return bundle, [str(text) for text in log.queries.text]

@@ -28,11 +28,12 @@ import pandas as pd
 import pytest
 
 import allocator
-from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.session import AttemptResult
 from training.tracking import log_bundle_model
 
-LAMBDA_RANGE = (0.0, 0.2)
+#: The lambda range the tiny bundle trains over (tests/tiny_policy.py: LAMBDA_RANGE).
+TINY_LAMBDA_RANGE = (0.0, 0.2)
+
 ANSWERS = ("7", "12", "42", None)
 
 
@@ -40,19 +41,9 @@ ANSWERS = ("7", "12", "42", None)
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A bundle (policy and difficulty predictor) and the log's query texts."""
     pytest.importorskip("torch")
-    from tiny_policy import fit_tiny_predictor, train_tiny_policy
+    from tiny_policy import export_tiny_bundle
 
-    from training.rl.export import export_bundle
-
-    folder = tmp_path_factory.mktemp("pyfunc")
-    log = generate(SyntheticConfig(n_queries=100))
-    predictor = fit_tiny_predictor(log)
-    model, venv = train_tiny_policy(log, predictor.predict(log))
-    bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
-                           lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
-                           log_fingerprint=log.fingerprint(),
-                           predictor_dir=predictor.save(folder / "predictor"))
-    return bundle, [str(text) for text in log.queries.text]
+    return export_tiny_bundle(tmp_path_factory.mktemp("pyfunc"))
 
 
 def random_states(arms: tuple[str, ...], queries: list[str], n: int, seed: int = 0
@@ -63,7 +54,7 @@ def random_states(arms: tuple[str, ...], queries: list[str], n: int, seed: int =
     for i in range(n):
         attempts = [(str(rng.choice(arms)), ANSWERS[int(rng.integers(len(ANSWERS)))],
                      float(rng.uniform(50, 400))) for _ in range(int(rng.integers(0, 9)))]
-        state = {"attempts": attempts, "lambda": float(rng.uniform(*LAMBDA_RANGE))}
+        state = {"attempts": attempts, "lambda": float(rng.uniform(*TINY_LAMBDA_RANGE))}
         if i % 2:
             state["query"] = queries[i % len(queries)]
         else:

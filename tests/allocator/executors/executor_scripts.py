@@ -134,6 +134,15 @@ def answer_text(answer: str) -> str:
     return f"Let me think step by step. The answer is {answer}"
 
 
+def texts(answers: str) -> list[str]:
+    """Generations answering each of the space-separated ``answers``."""
+    return [answer_text(answer) for answer in answers.split()]
+
+
+#: The arm every executor test serves.
+ARMS = {"small": {"model": "small-model", "temperature": 0.7}}
+
+
 def extract(text: str) -> str | None:
     """The tests' answer extractor: what follows the last 'The answer is'."""
     marker = "The answer is "

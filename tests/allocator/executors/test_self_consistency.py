@@ -8,13 +8,14 @@ import json
 
 import pytest
 from executor_scripts import (
+    ARMS,
     HANG,
     ScriptedClient,
     ScriptPolicy,
-    answer_text,
     extract,
     replay_by_hand,
     run,
+    texts,
 )
 
 from allocator.errors import AllocatorError, ExecutorError, LLMError, ParameterError
@@ -28,12 +29,7 @@ from allocator.logs import read_attempts
 from allocator.policies import make_policy
 from allocator.verifiers import Problem
 
-ARMS = {"small": {"model": "small-model", "temperature": 0.7}}
 QUESTION = "What is 3 + 4?"
-
-
-def texts(answers: str) -> list[str]:
-    return [answer_text(answer) for answer in answers.split()]
 
 
 def executor(client: ScriptedClient, policy_name: str = "fixed-n", **kwargs: object

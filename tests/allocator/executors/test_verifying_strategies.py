@@ -12,12 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 from executor_scripts import (
+    ARMS,
     ScriptedClient,
     ScriptPolicy,
     answer_text,
     extract,
     replay_by_hand,
     run,
+    texts,
 )
 
 from allocator.errors import ExecutorError, LLMError, VerifierError
@@ -32,12 +34,7 @@ from allocator.executors.tournament import comparisons_needed
 from allocator.policies import make_policy
 from allocator.verifiers import Candidate, Problem, Verdict
 
-ARMS = {"small": {"model": "small-model", "temperature": 0.7}}
 QUESTION = "Which number is best?"
-
-
-def texts(answers: str) -> list[str]:
-    return [answer_text(answer) for answer in answers.split()]
 
 
 class TableVerifier:

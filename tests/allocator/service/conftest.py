@@ -19,7 +19,6 @@ import pytest
 from service_support import AUTH, TOKEN, write_scripted
 
 import allocator
-from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.oracle import BudgetOracle
 
 if TYPE_CHECKING:
@@ -29,8 +28,6 @@ if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvic
     # Without the 'serve' extra there is no service to test (the CLI's message for that
     # case is tested by running it with fastapi hidden).
     collect_ignore_glob = ["test_*.py"]
-
-LAMBDA_RANGE = (0.0, 0.2)
 
 
 @dataclass(frozen=True)
@@ -43,19 +40,9 @@ class Trained:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A tiny trained bundle with its difficulty predictor, and the log's query texts."""
     pytest.importorskip("torch")
-    from tiny_policy import fit_tiny_predictor, train_tiny_policy
+    from tiny_policy import export_tiny_bundle
 
-    from training.rl.export import export_bundle
-
-    folder = tmp_path_factory.mktemp("service-bundle")
-    log = generate(SyntheticConfig(n_queries=100))
-    predictor = fit_tiny_predictor(log)
-    model, venv = train_tiny_policy(log, predictor.predict(log))
-    bundle = export_bundle(model, folder / "bundle", arms=venv.pools.arms,
-                           lambda_range=LAMBDA_RANGE, cost_unit=venv.settings.cost_unit,
-                           log_fingerprint=log.fingerprint(),
-                           predictor_dir=predictor.save(folder / "predictor"))
-    return Trained(bundle, [str(text) for text in log.queries.text])
+    return Trained(*export_tiny_bundle(tmp_path_factory.mktemp("service-bundle")))
 
 
 @pytest.fixture(scope="session")
