@@ -314,6 +314,39 @@ def calibrate(
 
 
 @app.command()
+def grade(
+    runs: Annotated[Path, typer.Argument(metavar="RUNS", help="A run log the executors "
+                                         "recorded (JSONL).")],
+    references: Annotated[Path, typer.Option(
+        "--references", "-r", help="JSONL or CSV (optionally .gz) of query ids and their "
+                                   "reference answers.")],
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the "
+                                             "graded log (default: in place).")] = None,
+    query_col: Annotated[str, typer.Option(help="Query id column of the references.")
+                         ] = "query_id",
+    reference_col: Annotated[str, typer.Option(help="Reference answer column.")
+                             ] = "reference",
+    extract: Annotated[str | None, typer.Option(
+        metavar="KIND", help="Normalise references with this answer extractor (number, "
+                             "choice, date...), as the executors normalised answers.")] = None,
+    regrade: Annotated[bool, typer.Option(help="Grade rows that have a grade already too.")
+                       ] = False,
+    drop_ungraded: Annotated[bool, typer.Option(help="Drop rows left without a grade.")
+                             ] = False,
+) -> None:
+    """Grade the rows of recorded runs against reference answers, so that `allocator
+    ingest` and `allocator train` accept them."""
+    from allocator.grade_command import run_grade
+
+    try:
+        run_grade(runs, references, out=out, query_col=query_col,
+                  reference_col=reference_col, extract=extract, regrade=regrade,
+                  drop_ungraded=drop_ungraded)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the log.")],
     queries: Annotated[int, typer.Option(help="Number of simulated queries.")] = 400,

@@ -25,7 +25,7 @@ def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for command in ("ingest", "summarize", "formats", "evaluate", "train", "calibrate",
-                    "synth", "demo", "serve"):
+                    "grade", "synth", "demo", "serve"):
         assert command in result.output
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from executor_scripts import ScriptedClient, ScriptPolicy, answer_text, extract, run
+from executor_scripts import ScriptedClient, ScriptPolicy, extract, run, texts
 from typer.testing import CliRunner
 
 from allocator.cli import app
@@ -37,10 +37,6 @@ class ExactVerifier:
 
     async def verify(self, problem, candidates):
         return [Verdict(float(c.answer == "7"), 1.0) for c in candidates]
-
-
-def texts(answers: str) -> list[str]:
-    return [answer_text(answer) for answer in answers.split()]
 
 
 def record_every_strategy(path: Path, *, references: bool = True) -> list:
@@ -138,6 +134,31 @@ def test_ungraded_runs_do_not_ingest_until_graded(tmp_path: Path) -> None:
     log, _ = read_attempts(tmp_path / "graded.jsonl")
     answers = np.array([log.answers[code] if code >= 0 else None for code in log.answer])
     assert ((log.correct == 1.0) == (answers == "7")).all()
+
+
+def test_allocator_grade_makes_recorded_runs_ingestible(tmp_path: Path) -> None:
+    """run (no references) -> ingest refuses -> allocator grade -> ingest."""
+    runner = CliRunner()
+    path = tmp_path / "runs.jsonl"
+    record_every_strategy(path, references=False)
+    refused = runner.invoke(app, ["ingest", str(path), "-o", str(tmp_path / "log.parquet")])
+    assert refused.exit_code == 2 and "missing grade" in refused.output
+    references = tmp_path / "references.csv"
+    references.write_text("id,gold\n" + "".join(f"q{i},7.0\n" for i in range(4)))
+    graded = runner.invoke(app, ["grade", str(path), "-r", str(references), "--query-col",
+                                 "id", "--reference-col", "gold", "--extract", "number"])
+    assert graded.exit_code == 0, graded.output
+    assert "rows still have no grade" not in graded.output
+    result = runner.invoke(app, ["ingest", str(path), "-o", str(tmp_path / "log.parquet")])
+    assert result.exit_code == 0, result.output
+    log = read_log(tmp_path / "log.parquet")
+    answers = np.array([log.answers[code] if code >= 0 else None for code in log.answer])
+    assert ((log.correct == 1.0) == (answers == "7")).all()  # "7.0" normalised to "7"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query_id": "q0", "reference": "7"}\n{"query_id": "q1"}\n')
+    refused = runner.invoke(app, ["grade", str(path), "-r", str(bad), "--regrade"])
+    assert refused.exit_code == 2 and "line 2" in refused.output and "reference" in (
+        refused.output)
 
 
 def test_a_torn_last_line_is_cut_back_or_refused(tmp_path: Path) -> None:
