@@ -407,24 +407,33 @@ class QueryState:
         """Add a cost that is not an attempt (a verifier call, in cost units)."""
         self.cost += cost
 
-    def verify(self, scores: Mapping[int, float], cost: float = 0.0) -> None:
+    def verify(self, scores: Mapping[int, float], cost: float = 0.0, *,
+               rescore: bool = False) -> None:
         """Record verifier scores of candidates not yet verified.
 
         Args:
             scores: candidate index -> score (NaN: verified, but no usable score).
             cost: the verifier's cost, in cost units.
+            rescore: also accept candidates verified before, replacing their scores (a
+                tournament that dethrones an earlier champion re-judges it); the best
+                score per answer is then recomputed from every verified candidate.
         """
         for index, score in scores.items():
-            if not 0 <= index < len(self.answers) or self.is_verified[index]:
-                raise ParameterError("QueryState.verify", "scores",
-                                     "indices of drawn, unverified candidates", index)
-            self.is_verified[index] = True
+            if not 0 <= index < len(self.answers) or (self.is_verified[index]
+                                                       and not rescore):
+                expected = ("indices of drawn candidates" if rescore
+                            else "indices of drawn, unverified candidates")
+                raise ParameterError("QueryState.verify", "scores", expected, index)
+            if not self.is_verified[index]:
+                self.is_verified[index] = True
+                self.verified += 1
             self.scores[index] = float(score)
-            self.verified += 1
-            answer = self.answers[index]
-            if answer is not None and not np.isnan(score):
-                self.best_by_answer[answer] = max(self.best_by_answer.get(answer, -np.inf),
-                                                  float(score))
+        self.best_by_answer = {}
+        for answer, score, done in zip(self.answers, self.scores, self.is_verified,
+                                       strict=True):
+            if done and answer is not None and not math.isnan(score):
+                self.best_by_answer[answer] = max(self.best_by_answer.get(answer, -math.inf),
+                                                  score)
         self.cost += cost
 
     # ----------------------------------------------------------------- reading

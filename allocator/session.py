@@ -103,10 +103,12 @@ class AttemptResult:
 
 @dataclass(frozen=True)
 class Verification:
-    """A verifier call recorded in :attr:`Session.history`: candidate -> score, and cost."""
+    """A verifier call recorded in :attr:`Session.history`: candidate -> score, its cost,
+    and whether it re-scored candidates verified before."""
 
     scores: dict[int, float]
     cost: float
+    rescore: bool = False
 
 
 def _cost(owner: str, name: str, value: object) -> float:
@@ -262,7 +264,8 @@ class Session:
         self._record(result, result.cost)
         return index
 
-    def verify(self, scores: Mapping[int, float] | None = None, cost: float = 0.0) -> None:
+    def verify(self, scores: Mapping[int, float] | None = None, cost: float = 0.0, *,
+               rescore: bool = False) -> None:
         """Record a verifier call on drawn, unverified candidates.
 
         Args:
@@ -270,21 +273,25 @@ class Session:
                 candidate verified without a usable score. None: reveal the scores
                 reported with the attempts (:attr:`AttemptResult.score`).
             cost: the verifier's cost, in the log's units.
+            rescore: also accept candidates verified before, replacing their scores (a
+                tournament re-judging its reigning champion). The replay environment
+                never re-scores: use it only where the executor really judged again.
 
         Raises:
             AllocatorError: the session has stopped.
-            ParameterError: an index that is not a drawn, unverified candidate.
+            ParameterError: an index that is not a drawn (and, without ``rescore``,
+                unverified) candidate.
         """
         self._check_open("verify")
         cost = _cost("Session.verify", "cost", cost)
         if scores is None:
             scores = dict(self._hidden)
         scores = {int(index): float(score) for index, score in scores.items()}
-        self._state.verify(scores, cost / self._oracle.cost_unit)
+        self._state.verify(scores, cost / self._oracle.cost_unit, rescore=rescore)
         for index in scores:
             self._hidden.pop(index, None)
         self._fresh = 0
-        self._record(Verification(scores, cost), cost)
+        self._record(Verification(scores, cost, rescore), cost)
 
     def final_answer(self) -> Hashable | None:
         """The answer to return: the best-scoring verified answer if any candidate with an

@@ -133,10 +133,11 @@ class RunState:
         self.decision_s += time.perf_counter() - start
         return index
 
-    def verify(self, scores: Mapping[int, float], cost: float) -> None:
+    def verify(self, scores: Mapping[int, float], cost: float, *,
+               rescore: bool = False) -> None:
         """Report verifier scores and their cost to the session (timed)."""
         start = time.perf_counter()
-        self.session.verify(scores, cost)
+        self.session.verify(scores, cost, rescore=rescore)
         self.decision_s += time.perf_counter() - start
 
     def record(self, row: Mapping[str, Any], *, hold: bool = False) -> dict[str, Any]:

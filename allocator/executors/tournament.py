@@ -15,12 +15,11 @@ Scores (what :meth:`Session.verify` and the ``score`` column receive): each new
 candidate gets ``rounds won / rounds judged`` in its tournament (the winner 1.0; a
 winner never judged, e.g. the only entrant, 1.0), and candidates with the same answer
 share the best score among them (an agreeing group advances one twin unjudged: the other
-did not lose). The reigning champion was
-scored when it was new and is not re-scored (a session scores a candidate once). The
-final answer is the last tournament's winner (before any tournament: the majority
-vote). :meth:`Session.final_answer` agrees with it except when a new candidate dethrones
-a champion of another answer: both then hold 1.0 and the session's tie rule picks the
-earlier answer.
+did not lose). A reigning champion that a new candidate beats is re-scored in the
+session (:meth:`Session.verify` with ``rescore``) with its result in the new
+tournament, so :meth:`Session.final_answer` is the last tournament's winner, as the
+executor's answer is (before any tournament: the majority vote); its log row keeps the
+score of the tournament it entered first.
 
 Recorded: every sample (held until its tournament so that its row carries its score)
 and one ``verify`` row per judge vote: ``comparison`` (``t<tournament>r<round>c<group>``),
@@ -123,10 +122,13 @@ class TournamentVoting(Executor):
         winner, won, played, cost = await self._tournament(run, entrants, number)
         run.extra["champion"] = winner
         scores = _scores(entrants, new, winner, won, played)
+        dethroned = champion is not None and champion is not winner
+        if dethroned:  # re-judged and beaten: the session must not keep its old 1.0
+            scores.update(_scores(entrants, [champion], winner, won, played))
         for drawn in new:
             run.update(drawn.attempt_id, score=scores[drawn.index])
         run.release(drawn.attempt_id for drawn in new)
-        run.verify(scores, cost)
+        run.verify(scores, cost, rescore=dethroned)
         return True
 
     async def _tournament(self, run: RunState, entrants: list[Drawn], number: int

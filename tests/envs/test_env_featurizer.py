@@ -186,6 +186,20 @@ def test_the_scalar_fast_path_equals_the_batch_featurizer_bit_for_bit() -> None:
         np.testing.assert_array_equal(state.features(), featurize(state.to_batch())[0])
 
 
+def test_rescoring_replaces_scores_and_recomputes_the_best_per_answer() -> None:
+    state = QueryState(n_arms=1)
+    for answer in ("a", "b", "a"):
+        state.add_sample(0, answer)
+    state.verify({0: 1.0, 1: 0.5})
+    assert state.final_answers() == ["a"] and state.best_score == 1.0
+    with pytest.raises(ParameterError, match="unverified"):
+        state.verify({0: 0.0})  # scored once unless re-scoring is asked for
+    state.verify({0: 0.0, 2: 0.25}, rescore=True)  # "a" re-judged lower
+    assert state.verified == 3 and state.scores == [0.0, 0.5, 0.25]
+    assert state.best_by_answer == {"a": 0.25, "b": 0.5} and state.final_answers() == ["b"]
+    np.testing.assert_array_equal(state.features(), featurize(state.to_batch())[0])
+
+
 def test_query_state_verification() -> None:
     state = QueryState(n_arms=1)
     for answer in ("a", "b", None, "b"):

@@ -188,7 +188,7 @@ def replay_by_hand(session: Session, fresh: Session) -> list[Action]:
             fresh.observe(event)
         else:
             assert isinstance(event, Verification)
-            fresh.verify(event.scores, event.cost)
+            fresh.verify(event.scores, event.cost, rescore=event.rescore)
     return decisions
 
 

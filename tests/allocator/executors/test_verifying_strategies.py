@@ -32,6 +32,7 @@ from allocator.executors import (
 )
 from allocator.executors.tournament import comparisons_needed
 from allocator.policies import make_policy
+from allocator.session import Verification
 from allocator.verifiers import Candidate, Problem, Verdict
 
 QUESTION = "Which number is best?"
@@ -146,6 +147,23 @@ def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
     scores = sorted((row["answer"], row["score"]) for row in result.rows
                     if row["kind"] == "sample")
     assert scores == [("3", 0.0), ("5", 0.5), ("7", 1.0), ("7", 1.0)]
+
+
+def test_a_dethroned_champion_is_rescored_so_the_session_answers_as_the_executor() -> None:
+    """Tournament 1: 4 vs 6, 6 reigns. Tournament 2: 6 vs 9 (9 wins), then 9 vs 2. The
+    old champion is re-scored 0/1 in the session, whose final answer is then 9 too."""
+    client = ScriptedClient(samples={QUESTION: texts("4 6 9 2")}, judge=largest_judge)
+    policy = ScriptPolicyTwice()
+    executor = TournamentVoting(client, ARMS, extract, votes=1,
+                                decider=PolicyOracle(policy, ["small"]))
+    result = run(executor.arun(Problem("q1", QUESTION)))
+    assert result.answer == "9" and result.session.final_answer() == "9"
+    verifications = [event for event in result.session.history
+                     if isinstance(event, Verification)]
+    assert [v.rescore for v in verifications] == [False, True]
+    assert verifications[1].scores[1] == 0.0  # the candidate "6", beaten by 9
+    replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
+        supports_verify=True))
 
 
 def test_rtv_extends_the_tournament_with_the_champion_and_new_candidates() -> None:
