@@ -112,13 +112,16 @@ def replay(session: Session, oracle: BudgetOracle, history: Sequence[Any]) -> No
                 index: math.nan if score is None else score
                 for index, score in event.scores.items()}
             try:
-                session.verify(scores, event.cost)
+                session.verify(scores, event.cost, rescore=event.rescore)
             except ParameterError:
-                unverified = session.state.unverified()
+                drawn = len(session.state.answers)
+                expected = (f"indices of candidates drawn before it (0 to {drawn - 1})"
+                            if event.rescore else
+                            f"indices of candidates drawn before it and not verified yet "
+                            f"{session.state.unverified()} (or set rescore: true)")
                 raise RequestFieldError(
                     where, f"history.{i}.scores",
-                    f"indices of candidates drawn before it and not verified yet "
-                    f"{unverified} (candidates are numbered 0, 1, ... in history order)",
+                    f"{expected}; candidates are numbered 0, 1, ... in history order",
                     sorted(scores or {})) from None
 
 

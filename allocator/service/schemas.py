@@ -144,6 +144,8 @@ class VerifyEvent(_Request):
         description="candidate index -> score (null: verified without a usable score); "
                     "omitted: reveal the scores reported with the attempts")
     cost: Cost
+    rescore: bool = Field(False, description="also re-score candidates verified before "
+                                             "(a tournament re-judging its champion)")
 
 
 HistoryEvent = Annotated[AttemptEvent | VerifyEvent, Field(discriminator="kind")]

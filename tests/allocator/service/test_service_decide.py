@@ -132,3 +132,12 @@ def test_target_cost_and_verify_on_a_served_ready_oracle(tmp_path: Path) -> None
         assert body["final_answer"] == "x"  # scores still hidden: the majority
         health = http.get("/v1/health").json()
         assert health["model"]["calibrated"] and health["model"]["default_lambda"] == 0.2
+
+        # A tournament re-judging its champion: the 0.9 of "y" is replaced by 0.0.
+        rescored = [*history, {"kind": "verify", "scores": {"2": 0.0}, "cost": 0,
+                               "rescore": True}]
+        body = http.post("/v1/decide", json={"history": rescored}).json()
+        assert body["final_answer"] == "x"  # best verified now 0.2 for "x"
+        refused = http.post("/v1/decide", json={"history": [*history, {
+            "kind": "verify", "scores": {"2": 0.0}, "cost": 0}]})
+        assert refused.status_code == 422 and "rescore" in refused.text
