@@ -56,7 +56,16 @@ from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
 from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.table import QueryTable
-from allocator.session import Action, AttemptResult, Session, Verification, _cost
+from allocator.session import (
+    Action,
+    AttemptResult,
+    Session,
+    Verification,
+    _cost,
+    check_max_samples,
+    sample_limits,
+    served_mask,
+)
 
 __all__ = [
     "Action",
@@ -263,16 +272,6 @@ class BudgetOracle:
             return np.full(len(self.arms), 0.5)
         return self.predict_priors([query], None if metadata is None else [metadata])[0]
 
-    def _served(self, owner: str, arms: Sequence[str] | None) -> np.ndarray:
-        if arms is None:
-            return np.ones(len(self.arms), dtype=bool)
-        names = [arms] if isinstance(arms, str) else list(arms)
-        unknown = [arm for arm in names if arm not in self.arms]
-        if unknown or not names:
-            raise ParameterError(owner, "arms", f"a non-empty list of the bundle's arms "
-                                 f"{list(self.arms)}", arms)
-        return np.isin(np.array(self.arms), names)
-
     # ------------------------------------------------------------ the three APIs
     def session(
         self,
@@ -314,16 +313,9 @@ class BudgetOracle:
         """
         owner = "BudgetOracle.session"
         lam = self._lambda(owner, lambda_, target_cost)
-        served = self._served(owner, arms)
-        if max_samples is not None and not _is_int_at_least(max_samples, 0):
-            raise ParameterError(owner, "max_samples", "an integer >= 0 or None", max_samples)
-        limits = np.full(len(self.arms), -1, dtype=np.int64)
-        for arm, limit in (max_samples_per_arm or {}).items():
-            if arm not in self.arms or not _is_int_at_least(limit, 0):
-                raise ParameterError(owner, "max_samples_per_arm",
-                                     f"arm -> integer >= 0 for arms in {list(self.arms)}",
-                                     {arm: limit})
-            limits[self.arms.index(arm)] = int(limit)
+        served = served_mask(owner, self.arms, arms)
+        max_samples = check_max_samples(owner, max_samples)
+        limits = sample_limits(owner, self.arms, max_samples_per_arm)
         return Session(self, query=query, lambda_=lam,
                        prior=self._prior(owner, query, prior, metadata), served=served,
                        limits=limits, supports_refine=supports_refine,
@@ -363,7 +355,7 @@ class BudgetOracle:
         lam = self._lambda(owner, lambda_)
         n_max = _positive_int(owner, "max_samples", max_samples)
         p = self._prior(owner, query, prior, metadata)
-        served = self._served(owner, arms)
+        served = served_mask(owner, self.arms, arms)
         arm, count = best_budget(p, self._arm_costs / self.cost_unit, lam, n_max, served)
         return {name: count if i == arm else 0 for i, name in enumerate(self.arms)}
 
@@ -406,7 +398,7 @@ class BudgetOracle:
         budget = _cost(owner, "total_budget", total_budget)
         p = self._batch_priors(owner, queries, priors, metadata)
         candidates = range(len(self.arms)) if arm is None else [
-            int(np.flatnonzero(self._served(owner, [arm]))[0])]
+            int(np.flatnonzero(served_mask(owner, self.arms, [arm]))[0])]
         chosen, counts = batch_allocation(p, self._arm_costs, budget, n_max, candidates)
         return [{name: int(c) if i == chosen else 0 for i, name in enumerate(self.arms)}
                 for c in counts]

@@ -15,7 +15,7 @@ bundle's ``cost_unit`` before the policy sees them.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,8 @@ from allocator.featurizer import QueryState
 if TYPE_CHECKING:
     from allocator.oracle import BudgetOracle
 
-__all__ = ["Action", "AttemptResult", "Session", "Verification"]
+__all__ = ["Action", "AttemptResult", "Session", "Verification", "check_max_samples",
+           "sample_limits", "served_mask"]
 
 
 # ------------------------------------------------------------------ records
@@ -124,6 +125,57 @@ def _cost(owner: str, name: str, value: object) -> float:
     if not math.isfinite(number) or number < 0:
         raise ParameterError(owner, name, "a finite cost >= 0 (in the log's units)", value)
     return number
+
+
+def served_mask(owner: str, arms: tuple[str, ...], served: Sequence[str] | str | None
+                ) -> np.ndarray:
+    """The arms an executor serves, as a bool mask over ``arms`` (all when None).
+
+    Raises:
+        ParameterError: an empty list or an arm not in ``arms``.
+    """
+    if served is None:
+        return np.ones(len(arms), dtype=bool)
+    names = [served] if isinstance(served, str) else list(served)
+    if not names or any(name not in arms for name in names):
+        raise ParameterError(owner, "arms", f"a non-empty list of the arms {list(arms)}",
+                             served)
+    return np.isin(np.array(arms), names)
+
+
+def sample_limits(owner: str, arms: tuple[str, ...],
+                  limits: Mapping[str, int] | None) -> np.ndarray:
+    """Most samples per arm as an int64 array over ``arms``, -1 where unlimited.
+
+    Raises:
+        ParameterError: an arm not in ``arms``, or a limit that is not an integer >= 0.
+    """
+    out = np.full(len(arms), -1, dtype=np.int64)
+    for arm, limit in (limits or {}).items():
+        if arm not in arms or not _is_count(limit):
+            raise ParameterError(owner, "max_samples_per_arm",
+                                 f"arm -> integer >= 0 for arms in {list(arms)}", {arm: limit})
+        out[arms.index(arm)] = int(limit)
+    return out
+
+
+def check_max_samples(owner: str, max_samples: object) -> int | None:
+    """``max_samples`` as an int, or None (no cap).
+
+    Raises:
+        ParameterError: not None and not an integer >= 0.
+    """
+    if max_samples is None:
+        return None
+    if not _is_count(max_samples):
+        raise ParameterError(owner, "max_samples", "an integer >= 0 or None", max_samples)
+    return int(max_samples)  # type: ignore[call-overload]
+
+
+def _is_count(value: object) -> bool:
+    """Whether ``value`` is an integer (not a bool) >= 0."""
+    return (not isinstance(value, bool) and isinstance(value, int | np.integer)
+            and value >= 0)
 
 
 # ------------------------------------------------------------------ session

@@ -27,7 +27,13 @@ import numpy as np
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch
 from allocator.policies.base import Policy
-from allocator.session import Action, Session
+from allocator.session import (
+    Action,
+    Session,
+    check_max_samples,
+    sample_limits,
+    served_mask,
+)
 from allocator.verifiers.base import Problem
 
 __all__ = ["PolicyOracle", "SessionFactory", "policy_session", "session_factory"]
@@ -109,12 +115,13 @@ class PolicyOracle:
         """
         del metadata  # baselines do not predict a prior
         owner = "PolicyOracle.session"
-        return Session(self, query=query, lambda_=_number(owner, "lambda_", lambda_),
-                       prior=self._prior(owner, prior), served=self._served(owner, arms),
-                       limits=self._limits(owner, max_samples_per_arm),
+        return Session(self, query=query, lambda_=_price(owner, lambda_),
+                       prior=self._prior(owner, prior),
+                       served=served_mask(owner, self.arms, arms),
+                       limits=sample_limits(owner, self.arms, max_samples_per_arm),
                        supports_refine=bool(supports_refine),
                        supports_verify=bool(supports_verify),
-                       max_samples=_count(owner, "max_samples", max_samples))
+                       max_samples=check_max_samples(owner, max_samples))
 
     def _prior(self, owner: str, prior: Any) -> np.ndarray:
         if prior is None:
@@ -127,29 +134,6 @@ class PolicyOracle:
             raise ParameterError(owner, "prior", f"an array of shape ({len(self.arms)},) with "
                                  "values in [0, 1]", prior)
         return array.copy()
-
-    def _served(self, owner: str, arms: Sequence[str] | None) -> np.ndarray:
-        if arms is None:
-            return np.ones(len(self.arms), dtype=bool)
-        names = [arms] if isinstance(arms, str) else list(arms)
-        if not names or any(name not in self.arms for name in names):
-            raise ParameterError(owner, "arms", f"a non-empty list of the policy's arms "
-                                 f"{list(self.arms)}", arms)
-        return np.isin(np.array(self.arms), names)
-
-    def _limits(self, owner: str, limits: Mapping[str, int] | None) -> np.ndarray:
-        out = np.full(len(self.arms), -1, dtype=np.int64)
-        for arm, limit in (limits or {}).items():
-            if arm not in self.arms:
-                raise ParameterError(owner, "max_samples_per_arm",
-                                     f"arm -> integer >= 0 for arms in {list(self.arms)}",
-                                     {arm: limit})
-            value = _count(owner, "max_samples_per_arm", limit)
-            if value is None:
-                raise ParameterError(owner, "max_samples_per_arm", "arm -> integer >= 0",
-                                     {arm: limit})
-            out[self.arms.index(arm)] = value
-        return out
 
     def __repr__(self) -> str:
         policy = getattr(self.policy, "wrapped", self.policy)
@@ -274,19 +258,12 @@ def session_factory(decider: Any, arms: Sequence[str] | None = None,
                          "Policy or a session factory", decider)
 
 
-def _number(owner: str, name: str, value: object) -> float:
+def _price(owner: str, value: object) -> float:
+    """``lambda_`` as a float, checked finite and >= 0."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = float("nan")
     if not np.isfinite(number) or number < 0:
-        raise ParameterError(owner, name, "a finite number >= 0", value)
+        raise ParameterError(owner, "lambda_", "a finite number >= 0", value)
     return number
-
-
-def _count(owner: str, name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ParameterError(owner, name, "an integer >= 0 or None", value)
-    return int(value)
