@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The compiled decision kernel, rebuilt in place when its source changes.
+KERNEL := $(VENV)/.kernel-built
 
 .PHONY: install demo test lint bench clean
 
@@ -14,16 +16,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(KERNEL): $(STAMP) allocator/_mlpkernel.c setup.py
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(KERNEL)
 
-demo: $(STAMP)
+install: $(STAMP) $(KERNEL)
+
+demo: $(STAMP) $(KERNEL)
 	$(BIN)/allocator demo --output demo-output
 
-test: $(STAMP)
+# ALLOCATOR_REQUIRE_KERNEL: a package installed without its compiled kernel fails the
+# tests instead of skipping the kernel's rows.
+test: $(STAMP) $(KERNEL)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	ALLOCATOR_REQUIRE_KERNEL=1 $(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(KERNEL)
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/log_loading.py
 

@@ -26,6 +26,15 @@ feature list) and takes the masked arg max. Its only field is the bundle path; t
 verified network is loaded on first use and cached per path (reloaded if the bundle's
 manifest changes on disk), so the policy stays a small hashable dataclass.
 
+The runtime's single-state path. A session's decision is one observation and one mask:
+there numpy's fixed cost per call (about twenty calls of half a microsecond) would be most
+of the time, so :meth:`MLPPolicyNetwork.decide` runs the same arithmetic in the compiled
+kernel ``allocator._mlpkernel`` (C, built with the package; see its source for the exact
+steps) on a list of features and a bit set of allowed actions. Where the kernel was not
+built (no C compiler at install time) the numpy path decides instead;
+:func:`kernel_available` tells which one runs, and tests check that both give the same
+decisions and logits within a few units in the last place.
+
 This module imports numpy and ``safetensors.numpy`` (through :mod:`allocator.bundle`):
 no torch, no stable-baselines3, no pickle.
 """
@@ -36,7 +45,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,7 +59,19 @@ from allocator.featurizer import QueryState, StateBatch, featurize
 from allocator.policies.base import Policy
 from allocator.policies.registry import register_policy
 
-__all__ = ["LearnedPolicy", "MLPPolicyNetwork", "ObservationNormalization"]
+try:  # the compiled single-state forward pass, when the package was built with it
+    from allocator._mlpkernel import Kernel as _Kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _Kernel = None
+
+__all__ = ["LearnedPolicy", "MLPPolicyNetwork", "ObservationNormalization",
+           "kernel_available"]
+
+
+def kernel_available() -> bool:
+    """Whether the compiled kernel ``allocator._mlpkernel`` was built (else sessions
+    decide with numpy: the same decisions, a few microseconds slower)."""
+    return _Kernel is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +120,8 @@ def _identity(x: np.ndarray) -> np.ndarray:
 
 
 _ACTIVATIONS = {"tanh": _tanh, "relu": _relu, "identity": _identity, None: _identity}
+#: The kernel's activation codes (see ``allocator/_mlpkernel.c``).
+_KERNEL_CODES = {"tanh": 1, "relu": 2, "identity": 0, None: 0}
 
 
 class MLPPolicyNetwork:
@@ -109,6 +132,15 @@ class MLPPolicyNetwork:
             activation)`` with ``activation`` one of ``"tanh"``, ``"relu"``,
             ``"identity"`` or None.
         normalization: observation normalisation applied first, or None.
+        compiled: run :meth:`decide` in the compiled kernel: None (default) where it
+            was built, False for the numpy path, True to require the kernel.
+
+    Attributes:
+        backend: ``"compiled"`` or ``"numpy"``: what :meth:`decide` runs.
+
+    Raises:
+        ParameterError: no layers, an unknown activation, or ``compiled=True`` where the
+            kernel was not built.
 
     Example:
         >>> network = MLPPolicyNetwork.from_bundle(read_bundle("bundle"))  # doctest: +SKIP
@@ -116,7 +148,8 @@ class MLPPolicyNetwork:
     """
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, str | None]],
-                 normalization: ObservationNormalization | None = None) -> None:
+                 normalization: ObservationNormalization | None = None, *,
+                 compiled: bool | None = None) -> None:
         if not layers:
             raise ParameterError("MLPPolicyNetwork", "layers", "at least one dense layer", layers)
         self._layers = []
@@ -131,15 +164,38 @@ class MLPPolicyNetwork:
         self.normalization = normalization
         self.n_inputs = int(self._layers[0][0].shape[0])
         self.n_outputs = int(self._layers[-1][0].shape[1])
+        if compiled and _Kernel is None:
+            raise ParameterError("MLPPolicyNetwork", "compiled",
+                                 "False or None: the compiled kernel allocator._mlpkernel was "
+                                 "not built (reinstall with a C compiler, e.g. gcc, present)",
+                                 compiled)
+        use_kernel = _Kernel is not None and compiled is not False and self.n_outputs <= 64
+        self._kernel = self._build_kernel(
+            [activation for _, _, activation in layers]) if use_kernel else None
+        self.backend = "compiled" if self._kernel is not None else "numpy"
+
+    def _build_kernel(self, activations: list[str | None]) -> Any:
+        """The compiled forward pass of these float64 layers (weights as (in, out))."""
+        normalization = self.normalization
+        return _Kernel(
+            [self.n_inputs] + [int(weight_t.shape[1]) for weight_t, _, _ in self._layers],
+            [weight_t.tobytes() for weight_t, _, _ in self._layers],
+            [bias.tobytes() for _, bias, _ in self._layers],
+            [_KERNEL_CODES[activation] for activation in activations],
+            None if normalization is None else normalization.mean.tobytes(),
+            None if normalization is None else normalization._scale.tobytes(),
+            0.0 if normalization is None else normalization.clip)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle) -> MLPPolicyNetwork:
-        """The network of a verified bundle (see :func:`allocator.bundle.read_bundle`)."""
+    def from_bundle(cls, bundle: Bundle, *, compiled: bool | None = None) -> MLPPolicyNetwork:
+        """The network of a verified bundle (see :func:`allocator.bundle.read_bundle`);
+        ``compiled`` as in the constructor."""
         layers = [(bundle.weights[layer["weight"]], bundle.weights[layer["bias"]],
                    layer["activation"]) for layer in bundle.network["layers"]]
         normalization = bundle.normalization
         return cls(layers, None if normalization is None
-                   else ObservationNormalization.from_manifest(normalization))
+                   else ObservationNormalization.from_manifest(normalization),
+                   compiled=compiled)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Unmasked action logits, float64 of shape (B, n_actions).
@@ -177,9 +233,37 @@ class MLPPolicyNetwork:
         if x.shape != (self.n_inputs,):
             raise ParameterError("MLPPolicyNetwork.act_one", "obs",
                                  f"an array of shape ({self.n_inputs},)", np.shape(obs))
-        x = self._forward(x)
-        mask = self._check_mask(mask, x.shape)
-        return int(np.where(mask, x, -np.inf).argmax())
+        mask = self._check_mask(mask, (self.n_outputs,))
+        if self._kernel is not None:
+            return self._kernel.act(x.tolist(), sum(1 << int(a) for a in np.flatnonzero(mask)))
+        return int(np.where(mask, self._forward(x), -np.inf).argmax())
+
+    def decide(self, features: Sequence[float], allowed: int) -> int:
+        """The decision on one observation given as numbers: the runtime's fast path.
+
+        :meth:`act_one`'s decision, without building arrays: ``features`` in the
+        featurizer's order (rounded to float32 here, as everywhere), and the allowed
+        actions as a bit set (bit ``a`` set: action ``a`` allowed; STOP's bit must be
+        set). Runs in the compiled kernel where it was built (:attr:`backend`).
+
+        Raises:
+            ParameterError: ``features`` of the wrong length or not numbers, or bits
+                beyond the actions.
+        """
+        try:
+            if self._kernel is not None:
+                return self._kernel.act(features, allowed)
+            if len(features) != self.n_inputs or allowed >> self.n_outputs:
+                raise ValueError(f"expected {self.n_inputs} features and a bit set of "
+                                 f"{self.n_outputs} actions")
+            x = self._forward(np.array(features, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise ParameterError(
+                "MLPPolicyNetwork.decide", "features, allowed",
+                f"{self.n_inputs} numbers and an int bit set of {self.n_outputs} actions "
+                f"({error})", (features, allowed)) from error
+        mask = [(allowed >> action) & 1 for action in range(self.n_outputs)]
+        return int(np.where(np.array(mask, dtype=bool), x, -np.inf).argmax())
 
     def masked_logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Logits with disallowed actions at ``-inf``, float64 (B, n_actions)."""
@@ -329,6 +413,28 @@ class LearnedPolicy(Policy):
                                  f"a state over the bundle's {len(loaded.bundle.arms)} arms "
                                  f"{list(loaded.bundle.arms)}", f"{state.n_arms} arms")
         return loaded.network.act_one(state.features(), mask)
+
+    def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
+        """A session's decisions: :meth:`act_one`'s, on the network loaded now.
+
+        The session keeps this network to its end (a bundle rewritten on disk meanwhile
+        serves the next sessions), and decides with :meth:`MLPPolicyNetwork.decide` on
+        :meth:`QueryState.feature_values`: no array is built per decision.
+
+        Raises:
+            ParameterError: ``n_arms`` is not the bundle's number of arms.
+        """
+        loaded = _load(self.path)
+        if n_arms != len(loaded.bundle.arms):
+            raise ParameterError(f"LearnedPolicy({self.path!r})", "n_arms",
+                                 f"the bundle's {len(loaded.bundle.arms)} arms "
+                                 f"{list(loaded.bundle.arms)}", n_arms)
+        network_decide = loaded.network.decide
+
+        def decide(state: QueryState, allowed: int) -> int:
+            return network_decide(state.feature_values(), allowed)
+
+        return decide
 
     def probabilities(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         """The masked softmax of the logits (the trained policy's action distribution)."""
