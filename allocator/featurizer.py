@@ -482,12 +482,17 @@ class QueryState:
     def features(self) -> np.ndarray:
         """The observation vector, shape (``n_features(n_arms)``,), float32.
 
-        The runtime's fast path (one query, one decision): the same formulas as
-        :func:`featurize` on :meth:`to_batch`, in scalar arithmetic, about ten times
-        faster on a single state. Tests check that the two agree bit for bit on random
-        states (sums of ``v log v`` could in principle round differently when added in
-        another order, by one unit in the last place at most).
+        The same formulas as :func:`featurize` on :meth:`to_batch`, in scalar arithmetic
+        (:meth:`feature_values`), about ten times faster on a single state. Tests check
+        that the two agree bit for bit on random states (sums of ``v log v`` could in
+        principle round differently when added in another order, by one unit in the last
+        place at most).
         """
+        return np.array(self.feature_values(), dtype=np.float32)
+
+    def feature_values(self) -> list[float]:
+        """:meth:`features` as a list of Python floats, before the float32 rounding: the
+        runtime's path (a session's decision; the policy's kernel rounds them)."""
         counts = list(self.votes.values())
         voted = float(sum(counts))
         top1, top2 = _top_two(counts)
@@ -496,6 +501,7 @@ class QueryState:
         drawn = float(sum(samples)) + refines
         per_vote = 1.0 / max(voted, 1.0)
         best = max(self.best_by_answer.values()) if self.best_by_answer else 0.0
+        lam = self.lam
         values = self.prior.tolist()
         values += [math.log1p(count) for count in samples]
         values += (
@@ -509,10 +515,10 @@ class QueryState:
             best,
             math.log1p(refines),
             self.cost,
-            self.lam,
-            math.log(max(self.lam, LOG_LAMBDA_FLOOR)),
+            lam,
+            math.log(max(lam, LOG_LAMBDA_FLOOR)),
         )
-        return np.array(values, dtype=np.float32)
+        return values
 
 
 def _top_two(counts: list[int]) -> tuple[float, float]:

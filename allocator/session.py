@@ -15,7 +15,7 @@ bundle's ``cost_unit`` before the policy sees them.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ import numpy as np
 from allocator.actions import STOP, n_actions, refine_action, sample_action, verify_action
 from allocator.errors import AllocatorError, ParameterError
 from allocator.featurizer import QueryState
+from allocator.policies.base import Policy
 
 if TYPE_CHECKING:
     from allocator.oracle import BudgetOracle
@@ -91,15 +92,21 @@ class AttemptResult:
     score: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("sample", "refine"):
+        # On every observe of the runtime's loop: checks ordered so that a plain sample
+        # with a float cost and a str answer costs little.
+        if self.kind != "sample" and self.kind != "refine":
             raise ParameterError("AttemptResult", "kind", "'sample' or 'refine'", self.kind)
-        object.__setattr__(self, "cost", _cost("AttemptResult", "cost", self.cost))
+        cost = self.cost
+        if type(cost) is not float or not 0.0 <= cost < math.inf:
+            object.__setattr__(self, "cost", _cost("AttemptResult", "cost", cost))
         if self.score is not None:
             score = float(self.score)
             object.__setattr__(self, "score", None if math.isnan(score) else score)
-        if not isinstance(self.answer, Hashable):
+        try:
+            hash(self.answer)
+        except TypeError:
             raise ParameterError("AttemptResult", "answer", "a hashable answer or None",
-                                 self.answer)
+                                 self.answer) from None
 
 
 @dataclass(frozen=True)
@@ -224,11 +231,22 @@ class Session:
         self._verify = bool(supports_verify)
         self._max_samples = max_samples
         arms = len(oracle.arms)
-        self._arm_slots = slice(sample_action(0), sample_action(arms))
-        self._refine_slot, self._verify_slot = refine_action(arms), verify_action(arms)
-        self._blank_mask = np.zeros(n_actions(arms), dtype=bool)
-        self._blank_mask[STOP] = True
-        self._limited = bool((limits >= 0).any())
+        self._n_actions = n_actions(arms)
+        policy = oracle.policy
+        # An object with only act_one(state, mask) gets Policy's default: act_one on the
+        # mask as a bool array.
+        self._decide: Callable[[QueryState, int], int] = (
+            policy.decision_function(arms) if callable(getattr(policy, "decision_function",
+                                                               None))
+            else Policy.decision_function(policy, arms))
+        # The mask as an int bit set (bit a: action a allowed), from precomputed bits.
+        self._arm_bits = [(1 << sample_action(arm)) if ok else 0
+                          for arm, ok in enumerate(served.tolist())]
+        self._served_bits = sum(self._arm_bits)
+        self._refine_bit = (1 << refine_action(arms)) if self._refine else 0
+        self._verify_bit = (1 << verify_action(arms)) if self._verify else 0
+        self._limit_list = limits.tolist()
+        self._limited = any(limit >= 0 for limit in self._limit_list)
         self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
         self._history: list[Action | AttemptResult | Verification] = []
         self._pending: Action | None = None
@@ -261,16 +279,26 @@ class Session:
 
     def allowed_actions(self) -> np.ndarray:
         """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
+        allowed = self._allowed()
+        return np.array([(allowed >> action) & 1 for action in range(self._n_actions)],
+                        dtype=bool)
+
+    def _allowed(self) -> int:
+        """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed)."""
         state = self._state
-        mask = self._blank_mask.copy()
+        allowed = 1 << STOP
         if self._max_samples is None or len(state.answers) < self._max_samples:  # room
-            allowed = self._served
             if self._limited:
-                allowed = allowed & ((self._limits < 0) | (state.samples < self._limits))
-            mask[self._arm_slots] = allowed
-            mask[self._refine_slot] = self._refine
-        mask[self._verify_slot] = self._verify and self._fresh > 0
-        return mask
+                for bit, limit, drawn in zip(self._arm_bits, self._limit_list,
+                                             state.samples.tolist(), strict=True):
+                    if limit < 0 or drawn < limit:
+                        allowed |= bit
+            else:
+                allowed |= self._served_bits
+            allowed |= self._refine_bit
+        if self._fresh > 0:
+            allowed |= self._verify_bit
+        return allowed
 
     # ------------------------------------------------------------ deciding
     def next_action(self) -> Action:
@@ -280,9 +308,7 @@ class Session:
         """
         if self._pending is not None:
             return self._pending
-        mask = self.allowed_actions()
-        index = self._oracle.policy.act_one(self._state, mask)
-        action = self._oracle.action(index)
+        action = self._oracle.action(self._decide(self._state, self._allowed()))
         self._history.append(action)
         self._pending = action
         self._done = action.kind == "stop"

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
+from allocator.actions import n_actions
 from allocator.featurizer import QueryState, StateBatch
 
 __all__ = ["Policy"]
@@ -73,6 +75,25 @@ class Policy(ABC):
             mask: allowed actions, bool array of shape (A + 3,).
         """
         return int(self.act(state.to_batch(), np.asarray(mask, dtype=bool)[None, :])[0])
+
+    def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
+        """What a session calls for each decision: ``decide(state, allowed) -> action``.
+
+        ``allowed`` is the mask as an int bit set (bit ``a`` set: action ``a`` allowed).
+        A session binds the function once, when it starts, so a policy can resolve what
+        it needs up front (the learned policy: its loaded network, kept for the whole
+        session). By default it calls :meth:`act_one` with the mask as a bool array.
+
+        Args:
+            n_arms: the arms of the states it will see.
+        """
+        size = n_actions(n_arms)
+
+        def decide(state: QueryState, allowed: int) -> int:
+            mask = np.array([(allowed >> action) & 1 for action in range(size)], dtype=bool)
+            return self.act_one(state, mask)
+
+        return decide
 
     def with_knob(self, value: Any) -> Policy:
         """A copy with the knob set to ``value``."""

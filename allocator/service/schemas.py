@@ -259,6 +259,9 @@ class ModelInfo(_Response):
     default_lambda: float
     cost_unit: float
     calibrated: bool
+    decision_backend: Literal["compiled", "numpy"] = Field(
+        description="what runs each decision: the compiled kernel, or numpy where the "
+                    "package was installed without a C compiler (same decisions, slower)")
     loaded_at: str
 
 

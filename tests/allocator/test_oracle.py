@@ -210,8 +210,9 @@ def test_the_learned_policy_respects_the_executors_limits(trained: Trained,
 @pytest.mark.slow
 def test_the_single_state_path_decides_as_the_batch_path(trained: Trained,
                                                          oracle_module: ModuleType) -> None:
-    """``LearnedPolicy.act_one`` (scalar featurizer, vector forward pass: what sessions
-    call) against ``act`` on the same states as a batch, random masks included."""
+    """``LearnedPolicy.act_one`` and ``decision_function`` (scalar featurizer, the
+    compiled kernel where built: what sessions call) against ``act`` on the same states
+    as a batch, random masks included."""
     from allocator.featurizer import QueryState
 
     policy = oracle_module.load(trained.bundle).policy
@@ -230,7 +231,26 @@ def test_the_single_state_path_decides_as_the_batch_path(trained: Trained,
     batched = [int(policy.act(state.to_batch(), mask[None])[0])
                for state, mask in zip(states, masks, strict=True)]
     assert one_by_one == batched
+    decide = policy.decision_function(2)  # what a session calls: the mask as a bit set
+    by_session = [decide(state, sum(1 << int(a) for a in np.flatnonzero(mask)))
+                  for state, mask in zip(states, masks, strict=True)]
+    assert by_session == batched
     assert len(set(one_by_one)) >= 2  # not vacuous: the decisions vary
+
+
+def test_a_session_keeps_its_network_when_the_bundle_is_rewritten(
+        tmp_path: Path, oracle_module: ModuleType, monkeypatch) -> None:
+    """A session decides with the network of its start; sessions started after the bundle
+    was rewritten decide with the new one."""
+    monkeypatch.setattr(importlib.import_module("allocator.learned"), "RECHECK_SECONDS", 0.0)
+    path = write_scripted(tmp_path / "bundle")
+    oracle = oracle_module.load(path)
+    before = oracle.session()
+    assert str(before.next_action()) == "SAMPLE(b)"  # VERIFY and REFINE are not allowed
+    before.observe(oracle_module.AttemptResult("sample", "b", "7", 1.0))
+    write_scripted(path, preference=np.array([0.0, 2.0, 1.0, 3.0, 4.0]))  # now a over b
+    assert str(oracle.session().next_action()) == "SAMPLE(a)"
+    assert str(before.next_action()) == "SAMPLE(b)"
 
 
 # ------------------------------------------------------------------ masks (scripted)

@@ -167,3 +167,17 @@ def test_given_vote_stats_give_the_same_decisions(name: str, states) -> None:
     policy = make_policy(name)
     np.testing.assert_array_equal(decisions(policy, StateBatch(**fields), mask),
                                   decisions(policy, states, mask))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not POLICIES[n].stochastic])
+def test_the_session_decision_function_decides_as_act(name: str) -> None:
+    """``decision_function`` (what a session calls, mask as a bit set) equals ``act``."""
+    rng = np.random.default_rng(12)
+    singles = random_states(rng, 80, n_arms=ARMS)
+    mask = random_masks(rng, len(singles), ARMS)
+    policy = make_policy(name)
+    decide = policy.decision_function(ARMS)
+    bits = [sum(1 << int(a) for a in np.flatnonzero(row)) for row in mask]
+    by_function = [decide(state, allowed) for state, allowed in zip(singles, bits, strict=True)]
+    np.testing.assert_array_equal(by_function, policy.act(stack(singles), mask))
+    assert len(set(by_function)) > 1  # the states and masks matter

@@ -20,6 +20,7 @@ from service_support import (
 )
 
 import allocator
+from allocator.learned import kernel_available
 from allocator.oracle import BudgetOracle
 from allocator.service import BackgroundServer, create_app
 
@@ -132,6 +133,8 @@ def test_target_cost_and_verify_on_a_served_ready_oracle(tmp_path: Path) -> None
         assert body["final_answer"] == "x"  # scores still hidden: the majority
         health = http.get("/v1/health").json()
         assert health["model"]["calibrated"] and health["model"]["default_lambda"] == 0.2
+        expected_backend = "compiled" if kernel_available() else "numpy"
+        assert health["model"]["decision_backend"] == expected_backend
 
         # A tournament re-judging its champion: the 0.9 of "y" is replaced by 0.0.
         rescored = [*history, {"kind": "verify", "scores": {"2": 0.0}, "cost": 0,
