@@ -13,7 +13,9 @@
    random order, drawn as the policy asks), against the reference package's
    ``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop`` on the same answer
    prefixes (the non-empty ones: it refuses an empty list), measured in this run; and the
-   raw ``LearnedPolicy.act`` on a batch of one (target: our p50 no slower).
+   raw ``LearnedPolicy.act`` on a batch of one (target: our p50 no slower). The same
+   sessions again with the numpy forward pass instead of the compiled kernel (the
+   fallback where the package was built without a C compiler): what the kernel saves.
 4. Decisions per second of ``LearnedPolicy.act`` on 10,000 states of the replay env.
 5. Training env-steps per second (``MaskablePPO.learn``, from its first env step).
 
@@ -200,6 +202,32 @@ def batch_rate(policy, log: AttemptLog, seconds: float = 1.0) -> float:
     return BATCH * calls / (time.perf_counter() - start)
 
 
+def best_of_passes(oracle, log: AttemptLog) -> tuple[np.ndarray, list[list], list]:
+    """:func:`replay_sessions` after a warm-up: each decision's best of PASSES identical
+    replays (as for the reference), with the first pass's prefixes and states."""
+    replay_sessions(oracle, log.select_queries(np.arange(20)), np.random.default_rng(1))
+    passes = [replay_sessions(oracle, log, np.random.default_rng(0)) for _ in range(PASSES)]
+    _, prefixes, states = passes[0]
+    return np.min([seconds for seconds, _, _ in passes], axis=0), prefixes, states
+
+
+def with_numpy_network(allocator, bundle: Path, folder: Path):
+    """The same bundle loaded (from a copy) with the numpy forward pass: the baseline of
+    the compiled kernel, measured in the same run."""
+    import dataclasses
+    import shutil
+
+    from allocator import learned
+
+    copy = shutil.copytree(bundle, folder / "numpy-bundle")
+    oracle = allocator.load(copy)
+    cached = learned._load(str(copy))
+    learned._CACHE[str(copy)] = dataclasses.replace(
+        cached, network=learned.MLPPolicyNetwork.from_bundle(cached.bundle, compiled=False))
+    assert oracle.policy.network.backend == "numpy"
+    return oracle
+
+
 # ------------------------------------------------------------------ table
 def quantiles_us(values: np.ndarray) -> tuple[float, float]:
     p50, p99 = np.percentile(values, [50, 99])
@@ -226,19 +254,18 @@ def main() -> None:
         import allocator
 
         oracle = allocator.load(bundle)
-        replay_sessions(oracle, log.select_queries(np.arange(20)),
-                        np.random.default_rng(1))  # warm up
-        # Best of PASSES identical replays per decision, as for the reference below.
-        passes = [replay_sessions(oracle, log, np.random.default_rng(0))
-                  for _ in range(PASSES)]
-        ours = np.min([seconds for seconds, _, _ in passes], axis=0)
-        _, prefixes, states = passes[0]
+        backend = oracle.policy.network.backend
+        ours, prefixes, states = best_of_passes(oracle, log)
+        numpy_oracle = with_numpy_network(allocator, bundle, Path(folder))
+        numpy_ours, _, _ = best_of_passes(numpy_oracle, log)
+        assert len(numpy_ours) == len(ours)  # the same decisions, so the same sessions
         nonempty = np.array([len(p) > 0 for p in prefixes])
         ref = reference_seconds([p for p in prefixes if p])
         raw = act_seconds(oracle.policy, states)
         rate = batch_rate(oracle.policy, log)
 
     ours_p50, ours_p99 = quantiles_us(ours[nonempty])
+    numpy_p50, numpy_p99 = quantiles_us(numpy_ours[nonempty])
     all_p50, all_p99 = quantiles_us(ours)
     ref_p50, ref_p99 = quantiles_us(ref)
     raw_p50, raw_p99 = quantiles_us(raw)
@@ -250,7 +277,7 @@ def main() -> None:
         ("  heavy modules imported", ", ".join(heavy) or "none",
          "no torch/sb3 " + ("ok" if not heavy else "MISSED")),
         ("oracle next_action+observe p50 / p99", f"{ours_p50:.1f} / {ours_p99:.1f} us",
-         f"{nonempty.sum():,} decisions, answers seen"),
+         f"{nonempty.sum():,} decisions, answers seen; {backend} backend"),
         ("  all decisions (incl. first) p50 / p99", f"{all_p50:.1f} / {all_p99:.1f} us",
          f"{len(ours):,} decisions, {REPLAY_QUERIES} queries"),
         ("reference should_stop p50 / p99", f"{ref_p50:.1f} / {ref_p99:.1f} us",
@@ -258,6 +285,10 @@ def main() -> None:
         ("  ratio reference p50 / ours p50", f"{ref_p50 / ours_p50:.2f}x",
          ">= 1x " + ("ok" if ours_p50 <= ref_p50 else "MISSED")),
         ("  ratio reference p99 / ours p99", f"{ref_p99 / ours_p99:.2f}x", ""),
+        ("oracle, numpy backend, p50 / p99", f"{numpy_p50:.1f} / {numpy_p99:.1f} us",
+         "same decisions, no compiled kernel"),
+        ("  ratio numpy p50 / ours p50", f"{numpy_p50 / ours_p50:.2f}x",
+         "what the kernel saves"),
         ("LearnedPolicy.act, B = 1, p50 / p99", f"{raw_p50:.1f} / {raw_p99:.1f} us",
          f"{len(raw):,} session states"),
         (f"LearnedPolicy.act, B = {BATCH:,}", f"{rate:,.0f} /s", "decisions per second"),
