@@ -32,6 +32,8 @@
 #include <string.h>
 
 enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2 };
+/* Observations up to this width are read into the stack; wider ones into the heap. */
+#define MAX_STACK_INPUTS 256
 
 typedef struct {
     PyObject_HEAD
@@ -213,7 +215,8 @@ Kernel_forward(Kernel *self, PyObject *features)
     PyObject *fast;
     PyObject **items;
     Py_ssize_t i, j, k, n_in;
-    double *x, *y, *swap;
+    double stack[MAX_STACK_INPUTS];
+    double *heap = NULL, *raw, *x, *y, *swap;
 
     if (self->n_layers == 0) {
         PyErr_SetString(PyExc_RuntimeError, "Kernel: not initialised");
@@ -228,16 +231,32 @@ Kernel_forward(Kernel *self, PyObject *features)
         Py_DECREF(fast);
         return NULL;
     }
-    items = PySequence_Fast_ITEMS(fast);
-    x = self->buffer_a;
-    for (i = 0; i < n_in; i++) {
-        double value = PyFloat_Check(items[i]) ? PyFloat_AS_DOUBLE(items[i])
-                                               : PyFloat_AsDouble(items[i]);
-        if (value == -1.0 && PyErr_Occurred()) {
+    /* Read every number before touching the shared work buffers: converting an object
+     * that is not a float may run Python code (its __float__), and with it another
+     * thread's decision on this kernel. Nothing after this loop lets the GIL go. */
+    if (n_in > MAX_STACK_INPUTS) {
+        heap = PyMem_Malloc((size_t)n_in * sizeof(double));
+        if (heap == NULL) {
             Py_DECREF(fast);
+            PyErr_NoMemory();
             return NULL;
         }
-        value = (double)(float)value;
+    }
+    raw = heap != NULL ? heap : stack;
+    items = PySequence_Fast_ITEMS(fast);
+    for (i = 0; i < n_in; i++) {
+        raw[i] = PyFloat_Check(items[i]) ? PyFloat_AS_DOUBLE(items[i])
+                                         : PyFloat_AsDouble(items[i]);
+        if (raw[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            PyMem_Free(heap);
+            return NULL;
+        }
+    }
+    Py_DECREF(fast);
+    x = self->buffer_a;
+    for (i = 0; i < n_in; i++) {
+        double value = (double)(float)raw[i];
         if (self->mean != NULL) {
             value = (value - self->mean[i]) / self->scale[i];
             value = value < self->clip ? value : (isnan(value) ? value : self->clip);
@@ -246,7 +265,7 @@ Kernel_forward(Kernel *self, PyObject *features)
         }
         x[i] = value;
     }
-    Py_DECREF(fast);
+    PyMem_Free(heap);
 
     y = self->buffer_b;
     for (k = 0; k < self->n_layers; k++) {

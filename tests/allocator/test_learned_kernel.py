@@ -162,3 +162,29 @@ def test_the_kernel_was_built_where_the_test_run_requires_it() -> None:
         pytest.skip("ALLOCATOR_REQUIRE_KERNEL is not set (make test sets it)")
     assert kernel_available(), ("allocator._mlpkernel was not built: reinstall the package "
                                 "with a C compiler present (pip install -e .)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_decision_made_while_reading_the_features_does_not_disturb_this_one(
+        backend: str) -> None:
+    """Reading a feature that is not a float may run Python code (its ``__float__``),
+    and with it another decision on the same network (another thread, or as here, the
+    same one): each decision must still see its own features."""
+    network = make_network(backend)
+    obs, masks = observations(8, 200), random_masks(9, 200)
+
+    class DecidesWhenRead:
+        def __init__(self, value: float, other: list[float]) -> None:
+            self.value, self.other = value, other
+
+        def __float__(self) -> float:
+            network.decide(self.other, 1)
+            return self.value
+
+    expected = np.where(masks, network.logits(obs), -np.inf).argmax(axis=1)
+    decided = []
+    for row, (o, m) in enumerate(zip(obs, masks, strict=True)):
+        features: list = o.tolist()
+        features[-1] = DecidesWhenRead(features[-1], obs[(row + 1) % len(obs)].tolist())
+        decided.append(network.decide(features, bits(m)))
+    np.testing.assert_array_equal(decided, expected)
