@@ -224,10 +224,11 @@ class MLPPolicyNetwork:
     def act_one(self, obs: np.ndarray, mask: np.ndarray) -> int:
         """The decision on one observation, shape (n_features,), and mask (n_actions,).
 
-        The runtime's fast path: the forward pass of :meth:`logits` on a vector instead
-        of a batch of one (the same arithmetic; a matrix-vector product may round the
-        last bit differently from a matrix product, which moves the arg max only where
-        the two best allowed logits are within rounding of each other).
+        :meth:`decide` on arrays: the compiled kernel where it was built, else the
+        forward pass of :meth:`logits` on a vector instead of a batch of one. Either may
+        round the last bit of a logit differently from the batch's matrix product, which
+        moves the arg max only where the two best allowed logits are within rounding of
+        each other.
         """
         x = np.asarray(obs, dtype=np.float32)
         if x.shape != (self.n_inputs,):
@@ -406,7 +407,7 @@ class LearnedPolicy(Policy):
 
     def act_one(self, state: QueryState, mask: np.ndarray) -> int:
         """The decision on one query's state: :meth:`act`'s, with the scalar featurizer
-        (:meth:`QueryState.features`) and a vector forward pass (the runtime's path)."""
+        (:meth:`QueryState.features`) and :meth:`MLPPolicyNetwork.act_one`."""
         loaded = _load(self.path)
         if state.n_arms != len(loaded.bundle.arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
