@@ -34,9 +34,15 @@
 enum { ACT_IDENTITY = 0, ACT_TANH = 1, ACT_RELU = 2 };
 /* Observations up to this width are read into the stack; wider ones into the heap. */
 #define MAX_STACK_INPUTS 256
+/* The widest layer accepted: 2^13, so that a weight matrix (2^26 doubles) fits any
+ * Py_ssize_t, 32-bit ones included. */
+#define MAX_WIDTH (1 << 13)
+
+enum { KERNEL_EMPTY = 0, KERNEL_BUILDING = 1, KERNEL_READY = 2 };
 
 typedef struct {
     PyObject_HEAD
+    int state;              /* KERNEL_EMPTY, _BUILDING or _READY: built once, never again */
     Py_ssize_t n_layers;
     Py_ssize_t *sizes;      /* n_layers + 1 widths: inputs, hidden..., outputs */
     int *activations;       /* per layer */
@@ -106,9 +112,9 @@ copy_doubles(PyObject *source, Py_ssize_t count, const char *what)
     return out;
 }
 
-/* Kernel(sizes, weights, biases, activations, mean, scale, clip)
- *   sizes: sequence of n_layers + 1 ints; weights, biases: sequences of n_layers
- *   bytes-like objects (float64, weights as (in, out) row-major); activations: sequence
+/* Kernel(sizes, weights, biases, activations, mean, scale, clip), built once
+ *   sizes: list of n_layers + 1 ints (each 1 to MAX_WIDTH); weights, biases: lists of
+ *   n_layers bytes-like objects (float64, weights as (in, out) row-major); activations: list
  *   of n_layers ints (0 identity, 1 tanh, 2 relu); mean, scale: bytes-like of `inputs`
  *   float64 or None; clip: float. */
 static int
@@ -123,20 +129,26 @@ Kernel_init(Kernel *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOd", keywords, &sizes, &weights,
                                      &biases, &activations, &mean, &scale, &clip))
         return -1;
-    Kernel_free_arrays(self);
-    if (!PySequence_Check(sizes) || !PySequence_Check(weights) || !PySequence_Check(biases)
-        || !PySequence_Check(activations)) {
-        PyErr_SetString(PyExc_TypeError, "Kernel: sizes, weights, biases and activations "
-                                         "must be sequences");
+    /* Built once: a decision in progress (its features' __float__ may run Python code)
+     * must never see its arrays freed or resized under it. */
+    if (self->state != KERNEL_EMPTY) {
+        PyErr_SetString(PyExc_RuntimeError, "Kernel: already built; make a new Kernel");
         return -1;
     }
-    n = PySequence_Size(weights);
-    if (n < 1 || PySequence_Size(sizes) != n + 1 || PySequence_Size(biases) != n
-        || PySequence_Size(activations) != n) {
+    if (!PyList_Check(sizes) || !PyList_Check(weights) || !PyList_Check(biases)
+        || !PyList_Check(activations)) {
+        PyErr_SetString(PyExc_TypeError, "Kernel: sizes, weights, biases and activations "
+                                         "must be lists");
+        return -1;
+    }
+    n = PyList_GET_SIZE(weights);
+    if (n < 1 || PyList_GET_SIZE(sizes) != n + 1 || PyList_GET_SIZE(biases) != n
+        || PyList_GET_SIZE(activations) != n) {
         PyErr_SetString(PyExc_ValueError, "Kernel: expected n_layers >= 1 weights, biases "
                                           "and activations, and n_layers + 1 sizes");
         return -1;
     }
+    self->state = KERNEL_BUILDING;
     self->sizes = PyMem_Calloc((size_t)(n + 1), sizeof(Py_ssize_t));
     self->activations = PyMem_Calloc((size_t)n, sizeof(int));
     self->weights = PyMem_Calloc((size_t)n, sizeof(double *));
@@ -148,13 +160,14 @@ Kernel_init(Kernel *self, PyObject *args, PyObject *kwds)
     self->n_layers = n;
     self->widest = 0;
     for (k = 0; k <= n; k++) {
-        PyObject *item = PySequence_GetItem(sizes, k);
+        PyObject *item = PyList_GetItem(sizes, k);  /* borrowed; the list is ours */
         Py_ssize_t size;
         if (item == NULL) goto fail;
+        Py_INCREF(item);
         size = PyNumber_AsSsize_t(item, PyExc_OverflowError);
         Py_DECREF(item);
         if (size == -1 && PyErr_Occurred()) goto fail;
-        if (size < 1 || size > 1 << 20) {
+        if (size < 1 || size > MAX_WIDTH) {
             PyErr_Format(PyExc_ValueError, "Kernel: layer width %zd out of range", size);
             goto fail;
         }
@@ -162,9 +175,10 @@ Kernel_init(Kernel *self, PyObject *args, PyObject *kwds)
         if (size > self->widest) self->widest = size;
     }
     for (k = 0; k < n; k++) {
-        PyObject *item = PySequence_GetItem(activations, k);
+        PyObject *item = PyList_GetItem(activations, k);
         long code;
         if (item == NULL) goto fail;
+        Py_INCREF(item);
         code = PyLong_AsLong(item);
         Py_DECREF(item);
         if (code == -1 && PyErr_Occurred()) goto fail;
@@ -173,13 +187,15 @@ Kernel_init(Kernel *self, PyObject *args, PyObject *kwds)
             goto fail;
         }
         self->activations[k] = (int)code;
-        item = PySequence_GetItem(weights, k);
+        item = PyList_GetItem(weights, k);
         if (item == NULL) goto fail;
+        Py_INCREF(item);
         self->weights[k] = copy_doubles(item, self->sizes[k] * self->sizes[k + 1], "a weight");
         Py_DECREF(item);
         if (self->weights[k] == NULL) goto fail;
-        item = PySequence_GetItem(biases, k);
+        item = PyList_GetItem(biases, k);
         if (item == NULL) goto fail;
+        Py_INCREF(item);
         self->biases[k] = copy_doubles(item, self->sizes[k + 1], "a bias");
         Py_DECREF(item);
         if (self->biases[k] == NULL) goto fail;
@@ -202,9 +218,11 @@ Kernel_init(Kernel *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         goto fail;
     }
+    self->state = KERNEL_READY;
     return 0;
 fail:
     Kernel_free_arrays(self);
+    self->state = KERNEL_EMPTY;
     return -1;
 }
 
@@ -213,16 +231,20 @@ static double *
 Kernel_forward(Kernel *self, PyObject *features)
 {
     PyObject *fast;
-    PyObject **items;
     Py_ssize_t i, j, k, n_in;
     double stack[MAX_STACK_INPUTS];
     double *heap = NULL, *raw, *x, *y, *swap;
 
-    if (self->n_layers == 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Kernel: not initialised");
+    if (self->state != KERNEL_READY) {
+        PyErr_SetString(PyExc_RuntimeError, "Kernel: not built");
         return NULL;
     }
-    fast = PySequence_Fast(features, "Kernel: features must be a sequence of numbers");
+    if (!PyList_Check(features) && !PyTuple_Check(features)) {
+        PyErr_SetString(PyExc_TypeError, "Kernel: features must be a list or tuple of "
+                                         "numbers");
+        return NULL;
+    }
+    fast = PySequence_Fast(features, "");  /* the list or tuple itself, a new reference */
     if (fast == NULL) return NULL;
     n_in = self->sizes[0];
     if (PySequence_Fast_GET_SIZE(fast) != n_in) {
@@ -233,7 +255,9 @@ Kernel_forward(Kernel *self, PyObject *features)
     }
     /* Read every number before touching the shared work buffers: converting an object
      * that is not a float may run Python code (its __float__), and with it another
-     * thread's decision on this kernel. Nothing after this loop lets the GIL go. */
+     * decision on this kernel (another thread's, or a re-entrant one). Releasing `fast`
+     * frees nothing (it is the caller's list or tuple), and nothing after the loop runs
+     * Python code. */
     if (n_in > MAX_STACK_INPUTS) {
         heap = PyMem_Malloc((size_t)n_in * sizeof(double));
         if (heap == NULL) {
@@ -243,10 +267,30 @@ Kernel_forward(Kernel *self, PyObject *features)
         }
     }
     raw = heap != NULL ? heap : stack;
-    items = PySequence_Fast_ITEMS(fast);
     for (i = 0; i < n_in; i++) {
-        raw[i] = PyFloat_Check(items[i]) ? PyFloat_AS_DOUBLE(items[i])
-                                         : PyFloat_AsDouble(items[i]);
+        PyObject *item;
+        /* re-read each time: a __float__ may have changed the caller's list */
+        if (PySequence_Fast_GET_SIZE(fast) != n_in) {
+            PyErr_SetString(PyExc_RuntimeError, "Kernel: the features changed while read");
+            Py_DECREF(fast);
+            PyMem_Free(heap);
+            return NULL;
+        }
+        item = PySequence_Fast_GET_ITEM(fast, i);
+        if (PyFloat_Check(item)) {
+            raw[i] = PyFloat_AS_DOUBLE(item);
+            continue;
+        }
+        if (PyUnicode_Check(item) || PyBytes_Check(item) || PyByteArray_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "Kernel: a feature is text, not a number");
+            Py_DECREF(fast);
+            PyMem_Free(heap);
+            return NULL;
+        }
+        /* the item may be dropped from the caller's list by the code __float__ runs */
+        Py_INCREF(item);
+        raw[i] = PyFloat_AsDouble(item);
+        Py_DECREF(item);
         if (raw[i] == -1.0 && PyErr_Occurred()) {
             Py_DECREF(fast);
             PyMem_Free(heap);
@@ -313,16 +357,46 @@ Kernel_act(Kernel *self, PyObject *args)
     const double *logits;
     Py_ssize_t a, n_out, best_index = 0;
     double best = -INFINITY;
+    PyObject *index;
 
-    if (!PyArg_ParseTuple(args, "OO!:act", &features, &PyLong_Type, &allowed_obj))
+    if (!PyArg_ParseTuple(args, "OO:act", &features, &allowed_obj)) return NULL;
+    if (self->state != KERNEL_READY) {
+        PyErr_SetString(PyExc_RuntimeError, "Kernel: not built");
         return NULL;
-    n_out = self->n_layers ? self->sizes[self->n_layers] : 0;
+    }
+    n_out = self->sizes[self->n_layers];
     if (n_out > 64) {
         PyErr_SetString(PyExc_ValueError, "Kernel.act: more than 64 actions");
         return NULL;
     }
-    allowed = PyLong_AsUnsignedLongLong(allowed_obj);
-    if (allowed == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    index = PyNumber_Index(allowed_obj);  /* ints and numpy integers, not floats */
+    if (index == NULL) return NULL;
+    {
+        int overflow = 0;
+        const long long value = PyLong_AsLongLongAndOverflow(index, &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(index);
+            return NULL;
+        }
+        if (overflow < 0 || (overflow == 0 && value < 0)) {
+            Py_DECREF(index);
+            PyErr_SetString(PyExc_ValueError, "Kernel.act: allowed must be >= 0 (a bit set)");
+            return NULL;
+        }
+        if (overflow > 0) {  /* 2^63 or more: bit 63 is an action only with 64 actions */
+            allowed = PyLong_AsUnsignedLongLong(index);
+            if (allowed == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                Py_DECREF(index);
+                PyErr_SetString(PyExc_ValueError, "Kernel.act: allowed has bits beyond the "
+                                                  "actions");
+                return NULL;
+            }
+        } else {
+            allowed = (unsigned long long)value;
+        }
+    }
+    Py_DECREF(index);
     if (n_out < 64 && (allowed >> n_out) != 0) {
         PyErr_Format(PyExc_ValueError, "Kernel.act: allowed has bits beyond the %zd actions",
                      n_out);
@@ -353,18 +427,29 @@ Kernel_logits(Kernel *self, PyObject *features)
     const double *logits = Kernel_forward(self, features);
     PyObject *out;
     Py_ssize_t a, n_out;
+    double *copy;
     if (logits == NULL) return NULL;
+    /* Copied before any allocation: creating the list may run the garbage collector,
+     * whose finalizers may decide on this kernel and overwrite its work buffers. */
     n_out = self->sizes[self->n_layers];
+    copy = PyMem_Malloc((size_t)n_out * sizeof(double));
+    if (copy == NULL) return PyErr_NoMemory();
+    memcpy(copy, logits, (size_t)n_out * sizeof(double));
     out = PyList_New(n_out);
-    if (out == NULL) return NULL;
+    if (out == NULL) {
+        PyMem_Free(copy);
+        return NULL;
+    }
     for (a = 0; a < n_out; a++) {
-        PyObject *value = PyFloat_FromDouble(logits[a]);
+        PyObject *value = PyFloat_FromDouble(copy[a]);
         if (value == NULL) {
+            PyMem_Free(copy);
             Py_DECREF(out);
             return NULL;
         }
         PyList_SET_ITEM(out, a, value);
     }
+    PyMem_Free(copy);
     return out;
 }
 

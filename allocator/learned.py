@@ -42,6 +42,7 @@ no torch, no stable-baselines3, no pickle.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import threading
 import time
@@ -95,6 +96,10 @@ class ObservationNormalization:
                    epsilon=float(data["epsilon"]), clip=float(data["clip"]))
 
     def __post_init__(self) -> None:
+        # float64, as VecNormalize keeps its running statistics (and the kernel reads them)
+        for name in ("mean", "var"):
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name),
+                                                                dtype=np.float64))
         # sqrt(var + epsilon) once: the same values VecNormalize divides by on every call.
         object.__setattr__(self, "_scale", np.sqrt(self.var + self.epsilon))
 
@@ -169,19 +174,35 @@ class MLPPolicyNetwork:
                                  "False or None: the compiled kernel allocator._mlpkernel was "
                                  "not built (reinstall with a C compiler, e.g. gcc, present)",
                                  compiled)
-        use_kernel = _Kernel is not None and compiled is not False and self.n_outputs <= 64
-        self._kernel = self._build_kernel(
-            [activation for _, _, activation in layers]) if use_kernel else None
+        if normalization is not None and normalization.mean.shape != (self.n_inputs,):
+            raise ParameterError("MLPPolicyNetwork", "normalization",
+                                 f"statistics of shape ({self.n_inputs},)",
+                                 normalization.mean.shape)
+        self._activations = [activation for _, _, activation in layers]
+        self._compiled = compiled
+        self._kernel = self._build_kernel() if self._use_kernel() else None
         self.backend = "compiled" if self._kernel is not None else "numpy"
 
-    def _build_kernel(self, activations: list[str | None]) -> Any:
+    def _use_kernel(self) -> bool:
+        return _Kernel is not None and self._compiled is not False and self.n_outputs <= 64
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the kernel (a C object): it is built again when unpickled or copied."""
+        return {**self.__dict__, "_kernel": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._kernel = self._build_kernel() if self._use_kernel() else None
+        self.backend = "compiled" if self._kernel is not None else "numpy"
+
+    def _build_kernel(self) -> Any:
         """The compiled forward pass of these float64 layers (weights as (in, out))."""
         normalization = self.normalization
         return _Kernel(
             [self.n_inputs] + [int(weight_t.shape[1]) for weight_t, _, _ in self._layers],
             [weight_t.tobytes() for weight_t, _, _ in self._layers],
             [bias.tobytes() for _, bias, _ in self._layers],
-            [_KERNEL_CODES[activation] for activation in activations],
+            [_KERNEL_CODES[activation] for activation in self._activations],
             None if normalization is None else normalization.mean.tobytes(),
             None if normalization is None else normalization._scale.tobytes(),
             0.0 if normalization is None else normalization.clip)
@@ -254,17 +275,30 @@ class MLPPolicyNetwork:
         try:
             if self._kernel is not None:
                 return self._kernel.act(features, allowed)
-            if len(features) != self.n_inputs or allowed >> self.n_outputs:
-                raise ValueError(f"expected {self.n_inputs} features and a bit set of "
-                                 f"{self.n_outputs} actions")
-            x = self._forward(np.array(features, dtype=np.float32))
-        except (TypeError, ValueError) as error:
+            values, allowed = self._checked(features, allowed)
+        except (TypeError, ValueError, OverflowError) as error:
             raise ParameterError(
                 "MLPPolicyNetwork.decide", "features, allowed",
-                f"{self.n_inputs} numbers and an int bit set of {self.n_outputs} actions "
-                f"({error})", (features, allowed)) from error
+                f"a list or tuple of {self.n_inputs} numbers and an int bit set >= 0 of "
+                f"{self.n_outputs} actions ({error})", (features, allowed)) from error
+        x = self._forward(np.array(values, dtype=np.float32))
         mask = [(allowed >> action) & 1 for action in range(self.n_outputs)]
         return int(np.where(np.array(mask, dtype=bool), x, -np.inf).argmax())
+
+    def _checked(self, features: Sequence[float], allowed: int) -> tuple[list[float], int]:
+        """The numpy path's reading of :meth:`decide`'s input, as the kernel reads it:
+        a list or tuple of numbers (not text), an int bit set within the actions."""
+        if not isinstance(features, list | tuple):
+            raise TypeError("features must be a list or tuple of numbers")
+        if len(features) != self.n_inputs:
+            raise ValueError(f"expected {self.n_inputs} features, got {len(features)}")
+        if any(isinstance(v, str | bytes | bytearray) for v in features):
+            raise TypeError("a feature is text, not a number")
+        values = [float(v) for v in features]
+        allowed = operator.index(allowed)
+        if allowed < 0 or allowed >> self.n_outputs:
+            raise ValueError(f"allowed must be a bit set of the {self.n_outputs} actions")
+        return values, allowed
 
     def masked_logits(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Logits with disallowed actions at ``-inf``, float64 (B, n_actions)."""

@@ -110,11 +110,14 @@ def test_features_are_rounded_to_float32_as_the_policy_sees_them() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("normalized", [True, False])
-def test_non_finite_features_decide_as_numpy_does(backend: str, normalized: bool) -> None:
-    """NaN and infinite features: normalisation clips infinities; a NaN logit wins the
-    arg max (numpy's rule), so the first allowed action is taken."""
-    network = make_network(backend, normalized=normalized)
+def test_non_finite_features_decide_as_numpy_does(backend: str, activation: str,
+                                                  normalized: bool) -> None:
+    """NaN and infinite features: normalisation clips infinities; NaN goes through every
+    activation (relu included); a NaN logit wins the arg max (numpy's rule), so the
+    first allowed action is taken."""
+    network = make_network(backend, activation=activation, normalized=normalized)
     obs = observations(5, 400)
     rng = np.random.default_rng(6)
     obs[rng.random(obs.shape) < 0.02] = np.nan
@@ -129,19 +132,72 @@ def test_non_finite_features_decide_as_numpy_does(backend: str, normalized: bool
     assert nan_rows.any() and (~nan_rows).any()  # both cases were exercised
 
 
+def constant_network(backend: str, bias: list[float]) -> MLPPolicyNetwork:
+    """One dense layer with zero weights: logits equal to ``bias``, exactly, on both
+    backends (no summation order to differ)."""
+    if backend == "compiled" and not kernel_available():
+        pytest.skip("the compiled kernel allocator._mlpkernel was not built")
+    layers = [(np.zeros((len(bias), N_INPUTS), np.float32), np.array(bias, np.float32), None)]
+    return MLPPolicyNetwork(layers, compiled=backend == "compiled")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bias, allowed, expected", [
+    ([0.0, 1.0, 0.5, 1.0, 0.0], 0b11111, 1),  # a tie: the lowest index
+    ([0.0, 1.0, 0.5, 1.0, 0.0], 0b11101, 3),  # the lower one masked
+    ([2.0, 1.0, 1.0, 1.0, 0.0], 0b01110, 1),  # the best masked, then a three-way tie
+    ([-np.inf] * 5, 0b01100, 0),  # every logit -inf: index 0, as numpy's arg max
+    ([0.0, np.nan, 1.0, np.nan, 0.0], 0b01101, 3),  # the first allowed NaN wins
+    ([0.0, 1.0, 2.0, 3.0, 4.0], 0, 0),  # nothing allowed: every entry -inf, index 0
+])
+def test_ties_and_degenerate_logits_follow_numpys_arg_max(backend: str, bias: list[float],
+                                                          allowed: int, expected: int) -> None:
+    network = constant_network(backend, bias)
+    assert network.decide([0.0] * N_INPUTS, allowed) == expected
+    mask = np.array([(allowed >> a) & 1 for a in range(N_ACTIONS)], dtype=bool)
+    assert int(np.where(mask, network.logits(np.zeros(N_INPUTS)), -np.inf).argmax()) == expected
+
+
+def _generator():
+    yield from [0.0] * N_INPUTS
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("features, allowed, problem", [
     ([0.0] * (N_INPUTS - 1), 1, "too few features"),
     ([0.0] * (N_INPUTS + 1), 1, "too many features"),
-    (["x"] + [0.0] * (N_INPUTS - 1), 1, "a feature that is not a number"),
+    (["x"] + [0.0] * (N_INPUTS - 1), 1, "a feature that is text"),
+    (["1.0"] + [0.0] * (N_INPUTS - 1), 1, "a number as text"),
+    ([None] + [0.0] * (N_INPUTS - 1), 1, "a feature that is None"),
     ([0.0] * N_INPUTS, 1 << N_ACTIONS, "a bit beyond the actions"),
+    ([0.0] * N_INPUTS, 1 << 64, "a bit beyond 64"),
+    ([0.0] * N_INPUTS, 1 << 200, "a huge bit set"),
+    ([0.0] * N_INPUTS, -1, "a negative bit set"),
+    ([0.0] * N_INPUTS, 1.0, "a float bit set"),
+    ([10 ** 400] + [0.0] * (N_INPUTS - 1), 1, "an int too large for a double"),
     (None, 1, "features that are no sequence"),
+    (dict.fromkeys(range(N_INPUTS), 0.0), 1, "a dict of features"),
+    (_generator(), 1, "a generator of features"),
+    (np.zeros(N_INPUTS), 1, "an array (act_one takes arrays)"),
 ])
-def test_bad_input_is_refused_with_what_was_expected(backend: str, features, allowed: int,
+def test_bad_input_is_refused_with_what_was_expected(backend: str, features, allowed,
                                                      problem: str) -> None:
     network = make_network(backend)
     with pytest.raises(ParameterError, match=f"{N_INPUTS} numbers and an int bit set"):
         network.decide(features, allowed)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_numbers_of_other_types_are_read_alike(backend: str) -> None:
+    """Ints, numpy scalars, tuples and numpy integer bit sets: the same decision."""
+    network = make_network(backend)
+    obs, masks = observations(10, 100), random_masks(11, 100)
+    for o, m in zip(obs, masks, strict=True):
+        expected = network.decide(o.astype(np.float32).tolist(), bits(m))
+        mixed = [np.float32(v) if i % 3 == 0 else float(np.float32(v))
+                 for i, v in enumerate(o)]
+        assert network.decide(tuple(mixed), np.int64(bits(m))) == expected
+    assert network.decide([0] * N_INPUTS, 1) == network.decide([0.0] * N_INPUTS, 1)
 
 
 def test_requiring_the_kernel_where_it_was_not_built_says_how_to_get_it(monkeypatch) -> None:
@@ -188,3 +244,114 @@ def test_a_decision_made_while_reading_the_features_does_not_disturb_this_one(
         features[-1] = DecidesWhenRead(features[-1], obs[(row + 1) % len(obs)].tolist())
         decided.append(network.decide(features, bits(m)))
     np.testing.assert_array_equal(decided, expected)
+
+
+def test_a_kernel_is_built_once() -> None:
+    """Built again (or while being built), a kernel would free the arrays a decision in
+    progress reads: refused."""
+    network = make_network("compiled", hidden=(8,))
+    kernel = network._kernel
+    args = ([N_INPUTS, 1], [np.zeros(N_INPUTS).tobytes()], [np.zeros(1).tobytes()], [0],
+            None, None, 0.0)
+    with pytest.raises(RuntimeError, match="already built"):
+        kernel.__init__(*args)
+
+    class RebuildsWhenRead:
+        def __float__(self) -> float:
+            kernel.__init__(*args)
+            return 0.0
+
+    with pytest.raises(RuntimeError, match="already built"):  # raised by __float__
+        network.decide([RebuildsWhenRead()] + [0.0] * (N_INPUTS - 1), 1)
+    assert network.decide([0.0] * N_INPUTS, 1) == 0  # still whole
+
+    kernel_type = type(kernel)
+    fresh = kernel_type.__new__(kernel_type)
+
+    class DecidesWhileBuilt(int):
+        def __index__(self) -> int:
+            with pytest.raises(RuntimeError, match="not built"):
+                fresh.act([0.0] * N_INPUTS, 1)
+            with pytest.raises(RuntimeError, match="already built"):
+                fresh.__init__(*args)
+            return int(self)
+
+    fresh.__init__([DecidesWhileBuilt(N_INPUTS), 1], *args[1:])
+    assert fresh.act([0.0] * N_INPUTS, 1) == 0
+    with pytest.raises(RuntimeError, match="not built"):
+        kernel_type.__new__(kernel_type).act([0.0] * N_INPUTS, 1)
+
+
+def test_kernel_logits_are_copied_before_anything_can_run() -> None:
+    """Building the logits' list may run the garbage collector, whose finalizers may
+    decide on the same kernel: the logits returned are still this decision's."""
+    import gc
+
+    network = make_network("compiled", hidden=(8,))
+    kernel = network._kernel
+    first, other = observations(12, 2).tolist()
+    expected = kernel.logits(first)
+
+    class Finalizer:
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            kernel.logits(other)
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    try:
+        gc.disable()
+        for _ in range(50):
+            Finalizer()
+        gc.enable()
+        gc.set_threshold(1)
+        got = kernel.logits(first)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.enable()
+    assert got == expected
+
+
+def test_normalisation_statistics_of_any_dtype_are_read_as_float64() -> None:
+    """Lists and float32 arrays (as a user may build them) give the float64 network."""
+    reference = make_network("numpy", hidden=(8,))
+    stats = reference.normalization
+    obs, masks = observations(13, 300), random_masks(14, 300)
+    expected = [reference.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+    layers = [(weight_t.T.astype(np.float32), bias.astype(np.float32), activation)
+              for (weight_t, bias, _), activation in zip(reference._layers,
+                                                         reference._activations, strict=True)]
+    for mean, var in ((stats.mean.tolist(), stats.var.tolist()),
+                      (stats.mean.astype(np.float32), stats.var.astype(np.float32))):
+        normalization = ObservationNormalization(mean=mean, var=var, epsilon=1e-8,
+                                                 clip=stats.clip)
+        assert normalization.mean.dtype == np.float64
+        for backend in BACKENDS:
+            if backend == "compiled" and not kernel_available():
+                continue
+            network = MLPPolicyNetwork(layers, normalization, compiled=backend == "compiled")
+            decided = [network.decide(o.tolist(), bits(m))
+                       for o, m in zip(obs, masks, strict=True)]
+            # float32 statistics round the mean and variance: decisions may move only
+            # where they changed, so compare the float64 lists exactly
+            if isinstance(mean, list):
+                assert decided == expected
+    with pytest.raises(ParameterError, match="normalization"):
+        MLPPolicyNetwork(layers, ObservationNormalization(mean=[0.0], var=[1.0], epsilon=1e-8,
+                                                          clip=5.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_network_pickles_and_copies_with_its_backend(backend: str) -> None:
+    import copy
+    import pickle
+
+    network = make_network(backend)
+    obs, masks = observations(15, 200), random_masks(16, 200)
+    expected = [network.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+    for clone in (pickle.loads(pickle.dumps(network)), copy.deepcopy(network)):
+        assert clone.backend == backend
+        assert [clone.decide(o.tolist(), bits(m))
+                for o, m in zip(obs, masks, strict=True)] == expected

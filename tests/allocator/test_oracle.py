@@ -310,8 +310,13 @@ def test_the_session_records_what_the_executor_did(scripted,
         session.observe(result("sample", "z", "x", 1.0))
     with pytest.raises(ParameterError, match="'kind'"):
         result("verify", None, "x", 1.0)
-    with pytest.raises(ParameterError, match="'cost'"):
-        result("sample", "a", "x", -1.0)
+    for cost in (-1.0, float("nan"), float("inf"), None):  # the float fast path included
+        with pytest.raises(ParameterError, match="'cost'"):
+            result("sample", "a", "x", cost)
+    assert result("sample", "a", "x", 2).cost == 2.0 and type(result(cost=2).cost) is float
+    for answer in (["x"], ("x", ["y"]), {"x": 1}):  # unhashable, tuples holding lists too
+        with pytest.raises(ParameterError, match="'answer'"):
+            result("sample", "a", answer, 1.0)
     with pytest.raises(ParameterError, match="scores"):
         session.verify({9: 1.0})
 
