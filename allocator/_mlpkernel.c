@@ -2,14 +2,16 @@
  * allocator.learned.MLPPolicyNetwork without numpy's per-call overhead.
  *
  * A Kernel holds float64 copies of a bundle's dense layers and its observation
- * normalisation. Kernel.act(features, allowed) takes the observation as a Python
- * sequence of numbers and the allowed actions as an int bit set (bit a: action a
- * allowed), and returns the masked arg max of the logits. The arithmetic is the numpy
- * path's, step for step:
+ * normalisation; it is built once (never re-initialised). Kernel.act(features, allowed)
+ * takes the observation as a list or tuple of numbers and the allowed actions as an int
+ * bit set (bit a: action a allowed), and returns the masked arg max of the logits. The
+ * work buffers are shared by the kernel's calls: every input is read before they are
+ * written, and nothing runs Python code (so lets another thread in) while they are in
+ * use. The arithmetic is the numpy path's, step for step:
  *
  *   obs   = (float32) feature                      the observation the policy sees
  *   z     = ((double) obs - mean) / scale           VecNormalize, in float64
- *   z     = min(max(z, -clip), clip)                (numpy's order: minimum, then maximum)
+ *   z     = max(min(z, clip), -clip)                numpy's order; NaN stays NaN
  *   x     = (double) (float32) z                    VecNormalize returns float32
  *   x'    = act(W x + b) per layer, in float64      sums over inputs in index order
  *                                                   tanh as 1 - 2 / (exp(2v) + 1)
