@@ -12,15 +12,19 @@ A + 2   ``VERIFY``      pay for verifier scores of the drawn, unverified candida
 ======  ==============  =====================================================
 
 Actions a log (or an executor) cannot support are masked, never removed, so a policy's
-output layout does not depend on the log.
+output layout does not depend on the log. A mask is a bool array of shape (A + 3,) (or
+(B, A + 3)); a session's decision takes one as an int bit set instead (bit ``a`` set:
+action ``a`` allowed): :func:`mask_bits` and :func:`mask_of_bits` convert.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["STOP", "action_names", "n_actions", "refine_action", "sample_action",
-           "verify_action"]
+import numpy as np
+
+__all__ = ["STOP", "action_names", "mask_bits", "mask_of_bits", "n_actions", "refine_action",
+           "sample_action", "verify_action"]
 
 STOP: Final = 0
 
@@ -48,3 +52,13 @@ def verify_action(n_arms: int) -> int:
 def action_names(arms: tuple[str, ...] | list[str]) -> list[str]:
     """Readable names of every action, in index order."""
     return ["STOP", *(f"SAMPLE({arm})" for arm in arms), "REFINE", "VERIFY"]
+
+
+def mask_bits(mask: np.ndarray) -> int:
+    """The bit set of a bool mask of shape (n_actions,): bit ``a`` set where allowed."""
+    return sum(1 << int(action) for action in np.flatnonzero(mask))
+
+
+def mask_of_bits(allowed: int, n: int) -> np.ndarray:
+    """The bool mask of shape (``n``,) of a bit set (bits beyond ``n`` are ignored)."""
+    return np.array([(allowed >> action) & 1 for action in range(n)], dtype=bool)

@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from allocator.actions import n_actions
+from allocator.actions import mask_bits, mask_of_bits, n_actions
 from allocator.bundle import MANIFEST_FILE, Bundle, read_bundle
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch, featurize
@@ -257,7 +257,7 @@ class MLPPolicyNetwork:
                                  f"an array of shape ({self.n_inputs},)", np.shape(obs))
         mask = self._check_mask(mask, (self.n_outputs,))
         if self._kernel is not None:
-            return self._kernel.act(x.tolist(), sum(1 << int(a) for a in np.flatnonzero(mask)))
+            return self._kernel.act(x.tolist(), mask_bits(mask))
         return int(np.where(mask, self._forward(x), -np.inf).argmax())
 
     def decide(self, features: Sequence[float], allowed: int) -> int:
@@ -265,8 +265,10 @@ class MLPPolicyNetwork:
 
         :meth:`act_one`'s decision, without building arrays: ``features`` in the
         featurizer's order (rounded to float32 here, as everywhere), and the allowed
-        actions as a bit set (bit ``a`` set: action ``a`` allowed; STOP's bit must be
-        set). Runs in the compiled kernel where it was built (:attr:`backend`).
+        actions as a bit set (:func:`allocator.actions.mask_bits`; sessions always allow
+        STOP; with no bit set every logit counts as ``-inf`` and the answer is 0, as
+        numpy's arg max gives). Runs in the compiled kernel where it was built
+        (:attr:`backend`).
 
         Raises:
             ParameterError: ``features`` of the wrong length or not numbers, or bits
@@ -282,8 +284,7 @@ class MLPPolicyNetwork:
                 f"a list or tuple of {self.n_inputs} numbers and an int bit set >= 0 of "
                 f"{self.n_outputs} actions ({error})", (features, allowed)) from error
         x = self._forward(np.array(values, dtype=np.float32))
-        mask = [(allowed >> action) & 1 for action in range(self.n_outputs)]
-        return int(np.where(np.array(mask, dtype=bool), x, -np.inf).argmax())
+        return int(np.where(mask_of_bits(allowed, self.n_outputs), x, -np.inf).argmax())
 
     def _checked(self, features: Sequence[float], allowed: int) -> tuple[list[float], int]:
         """The numpy path's reading of :meth:`decide`'s input, as the kernel reads it:

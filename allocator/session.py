@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from allocator.actions import STOP, n_actions, refine_action, sample_action, verify_action
+from allocator.actions import (
+    STOP,
+    mask_of_bits,
+    n_actions,
+    refine_action,
+    sample_action,
+    verify_action,
+)
 from allocator.errors import AllocatorError, ParameterError
 from allocator.featurizer import QueryState
 from allocator.policies.base import Policy
@@ -279,9 +286,7 @@ class Session:
 
     def allowed_actions(self) -> np.ndarray:
         """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
-        allowed = self._allowed()
-        return np.array([(allowed >> action) & 1 for action in range(self._n_actions)],
-                        dtype=bool)
+        return mask_of_bits(self._allowed(), self._n_actions)
 
     def _allowed(self) -> int:
         """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed)."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from allocator.actions import n_actions
+from allocator.actions import mask_of_bits, n_actions
 from allocator.featurizer import QueryState, StateBatch
 
 __all__ = ["Policy"]
@@ -90,8 +90,7 @@ class Policy(ABC):
         size = n_actions(n_arms)
 
         def decide(state: QueryState, allowed: int) -> int:
-            mask = np.array([(allowed >> action) & 1 for action in range(size)], dtype=bool)
-            return self.act_one(state, mask)
+            return self.act_one(state, mask_of_bits(allowed, size))
 
         return decide
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import allocator.learned as learned
+from allocator.actions import mask_bits
 from allocator.errors import ParameterError
 from allocator.learned import MLPPolicyNetwork, ObservationNormalization, kernel_available
 
@@ -63,8 +64,6 @@ def random_masks(seed: int, count: int) -> np.ndarray:
     return mask
 
 
-def bits(mask: np.ndarray) -> int:
-    return sum(1 << int(action) for action in np.flatnonzero(mask))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -75,7 +74,7 @@ def test_decide_is_the_masked_arg_max_of_the_batch_logits(backend: str, activati
     network = make_network(backend, activation=activation, normalized=normalized)
     obs, masks = observations(1, 3_000), random_masks(2, 3_000)
     expected = np.where(masks, network.logits(obs), -np.inf).argmax(axis=1)
-    decided = [network.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+    decided = [network.decide(o.tolist(), mask_bits(m)) for o, m in zip(obs, masks, strict=True)]
     np.testing.assert_array_equal(decided, expected)
     by_arrays = [network.act_one(o, m) for o, m in zip(obs[:300], masks[:300], strict=True)]
     np.testing.assert_array_equal(by_arrays, expected[:300])
@@ -126,7 +125,8 @@ def test_non_finite_features_decide_as_numpy_does(backend: str, activation: str,
     masks = random_masks(7, 400)
     with np.errstate(invalid="ignore"):  # inf - inf in the numpy path: NaN, as intended
         logits = network.logits(obs)
-        decided = [network.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+        decided = [network.decide(o.tolist(), mask_bits(m))
+                   for o, m in zip(obs, masks, strict=True)]
     np.testing.assert_array_equal(decided, np.where(masks, logits, -np.inf).argmax(axis=1))
     nan_rows = np.isnan(logits).any(axis=1)
     assert nan_rows.any() and (~nan_rows).any()  # both cases were exercised
@@ -193,10 +193,10 @@ def test_numbers_of_other_types_are_read_alike(backend: str) -> None:
     network = make_network(backend)
     obs, masks = observations(10, 100), random_masks(11, 100)
     for o, m in zip(obs, masks, strict=True):
-        expected = network.decide(o.astype(np.float32).tolist(), bits(m))
+        expected = network.decide(o.astype(np.float32).tolist(), mask_bits(m))
         mixed = [np.float32(v) if i % 3 == 0 else float(np.float32(v))
                  for i, v in enumerate(o)]
-        assert network.decide(tuple(mixed), np.int64(bits(m))) == expected
+        assert network.decide(tuple(mixed), np.int64(mask_bits(m))) == expected
     assert network.decide([0] * N_INPUTS, 1) == network.decide([0.0] * N_INPUTS, 1)
 
 
@@ -242,7 +242,7 @@ def test_a_decision_made_while_reading_the_features_does_not_disturb_this_one(
     for row, (o, m) in enumerate(zip(obs, masks, strict=True)):
         features: list = o.tolist()
         features[-1] = DecidesWhenRead(features[-1], obs[(row + 1) % len(obs)].tolist())
-        decided.append(network.decide(features, bits(m)))
+        decided.append(network.decide(features, mask_bits(m)))
     np.testing.assert_array_equal(decided, expected)
 
 
@@ -319,7 +319,7 @@ def test_normalisation_statistics_of_any_dtype_are_read_as_float64() -> None:
     reference = make_network("numpy", hidden=(8,))
     stats = reference.normalization
     obs, masks = observations(13, 300), random_masks(14, 300)
-    expected = [reference.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+    expected = [reference.decide(o.tolist(), mask_bits(m)) for o, m in zip(obs, masks, strict=True)]
     layers = [(weight_t.T.astype(np.float32), bias.astype(np.float32), activation)
               for (weight_t, bias, _), activation in zip(reference._layers,
                                                          reference._activations, strict=True)]
@@ -332,7 +332,7 @@ def test_normalisation_statistics_of_any_dtype_are_read_as_float64() -> None:
             if backend == "compiled" and not kernel_available():
                 continue
             network = MLPPolicyNetwork(layers, normalization, compiled=backend == "compiled")
-            decided = [network.decide(o.tolist(), bits(m))
+            decided = [network.decide(o.tolist(), mask_bits(m))
                        for o, m in zip(obs, masks, strict=True)]
             # float32 statistics round the mean and variance: decisions may move only
             # where they changed, so compare the float64 lists exactly
@@ -350,8 +350,8 @@ def test_a_network_pickles_and_copies_with_its_backend(backend: str) -> None:
 
     network = make_network(backend)
     obs, masks = observations(15, 200), random_masks(16, 200)
-    expected = [network.decide(o.tolist(), bits(m)) for o, m in zip(obs, masks, strict=True)]
+    expected = [network.decide(o.tolist(), mask_bits(m)) for o, m in zip(obs, masks, strict=True)]
     for clone in (pickle.loads(pickle.dumps(network)), copy.deepcopy(network)):
         assert clone.backend == backend
-        assert [clone.decide(o.tolist(), bits(m))
+        assert [clone.decide(o.tolist(), mask_bits(m))
                 for o, m in zip(obs, masks, strict=True)] == expected
