@@ -8,7 +8,7 @@ queries; trace the oracles' fronts; compute the headline numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,10 +16,9 @@ import numpy as np
 
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
-from allocator.policies import POLICIES, make_policy
-from allocator.policies.base import Policy
-from allocator.policies.difficulty_binned import DifficultyBinned
+from allocator.policies import POLICIES
 from envs.pools import ReplayPools
+from training.evaluation.baselines import BaselineContext, NotApplicable, base_policy, build_sweep
 from training.evaluation.oracles import default_lambdas, hindsight_oracle, query_oracle
 from training.evaluation.pareto import headline
 from training.evaluation.replay import FixedNCurves, ReplayEvaluator
@@ -123,39 +122,6 @@ def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int
     return predictor, prior
 
 
-def _base_policy(name: str, arm: int, pool: int) -> Policy:
-    """The policy at its defaults, on ``arm``, capped at the pool size where it has a cap."""
-    fields = POLICIES[name].__dataclass_fields__
-    params: dict = {"arm": arm} if "arm" in fields else {}
-    if "max_samples" in fields:
-        params["max_samples"] = pool
-    if "min_samples" in fields:  # a pool smaller than the default minimum (agent runs)
-        params["min_samples"] = min(fields["min_samples"].default, pool)
-    return make_policy(name, **params)
-
-
-def _sweep(name: str, config: EvaluationConfig, arm: int, pool: int) -> list[Policy]:
-    base = _base_policy(name, arm, pool)
-    knob = type(base).knob
-    values = list(config.sweeps.get(name, type(base).default_sweep))
-    if name == "fixed-n":
-        values = [v for v in values if v <= pool] or [pool]
-    if knob is None or not values:
-        return [base]
-    return [base.with_knob(value) for value in values]
-
-
-def _binned(train_curves: FixedNCurves, train_prior: np.ndarray, arm: int,
-            config: EvaluationConfig, pool: int) -> Iterator[Policy]:
-    solve = train_curves.correct.mean(axis=1)[:, 1:]
-    fitted = DifficultyBinned.fit(train_prior, solve, target_mean_samples=min(8.0, pool),
-                                  arm=arm)
-    values = config.sweeps.get("difficulty-binned", DifficultyBinned.default_sweep)
-    for value in values:
-        if value <= pool:
-            yield fitted.with_knob(value)
-
-
 def lambda_grid(lambda_range: tuple[float, float] | list[float],
                 values: tuple[float, ...] | None = None) -> tuple[float, ...]:
     """The prices a learned policy is evaluated at, increasing.
@@ -247,21 +213,20 @@ def evaluate(
         prior = None
     evaluator = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
                                 prior=prior)
-    pool = int(pools.group_count[test, arm].max())
+    context = BaselineContext(pools, train, prior, n_orders=config.n_orders,
+                              seed=config.seed, sweeps=dict(config.sweeps))
     progress("replaying the reference")
-    reference = evaluator.run(_base_policy(config.reference, arm, pool))
+    reference = evaluator.run(base_policy(config.reference, arm, context.pool(arm)))
     points: dict[str, list[PolicyPoint]] = {}
     chosen: dict[str, EpisodeResults] = {config.reference: reference}
+    skipped: dict[str, str] = {}
     for name in config.policies:
         progress(f"sweeping {name}")
-        if name == "difficulty-binned":
-            if prior is None:
-                continue
-            train_curves = ReplayEvaluator(pools, train, n_orders=config.n_orders,
-                                           seed=config.seed + 1).fixed_n_curves(arm)
-            policies = list(_binned(train_curves, prior[train, arm], arm, config, pool))
-        else:
-            policies = _sweep(name, config, arm, pool)
+        try:
+            policies = build_sweep(name, context)
+        except NotApplicable as reason:
+            skipped[name] = str(reason)
+            continue
         points[name] = []
         for policy in policies:
             results = evaluator.run(policy)
@@ -290,6 +255,7 @@ def evaluate(
         points=points,
         reference=reference.policy,
         headline=headline(points, target_accuracy=target),
-        extra={"difficulty": difficulty_metrics} if difficulty_metrics else {},
+        extra={**({"difficulty": difficulty_metrics} if difficulty_metrics else {}),
+               **({"skipped": skipped} if skipped else {})},
     )
     return report, chosen
