@@ -429,3 +429,93 @@ def test_bad_call_arguments_are_named(small_decisions, arguments, parameter: str
 def test_estimate_all_refuses_two_estimators_with_one_label(small_decisions) -> None:
     with pytest.raises(ParameterError, match="distinct labels"):
         estimate_all(small_decisions, TARGETS["fixed-3"], [IPS(), IPS()])
+
+
+# ------------------------------------------------ formulas on a hand-sized log
+def _episodes_by_hand(decisions: DecisionLog, target) -> list[list[tuple[float, float]]]:
+    """Per episode, its (rho_t, r_t) pairs: the target's probability of the logged action
+    over the logged propensity, and the logged reward, read one decision at a time."""
+    actions, columns = decisions.actions(), decisions.columns
+    # The target's probabilities are its definition (not the estimators' code).
+    pi = target.probabilities(decisions.states(), decisions.masks())
+    episodes: list[list[tuple[float, float]]] = []
+    for row in range(decisions.n_decisions):
+        if columns["step"][row] == 0:
+            episodes.append([])
+        ratio = pi[row, actions[row]] / columns["propensity"][row]
+        episodes[-1].append((float(ratio), float(columns["reward"][row])))
+    return episodes
+
+
+@pytest.fixture(scope="module")
+def three_episodes(small_decisions) -> tuple[DecisionLog, list]:
+    """Three logged episodes of which the target could have taken two: weights of both
+    kinds (0 and > 1) and episodes of several decisions, so that trajectory and
+    per-decision weighting give different numbers."""
+    target = TARGETS["ac-0.95"]
+    data = prepare(small_decisions, target)
+    weights = data.trajectory_weights()
+    lengths = np.bincount(data.episode)
+    pick = [int(np.flatnonzero((weights > 1) & (lengths >= 3))[0]),
+            int(np.flatnonzero((weights > 1) & (lengths >= 2))[1]),
+            int(np.flatnonzero(weights == 0)[0])]
+    rows = np.isin(small_decisions.episode_index, pick)
+    columns = {name: np.asarray(column)[rows] for name, column in
+               small_decisions.columns.items()}
+    # Renumber the kept episodes 0, 1, 2 in log order.
+    columns["episode"] = np.unique(columns["episode"], return_inverse=True)[1]
+    log = DecisionLog(small_decisions.arms, columns)
+    return log, _episodes_by_hand(log, target)
+
+
+def test_ips_snips_and_pdis_follow_their_formulas(three_episodes) -> None:
+    log, episodes = three_episodes
+    target = TARGETS["ac-0.95"]
+    trajectory = [float(np.prod([rho for rho, _ in e])) for e in episodes]
+    returns = [sum(r for _, r in e) for e in episodes]
+    per_decision = [sum(float(np.prod([rho for rho, _ in e[:t + 1]])) * e[t][1]
+                        for t in range(len(e))) for e in episodes]
+    assert sorted(trajectory)[0] == 0 and sorted(trajectory)[1] > 1
+    expected = {
+        "ips": sum(w * g for w, g in zip(trajectory, returns, strict=True)) / 3,
+        "snips": sum(w * g for w, g in zip(trajectory, returns, strict=True)) / sum(trajectory),
+        "pdis": sum(per_decision) / 3,
+    }
+    # The three differ on this log: a test of one formula cannot pass with another.
+    assert len({round(v, 9) for v in expected.values()}) == 3, expected
+    for estimator in (IPS(), SNIPS(), PerDecisionIPS()):
+        got = estimator.estimate(log, target, n_bootstrap=20).value
+        assert got == pytest.approx(expected[estimator.name], rel=1e-12, abs=1e-12)
+
+
+def test_doubly_robust_follows_its_formula(three_episodes) -> None:
+    log, episodes = three_episodes
+    target = TARGETS["ac-0.95"]
+    estimator = DoublyRobust(folds=2, n_estimators=5, min_child_samples=1)
+    data = prepare(log, target)
+    q = estimator.outcome_model(data, seed=0)
+    actions = log.actions()
+    v = (data.target_probs * q).sum(axis=1)
+    total, row = 0.0, 0
+    for episode in episodes:
+        weight = 1.0
+        for rho, reward in episode:
+            previous, weight = weight, weight * rho
+            total += weight * (reward - q[row, actions[row]]) + previous * v[row]
+            row += 1
+    got = estimator.estimate(data, target, n_bootstrap=20, seed=0).value
+    assert got == pytest.approx(total / 3, rel=1e-12, abs=1e-12)
+
+
+def test_bootstrap_interval_width_matches_the_analytic_standard_error(small_decisions) -> None:
+    """For IPS (a plain mean of W G per episode) the bootstrap standard error estimates
+    std(W G) / sqrt(n); intervals twice as wide (or half) as they should be fail here."""
+    target = TARGETS["fixed-3"]
+    data = prepare(small_decisions, target)
+    terms = data.trajectory_weights() * data.per_episode(data.rewards)
+    analytic = terms.std(ddof=1) / np.sqrt(len(terms))
+    estimate = IPS().estimate(data, target, n_bootstrap=4000, seed=3)
+    # 4000 replicates: the bootstrap SE's own relative error is about 1/sqrt(8000) ~ 1%;
+    # the percentile interval of a near-normal mean is about 2 * 1.96 SE wide.
+    assert estimate.std_error == pytest.approx(analytic, rel=0.1)
+    assert estimate.ci_width == pytest.approx(2 * 1.96 * analytic, rel=0.15)
