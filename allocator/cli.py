@@ -394,8 +394,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     token_env: Annotated[str, typer.Option(
         metavar="VAR", help="Environment variable holding the bearer token clients must "
-                            "send (Authorization: Bearer ...); unset or empty: no "
-                            "authentication.")] = "ALLOCATOR_TOKEN",
+                            "send (Authorization: Bearer ...); unset or empty is an error "
+                            "unless --no-auth.")] = "ALLOCATOR_TOKEN",
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Serve without authentication (only then may the token "
+                          "variable be unset).")] = False,
     reload_interval: Annotated[float | None, typer.Option(
         metavar="SECONDS", help="Poll the source this often and swap in a new bundle when "
                                 "it changed (the alias moved); default: only on POST "
@@ -407,7 +410,6 @@ def serve(
 ) -> None:
     """Serve the budget oracle over HTTP (POST /v1/decide, /v1/budget, /v1/allocate;
     GET /v1/health; schema at /docs). Needs the 'serve' extra."""
-    import os
 
     from rich.markup import escape  # the messages hold brackets: [serve], ['a', 'b']
 
@@ -415,12 +417,32 @@ def serve(
         from allocator.service import run_server
     except ImportError as error:
         raise _fail(ImportError(escape(str(error)))) from None
+    token = _serve_token(token_env, no_auth)
     try:
-        run_server(source, host=host, port=port, token=os.environ.get(token_env) or None,
+        run_server(source, host=host, port=port, token=token,
                    tracking_uri=tracking_uri, reload_interval=reload_interval,
                    log_level=log_level)
     except AllocatorError as error:
         raise _fail(AllocatorError(escape(str(error)))) from None
+
+
+def _serve_token(token_env: str, no_auth: bool) -> str | None:
+    """The bearer token from ``token_env``; fail closed when it is unset or empty, unless
+    ``no_auth`` says to serve without one (then a set token is a contradiction)."""
+    import os
+
+    token = os.environ.get(token_env, "")
+    if no_auth and token:
+        raise _fail(AllocatorError(
+            f"--no-auth was given but {token_env} holds a token. Fix: drop --no-auth to "
+            f"require the token, or unset {token_env}."))
+    if not no_auth and not token.strip():
+        state = "is empty" if token_env in os.environ else "is not set"
+        raise _fail(AllocatorError(
+            f"the token variable {token_env} {state}: refusing to serve without "
+            f"authentication. Fix: export {token_env}=<a secret> (or name another variable "
+            "with --token-env), or pass --no-auth to serve without a token on purpose."))
+    return None if no_auth else token
 
 
 def main() -> None:

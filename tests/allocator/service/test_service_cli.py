@@ -1,6 +1,7 @@
 """``allocator serve``: runs uvicorn on the given port with the token from the named
-environment variable (a real subprocess, stopped with SIGINT); refuses a bad source with
-exit code 2; says what to install when fastapi is missing."""
+environment variable (a real subprocess, stopped with SIGINT); fails closed without a
+token (unless --no-auth); refuses a bad source with exit code 2; says what to install when
+fastapi is missing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from service_support import write_scripted
 
 REPO = Path(__file__).resolve().parents[3]
@@ -61,9 +63,31 @@ def test_serve_runs_uvicorn_with_the_token_from_the_environment(tmp_path: Path) 
 
 
 def test_serve_refuses_a_missing_bundle(tmp_path: Path) -> None:
-    process = cli("serve", str(tmp_path / "missing"), "--port", str(free_port()))
+    process = cli("serve", str(tmp_path / "missing"), "--port", str(free_port()),
+                  "--no-auth")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2 and "error:" in stderr and "missing" in stderr
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (("--token-env", "TYPO"), {}, "the token variable TYPO is not set"),
+    ((), {"ALLOCATOR_TOKEN": ""}, "the token variable ALLOCATOR_TOKEN is empty"),
+    ((), {"ALLOCATOR_TOKEN": "   "}, "the token variable ALLOCATOR_TOKEN is empty"),
+    (("--no-auth",), {"ALLOCATOR_TOKEN": "s3cret"}, "--no-auth was given but"),
+])
+def test_serve_fails_closed_without_a_token(tmp_path: Path, args: tuple[str, ...],
+                                            env: dict[str, str], message: str) -> None:
+    """An unset or empty token variable never means "serve without authentication"."""
+    bundle = write_scripted(tmp_path / "bundle", ("a", "b"))
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("ALLOCATOR_TOKEN", "TYPO")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, "serve", str(bundle), "--port", str(free_port()),
+         *args], cwd=REPO, env={**environment, "MLFLOW_DISABLE_TELEMETRY": "true", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr
+    assert message in " ".join(stderr.split())
 
 
 def test_serve_says_what_to_install_without_fastapi(tmp_path: Path) -> None:
