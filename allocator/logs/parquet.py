@@ -85,6 +85,32 @@ def write_log(log: AttemptLog, path: str | os.PathLike[str]) -> Path:
     return write_parquet_atomically(log_to_arrow(log), path)
 
 
+#: Magic bytes at both ends of every Parquet file.
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _check_log_path(path: Path) -> None:
+    """Refuse, with the likely fix, a path that is missing, a folder, or not Parquet at all
+    (a raw JSONL or CSV file that was never ingested)."""
+    if not path.exists():
+        raise LogFormatError("file not found.", source=str(path),
+                             fix="check the path; a log is the Parquet file written by "
+                                 "`allocator ingest`.")
+    if path.is_dir():
+        raise LogFormatError("this is a folder, not a log file.", source=str(path),
+                             fix="pass the Parquet file written by `allocator ingest`.")
+    with path.open("rb") as handle:
+        head = handle.read(len(_PARQUET_MAGIC))
+    if head != _PARQUET_MAGIC:
+        raise LogFormatError(
+            "this is not a Parquet log (it does not start with Parquet's magic bytes).",
+            source=str(path),
+            fix=f"turn raw runs into a log first: `allocator ingest {path.name} -o "
+                f"{path.with_suffix('.parquet').name} --query-col ... --answer-col ... "
+                "--correct-col ...` (`--format NAME` for a known tool's logs: see `allocator "
+                "formats`).")
+
+
 def read_log(path: str | os.PathLike[str]) -> AttemptLog:
     """Read a log written by :func:`write_log` (or any Parquet file with canonical columns).
 
@@ -93,6 +119,7 @@ def read_log(path: str | os.PathLike[str]) -> AttemptLog:
             or breaks the format's rules.
     """
     path = Path(path)
+    _check_log_path(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as error:

@@ -198,6 +198,9 @@ def evaluate(
         cost-distribution plot).
     """
     config = config or EvaluationConfig()
+    if config.arm is not None and config.arm not in log.arms:
+        raise ParameterError("EvaluationConfig", "arm", f"one of the log's arms {list(log.arms)}",
+                             config.arm)
     arm = log.arms.index(config.arm) if config.arm is not None else _default_arm(log)
     pools = ReplayPools.from_log(log)
     train, test = split_queries(log.n_queries, config.test_fraction, config.seed)

@@ -610,3 +610,22 @@ def test_reads_own_parquet_with_simulated_flag(tmp_path: Path) -> None:
     again, _ = read_attempts(path)
     assert again.simulated and again.fingerprint() == log.fingerprint()
     assert list(again.queries.text) == list(log.queries.text)
+
+
+@pytest.mark.parametrize(("name", "make", "problem", "hint"), [
+    ("missing.parquet", lambda path: None, "file not found", "allocator ingest"),
+    ("folder.parquet", lambda path: path.mkdir(), "folder, not a log file", "allocator ingest"),
+    ("runs.jsonl", lambda path: path.write_text('{"query_id": "q", "answer": "1"}\n'),
+     "not a Parquet log", "allocator ingest runs.jsonl -o runs.parquet"),
+    ("runs.csv", lambda path: path.write_text("query_id,answer\nq,1\n"),
+     "not a Parquet log", "allocator ingest runs.csv -o runs.parquet"),
+])
+def test_read_log_says_what_a_wrong_path_is(tmp_path: Path, name: str, make: Callable,
+                                            problem: str, hint: str) -> None:
+    """A missing file, a folder, or a raw table never reads as "truncated Parquet"."""
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(LogFormatError) as caught:
+        read_log(path)
+    assert_error(caught.value, path, hint=hint)
+    assert problem in str(caught.value) and "truncated" not in str(caught.value)

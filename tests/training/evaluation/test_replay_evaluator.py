@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from allocator.errors import ParameterError
 from allocator.logs import AttemptLog, read_log, write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.policies import make_policy
@@ -166,3 +167,8 @@ def test_adaptive_consistency_saves_cost_on_the_date_log(date_log: AttemptLog) -
     assert headline.savings_vs_fixed_n["adaptive-consistency"] > 2.0
     ac = next(p for p in report.points["adaptive-consistency"] if p.value == 0.95)
     assert ac.mean_samples < 12
+
+
+def test_an_unknown_arm_is_a_parameter_error_naming_the_arms(synthetic: AttemptLog) -> None:
+    with pytest.raises(ParameterError, match=r"arm.*one of the log's arms \['large', 'small'\]"):
+        evaluate(synthetic, EvaluationConfig(arm="unknown", difficulty=False, n_orders=2))
