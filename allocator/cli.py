@@ -31,6 +31,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from allocator import __version__
+
+        print(f"ttc-allocator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Options of every command."""
+
+
 GENERIC_FORMATS = ("auto", "jsonl", "csv", "parquet")
 
 _MAPPING_PANEL = "Column mapping (generic jsonl/csv/parquet tables)"

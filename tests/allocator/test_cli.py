@@ -29,6 +29,14 @@ def test_help_lists_every_command() -> None:
         assert command in result.output
 
 
+def test_version_is_the_installed_distribution_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ttc-allocator {version('ttc-allocator')}"
+
+
 def _brute_force(rows: list[dict]) -> dict[str, float]:
     """Per-attempt accuracy, majority accuracy and any-correct, written the slow way."""
     by_query: dict[str, list[dict]] = {}
