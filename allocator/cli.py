@@ -282,7 +282,7 @@ def train(
              "total_timesteps).")] = None,
     mlflow: Annotated[bool, typer.Option(
         "--mlflow/--no-mlflow", help="Log the run to MLflow (MLFLOW_TRACKING_URI, default "
-                                     "sqlite:///mlflow.db).")] = True,
+                                     "sqlite:///mlflow.db); off by default.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the interrupted run whose checkpoints RUN_DIR "
                          "holds.")] = False,

@@ -47,7 +47,7 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
                                  str(config), "--timesteps", "4096", "--seed", "3", "--json",
-                                 "--register", "ttc-test"])
+                                 "--mlflow", "--register", "ttc-test"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
 
@@ -111,14 +111,18 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
 
 @pytest.mark.slow
 def test_train_refuses_a_used_run_dir_and_resumes_it(tiny: tuple[Path, Path],
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     log_path, config = tiny
     run_dir = tmp_path / "run"
-    base = ["train", str(log_path), "-o", str(run_dir), "--config", str(config),
-            "--no-mlflow", "--json"]
+    # MLflow is opt-in (--mlflow): by default nothing is tracked, no mlflow.db appears.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    base = ["train", str(log_path), "-o", str(run_dir), "--config", str(config), "--json"]
     result = runner.invoke(app, [*base, "--timesteps", "2048"])
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "mlflow.db").exists()
+    assert json.loads(result.stdout)["mlflow_run_id"] is None
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
     result = runner.invoke(app, [*base, "--timesteps", "4096"])
     assert result.exit_code == 2
