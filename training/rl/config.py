@@ -101,6 +101,11 @@ class TrainConfig:
         arm: the arm the single-arm baselines sample in the evaluation (None: the arm
             with the most samples per query, as ``allocator evaluate`` does).
         n_bootstrap: bootstrap resamples per confidence interval of the evaluation (1000).
+        warm_start_steps: environment steps of the best baseline's rollout that the
+            network is behaviour-cloned on before PPO (:mod:`training.rl.warm_start`);
+            None: an eighth of ``total_timesteps`` (the cloning costs about as much per
+            step as PPO); 0: start PPO from a random network. Not counted in
+            ``total_timesteps``.
     """
 
     total_timesteps: int = 2_000_000
@@ -127,6 +132,7 @@ class TrainConfig:
     eval_lambdas: tuple[float, ...] | None = None
     arm: str | None = None
     n_bootstrap: int = 1000
+    warm_start_steps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("lambda_range", "net_arch", "eval_lambdas"):
@@ -142,8 +148,11 @@ class TrainConfig:
     def _check_integers(self) -> None:
         for name, low in (("total_timesteps", 1), ("n_envs", 1), ("n_steps", 1),
                           ("batch_size", 2), ("n_epochs", 1), ("seed", 0),
-                          ("checkpoint_every", 1), ("n_orders", 1), ("n_bootstrap", 1)):
+                          ("checkpoint_every", 1), ("n_orders", 1), ("n_bootstrap", 1),
+                          ("warm_start_steps", 0)):
             value = getattr(self, name)
+            if name == "warm_start_steps" and value is None:
+                continue
             if not _is_int(value) or value < low:
                 raise ParameterError(_OWNER, name, f"an integer >= {low}", value)
 
@@ -195,6 +204,13 @@ class TrainConfig:
                                  "None or a non-empty list of numbers >= 0", lambdas)
 
     # --------------------------------------------------------------- derived
+    def warm_start_budget(self) -> int:
+        """The warm start's rollout steps: ``warm_start_steps``, or an eighth of
+        ``total_timesteps`` when it is None."""
+        if self.warm_start_steps is None:
+            return self.total_timesteps // 8
+        return int(self.warm_start_steps)
+
     def evaluation_lambdas(self) -> tuple[float, ...]:
         """The lambdas the learned policy is evaluated at, increasing.
 

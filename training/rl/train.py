@@ -152,11 +152,16 @@ class TrainingMonitor(BaseCallback):
         return None
 
     def _emit(self, metrics: dict[str, float]) -> None:
+        self.record(int(self.num_timesteps), metrics)
+
+    def record(self, num_timesteps: int, metrics: dict[str, float]) -> None:
+        """Keep ``metrics`` at ``num_timesteps`` in :attr:`history` and send them to the
+        sink (records made outside PPO's own loop, e.g. the warm start's)."""
         if not metrics:
             return
-        self.history.append((int(self.num_timesteps), metrics))
+        self.history.append((num_timesteps, metrics))
         if self.sink is not None:
-            self.sink(int(self.num_timesteps), metrics)
+            self.sink(num_timesteps, metrics)
 
     def _on_training_start(self) -> None:
         n = self.training_env.num_envs
@@ -398,6 +403,10 @@ def train_policy(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums (see the module docstring)
     try:
+        if resume_from is None and config.warm_start_budget() > 0:
+            metrics = _warm_start(model, queries, prior, config)
+            for monitor in (c for c in callbacks if isinstance(c, TrainingMonitor)):
+                monitor.record(0, metrics)
         with _progress_bar(progress, config.total_timesteps, int(model.num_timesteps)) as bar:
             if bar is not None:
                 monitor = next((c for c in callbacks if isinstance(c, TrainingMonitor)), None)
@@ -408,6 +417,21 @@ def train_policy(
     finally:
         torch.set_num_threads(threads)
     return model
+
+
+def _warm_start(model: MaskablePPO, queries: np.ndarray, prior: np.ndarray | None,
+                config: TrainConfig) -> dict[str, float]:
+    """Behaviour-clone the best baseline at every price (:mod:`training.rl.warm_start`);
+    its ``warm_start/`` metrics."""
+    from training.rl.warm_start import clone_expert, fit_expert
+
+    venv = replay_env(model.get_env())
+    expert = fit_expert(venv.pools, queries, prior, cost_unit=venv.settings.cost_unit,
+                        verify_cost=venv.settings.verify_cost, seed=config.seed)
+    metrics = clone_expert(model, expert, steps=config.warm_start_budget(),
+                           batch_size=config.batch_size, seed=config.seed)
+    return {f"warm_start/{name}": value for name, value in
+            {**metrics, "settings": float(len(expert.policies))}.items()}
 
 
 def policy_decisions(model: MaskablePPO, observations: np.ndarray, masks: np.ndarray
