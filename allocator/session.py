@@ -36,8 +36,14 @@ from allocator.policies.base import Policy
 if TYPE_CHECKING:
     from allocator.oracle import BudgetOracle
 
-__all__ = ["Action", "AttemptResult", "Session", "Verification", "check_max_samples",
-           "sample_limits", "served_mask"]
+__all__ = ["UNINFORMED_PRIOR", "Action", "AttemptResult", "Session", "Verification",
+           "check_max_samples", "sample_limits", "served_mask"]
+
+#: The per-arm prior of a query nothing is known about, where no difficulty predictor
+#: exists: the replay environment's default (``envs.pools``), hence what a policy trained
+#: without a predictor always saw. A bundle records its own uninformed prior (see
+#: :mod:`allocator.oracle`); this is the fallback of bundles and baselines without one.
+UNINFORMED_PRIOR = 0.5
 
 
 # ------------------------------------------------------------------ records
