@@ -214,10 +214,12 @@ class Session:
         return session.final_answer()
 
     Which actions the policy may choose (its mask): ``stop`` always; ``sample(arm)`` for
-    arms the executor serves, while fewer than ``max_samples`` attempts were drawn (and
-    fewer than the arm's own limit, if given); ``refine`` likewise, when the executor
-    supports it; ``verify`` when the executor supports it and candidates were drawn since
-    the last verification.
+    arms the executor serves, while fewer than ``max_samples`` attempts were drawn and
+    fewer than the arm's cap (by default the largest pool of the arm the policy was
+    trained on: see :meth:`~allocator.oracle.BudgetOracle.sample_caps`); ``refine``
+    while fewer than ``max_samples`` attempts were drawn, when the executor supports it;
+    ``verify`` when the executor supports it and candidates were drawn since the last
+    verification.
 
     The executor need not follow the advice: it may report a sample of another arm than
     the one asked, a refinement when a sample was asked, or a verification at any time.

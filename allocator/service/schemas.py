@@ -165,10 +165,14 @@ class DecideRequest(_Request):
                                     description="the arms the executor serves (default all)")
     supports_refine: bool = False
     supports_verify: bool = False
-    max_samples: int | None = Field(None, ge=0, le=MAX_SAMPLES_LIMIT)
+    max_samples: int | None = Field(
+        None, ge=0, le=MAX_SAMPLES_LIMIT,
+        description="most attempts in all; given, it replaces the default caps per arm")
     max_samples_per_arm: Annotated[
         dict[Name, Annotated[int, Field(ge=0, le=MAX_SAMPLES_LIMIT)]],
-        Field(max_length=MAX_ARMS)] | None = None
+        Field(max_length=MAX_ARMS, description="most samples of the arms named (default: "
+                                               "the largest pool each arm had in "
+                                               "training, see /v1/health)")] | None = None
     history: list[HistoryEvent] = Field(default_factory=list, max_length=MAX_HISTORY)
 
 
