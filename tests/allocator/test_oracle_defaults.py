@@ -12,10 +12,11 @@ log whose queries have no text (the case where ``session(None)`` once took 1 sam
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,15 +96,24 @@ STATES = {
 }
 
 
-def http_prior(oracle: BudgetOracle, text: str | None, metadata: dict | None) -> Any:
-    if importlib.util.find_spec("fastapi") is None:
+@contextlib.contextmanager
+def served(oracle: BudgetOracle) -> Iterator[Any]:
+    """An httpx client of the oracle served by real uvicorn on loopback."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec(
+            "uvicorn") is None:
         pytest.skip("the service extra is not installed")
-    from fastapi.testclient import TestClient
+    import httpx
 
-    from allocator.service import create_app
+    from allocator.service import BackgroundServer, create_app
 
-    with TestClient(create_app(oracle)) as http:
-        body = {"query": text, "metadata": metadata, "lambda": 0.05}
+    with BackgroundServer(create_app(oracle)) as server, httpx.Client(
+            base_url=server.url) as http:
+        yield http
+
+
+def http_prior(oracle: BudgetOracle, text: str | None, metadata: dict | None) -> Any:
+    body = {"query": text, "metadata": metadata, "lambda": 0.05}
+    with served(oracle) as http:
         answer = http.post("/v1/decide", json={k: v for k, v in body.items()
                                                if v is not None})
     assert answer.status_code == 200, answer.text
@@ -333,13 +343,7 @@ def test_inspect_prints_the_defaults(tmp_path: Path) -> None:
 
 
 def test_health_returns_the_defaults(tmp_path: Path) -> None:
-    if importlib.util.find_spec("fastapi") is None:
-        pytest.skip("the service extra is not installed")
-    from fastapi.testclient import TestClient
-
-    from allocator.service import create_app
-
     oracle = allocator.load(write_scripted(tmp_path / "bundle", max_pool={"a": 7, "b": 9}))
-    with TestClient(create_app(oracle)) as http:
+    with served(oracle) as http:
         health = http.get("/v1/health").json()
     assert health["model"]["defaults"] == json.loads(json.dumps(oracle.defaults()))
