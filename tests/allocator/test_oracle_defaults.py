@@ -266,6 +266,27 @@ def test_the_cap_masks_sample_as_the_env_masks_an_exhausted_pool(
         assert "LEGACY_MAX_POOL" in oracle.max_pool_source
 
 
+EXECUTOR_CASES = [
+    # (session_factory arguments, samples drawn per arm until STOP)
+    ({}, {"a": 3, "b": 2}),
+    ({"max_samples": 6}, {"a": 0, "b": 6}),
+    ({"max_samples_per_arm": {"a": 1}}, {"a": 1, "b": 2}),
+]
+
+
+@pytest.mark.parametrize(("arguments", "expected"), EXECUTOR_CASES)
+def test_executors_pass_the_cap_through(tmp_path: Path, arguments: dict,
+                                        expected: dict) -> None:
+    from allocator.executors import session_factory
+    from allocator.verifiers import Problem
+
+    oracle = allocator.load(write_scripted(tmp_path / "bundle", max_pool={"a": 3, "b": 2}))
+    factory = session_factory(oracle, **arguments)
+    session = factory(Problem("q", "What is 2 + 2?"), arms=list(ARMS),
+                      supports_refine=False, supports_verify=False)
+    assert drawn_until_stop(session) == expected
+
+
 # ------------------------------------------------------------------ lambda, target cost
 TABLE = [[0.0, 12.0], [0.2, 6.0], [0.4, 2.0]]
 
