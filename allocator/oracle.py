@@ -46,10 +46,11 @@ oracle, and the HTTP service) takes it from :meth:`BudgetOracle.prior_for`:
 The sample cap. A session masks ``SAMPLE(arm)`` once the arm has drawn its cap, as the
 replay environment masks an exhausted pool: by default the largest pool of the arm the
 policy was trained on (the manifest's ``max_pool``; bundles without it:
-:data:`LEGACY_MAX_POOL`), so a policy never runs past what it ever saw. ``max_samples``
-(most attempts in all) replaces these default caps; ``max_samples_per_arm`` sets an
-arm's cap. :meth:`BudgetOracle.defaults` lists every default and where it came from
-(``allocator inspect BUNDLE`` prints it, ``GET /v1/health`` returns it).
+:data:`~allocator.defaults.LEGACY_MAX_POOL`), so a policy never runs past what it ever
+saw. ``max_samples`` (most attempts in all) replaces these default caps;
+``max_samples_per_arm`` sets an arm's cap. :meth:`BudgetOracle.defaults` lists every
+default and where it came from (``allocator inspect BUNDLE`` prints it,
+``GET /v1/health`` returns it).
 
 Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
 learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
@@ -75,9 +76,9 @@ from allocator.allocation import (
     majority_accuracy,
 )
 from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
+from allocator.defaults import predict_with, read_default_prior, read_max_pool
 from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
-from allocator.logs.table import QueryTable
 from allocator.session import (
     UNINFORMED_PRIOR,
     Action,
@@ -108,15 +109,7 @@ MLFLOW_SCHEMES = ("models:/", "runs:/")
 ARM_COST_FIELD = "arm_mean_cost"
 CALIBRATED_LAMBDA_FIELD = "calibrated_lambda"
 CALIBRATION_FIELD = "calibration"
-#: The uninformed prior: ``{"values": {arm: p}, "source": "..."}`` (see the module docstring).
-DEFAULT_PRIOR_FIELD = "default_prior"
-#: The largest pool per arm the policy was trained on: ``{arm: samples}``.
-MAX_POOL_FIELD = "max_pool"
-#: The sample cap per arm of bundles that record no ``max_pool`` (exported before it
-#: existed): above the pools of most public logs' single configurations (about 20 to 40
-#: samples per query), so an old policy keeps its behaviour there while a runaway session
-#: still ends. Pass ``max_samples`` or ``max_samples_per_arm`` to choose another.
-LEGACY_MAX_POOL = 64
+
 
 
 # ------------------------------------------------------------------ oracle
@@ -144,10 +137,11 @@ class BudgetOracle:
         manifest = self.bundle.manifest
         self._arm_costs = self._read_arm_costs(manifest)
         self._table = self._read_calibration(manifest)
-        self._max_pool, self._max_pool_source = self._read_max_pool(manifest)
+        self._max_pool, self._max_pool_source = read_max_pool(manifest, self.arms,
+                                                              self.bundle.path)
         self._predictor: Any = None
-        self._default_prior: tuple[np.ndarray, str] | None = self._read_default_prior(
-            manifest)
+        self._default_prior: tuple[np.ndarray, str] | None = read_default_prior(
+            manifest, self.arms, self.bundle.path)
         self._actions = tuple(Action.of_index(index, self.arms)
                               for index in range(n_actions(len(self.arms))))
 
@@ -181,16 +175,16 @@ class BudgetOracle:
     @property
     def lambda_source(self) -> str:
         """Where :attr:`default_lambda` comes from, in words."""
-        calibration = self.bundle.manifest.get(CALIBRATION_FIELD)
         if self.bundle.manifest.get(CALIBRATED_LAMBDA_FIELD) is None:
             return ("the middle of the lambda range (the bundle is not calibrated: run "
-                    "`allocator calibrate BUNDLE LOG --target-cost C`)")
-        if isinstance(calibration, Mapping) and calibration.get("goal"):
+                    "`allocator calibrate BUNDLE LOG`)")
+        calibration = self.bundle.manifest.get(CALIBRATION_FIELD) or {}
+        if calibration.get("goal"):
             return f"calibration: {calibration['goal']}"
-        target = calibration.get("target_mean_cost") if isinstance(calibration, Mapping) \
-            else None
-        return f"calibration: mean cost {target:g} per query" if isinstance(
-            target, int | float) else "calibration"
+        target = calibration.get("target_mean_cost")
+        if isinstance(target, int | float):
+            return f"calibration: mean cost {target:g} per query"
+        return "calibration"
 
     @property
     def default_prior(self) -> np.ndarray:
@@ -205,7 +199,8 @@ class BudgetOracle:
     @property
     def max_pool(self) -> dict[str, int]:
         """The default sample cap per arm: the largest pool of each arm the policy was
-        trained on (the manifest's ``max_pool``), else :data:`LEGACY_MAX_POOL`."""
+        trained on (the manifest's ``max_pool``), else
+        :data:`~allocator.defaults.LEGACY_MAX_POOL`."""
         return dict(zip(self.arms, self._max_pool.tolist(), strict=True))
 
     @property
@@ -586,40 +581,6 @@ class BudgetOracle:
                               f"got {costs!r}.", path=self.bundle.path)
         return values
 
-    def _read_default_prior(self, manifest: Mapping[str, Any]
-                            ) -> tuple[np.ndarray, str] | None:
-        """The manifest's uninformed prior and its source; None if the field is absent."""
-        field = manifest.get(DEFAULT_PRIOR_FIELD)
-        if field is None:
-            return None
-        try:
-            values = np.array([float(field["values"][arm]) for arm in self.arms])
-            source = str(field["source"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(f"manifest field {DEFAULT_PRIOR_FIELD!r} must be "
-                              f"{{'values': {{arm: p}} for the arms {list(self.arms)}, "
-                              f"'source': text}} ({error!r}); re-export the bundle.",
-                              path=self.bundle.path) from error
-        if not ((values >= 0) & (values <= 1)).all():
-            raise BundleError(f"manifest field {DEFAULT_PRIOR_FIELD!r} must hold "
-                              f"probabilities in [0, 1], got {field['values']!r}; re-export "
-                              "the bundle.", path=self.bundle.path)
-        return values, f"manifest default_prior: {source}"
-
-    def _read_max_pool(self, manifest: Mapping[str, Any]) -> tuple[np.ndarray, str]:
-        """The default sample cap per arm and its source."""
-        field = manifest.get(MAX_POOL_FIELD)
-        if field is None:
-            return (np.full(len(self.arms), LEGACY_MAX_POOL, dtype=np.int64),
-                    f"LEGACY_MAX_POOL ({LEGACY_MAX_POOL}: the bundle records no max_pool)")
-        values = [field.get(arm) if isinstance(field, Mapping) else None for arm in self.arms]
-        if not all(_is_int_at_least(value, 0) for value in values):
-            raise BundleError(f"manifest field {MAX_POOL_FIELD!r} must map every arm "
-                              f"{list(self.arms)} to an integer >= 0, got {field!r}; "
-                              "re-export the bundle.", path=self.bundle.path)
-        return (np.array(values, dtype=np.int64),
-                "manifest max_pool: the largest pool per arm the policy was trained on")
-
     def _read_calibration(self, manifest: Mapping[str, Any]) -> np.ndarray | None:
         calibration = manifest.get(CALIBRATION_FIELD)
         if calibration is None:
@@ -642,39 +603,6 @@ class BudgetOracle:
         return (f"BudgetOracle({str(self.bundle.path)!r}, arms={list(self.arms)}, "
                 f"lambda_range={list(self.lambda_range)}, default_lambda="
                 f"{self.default_lambda:g})")
-
-
-class _QueriesOnly:
-    """What :meth:`DifficultyPredictor.predict` reads of a log: the query table only."""
-
-    def __init__(self, queries: QueryTable) -> None:
-        self.queries = queries
-        self.n_queries = len(queries.text)
-
-
-def predict_with(predictor: Any, arms: Sequence[str], texts: Sequence[str | None],
-                 metadata: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """A fitted difficulty predictor's prior for query texts, shape (Q, len(arms)).
-
-    The one path from a text to a prior: the oracle's sessions and the exporter's
-    uninformed prior both use it. A missing text is the empty text (as a log's missing
-    text is in training); metadata columns the rows lack are missing values.
-
-    Args:
-        predictor: a fitted :class:`training.difficulty.DifficultyPredictor` without
-            user feature columns.
-        arms: the arms, in the order of the output's columns.
-        texts: the query texts.
-        metadata: per query, its metadata.
-    """
-    columns = [column.name for column in predictor.features_.metadata]
-    table = QueryTable(
-        text=np.array(["" if text is None else text for text in texts], dtype=object),
-        metadata={name: np.array([row.get(name) for row in metadata], dtype=object)
-                  for name in columns})
-    predicted = predictor.predict(_QueriesOnly(table), np.arange(len(texts)))
-    order = [list(predictor.arms_).index(arm) for arm in arms]
-    return np.clip(predicted[:, order], 0.0, 1.0)
 
 
 def _check_prior(owner: str, prior: Any, shape: tuple[int, ...]) -> np.ndarray:

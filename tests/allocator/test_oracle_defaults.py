@@ -28,12 +28,13 @@ from typer.testing import CliRunner
 import allocator
 from allocator.actions import n_actions
 from allocator.bundle import write_bundle
+from allocator.defaults import LEGACY_MAX_POOL
 from allocator.errors import BundleError, ParameterError
 from allocator.executors import PolicyOracle
 from allocator.featurizer import n_features
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog, QueryTable
-from allocator.oracle import LEGACY_MAX_POOL, BudgetOracle
+from allocator.oracle import BudgetOracle
 from allocator.policies import make_policy
 from allocator.session import UNINFORMED_PRIOR, AttemptResult
 

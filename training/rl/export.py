@@ -37,9 +37,9 @@ from torch import nn
 
 from allocator.actions import n_actions
 from allocator.bundle import write_bundle
+from allocator.defaults import DEFAULT_PRIOR_FIELD, MAX_POOL_FIELD, predict_with
 from allocator.errors import ParameterError
 from allocator.featurizer import n_features
-from allocator.oracle import DEFAULT_PRIOR_FIELD, MAX_POOL_FIELD, predict_with
 from allocator.session import UNINFORMED_PRIOR
 
 __all__ = ["export_bundle", "network_description", "policy_weights"]
