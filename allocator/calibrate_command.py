@@ -3,10 +3,16 @@
 Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
 lambda that spends it on validation queries (bisection, :func:`training.rl.calibrate.
 calibrate`) and stores it in the bundle, where ``oracle.session(query)`` and
-``target_cost=`` read it. Validation queries must be queries the policy was not trained
-on: when LOG is the training log (same fingerprint as the bundle's), the held-out half of
-``allocator train``'s split (its seed and test fraction are in the manifest) is used;
-any other log is used whole.
+``target_cost=`` read it. Without a target cost, the lambda is the cheapest that reaches
+majority-of-all accuracy (:func:`training.rl.calibrate.calibrate_to_accuracy`), as
+``allocator train`` calibrates by default.
+
+Validation queries must be queries the policy was not trained on, and never the test
+queries: when LOG is the training log (same fingerprint as the bundle's), the validation
+split ``allocator train`` held out of its training queries is used (the manifest's
+``validation`` and ``training_config`` hold its seed and fractions); bundles trained
+before that split existed fall back to the held-out half of the split (the only queries
+they were not trained on: say so when you report on them). Any other log is used whole.
 """
 
 from __future__ import annotations
@@ -33,19 +39,30 @@ def validation_queries(manifest: dict[str, Any], log: Any) -> tuple[np.ndarray |
 
     config = manifest.get("training_config") or {}
     fraction, seed = float(config.get("test_fraction", 0.5)), int(config.get("seed", 0))
-    _, held_out = split_queries(log.n_queries, fraction, seed)
+    train, held_out = split_queries(log.n_queries, fraction, seed)
+    validation = manifest.get("validation") or {}
+    if validation.get("queries"):
+        from training.rl.calibrate import validation_split
+
+        share = float(validation["fraction"])
+        _, queries = validation_split(train, int(validation["seed"]), share)
+        return queries, (f"the {len(queries):,} validation queries of the training log "
+                         f"({share:g} of its training queries, held out of training)")
     return held_out, (f"the {len(held_out):,} held-out queries of the training log "
-                      f"(split seed {seed}, test fraction {fraction:g})")
+                      f"(split seed {seed}, test fraction {fraction:g}: the bundle records "
+                      "no validation split)")
 
 
-def run_calibrate(bundle: Path, log_path: Path, target_cost: float, *, tolerance: float,
+def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
+                  tolerance: float,
                   orders: int, seed: int, as_json: bool) -> dict[str, Any]:
     """Calibrate ``bundle`` in place on ``log_path`` and print the result.
 
     Args:
         bundle: the bundle directory (rewritten with the calibration; still verifies).
         log_path: a log over the bundle's arms.
-        target_cost: the mean cost per query to meet, in the log's units.
+        target_cost: the mean cost per query to meet, in the log's units; None: the
+            cheapest lambda that reaches majority-of-all accuracy.
         tolerance: relative tolerance on the mean cost.
         orders: random orders replayed per query.
         seed: seed of the orders.
@@ -57,7 +74,7 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float, *, tolerance
     from allocator.bundle import read_bundle
     from allocator.console import stderr_console
     from allocator.logs import read_log
-    from training.rl.calibrate import calibrate
+    from training.rl.calibrate import calibrate, calibrate_to_accuracy
 
     manifest = read_bundle(bundle).manifest
     log = read_log(log_path)
@@ -66,8 +83,11 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float, *, tolerance
     console.print(f"calibrating {bundle} on {described}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        lam = calibrate(bundle, log, queries, target_cost, n_orders=orders, seed=seed,
-                        tolerance=tolerance)
+        if target_cost is None:
+            lam = calibrate_to_accuracy(bundle, log, queries, n_orders=orders, seed=seed)
+        else:
+            lam = calibrate(bundle, log, queries, target_cost, n_orders=orders, seed=seed,
+                            tolerance=tolerance)
     calibration = read_bundle(bundle).manifest["calibration"]
     result = {"lambda": lam, "mean_cost": read_bundle(bundle).manifest["calibrated_mean_cost"],
               "target": target_cost, "within_tolerance": calibration["within_tolerance"],
@@ -78,7 +98,12 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float, *, tolerance
         return result
     for message in result["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {message}")
+    if target_cost is None:
+        console.print(f"lambda {lam:.6g}: {calibration['goal']} "
+                      f"({'met' if result['within_tolerance'] else 'NOT met'}); stored in "
+                      f"{bundle}")
+        return result
     console.print(f"lambda {lam:.6g}: mean cost {result['mean_cost']:,.4g} per query "
-              f"(target {target_cost:,.4g}, tolerance {tolerance:.0%}: "
-              f"{'met' if result['within_tolerance'] else 'NOT met'}); stored in {bundle}")
+                  f"(target {target_cost:,.4g}, tolerance {tolerance:.0%}: "
+                  f"{'met' if result['within_tolerance'] else 'NOT met'}); stored in {bundle}")
     return result

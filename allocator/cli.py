@@ -290,17 +290,25 @@ def train(
         metavar="NAME", help="Register the bundle as a new version of this MLflow model "
                              "(load it with allocator.load('models:/NAME@ALIAS')).")] = None,
     alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Calibrate the bundle's default lambda on a validation split of the training "
+             "queries (held out of training): the cheapest lambda that reaches "
+             "majority-of-all accuracy there, or --target-cost.")] = True,
+    target_cost: Annotated[float | None, typer.Option(
+        "--target-cost", help="Calibrate to this mean cost per query (log units) instead "
+                              "of to majority-of-all accuracy.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary and "
                                           "report as JSON on stdout.")] = False,
 ) -> None:
-    """Train the learned allocator, export its bundle, and evaluate it against every
-    baseline on held-out queries."""
+    """Train the learned allocator, export and calibrate its bundle, and evaluate it
+    against every baseline on held-out queries."""
     from allocator.train_command import run_train
 
     try:
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
-                  alias=alias)
+                  alias=alias, calibrate=calibrate, target_cost=target_cost)
     except AllocatorError as error:
         raise _fail(error) from None
 
@@ -310,10 +318,12 @@ def calibrate(
     bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A bundle directory "
                                            "(rewritten with the calibration).")],
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log over the bundle's "
-                                             "arms: the training log (its held-out "
+                                             "arms: the training log (its validation "
                                              "queries are used) or a validation log.")],
-    target_cost: Annotated[float, typer.Option(
-        "--target-cost", help="Mean cost per query to meet, in the log's units.")],
+    target_cost: Annotated[float | None, typer.Option(
+        "--target-cost", help="Mean cost per query to meet, in the log's units (default: "
+                              "the cheapest lambda that reaches majority-of-all "
+                              "accuracy).")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative tolerance on the mean cost.")
                          ] = 0.05,
     orders: Annotated[int, typer.Option(help="Random orders replayed per query.")] = 4,
@@ -321,13 +331,31 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on "
                                           "stdout.")] = False,
 ) -> None:
-    """Find the lambda that meets a target mean cost per query and store it in the bundle,
-    so that users ask for a budget, not a price."""
+    """Find the lambda that meets a target mean cost per query (or reaches majority-of-all
+    accuracy at least cost) and store it in the bundle, so that users ask for a budget,
+    not a price."""
     from allocator.calibrate_command import run_calibrate
 
     try:
         run_calibrate(bundle, log_path, target_cost, tolerance=tolerance, orders=orders,
                       seed=seed, as_json=as_json)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def inspect(
+    bundle: Annotated[str, typer.Argument(metavar="BUNDLE", help="A bundle directory or an "
+                                          "MLflow URI (models:/NAME@ALIAS).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the defaults as JSON on "
+                                          "stdout.")] = False,
+) -> None:
+    """Print every default the oracle uses for this bundle (lambda, sample cap per arm,
+    prior per arm, target-cost range) and where each comes from."""
+    from allocator.inspect_command import run_inspect
+
+    try:
+        run_inspect(bundle, as_json=as_json)
     except AllocatorError as error:
         raise _fail(error) from None
 

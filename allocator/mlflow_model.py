@@ -17,7 +17,8 @@ happened on one query so far; every column is optional:
 column               meaning
 ===================  =====================================================================
 ``query``            the query text (the bundle's difficulty predictor reads it for the
-                     prior when ``prior`` is not given; without either, 0.5 per arm)
+                     prior when ``prior`` is not given; without either, the bundle's
+                     uninformed prior: the rule of :mod:`allocator.oracle`)
 ``lambda``           the price of one cost unit (default: the bundle's default lambda)
 ``prior``            per-arm accuracy: a list in the bundle's arm order, or ``{arm: p}``
 ``samples``          samples drawn so far per arm: ``{arm: count}``
@@ -25,7 +26,7 @@ column               meaning
 ``votes``            answers seen so far: ``{answer: count}``; attempts drawn without an
                      answer are the difference (drawn - votes)
 ``cost_spent``       cost spent so far, in the log's units
-``max_samples``      most attempts for this query (default: unlimited)
+``max_samples``      most attempts for this query (default: the bundle's cap per arm)
 ``supports_refine``  whether the executor can refine (default false: REFINE is masked)
 ===================  =====================================================================
 

@@ -24,10 +24,33 @@ the training log's ``cost`` column held, and what the evaluator reports). The po
 itself sees costs divided by the bundle's ``cost_unit`` (the training log's mean sample
 cost), and ``lambda`` is the price of one such unit in units of accuracy.
 
-The prior. The policy's observation starts with a predicted per-attempt accuracy per arm.
-An explicit ``prior`` wins; otherwise, when the bundle holds a difficulty predictor and a
-query text is given, the predictor predicts it: this imports ``training.difficulty`` and
-so scikit-learn and LightGBM, on first use only; otherwise 0.5 per arm.
+The prior: one rule. The policy's observation starts with a predicted per-attempt accuracy
+per arm; every entry point (:meth:`BudgetOracle.session`, :meth:`~BudgetOracle.budget`,
+:meth:`~BudgetOracle.allocate`, :class:`~allocator.executors.PolicyOracle` given this
+oracle, and the HTTP service) takes it from :meth:`BudgetOracle.prior_for`:
+
+1. an explicit ``prior`` wins;
+2. a query with a text or metadata, on a bundle with a difficulty predictor: the
+   predictor's prediction (a missing text reads as the empty text, as in training, where
+   the log's missing texts are empty strings); this imports ``training.difficulty`` and
+   so scikit-learn and LightGBM, on first use only;
+3. otherwise (no text and no metadata, or no predictor): the bundle's *uninformed prior*
+   (:attr:`BudgetOracle.default_prior`), the manifest's ``default_prior``: recorded at
+   export as the predictor's prediction for an empty text without metadata, which is
+   exactly what rule 2 gives and what the policy saw in training for such a query. A
+   bundle trained without a predictor records the replay environment's prior
+   (:data:`~allocator.session.UNINFORMED_PRIOR`, what its policy always saw). Older
+   bundles without the field derive it the same way (the predictor on an empty text,
+   else :data:`~allocator.session.UNINFORMED_PRIOR`).
+
+The sample cap. A session masks ``SAMPLE(arm)`` once the arm has drawn its cap, as the
+replay environment masks an exhausted pool: by default the largest pool of the arm the
+policy was trained on (the manifest's ``max_pool``; bundles without it:
+:data:`~allocator.defaults.LEGACY_MAX_POOL`), so a policy never runs past what it ever
+saw. ``max_samples`` (most attempts in all) replaces these default caps;
+``max_samples_per_arm`` sets an arm's cap. :meth:`BudgetOracle.defaults` lists every
+default and where it came from (``allocator inspect BUNDLE`` prints it,
+``GET /v1/health`` returns it).
 
 Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
 learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
@@ -53,10 +76,11 @@ from allocator.allocation import (
     majority_accuracy,
 )
 from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
+from allocator.defaults import predict_with, read_default_prior, read_max_pool
 from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
-from allocator.logs.table import QueryTable
 from allocator.session import (
+    UNINFORMED_PRIOR,
     Action,
     AttemptResult,
     Session,
@@ -87,6 +111,7 @@ CALIBRATED_LAMBDA_FIELD = "calibrated_lambda"
 CALIBRATION_FIELD = "calibration"
 
 
+
 # ------------------------------------------------------------------ oracle
 class BudgetOracle:
     """A verified bundle's learned policy, served to executors.
@@ -112,7 +137,11 @@ class BudgetOracle:
         manifest = self.bundle.manifest
         self._arm_costs = self._read_arm_costs(manifest)
         self._table = self._read_calibration(manifest)
+        self._max_pool, self._max_pool_source = read_max_pool(manifest, self.arms,
+                                                              self.bundle.path)
         self._predictor: Any = None
+        self._default_prior: tuple[np.ndarray, str] | None = read_default_prior(
+            manifest, self.arms, self.bundle.path)
         self._actions = tuple(Action.of_index(index, self.arms)
                               for index in range(n_actions(len(self.arms))))
 
@@ -144,6 +173,70 @@ class BudgetOracle:
         return (low + high) / 2
 
     @property
+    def lambda_source(self) -> str:
+        """Where :attr:`default_lambda` comes from, in words."""
+        if self.bundle.manifest.get(CALIBRATED_LAMBDA_FIELD) is None:
+            return ("the middle of the lambda range (the bundle is not calibrated: run "
+                    "`allocator calibrate BUNDLE LOG`)")
+        calibration = self.bundle.manifest.get(CALIBRATION_FIELD) or {}
+        if calibration.get("goal"):
+            return f"calibration: {calibration['goal']}"
+        target = calibration.get("target_mean_cost")
+        if isinstance(target, int | float):
+            return f"calibration: mean cost {target:g} per query"
+        return "calibration"
+
+    @property
+    def default_prior(self) -> np.ndarray:
+        """The uninformed prior per arm (rule 3 of the module docstring), shape (A,)."""
+        return self._uninformed()[0].copy()
+
+    @property
+    def prior_source(self) -> str:
+        """Where :attr:`default_prior` comes from, in words."""
+        return self._uninformed()[1]
+
+    @property
+    def max_pool(self) -> dict[str, int]:
+        """The default sample cap per arm: the largest pool of each arm the policy was
+        trained on (the manifest's ``max_pool``), else
+        :data:`~allocator.defaults.LEGACY_MAX_POOL`."""
+        return dict(zip(self.arms, self._max_pool.tolist(), strict=True))
+
+    @property
+    def max_pool_source(self) -> str:
+        """Where :attr:`max_pool` comes from, in words."""
+        return self._max_pool_source
+
+    @property
+    def calibrated_cost_range(self) -> tuple[float, float] | None:
+        """The least and the most mean cost per query calibration measured (the range
+        ``target_cost`` may ask for), None if the bundle was not calibrated."""
+        if self._table is None:
+            return None
+        return float(self._table[:, 1].min()), float(self._table[:, 1].max())
+
+    def defaults(self) -> dict[str, Any]:
+        """Every default the oracle uses, with where it came from (JSON-ready).
+
+        Returns:
+            ``{"lambda": {"value", "source", "range"}, "prior": {"values", "source"},
+            "max_samples_per_arm": {"values", "source"}, "target_cost_range": [lo, hi] or
+            None, "arm_mean_cost": {arm: cost}}``.
+        """
+        return {
+            "lambda": {"value": self.default_lambda, "source": self.lambda_source,
+                       "range": list(self.lambda_range)},
+            "prior": {"values": dict(zip(self.arms, self.default_prior.tolist(),
+                                         strict=True)),
+                      "source": self.prior_source},
+            "max_samples_per_arm": {"values": self.max_pool, "source": self.max_pool_source},
+            "target_cost_range": (None if self.calibrated_cost_range is None
+                                   else list(self.calibrated_cost_range)),
+            "arm_mean_cost": self.arm_costs,
+        }
+
+    @property
     def arm_costs(self) -> dict[str, float]:
         """Mean cost of one sample per arm, in the log's units: the manifest's
         ``arm_mean_cost``, else ``cost_unit`` for every arm."""
@@ -169,14 +262,16 @@ class BudgetOracle:
         Reads the calibration table written by :func:`training.rl.calibrate.calibrate`:
         the calibrated target maps to the calibrated lambda exactly; other targets are
         interpolated linearly on the table made non-increasing in lambda (a running
-        minimum), and targets outside the measured costs get the end of the range (the
-        most or the least the policy spends).
+        minimum). A target outside the measured costs (:attr:`calibrated_cost_range`)
+        is refused: the policy was never seen to spend it, and clamping it silently
+        would answer another question.
 
         Args:
             target_cost: mean cost per query, in the log's units.
 
         Raises:
-            ParameterError: the bundle has no calibration, or the target is not a cost.
+            ParameterError: the bundle has no calibration, the target is not a cost, or
+                it lies outside the calibrated range (the message names the range).
         """
         target = _cost("BudgetOracle.lambda_for_cost", "target_cost", target_cost)
         if self._table is None:
@@ -188,6 +283,14 @@ class BudgetOracle:
         calibration = self.bundle.manifest[CALIBRATION_FIELD]
         if target == calibration.get("target_mean_cost"):
             return float(self.bundle.manifest[CALIBRATED_LAMBDA_FIELD])
+        low, high = self.calibrated_cost_range or (0.0, 0.0)
+        if not low <= target <= high:
+            raise ParameterError(
+                "BudgetOracle", "target_cost",
+                f"within the calibrated range [{low:.6g}, {high:.6g}] (mean cost per query "
+                "the policy was measured to spend over its lambda range); calibrate again "
+                "on other queries or retrain with a wider lambda_range for other targets",
+                target_cost)
         lambdas, costs = self._table[:, 0], np.minimum.accumulate(self._table[:, 1])
         reached = np.flatnonzero(costs <= target)
         if len(reached) == 0:
@@ -218,38 +321,69 @@ class BudgetOracle:
         return value
 
     # ------------------------------------------------------------ priors
-    def predict_priors(self, queries: Sequence[str | None],
-                       metadata: Sequence[Mapping[str, Any]] | None = None) -> np.ndarray:
-        """Per-attempt accuracy per arm of each query, shape (Q, A).
-
-        With the bundle's difficulty predictor when it has one (imports
-        ``training.difficulty``, hence scikit-learn and LightGBM, on first use); else 0.5.
+    def prior_for(self, query: str | None = None, metadata: Mapping[str, Any] | None = None,
+                  *, prior: Any = None, owner: str = "BudgetOracle.prior_for") -> np.ndarray:
+        """The prior the policy sees for one query: the rule of the module docstring.
 
         Args:
-            queries: query texts.
+            query: the query text (None or empty: no text).
+            metadata: the query's metadata for the predictor (``{"task": ...}``).
+            prior: an explicit per-arm prior, shape (A,): it wins.
+            owner: who is asking (named in errors).
+
+        Returns:
+            Per-arm per-attempt accuracy, shape (A,).
+
+        Raises:
+            ParameterError: an invalid explicit prior, or a text for a predictor that
+                needs user feature columns.
+        """
+        if prior is not None:
+            return _check_prior(owner, prior, (len(self.arms),))
+        return self.predict_priors([query], None if metadata is None else [metadata])[0]
+
+    def predict_priors(self, queries: Sequence[str | None],
+                       metadata: Sequence[Mapping[str, Any] | None] | None = None
+                       ) -> np.ndarray:
+        """Per-attempt accuracy per arm of each query, shape (Q, A), by the rule of the
+        module docstring (:meth:`prior_for` of each query).
+
+        Args:
+            queries: query texts (None: no text).
             metadata: per query, the metadata columns the predictor was fitted with
                 (``task``...); missing columns are treated as missing values.
         """
         texts = list(queries)
-        if self.bundle.predictor_dir is None or not texts:
-            return np.full((len(texts), len(self.arms)), 0.5)
         if metadata is not None and len(metadata) != len(texts):
             raise ParameterError("BudgetOracle.predict_priors", "metadata",
                                  f"one mapping per query ({len(texts)})", len(metadata))
-        predictor = self._load_predictor()
-        if predictor.features_.n_user_features:
-            raise ParameterError("BudgetOracle", "prior", "given explicitly: the bundled "
-                                 "predictor needs user feature columns a query text cannot "
-                                 "supply", None)
-        columns = [column.name for column in predictor.features_.metadata]
-        rows = metadata or [{}] * len(texts)
-        table = QueryTable(
-            text=np.array(texts, dtype=object),
-            metadata={name: np.array([row.get(name) for row in rows], dtype=object)
-                      for name in columns})
-        predicted = predictor.predict(_QueriesOnly(table), np.arange(len(texts)))
-        order = [list(predictor.arms_).index(arm) for arm in self.arms]
-        return np.clip(predicted[:, order], 0.0, 1.0)
+        rows = list(metadata) if metadata is not None else [None] * len(texts)
+        out = np.tile(self._uninformed()[0], (len(texts), 1))
+        informed = [i for i, (text, row) in enumerate(zip(texts, rows, strict=True))
+                    if text or row]
+        if informed and self.bundle.predictor_dir is not None:
+            predictor = self._load_predictor()
+            if predictor.features_.n_user_features:
+                raise ParameterError("BudgetOracle", "prior", "given explicitly: the bundled "
+                                     "predictor needs user feature columns a query text "
+                                     "cannot supply", None)
+            out[informed] = predict_with(predictor, self.arms, [texts[i] for i in informed],
+                                         [rows[i] or {} for i in informed])
+        return out
+
+    def _uninformed(self) -> tuple[np.ndarray, str]:
+        """The uninformed prior and its source (derived on first use for old bundles)."""
+        if self._default_prior is None:
+            if self.bundle.predictor_dir is None:
+                self._default_prior = (np.full(len(self.arms), UNINFORMED_PRIOR),
+                                       "the replay environment's prior (the bundle records "
+                                       "none and has no difficulty predictor)")
+            else:
+                self._default_prior = (
+                    predict_with(self._load_predictor(), self.arms, [""], [{}])[0],
+                    "the difficulty predictor on an empty text without metadata (derived: "
+                    "the bundle records no default_prior)")
+        return self._default_prior
 
     def _load_predictor(self) -> Any:
         if self._predictor is None:
@@ -263,14 +397,6 @@ class BudgetOracle:
                                   "run.", path=self.bundle.path)
             self._predictor = predictor
         return self._predictor
-
-    def _prior(self, owner: str, query: str | None, prior: Any,
-               metadata: Mapping[str, Any] | None) -> np.ndarray:
-        if prior is not None:
-            return _check_prior(owner, prior, (len(self.arms),))
-        if query is None:
-            return np.full(len(self.arms), 0.5)
-        return self.predict_priors([query], None if metadata is None else [metadata])[0]
 
     # ------------------------------------------------------------ the three APIs
     def session(
@@ -296,30 +422,52 @@ class BudgetOracle:
             target_cost: instead of ``lambda_``, the mean cost per query to aim at (log
                 units), mapped to a lambda by the bundle's calibration table
                 (:meth:`lambda_for_cost`); needs a calibrated bundle.
-            prior: predicted per-attempt accuracy per arm, shape (A,). Default: the
-                bundle's difficulty predictor on ``query`` (imports scikit-learn) if both
-                exist, else 0.5 per arm.
+            prior: predicted per-attempt accuracy per arm, shape (A,). Default:
+                :meth:`prior_for` (the rule of the module docstring).
             arms: the arms the executor can serve (default all); others are never asked.
             supports_refine: whether the executor can refine (else REFINE is masked).
             supports_verify: whether the executor can verify (else VERIFY is masked).
-            max_samples: most attempts (samples + refinements) for this query.
+            max_samples: most attempts (samples + refinements) for this query. Given, it
+                replaces the default per-arm caps (:attr:`max_pool`).
             max_samples_per_arm: most samples per arm (e.g. a cache of precomputed
-                samples); arms not listed are unlimited.
+                samples); arms not listed keep the default cap (:attr:`max_pool`, none
+                when ``max_samples`` is given).
             metadata: the query's metadata for the predictor (``{"task": ...}``).
 
         Raises:
             ParameterError: an invalid argument, or ``target_cost`` on a bundle without
-                calibration.
+                calibration or outside its calibrated range.
         """
         owner = "BudgetOracle.session"
         lam = self._lambda(owner, lambda_, target_cost)
         served = served_mask(owner, self.arms, arms)
         max_samples = check_max_samples(owner, max_samples)
-        limits = sample_limits(owner, self.arms, max_samples_per_arm)
+        limits = self.sample_caps(max_samples, max_samples_per_arm, owner=owner)
         return Session(self, query=query, lambda_=lam,
-                       prior=self._prior(owner, query, prior, metadata), served=served,
+                       prior=self.prior_for(query, metadata, prior=prior, owner=owner),
+                       served=served,
                        limits=limits, supports_refine=supports_refine,
                        supports_verify=supports_verify, max_samples=max_samples)
+
+    def sample_caps(self, max_samples: int | None = None,
+                    max_samples_per_arm: Mapping[str, int] | None = None, *,
+                    owner: str = "BudgetOracle.sample_caps") -> np.ndarray:
+        """The most samples per arm a session allows, int64 over :attr:`arms` (-1: none).
+
+        The default is :attr:`max_pool` (the largest pool the policy was trained on: the
+        replay environment masks SAMPLE there too); a ``max_samples`` given lifts these
+        defaults (the caller caps the attempts in all); ``max_samples_per_arm`` sets the
+        cap of the arms it names.
+
+        Raises:
+            ParameterError: an arm not in the bundle, or a cap that is not an integer >= 0.
+        """
+        given = sample_limits(owner, self.arms, max_samples_per_arm)
+        caps = (np.full(len(self.arms), -1, dtype=np.int64) if max_samples is not None
+                else self._max_pool.copy())
+        named = [self.arms.index(arm) for arm in (max_samples_per_arm or {})]
+        caps[named] = given[named]
+        return caps
 
     def budget(
         self,
@@ -354,7 +502,7 @@ class BudgetOracle:
         owner = "BudgetOracle.budget"
         lam = self._lambda(owner, lambda_)
         n_max = _positive_int(owner, "max_samples", max_samples)
-        p = self._prior(owner, query, prior, metadata)
+        p = self.prior_for(query, metadata, prior=prior, owner=owner)
         served = served_mask(owner, self.arms, arms)
         arm, count = best_budget(p, self._arm_costs / self.cost_unit, lam, n_max, served)
         return {name: count if i == arm else 0 for i, name in enumerate(self.arms)}
@@ -384,8 +532,8 @@ class BudgetOracle:
             total_budget: the batch's total cost, in the log's units: each sample of
                 an arm costs its mean cost (:attr:`arm_costs`), so
                 ``sum(n_q) * cost_arm <= total_budget``.
-            priors: per-query, per-arm accuracy, shape (Q, A); default: predicted from
-                the texts by the bundle's predictor, else 0.5.
+            priors: per-query, per-arm accuracy, shape (Q, A); default: each query's
+                :meth:`prior_for` (the uninformed prior for a count of queries).
             max_samples: most samples per query.
             arm: the arm to sample (default: the best for this batch, see above).
             metadata: per-query metadata for the predictor.
@@ -413,7 +561,7 @@ class BudgetOracle:
         if priors is not None:
             return _check_prior(owner, priors, (count, len(self.arms)))
         if isinstance(queries, int | np.integer):
-            return np.full((count, len(self.arms)), 0.5)
+            return self.predict_priors([None] * count)
         return self.predict_priors(list(queries), metadata)
 
     # ------------------------------------------------------------ reading helpers
@@ -455,14 +603,6 @@ class BudgetOracle:
         return (f"BudgetOracle({str(self.bundle.path)!r}, arms={list(self.arms)}, "
                 f"lambda_range={list(self.lambda_range)}, default_lambda="
                 f"{self.default_lambda:g})")
-
-
-class _QueriesOnly:
-    """What :meth:`DifficultyPredictor.predict` reads of a log: the query table only."""
-
-    def __init__(self, queries: QueryTable) -> None:
-        self.queries = queries
-        self.n_queries = len(queries.text)
 
 
 def _check_prior(owner: str, prior: Any, shape: tuple[int, ...]) -> np.ndarray:

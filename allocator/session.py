@@ -36,8 +36,14 @@ from allocator.policies.base import Policy
 if TYPE_CHECKING:
     from allocator.oracle import BudgetOracle
 
-__all__ = ["Action", "AttemptResult", "Session", "Verification", "check_max_samples",
-           "sample_limits", "served_mask"]
+__all__ = ["UNINFORMED_PRIOR", "Action", "AttemptResult", "Session", "Verification",
+           "check_max_samples", "sample_limits", "served_mask"]
+
+#: The per-arm prior of a query nothing is known about, where no difficulty predictor
+#: exists: the replay environment's default (``envs.pools``), hence what a policy trained
+#: without a predictor always saw. A bundle records its own uninformed prior (see
+#: :mod:`allocator.oracle`); this is the fallback of bundles and baselines without one.
+UNINFORMED_PRIOR = 0.5
 
 
 # ------------------------------------------------------------------ records
@@ -208,10 +214,12 @@ class Session:
         return session.final_answer()
 
     Which actions the policy may choose (its mask): ``stop`` always; ``sample(arm)`` for
-    arms the executor serves, while fewer than ``max_samples`` attempts were drawn (and
-    fewer than the arm's own limit, if given); ``refine`` likewise, when the executor
-    supports it; ``verify`` when the executor supports it and candidates were drawn since
-    the last verification.
+    arms the executor serves, while fewer than ``max_samples`` attempts were drawn and
+    fewer than the arm's cap (by default the largest pool of the arm the policy was
+    trained on: see :meth:`~allocator.oracle.BudgetOracle.sample_caps`); ``refine``
+    while fewer than ``max_samples`` attempts were drawn, when the executor supports it;
+    ``verify`` when the executor supports it and candidates were drawn since the last
+    verification.
 
     The executor need not follow the advice: it may report a sample of another arm than
     the one asked, a refinement when a sample was asked, or a verification at any time.

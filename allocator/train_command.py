@@ -25,6 +25,8 @@ def run_train(
     as_json: bool,
     register: str | None = None,
     alias: str = "candidate",
+    calibrate: bool = True,
+    target_cost: float | None = None,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -39,6 +41,9 @@ def run_train(
         as_json: print the run's summary as JSON on stdout instead of the tables.
         register: register the bundle as a new version of this MLflow model.
         alias: the registered version's alias.
+        calibrate: calibrate the default lambda on the validation queries.
+        target_cost: calibrate to this mean cost per query instead of to
+            majority-of-all accuracy.
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
@@ -54,7 +59,8 @@ def run_train(
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
-                           resume=resume, register=register, alias=alias)
+                           resume=resume, register=register, alias=alias,
+                           calibrate=calibrate, target_cost=target_cost)
     console = stderr_console()
     if as_json:
         json.dump(json_safe(summary), sys.stdout, indent=2, allow_nan=False)
@@ -63,6 +69,16 @@ def run_train(
         console.print(report_table(summary["report"]))
         console.print(headline_table(summary["report"]))
     training = summary["training"]
+    calibration = training.get("calibration")
+    if calibration:
+        for message in calibration["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {message}")
+        console.print(f"default lambda {calibration['lambda']:.6g} calibrated on "
+                      f"{calibration['validation_queries']} validation queries: "
+                      f"{calibration['goal']}")
+    else:
+        console.print("[yellow]the bundle is not calibrated[/yellow]: its default lambda is "
+                      "the middle of its range (run `allocator calibrate`)")
     console.print(f"trained {training['num_timesteps']:,} steps in "
                   f"{training['seconds']:.1f} s; bundle: {summary['bundle']}; report and "
                   f"plots in {run_dir}")

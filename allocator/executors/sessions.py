@@ -28,6 +28,7 @@ from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch
 from allocator.policies.base import Policy
 from allocator.session import (
+    UNINFORMED_PRIOR,
     Action,
     Session,
     check_max_samples,
@@ -54,14 +55,22 @@ class PolicyOracle:
         arms: the arm names, in the policy's arm order.
         cost_unit: the log units one cost unit of the policy's state stands for (the
             ``cost_spent`` feature is divided by it); 1 by default.
+        priors: where priors come from when a session gets none: an object with
+            ``prior_for(query, metadata)`` over the same arms, e.g. the
+            :class:`~allocator.oracle.BudgetOracle` of a bundle trained on the same log,
+            so that a baseline sees the prior the learned policy sees (the one rule of
+            :mod:`allocator.oracle`). None: :data:`~allocator.session.UNINFORMED_PRIOR`
+            per arm, the prior of a replay without a difficulty predictor.
 
     Attributes:
         policy: the policy (or its ``act_one`` wrapper).
         arms: the arm names.
         cost_unit: the cost unit.
+        priors: the prior source, or None.
     """
 
-    def __init__(self, policy: Policy, arms: Sequence[str], *, cost_unit: float = 1.0) -> None:
+    def __init__(self, policy: Policy, arms: Sequence[str], *, cost_unit: float = 1.0,
+                 priors: Any = None) -> None:
         if not callable(getattr(policy, "act", None)):
             raise ParameterError("PolicyOracle", "policy", "a Policy (an object with "
                                  "act(StateBatch, mask)), e.g. make_policy('fixed-n', n=5)",
@@ -78,6 +87,12 @@ class PolicyOracle:
             policy)
         self.arms: tuple[str, ...] = names
         self.cost_unit = float(cost_unit)
+        if priors is not None and (not callable(getattr(priors, "prior_for", None))
+                                   or tuple(getattr(priors, "arms", ())) != names):
+            raise ParameterError("PolicyOracle", "priors", f"an object with prior_for(query, "
+                                 f"metadata) over the arms {list(names)} (a BudgetOracle)",
+                                 priors)
+        self.priors = priors
 
     def action(self, index: int) -> Action:
         """The :class:`Action` of an action index (see :mod:`allocator.actions`)."""
@@ -102,19 +117,22 @@ class PolicyOracle:
             query: the query text (kept on the session; baselines do not read it).
             lambda_: the price of one cost unit (the ``lambda`` feature; baselines mostly
                 ignore it).
-            prior: per-arm prior accuracy, shape (A,); 0.5 per arm by default.
+            prior: per-arm prior accuracy, shape (A,); default: the ``priors`` source's
+                ``prior_for(query, metadata)``, else
+                :data:`~allocator.session.UNINFORMED_PRIOR` per arm.
             arms: the arms the executor serves (default all).
             supports_refine: whether REFINE may be chosen.
             supports_verify: whether VERIFY may be chosen.
             max_samples: most attempts (samples + refinements) for this query.
             max_samples_per_arm: most samples per arm.
-            metadata: ignored (accepted for the oracle's signature).
+            metadata: the query's metadata, for the ``priors`` source.
 
         Raises:
             ParameterError: an invalid argument.
         """
-        del metadata  # baselines do not predict a prior
         owner = "PolicyOracle.session"
+        if prior is None and self.priors is not None:
+            prior = self.priors.prior_for(query, metadata)
         return Session(self, query=query, lambda_=_price(owner, lambda_),
                        prior=self._prior(owner, prior),
                        served=served_mask(owner, self.arms, arms),
@@ -125,7 +143,7 @@ class PolicyOracle:
 
     def _prior(self, owner: str, prior: Any) -> np.ndarray:
         if prior is None:
-            return np.full(len(self.arms), 0.5)
+            return np.full(len(self.arms), UNINFORMED_PRIOR)
         try:
             array = np.asarray(prior, dtype=np.float64)
         except (TypeError, ValueError):
@@ -173,7 +191,7 @@ def policy_session(
         policy: e.g. ``make_policy("adaptive-consistency", threshold=0.95)``.
         arms: the arm names, in the policy's arm order.
         lambda_: the price of one cost unit.
-        prior: per-arm prior accuracy; 0.5 per arm by default.
+        prior: per-arm prior accuracy; default :data:`~allocator.session.UNINFORMED_PRIOR`.
         max_samples: most attempts for the query.
         supports_refine: whether REFINE may be chosen.
         supports_verify: whether VERIFY may be chosen.
@@ -215,7 +233,9 @@ class _OracleSessions:
                                  list(arms))
         kwargs = {"arms": served, "supports_refine": supports_refine,
                   "supports_verify": supports_verify, **self.kwargs}
-        if problem.metadata and "metadata" not in kwargs and hasattr(self.oracle, "predict_priors"):
+        if problem.metadata and "metadata" not in kwargs and (
+                hasattr(self.oracle, "predict_priors") or getattr(self.oracle, "priors", None)
+                is not None):
             kwargs["metadata"] = problem.metadata
         return self.oracle.session(problem.question, **kwargs)
 

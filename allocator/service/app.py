@@ -11,7 +11,8 @@ path                       token   answer
 ``POST /v1/allocate``      yes     samples per query under a total (``BudgetOracle.allocate``)
 ``POST /v1/admin/reload``  yes     reload the source now (the swap is atomic)
 ``GET /v1/health``         no      status, the served bundle (id, MLflow version, arms,
-                                   lambda range) and the last reload error
+                                   lambda range, every default the oracle applies and
+                                   its source) and the last reload error
 ``GET /openapi.json``      no      the OpenAPI schema (``/docs`` renders it)
 =========================  ======  ==========================================================
 

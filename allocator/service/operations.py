@@ -34,6 +34,7 @@ from allocator.service.schemas import (
     DecideResponse,
     ModelInfo,
     ModelRef,
+    OracleDefaults,
 )
 from allocator.service.state import Served
 from allocator.session import AttemptResult, Session
@@ -236,4 +237,5 @@ def model_info(served: Served) -> ModelInfo:
         source=served.source, run_id=manifest.get("run_id"), arms=list(oracle.arms),
         lambda_range=oracle.lambda_range, default_lambda=oracle.default_lambda,
         cost_unit=oracle.cost_unit, calibrated=oracle.calibration_table is not None,
+        defaults=OracleDefaults.model_validate(oracle.defaults()),
         decision_backend=oracle.policy.network.backend, loaded_at=served.loaded_at)

@@ -165,10 +165,14 @@ class DecideRequest(_Request):
                                     description="the arms the executor serves (default all)")
     supports_refine: bool = False
     supports_verify: bool = False
-    max_samples: int | None = Field(None, ge=0, le=MAX_SAMPLES_LIMIT)
+    max_samples: int | None = Field(
+        None, ge=0, le=MAX_SAMPLES_LIMIT,
+        description="most attempts in all; given, it replaces the default caps per arm")
     max_samples_per_arm: Annotated[
         dict[Name, Annotated[int, Field(ge=0, le=MAX_SAMPLES_LIMIT)]],
-        Field(max_length=MAX_ARMS)] | None = None
+        Field(max_length=MAX_ARMS, description="most samples of the arms named (default: "
+                                               "the largest pool each arm had in "
+                                               "training, see /v1/health)")] | None = None
     history: list[HistoryEvent] = Field(default_factory=list, max_length=MAX_HISTORY)
 
 
@@ -246,6 +250,37 @@ class AllocateResponse(_Response):
 
 
 # ------------------------------------------------------------------ health, reload
+class LambdaDefault(_Response):
+    value: float = Field(description="the lambda a request without lambda or target_cost gets")
+    source: str = Field(description="where it comes from (calibration, or the middle of the "
+                                    "range of an uncalibrated bundle)")
+    range: tuple[float, float] = Field(description="the lambda range the policy trained on")
+
+
+class ArmDefaults(_Response):
+    values: dict[str, float] = Field(description="per arm")
+    source: str = Field(description="where the values come from")
+
+
+class CapDefaults(_Response):
+    values: dict[str, int] = Field(description="most samples per arm a request without "
+                                               "max_samples or max_samples_per_arm gets")
+    source: str = Field(description="where the caps come from")
+
+
+class OracleDefaults(_Response):
+    """Every default the oracle applies to a request that leaves it out, and its source
+    (what ``allocator inspect BUNDLE`` prints)."""
+
+    lambda_: LambdaDefault = Field(alias="lambda")
+    prior: ArmDefaults = Field(description="the prior of a query without text or metadata")
+    max_samples_per_arm: CapDefaults
+    target_cost_range: tuple[float, float] | None = Field(
+        description="the mean costs per query target_cost may ask for (None: uncalibrated)")
+    arm_mean_cost: dict[str, float] = Field(description="mean cost of one sample per arm, "
+                                                        "in the log's units")
+
+
 class ModelInfo(_Response):
     """The served bundle."""
 
@@ -259,6 +294,8 @@ class ModelInfo(_Response):
     default_lambda: float
     cost_unit: float
     calibrated: bool
+    defaults: OracleDefaults = Field(description="every default the oracle applies, and "
+                                                 "where it comes from")
     decision_backend: Literal["compiled", "numpy"] = Field(
         description="what runs each decision: the compiled kernel, or numpy where the "
                     "package was installed without a C compiler (same decisions, slower)")

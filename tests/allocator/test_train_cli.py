@@ -73,6 +73,22 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
 
     assert LearnedPolicy.from_bundle(run_dir / "bundle").bundle.arms == ("large", "small")
 
+    # Calibrated by default on the validation split (6 of the 30 training queries, held
+    # out of training): the registered bundle's default lambda is useful as is.
+    training = summary["training"]
+    assert (training["fit_queries"], training["validation_queries"]) == (24, 6)
+    assert manifest["validation"] == {"fraction": 0.2, "seed": 3, "queries": 6}
+    assert manifest["calibrated_lambda"] == training["calibration"]["lambda"]
+    assert "majority-of-all" in manifest["calibration"]["goal"]
+    assert manifest["calibration"]["n_queries"] == 6
+    import allocator
+
+    oracle = allocator.load(run_dir / "bundle")
+    assert oracle.default_lambda == manifest["calibrated_lambda"]
+    assert "calibration: majority-of-all" in oracle.defaults()["lambda"]["source"]
+    assert set(manifest["max_pool"]) == {"large", "small"}
+    assert "empty text" in manifest["default_prior"]["source"]
+
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -158,21 +174,26 @@ def test_train_refuses_an_unknown_config_key(tiny: tuple[Path, Path], tmp_path: 
 @pytest.mark.slow
 def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path],
                                                          tmp_path: Path) -> None:
-    """``allocator calibrate`` on the training log uses its held-out half; on another log,
-    all of it; the stored lambda becomes the oracle's default."""
+    """``allocator calibrate`` on the training log uses its validation split (never the
+    test queries); on another log, all of it; the stored lambda becomes the oracle's
+    default. ``allocator train --no-calibrate`` leaves the bundle uncalibrated, and
+    ``--target-cost`` calibrates to a budget."""
     import allocator
 
     log_path, config = tiny
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
-                                 str(config), "--timesteps", "4096", "--no-mlflow"])
+                                 str(config), "--timesteps", "4096", "--no-mlflow",
+                                 "--no-calibrate"])
     assert result.exit_code == 0, result.output
     bundle = run_dir / "bundle"
+    assert allocator.load(bundle).calibration_table is None
+    assert "not calibrated" in result.output
     result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--target-cost",
                                  "3", "--json"])
     assert result.exit_code == 0, result.output
     calibrated = json.loads(result.stdout)
-    assert "30 held-out queries of the training log" in calibrated["queries"]
+    assert "30 held-out queries of the training log" in calibrated["queries"]  # no split
     met = abs(calibrated["mean_cost"] - 3) <= 0.05 * 3
     assert calibrated["within_tolerance"] == met
     assert met or calibrated["warnings"]  # a miss is said, never silent
@@ -190,3 +211,28 @@ def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path]
     result = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), str(other),
                                  "--target-cost", "3"])
     assert result.exit_code != 0 and "nope" in result.output
+
+
+@pytest.mark.slow
+def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Path, Path],
+                                                                 tmp_path: Path) -> None:
+    import allocator
+
+    log_path, config = tiny
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
+                                 str(config), "--timesteps", "2048", "--no-mlflow",
+                                 "--target-cost", "3"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    assert manifest["calibration"]["target_mean_cost"] == 3.0
+    assert manifest["calibration"]["n_queries"] == 6
+    bundle = run_dir / "bundle"
+    result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--json"])
+    assert result.exit_code == 0, result.output
+    calibrated = json.loads(result.stdout)
+    assert "6 validation queries of the training log" in calibrated["queries"]
+    assert allocator.load(bundle).default_lambda == calibrated["lambda"]
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "other"),
+                                 "--no-mlflow", "--no-calibrate", "--target-cost", "3"])
+    assert result.exit_code != 0 and "target_cost" in result.output

@@ -141,7 +141,8 @@ def lambda_grid(lambda_range: tuple[float, float] | list[float],
     return tuple(sorted(float(f"{v:.6g}") for v in grid))
 
 
-def _learned_points(pools: ReplayPools, test: np.ndarray, prior: np.ndarray | None,
+def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
+                    prior: np.ndarray | None,
                     reference: EpisodeResults, config: EvaluationConfig
                     ) -> tuple[list[PolicyPoint], EpisodeResults]:
     """The bundle's policy at each lambda, on the baselines' queries and orders; and the
@@ -149,6 +150,10 @@ def _learned_points(pools: ReplayPools, test: np.ndarray, prior: np.ndarray | No
     from allocator.learned import LearnedPolicy
 
     policy = LearnedPolicy.from_bundle(config.bundle)
+    if prior is None:  # no predictor fitted here: the bundle's own rule, as at run time
+        from training.rl.calibrate import bundle_log_prior
+
+        prior = bundle_log_prior(config.bundle, log)[0]
     points, runs = [], []
     for lam in lambda_grid(policy.bundle.manifest["lambda_range"], config.learned_lambdas):
         results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
@@ -241,8 +246,8 @@ def evaluate(
             chosen.setdefault(name, results)
     if config.bundle is not None:
         progress("replaying the learned policy")
-        points["learned"], chosen["learned"] = _learned_points(pools, test, prior, reference,
-                                                               config)
+        points["learned"], chosen["learned"] = _learned_points(
+            log, pools, test, prior, reference, config)
     curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
     if config.oracles:
         progress("tracing the oracles")

@@ -30,6 +30,18 @@ weights and predictor, so every hash is recomputed and it still verifies):
   :meth:`~allocator.oracle.BudgetOracle.budget` and ``allocate``.
 
 Costs are in the log's units (what the evaluator reports: tokens, characters...).
+
+Calibrating to accuracy (:func:`calibrate_to_accuracy`, what ``allocator train`` does by
+default) instead picks the cheapest lambda whose accuracy on the validation queries is
+non-inferior to a target: by default *majority-of-all*, the accuracy of the majority
+vote over an arm's whole pool (the best arm's), which a user gets without any allocator.
+Non-inferior means at least the target minus :data:`ACCURACY_MARGIN`. The same fields are
+written (the table holds mean costs, so ``target_cost`` still works), and
+``calibration.goal`` says what was aimed at and reached.
+
+Validation queries are never test queries: ``allocator train`` holds out
+:func:`validation_split` of its training queries from the policy's training and
+calibrates on them (``allocator calibrate`` on the training log finds the same split).
 """
 
 from __future__ import annotations
@@ -53,7 +65,15 @@ from allocator.oracle import ARM_COST_FIELD, CALIBRATED_LAMBDA_FIELD, CALIBRATIO
 from envs.pools import ReplayPools
 from training.evaluation.replay import ReplayEvaluator
 
-__all__ = ["LambdaSearch", "arm_mean_costs", "calibrate", "search_lambda"]
+__all__ = ["ACCURACY_MARGIN", "VALIDATION_FRACTION", "LambdaSearch", "arm_mean_costs",
+           "bundle_log_prior", "calibrate", "calibrate_to_accuracy", "majority_of_all",
+           "search_lambda",
+           "validation_split"]
+
+#: Non-inferiority margin of :func:`calibrate_to_accuracy` (absolute accuracy).
+ACCURACY_MARGIN = 0.01
+#: Share of the training queries ``allocator train`` holds out to calibrate on.
+VALIDATION_FRACTION = 0.2
 
 #: Manifest fields ``write_bundle`` fills in itself (dropped before rewriting).
 _WRITER_FIELDS = ("format", "format_version", "featurizer_version", "feature_names",
@@ -179,7 +199,7 @@ def calibrate(
         seed: seed of the orders.
         tolerance: the relative tolerance on the mean cost.
         prior: per-query, per-arm predicted accuracy, shape (log queries, arms); default:
-            the bundle's difficulty predictor on ``log`` if it has one, else 0.5.
+            :func:`bundle_log_prior` (what training gave the policy for such queries).
         verify_cost: the verifier's cost per candidate, in the log's units.
         grid_size: lambdas of the first pass.
         max_iterations: most bisection steps.
@@ -197,9 +217,9 @@ def calibrate(
     """
     bundle = read_bundle(bundle_path)
     target, tolerance = _check_arguments(bundle, log, target_mean_cost, tolerance, grid_size)
-    source = "explicit" if prior is not None else "0.5"
-    if prior is None and bundle.predictor_dir is not None:
-        prior, source = _predicted_prior(bundle, log), "bundle difficulty predictor"
+    source = "explicit"
+    if prior is None:
+        prior, source = bundle_log_prior(bundle_path, log)
     pools = ReplayPools.from_log(log)
     policy = LearnedPolicy(os.fspath(bundle_path))
 
@@ -219,6 +239,142 @@ def calibrate(
                 "log_fingerprint": log.fingerprint()}
     _rewrite(bundle, _manifest_fields(bundle, log, search, target, tolerance, settings))
     return search.lambda_
+
+
+def validation_split(train: np.ndarray, seed: int,
+                     fraction: float = VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Split training query indices into (fit, validation), both sorted, seeded.
+
+    At least one query stays on each side when there are two or more.
+    """
+    train = np.sort(np.asarray(train, dtype=np.int64))
+    if len(train) < 2:
+        return train, train[:0]
+    order = np.random.default_rng([int(seed), 7]).permutation(len(train))
+    n_validation = min(max(1, round(fraction * len(train))), len(train) - 1)
+    return np.sort(train[order[n_validation:]]), np.sort(train[order[:n_validation]])
+
+
+def majority_of_all(pools: ReplayPools, queries: np.ndarray | None, *, n_orders: int,
+                    seed: int) -> float:
+    """The best arm's majority-vote accuracy over its whole pool on ``queries``."""
+    evaluator = ReplayEvaluator(pools, queries, n_orders=n_orders, seed=seed)
+    return max(float(evaluator.fixed_n_curves(arm).correct[:, :, -1].mean())
+               for arm in range(pools.n_arms))
+
+
+def calibrate_to_accuracy(
+    bundle_path: str | os.PathLike[str],
+    log: AttemptLog,
+    queries: np.ndarray | None,
+    *,
+    target_accuracy: float | None = None,
+    margin: float = ACCURACY_MARGIN,
+    n_orders: int = 4,
+    seed: int = 0,
+    prior: np.ndarray | None = None,
+    verify_cost: float = 0.0,
+    grid_size: int = 9,
+    max_iterations: int = 10,
+) -> float:
+    """The cheapest lambda whose accuracy reaches a target non-inferiorly; stored.
+
+    A grid over the bundle's range (``grid_size`` lambdas evenly spaced, and eight
+    log-spaced), then bisection between the largest grid lambda that reaches
+    ``target_accuracy - margin`` and the next grid lambda; among every lambda measured
+    that reaches it, the one of least mean cost is kept. If none does, the
+    most accurate (then cheapest) is kept and a warning says so.
+
+    Args:
+        bundle_path: the bundle directory (rewritten in place).
+        log: a log over the bundle's arms holding the validation queries.
+        queries: the validation queries (None: all), never test queries.
+        target_accuracy: the accuracy to reach; default :func:`majority_of_all` on them.
+        margin: the non-inferiority margin (absolute accuracy, >= 0).
+        n_orders: random orders per query.
+        seed: seed of the orders.
+        prior: per-query, per-arm prior; default :func:`bundle_log_prior`.
+        verify_cost: the verifier's cost per candidate, in the log's units.
+        grid_size: lambdas of the first pass (>= 2).
+        max_iterations: most bisection steps.
+
+    Returns:
+        The calibrated lambda.
+
+    Raises:
+        ParameterError: an invalid argument, or a log over other arms.
+    """
+    bundle = read_bundle(bundle_path)
+    _check_arguments(bundle, log, 0.0, 1.0, grid_size)
+    margin = _finite("calibrate_to_accuracy", "margin", margin, strict=False)
+    source = "explicit"
+    if prior is None:
+        prior, source = bundle_log_prior(bundle_path, log)
+    pools = ReplayPools.from_log(log)
+    goal = "explicit accuracy"
+    if target_accuracy is None:
+        target_accuracy = majority_of_all(pools, queries, n_orders=n_orders, seed=seed)
+        goal = "majority-of-all (best arm)"
+    target = _finite("calibrate_to_accuracy", "target_accuracy", target_accuracy,
+                     strict=False)
+    policy = LearnedPolicy(os.fspath(bundle_path))
+    measured: dict[float, tuple[float, float]] = {}
+
+    def measure(lam: float) -> tuple[float, float]:
+        if lam not in measured:
+            results = ReplayEvaluator(pools, queries, n_orders=n_orders, seed=seed,
+                                      lambda_=lam, prior=prior,
+                                      verify_cost=verify_cost).run(policy)
+            measured[lam] = float(results.correct.mean()), float(results.cost.mean())
+        return measured[lam]
+
+    best, reached = _accuracy_search(measure, measured, tuple(bundle.manifest["lambda_range"]),
+                                     target - margin, grid_size, max_iterations)
+    accuracy, cost = measured[best]
+    if not reached:
+        warnings.warn(f"calibrate_to_accuracy: no lambda in the bundle's range reaches "
+                      f"accuracy {target:.4g} - {margin:g} on the validation queries; the "
+                      f"most accurate ({accuracy:.4g} at lambda {best:g}) is stored.",
+                      UserWarning, stacklevel=2)
+    settings = {"n_queries": pools.n_queries if queries is None else len(np.asarray(queries)),
+                "n_orders": int(n_orders), "seed": int(seed),
+                "verify_cost": float(verify_cost), "prior": source,
+                "log_fingerprint": log.fingerprint(),
+                "goal": (f"{goal}: accuracy {target:.4g} (margin {margin:g}) at least cost; "
+                         f"reached {accuracy:.4g} at mean cost {cost:.6g}"),
+                "target_accuracy": target, "margin": margin, "accuracy": accuracy,
+                "accuracy_table": [[lam, acc] for lam, (acc, _) in sorted(measured.items())]}
+    search = LambdaSearch(lambda_=best, mean_cost=cost, within_tolerance=reached,
+                          table=sorted((lam, c) for lam, (_, c) in measured.items()))
+    _rewrite(bundle, _manifest_fields(bundle, log, search, cost, 0.0, settings))
+    return best
+
+
+def _accuracy_search(measure: Callable[[float], tuple[float, float]],
+                     measured: dict[float, tuple[float, float]],
+                     lambda_range: tuple[float, float], floor: float, grid_size: int,
+                     max_iterations: int) -> tuple[float, bool]:
+    """The least-cost lambda with accuracy >= ``floor`` (and whether one was found)."""
+    from training.evaluation.evaluate import lambda_grid
+
+    low, high = (float(v) for v in lambda_range)
+    grid = sorted(set(np.linspace(low, high, grid_size).tolist())
+                  | set(lambda_grid((low, high))))
+    ok = [lam for lam in grid if measure(lam)[0] >= floor]
+    if ok:
+        left = max(ok)
+        right = next((lam for lam in grid if lam > left), None)
+        for _ in range(max_iterations if right is not None else 0):
+            middle = (left + right) / 2  # type: ignore[operator]
+            if middle in (left, right):
+                break
+            if measure(middle)[0] >= floor:
+                left = middle
+            else:
+                right = middle
+        passing = [lam for lam, (accuracy, _) in measured.items() if accuracy >= floor]
+        return min(passing, key=lambda lam: (measured[lam][1], -lam)), True
+    return min(measured, key=lambda lam: (-measured[lam][0], measured[lam][1])), False
 
 
 def _check_arguments(bundle: Bundle, log: AttemptLog, target: object, tolerance: object,
@@ -266,14 +422,29 @@ def _finite(owner: str, name: str, value: object, *, strict: bool) -> float:
     return number
 
 
-def _predicted_prior(bundle: Bundle, log: AttemptLog) -> np.ndarray:
-    """The bundled difficulty predictor's prior on every query of ``log``, in arm order."""
-    from training.difficulty import DifficultyPredictor
+def bundle_log_prior(bundle_path: str | os.PathLike[str], log: AttemptLog
+                     ) -> tuple[np.ndarray, str]:
+    """The prior of every query of ``log`` for a bundle, by the runtime's one rule, and
+    its source in words.
 
-    predictor = DifficultyPredictor.load(bundle.predictor_dir)
+    With the bundle's difficulty predictor: its predictions on the log's queries (texts,
+    metadata; a missing text is empty), which is what training gave held-out queries;
+    without one: the bundle's uninformed prior
+    (:attr:`allocator.oracle.BudgetOracle.default_prior`) for every query.
+
+    Returns:
+        ``(prior of shape (log queries, arms) in the log's arm order, source)``.
+    """
+    from allocator.oracle import BudgetOracle
+
+    oracle = BudgetOracle(bundle_path)
+    if oracle.bundle.predictor_dir is None:
+        return (np.tile(oracle.default_prior, (log.n_queries, 1)),
+                f"uninformed prior ({oracle.prior_source})")
+    predictor = oracle._load_predictor()
     predicted = predictor.predict(log)
     order = [list(predictor.arms_).index(arm) for arm in log.arms]
-    return np.clip(predicted[:, order], 0.0, 1.0)
+    return np.clip(predicted[:, order], 0.0, 1.0), "bundle difficulty predictor"
 
 
 def _miss_message(search: LambdaSearch, target: float, tolerance: float) -> str:

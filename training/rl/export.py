@@ -37,8 +37,10 @@ from torch import nn
 
 from allocator.actions import n_actions
 from allocator.bundle import write_bundle
+from allocator.defaults import DEFAULT_PRIOR_FIELD, MAX_POOL_FIELD, predict_with
 from allocator.errors import ParameterError
 from allocator.featurizer import n_features
+from allocator.session import UNINFORMED_PRIOR
 
 __all__ = ["export_bundle", "network_description", "policy_weights"]
 
@@ -134,6 +136,64 @@ def _normalization(model: MaskablePPO,
             "epsilon": float(source.epsilon), "clip": float(source.clip_obs)}
 
 
+def training_max_pool(model: MaskablePPO, arms: list[str]) -> dict[str, int] | None:
+    """The largest pool per arm among the model's training queries (capped at the env's
+    ``max_samples``), read from its batched replay env; None if it has none."""
+    env = model.get_env()
+    while env is not None and hasattr(env, "venv"):
+        env = env.venv
+    pools, settings = getattr(env, "pools", None), getattr(env, "settings", None)
+    if pools is None or settings is None or list(pools.arms) != arms:
+        return None
+    largest = pools.arm_count[np.asarray(settings.queries)].max(axis=0, initial=0)
+    if settings.max_samples is not None:
+        largest = np.minimum(largest, settings.max_samples)
+    return {arm: int(count) for arm, count in zip(arms, largest.tolist(), strict=True)}
+
+
+def uninformed_prior(arms: list[str], predictor_dir: str | Path | None) -> dict[str, Any]:
+    """The manifest's ``default_prior``: the prior of a query without text or metadata.
+
+    With a predictor, its prediction for an empty text without metadata (through
+    :func:`allocator.oracle.predict_with`, the runtime's own path, so that a session
+    without text gets bit for bit what a session with ``""`` gets, and what training gave
+    a log query without text or metadata); without, the replay environment's prior.
+
+    Raises:
+        ParameterError: the predictor needs user feature columns (pass ``default_prior``).
+    """
+    if predictor_dir is None:
+        return {"values": {arm: UNINFORMED_PRIOR for arm in arms},
+                "source": "the replay environment's prior (trained without a difficulty "
+                          "predictor)"}
+    from training.difficulty import DifficultyPredictor
+
+    predictor = DifficultyPredictor.load(predictor_dir)
+    if predictor.features_.n_user_features:
+        raise ParameterError("export_bundle", "default_prior", "given: the predictor needs "
+                             "user feature columns, so it has no prior for a bare query",
+                             None)
+    values = predict_with(predictor, arms, [""], [{}])[0]
+    return {"values": dict(zip(arms, map(float, values), strict=True)),
+            "source": "the difficulty predictor on an empty text without metadata"}
+
+
+def _check_defaults(arms: list[str], max_pool: Mapping[str, int] | None,
+                    default_prior: Mapping[str, Any]) -> None:
+    """ParameterError unless both fields cover every arm with valid values."""
+    if max_pool is not None and (set(max_pool) != set(arms) or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0
+            for v in max_pool.values())):
+        raise ParameterError("export_bundle", "max_pool", f"arm -> integer >= 0 for every arm "
+                             f"{arms}", dict(max_pool))
+    values = default_prior.get("values")
+    if (not isinstance(values, Mapping) or set(values) != set(arms)
+            or not all(0.0 <= float(v) <= 1.0 for v in values.values())
+            or not isinstance(default_prior.get("source"), str)):
+        raise ParameterError("export_bundle", "default_prior", "{'values': {arm: p in [0, 1]} "
+                             f"for every arm {arms}, 'source': text}}", dict(default_prior))
+
+
 def export_bundle(
     model: MaskablePPO,
     path: str | Path,
@@ -145,6 +205,8 @@ def export_bundle(
     run_id: str | None = None,
     predictor_dir: str | Path | None = None,
     normalization: VecNormalize | Mapping[str, Any] | None = None,
+    max_pool: Mapping[str, int] | None = None,
+    default_prior: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s policy as a bundle (see :mod:`allocator.bundle`).
@@ -161,6 +223,12 @@ def export_bundle(
         predictor_dir: the saved difficulty predictor to include, if any.
         normalization: a ``VecNormalize`` or its statistics (mean, var, epsilon, clip);
             by default the model's own ``VecNormalize`` env, if any.
+        max_pool: the largest pool per arm the policy was trained on (the runtime's
+            default sample cap, manifest ``max_pool``); default
+            :func:`training_max_pool` of the model's env (absent if it has none).
+        default_prior: the prior of a query without text or metadata, ``{"values": {arm:
+            p}, "source": text}`` (manifest ``default_prior``); default
+            :func:`uninformed_prior`.
         extra: more manifest fields (JSON-serialisable).
 
     Returns:
@@ -198,5 +266,12 @@ def export_bundle(
         },
         **dict(extra or {}),
     }
+    max_pool = training_max_pool(model, arms) if max_pool is None else dict(max_pool)
+    default_prior = (uninformed_prior(arms, predictor_dir) if default_prior is None
+                     else dict(default_prior))
+    _check_defaults(arms, max_pool, default_prior)
+    manifest[DEFAULT_PRIOR_FIELD] = default_prior
+    if max_pool is not None:
+        manifest[MAX_POOL_FIELD] = {arm: int(max_pool[arm]) for arm in arms}
     return write_bundle(path, weights=policy_weights(model), manifest=manifest,
                         predictor_dir=predictor_dir)

@@ -7,10 +7,15 @@ The steps, in order (:func:`run_training`):
 3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the training
    queries, the predictor fitted on all training queries for the held-out ones and for
    the bundle;
-4. train MaskablePPO on the training queries (:func:`training.rl.train.train_policy`),
-   with checkpoints in ``RUN_DIR/checkpoints``;
-5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics and
-   the difficulty predictor; no pickle);
+4. train MaskablePPO on the training queries but a validation split
+   (:func:`training.rl.calibrate.validation_split`, :data:`~training.rl.calibrate.
+   VALIDATION_FRACTION` of them), with checkpoints in ``RUN_DIR/checkpoints``;
+5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
+   difficulty predictor, the largest pool per arm the policy trained on and its
+   uninformed prior; no pickle), then calibrate its default lambda on the validation
+   queries (by default the cheapest lambda that reaches majority-of-all accuracy there,
+   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
+   the bundle, registered or not, is useful as is;
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
    (:func:`training.evaluation.evaluate.evaluate`), and the learned policy, loaded from
    the bundle as the runtime loads it, swept along lambda (its knob is the price in its
@@ -226,6 +231,8 @@ def run_training(
     experiment: str | None = None,
     register: str | None = None,
     alias: str = "candidate",
+    calibrate: bool = True,
+    target_cost: float | None = None,
 ) -> dict[str, Any]:
     """Train, export, evaluate and report: the steps of the module docstring.
 
@@ -244,6 +251,10 @@ def run_training(
         register: register the run's bundle as a new version of this MLflow model (needs
             ``mlflow``), so that ``allocator.load("models:/NAME@ALIAS")`` loads it.
         alias: the alias the new version gets (``"latest"`` is reserved by MLflow).
+        calibrate: calibrate the bundle's default lambda on the validation queries
+            (step 5); False leaves it uncalibrated (the middle of the lambda range).
+        target_cost: calibrate to this mean cost per query (log units) instead of to
+            majority-of-all accuracy.
 
     Returns:
         ``{"run_dir", "bundle", "report", "training", "mlflow_run_id", "registered"}``:
@@ -255,7 +266,8 @@ def run_training(
 
     Raises:
         ParameterError: ``run_dir`` holds checkpoints and ``resume`` is False,
-            ``register`` without ``mlflow``, or an invalid setting.
+            ``register`` without ``mlflow``, ``target_cost`` without ``calibrate``, or an
+            invalid setting.
     """
     from allocator.logs import read_log
     from training.tracking import DEFAULT_EXPERIMENT
@@ -265,6 +277,9 @@ def run_training(
     if register and not mlflow:
         raise ParameterError("run_training", "register", "None when MLflow is off "
                              "(--no-mlflow)", register)
+    if target_cost is not None and not calibrate:
+        raise ParameterError("run_training", "target_cost", "None when calibration is off "
+                             "(--no-calibrate)", target_cost)
     say = _announcer(progress)
     say("reading the log")
     log = read_log(log_path)
@@ -286,7 +301,9 @@ def run_training(
         tracking.params(_train_params(config))
         summary = _run(log, run_dir, config, train=train, test=test, prior=prior,
                        predictor=predictor, checkpoint=checkpoint, tracking=tracking,
-                       progress=progress, say=say)
+                       progress=progress, say=say,
+                       calibration=(target_cost if target_cost is not None else "accuracy")
+                       if calibrate else None)
         summary["registered"] = (tracking.register(register, alias, Path(summary["bundle"]))
                                  if register else None)
     except BaseException:
@@ -296,28 +313,71 @@ def run_training(
     return summary
 
 
+def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.ndarray,
+               config: TrainConfig, goal: float | str) -> dict[str, Any]:
+    """Calibrate the bundle on the validation queries (step 5); the calibration's summary.
+
+    ``goal``: a target mean cost per query, or ``"accuracy"`` (majority-of-all).
+    """
+    import warnings
+
+    from allocator.bundle import read_bundle
+    from training.rl.calibrate import calibrate, calibrate_to_accuracy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if goal == "accuracy":
+            lam = calibrate_to_accuracy(bundle, log, validation, prior=prior,
+                                        seed=config.seed)
+        else:
+            lam = calibrate(bundle, log, validation, float(goal), prior=prior,
+                            seed=config.seed)
+    manifest = read_bundle(bundle).manifest
+    calibration = manifest["calibration"]
+    return {"lambda": lam, "mean_cost": manifest["calibrated_mean_cost"],
+            "goal": calibration.get("goal") or f"mean cost {goal:g} per query",
+            "validation_queries": len(validation),
+            "warnings": [str(w.message) for w in caught]}
+
+
 def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarray,
          test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
-         tracking: _Tracking, progress: bool, say: Announce) -> dict[str, Any]:
+         tracking: _Tracking, progress: bool, say: Announce,
+         calibration: float | str | None) -> dict[str, Any]:
     """Steps 4 to 8 (see the module docstring)."""
+    from training.rl.calibrate import VALIDATION_FRACTION, validation_split
     from training.rl.train import TrainingMonitor, replay_env, train_policy
     from training.tracking import evaluation_metrics
 
-    say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
+    fit, validation = (validation_split(train, config.seed) if calibration is not None
+                       else (train, train[:0]))
+    say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else "")
+        + (f" on {len(fit)} queries ({len(validation)} held out for calibration)"
+           if len(validation) else ""))
     monitor = TrainingMonitor(sink=tracking.metrics)
     started = time.perf_counter()
-    model = train_policy(log, queries=train, prior=prior, config=config, callback=monitor,
+    model = train_policy(log, queries=fit, prior=prior, config=config, callback=monitor,
                          resume_from=checkpoint, checkpoint_dir=run_dir / "checkpoints",
                          progress=progress)
     seconds = time.perf_counter() - started
     training = {"num_timesteps": int(model.num_timesteps), "seconds": round(seconds, 3),
-                "train_queries": len(train), "test_queries": len(test),
+                "train_queries": len(train), "fit_queries": len(fit),
+                "validation_queries": len(validation), "test_queries": len(test),
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor)}
     say(f"exporting the bundle to {run_dir / 'bundle'}")
     bundle = _export(model, predictor, log, run_dir / "bundle", config,
                      replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
-                     {"training_config": config.to_dict()})
+                     {"training_config": config.to_dict(),
+                      "validation": {"fraction": VALIDATION_FRACTION if len(validation)
+                                     else 0.0, "seed": config.seed,
+                                     "queries": len(validation)}})
+    if calibration is not None and len(validation) == 0:
+        say("too few training queries to hold out validation queries: not calibrated")
+    elif calibration is not None:
+        say(f"calibrating the default lambda on the {len(validation)} validation queries")
+        training["calibration"] = _calibrate(bundle, log, validation, prior, config,
+                                             calibration)
     say("evaluating on the held-out queries")
     report, chosen = _evaluate(log, bundle, test, prior, config, say)
     report = dataclasses.replace(report, extra={**report.extra, "training": training})

@@ -123,9 +123,12 @@ def test_target_cost_and_verify_on_a_served_ready_oracle(tmp_path: Path) -> None
                {"kind": "verify", "cost": 0.5}]
     with BackgroundServer(create_app(oracle, token="t")) as server, httpx.Client(
             base_url=server.url, headers={"Authorization": "Bearer t"}) as http:
-        for target in (6.0, 4.0, 20.0, 1.0):
+        for target in (6.0, 4.0, 12.0, 2.0):
             body = http.post("/v1/decide", json={"target_cost": target}).json()
             assert body["lambda"] == pytest.approx(oracle.lambda_for_cost(target), abs=1e-12)
+        for target in (20.0, 1.0):  # outside the calibrated costs [2, 12]: refused
+            answer = http.post("/v1/decide", json={"target_cost": target})
+            assert answer.status_code in (400, 422) and "[2, 12]" in answer.text
         body = http.post("/v1/decide", json={"target_cost": 6.0, "history": history}).json()
         assert body["action"]["kind"] == "stop" and body["final_answer"] == "y"
         assert body["cost_spent"] == 3.5

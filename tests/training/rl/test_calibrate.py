@@ -25,9 +25,19 @@ from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
 from allocator.logs.table import AttemptLog
+from envs.pools import ReplayPools
 from training.difficulty import DifficultyPredictor
 from training.evaluation.replay import ReplayEvaluator
-from training.rl.calibrate import arm_mean_costs, calibrate, search_lambda
+from training.rl.calibrate import (
+    ACCURACY_MARGIN,
+    _accuracy_search,
+    arm_mean_costs,
+    calibrate,
+    calibrate_to_accuracy,
+    majority_of_all,
+    search_lambda,
+    validation_split,
+)
 from training.rl.export import export_bundle
 
 TRAIN = np.arange(100)
@@ -120,8 +130,9 @@ def test_the_oracle_uses_the_calibration(trained: Trained, tmp_path: Path) -> No
     for i in range(1, len(table)):
         if floor[i] < floor[i - 1]:  # where the cost falls, its lambda is read back
             assert oracle.lambda_for_cost(floor[i]) == pytest.approx(lambdas[i])
-    assert oracle.lambda_for_cost(10 * costs.max()) == LAMBDA_RANGE[0]
-    assert oracle.lambda_for_cost(0.0) == LAMBDA_RANGE[1]
+    for outside in (10 * costs.max(), costs.min() / 2):  # never clamped: refused
+        with pytest.raises(ParameterError, match=r"calibrated range \["):
+            oracle.session(target_cost=outside)
     targets = np.linspace(costs.min(), costs.max(), 7)
     chosen = [oracle.session(target_cost=t).lambda_ for t in targets]
     assert all(LAMBDA_RANGE[0] <= c <= LAMBDA_RANGE[1] for c in chosen)
@@ -205,3 +216,79 @@ def test_search_on_a_step_function_reports_the_nearest() -> None:
     assert not flat.within_tolerance and flat.lambda_ == 0.0 and len(flat.table) == 5
     exact = search_lambda(lambda lam: 3.0, (0.1, 0.1), 3.0)
     assert exact.within_tolerance and exact.lambda_ == 0.1
+
+
+# ------------------------------------------------------------------ calibrating to accuracy
+@pytest.mark.slow
+def test_calibrating_to_majority_of_all_keeps_the_cheapest_non_inferior_lambda(
+        trained: Trained, tmp_path: Path) -> None:
+    bundle = export(trained, tmp_path / "bundle")
+    lam = calibrate_to_accuracy(bundle, trained.log, VALIDATION, prior=trained.prior)
+    manifest = read_bundle(bundle).manifest
+    calibration = manifest["calibration"]
+    # The target: the best arm's majority vote over its whole pool, brute force.
+    evaluator = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0)
+    target = max(evaluator.fixed_n_curves(arm).correct[:, :, -1].mean()
+                 for arm in range(len(trained.arms)))
+    assert calibration["target_accuracy"] == pytest.approx(target, abs=1e-12)
+    accuracy = dict(map(tuple, calibration["accuracy_table"]))
+    cost = dict(map(tuple, calibration["table"]))
+    passing = [x for x in accuracy if accuracy[x] >= target - ACCURACY_MARGIN]
+    if passing:  # the cheapest measured lambda that reaches the target
+        assert cost[lam] == min(cost[x] for x in passing) and calibration["within_tolerance"]
+    else:
+        assert accuracy[lam] == max(accuracy.values())
+    replay = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0, lambda_=lam,
+                             prior=trained.prior).run(LearnedPolicy(str(bundle)))
+    assert replay.correct.mean() == accuracy[lam] == calibration["accuracy"]
+    assert replay.cost.mean() == manifest["calibrated_mean_cost"] == cost[lam]
+    oracle = allocator.load(bundle)
+    assert oracle.default_lambda == lam and "majority-of-all" in oracle.lambda_source
+    assert oracle.lambda_for_cost(cost[lam]) == lam  # its own cost maps back to it
+
+
+def test_the_accuracy_search_bisects_to_the_cheapest_passing_lambda() -> None:
+    """Accuracy falls in a step at 0.137, cost falls with lambda: the search lands just
+    below the step; an unreachable floor keeps the most accurate, cheapest lambda."""
+    measured: dict[float, tuple[float, float]] = {}
+
+    def measure(lam: float) -> tuple[float, float]:
+        measured.setdefault(lam, (0.8 if lam < 0.137 else 0.5, 10.0 - 20 * lam))
+        return measured[lam]
+
+    best, reached = _accuracy_search(measure, measured, (0.0, 0.4), 0.79, 9, 20)
+    assert reached and 0.137 - 1e-5 < best < 0.137
+    measured.clear()
+    best, reached = _accuracy_search(measure, measured, (0.0, 0.4), 0.9, 9, 20)
+    assert not reached and measured[best][0] == 0.8
+    assert measured[best][1] == min(c for a, c in measured.values() if a == 0.8)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 75])
+def test_validation_split_partitions_the_training_queries(n: int) -> None:
+    train = np.arange(0, 3 * n, 3)
+    fit, validation = validation_split(train, seed=5)
+    assert len(fit) >= 1 and len(validation) >= 1
+    assert np.array_equal(np.sort(np.concatenate([fit, validation])), train)
+    assert len(validation) == min(max(1, round(0.2 * n)), n - 1)
+    again = validation_split(train[::-1], seed=5)
+    assert np.array_equal(again[1], validation)  # deterministic, order-free
+    assert len(validation_split(train[:1], seed=5)[1]) == 0
+
+
+def test_majority_of_all_is_the_best_arms_full_pool_vote() -> None:
+    log = generate(SyntheticConfig(n_queries=30), seed=3)
+    pools = ReplayPools.from_log(log)
+    best = 0.0
+    for arm in range(len(log.arms)):  # the majority over the whole pool has one order
+        correct = []
+        for query in range(log.n_queries):
+            rows = np.flatnonzero((log.attempt_query == query) & (log.arm == arm))
+            answers, right = log.answer[rows], log.correct[rows]
+            valid = answers >= 0
+            codes, counts = np.unique(answers[valid], return_counts=True)
+            tied = codes[counts == counts.max()] if len(codes) else []
+            correct.append(np.mean([right[answers == c][0] for c in tied]) if len(tied)
+                           else 0.0)
+        best = max(best, float(np.mean(correct)))
+    assert majority_of_all(pools, None, n_orders=2, seed=0) == pytest.approx(best)
