@@ -422,7 +422,7 @@ def train_policy(
 def _warm_start(model: MaskablePPO, queries: np.ndarray, prior: np.ndarray | None,
                 config: TrainConfig) -> dict[str, float]:
     """Behaviour-clone the best baseline at every price (:mod:`training.rl.warm_start`);
-    its ``warm_start/`` metrics."""
+    its ``train/warm_start_*`` metrics."""
     from training.rl.warm_start import clone_expert, fit_expert
 
     venv = replay_env(model.get_env())
@@ -430,7 +430,7 @@ def _warm_start(model: MaskablePPO, queries: np.ndarray, prior: np.ndarray | Non
                         verify_cost=venv.settings.verify_cost, seed=config.seed)
     metrics = clone_expert(model, expert, steps=config.warm_start_budget(),
                            batch_size=config.batch_size, seed=config.seed)
-    return {f"warm_start/{name}": value for name, value in
+    return {f"train/warm_start_{name}": value for name, value in
             {**metrics, "settings": float(len(expert.policies))}.items()}
 
 

@@ -111,7 +111,7 @@ def test_training_records_the_warm_start(log: AttemptLog, split) -> None:
                          warm_start_steps=8192)
     train_policy(log, queries=train, prior=None, config=config, callback=monitor)
     first_step, first = monitor.history[0]
-    assert first_step == 0 and first["warm_start/settings"] > 5
-    assert 0.5 < first["warm_start/accuracy"] <= 1.0
+    assert first_step == 0 and first["train/warm_start_settings"] > 5
+    assert 0.5 < first["train/warm_start_accuracy"] <= 1.0
     assert TrainConfig(total_timesteps=80_000).warm_start_budget() == 10_000
     assert TrainConfig(warm_start_steps=0).warm_start_budget() == 0
