@@ -41,8 +41,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from safetensors.numpy import save as _save_safetensors
 from allocator.actions import action_names, n_actions
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import FEATURIZER_VERSION, feature_names
+from allocator.lgbm_text import checked_model_text
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -95,11 +97,18 @@ class Bundle:
         path: the bundle directory.
         manifest: the parsed ``manifest.json``.
         weights: the policy's tensors by name (read-only numpy arrays).
+        predictor_files: the difficulty predictor's files by name (``difficulty.json``,
+            the LightGBM model, the text basis), as verified at load: read once, their
+            hashes checked, the model text checked (:mod:`allocator.lgbm_text`; only its
+            trees kept). Empty without a predictor. The predictor is built from these
+            bytes, never from the files on disk.
     """
 
     path: Path
     manifest: dict[str, Any]
     weights: dict[str, np.ndarray]
+    predictor_files: Mapping[str, bytes] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -212,8 +221,8 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "feature_names": feature_names(list(arms)),
         "arms": list(arms),
         "actions": action_names(list(arms)),
-        "lambda_range": _check_lambda_range(manifest["lambda_range"]),
-        "cost_unit": _check_cost_unit(manifest["cost_unit"]),
+        "lambda_range": _float_list(manifest["lambda_range"]),
+        "cost_unit": manifest["cost_unit"],
         "normalization": _normalization_to_json(manifest["normalization"]),
         "network": manifest["network"],
         "run_id": manifest["run_id"],
@@ -227,6 +236,9 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(content["log_fingerprint"], str):
         raise ParameterError("write_bundle", "manifest['log_fingerprint']", "a string",
                              content["log_fingerprint"])
+    check_values(content, {}, fail=_writer_failure)
+    content["lambda_range"] = [float(v) for v in content["lambda_range"]]
+    content["cost_unit"] = float(content["cost_unit"])
     extra = {key: value for key, value in manifest.items() if key not in content}
     content.update(extra)
     try:
@@ -238,23 +250,15 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _check_lambda_range(value: object) -> list[float]:
-    ok = isinstance(value, list | tuple) and len(value) == 2
-    if ok:
-        low, high = (float(v) for v in value)  # type: ignore[union-attr]
-        ok = math.isfinite(low) and math.isfinite(high) and 0 <= low <= high
-    if not ok:
-        raise ParameterError("write_bundle", "manifest['lambda_range']",
-                             "(low, high), finite, 0 <= low <= high", value)
-    return [low, high]
+def _float_list(value: object) -> object:
+    """A tuple or array of numbers as a list (what JSON keeps); anything else unchanged."""
+    if isinstance(value, tuple | np.ndarray):
+        return [item.item() if isinstance(item, np.generic) else item for item in value]
+    return value
 
 
-def _check_cost_unit(value: object) -> float:
-    if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
-            or not math.isfinite(float(value)) or float(value) <= 0):
-        raise ParameterError("write_bundle", "manifest['cost_unit']", "a finite number > 0",
-                             value)
-    return float(value)
+def _writer_failure(field: str, expected: str, given: object) -> None:
+    raise ParameterError("write_bundle", f"manifest[{field!r}]", expected, given)
 
 
 def _normalization_to_json(value: object) -> dict[str, Any] | None:
@@ -273,10 +277,15 @@ def _check_weights_argument(weights: Mapping[str, np.ndarray]) -> dict[str, np.n
     arrays: dict[str, np.ndarray] = {}
     for name, value in weights.items():
         array = np.asarray(value)
-        if not isinstance(name, str) or array.dtype.kind != "f" or not np.isfinite(array).all():
+        if not isinstance(name, str) or array.dtype.kind != "f":
             raise ParameterError("write_bundle", f"weights[{name!r}]",
                                  "a finite floating-point array", array.dtype)
         arrays[name] = np.ascontiguousarray(array)
+
+    def fail(field: str, expected: str, given: object) -> None:
+        raise ParameterError("write_bundle", field, expected, given)
+
+    _check_finite_weights(arrays, fail)
     return arrays
 
 
@@ -348,9 +357,12 @@ def read_bundle(path: str | Path) -> Bundle:
     _check_format(manifest, folder)
     _check_fields(manifest, folder)
     _check_schema(manifest, folder)  # before the widths: an old version says so
-    if manifest["normalization"] is not None:
-        _check_normalization(manifest["normalization"], len(manifest["feature_names"]),
-                             folder)
+
+    def refuse(field: str, expected: str, given: object) -> None:
+        raise BundleError(f"{MANIFEST_FILE} field {field!r} must be {expected}, got "
+                          f"{given!r}; {_REEXPORT}.", path=folder)
+
+    check_values(manifest, {}, fail=refuse)
     contents = _check_files(manifest, folder)
     try:
         weights = _load_safetensors(contents[WEIGHTS_FILE])
@@ -363,9 +375,12 @@ def read_bundle(path: str | Path) -> Bundle:
                           f"{_REEXPORT}.", path=folder)
 
     _check_network(manifest, weights, fail=fail)
+    _check_finite_weights(weights, refuse)
     for array in weights.values():
         array.flags.writeable = False
-    return Bundle(path=folder, manifest=manifest, weights=weights)
+    predictor = _check_predictor(manifest, contents, folder)
+    return Bundle(path=folder, manifest=manifest, weights=weights,
+                  predictor_files=MappingProxyType(predictor))
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -437,21 +452,65 @@ def _check_fields(manifest: dict[str, Any], folder: Path) -> None:
                           f"action layout {action_names(arms)}; {_REEXPORT}.", path=folder)
 
 
-def _check_normalization(normalization: dict[str, Any], width: int, folder: Path) -> None:
+# ------------------------------------------------------------------ shared value checks
+def check_values(manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,
+                 fail: Any) -> None:
+    """The numbers a policy computes with, checked alike by the writer and the reader.
+
+    ``lambda_range`` is ``[low, high]``, finite, ``0 <= low <= high``; ``cost_unit`` is
+    finite and > 0 (the oracle divides by it); ``normalization`` is null or finite
+    ``mean`` and ``var >= 0`` of the feature width, finite ``epsilon >= 0`` and ``clip >
+    0`` with ``var + epsilon > 0`` (it divides by ``sqrt(var + epsilon)``); every weight
+    is finite (a NaN makes every logit NaN, every decision STOP).
+
+    Args:
+        manifest: the manifest (its ``feature_names`` give the width).
+        weights: tensors by name (may be empty: checked by :func:`_check_finite_weights`).
+        fail: ``fail(field, expected, given)`` raises the caller's error.
+    """
+    low_high = manifest["lambda_range"]
+    if not (isinstance(low_high, list) and len(low_high) == 2 and all(
+            _is_finite_number(v) for v in low_high) and 0 <= low_high[0] <= low_high[1]):
+        fail("lambda_range", "[low, high], finite, 0 <= low <= high", low_high)
+    if not (_is_finite_number(manifest["cost_unit"]) and manifest["cost_unit"] > 0):
+        fail("cost_unit", "a finite number > 0", manifest["cost_unit"])
+    if manifest["normalization"] is not None:
+        _check_normalization(manifest["normalization"], len(manifest["feature_names"]), fail)
+    _check_finite_weights(weights, fail)
+
+
+def _is_finite_number(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+            and math.isfinite(float(value)))  # type: ignore[arg-type]
+
+
+def _check_finite_weights(weights: Mapping[str, np.ndarray], fail: Any) -> None:
+    for name, array in weights.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            fail(f"weights[{name!r}]", "finite numbers (no NaN or infinity)",
+                 f"{int((~np.isfinite(array)).sum())} non-finite values")
+
+
+def _check_normalization(normalization: object, width: int, fail: Any) -> None:
     """``mean`` and ``var`` of the feature width; ``epsilon`` >= 0; ``clip`` > 0."""
+    expected = (f"null or {{mean, var, epsilon, clip}}: finite mean and var >= 0 for each "
+                f"of the {width} features, finite epsilon >= 0 and clip > 0, var + epsilon "
+                "> 0 for every feature")
     try:
+        assert isinstance(normalization, Mapping)
         mean = np.asarray(normalization["mean"], dtype=np.float64)
         var = np.asarray(normalization["var"], dtype=np.float64)
-        epsilon = float(normalization["epsilon"])
-        clip = float(normalization["clip"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must hold mean, var, "
-                          f"epsilon and clip ({error!r}); {_REEXPORT}.", path=folder) from error
-    if (mean.shape != (width,) or var.shape != (width,) or not np.isfinite(mean).all()
-            or not (var >= 0).all() or not epsilon >= 0 or not clip > 0):
-        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must give finite mean and "
-                          f"var >= 0 for each of the {width} features, epsilon >= 0 and "
-                          f"clip > 0; {_REEXPORT}.", path=folder)
+        epsilon = normalization["epsilon"]
+        clip = normalization["clip"]
+    except (AssertionError, KeyError, TypeError, ValueError):
+        fail("normalization", expected, normalization)
+        return
+    if not (mean.shape == (width,) and var.shape == (width,) and np.isfinite(mean).all()
+            and np.isfinite(var).all() and (var >= 0).all() and _is_finite_number(epsilon)
+            and epsilon >= 0 and _is_finite_number(clip) and clip > 0
+            and (var + float(epsilon) > 0).all()):
+        fail("normalization", expected, {key: normalization.get(key) for key in
+                                         ("epsilon", "clip")})
 
 
 def _check_schema(manifest: dict[str, Any], folder: Path) -> None:
@@ -503,6 +562,85 @@ def _check_files(manifest: dict[str, Any], folder: Path) -> dict[str, bytes]:
                               path=folder)
         contents[name] = data
     return contents
+
+
+# ------------------------------------------------------------------ predictor
+#: The difficulty predictor's settings file (``training.difficulty.CONFIG_FILE``).
+PREDICTOR_CONFIG = "difficulty.json"
+
+
+def _check_predictor(manifest: dict[str, Any], contents: Mapping[str, bytes],
+                     folder: Path) -> dict[str, bytes]:
+    """The predictor's verified files by name, with its model text checked (or {}).
+
+    The manifest's ``difficulty`` lists plain file names inside ``difficulty/``;
+    ``difficulty.json`` names its model and text basis among them (never a path: a name
+    such as ``../x`` or ``/etc/passwd`` is refused), and the model text must pass
+    :func:`allocator.lgbm_text.checked_model_text` for the predictor's feature count.
+    """
+    entry = manifest.get("difficulty")
+    if entry is None:
+        return {}
+    names = entry.get("files") if isinstance(entry, dict) else None
+    if (not isinstance(entry, dict) or entry.get("dir") != PREDICTOR_DIR
+            or not isinstance(names, list) or not all(_is_plain_name(n) for n in names)
+            or PREDICTOR_CONFIG not in names):
+        raise BundleError(f"{MANIFEST_FILE} field 'difficulty' must be null or "
+                          f"{{dir: {PREDICTOR_DIR!r}, files: [plain file names, "
+                          f"{PREDICTOR_CONFIG!r} among them]}}, got {entry!r}; "
+                          f"{_REEXPORT}.", path=folder)
+    files: dict[str, bytes] = {}
+    for name in names:
+        key = f"{PREDICTOR_DIR}/{name}"
+        if key not in contents:
+            raise BundleError(f"the predictor file {key!r} is not listed with a hash in "
+                              f"{MANIFEST_FILE}; {_REEXPORT}.", path=folder)
+        files[name] = contents[key]
+    config = _predictor_config(files[PREDICTOR_CONFIG], folder)
+    model, width = _predictor_names(config, names, folder)
+    try:
+        files[model] = checked_model_text(files[model], width).encode("ascii")
+    except ValueError as error:
+        raise BundleError(f"the difficulty model {PREDICTOR_DIR}/{model} is malformed "
+                          f"({error}); {_REEXPORT}.", path=folder) from None
+    return files
+
+
+def _is_plain_name(name: object) -> bool:
+    """A file name without any directory part ('a.txt', not 'x/a.txt', '..', '/a')."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name)
+
+
+def _predictor_config(data: bytes, folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BundleError(f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG} is not valid JSON ({error}); "
+                          f"{_REEXPORT}.", path=folder) from None
+    if not isinstance(config, dict) or not isinstance(config.get("files"), dict):
+        raise BundleError(f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG} has no 'files' object; "
+                          f"{_REEXPORT}.", path=folder)
+    return config
+
+
+def _predictor_names(config: dict[str, Any], names: list[str],
+                     folder: Path) -> tuple[str, int]:
+    """The model's name (checked with the text basis's: files of the predictor) and the
+    predictor's feature count."""
+    model, basis = config["files"].get("model"), config["files"].get("text_basis")
+    where = f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG}"
+    for key, value, optional in (("model", model, False), ("text_basis", basis, True)):
+        if not (optional and value is None) and not (_is_plain_name(value)
+                                                     and value in names):
+            raise BundleError(f"{where} names the file {value!r} as its {key}: expected "
+                              f"one of the predictor's own files {names} (a plain name in "
+                              f"{PREDICTOR_DIR}/, never a path); {_REEXPORT}.", path=folder)
+    width = config.get("feature_names")
+    if not isinstance(width, list) or not width or model == PREDICTOR_CONFIG:
+        raise BundleError(f"{where} must list the predictor's feature_names and name a "
+                          f"model file; {_REEXPORT}.", path=folder)
+    return model, len(width)
 
 
 def _list_files(folder: Path) -> list[str]:

@@ -53,7 +53,7 @@ from allocator.allocation import (
     majority_accuracy,
 )
 from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
-from allocator.errors import BundleError, ParameterError
+from allocator.errors import AllocatorError, BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.table import QueryTable
 from allocator.session import (
@@ -255,7 +255,13 @@ class BudgetOracle:
         if self._predictor is None:
             from training.difficulty import DifficultyPredictor  # scikit-learn: on demand
 
-            predictor = DifficultyPredictor.load(self.bundle.predictor_dir)
+            try:  # from the bytes verified at load, never from the files on disk
+                predictor = DifficultyPredictor.from_files(self.bundle.predictor_files,
+                                                           source=str(self.bundle.predictor_dir))
+            except AllocatorError as error:
+                raise BundleError(f"the bundled difficulty predictor cannot be loaded "
+                                  f"({error}); re-export the bundle.",
+                                  path=self.bundle.path) from error
             missing = sorted(set(self.arms) - set(predictor.arms_))
             if missing:
                 raise BundleError(f"the bundled difficulty predictor has no arms {missing}; "
