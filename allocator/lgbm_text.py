@@ -8,7 +8,8 @@ is given to LightGBM (:func:`checked_model_text`):
 
 - the header: one class and one tree per iteration, ``max_feature_idx`` equal to the
   predictor's feature count, as many ``feature_names`` and ``feature_infos``, one
-  ``tree_sizes`` entry per tree;
+  ``tree_sizes`` entry per tree, each the exact length of its tree's text (LightGBM
+  seeks to these offsets);
 - every tree: ``num_leaves`` in [1, :data:`MAX_LEAVES`], every per-node array of
   ``num_leaves - 1`` entries and per-leaf array of ``num_leaves`` entries, split
   features below the feature count, children that index existing nodes and leaves and
@@ -35,8 +36,13 @@ _END = "end of trees"
 _NODE_ARRAYS = ("split_feature", "split_gain", "threshold", "decision_type", "left_child",
                 "right_child", "internal_value", "internal_weight", "internal_count")
 _LEAF_ARRAYS = ("leaf_value", "leaf_weight", "leaf_count")
-_REQUIRED = ("split_feature", "threshold", "decision_type", "left_child", "right_child",
-             "leaf_value")
+#: The keys LightGBM writes in every tree (it aborts on some missing ones).
+_TREE_KEYS = frozenset(("num_leaves", "num_cat", *_NODE_ARRAYS, *_LEAF_ARRAYS, "is_linear",
+                        "shrinkage"))
+_CATEGORY_KEYS = frozenset(("cat_boundaries", "cat_threshold"))
+#: The header keys LightGBM writes and needs.
+_HEADER_KEYS = ("version", "num_class", "num_tree_per_iteration", "label_index",
+                "max_feature_idx", "objective", "feature_names", "feature_infos", "tree_sizes")
 _CATEGORICAL = 1  # the decision_type bit of a categorical split
 
 
@@ -77,15 +83,20 @@ def _check(lines: list[str], n_features: int) -> int:
         raise _Refused("line 1 is not 'tree': not a LightGBM text model")
     header, position = _block(lines, 1)
     sizes = _check_header(header, n_features)
-    for tree in range(len(sizes)):
-        position = _skip_blank(lines, position)
+    position = _skip_blank(lines, position)
+    for tree, size in enumerate(sizes):
         if position >= len(lines) or lines[position] != f"Tree={tree}":
             raise _Refused(f"line {position + 1}: expected 'Tree={tree}' (the header lists "
                            f"{len(sizes)} trees): the file is truncated or edited")
         fields, after = _block(lines, position + 1)
         _check_tree(tree, fields, n_features, position + 1)
+        after = _skip_blank(lines, after)
+        # LightGBM finds each tree at the offsets tree_sizes gives: they must be exact.
+        if sum(len(line) + 1 for line in lines[position:after]) != size:
+            raise _Refused(f"tree {tree} (line {position + 1}): its text is not the "
+                           f"{size} characters tree_sizes says: the file is truncated or "
+                           "edited")
         position = after
-    position = _skip_blank(lines, position)
     if position >= len(lines) or lines[position] != _END:
         raise _Refused(f"line {position + 1}: expected '{_END}' after {len(sizes)} trees: "
                        "the file is truncated or edited")
@@ -113,6 +124,9 @@ def _skip_blank(lines: list[str], position: int) -> int:
 
 
 def _check_header(header: dict[str, tuple[str, int]], n_features: int) -> list[int]:
+    missing = [key for key in _HEADER_KEYS if key not in header]
+    if missing:
+        raise _Refused(f"the header lacks {missing}: the file is truncated or edited")
     for key, expected in (("num_class", 1), ("num_tree_per_iteration", 1),
                           ("max_feature_idx", n_features - 1)):
         value = _int(header, key, 0)
@@ -133,6 +147,13 @@ def _check_header(header: dict[str, tuple[str, int]], n_features: int) -> list[i
 
 def _check_tree(tree: int, fields: dict[str, tuple[str, int]], n_features: int,
                 line: int) -> None:
+    categorical = _int(fields, "num_cat", line, default=0) > 0
+    expected = _TREE_KEYS | (_CATEGORY_KEYS if categorical else frozenset())
+    if set(fields) != expected:
+        missing, unknown = sorted(expected - set(fields)), sorted(set(fields) - expected)
+        raise _Refused(f"tree {tree} (line {line}): "
+                       + (f"lacks {missing}" if missing else f"has unknown keys {unknown}")
+                       + " (the file is truncated or edited)")
     leaves = _int(fields, "num_leaves", line)
     if not 1 <= leaves <= MAX_LEAVES:
         raise _Refused(f"tree {tree} (line {line}): num_leaves={leaves}, expected 1 to "
@@ -145,12 +166,9 @@ def _check_tree(tree: int, fields: dict[str, tuple[str, int]], n_features: int,
         raise _Refused(f"tree {tree}: leaf_value must hold {leaves} finite numbers")
     if leaves == 1:
         return
-    for key in _REQUIRED:
-        if key not in fields:
-            raise _Refused(f"tree {tree} (line {line}): no {key}")
     for keys, count in ((_NODE_ARRAYS, leaves - 1), (_LEAF_ARRAYS, leaves)):
         for key in keys:
-            if key in fields and len(_words(fields, key)) != count:
+            if len(_words(fields, key)) != count:
                 raise _Refused(f"tree {tree} (line {fields[key][1]}): {key} has "
                                f"{len(_words(fields, key))} entries, expected {count}")
     _check_splits(tree, fields, n_features, leaves)

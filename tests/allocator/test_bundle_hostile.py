@@ -7,6 +7,7 @@ served bundle is never replaced by one of them (``tests/allocator/service``)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import warnings
@@ -182,11 +183,17 @@ def test_the_writer_refuses_the_same_values(tmp_path: Path, case: str) -> None:
 # ------------------------------------------------------------------ items 2 and 3: predictor
 PREDICTOR = {
     "truncated model": (lambda p: edit_model(p, lambda t: t[: t.index("end of trees")]),
-                        "expected 'end of trees' after 10 trees: the file is truncated"),
+                        "tree 9 (line 201): its text is not the"),
     "truncated between trees": (lambda p: edit_model(p, lambda t: t[: t.index("Tree=4")]),
-                                "expected 'Tree=4' (the header lists 10 trees)"),
+                                "tree 3 (line 75): its text is not the"),
+    "trees missing": (lambda p: edit_model(p, lambda t: t[: t.index("Tree=4")]
+                                           + t[t.index("end of trees"):]),
+                      "line 96: expected 'Tree=4' (the header lists 10 trees)"),
+    "end of trees missing": (lambda p: edit_model(p, lambda t: t[: t.index("end of trees")]
+                                                  + "feature_importances:\n"),
+                             "expected 'end of trees' after 10 trees"),
     "truncated in a tree": (lambda p: edit_model(p, lambda t: t[: t.index("leaf_value") + 30]),
-                            "leaf_value"),
+                            "lacks ['cat_boundaries', 'cat_threshold', 'internal_count'"),
     "child index out of range": (lambda p: edit_model(p, first("left_child", "500")),
                                  "child 500"),
     "leaf index out of range": (lambda p: edit_model(p, first("left_child", "-500")),
@@ -285,3 +292,98 @@ def test_a_service_never_swaps_in_a_hostile_bundle(bundle: Path, case: str) -> N
         assert http.post("/v1/decide", json=body).json() == before
     with pytest.raises(BundleError):
         create_app(bundle)  # and a server never starts on it
+
+
+# ------------------------------------------------------------------ fuzzing the model check
+def mutate(text: str, rng: np.random.Generator) -> str:
+    """One random edit: a truncation, a line deleted or repeated, a number replaced, an
+    entry dropped or two swapped; then ``tree_sizes`` made consistent again (as a careful
+    attacker would, so that the deeper checks are reached)."""
+    lines = text.split("\n")
+    j = int(rng.integers(0, len(lines)))
+    kind = int(rng.integers(0, 6))
+    words = lines[j].split(" ")
+    if kind == 0:
+        return _fix_sizes(text[: int(rng.integers(0, len(text)))])
+    if kind == 1:
+        del lines[j]
+    elif kind == 2:
+        lines.insert(j, lines[j])
+    elif kind == 3:
+        numbers = list(re.finditer(r"-?\d+(\.\d+)?(e-?\d+)?", lines[j]))
+        if numbers:
+            found = numbers[int(rng.integers(0, len(numbers)))]
+            value = str(rng.choice(["0", "-1", "1", "2", "3", "69", "70", "255", "-32",
+                                    "1000000000", "-1000000000", "nan", "inf", "4294967296"]))
+            lines[j] = lines[j][: found.start()] + value + lines[j][found.end():]
+    elif kind == 4 and len(words) > 1:
+        del words[int(rng.integers(0, len(words)))]
+        lines[j] = " ".join(words)
+    elif len(words) > 2:
+        a, b = rng.integers(0, len(words), 2)
+        words[a], words[b] = words[b], words[a]
+        lines[j] = " ".join(words)
+    return _fix_sizes("\n".join(lines))
+
+
+def _fix_sizes(text: str) -> str:
+    starts = [m.start() for m in re.finditer(r"^Tree=\d+$", text, re.M)]
+    if "end of trees" not in text or not starts:
+        return text
+    bounds = [*starts, text.index("end of trees")]
+    sizes = " ".join(str(b - a) for a, b in itertools.pairwise(bounds))
+    return re.sub(r"^tree_sizes=.*$", f"tree_sizes={sizes}", text, count=1, flags=re.M)
+
+
+def categorical_model() -> tuple[str, int]:
+    """A small LightGBM model with categorical splits (category sets), and its width."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    x[:, 2] = rng.integers(0, 8, 400)
+    y = np.isin(x[:, 2], [1, 3, 6]).astype(float)
+    booster = lgb.train({"objective": "cross_entropy", "verbose": -1, "num_leaves": 4,
+                         "num_threads": 1, "max_cat_to_onehot": 2, "min_data_per_group": 5,
+                         "cat_smooth": 1}, lgb.Dataset(x, y, categorical_feature=[2]),
+                        num_boost_round=3)
+    text = booster.model_to_string()
+    assert "num_cat=1" in text
+    return text, 3
+
+
+@pytest.mark.slow
+def test_no_edit_of_a_model_that_passes_the_check_crashes_lightgbm(predictor_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Thousands of random edits: each is refused (ValueError), or LightGBM loads and
+    predicts with it without aborting the process (checked in a child process)."""
+    import subprocess
+    import sys
+
+    config = json.loads((predictor_dir / "difficulty.json").read_text())
+    models = [((predictor_dir / "difficulty.lgb.txt").read_text(),
+               len(config["feature_names"])), categorical_model()]
+    rng = np.random.default_rng(2026)
+    accepted, refused = [], 0
+    for text, width in models:
+        for _ in range(1500):
+            try:
+                accepted.append((checked_model_text(mutate(text, rng).encode(), width), width))
+            except ValueError:
+                refused += 1
+    assert refused > 500 and len(accepted) > 500  # both outcomes are exercised
+    cases = tmp_path / "accepted.json"
+    cases.write_text(json.dumps(accepted))
+    script = (
+        "import json, sys, numpy as np, lightgbm as lgb\n"
+        "for text, width in json.load(open(sys.argv[1])):\n"
+        "    x = np.random.default_rng(0).normal(size=(64, width)) * 3\n"
+        "    x[:, -1] = np.arange(64) % 4\n"
+        "    try:\n"
+        "        lgb.Booster(model_str=text).predict(x, num_threads=1)\n"
+        "    except lgb.basic.LightGBMError:\n"
+        "        pass\n"
+        "print('survived')\n")
+    run = subprocess.run([sys.executable, "-c", script, str(cases)], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "survived" in run.stdout, run.stderr[-2000:]
