@@ -51,6 +51,7 @@ def test_the_largest_allocate_answers_within_seconds(served: BackgroundServer) -
         assert body["samples"] == 1000 and len(body["allocations"]) == 1000
 
 
+@pytest.mark.slow
 def test_health_answers_while_large_allocations_compute(served: BackgroundServer) -> None:
     results: list = [None] * 4
     threads = [threading.Thread(target=_post, args=(served.url, HUGE_PRIORS, results, i))
@@ -99,3 +100,51 @@ def test_the_time_limit_must_be_a_positive_number_of_seconds(bundle: Path,
         create_app(bundle, request_timeout=timeout)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="workers"):
         OffLoop(workers=0)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_while_an_allocation_computes(bundle: Path) -> None:
+    """uvicorn handles SIGTERM on its event loop: with the allocation in a worker thread
+    the server shuts down within seconds (it ignored SIGTERM for minutes before)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = ("import sys; from allocator.service import run_server; "
+              "run_server(sys.argv[1], port=int(sys.argv[2]), log_level='warning')")
+    server = subprocess.Popen([sys.executable, "-c", script, str(bundle), str(port)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/v1/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        results: list = [None]
+        sender = threading.Thread(target=_post_quietly, args=(url, results), daemon=True)
+        sender.start()
+        time.sleep(0.3)  # the allocation is computing
+        server.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        server.wait(timeout=30)
+        assert time.monotonic() - start < 15
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _post_quietly(url: str, out: list) -> None:
+    try:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            out[0] = http.post("/v1/allocate", json=HUGE_PRIORS).status_code
+    except httpx.TransportError as error:
+        out[0] = error
