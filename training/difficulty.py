@@ -512,6 +512,17 @@ class DifficultyPredictor(BaseEstimator):
             AllocatorError: a file is missing or malformed.
         """
         config = _read_config(files, source)
+        try:
+            return cls._from_config(config, files, source)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            if isinstance(error, AllocatorError):
+                raise
+            raise AllocatorError(f"{source}/{CONFIG_FILE}: malformed settings ({error!r}); "
+                                 "save the predictor again.") from None
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any], files: Mapping[str, bytes],
+                     source: str) -> DifficultyPredictor:
         params = dict(config["params"])
         for name in ("metadata_columns", "exclude_metadata"):
             if params.get(name) is not None:

@@ -387,3 +387,27 @@ def test_no_edit_of_a_model_that_passes_the_check_crashes_lightgbm(predictor_dir
     run = subprocess.run([sys.executable, "-c", script, str(cases)], capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0 and "survived" in run.stdout, run.stderr[-2000:]
+
+
+def edit_settings(path: Path, **changes: object) -> None:
+    file = path / CONFIG
+    config = json.loads(file.read_text())
+    config.update(changes)
+    file.write_text(json.dumps(config))
+    rehash(path, CONFIG)
+
+
+SETTINGS = {
+    "features missing": {"features": None},
+    "unknown parameter": {"params": {"colour": "red"}},
+    "calibrator malformed": {"calibrator": {"kind": "isotonic"}},
+    "arms not a list": {"arms": 3},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS))
+def test_malformed_predictor_settings_are_a_bundle_error(bundle: Path, case: str) -> None:
+    edit_settings(bundle, **SETTINGS[case])
+    oracle = allocator.load(bundle)  # the predictor is built on first use...
+    with pytest.raises(BundleError, match="difficulty predictor cannot be loaded"):
+        oracle.predict_priors(QUERIES)  # ... with a clear error, not a KeyError
