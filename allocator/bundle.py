@@ -52,9 +52,9 @@ from safetensors.numpy import load as _load_safetensors
 from safetensors.numpy import save as _save_safetensors
 
 from allocator.actions import action_names, n_actions
+from allocator.bundle_predictor import PREDICTOR_DIR, check_predictor
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import FEATURIZER_VERSION, feature_names
-from allocator.lgbm_text import checked_model_text
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -73,8 +73,6 @@ BUNDLE_FORMAT = "ttc-allocator-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "policy.safetensors"
-#: Sub-directory of the difficulty predictor's files.
-PREDICTOR_DIR = "difficulty"
 
 #: Activations the runtime network implements (names as in the manifest).
 ACTIVATIONS = ("tanh", "relu", "identity")
@@ -378,7 +376,7 @@ def read_bundle(path: str | Path) -> Bundle:
     _check_finite_weights(weights, refuse)
     for array in weights.values():
         array.flags.writeable = False
-    predictor = _check_predictor(manifest, contents, folder)
+    predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
     return Bundle(path=folder, manifest=manifest, weights=weights,
                   predictor_files=MappingProxyType(predictor))
 
@@ -562,85 +560,6 @@ def _check_files(manifest: dict[str, Any], folder: Path) -> dict[str, bytes]:
                               path=folder)
         contents[name] = data
     return contents
-
-
-# ------------------------------------------------------------------ predictor
-#: The difficulty predictor's settings file (``training.difficulty.CONFIG_FILE``).
-PREDICTOR_CONFIG = "difficulty.json"
-
-
-def _check_predictor(manifest: dict[str, Any], contents: Mapping[str, bytes],
-                     folder: Path) -> dict[str, bytes]:
-    """The predictor's verified files by name, with its model text checked (or {}).
-
-    The manifest's ``difficulty`` lists plain file names inside ``difficulty/``;
-    ``difficulty.json`` names its model and text basis among them (never a path: a name
-    such as ``../x`` or ``/etc/passwd`` is refused), and the model text must pass
-    :func:`allocator.lgbm_text.checked_model_text` for the predictor's feature count.
-    """
-    entry = manifest.get("difficulty")
-    if entry is None:
-        return {}
-    names = entry.get("files") if isinstance(entry, dict) else None
-    if (not isinstance(entry, dict) or entry.get("dir") != PREDICTOR_DIR
-            or not isinstance(names, list) or not all(_is_plain_name(n) for n in names)
-            or PREDICTOR_CONFIG not in names):
-        raise BundleError(f"{MANIFEST_FILE} field 'difficulty' must be null or "
-                          f"{{dir: {PREDICTOR_DIR!r}, files: [plain file names, "
-                          f"{PREDICTOR_CONFIG!r} among them]}}, got {entry!r}; "
-                          f"{_REEXPORT}.", path=folder)
-    files: dict[str, bytes] = {}
-    for name in names:
-        key = f"{PREDICTOR_DIR}/{name}"
-        if key not in contents:
-            raise BundleError(f"the predictor file {key!r} is not listed with a hash in "
-                              f"{MANIFEST_FILE}; {_REEXPORT}.", path=folder)
-        files[name] = contents[key]
-    config = _predictor_config(files[PREDICTOR_CONFIG], folder)
-    model, width = _predictor_names(config, names, folder)
-    try:
-        files[model] = checked_model_text(files[model], width).encode("ascii")
-    except ValueError as error:
-        raise BundleError(f"the difficulty model {PREDICTOR_DIR}/{model} is malformed "
-                          f"({error}); {_REEXPORT}.", path=folder) from None
-    return files
-
-
-def _is_plain_name(name: object) -> bool:
-    """A file name without any directory part ('a.txt', not 'x/a.txt', '..', '/a')."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
-            and "\\" not in name and "\0" not in name)
-
-
-def _predictor_config(data: bytes, folder: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise BundleError(f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG} is not valid JSON ({error}); "
-                          f"{_REEXPORT}.", path=folder) from None
-    if not isinstance(config, dict) or not isinstance(config.get("files"), dict):
-        raise BundleError(f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG} has no 'files' object; "
-                          f"{_REEXPORT}.", path=folder)
-    return config
-
-
-def _predictor_names(config: dict[str, Any], names: list[str],
-                     folder: Path) -> tuple[str, int]:
-    """The model's name (checked with the text basis's: files of the predictor) and the
-    predictor's feature count."""
-    model, basis = config["files"].get("model"), config["files"].get("text_basis")
-    where = f"{PREDICTOR_DIR}/{PREDICTOR_CONFIG}"
-    for key, value, optional in (("model", model, False), ("text_basis", basis, True)):
-        if not (optional and value is None) and not (_is_plain_name(value)
-                                                     and value in names):
-            raise BundleError(f"{where} names the file {value!r} as its {key}: expected "
-                              f"one of the predictor's own files {names} (a plain name in "
-                              f"{PREDICTOR_DIR}/, never a path); {_REEXPORT}.", path=folder)
-    width = config.get("feature_names")
-    if not isinstance(width, list) or not width or model == PREDICTOR_CONFIG:
-        raise BundleError(f"{where} must list the predictor's feature_names and name a "
-                          f"model file; {_REEXPORT}.", path=folder)
-    return model, len(width)
 
 
 def _list_files(folder: Path) -> list[str]:
