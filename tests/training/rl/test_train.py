@@ -343,3 +343,11 @@ def test_resume_needs_a_checkpoint(log: AttemptLog, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="resume_from"):
         train_policy(log, queries=np.arange(log.n_queries), prior=None, config=SMALL,
                      resume_from=tmp_path)
+
+
+@pytest.mark.parametrize("module", ["training/rl/checkpoints.py", "training/rl/train.py"])
+def test_checkpoint_code_never_unpickles(module: str) -> None:
+    source = (Path(__file__).resolve().parents[3] / module).read_text()
+    for word in ("import pickle", "torch.load", "PPO.load", ".load(checkpoint",
+                 "allow_pickle=True", "import cloudpickle", "model.save("):
+        assert word not in source, (module, word)
