@@ -69,10 +69,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the oracle refused a value"},
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
     413: {"model": ErrorBody, "description": "request body over the limit"},
-    503: {"model": ErrorBody, "description": "a budget or allocate request took longer "
-                                             "than the server's limit"},
     422: {"model": ErrorBody, "description": "the body breaks the schema or names what "
                                              "the bundle lacks"},
+    503: {"model": ErrorBody, "description": "a budget or allocate request took longer "
+                                             "than the server's limit"},
 }
 
 
