@@ -25,8 +25,13 @@ The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VER
 :func:`read_bundle` refuses, with :class:`~allocator.errors.BundleError`, a bundle whose
 manifest is missing or malformed, whose format is newer than this code, whose feature
 list differs from the current featurizer's (training/serving skew), whose files do not
-match their hashes (or are missing, or unlisted), or whose weights do not match the
-network description. Each message says what is wrong and what to do.
+match their hashes (or are missing, or unlisted), whose weights do not match the
+network description, whose numbers the writer would refuse (:func:`check_values`, shared
+by both: lambda range, cost unit, normalisation, finite weights), or whose difficulty
+predictor names files outside it or holds a malformed LightGBM model
+(:mod:`allocator.bundle_predictor`). Every file is read once, at load; the predictor is
+built from those verified bytes (:attr:`Bundle.predictor_files`), never from the disk.
+Each message says what is wrong and what to do.
 
 This module imports numpy, json, hashlib and ``safetensors.numpy`` only.
 """
@@ -63,6 +68,7 @@ __all__ = [
     "PREDICTOR_DIR",
     "WEIGHTS_FILE",
     "Bundle",
+    "check_values",
     "read_bundle",
     "write_bundle",
 ]
