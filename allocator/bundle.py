@@ -25,8 +25,13 @@ The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VER
 :func:`read_bundle` refuses, with :class:`~allocator.errors.BundleError`, a bundle whose
 manifest is missing or malformed, whose format is newer than this code, whose feature
 list differs from the current featurizer's (training/serving skew), whose files do not
-match their hashes (or are missing, or unlisted), or whose weights do not match the
-network description. Each message says what is wrong and what to do.
+match their hashes (or are missing, or unlisted), whose weights do not match the
+network description, whose numbers the writer would refuse (:func:`check_values`, shared
+by both: lambda range, cost unit, normalisation, finite weights), or whose difficulty
+predictor names files outside it or holds a malformed LightGBM model
+(:mod:`allocator.bundle_predictor`). Every file is read once, at load; the predictor is
+built from those verified bytes (:attr:`Bundle.predictor_files`), never from the disk.
+Each message says what is wrong and what to do.
 
 This module imports numpy, json, hashlib and ``safetensors.numpy`` only.
 """
@@ -41,8 +46,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -51,6 +57,7 @@ from safetensors.numpy import load as _load_safetensors
 from safetensors.numpy import save as _save_safetensors
 
 from allocator.actions import action_names, n_actions
+from allocator.bundle_predictor import PREDICTOR_DIR, check_predictor
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import FEATURIZER_VERSION, feature_names
 
@@ -61,6 +68,7 @@ __all__ = [
     "PREDICTOR_DIR",
     "WEIGHTS_FILE",
     "Bundle",
+    "check_values",
     "read_bundle",
     "write_bundle",
 ]
@@ -71,8 +79,6 @@ BUNDLE_FORMAT = "ttc-allocator-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "policy.safetensors"
-#: Sub-directory of the difficulty predictor's files.
-PREDICTOR_DIR = "difficulty"
 
 #: Activations the runtime network implements (names as in the manifest).
 ACTIVATIONS = ("tanh", "relu", "identity")
@@ -95,11 +101,18 @@ class Bundle:
         path: the bundle directory.
         manifest: the parsed ``manifest.json``.
         weights: the policy's tensors by name (read-only numpy arrays).
+        predictor_files: the difficulty predictor's files by name (``difficulty.json``,
+            the LightGBM model, the text basis), as verified at load: read once, their
+            hashes checked, the model text checked (:mod:`allocator.lgbm_text`; only its
+            trees kept). Empty without a predictor. The predictor is built from these
+            bytes, never from the files on disk.
     """
 
     path: Path
     manifest: dict[str, Any]
     weights: dict[str, np.ndarray]
+    predictor_files: Mapping[str, bytes] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -212,8 +225,8 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "feature_names": feature_names(list(arms)),
         "arms": list(arms),
         "actions": action_names(list(arms)),
-        "lambda_range": _check_lambda_range(manifest["lambda_range"]),
-        "cost_unit": _check_cost_unit(manifest["cost_unit"]),
+        "lambda_range": _float_list(manifest["lambda_range"]),
+        "cost_unit": manifest["cost_unit"],
         "normalization": _normalization_to_json(manifest["normalization"]),
         "network": manifest["network"],
         "run_id": manifest["run_id"],
@@ -227,6 +240,9 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(content["log_fingerprint"], str):
         raise ParameterError("write_bundle", "manifest['log_fingerprint']", "a string",
                              content["log_fingerprint"])
+    check_values(content, {}, fail=_writer_failure)
+    content["lambda_range"] = [float(v) for v in content["lambda_range"]]
+    content["cost_unit"] = float(content["cost_unit"])
     extra = {key: value for key, value in manifest.items() if key not in content}
     content.update(extra)
     try:
@@ -238,23 +254,15 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _check_lambda_range(value: object) -> list[float]:
-    ok = isinstance(value, list | tuple) and len(value) == 2
-    if ok:
-        low, high = (float(v) for v in value)  # type: ignore[union-attr]
-        ok = math.isfinite(low) and math.isfinite(high) and 0 <= low <= high
-    if not ok:
-        raise ParameterError("write_bundle", "manifest['lambda_range']",
-                             "(low, high), finite, 0 <= low <= high", value)
-    return [low, high]
+def _float_list(value: object) -> object:
+    """A tuple or array of numbers as a list (what JSON keeps); anything else unchanged."""
+    if isinstance(value, tuple | np.ndarray):
+        return [item.item() if isinstance(item, np.generic) else item for item in value]
+    return value
 
 
-def _check_cost_unit(value: object) -> float:
-    if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
-            or not math.isfinite(float(value)) or float(value) <= 0):
-        raise ParameterError("write_bundle", "manifest['cost_unit']", "a finite number > 0",
-                             value)
-    return float(value)
+def _writer_failure(field: str, expected: str, given: object) -> None:
+    raise ParameterError("write_bundle", f"manifest[{field!r}]", expected, given)
 
 
 def _normalization_to_json(value: object) -> dict[str, Any] | None:
@@ -273,10 +281,15 @@ def _check_weights_argument(weights: Mapping[str, np.ndarray]) -> dict[str, np.n
     arrays: dict[str, np.ndarray] = {}
     for name, value in weights.items():
         array = np.asarray(value)
-        if not isinstance(name, str) or array.dtype.kind != "f" or not np.isfinite(array).all():
+        if not isinstance(name, str) or array.dtype.kind != "f":
             raise ParameterError("write_bundle", f"weights[{name!r}]",
                                  "a finite floating-point array", array.dtype)
         arrays[name] = np.ascontiguousarray(array)
+
+    def fail(field: str, expected: str, given: object) -> None:
+        raise ParameterError("write_bundle", field, expected, given)
+
+    _check_finite_weights(arrays, fail)
     return arrays
 
 
@@ -348,9 +361,12 @@ def read_bundle(path: str | Path) -> Bundle:
     _check_format(manifest, folder)
     _check_fields(manifest, folder)
     _check_schema(manifest, folder)  # before the widths: an old version says so
-    if manifest["normalization"] is not None:
-        _check_normalization(manifest["normalization"], len(manifest["feature_names"]),
-                             folder)
+
+    def refuse(field: str, expected: str, given: object) -> None:
+        raise BundleError(f"{MANIFEST_FILE} field {field!r} must be {expected}, got "
+                          f"{given!r}; {_REEXPORT}.", path=folder)
+
+    check_values(manifest, {}, fail=refuse)
     contents = _check_files(manifest, folder)
     try:
         weights = _load_safetensors(contents[WEIGHTS_FILE])
@@ -363,9 +379,12 @@ def read_bundle(path: str | Path) -> Bundle:
                           f"{_REEXPORT}.", path=folder)
 
     _check_network(manifest, weights, fail=fail)
+    _check_finite_weights(weights, refuse)
     for array in weights.values():
         array.flags.writeable = False
-    return Bundle(path=folder, manifest=manifest, weights=weights)
+    predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
+    return Bundle(path=folder, manifest=manifest, weights=weights,
+                  predictor_files=MappingProxyType(predictor))
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -437,21 +456,65 @@ def _check_fields(manifest: dict[str, Any], folder: Path) -> None:
                           f"action layout {action_names(arms)}; {_REEXPORT}.", path=folder)
 
 
-def _check_normalization(normalization: dict[str, Any], width: int, folder: Path) -> None:
+# ------------------------------------------------------------------ shared value checks
+def check_values(manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,
+                 fail: Any) -> None:
+    """The numbers a policy computes with, checked alike by the writer and the reader.
+
+    ``lambda_range`` is ``[low, high]``, finite, ``0 <= low <= high``; ``cost_unit`` is
+    finite and > 0 (the oracle divides by it); ``normalization`` is null or finite
+    ``mean`` and ``var >= 0`` of the feature width, finite ``epsilon >= 0`` and ``clip >
+    0`` with ``var + epsilon > 0`` (it divides by ``sqrt(var + epsilon)``); every weight
+    is finite (a NaN makes every logit NaN, every decision STOP).
+
+    Args:
+        manifest: the manifest (its ``feature_names`` give the width).
+        weights: tensors by name (may be empty: checked by :func:`_check_finite_weights`).
+        fail: ``fail(field, expected, given)`` raises the caller's error.
+    """
+    low_high = manifest["lambda_range"]
+    if not (isinstance(low_high, list) and len(low_high) == 2 and all(
+            _is_finite_number(v) for v in low_high) and 0 <= low_high[0] <= low_high[1]):
+        fail("lambda_range", "[low, high], finite, 0 <= low <= high", low_high)
+    if not (_is_finite_number(manifest["cost_unit"]) and manifest["cost_unit"] > 0):
+        fail("cost_unit", "a finite number > 0", manifest["cost_unit"])
+    if manifest["normalization"] is not None:
+        _check_normalization(manifest["normalization"], len(manifest["feature_names"]), fail)
+    _check_finite_weights(weights, fail)
+
+
+def _is_finite_number(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+            and math.isfinite(float(value)))  # type: ignore[arg-type]
+
+
+def _check_finite_weights(weights: Mapping[str, np.ndarray], fail: Any) -> None:
+    for name, array in weights.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            fail(f"weights[{name!r}]", "finite numbers (no NaN or infinity)",
+                 f"{int((~np.isfinite(array)).sum())} non-finite values")
+
+
+def _check_normalization(normalization: object, width: int, fail: Any) -> None:
     """``mean`` and ``var`` of the feature width; ``epsilon`` >= 0; ``clip`` > 0."""
+    expected = (f"null or {{mean, var, epsilon, clip}}: finite mean and var >= 0 for each "
+                f"of the {width} features, finite epsilon >= 0 and clip > 0, var + epsilon "
+                "> 0 for every feature")
     try:
+        assert isinstance(normalization, Mapping)
         mean = np.asarray(normalization["mean"], dtype=np.float64)
         var = np.asarray(normalization["var"], dtype=np.float64)
-        epsilon = float(normalization["epsilon"])
-        clip = float(normalization["clip"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must hold mean, var, "
-                          f"epsilon and clip ({error!r}); {_REEXPORT}.", path=folder) from error
-    if (mean.shape != (width,) or var.shape != (width,) or not np.isfinite(mean).all()
-            or not (var >= 0).all() or not epsilon >= 0 or not clip > 0):
-        raise BundleError(f"{MANIFEST_FILE} field 'normalization' must give finite mean and "
-                          f"var >= 0 for each of the {width} features, epsilon >= 0 and "
-                          f"clip > 0; {_REEXPORT}.", path=folder)
+        epsilon = normalization["epsilon"]
+        clip = normalization["clip"]
+    except (AssertionError, KeyError, TypeError, ValueError):
+        fail("normalization", expected, normalization)
+        return
+    if not (mean.shape == (width,) and var.shape == (width,) and np.isfinite(mean).all()
+            and np.isfinite(var).all() and (var >= 0).all() and _is_finite_number(epsilon)
+            and epsilon >= 0 and _is_finite_number(clip) and clip > 0
+            and (var + float(epsilon) > 0).all()):
+        fail("normalization", expected, {key: normalization.get(key) for key in
+                                         ("epsilon", "clip")})
 
 
 def _check_schema(manifest: dict[str, Any], folder: Path) -> None:

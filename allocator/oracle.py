@@ -77,7 +77,7 @@ from allocator.allocation import (
 )
 from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
 from allocator.defaults import predict_with, read_default_prior, read_max_pool
-from allocator.errors import BundleError, ParameterError
+from allocator.errors import AllocatorError, BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.session import (
     UNINFORMED_PRIOR,
@@ -389,7 +389,13 @@ class BudgetOracle:
         if self._predictor is None:
             from training.difficulty import DifficultyPredictor  # scikit-learn: on demand
 
-            predictor = DifficultyPredictor.load(self.bundle.predictor_dir)
+            try:  # from the bytes verified at load, never from the files on disk
+                predictor = DifficultyPredictor.from_files(self.bundle.predictor_files,
+                                                           source=str(self.bundle.predictor_dir))
+            except AllocatorError as error:
+                raise BundleError(f"the bundled difficulty predictor cannot be loaded "
+                                  f"({error}); re-export the bundle.",
+                                  path=self.bundle.path) from error
             missing = sorted(set(self.arms) - set(predictor.arms_))
             if missing:
                 raise BundleError(f"the bundled difficulty predictor has no arms {missing}; "

@@ -40,9 +40,10 @@ warns; pass ``exclude_metadata=SIMULATED_TRUTH, text_features=False`` to measure
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from allocator.errors import AllocatorError, ParameterError
+from allocator.lgbm_text import checked_model_text
 from allocator.logs.schema import KIND_SAMPLE
 from allocator.logs.table import AttemptLog
 from training.text_features import QueryFeatures, TextSettings
@@ -474,32 +476,107 @@ class DifficultyPredictor(BaseEstimator):
     def load(cls, path_dir: str | Path) -> DifficultyPredictor:
         """Restore a predictor written by :meth:`save`.
 
+        Each file is read once; the files ``difficulty.json`` names must be plain names in
+        the same folder (see :meth:`from_files`).
+
         Raises:
-            AllocatorError: if the folder does not hold a saved predictor of this format.
+            AllocatorError: if the folder does not hold a saved predictor of this format,
+                or a file is malformed.
         """
         folder = Path(path_dir)
         try:
-            config = json.loads((folder / CONFIG_FILE).read_text())
-        except (OSError, ValueError) as error:
-            raise AllocatorError(f"{folder}: no readable {CONFIG_FILE} ({error}).") from error
-        if config.get("format") != FORMAT or config.get("version") != FORMAT_VERSION:
-            raise AllocatorError(f"{folder / CONFIG_FILE}: not a difficulty predictor of "
-                                 f"format {FORMAT} v{FORMAT_VERSION}.")
+            files = {CONFIG_FILE: (folder / CONFIG_FILE).read_bytes()}
+            named = json.loads(files[CONFIG_FILE]).get("files") or {}
+            for name in (named.get("model"), named.get("text_basis")):
+                if isinstance(name, str) and _is_plain_name(name) and name != CONFIG_FILE:
+                    files[name] = (folder / name).read_bytes()
+        except (OSError, ValueError, AttributeError) as error:
+            raise AllocatorError(f"{folder}: no readable {CONFIG_FILE} or model file "
+                                 f"({error}).") from error
+        return cls.from_files(files, source=str(folder))
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], *, source: str) -> DifficultyPredictor:
+        """Build a predictor from the bytes of its files (e.g. a bundle's, verified once
+        at load: :attr:`allocator.bundle.Bundle.predictor_files`), never touching disk.
+
+        The model text is checked (:func:`allocator.lgbm_text.checked_model_text`)
+        before LightGBM parses it, and only its trees are parsed; predictions run on one
+        thread (the saved ``num_threads`` is not trusted: the answers are the same).
+
+        Args:
+            files: file name -> bytes; ``difficulty.json`` and the files it names.
+            source: where the files come from (for messages).
+
+        Raises:
+            AllocatorError: a file is missing or malformed.
+        """
+        config = _read_config(files, source)
+        try:
+            return cls._from_config(config, files, source)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            if isinstance(error, AllocatorError):
+                raise
+            raise AllocatorError(f"{source}/{CONFIG_FILE}: malformed settings ({error!r}); "
+                                 "save the predictor again.") from None
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any], files: Mapping[str, bytes],
+                     source: str) -> DifficultyPredictor:
         params = dict(config["params"])
         for name in ("metadata_columns", "exclude_metadata"):
             if params.get(name) is not None:
                 params[name] = tuple(params[name])
+        params["num_threads"] = 1
         predictor = cls(**params)
-        basis = config["files"]["text_basis"]
-        components = None if basis is None else np.load(folder / basis, allow_pickle=False)
+        model, basis = config["files"]["model"], config["files"]["text_basis"]
+        components = None if basis is None else _npy(files[basis], f"{source}/{basis}")
         predictor.features_ = QueryFeatures.from_dict(config["features"], components)
-        predictor.booster_ = lgb.Booster(model_file=str(folder / config["files"]["model"]))
+        try:
+            text = checked_model_text(files[model], len(config["feature_names"]))
+            predictor.booster_ = lgb.Booster(model_str=text)
+        except (ValueError, lgb.basic.LightGBMError) as error:
+            raise AllocatorError(f"{source}/{model}: not a valid LightGBM model of "
+                                 f"{len(config['feature_names'])} features ({error}).") from None
         calibrator = config["calibrator"]
         predictor.calibrator_ = None if calibrator is None else Calibration.from_dict(calibrator)
         predictor.arms_ = tuple(config["arms"])
         predictor.feature_names_ = list(config["feature_names"])
         predictor.n_features_in_ = len(predictor.feature_names_)
         return predictor
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _read_config(files: Mapping[str, bytes], source: str) -> dict[str, Any]:
+    """``difficulty.json`` of this format, naming files among ``files`` (plain names)."""
+    try:
+        config = json.loads(files[CONFIG_FILE])
+        if config.get("format") != FORMAT or config.get("version") != FORMAT_VERSION:
+            raise AllocatorError(f"{source}/{CONFIG_FILE}: not a difficulty predictor of "
+                                 f"format {FORMAT} v{FORMAT_VERSION}.")
+        named = (config["files"]["model"], config["files"]["text_basis"])
+        features = config["feature_names"]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise AllocatorError(f"{source}: no readable {CONFIG_FILE} ({error!r}).") from None
+    for i, name in enumerate(named):
+        if (name is not None or i == 0) and not (isinstance(name, str) and _is_plain_name(name)
+                                                 and name in files and name != CONFIG_FILE):
+            raise AllocatorError(f"{source}/{CONFIG_FILE} names the file {name!r}: expected a "
+                                 f"plain file name of the predictor's folder (one of "
+                                 f"{sorted(set(files) - {CONFIG_FILE})}), never a path.")
+    if not isinstance(features, list) or not features:
+        raise AllocatorError(f"{source}/{CONFIG_FILE}: no feature_names.")
+    return config
+
+
+def _npy(data: bytes, where: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise AllocatorError(f"{where}: not a readable .npy array ({error}).") from None
 
 
 # --------------------------------------------------------------- cross-fitting

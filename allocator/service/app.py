@@ -18,9 +18,11 @@ path                       token   answer
 
 Health and the schema stay open so that load balancers and clients can probe them
 without the token; they reveal the bundle's identity and the source, not the policy.
-The decision endpoints are ``async`` and run on the event loop: a decision takes tens of
-microseconds, far less than a thread hop. The reload endpoint and the poller run their
-blocking loads in worker threads.
+``/v1/decide`` runs on the event loop: a decision takes tens of microseconds, far less
+than a thread hop. ``/v1/budget`` and ``/v1/allocate`` compute in proportion to the
+request, so they run in worker threads within a time limit (503 past it; see
+:mod:`allocator.service.work`), and health keeps answering meanwhile. The reload endpoint
+and the poller run their blocking loads in worker threads.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from allocator.service.schemas import (
     ReloadStatus,
 )
 from allocator.service.state import OracleHolder
+from allocator.service.work import DEFAULT_REQUEST_TIMEOUT, OffLoop
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -69,6 +72,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "request body over the limit"},
     422: {"model": ErrorBody, "description": "the body breaks the schema or names what "
                                              "the bundle lacks"},
+    503: {"model": ErrorBody, "description": "a budget or allocate request took longer "
+                                             "than the server's limit"},
 }
 
 
@@ -79,6 +84,7 @@ def create_app(
     tracking_uri: str | None = None,
     reload_interval: float | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> FastAPI:
     """A FastAPI app serving a bundle's oracle (loaded here, once).
 
@@ -93,6 +99,8 @@ def create_app(
             bundle when it changed (the alias moved, the directory was rewritten);
             None: reload on ``POST /v1/admin/reload`` only.
         max_body_bytes: the largest request body (413 above it).
+        request_timeout: seconds a budget or allocate request may wait and compute
+            (503 past it).
 
     Returns:
         The application (``app.state.holder`` is its holder).
@@ -102,6 +110,7 @@ def create_app(
         BundleError: the source cannot be loaded.
     """
     _check_arguments(token, reload_interval, max_body_bytes)
+    off_loop = OffLoop(request_timeout)
     owned = not isinstance(source, OracleHolder)
     holder = OracleHolder(source, tracking_uri=tracking_uri) if owned else source
     assert isinstance(holder, OracleHolder)
@@ -116,7 +125,7 @@ def create_app(
                            f"{API_PREFIX}/admin/reload": ReloadRequest})
     guard = [] if token is None else [Depends(bearer_guard(token))]
     app.include_router(_open_routes(holder, reload_interval), prefix=API_PREFIX)
-    app.include_router(_guarded_routes(holder), prefix=API_PREFIX, dependencies=guard,
+    app.include_router(_guarded_routes(holder, off_loop), prefix=API_PREFIX, dependencies=guard,
                        responses=_ERRORS)
     return app
 
@@ -157,7 +166,7 @@ def _open_routes(holder: OracleHolder, interval: float | None) -> APIRouter:
     return router
 
 
-def _guarded_routes(holder: OracleHolder) -> APIRouter:
+def _guarded_routes(holder: OracleHolder, off_loop: OffLoop) -> APIRouter:
     router = APIRouter()
 
     @router.post("/decide", response_model=DecideResponse, tags=["decisions"])
@@ -169,12 +178,14 @@ def _guarded_routes(holder: OracleHolder) -> APIRouter:
     @router.post("/budget", response_model=BudgetResponse, tags=["decisions"])
     async def budget(request: BudgetRequest) -> BudgetResponse:
         """An up-front number of samples for one arm (``BudgetOracle.budget``)."""
-        return operations.budget(holder.current, request)
+        return await off_loop.run("POST /v1/budget", operations.budget, holder.current,
+                                  request)
 
     @router.post("/allocate", response_model=AllocateResponse, tags=["decisions"])
     async def allocate(request: AllocateRequest) -> AllocateResponse:
         """Samples per query under a total budget (``BudgetOracle.allocate``)."""
-        return operations.allocate(holder.current, request)
+        return await off_loop.run("POST /v1/allocate", operations.allocate,
+                                  holder.current, request)
 
     @router.post("/admin/reload", response_model=ReloadResponse, tags=["admin"],
                  responses={502: {"model": ErrorBody, "description": "the reload failed; "

@@ -14,6 +14,7 @@ code   ``error``               when
                                candidates)
 500    ``internal_error``      a bug: see the server log
 502    ``reload_failed``       a reload could not load the new bundle (the old one stays)
+503    ``timeout``             a batch request took longer than the server's limit
 =====  ======================  ===========================================================
 """
 
@@ -39,6 +40,7 @@ from allocator.service.schemas import (
     ModelInfo,
     VerifyEvent,
 )
+from allocator.service.work import RequestTimeout
 
 __all__ = ["error_response", "install_handlers", "validation_problems"]
 
@@ -75,6 +77,8 @@ def install_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
         return error_response(422, "invalid_request", _summary(fields), fields)
 
     async def refused(request: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, RequestTimeout):
+            return error_response(503, "timeout", str(error), headers={"Retry-After": "5"})
         if isinstance(error, RequestFieldError):
             problem = FieldProblem(field=error.field, problem=str(error),
                                    fix=f"'{error.field}' must be {error.expected}",

@@ -462,7 +462,8 @@ def test_loading_a_bundle_imports_neither_torch_nor_sb3(bundle_path: Path) -> No
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["allocator/bundle.py", "allocator/learned.py"])
+@pytest.mark.parametrize("module", ["allocator/bundle.py", "allocator/learned.py",
+                                    "allocator/bundle_predictor.py", "allocator/lgbm_text.py"])
 def test_runtime_modules_never_import_pickle_or_torch(module: str) -> None:
     source = (REPO / module).read_text()
     for word in ("import pickle", "import joblib", "import torch", "cloudpickle",

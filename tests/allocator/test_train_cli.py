@@ -55,7 +55,7 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     report = json.loads((run_dir / "report.json").read_text())
     for png in ("pareto.png", "cost_distribution.png"):
         assert (run_dir / png).read_bytes()[:8] == PNG
-    assert (run_dir / "checkpoints" / "maskable_ppo_4096.zip").is_file()
+    assert (run_dir / "checkpoints" / "maskable_ppo_4096" / "checkpoint.json").is_file()
     assert "seed = 3" in (run_dir / "config.toml").read_text()
     assert summary["report"] == report
     assert summary["training"]["num_timesteps"] == 4096
@@ -148,7 +148,7 @@ def test_train_refuses_a_used_run_dir_and_resumes_it(tiny: tuple[Path, Path],
     assert result.exit_code == 0, result.output
     training = json.loads(result.stdout)["training"]
     assert training["num_timesteps"] == 4096
-    assert training["resumed_from"] == "maskable_ppo_2048.zip"
+    assert training["resumed_from"] == "maskable_ppo_2048"
 
 
 def test_train_refuses_to_register_without_mlflow(tiny: tuple[Path, Path],

@@ -407,3 +407,21 @@ def test_reasoning_gym_easy_held_out_quality(public_logs: Path) -> None:
     assert pooled["auroc_never_solved"] > 0.8
     assert pooled["brier"] < 0.7 * pooled["brier_baseline"]
     assert pooled["ece"] <= raw["pooled"]["ece"]
+
+
+@pytest.mark.parametrize(("model", "basis"), [
+    ("/etc/passwd", None), ("../outside.lgb.txt", None), ("sub/difficulty.lgb.txt", None),
+    ("difficulty.json", None), ("difficulty.lgb.txt", "../../x.npy"),
+])
+def test_load_opens_no_file_outside_the_predictor_folder(tmp_path: Path, model: str,
+                                                         basis: str | None) -> None:
+    log = generate(SyntheticConfig(n_queries=60), seed=0)
+    folder = DifficultyPredictor(n_estimators=3, text_features=False, num_threads=1,
+                                 exclude_metadata=SIMULATED_TRUTH).fit(log).save(
+                                     tmp_path / "predictor")
+    (tmp_path / "outside.lgb.txt").write_bytes((folder / "difficulty.lgb.txt").read_bytes())
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["files"] = {"model": model, "text_basis": basis}
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(AllocatorError, match="plain file name"):
+        DifficultyPredictor.load(folder)

@@ -54,7 +54,8 @@ class ReplayEvaluator:
             not used here: correctness and cost are reported separately).
         prior: per-query per-arm predicted accuracy, shape (log queries, arms).
         verify_cost: cost of verifying one candidate (log units).
-        max_steps: safety bound on decisions per episode (default: pool size + 2 + R).
+
+    Episodes end within :attr:`max_steps` steps, whatever the policy (see there).
     """
 
     def __init__(
@@ -81,6 +82,17 @@ class ReplayEvaluator:
             self.settings["prior"] = prior
         self._venv: BatchedReplayVecEnv | None = None
         self._initial: dict[str, np.ndarray] = {}
+
+    @property
+    def max_steps(self) -> int:
+        """The most steps an episode can take: ``2 * max_candidates + 1``.
+
+        Every SAMPLE or REFINE draws a candidate of the query's pool, each at most once
+        (their masks close when a group is used up); every VERIFY needs a drawn,
+        scored candidate not verified yet (its mask closes after it), so verifies never
+        outnumber draws; then one STOP (a masked action is a STOP).
+        """
+        return 2 * self.pools.max_candidates + 1
 
     @property
     def n_episodes(self) -> int:
@@ -116,7 +128,7 @@ class ReplayEvaluator:
         correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
         samples = np.zeros(self.n_episodes)
         exhausted = np.zeros(self.n_episodes, dtype=bool)
-        limit = self.pools.max_candidates + 8
+        limit = self.max_steps
         for _ in range(limit + 1):
             active = ~venv.finished
             if not active.any():
@@ -128,9 +140,10 @@ class ReplayEvaluator:
                 correct[row], cost[row] = info["correct"], info["cost"]
                 samples[row] = info["n_samples"] + info["n_refines"]
                 exhausted[row] = info["exhausted"] > 0 or info["exhaustion_hit"]
-        else:  # pragma: no cover - a policy that never stops is a bug worth a clear error
+        else:  # pragma: no cover - the env ends every episode within max_steps (a bug)
             raise ParameterError("ReplayEvaluator.run", "policy",
-                                 f"a policy that stops within {limit} steps", policy)
+                                 f"a policy whose episodes end within {limit} steps (2 per "
+                                 "candidate and a STOP: the replay env is broken)", policy)
         return EpisodeResults(
             policy=policy.describe(),
             correct=correct.reshape(shape),

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from allocator.errors import ParameterError
+from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from training.rl.config import TrainConfig
 
@@ -97,6 +97,27 @@ def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray
     if report.config["test_queries"] != len(test):  # pragma: no cover - a broken invariant
         raise RuntimeError("the evaluation's split differs from the training's")
     return report, chosen
+
+
+def _evaluate_trained(log: AttemptLog, log_path: str | Path, run_dir: Path, bundle: Path,
+                      test: np.ndarray, prior: np.ndarray, config: TrainConfig,
+                      progress: Announce) -> tuple[Any, dict[str, Any]]:
+    """:func:`_evaluate` after training; a failure keeps the run and says how to go on.
+
+    Raises:
+        AllocatorError: the evaluation failed; the message names the exported bundle,
+            the kept run folder and the ``allocator evaluate`` command that evaluates it.
+    """
+    try:
+        return _evaluate(log, bundle, test, prior, config, progress)
+    except Exception as error:
+        raise AllocatorError(
+            f"training finished and the bundle was exported to {bundle}, but the "
+            f"evaluation failed ({type(error).__name__}: {error}). The run folder "
+            f"{run_dir} is kept (checkpoints, bundle, config.toml). Evaluate the bundle "
+            f"on its own with: allocator evaluate {log_path} --bundle {bundle} --seed "
+            f"{config.seed} --test-fraction {config.test_fraction} --orders "
+            f"{config.n_orders} -o {run_dir / 'evaluation'}") from error
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
@@ -299,7 +320,7 @@ def run_training(
                                "stage": "train"})
     try:
         tracking.params(_train_params(config))
-        summary = _run(log, run_dir, config, train=train, test=test, prior=prior,
+        summary = _run(log, log_path, run_dir, config, train=train, test=test, prior=prior,
                        predictor=predictor, checkpoint=checkpoint, tracking=tracking,
                        progress=progress, say=say,
                        calibration=(target_cost if target_cost is not None else "accuracy")
@@ -340,7 +361,8 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
             "warnings": [str(w.message) for w in caught]}
 
 
-def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarray,
+def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConfig, *,
+         train: np.ndarray,
          test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
          tracking: _Tracking, progress: bool, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
@@ -379,7 +401,8 @@ def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarr
         training["calibration"] = _calibrate(bundle, log, validation, prior, config,
                                              calibration)
     say("evaluating on the held-out queries")
-    report, chosen = _evaluate(log, bundle, test, prior, config, say)
+    report, chosen = _evaluate_trained(log, log_path, run_dir, bundle, test, prior, config,
+                                       say)
     report = dataclasses.replace(report, extra={**report.extra, "training": training})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))

@@ -13,15 +13,14 @@ the same decisions. :func:`train_policy` runs torch on one thread while it train
 threads may sum in a different order from run to run, and on the small networks used here
 one thread is also the fastest.
 
-Checkpoints are SB3 ``.zip`` files in ``checkpoint_dir``, written at rollout boundaries
-(after an update, so that a checkpoint's ``num_timesteps`` counts exactly the experience
-its weights have learned from) every ``config.checkpoint_every`` steps and when training
-ends. They exist only to resume an interrupted run: they hold cloudpickle and execute code
-when loaded, so they are never shipped or read by the runtime (the runtime reads the
-pickle-free bundle of :mod:`training.rl.export`). With observation normalisation (SB3's
-``VecNormalize``, ``config.normalize_observations``), each checkpoint has its running
-statistics beside it as plain arrays (``<checkpoint>.normalization.npz``), since SB3's zip
-leaves the environment out; the exported bundle carries the final statistics.
+Checkpoints are folders ``maskable_ppo_<num_timesteps>/`` in ``checkpoint_dir``, written
+at rollout boundaries (after an update, so that a checkpoint's ``num_timesteps`` counts
+exactly the experience its weights have learned from) every ``config.checkpoint_every``
+steps and when training ends. They hold no pickle (:mod:`training.rl.checkpoints`: the
+policy's and the optimizer's tensors as safetensors, the observation statistics as plain
+arrays, the rest as JSON, every file hashed); SB3's ``.zip``, which runs code when
+loaded, is neither written nor read. They exist only to resume an interrupted run; the
+runtime reads the bundle of :mod:`training.rl.export`.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from envs.pools import ReplayPools
 from envs.vec_replay_env import BatchedReplayVecEnv
+from training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
 from training.rl.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ __all__ = [
     "train_policy",
 ]
 
-#: Checkpoint files are ``<prefix>_<num_timesteps>.zip``.
+#: Checkpoint folders are ``<prefix>_<num_timesteps>``.
 CHECKPOINT_PREFIX = "maskable_ppo"
-_CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.zip$")
+_CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)$")
 
 #: Called with (num_timesteps, {metric name: value}) as training goes.
 MetricsSink = Callable[[int, dict[str, float]], None]
@@ -224,15 +224,22 @@ class CheckpointCallback(BaseCallback):
     """Save the model every ``every`` steps, at rollout boundaries, and when training ends.
 
     A checkpoint is written at the start of a rollout, after the previous update, so its
-    weights have learned from exactly the ``num_timesteps`` steps its name says. Files:
-    ``<folder>/maskable_ppo_<num_timesteps>.zip`` (SB3 format, internal to resuming:
-    never shipped, see the module docstring).
+    weights have learned from exactly the ``num_timesteps`` steps its name says: the
+    folder ``<folder>/maskable_ppo_<num_timesteps>/`` (:mod:`training.rl.checkpoints`,
+    no pickle).
+
+    Args:
+        folder: where checkpoints go.
+        every: steps between checkpoints.
+        config: the run's settings (recorded in each checkpoint; a resumed run must
+            share them).
     """
 
-    def __init__(self, folder: str | Path, every: int) -> None:
+    def __init__(self, folder: str | Path, every: int, config: TrainConfig) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.every = int(every)
+        self.config = config
         self.saved: list[Path] = []
         self._last = 0
 
@@ -252,34 +259,10 @@ class CheckpointCallback(BaseCallback):
             self._save()
 
     def _save(self) -> None:
-        path = self.folder / f"{CHECKPOINT_PREFIX}_{int(self.num_timesteps)}.zip"
-        normalizer = observation_normalization(self.model)
-        if normalizer is not None:  # beside the model: SB3's zip leaves the env out
-            _save_normalization(normalizer, _normalization_path(path))
-        self.model.save(path)  # last: a listed checkpoint is complete
+        path = self.folder / f"{CHECKPOINT_PREFIX}_{int(self.num_timesteps)}"
+        save_checkpoint(self.model, path, self.config, observation_normalization(self.model))
         self.saved.append(path)
         self._last = int(self.num_timesteps)
-
-
-def _normalization_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(".normalization.npz")
-
-
-def _save_normalization(normalizer: VecNormalize, path: Path) -> None:
-    """The running observation statistics, as plain arrays (no pickle)."""
-    rms = normalizer.obs_rms
-    np.savez(path, mean=rms.mean, var=rms.var, count=np.float64(rms.count))
-
-
-def _load_normalization(normalizer: VecNormalize, path: Path) -> None:
-    if not path.is_file():
-        raise ParameterError("train_policy", "resume_from",
-                             f"a checkpoint with its observation statistics ({path.name})",
-                             str(path.with_suffix("").with_suffix(".zip")))
-    with np.load(path, allow_pickle=False) as saved:
-        normalizer.obs_rms.mean = saved["mean"].copy()
-        normalizer.obs_rms.var = saved["var"].copy()
-        normalizer.obs_rms.count = float(saved["count"])
 
 
 class ProgressCallback(BaseCallback):
@@ -326,34 +309,43 @@ def _progress_bar(enabled: bool, total: int, start: int) -> Iterator[
 
 # ------------------------------------------------------------------- checkpoints
 def latest_checkpoint(path: str | Path) -> Path | None:
-    """The checkpoint with the most steps in a folder (or the file itself), or None."""
+    """The checkpoint with the most steps in a folder (or the checkpoint itself), or None.
+
+    Only complete checkpoints count (their ``checkpoint.json`` written last).
+
+    Raises:
+        ParameterError: the folder holds SB3 ``.zip`` checkpoints only (they run code
+            when loaded and are never read).
+    """
     path = Path(path)
-    if path.is_file():
+    if (path / MANIFEST).is_file():
         return path
     if not path.is_dir():
         return None
     found = [(int(match.group(1)), child) for child in path.iterdir()
-             if (match := _CHECKPOINT.match(child.name))]
+             if (match := _CHECKPOINT.match(child.name)) and (child / MANIFEST).is_file()]
+    if not found and any(child.suffix == ".zip" for child in path.iterdir()):
+        raise ParameterError("train_policy", "resume_from", "checkpoints written by this "
+                             "version (folders maskable_ppo_<steps>/ without pickle); SB3 "
+                             ".zip checkpoints execute code when loaded and are not read: "
+                             "start a new run", str(path))
     return max(found)[1] if found else None
 
 
 def _resume(path: str | Path, env: BatchedReplayVecEnv | VecNormalize,
             config: TrainConfig) -> MaskablePPO:
-    """Load a checkpoint onto ``env`` and reseed, so that resuming is reproducible too.
+    """A fresh model with the checkpoint's tensors and step count, reseeded, so that
+    resuming is reproducible too.
 
-    The hyperparameters are the checkpoint's; the environment restarts its episodes
-    (``force_reset``), seeded with ``config.seed + num_timesteps``.
+    The environment restarts its episodes, seeded with ``config.seed + num_timesteps``.
     """
-    from sb3_contrib import MaskablePPO
-
     checkpoint = latest_checkpoint(path)
     if checkpoint is None:
         raise ParameterError("train_policy", "resume_from",
-                             f"a checkpoint file or a folder holding "
-                             f"{CHECKPOINT_PREFIX}_<steps>.zip files", str(path))
-    model = MaskablePPO.load(checkpoint, env=env, device="cpu", force_reset=True)
-    if isinstance(env, VecNormalize):
-        _load_normalization(env, _normalization_path(checkpoint))
+                             f"a checkpoint folder or a folder holding "
+                             f"{CHECKPOINT_PREFIX}_<steps>/ checkpoints", str(path))
+    model = load_checkpoint(checkpoint, make_model(env, config), config,
+                            env if isinstance(env, VecNormalize) else None)
     model.set_random_seed(config.seed + int(model.num_timesteps))
     return model
 
@@ -399,7 +391,7 @@ def train_policy(
     callbacks: list[BaseCallback] = list(
         [callback] if isinstance(callback, BaseCallback) else callback or [])
     if checkpoint_dir is not None:
-        callbacks.append(CheckpointCallback(checkpoint_dir, config.checkpoint_every))
+        callbacks.append(CheckpointCallback(checkpoint_dir, config.checkpoint_every, config))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums (see the module docstring)
     try:

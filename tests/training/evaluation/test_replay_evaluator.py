@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from allocator.errors import ParameterError
 from allocator.logs import AttemptLog, read_log, write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.policies import make_policy
+from allocator.policies.base import Policy
 from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 from training.evaluation.oracles import default_lambdas, hindsight_oracle, query_oracle
 from training.evaluation.replay import ReplayEvaluator
@@ -172,3 +175,44 @@ def test_adaptive_consistency_saves_cost_on_the_date_log(date_log: AttemptLog) -
 def test_an_unknown_arm_is_a_parameter_error_naming_the_arms(synthetic: AttemptLog) -> None:
     with pytest.raises(ParameterError, match=r"arm.*one of the log's arms \['large', 'small'\]"):
         evaluate(synthetic, EvaluationConfig(arm="unknown", difficulty=False, n_orders=2))
+
+
+# ------------------------------------------------------------------ the step bound (issue 14)
+def _verifier_log(n_queries: int = 4, pool: int = 100) -> AttemptLog:
+    """One arm, ``pool`` scored samples per query (a verifier log with large pools)."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    rows = n_queries * pool
+    table = pa.table({
+        "query_id": pa.array([f"q{i // pool}" for i in range(rows)], pa.string()),
+        "arm": pa.array(["only"] * rows, pa.string()),
+        "kind": pa.array(["sample"] * rows, pa.string()),
+        "round": pa.array([0] * rows, pa.int32()),
+        "answer": pa.array([str(a) for a in rng.integers(0, 5, rows)], pa.string()),
+        "correct": pa.array(rng.integers(0, 2, rows).astype(np.float32), pa.float32()),
+        "cost": pa.array(np.ones(rows), pa.float64()),
+        "score": pa.array(rng.random(rows).astype(np.float32), pa.float32())})
+    log, _ = AttemptLog.from_arrow(table)
+    return log
+
+
+@dataclass(frozen=True)
+class VerifyEverySample(Policy):
+    """Verify after every sample, sample while the pool lasts: the longest episodes."""
+
+    name: ClassVar[str] = "test-verify-every-sample"
+
+    def act(self, state, mask: np.ndarray) -> np.ndarray:
+        verify, sample = mask.shape[1] - 1, 1
+        return np.where(mask[:, verify], verify, np.where(mask[:, sample], sample, 0))
+
+
+def test_episodes_as_long_as_the_env_allows_are_replayed() -> None:
+    """2 steps per candidate (SAMPLE, VERIFY) and a STOP: 201 steps on pools of 100; the
+    old bound (pool + 8 = 108) refused the policy after training had finished."""
+    evaluator = ReplayEvaluator(_verifier_log(), n_orders=2, seed=0)
+    assert evaluator.max_steps == 201
+    results = evaluator.run(VerifyEverySample())
+    assert (results.samples == 100).all() and results.exhausted.all()
+    assert (results.cost == 100).all()  # the samples' costs (verifying is free here)

@@ -7,12 +7,15 @@ log (a few seconds each on 2 cores).
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from sb3_contrib import MaskablePPO
+from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import ParameterError
@@ -216,10 +219,14 @@ class _Watch(BaseCallback):
         super().__init__()
         self.steps = 0
         self.start: dict[str, torch.Tensor] = {}
+        self.optimizer: dict[str, torch.Tensor] = {}
         self.count_at_start = 0.0
 
     def _on_training_start(self) -> None:
         self.start = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+        state = self.model.policy.optimizer.state_dict()["state"]
+        self.optimizer = {f"{param}.{name}": value.clone() for param, values in state.items()
+                          for name, value in values.items()}
         self.count_at_start = float(observation_normalization(self.model).obs_rms.count)
 
     def _on_step(self) -> bool:
@@ -236,24 +243,31 @@ def test_checkpoint_and_resume(log: AttemptLog, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         train_policy(log, queries=queries, prior=None, config=config, checkpoint_dir=folder,
                      callback=_Interrupt(int(2.5 * rollout)))
-    # Checkpoints at rollout boundaries, each with its observation statistics.
+    # Checkpoint folders at rollout boundaries, with their observation statistics, and
+    # no pickle anywhere (no SB3 .zip, no .pkl).
     latest = latest_checkpoint(folder)
-    assert latest is not None and latest.name == f"maskable_ppo_{2 * rollout}.zip"
-    assert (folder / f"maskable_ppo_{rollout}.zip").is_file()
-    assert (folder / f"maskable_ppo_{2 * rollout}.normalization.npz").is_file()
+    assert latest is not None and latest.name == f"maskable_ppo_{2 * rollout}"
+    assert sorted(p.name for p in latest.iterdir()) == [
+        "checkpoint.json", "normalization.npz", "optimizer.safetensors", "policy.safetensors"]
+    assert (folder / f"maskable_ppo_{rollout}" / "checkpoint.json").is_file()
+    assert not [p for p in folder.rglob("*") if p.suffix in (".zip", ".pkl", ".pt")]
 
     watch = _Watch()
     model = train_policy(log, queries=queries, prior=None, config=config, resume_from=folder,
                          callback=watch, checkpoint_dir=folder)
     assert model.num_timesteps == config.total_timesteps
     assert watch.steps == config.total_timesteps - 2 * rollout  # continued, not restarted
-    saved = MaskablePPO.load(latest, device="cpu")
-    for name, tensor in saved.policy.state_dict().items():
+    saved = load_file(latest / "policy.safetensors")
+    assert saved.keys() == watch.start.keys()
+    for name, tensor in saved.items():
         assert torch.equal(watch.start[name], tensor), name
-    with np.load(latest.with_suffix(".normalization.npz")) as stats:
+    moments = load_file(latest / "optimizer.safetensors")  # Adam continues, not restarts
+    assert moments and all(torch.equal(watch.optimizer[key], value)
+                           for key, value in moments.items())
+    with np.load(latest / "normalization.npz") as stats:
         # The saved statistics, updated by the observations of the restarted episodes.
         assert watch.count_at_start == float(stats["count"]) + config.n_envs
-    assert latest_checkpoint(folder).name == f"maskable_ppo_{config.total_timesteps}.zip"
+    assert latest_checkpoint(folder).name == f"maskable_ppo_{config.total_timesteps}"
 
     # Resuming a finished run trains nothing more.
     done = _Watch()
@@ -262,7 +276,78 @@ def test_checkpoint_and_resume(log: AttemptLog, tmp_path: Path) -> None:
     assert again.num_timesteps == config.total_timesteps and done.steps == 0
 
 
+def _tamper_weights(checkpoint: Path) -> None:
+    tensors = load_file(checkpoint / "policy.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, checkpoint / "policy.safetensors")
+
+
+def _replace_with_pickle(checkpoint: Path) -> None:
+    import pickle
+
+    (checkpoint / "optimizer.safetensors").write_bytes(pickle.dumps({"x": 1}))
+
+
+def _edit_manifest(checkpoint: Path, **changes: object) -> None:
+    manifest = json.loads((checkpoint / "checkpoint.json").read_text())
+    manifest.update(changes)
+    (checkpoint / "checkpoint.json").write_text(json.dumps(manifest))
+
+
+TAMPERED = {
+    "weights modified": (_tamper_weights, "policy.safetensors was modified"),
+    "a pickle in place of a file": (_replace_with_pickle, "optimizer.safetensors was modified"),
+    "a file removed": (lambda c: (c / "normalization.npz").unlink(), "normalization.npz missing"),
+    "an extra file listed": (lambda c: _edit_manifest(c, files={"evil.zip": "0"}),
+                             "lists ['evil.zip']"),
+    "manifest removed": (lambda c: (c / "checkpoint.json").unlink(), "SB3 .zip"),
+    "another format": (lambda c: _edit_manifest(c, format="sb3"), "ttc-allocator-checkpoint"),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpointed(log: AttemptLog, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoints of a one-rollout run (copied by each test before tampering)."""
+    folder = tmp_path_factory.mktemp("run") / "checkpoints"
+    rollout = SMALL.n_envs * SMALL.n_steps
+    config = dataclasses.replace(SMALL, total_timesteps=rollout, checkpoint_every=rollout)
+    train_policy(log, queries=np.arange(log.n_queries), prior=None, config=config,
+                 checkpoint_dir=folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_checkpoint_is_refused(log: AttemptLog, checkpointed: Path,
+                                          tmp_path: Path, case: str) -> None:
+    folder = Path(shutil.copytree(checkpointed, tmp_path / "checkpoints"))
+    checkpoint = next(folder.iterdir())
+    tamper, message = TAMPERED[case]
+    if case == "manifest removed":  # an old run: SB3 .zip checkpoints only
+        (folder / "maskable_ppo_2048.zip").write_bytes(b"PK")
+    tamper(checkpoint)
+    config = dataclasses.replace(SMALL, total_timesteps=2 * SMALL.n_envs * SMALL.n_steps)
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        train_policy(log, queries=np.arange(log.n_queries), prior=None, config=config,
+                     resume_from=folder)
+
+
+def test_resume_refuses_other_settings(log: AttemptLog, checkpointed: Path) -> None:
+    config = dataclasses.replace(SMALL, net_arch=(32,), learning_rate=3e-4)
+    with pytest.raises(ParameterError, match=r"net_arch: checkpoint \[64, 64\], now \[32\]"):
+        train_policy(log, queries=np.arange(log.n_queries), prior=None, config=config,
+                     resume_from=checkpointed)
+
+
 def test_resume_needs_a_checkpoint(log: AttemptLog, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="resume_from"):
         train_policy(log, queries=np.arange(log.n_queries), prior=None, config=SMALL,
                      resume_from=tmp_path)
+
+
+@pytest.mark.parametrize("module", ["training/rl/checkpoints.py", "training/rl/train.py"])
+def test_checkpoint_code_never_unpickles(module: str) -> None:
+    source = (Path(__file__).resolve().parents[3] / module).read_text()
+    for word in ("import pickle", "torch.load", "PPO.load", ".load(checkpoint",
+                 "allow_pickle=True", "import cloudpickle", "model.save("):
+        assert word not in source, (module, word)
