@@ -360,8 +360,8 @@ class BayesStop(Policy):
 
     name: ClassVar[str] = "bayes-stop"
     knob: ClassVar[str | None] = "price"
-    default_sweep: ClassVar[tuple[float, ...]] = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005,
-                                                  0.003, 0.002, 0.001, 0.0005, 0.0002)
+    default_sweep: ClassVar[tuple[float, ...]] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002,
+                                                  0.001, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5)
 
     price: float = 0.01
     shares: tuple[tuple[float, float, float], ...] | None = None

@@ -28,7 +28,12 @@ section), so this is our reconstruction, and these are its choices:
   average (:func:`calibrate`, by replaying the rule on every training query in seeded
   random orders; the largest spend not above the budget). So the knob is the budget,
   the threshold is fitted, and the mean spend on held-out queries matches the budget
-  only as well as the training queries predict it.
+  only as well as the training queries predict it. The statistic takes finitely many
+  values, so the reachable spends are a finite set: in particular nothing lies between
+  one sample (every query stops at its first vote) and the spend of the next level,
+  which needs a second agreeing vote (about 3 to 5 samples on the logs we tried); a
+  budget in between buys one sample. The global allocator fills that gap by breaking
+  ties between questions at random, which a deterministic per-query rule cannot.
 
 It samples one arm, stops at ``max_samples`` samples or when the pool runs out (the
 mask), and the environment takes the majority vote.

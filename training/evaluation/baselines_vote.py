@@ -65,7 +65,7 @@ def blend_asc_sweep(context: BaselineContext) -> list[Policy]:
     for arm in range(context.n_arms):
         pool = context.pool(arm)
         sequences = [answers for answers, _ in arm_answers(context, arm) if len(answers)]
-        if not sequences:
+        if not any((answers >= 0).any() for answers in sequences):
             continue
         fitted = BlendASC.fit(sequences, max_samples=pool, arm=arm,
                               n_orders=context.n_orders, seed=context.seed + 1)
@@ -74,7 +74,8 @@ def blend_asc_sweep(context: BaselineContext) -> list[Policy]:
         swept = [fitted.with_knob(b) for b in budgets]
         candidates += _distinct_thresholds(swept)
     if not candidates:
-        raise NotApplicable("no arm has a sample on the training queries")
+        raise NotApplicable("no arm has a vote (a sample with an answer) on the training "
+                            "queries")
     return candidates if context.n_arms == 1 else train_front(context, candidates)
 
 

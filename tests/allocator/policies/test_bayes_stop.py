@@ -16,12 +16,13 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from policy_states import stack
+from policy_states import one_arm_log, stack
 
 from allocator.actions import STOP, n_actions, sample_action
 from allocator.featurizer import QueryState
 from allocator.policies import BayesStop
 from allocator.policies.bayes_stop import fit_prior, prior_grid, stopping_values
+from training.evaluation.replay import ReplayEvaluator
 
 #: A known prior with three kinds of answers (correct, one wrong, diffuse wrong ones).
 THREE_KINDS = (((0.7, 0.2, 0.1), (0.4, 0.4, 0.2), (0.2, 0.5, 0.3), (0.9, 0.0, 0.1)),
@@ -148,3 +149,17 @@ def test_a_lower_price_never_stops_earlier() -> None:
     for looser, stricter in itertools.pairwise(regions):
         assert (stricter | ~looser).all()  # sampling at a price: sampling when cheaper
         assert stricter.sum() > looser.sum()
+
+
+def test_exact_replay_on_a_hand_made_log() -> None:
+    """Unanimous pools stop where the brute force does, in every order; no votes: run out."""
+    shares, weights = THREE_KINDS
+    stop, cont, _ = brute_force(THREE_KINDS, 7, 0.02)
+    unanimous = next(n for n in range(1, 8) if n == 7 or cont[(0,) * n] <= stop[(0,) * n])
+    assert 1 < unanimous < 7  # the price makes the rule neither trivial nor exhaustive
+    log = one_arm_log({"right": [("7", 1.0)] * 7, "wrong": [("3", 0.0)] * 7,
+                       "mute": [(None, 0.0)] * 7})
+    policy = BayesStop(price=0.02, shares=shares, weights=weights, horizon=7)
+    results = ReplayEvaluator(log, n_orders=10, seed=1).run(policy)
+    np.testing.assert_array_equal(results.cost, [[unanimous] * 10, [unanimous] * 10, [7] * 10])
+    np.testing.assert_array_equal(results.correct, [[1.0] * 10, [0.0] * 10, [0.0] * 10])
