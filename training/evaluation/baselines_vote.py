@@ -2,8 +2,10 @@
 
 - ``blend-asc``: :class:`allocator.policies.BlendASC`, its threshold per budget
   calibrated on the training queries' pools of the arm;
-- ``bayes-stop``: :class:`allocator.policies.BayesStop`, its prior fitted by maximum
-  likelihood on the training queries' vote counts, swept along the price.
+- ``bayes-stop``: :class:`allocator.policies.BayesStop` with its default objective (the
+  majority vote should be the answer distribution's mode, the paper's target), its prior
+  fitted by maximum likelihood on the training queries' vote counts, swept along the
+  price.
 
 Both read only ``context.train`` (the held-out queries are never looked at) and are
 swept on every arm; on a multi-arm log the settings on the training queries' front are

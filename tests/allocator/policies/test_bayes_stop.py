@@ -41,18 +41,27 @@ def observed(latent: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(pattern)
 
 
-def credit(latent: tuple[str, ...]) -> float:
-    """Correctness of the majority vote (ties share the credit), as the replay grades it."""
+def credit(latent: tuple[str, ...], credited: str) -> float:
+    """Credit of the majority vote (ties share it) when answer kind ``credited`` earns it."""
     if not latent:
         return 0.0
     pattern = observed(latent)
     counts = np.bincount(pattern)
     leaders = np.flatnonzero(counts == counts.max())
-    correct = pattern[latent.index("A")] if "A" in latent else -1
-    return float(correct in leaders) / len(leaders)
+    answer = pattern[latent.index(credited)] if credited in latent else -1
+    return float(answer in leaders) / len(leaders)
 
 
-def brute_force(prior, horizon: int, price: float):
+def stop_credit(latent: tuple[str, ...], a: float, b: float, objective: str) -> float:
+    """What STOP earns: the correct answer ``A`` leads, or the component's mode does."""
+    if objective == "correct" or a > b:
+        return credit(latent, "A")
+    if b > a:
+        return credit(latent, "B")
+    return 0.5 * (credit(latent, "A") + credit(latent, "B")) if a > 0 else 0.0
+
+
+def brute_force(prior, horizon: int, price: float, objective: str = "mode"):
     """Stop value, continuation value and probability of every reachable history."""
     shares, weights = prior
     prob: dict[tuple, float] = defaultdict(float)
@@ -64,7 +73,7 @@ def brute_force(prior, horizon: int, price: float):
                 p = w * math.prod(share[k] for k in latent)
                 if p > 0:
                     prob[observed(latent)] += p
-                    won[observed(latent)] += p * credit(latent)
+                    won[observed(latent)] += p * stop_credit(latent, a, b, objective)
     stop = {h: won[h] / prob[h] for h in prob}
     value, cont = {}, {}
     for h in sorted(prob, key=len, reverse=True):
@@ -83,14 +92,16 @@ def sorted_state(history: tuple[int, ...]) -> tuple[int, int, int]:
     return len(history), counts[0], counts[1]
 
 
-@pytest.mark.parametrize(("prior", "horizon", "price"), [
-    (THREE_KINDS, 7, 0.02), (THREE_KINDS, 7, 0.004), (TWO_KINDS, 8, 0.01),
-    (TWO_KINDS, 8, 0.03)])
+@pytest.mark.parametrize(("prior", "horizon", "price", "objective"), [
+    (THREE_KINDS, 7, 0.02, "mode"), (THREE_KINDS, 7, 0.004, "mode"),
+    (THREE_KINDS, 7, 0.02, "correct"), (THREE_KINDS, 7, 0.004, "correct"),
+    (TWO_KINDS, 8, 0.01, "mode"), (TWO_KINDS, 8, 0.03, "correct")])
 def test_table_equals_the_brute_force_optimum_in_every_reachable_history(
-        prior, horizon: int, price: float) -> None:
-    stop_bf, cont_bf, prob = brute_force(prior, horizon, price)
-    stop, cont = stopping_values(prior[0], prior[1], horizon, price)
-    policy = BayesStop(price=price, shares=prior[0], weights=prior[1], horizon=horizon)
+        prior, horizon: int, price: float, objective: str) -> None:
+    stop_bf, cont_bf, prob = brute_force(prior, horizon, price, objective)
+    stop, cont = stopping_values(prior[0], prior[1], horizon, price, objective)
+    policy = BayesStop(price=price, shares=prior[0], weights=prior[1], horizon=horizon,
+                       objective=objective)
     decided = {"sample": 0, "stop": 0}
     for history in prob:
         n, t1, t2 = sorted_state(history)

@@ -30,7 +30,7 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
                                   "ab", ()]},
     "bayes-stop": {"price": [0.0, -0.1, np.inf, "0.01"], "horizon": [0, 1.5, 500],
                    "arm": [-1], "shares": [((0.5, 0.5, 0.5),), ((-0.1, 0.6, 0.5),), "x"],
-                   "weights": [(0.5,)]},
+                   "weights": [(0.5,)], "objective": ["accuracy", None]},
     "epsilon-greedy": {"base": ["no-such-policy", 3, None], "epsilon": [-0.1, 1.5, "0.2", None],
                        "seed": [-1, 2.5, True]},
 }
