@@ -177,16 +177,23 @@ def _assignments(n: int, top1: int, top2: int) -> list[tuple[str, str, int, int,
     possible assignment, ``ways`` counting the interchangeable single-vote answers.
     """
     singles = n - top1 - top2
-    groups = {"g1": (top1, 1 if top1 else 0), "g2": (top2, 1 if top2 else 0),
-              "s": (1, singles), "u": (0, 1)}
-    out = []
-    for alpha, (x_a, m_a) in groups.items():
-        for beta, (x_b, m_b) in groups.items():
-            ways = m_a * (m_b - (alpha == beta and alpha != "u"))
-            repeated = [g for g, (x, m) in groups.items() if x >= 2 and m]
-            if ways > 0 and all(g in (alpha, beta) for g in repeated):
-                out.append((alpha, beta, ways, x_a, x_b))
-    return out
+    count = {"g1": top1, "g2": top2, "s": 1, "u": 0}
+    groups = {"g1": 1 if top1 else 0, "g2": 1 if top2 else 0, "s": singles, "u": 1}
+    return [(alpha, beta, groups[alpha] * (groups[beta] - (alpha == beta != "u")),
+             count[alpha], count[beta])
+            for alpha, beta in _pairs(min(top1, 2), min(top2, 2), min(singles, 2))]
+
+
+@lru_cache(maxsize=32)
+def _pairs(top1: int, top2: int, singles: int) -> tuple[tuple[str, str], ...]:
+    """The possible ``(alpha, beta)`` of :func:`_assignments`, from counts capped at 2
+    (all that decides which pairs have ways > 0 and leave no repeated answer to D)."""
+    count = {"g1": top1, "g2": top2, "s": 1, "u": 0}
+    groups = {"g1": 1 if top1 else 0, "g2": 1 if top2 else 0, "s": singles, "u": 1}
+    repeated = [g for g in groups if count[g] >= 2 and groups[g]]
+    return tuple((alpha, beta) for alpha in groups for beta in groups
+                 if groups[alpha] * (groups[beta] - (alpha == beta != "u")) > 0
+                 and all(g in (alpha, beta) for g in repeated))
 
 
 def _top_two(*counts: int) -> tuple[int, int]:
