@@ -103,8 +103,11 @@ def policies() -> list[Policy]:
     rng = np.random.default_rng(1)
     prior = rng.beta(2, 2, 300)
     curves = np.clip(prior[:, None] + np.arange(1, 41)[None, :] * 0.01, 0, 1)
+    # blend-asc and bayes-stop at their defaults (synthetic calibration, uniform prior):
+    # a fitted one decides with the same lookups, only its tables' values differ.
     return [make_policy(name) for name in ("fixed-n", "adaptive-consistency", "esc",
-                                           "confidence-threshold")] + [
+                                           "confidence-threshold", "blend-asc",
+                                           "bayes-stop")] + [
         DifficultyBinned.fit(prior, curves, 8.0)]
 
 

@@ -13,6 +13,8 @@ name                        class                                knob
 ``esc``                     :class:`EarlyStoppingSC`             ``window``
 ``confidence-threshold``    :class:`ConfidenceThreshold`         ``tau``
 ``difficulty-binned``       :class:`DifficultyBinned`            ``target``
+``blend-asc``               :class:`BlendASC`                    ``budget``
+``bayes-stop``              :class:`BayesStop`                   ``price``
 ``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
 ==========================  ===================================  ================
 
@@ -21,6 +23,8 @@ around a base policy, so that its decision logs support off-policy evaluation.
 """
 
 from allocator.policies.base import Policy
+from allocator.policies.bayes_stop import BayesStop
+from allocator.policies.blend_asc import BlendASC
 from allocator.policies.difficulty_binned import DifficultyBinned
 from allocator.policies.registry import (
     POLICIES,
@@ -39,6 +43,8 @@ from allocator.policies.stochastic import EpsilonGreedy
 __all__ = [
     "POLICIES",
     "AdaptiveConsistency",
+    "BayesStop",
+    "BlendASC",
     "ConfidenceThreshold",
     "DifficultyBinned",
     "EarlyStoppingSC",

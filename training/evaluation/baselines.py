@@ -214,3 +214,7 @@ def _difficulty_binned(context: BaselineContext) -> list[Policy]:
         values = context.knob_values("difficulty-binned", DifficultyBinned.default_sweep)
         candidates += [fitted.with_knob(value) for value in values if value <= pool]
     return candidates if context.n_arms == 1 else train_front(context, candidates)
+
+
+# Builders of other modules register on import (kept last: they build on the names above).
+import training.evaluation.baselines_vote  # noqa: E402, F401

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from allocator.actions import STOP, n_actions, sample_action, verify_action
 from allocator.featurizer import QueryState, StateBatch
+from allocator.logs.table import AttemptLog
 from allocator.policies import Policy
 
 
@@ -87,3 +89,18 @@ def run_episode(policy: Policy, answers: Sequence[Hashable | None], *, arm: int 
         else:
             raise AssertionError(f"unexpected action {action}")
         assert len(actions) < 500, "episode did not end"
+
+
+def one_arm_log(pools: dict[str, list[tuple[str | None, float]]]) -> AttemptLog:
+    """A one-arm log: per query, its samples' (answer, correct), each costing 1."""
+    rows = [(q, answer, correct) for q, pool in pools.items() for answer, correct in pool]
+    table = pa.table({
+        "query_id": pa.array([r[0] for r in rows], pa.string()),
+        "arm": pa.array(["model"] * len(rows), pa.string()),
+        "kind": pa.array(["sample"] * len(rows), pa.string()),
+        "round": pa.array([0] * len(rows), pa.int32()),
+        "answer": pa.array([r[1] for r in rows], pa.string()),
+        "correct": pa.array([r[2] for r in rows], pa.float32()),
+        "cost": pa.array([1.0] * len(rows), pa.float64()),
+    })
+    return AttemptLog.from_arrow(table)[0]

@@ -25,6 +25,12 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
                           "target": [0.0, -1.0, np.inf, 0.5], "min_samples": [-1],
                           "samples_per_bin": [(1, 2)], "bin_curves": [((0.5,),)],
                           "bin_counts": [(1, 1, 1, 1, 1)], "arm": [-1]},
+    "blend-asc": {"budget": [0.0, -2.0, np.inf, "6"], "max_samples": [0, 2.5], "arm": [-1],
+                  "calibration": [((0.0, 1.0), (-1.0, 2.0)), ((-1.0, 1.0), (0.0, 2.0)),
+                                  "ab", ()]},
+    "bayes-stop": {"price": [0.0, -0.1, np.inf, "0.01"], "horizon": [0, 1.5, 500],
+                   "arm": [-1], "shares": [((0.5, 0.5, 0.5),), ((-0.1, 0.6, 0.5),), "x"],
+                   "weights": [(0.5,)], "objective": ["accuracy", None]},
     "epsilon-greedy": {"base": ["no-such-policy", 3, None], "epsilon": [-0.1, 1.5, "0.2", None],
                        "seed": [-1, 2.5, True]},
 }

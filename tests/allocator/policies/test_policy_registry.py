@@ -25,7 +25,8 @@ from allocator.policies import (
 
 def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
-        "POLICIES", "AdaptiveConsistency", "ConfidenceThreshold", "DifficultyBinned",
+        "POLICIES", "AdaptiveConsistency", "BayesStop", "BlendASC", "ConfidenceThreshold",
+        "DifficultyBinned",
         "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy", "available_policies", "make_policy",
         "register_policy"])
 
