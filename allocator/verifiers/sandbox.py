@@ -1,32 +1,45 @@
-"""Run untrusted Python in a sandboxed subprocess.
+"""Run untrusted Python in sandboxed subprocesses, judged from outside the candidate.
 
 Candidate programs (and test cases) are untrusted: a crash, a hang, endless output, a
-memory hog or a fork bomb in one must never take the host down or hang the caller. Each
-run therefore happens in a fresh process, with:
+memory hog, a fork bomb, or code written to fake its results must never take the host
+down, hang the caller or be scored as a pass. Each run therefore happens in two fresh
+processes:
 
-- a wall-time limit; on expiry the whole process group (and, with namespaces, the whole
-  PID namespace) is killed;
+- the *candidate* process runs the program, then answers requests (call this function,
+  read that attribute) with data passed by value as tagged JSON: numbers, strings,
+  bytes, lists, tuples, dicts and sets (subclasses reduced to their built-in value, so
+  an ``__eq__`` that says yes to everything never reaches the judge); other objects stay
+  in the candidate and are referred to by handle;
+- the *judge* process runs the test cases against those answers and is the only one
+  that reports outcomes to the host. No candidate code runs in it, the candidate cannot
+  see the tests, and the judge is not dumpable (not traceable, its descriptors not
+  openable through ``/proc``). A candidate that exits, crashes or writes forged
+  records gets errors, never passes. Limits of the by-value protocol: a test cannot
+  pass its own functions to the candidate, a candidate's changes to its arguments are
+  not seen by the test, and the candidate's objects compare equal only to its own.
+
+Both processes run with:
+
+- a wall-time limit; on expiry every process of the run is killed;
 - ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` and no core
-  dumps, set by a small runner before the candidate runs;
-- a per-test CPU and wall timeout inside the child (``setitimer``), so one looping test
-  case does not hide the others; a test that kills the interpreter or hangs in C code is
-  recorded as such and the run resumes with the next case in a fresh sandbox;
-- captured stdout/stderr capped at :attr:`Limits.output_bytes` (the rest is drained and
-  dropped);
-- a fresh temporary directory as working directory (and ``HOME``), removed afterwards;
-- ``python -I`` (isolated mode: no ``PYTHON*`` variables, no user site, no cwd on the path);
-- no network: a new user + network + PID namespace (``unshare -rn --pid --fork``) when the
-  kernel allows it, and always an audit-hook guard in the child that refuses socket
-  creation, DNS, ``exec``/``system``/``subprocess`` and ``setsid``/``setpgid`` (a child
-  in its own session or group would escape the group kill), and counts forks against the
-  process limit (so a fork bomb dies even where the kernel does not apply ``RLIMIT_NPROC``).
+  dumps, set by the runner before any untrusted code runs;
+- per-test CPU and wall timeouts (``setitimer``), so one looping test case does not hide
+  the others; a test that kills an interpreter or hangs in C code is recorded as such
+  and the run resumes with the next case in fresh processes;
+- captured stdout/stderr capped at :attr:`Limits.output_bytes`;
+- a fresh working directory (and ``HOME``), removed afterwards, and ``python -I``;
+- an audit-hook guard that refuses sockets, DNS, ``exec``/``system``/``subprocess``,
+  ``kill`` of process groups and ``setsid``/``setpgid``, and counts forks;
+- an isolation backend (:class:`Sandbox`): **bubblewrap** where installed (private PID,
+  network, IPC, UTS and mount namespaces, its own ``/proc``, an empty ``/tmp`` that
+  vanishes, and a read-only view of ``/usr`` and the interpreter only: the project, the
+  home folders, ``/etc``, ``/work`` and ``/usr/local`` are not there), else the same
+  view built with ``unshare``, ``mount`` and ``chroot``; the guard alone only on
+  request (see :class:`Sandbox` for what it cannot contain).
 
 When the host runs as root (root ignores ``RLIMIT_NPROC``), candidates run as ``nobody``
 (uid 65534) by default, with the first interpreter that user can execute (which may be
-the system's ``python3`` rather than a virtual environment's under ``/root``). This is a
-guard against accidents (model-written code that loops, floods or forks), not a security
-boundary against code written to attack the runner: run untrusted code at scale inside a
-container or VM as well.
+the system's ``python3`` rather than a virtual environment's under ``/root``).
 
 Two entry points: :func:`run_tests` (synchronous, for batch jobs and process pools; it
 returns a :class:`TestRun`) and :func:`describe_sandbox` (how candidates will run on this
@@ -67,8 +80,10 @@ OUTCOMES = ("passed", "failed", "error", "timeout", "not run")
 NOBODY = 65534
 
 _ISOLATIONS = ("auto", "bubblewrap", "namespace", "guard")
-_BWRAP_FLAGS = ("--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp")
+# --as-pid-1: the runner is the namespace's init, a child the outer bwrap waits for (so its
+# CPU time is counted); when it dies, every process of the namespace dies with it.
+_BWRAP_FLAGS = ("--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session",
+                "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp")
 _NAMESPACE_FLAGS = ("--user", "--map-root-user", "--net", "--pid", "--ipc", "--uts", "--mount",
                     "--fork", "--kill-child")
 #: The system folders a candidate sees (read-only); links among them are recreated.
@@ -905,8 +920,11 @@ def run_tests(program: str, tests: Sequence[str], limits: Limits | None = None,
               sandbox: Sandbox | None = None) -> TestRun:
     """Run ``program`` then each test case in a sandboxed subprocess.
 
-    Every test case is Python source executed in the program's global namespace (after
-    the program, in order); it passes when it raises nothing. A test that raises
+    Every test case is Python source executed after the program, in order, in a
+    namespace holding the program's globals (data copied by value, modules imported
+    afresh, functions and other objects as handles into the candidate process); it
+    passes when it raises nothing. Tests run in a judge process apart from the candidate,
+    which sees only the requests the tests make. A test that raises
     ``AssertionError`` fails, any other exception is an error, and one that runs past
     ``limits.test_seconds`` of CPU (or ``limits.test_wall_seconds`` of wall time) times
     out; the next test case still runs. A test case that kills the interpreter (a
@@ -1322,10 +1340,12 @@ def _why_not(isolation: str) -> str:
                "as root)")
     if isolation == "bubblewrap":
         found = _which("bwrap")
-        return (f"bubblewrap ({found}) does not start here (user namespaces disabled?)."
+        return (f"bubblewrap ({found}) did not start the interpreter here (user "
+                "namespaces disabled, or the interpreter missing?)."
                 if found else f"bwrap is not installed: {install}.")
     if isolation == "namespace":
-        return "unshare cannot create user, mount and PID namespaces here."
+        return ("unshare did not start the interpreter in new user, mount and PID "
+                "namespaces here (user namespaces disabled, or the interpreter missing?).")
     if isolation == "guard":
         return "the interpreter does not start."
     return (f"neither bubblewrap nor unshare namespaces work here: {install}, or enable "
@@ -1445,6 +1465,17 @@ def _remove_tree(path: str) -> None:
     with contextlib.suppress(OSError):
         os.chmod(path, 0o700)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def sandbox_backend(sandbox: Sandbox | None = None) -> str:
+    """The backend candidates will run in here: ``"bubblewrap"``, ``"namespace"``, ``"guard"``.
+
+    Detected once per process and ``Sandbox`` value (the first that works is kept).
+
+    Raises:
+        VerifierError: no configuration of ``sandbox`` works on this host.
+    """
+    return _resolve(sandbox if sandbox is not None else Sandbox()).backend
 
 
 def describe_sandbox(sandbox: Sandbox | None = None) -> str:

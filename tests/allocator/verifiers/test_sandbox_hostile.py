@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from allocator.errors import VerifierError
-from allocator.verifiers import Limits, Sandbox, TestRun, describe_sandbox, run_tests
+from allocator.verifiers import (
+    CodeVerifier,
+    Limits,
+    Sandbox,
+    TestRun,
+    describe_sandbox,
+    run_tests,
+)
 from allocator.verifiers import sandbox as sandbox_module
 
 PROJECT_FILE = Path(sandbox_module.__file__).resolve()
@@ -239,13 +246,18 @@ def test_bubblewrap_is_preferred_where_installed(small_limits: Limits) -> None:
     assert run.outcomes == ("passed",)
 
 
-def test_an_explicit_backend_that_cannot_run_is_a_clear_error(monkeypatch) -> None:
-    # a host without bwrap on the standard path: asking for it names the fix
-    monkeypatch.setattr(sandbox_module, "_STANDARD_PATH", "/nonexistent")
-    monkeypatch.setenv("PATH", "/nonexistent")
-    sandbox_module._resolve.cache_clear()
-    try:
-        with pytest.raises(VerifierError, match="apt-get install -y bubblewrap"):
-            describe_sandbox(Sandbox(isolation="bubblewrap"))
-    finally:
-        sandbox_module._resolve.cache_clear()
+def test_the_code_verifier_reports_its_backend() -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install -y bubblewrap)")
+    assert CodeVerifier().backend == "bubblewrap"
+    assert CodeVerifier(sandbox=Sandbox(isolation="guard")).backend == "guard"
+
+
+@pytest.mark.parametrize("isolation", ["bubblewrap", "namespace", "guard", "auto"])
+def test_a_backend_that_cannot_run_is_a_clear_error(isolation: str) -> None:
+    broken = Sandbox(isolation=isolation, python="/nonexistent/python3")
+    with pytest.raises(VerifierError, match="no way to run candidates") as caught:
+        describe_sandbox(broken)
+    assert "Sandbox(python=...)" in str(caught.value)
+    if isolation in ("bubblewrap", "auto"):
+        assert "bubblewrap" in str(caught.value)
