@@ -631,24 +631,38 @@ def main():
     if status != "passed":
         report(program="timeout", m=first if isinstance(first, str) else describe(first))
         return
-    if first.get("program") != "passed":
+    if not isinstance(first, dict) or first.get("program") != "passed":
+        first = first if isinstance(first, dict) else {"program": "error"}
         report(program=str(first.get("program")), m=str(first.get("m", "")))
         return
     namespace = {"__name__": "__candidate__", "__builtins__": builtins}
-    for name, value in first["names"].items():
-        namespace[name] = bind(value, incoming)
+    try:
+        for name, value in first["names"].items():
+            namespace[str(name)] = bind(value, incoming)
+    except Exception as error:
+        report(program="error", m="unreadable names from the candidate: " + describe(error))
+        return
     report(program="passed", m="")
     run_tests(payload["tests"], namespace, lim, state, report, owner)
 
 
+_NO_IMPORT = frozenset({"antigravity", "this", "idlelib", "turtle", "turtledemo", "tkinter",
+                        "__hello__", "__phello__"})
+
+
 def bind(value, incoming):
+    # a module the program imported: the judge imports its own copy when it is a standard
+    # library module (never one named by the candidate outside it), else keeps a handle
     if isinstance(value, list) and value and value[0] == "m":
-        try:
-            import importlib
-            if all(part.isidentifier() for part in value[1].split(".")):
-                return importlib.import_module(value[1])
-        except BaseException:
-            pass
+        name = value[1] if isinstance(value[1], str) else ""
+        top = name.split(".")[0]
+        if top in getattr(sys, "stdlib_module_names", ()) and top not in _NO_IMPORT \
+                and all(part.isidentifier() for part in name.split(".")):
+            try:
+                import importlib
+                return importlib.import_module(name)
+            except Exception:
+                pass
         return incoming(["h", value[2]])
     return decode(value, incoming)
 
