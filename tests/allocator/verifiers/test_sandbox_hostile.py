@@ -118,6 +118,29 @@ def f(x):
 """
 
 
+# forges when called, i.e. after the judge reported the earlier tests: later records win
+FORGE_THROUGH_THE_JUDGES_PROC = """
+import json, os
+lines = [{'i': i, 's': 'passed', 'm': ''} for i in range(8)] + [{'done': True}]
+payload = ''.join(json.dumps(line) + '\\n' for line in lines).encode()
+def f(x):
+    for pid in os.listdir('/proc'):
+        try:
+            cmdline = open(f'/proc/{pid}/cmdline', 'rb').read()
+            if not pid.isdigit() or b'PEER_GONE = ' not in cmdline:
+                continue
+            mine = {os.readlink(f'/proc/self/fd/{fd}') for fd in range(3, 16)
+                    if os.path.exists(f'/proc/self/fd/{fd}')}
+            for fd in os.listdir(f'/proc/{pid}/fd'):  # only the judge's report pipe
+                path = f'/proc/{pid}/fd/{fd}'
+                if int(fd) > 2 and os.readlink(path) not in mine:
+                    os.write(os.open(path, os.O_WRONLY), payload)
+        except OSError:
+            pass
+    return 0
+"""
+
+
 @dataclass(frozen=True)
 class Forgery:
     name: str
@@ -130,10 +153,13 @@ FORGERIES = [
     Forgery("returns an object equal to everything", ALWAYS_EQUAL),
     Forgery("returns an int subclass equal to everything", STRING_THAT_EQUALS_ALL),
     Forgery("exits with status 0 when called", EXIT_ZERO_IN_THE_FUNCTION),
+    Forgery("writes 'passed' records into the judge's descriptors through /proc",
+            FORGE_THROUGH_THE_JUDGES_PROC),
 ]
 
 
-@pytest.mark.parametrize("isolation", backends())
+# guard mode contains nothing, but its outcomes still come from the judge: it is a row too
+@pytest.mark.parametrize("isolation", [*backends(), "guard"])
 @pytest.mark.parametrize("forgery", FORGERIES, ids=lambda forgery: forgery.name)
 def test_a_candidate_cannot_forge_passes(forgery: Forgery, isolation: str,
                                          small_limits: Limits) -> None:
