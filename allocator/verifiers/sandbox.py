@@ -824,9 +824,9 @@ class Sandbox:
 
 _DESCRIPTIONS = {
     "bubblewrap": "bubblewrap (own pid, net, ipc, mount namespaces; own /proc and /tmp; "
-                  "read-only /usr only)",
+                  "read-only /usr and interpreter only)",
     "namespace": "namespace (user+net+pid+mount via unshare; own /proc and /tmp; "
-                 "read-only /usr only)",
+                 "read-only /usr and interpreter only)",
     "guard": "guard only (no containment)",
 }
 
@@ -1338,8 +1338,8 @@ def _resolve(sandbox: Sandbox) -> _Resolved:
     """The first working (backend, interpreter, uid) for ``sandbox`` on this host (cached)."""
     backends = _backends(sandbox.isolation)
     for uid in _uids(sandbox.user):
-        for python in _interpreters(sandbox.python):
-            for backend, tool in backends:
+        for backend, tool in backends:
+            for python in _interpreters(sandbox.python, contained=backend != "guard"):
                 candidate = _Resolved(backend, tool, python, uid)
                 if _probe(candidate):
                     return candidate
@@ -1381,11 +1381,16 @@ def _uids(user: int | str | None) -> list[int | None]:
     return [int(user)]
 
 
-def _interpreters(python: str | None) -> list[str]:
+def _interpreters(python: str | None, contained: bool) -> list[str]:
+    """Interpreters to try. A contained sandbox never runs a virtual environment's
+    ``python`` (its folder, often inside the project, would have to be in the view): the
+    real interpreter behind it, with the standard library only."""
     if python is not None:
         return [python]
-    found = [sys.executable, os.path.realpath(sys.executable),
-             shutil.which("python3", path=_STANDARD_PATH) or ""]
+    system = shutil.which("python3", path=_STANDARD_PATH)
+    found = [os.path.realpath(sys.executable), os.path.realpath(system) if system else ""]
+    if not contained:
+        found.insert(0, sys.executable)
     return [p for i, p in enumerate(found) if p and p not in found[:i]]
 
 

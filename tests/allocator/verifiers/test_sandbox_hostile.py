@@ -198,6 +198,11 @@ def denied(run: TestRun) -> bool:
     return "DENIED" in run.stdout and "READ" not in run.stdout
 
 
+def hidden_unless_interpreter(run: TestRun) -> bool:
+    interpreter = run.sandbox.rsplit(", ", 1)[-1]
+    return denied(run) or os.path.realpath(interpreter).startswith("/usr/local/")
+
+
 def few_processes(run: TestRun) -> bool:
     count = int(run.stdout.split("PIDS")[1].split()[0])
     return count <= 4
@@ -220,7 +225,8 @@ PROBES = [
     Probe("lists the project folder", list_attempt(str(PROJECT_FILE.parents[2])), denied),
     Probe("reads /etc/passwd", read_attempt("/etc/passwd"), denied),
     Probe("lists /root", list_attempt("/root"), denied),
-    Probe("lists /usr/local/bin", list_attempt("/usr/local/bin"), denied),
+    Probe("lists /usr/local/bin (unless the interpreter lives there)",
+          list_attempt("/usr/local/bin"), hidden_unless_interpreter),
     Probe("sees the host's processes in /proc", COUNT_PROCESSES, few_processes),
     Probe("leaves files in the host's temporary folders", LEAVE_FILES, nothing_left_in_tmp),
 ]
