@@ -800,9 +800,11 @@ class Sandbox:
     read every file its uid can read (the project source, world-readable scripts), see
     and signal every process of its uid (``kill(-1)`` kills other candidates' processes
     running as the same user), open network connections, and leave files in ``/tmp``,
-    ``/var/tmp`` and ``/dev/shm``. It still cannot forge outcomes (the judge is not
-    dumpable, so the candidate cannot open its descriptors or trace it), but it can kill
-    the judge (its tests then count as errors). Use it only for trusted code.
+    ``/var/tmp`` and ``/dev/shm``; and where the host is not root (candidates then run as
+    the host's own user) it can trace the host process itself. It still cannot forge
+    outcomes through the judge (the judge is not dumpable, so the candidate cannot open
+    its descriptors or trace it), but it can kill the judge (its tests then count as
+    errors). Use it only for trusted code.
     """
 
     isolation: str = "auto"
