@@ -604,6 +604,8 @@ def main():
         return answer(reply)
 
     def answer(reply):
+        if not isinstance(reply, dict):
+            reply = {}
         if "ok" in reply:
             return decode(reply["ok"], incoming)
         if "timeout" in reply:
