@@ -9,6 +9,8 @@ KERNEL := $(VENV)/.kernel-built
 .PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
+	# bubblewrap isolates the code verifier's candidates; as root with apt, install it if missing.
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq bubblewrap; } || echo "warning: bubblewrap not installed (apt-get install -y bubblewrap): the code sandbox falls back to unshare namespaces" >&2
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel of torch first: otherwise stable-baselines3 pulls a multi-GB CUDA build.

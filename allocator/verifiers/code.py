@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from allocator.errors import ParameterError, VerifierError
 from allocator.verifiers.base import Candidate, Problem, Verdict
-from allocator.verifiers.sandbox import Limits, Sandbox, run_tests
+from allocator.verifiers.sandbox import Limits, Sandbox, run_tests, sandbox_backend
 
 __all__ = [
     "CodeVerifier",
@@ -160,7 +160,9 @@ class CodeVerifier:
 
     Verdict: score = tests passed / tests, cost = CPU seconds, detail = e.g.
     ``"7/10 tests passed"``, ``"timeout: 3/10 tests passed"`` or ``"program error:
-    SyntaxError..."``. A problem without tests gives NaN verdicts. Cancelling
+    SyntaxError..."``. A problem without tests gives NaN verdicts. Outcomes are judged in
+    a process apart from the candidate's (see :func:`~allocator.verifiers.sandbox.run_tests`);
+    :attr:`backend` says which isolation backend runs them here. Cancelling
     :meth:`verify` stops the waiting; sandboxes already started end within
     ``limits.wall_seconds``.
 
@@ -187,6 +189,15 @@ class CodeVerifier:
         if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
             raise ParameterError("CodeVerifier", "max_concurrency", "an integer >= 1",
                                  self.max_concurrency)
+
+    @property
+    def backend(self) -> str:
+        """The isolation backend candidates run in on this host (``"bubblewrap"``...).
+
+        Raises:
+            VerifierError: ``sandbox`` cannot run here.
+        """
+        return sandbox_backend(self.sandbox)
 
     def test_cases(self, problem: Problem) -> list[str]:
         """The test cases every candidate of ``problem`` runs against."""
