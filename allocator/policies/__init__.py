@@ -14,10 +14,14 @@ name                        class                                knob
 ``confidence-threshold``    :class:`ConfidenceThreshold`         ``tau``
 ``difficulty-binned``       :class:`DifficultyBinned`            ``target``
 ``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
+``until-verified``          :class:`UntilVerified`               ``n``
+``best-of-n``               :class:`BestOfN`                     ``n``
 ==========================  ===================================  ================
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
+``until-verified`` and ``best-of-n`` (:mod:`allocator.policies.verifier`) VERIFY and answer
+with the best-scoring verified candidate.
 """
 
 from allocator.policies.base import Policy
@@ -35,16 +39,19 @@ from allocator.policies.self_consistency import (
     FixedN,
 )
 from allocator.policies.stochastic import EpsilonGreedy
+from allocator.policies.verifier import BestOfN, UntilVerified
 
 __all__ = [
     "POLICIES",
     "AdaptiveConsistency",
+    "BestOfN",
     "ConfidenceThreshold",
     "DifficultyBinned",
     "EarlyStoppingSC",
     "EpsilonGreedy",
     "FixedN",
     "Policy",
+    "UntilVerified",
     "available_policies",
     "make_policy",
     "register_policy",

@@ -214,3 +214,6 @@ def _difficulty_binned(context: BaselineContext) -> list[Policy]:
         values = context.knob_values("difficulty-binned", DifficultyBinned.default_sweep)
         candidates += [fitted.with_knob(value) for value in values if value <= pool]
     return candidates if context.n_arms == 1 else train_front(context, candidates)
+
+
+import training.evaluation.baselines_verifier  # noqa: E402, F401  (registers its sweep builders)

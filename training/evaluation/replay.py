@@ -116,7 +116,9 @@ class ReplayEvaluator:
         correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
         samples = np.zeros(self.n_episodes)
         exhausted = np.zeros(self.n_episodes, dtype=bool)
-        limit = self.pools.max_candidates + 8
+        # Each candidate is drawn once and verified at most once (VERIFY is masked until
+        # a new scored candidate is drawn), then one STOP: 2C + 1 decisions at most.
+        limit = 2 * self.pools.max_candidates + 8
         for _ in range(limit + 1):
             active = ~venv.finished
             if not active.any():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from policy_states import random_masks, random_states, stack
 
-from allocator.actions import STOP, mask_bits, sample_action
+from allocator.actions import STOP, mask_bits, sample_action, verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats
 from allocator.policies import POLICIES, Policy, available_policies, make_policy
@@ -27,6 +27,9 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
                           "bin_counts": [(1, 1, 1, 1, 1)], "arm": [-1]},
     "epsilon-greedy": {"base": ["no-such-policy", 3, None], "epsilon": [-0.1, 1.5, "0.2", None],
                        "seed": [-1, 2.5, True]},
+    "until-verified": {"n": [0, 2.5, "8"], "tau": [np.nan, np.inf, "0.5", True, None],
+                       "arm": [-1]},
+    "best-of-n": {"n": [0, -1, 2.5], "arm": [-1], "verify": ["yes", 1, False]},
 }
 
 #: "learned" needs an exported bundle: its contract is tested in tests/allocator/test_bundle.py.
@@ -88,12 +91,18 @@ def test_actions_are_int64_allowed_and_one_per_state(name: str, states) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_masked_sample_means_stop(name: str, states) -> None:
+    """Where it wanted to SAMPLE and no SAMPLE is allowed, a policy STOPs (a verifying
+    policy may VERIFY first; with VERIFY masked too it STOPs)."""
+    samples = [sample_action(arm) for arm in range(ARMS)]
     for policy in instances(name):
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
-        wanted = mode(policy, states, full) == sample_action(0)
-        assert wanted.any() or policy.describe().startswith("fixed-n(n=1")
+        wanted = np.isin(mode(policy, states, full), samples)
+        assert wanted.any() or policy.describe().startswith(("fixed-n(n=1", "best-of-n(n=1"))
         no_sample = full.copy()
-        no_sample[:, sample_action(0)] = False
+        no_sample[:, samples] = False
+        after = mode(policy, states, no_sample)[wanted]
+        assert np.isin(after, (STOP, verify_action(ARMS))).all(), policy.describe()
+        no_sample[:, verify_action(ARMS)] = False
         assert (mode(policy, states, no_sample)[wanted] == STOP).all(), policy.describe()
 
 

@@ -25,9 +25,9 @@ from allocator.policies import (
 
 def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
-        "POLICIES", "AdaptiveConsistency", "ConfidenceThreshold", "DifficultyBinned",
-        "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy", "available_policies", "make_policy",
-        "register_policy"])
+        "POLICIES", "AdaptiveConsistency", "BestOfN", "ConfidenceThreshold",
+        "DifficultyBinned", "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy",
+        "UntilVerified", "available_policies", "make_policy", "register_policy"])
 
 
 def test_names_and_factory() -> None:

@@ -1,0 +1,105 @@
+"""Sweep builders of the verifier and multi-arm baselines: chosen on training queries only,
+skipped with a reason where the log lacks what they need."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
+from allocator.policies import UntilVerified
+from envs.pools import ReplayPools
+from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
+from training.evaluation.baselines_verifier import NO_SCORES, score_grid, train_scores
+from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
+
+VERIFIER = ("until-verified", "best-of-n")
+
+
+def context_of(pools: ReplayPools, seed: int = 0, **kwargs: object) -> BaselineContext:
+    train, _ = split_queries(pools.n_queries, 0.5, seed)
+    return BaselineContext(pools, train, None, n_orders=4, seed=seed, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def scored() -> ReplayPools:
+    """Two simulated arms with verifier scores (AUROC about 0.86)."""
+    arms = (SyntheticArm("small", 0.45, 1.0, 10), SyntheticArm("large", 0.7, 6.0, 6))
+    return ReplayPools.from_log(generate(SyntheticConfig(n_queries=60, arms=arms,
+                                                         with_scores=True), seed=3))
+
+
+@pytest.fixture(scope="module")
+def unscored() -> ReplayPools:
+    return ReplayPools.from_log(generate(SyntheticConfig(n_queries=40), seed=3))
+
+
+@pytest.mark.parametrize("name", VERIFIER)
+def test_verifier_baselines_skip_logs_without_scores(name: str, unscored: ReplayPools) -> None:
+    with pytest.raises(NotApplicable, match=NO_SCORES):
+        build_sweep(name, context_of(unscored))
+
+
+def test_score_grid_of_a_checker_and_of_continuous_scores() -> None:
+    assert score_grid(np.array([0.0, 1.0, 1.0, 0.0, 0.0])) == [0.0, 1.0]
+    assert score_grid(np.ones(4)) == [1.0]
+    assert score_grid(np.array([])) == []
+    grid = score_grid(np.arange(1, 101) / 100)
+    assert grid == [0.5, 0.75, 0.9, 1.0]
+
+
+def test_train_scores_read_only_the_arm_on_training_queries(scored: ReplayPools) -> None:
+    context = context_of(scored)
+    for arm in range(scored.n_arms):
+        expected = [s for q in context.train
+                    for g, s in zip(scored.cand_group[scored.cand_offsets[q]:
+                                                      scored.cand_offsets[q + 1]],
+                                    scored.cand_score[scored.cand_offsets[q]:
+                                                      scored.cand_offsets[q + 1]], strict=True)
+                    if g == arm and not np.isnan(s)]
+        np.testing.assert_array_equal(np.sort(train_scores(context, arm)), np.sort(expected))
+
+
+@pytest.mark.parametrize("name", VERIFIER)
+def test_settings_do_not_depend_on_the_held_out_queries(name: str, scored: ReplayPools) -> None:
+    context = context_of(scored, verify_cost=0.3)
+    settings = build_sweep(name, context)
+    assert settings and all(p.name == name for p in settings)
+    # Scramble everything the held-out queries hold: the settings must not move.
+    rng = np.random.default_rng(0)
+    query = np.repeat(np.arange(scored.n_queries), scored.n_candidates)
+    held_out = ~np.isin(query, context.train)
+    scrambled = dataclasses.replace(
+        scored,
+        cand_score=np.where(held_out, rng.random(len(query)), scored.cand_score),
+        cand_correct=np.where(held_out, 1.0 - scored.cand_correct, scored.cand_correct))
+    assert build_sweep(name, context_of(scrambled, verify_cost=0.3)) == settings
+
+
+def test_until_verified_settings_are_the_training_front(scored: ReplayPools) -> None:
+    context = context_of(scored, verify_cost=0.3)
+    kept = build_sweep("until-verified", context)
+    assert len({p.tau for p in kept}) >= 1 and len({p.n for p in kept}) > 1
+    points = {p: context.replay_on_train(p) for p in kept}
+    accuracy = {p: r.correct.mean() for p, r in points.items()}
+    cost = {p: r.cost.mean() for p, r in points.items()}
+    # No kept setting is dominated by another candidate of the grid.
+    for tau in score_grid(train_scores(context, 0)):
+        for n in (1, 3, 8):
+            other = context.replay_on_train(UntilVerified(n=n, tau=tau, arm=0))
+            for p in kept:
+                assert not (other.cost.mean() < cost[p] and other.correct.mean() > accuracy[p])
+
+
+def test_evaluate_runs_the_verifier_baselines_or_says_why_not(
+        scored: ReplayPools, unscored: ReplayPools) -> None:
+    config = EvaluationConfig(policies=("fixed-n", *VERIFIER), n_orders=3, n_bootstrap=50,
+                              difficulty=False, oracles=False)
+    log = generate(SyntheticConfig(n_queries=50, with_scores=True), seed=1)
+    report, _ = evaluate(log, config)
+    for name in VERIFIER:
+        assert report.points[name] and all(p.policy == name for p in report.points[name])
+    report, _ = evaluate(generate(SyntheticConfig(n_queries=30), seed=1), config)
+    assert report.extra["skipped"] == {name: NO_SCORES for name in VERIFIER}
