@@ -16,16 +16,19 @@ name                        class                                knob
 ``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
 ``until-verified``          :class:`UntilVerified`               ``n``
 ``best-of-n``               :class:`BestOfN`                     ``n``
+``round-robin``             :class:`RoundRobin`                  ``max_samples``
 ==========================  ===================================  ================
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
 ``until-verified`` and ``best-of-n`` (:mod:`allocator.policies.verifier`) VERIFY and answer
-with the best-scoring verified candidate.
+with the best-scoring verified candidate. ``round-robin``
+(:mod:`allocator.policies.multi_arm`) takes several arms in turn.
 """
 
 from allocator.policies.base import Policy
 from allocator.policies.difficulty_binned import DifficultyBinned
+from allocator.policies.multi_arm import RoundRobin
 from allocator.policies.registry import (
     POLICIES,
     available_policies,
@@ -51,6 +54,7 @@ __all__ = [
     "EpsilonGreedy",
     "FixedN",
     "Policy",
+    "RoundRobin",
     "UntilVerified",
     "available_policies",
     "make_policy",

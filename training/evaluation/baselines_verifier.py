@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from allocator.policies.base import Policy
+from allocator.policies.multi_arm import RoundRobin
 from allocator.policies.self_consistency import FixedN
 from allocator.policies.verifier import BestOfN, UntilVerified
 from training.evaluation.baselines import (
@@ -21,7 +22,8 @@ from training.evaluation.baselines import (
     train_front,
 )
 
-__all__ = ["NO_SCORES", "score_grid", "train_scores"]
+__all__ = ["NO_SCORES", "ONE_ARM", "arm_sets", "cost_order", "score_grid", "train_arm_means",
+           "train_scores"]
 
 #: Why the verifier baselines skip a log without scores.
 NO_SCORES = "the log has no verifier scores"
@@ -97,3 +99,87 @@ def best_of_n_sweep(context: BaselineContext) -> list[Policy]:
     candidates: list[Policy] = [BestOfN(n=n, arm=arm) for arm in range(context.n_arms)
                                 for n in _n_values(context, "best-of-n", arm)]
     return candidates if context.n_arms == 1 else train_front(context, candidates)
+
+
+# ------------------------------------------------------------------ multi-arm
+#: Why the multi-arm baselines skip a single-arm log.
+ONE_ARM = "the log has one arm"
+
+#: Beta-rule thresholds tried by round-robin on logs without scores.
+VOTE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
+
+
+def _require_arms(context: BaselineContext) -> None:
+    if context.n_arms < 2:
+        raise NotApplicable(ONE_ARM)
+
+
+def _train_candidates(context: BaselineContext) -> np.ndarray:
+    """Which candidates belong to the training queries, shape (C,)."""
+    pools = context.pools
+    query = np.repeat(np.arange(pools.n_queries), pools.n_candidates)
+    return np.isin(query, context.train)
+
+
+def train_arm_means(context: BaselineContext, values: np.ndarray) -> np.ndarray:
+    """The mean of a per-candidate array over each arm's training samples, shape (A,).
+
+    NaN for an arm without a sample on the training queries.
+    """
+    pools = context.pools
+    keep = _train_candidates(context) & (pools.cand_group < context.n_arms)
+    group = pools.cand_group[keep]
+    counts = np.bincount(group, minlength=context.n_arms).astype(np.float64)
+    sums = np.bincount(group, weights=values[keep], minlength=context.n_arms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def cost_order(context: BaselineContext) -> tuple[int, ...]:
+    """The arms with training samples, cheapest first (mean sample cost on training
+    queries; ties by arm index)."""
+    cost = train_arm_means(context, context.pools.cand_cost)
+    arms = [a for a in range(context.n_arms) if not np.isnan(cost[a])]
+    return tuple(sorted(arms, key=lambda a: (cost[a], a)))
+
+
+def arm_sets(context: BaselineContext) -> list[tuple[int, ...]]:
+    """Arm sets to try, each cheapest first: every arm, and the 2 and 3 arms most
+    accurate per sample on the training queries."""
+    order = cost_order(context)
+    accuracy = train_arm_means(context, context.pools.cand_correct)
+    best = sorted(order, key=lambda a: (-accuracy[a], a))
+    sets = {order}
+    for k in (2, 3):
+        if k < len(order):
+            sets.add(tuple(a for a in order if a in best[:k]))
+    return sorted(sets, key=lambda arms: (-len(arms), arms))
+
+
+@register_sweep("round-robin")
+def round_robin_sweep(context: BaselineContext) -> list[Policy]:
+    """Round-robin over arm sets and stop rules along the budget, pruned to the training
+    queries' front.
+
+    Arm sets: :func:`arm_sets`. Stop rules: with verifier scores, until a verified score
+    reaches ``tau`` (``tau`` from :func:`score_grid` of the training scores of every
+    arm); without, the Beta rule at :data:`VOTE_THRESHOLDS`.
+
+    Raises:
+        NotApplicable: the log has one arm.
+    """
+    _require_arms(context)
+    rules: list[tuple[float | None, float | None]]
+    if context.has_scores:
+        scores = np.concatenate([train_scores(context, a) for a in range(context.n_arms)])
+        rules = [(None, tau) for tau in score_grid(scores)]
+    else:
+        rules = [(threshold, None) for threshold in VOTE_THRESHOLDS]
+    candidates: list[Policy] = []
+    for arms in arm_sets(context):
+        budget = sum(context.pool(a) for a in arms)
+        caps = [v for v in context.knob_values("round-robin", RoundRobin.default_sweep)
+                if v <= budget] or [budget]
+        candidates += [RoundRobin(max_samples=cap, threshold=threshold, tau=tau, arms=arms)
+                       for threshold, tau in rules for cap in caps]
+    return train_front(context, candidates)

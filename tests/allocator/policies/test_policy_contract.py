@@ -30,6 +30,8 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
     "until-verified": {"n": [0, 2.5, "8"], "tau": [np.nan, np.inf, "0.5", True, None],
                        "arm": [-1]},
     "best-of-n": {"n": [0, -1, 2.5], "arm": [-1], "verify": ["yes", 1, False]},
+    "round-robin": {"max_samples": [0, 2.5], "threshold": [0.0, 1.5, "x"],
+                    "tau": [np.nan, "x"], "arms": [(-1,), (0, 0), "01", 3, [0, 1]]},
 }
 
 #: "learned" needs an exported bundle: its contract is tested in tests/allocator/test_bundle.py.
@@ -112,7 +114,8 @@ def test_sweep_changes_the_knob_and_keeps_the_rest(name: str) -> None:
     for value in policy.default_sweep:
         swept = policy.with_knob(value)
         assert type(swept) is type(policy) and getattr(swept, policy.knob) == value
-        assert swept.arm == policy.arm
+        for field in ("arm", "arms"):  # the arms it samples stay (multi-arm: "arms")
+            assert getattr(swept, field, None) == getattr(policy, field, None)
         assert hash(swept) == hash(policy.with_knob(value))  # frozen, hashable, comparable
     assert len({policy.with_knob(v) for v in policy.default_sweep}) == len(
         policy.default_sweep)
@@ -148,8 +151,12 @@ def test_bad_parameters_name_the_parameter(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_arm_beyond_the_state_and_bad_mask_shapes_are_refused(name: str, states) -> None:
     mask = np.ones((states.batch_size, ARMS + 3), dtype=bool)
-    with pytest.raises(ParameterError, match="'arm'"):
-        make_policy(name, arm=ARMS).act(states, mask)
+    if "arms" in POLICIES[name].__dataclass_fields__:  # a multi-arm policy
+        with pytest.raises(ParameterError, match="'arms'"):
+            make_policy(name, arms=(0, ARMS)).act(states, mask)
+    else:
+        with pytest.raises(ParameterError, match="'arm'"):
+            make_policy(name, arm=ARMS).act(states, mask)
     with pytest.raises(ParameterError, match="'mask'"):
         make_policy(name).act(states, mask[:, :-1])
 

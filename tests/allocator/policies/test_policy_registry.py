@@ -27,7 +27,7 @@ def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
         "POLICIES", "AdaptiveConsistency", "BestOfN", "ConfidenceThreshold",
         "DifficultyBinned", "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy",
-        "UntilVerified", "available_policies", "make_policy", "register_policy"])
+        "RoundRobin", "UntilVerified", "available_policies", "make_policy", "register_policy"])
 
 
 def test_names_and_factory() -> None:

@@ -12,10 +12,19 @@ from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import UntilVerified
 from envs.pools import ReplayPools
 from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
-from training.evaluation.baselines_verifier import NO_SCORES, score_grid, train_scores
+from training.evaluation.baselines_verifier import (
+    NO_SCORES,
+    ONE_ARM,
+    arm_sets,
+    cost_order,
+    score_grid,
+    train_arm_means,
+    train_scores,
+)
 from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 
 VERIFIER = ("until-verified", "best-of-n")
+MULTI_ARM = ("round-robin",)
 
 
 def context_of(pools: ReplayPools, seed: int = 0, **kwargs: object) -> BaselineContext:
@@ -62,7 +71,33 @@ def test_train_scores_read_only_the_arm_on_training_queries(scored: ReplayPools)
         np.testing.assert_array_equal(np.sort(train_scores(context, arm)), np.sort(expected))
 
 
-@pytest.mark.parametrize("name", VERIFIER)
+@pytest.mark.parametrize("name", MULTI_ARM)
+def test_multi_arm_baselines_skip_single_arm_logs(name: str) -> None:
+    one = generate(SyntheticConfig(n_queries=20, arms=(SyntheticArm("only", 0.5),),
+                                   with_scores=True), seed=2)
+    with pytest.raises(NotApplicable, match=ONE_ARM):
+        build_sweep(name, context_of(ReplayPools.from_log(one)))
+
+
+def test_arms_ordered_by_training_cost_and_sets_by_training_accuracy() -> None:
+    arms = (SyntheticArm("dear", 0.8, 9.0, 4), SyntheticArm("cheap", 0.3, 1.0, 4),
+            SyntheticArm("mid", 0.6, 3.0, 4), SyntheticArm("weak", 0.1, 2.0, 4))
+    pools = ReplayPools.from_log(generate(SyntheticConfig(n_queries=80, arms=arms), seed=4))
+    cheap, dear, mid, weak = (pools.arms.index(n) for n in ("cheap", "dear", "mid", "weak"))
+    context = context_of(pools)
+    assert cost_order(context) == (cheap, weak, mid, dear)
+    accuracy = train_arm_means(context, pools.cand_correct)
+    assert accuracy[dear] > accuracy[mid] > accuracy[cheap] > accuracy[weak]
+    # every arm; the best 3 and the best 2 per sample: each cheapest first
+    assert arm_sets(context) == [(cheap, weak, mid, dear), (cheap, mid, dear), (mid, dear)]
+    # A held-out query's costs do not move the order.
+    held_out = ~np.isin(np.repeat(np.arange(pools.n_queries), pools.n_candidates),
+                        context.train)
+    dear_test = dataclasses.replace(pools, cand_cost=np.where(held_out, 1e6, pools.cand_cost))
+    assert cost_order(context_of(dear_test)) == (cheap, weak, mid, dear)
+
+
+@pytest.mark.parametrize("name", VERIFIER + MULTI_ARM)
 def test_settings_do_not_depend_on_the_held_out_queries(name: str, scored: ReplayPools) -> None:
     context = context_of(scored, verify_cost=0.3)
     settings = build_sweep(name, context)
@@ -95,11 +130,17 @@ def test_until_verified_settings_are_the_training_front(scored: ReplayPools) -> 
 
 def test_evaluate_runs_the_verifier_baselines_or_says_why_not(
         scored: ReplayPools, unscored: ReplayPools) -> None:
-    config = EvaluationConfig(policies=("fixed-n", *VERIFIER), n_orders=3, n_bootstrap=50,
-                              difficulty=False, oracles=False)
+    config = EvaluationConfig(policies=("fixed-n", *VERIFIER, *MULTI_ARM), n_orders=3,
+                              n_bootstrap=50, difficulty=False, oracles=False)
     log = generate(SyntheticConfig(n_queries=50, with_scores=True), seed=1)
     report, _ = evaluate(log, config)
-    for name in VERIFIER:
+    for name in VERIFIER + MULTI_ARM:
         assert report.points[name] and all(p.policy == name for p in report.points[name])
+    assert "skipped" not in report.extra
     report, _ = evaluate(generate(SyntheticConfig(n_queries=30), seed=1), config)
     assert report.extra["skipped"] == {name: NO_SCORES for name in VERIFIER}
+    assert report.points["round-robin"]
+    one_arm = SyntheticConfig(n_queries=30, arms=(SyntheticArm("only", 0.5),))
+    report, _ = evaluate(generate(one_arm, seed=1), config)
+    assert report.extra["skipped"] == {**{name: NO_SCORES for name in VERIFIER},
+                                       **{name: ONE_ARM for name in MULTI_ARM}}
