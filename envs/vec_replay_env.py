@@ -163,6 +163,11 @@ class BatchedReplayVecEnv(VecEnv):
         # The answer streak (ESC): the latest answer and how many draws in a row gave it.
         self._streak = np.zeros(n, dtype=np.int64)
         self._last_answer = np.full(n, -1, dtype=np.int64)
+        # Votes per arm and answer among the samples (refinements excluded), and each
+        # arm's leading count (StateBatch.arm_leader; the vote cascade reads it).
+        self._arm_votes = np.zeros((n, arms, width), dtype=np.int32)
+        self._flat_arm_votes = self._arm_votes.reshape(-1)  # a view
+        self._arm_leader = np.zeros((n, arms), dtype=np.int64)
         self._mask = np.zeros((n, arms + 3), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * (arms + 3)
@@ -309,6 +314,7 @@ class BatchedReplayVecEnv(VecEnv):
         self._flat_counts[rows * self._counts.shape[1] + column] += 1
         answer = pools.cand_answer[candidate]
         self._vote(rows, answer, pools.cand_correct[candidate])
+        self._count_arm_votes(rows, actions, answer)
         same = (answer >= 0) & (answer == self._last_answer[rows])
         self._streak[rows] = np.where(answer < 0, 0, np.where(same, self._streak[rows] + 1, 1))
         self._last_answer[rows] = answer
@@ -319,6 +325,18 @@ class BatchedReplayVecEnv(VecEnv):
         at = rows[kept] * self._floats.shape[1] + (8 + self._width) + answer[kept]  # pending_best
         self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
         return pools.cand_cost[candidate]
+
+    def _count_arm_votes(self, rows: np.ndarray, actions: np.ndarray,
+                         answer: np.ndarray) -> None:
+        """Count sampled answers per arm and raise each arm's leading count."""
+        kept = np.flatnonzero((actions <= self.n_arms) & (answer >= 0))
+        if not kept.size:
+            return
+        rows, arm, answer = rows[kept], actions[kept] - 1, answer[kept]
+        at = (rows * self.n_arms + arm) * self._width + answer
+        self._flat_arm_votes[at] += 1
+        self._arm_leader[rows, arm] = np.maximum(self._arm_leader[rows, arm],
+                                                 self._flat_arm_votes[at])
 
     def _vote(self, rows: np.ndarray, answer: np.ndarray, correct: np.ndarray) -> None:
         """Count the votes and update the vote statistics (one vote per row at most)."""
@@ -482,6 +500,8 @@ class BatchedReplayVecEnv(VecEnv):
         self._floats[rows] = self._fresh_floats
         self._streak[rows] = 0
         self._last_answer[rows] = -1
+        self._arm_votes[rows] = 0
+        self._arm_leader[rows] = 0
 
     def _seed_rows(self, rows: np.ndarray, seeds: list[int | None]) -> None:
         """(Re)create the generators of seeded rows, and of rows that have none yet."""
@@ -534,7 +554,7 @@ class BatchedReplayVecEnv(VecEnv):
 
     def state(self) -> StateBatch:
         """A copy of every sub-environment's state, with its full votes matrix, the
-        answer streak and the vote statistics the env maintains.
+        answer streak, each arm's leading count and the vote statistics the env maintains.
 
         ``VoteStats.from_votes(venv.state().votes)`` equals those statistics (a test
         checks it).
@@ -549,6 +569,7 @@ class BatchedReplayVecEnv(VecEnv):
             verified=self._verified.copy(), best_score=np.where(best > -np.inf, best, np.nan),
             cost=self._norm_cost.copy(), lam=self._lam.copy(), prior=self._prior.copy(),
             streak=self._streak.copy(), stats=stats,
+            arm_leader=self._arm_leader.astype(np.float64),
         )
 
     def snapshot(self) -> dict[str, np.ndarray]:

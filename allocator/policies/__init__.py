@@ -17,18 +17,20 @@ name                        class                                knob
 ``until-verified``          :class:`UntilVerified`               ``n``
 ``best-of-n``               :class:`BestOfN`                     ``n``
 ``round-robin``             :class:`RoundRobin`                  ``max_samples``
+``cascade``                 :class:`Cascade`                     ``tau``
+``router``                  :class:`Router`                      ``threshold``
 ==========================  ===================================  ================
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
 ``until-verified`` and ``best-of-n`` (:mod:`allocator.policies.verifier`) VERIFY and answer
-with the best-scoring verified candidate. ``round-robin``
-(:mod:`allocator.policies.multi_arm`) takes several arms in turn.
+with the best-scoring verified candidate. ``round-robin``, ``cascade`` and ``router``
+(:mod:`allocator.policies.multi_arm`) use several arms.
 """
 
 from allocator.policies.base import Policy
 from allocator.policies.difficulty_binned import DifficultyBinned
-from allocator.policies.multi_arm import RoundRobin
+from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.registry import (
     POLICIES,
     available_policies,
@@ -48,6 +50,7 @@ __all__ = [
     "POLICIES",
     "AdaptiveConsistency",
     "BestOfN",
+    "Cascade",
     "ConfidenceThreshold",
     "DifficultyBinned",
     "EarlyStoppingSC",
@@ -55,6 +58,7 @@ __all__ = [
     "FixedN",
     "Policy",
     "RoundRobin",
+    "Router",
     "UntilVerified",
     "available_policies",
     "make_policy",

@@ -6,11 +6,25 @@ name               decides                                                knob
 ``round-robin``    the arms in turn; stops on Adaptive-Consistency's      ``max_samples``
                    Beta rule on the pooled votes, or (with ``tau``) once
                    a verified candidate scores ``>= tau``
+``cascade``        ``k`` samples of each arm in order (cheapest first);   ``tau``
+                   accepts when the arm's leading answer holds a share
+                   ``>= tau`` of its ``k`` samples, else escalates
+``router``         per query, the arm with the best predicted accuracy    ``threshold``
+                   per unit price (the prior), sampled under
+                   Adaptive-Consistency's Beta rule
 =================  =====================================================  ===============
 
 All decide for a whole batch in a few numpy operations per arm, VERIFY only where VERIFY
 is allowed, and STOP where none of their SAMPLEs is allowed: they never return a masked
 action.
+
+References:
+    Yue et al. 2024, "Large Language Model Cascades with Mixture of Thoughts
+    Representations for Cost-efficient Reasoning" (ICLR 2024): the vote cascade.
+    Ding et al. 2025, "BEST-Route: Adaptive LLM Routing with Test-Time Optimal Compute"
+    (arXiv 2506.22716): routing on predicted quality and price. Aggarwal et al. 2023,
+    "Let's Sample Step by Step: Adaptive-Consistency for Efficient Reasoning and Coding
+    with LLMs" (EMNLP 2023): the Beta stopping rule.
 """
 
 from __future__ import annotations
@@ -24,13 +38,19 @@ import numpy as np
 from allocator.actions import STOP, sample_action, verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
-from allocator.policies._common import check_fraction, check_int, check_mask, leader_votes
+from allocator.policies._common import (
+    check_fraction,
+    check_int,
+    check_mask,
+    check_positive,
+    leader_votes,
+)
 from allocator.policies.base import Policy
 from allocator.policies.registry import register_policy
 from allocator.policies.self_consistency import beta_stop_probability
 from allocator.policies.verifier import accepted, check_score, verify_pending
 
-__all__ = ["RoundRobin", "check_arms", "resolve_arms"]
+__all__ = ["Cascade", "RoundRobin", "Router", "check_arms", "resolve_arms"]
 
 
 def _owner(policy: Policy) -> str:
@@ -145,3 +165,155 @@ class RoundRobin(Policy):
             verify = ~accepted(state, self.tau) & verify_pending(state, mask)
             actions[verify] = verify_action(np.shape(state.samples)[1])
         return actions.astype(np.int64)
+
+
+@register_policy
+@dataclass(frozen=True)
+class Cascade(Policy):
+    """The vote cascade of Yue et al. (ICLR 2024): escalate while the arm disagrees.
+
+    Arms are taken in the order of ``arms`` (the evaluator orders them by mean cost on
+    the training queries, cheapest first). From the current arm it draws ``k`` samples
+    (fewer where the arm's pool runs out); it accepts, and STOPs, when the arm's leading
+    answer holds a share ``>= tau`` of those samples (``arm_leader / samples``: the
+    paper's answer consistency, every sample in the denominator, a sample without an
+    answer agreeing with none); otherwise it escalates to the next arm. After the last
+    arm it STOPs. An arm with an empty pool is skipped.
+
+    Reads ``state.arm_leader`` (see :class:`allocator.featurizer.StateBatch`), the
+    per-arm agreement that the pooled votes do not hold.
+
+    Final answer: the environment answers with the majority of *all* drawn votes (the
+    escalated arms' samples vote too), where the paper answers with the accepting (or
+    last) arm's own majority. The two differ only when the earlier arms' rejected votes
+    outweigh the accepting arm's leader; the deviation is documented here rather than
+    hidden (the replay environments have one final-answer rule for every policy).
+
+    Args:
+        tau: the share of the arm's samples its leader needs to be accepted, in (0, 1];
+            the knob.
+        k: samples drawn from each arm before judging it (>= 1); chosen on the training
+            queries by the evaluator.
+        arms: the arms, in escalation order (empty: every arm, in index order).
+    """
+
+    name: ClassVar[str] = "cascade"
+    knob: ClassVar[str | None] = "tau"
+    default_sweep: ClassVar[tuple[float, ...]] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+    tau: float = 0.7
+    k: int = 3
+    arms: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        owner = _owner(self)
+        check_fraction(owner, "tau", self.tau, open_low=True)
+        check_int(owner, "k", self.k, 1)
+        check_arms(owner, self.arms)
+
+    def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """SAMPLE the current arm below ``k``; accept (STOP) or escalate; STOP at the end.
+
+        Raises:
+            ParameterError: ``state.arm_leader`` is None (the state's producer does not
+                track it), or an arm is not one of the state's.
+        """
+        owner = _owner(self)
+        arms = resolve_arms(owner, self.arms, state)
+        mask = check_mask(owner, state, mask, 0)
+        if state.arm_leader is None:
+            raise ParameterError(
+                owner, "state.arm_leader",
+                "each arm's leading vote count (StateBatch.arm_leader, filled by "
+                "QueryState.to_batch and BatchedReplayVecEnv.state)", None)
+        samples = np.asarray(state.samples)
+        leader = np.asarray(state.arm_leader)
+        actions = np.full(state.batch_size, STOP, dtype=np.int64)
+        open_ = np.ones(state.batch_size, dtype=bool)
+        for arm in arms:
+            drawn = samples[:, arm]
+            draw = open_ & (drawn < self.k) & mask[:, sample_action(arm)]
+            actions[draw] = sample_action(arm)
+            open_ &= ~draw
+            # A division, not leader >= tau * drawn: 2 / 3 >= 2 / 3 but (2 / 3) * 3 > 2.
+            share = leader[:, arm] / np.maximum(drawn, 1)
+            open_ &= ~((drawn > 0) & (share >= self.tau))  # accepted: STOP
+        return actions
+
+
+@register_policy
+@dataclass(frozen=True)
+class Router(Policy):
+    """Route each query to one arm by predicted accuracy per unit price, then sample it
+    under Adaptive-Consistency's Beta rule.
+
+    The arm is ``argmax_a prior[a] / prices[a] ** price_weight`` (``state.prior``: the
+    difficulty predictor's per-attempt accuracy of each arm on this query; ties go to
+    the lower index): with ``price_weight = 1`` the best predicted accuracy per unit
+    price, with 0 the best predicted accuracy whatever it costs. Then, as
+    :class:`~allocator.policies.AdaptiveConsistency` on that arm, it samples until
+    ``P(leader's share > runner-up's) >= threshold`` or ``max_samples`` samples of the
+    arm; it STOPs where the arm's SAMPLE is masked (its pool is exhausted).
+
+    Args:
+        threshold: the Beta rule's stop probability in (0, 1]; the knob.
+        max_samples: most samples of the routed arm (>= 1).
+        prices: mean price of one sample of each arm (finite, > 0), in arm order; the
+            evaluator measures them on the training queries. Empty: equal prices.
+        price_weight: the exponent of the price (>= 0).
+    """
+
+    name: ClassVar[str] = "router"
+    knob: ClassVar[str | None] = "threshold"
+    default_sweep: ClassVar[tuple[float, ...]] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99,
+                                                  0.999)
+
+    threshold: float = 0.95
+    max_samples: int = 40
+    prices: tuple[float, ...] = ()
+    price_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        owner = _owner(self)
+        check_fraction(owner, "threshold", self.threshold, open_low=True)
+        check_int(owner, "max_samples", self.max_samples, 1)
+        try:
+            if not isinstance(self.prices, tuple):
+                raise TypeError
+            for price in self.prices:
+                check_positive(owner, "prices", price)
+        except (TypeError, ParameterError):
+            raise ParameterError(owner, "prices", "a tuple of finite prices > 0, one per "
+                                 "arm (empty: equal prices)", self.prices) from None
+        if (isinstance(self.price_weight, bool)
+                or not isinstance(self.price_weight, numbers.Real)
+                or not np.isfinite(float(self.price_weight)) or self.price_weight < 0):
+            raise ParameterError(owner, "price_weight", "a finite number >= 0",
+                                 self.price_weight)
+
+    def route(self, state: StateBatch) -> np.ndarray:
+        """The arm each state is routed to, int64 of shape (B,).
+
+        Raises:
+            ParameterError: ``prices`` does not have one price per arm of the state.
+        """
+        n_arms = np.shape(state.samples)[1]
+        prices = np.ones(n_arms) if not self.prices else np.asarray(self.prices, float)
+        if prices.shape != (n_arms,):
+            raise ParameterError(_owner(self), "prices",
+                                 f"one price per arm ({n_arms} arms)", self.prices)
+        value = np.asarray(state.prior, dtype=np.float64) / prices ** self.price_weight
+        return np.argmax(value, axis=1).astype(np.int64)
+
+    def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
+        """SAMPLE the routed arm until the Beta rule or ``max_samples`` stops it."""
+        mask = check_mask(_owner(self), state, mask, 0)
+        arm = self.route(state)
+        rows = np.arange(state.batch_size)
+        voted, top1, top2 = leader_votes(state)
+        probability = beta_stop_probability(top1, top2, self.max_samples)
+        confident = (voted > 0) & (probability >= self.threshold)
+        drawn = np.asarray(state.samples)[rows, arm]
+        action = arm + 1  # SAMPLE(arm)
+        want = (drawn < self.max_samples) & ~confident & mask[rows, action]
+        return np.where(want, action, STOP).astype(np.int64)

@@ -9,10 +9,12 @@ baseline that does not apply to the log raises
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from allocator.policies.base import Policy
-from allocator.policies.multi_arm import RoundRobin
+from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import FixedN
 from allocator.policies.verifier import BestOfN, UntilVerified
 from training.evaluation.baselines import (
@@ -22,8 +24,8 @@ from training.evaluation.baselines import (
     train_front,
 )
 
-__all__ = ["NO_SCORES", "ONE_ARM", "arm_sets", "cost_order", "score_grid", "train_arm_means",
-           "train_scores"]
+__all__ = ["NO_PRIOR", "NO_SCORES", "ONE_ARM", "arm_sets", "cascade_chains", "cost_order",
+           "score_grid", "train_arm_means", "train_prices", "train_scores"]
 
 #: Why the verifier baselines skip a log without scores.
 NO_SCORES = "the log has no verifier scores"
@@ -182,4 +184,78 @@ def round_robin_sweep(context: BaselineContext) -> list[Policy]:
                 if v <= budget] or [budget]
         candidates += [RoundRobin(max_samples=cap, threshold=threshold, tau=tau, arms=arms)
                        for threshold, tau in rules for cap in caps]
+    return train_front(context, candidates)
+
+
+#: Samples per arm the cascade's builder tries (capped at the chain's largest pool).
+CASCADE_K = (1, 2, 3, 4, 5)
+
+#: Price exponents the router's builder tries (1: accuracy per price; 0: accuracy).
+PRICE_WEIGHTS = (0.0, 0.5, 1.0)
+
+#: Why the router skips an evaluation without the difficulty predictor.
+NO_PRIOR = "needs the difficulty predictor's prior (evaluation ran without it)"
+
+
+def cascade_chains(context: BaselineContext) -> list[tuple[int, ...]]:
+    """Escalation chains to try, each cheapest first: with at most 4 arms every chain of
+    two or more arms in cost order; with more, :func:`arm_sets` (all, best 3, best 2)."""
+    order = cost_order(context)
+    if len(order) <= 4:
+        chains = [tuple(a for a, keep in zip(order, bits, strict=True) if keep)
+                  for bits in itertools.product((True, False), repeat=len(order))]
+        return sorted({c for c in chains if len(c) >= 2}, key=lambda c: (-len(c), c))
+    return [arms for arms in arm_sets(context) if len(arms) >= 2]
+
+
+@register_sweep("cascade")
+def cascade_sweep(context: BaselineContext) -> list[Policy]:
+    """The vote cascade over escalation chains (:func:`cascade_chains`), ``k`` in
+    :data:`CASCADE_K` and ``tau`` along its sweep, pruned to the training front.
+
+    Raises:
+        NotApplicable: the log has one arm (or one arm with training samples).
+    """
+    _require_arms(context)
+    candidates: list[Policy] = []
+    for arms in cascade_chains(context):
+        deepest = max(context.pool(a) for a in arms)
+        for k in [k for k in CASCADE_K if k <= deepest] or [deepest]:
+            taus = context.knob_values("cascade", Cascade.default_sweep)
+            candidates += [Cascade(tau=tau, k=k, arms=arms) for tau in taus]
+    if not candidates:
+        raise NotApplicable("fewer than two arms have samples on the training queries")
+    return train_front(context, candidates)
+
+
+def train_prices(context: BaselineContext) -> tuple[float, ...]:
+    """Mean sample cost of each arm on the training queries (> 0).
+
+    An arm without a training sample gets a million times the dearest price (a router
+    then never picks it); a free arm gets a millionth of the cheapest positive one.
+    """
+    prices = train_arm_means(context, context.pools.cand_cost)
+    known = prices[np.isfinite(prices) & (prices > 0)]
+    low, high = (float(known.min()), float(known.max())) if known.size else (1.0, 1.0)
+    prices = np.where(np.isnan(prices), high * 1e6, prices)
+    return tuple(float(p) for p in np.where(prices > 0, prices, low * 1e-6))
+
+
+@register_sweep("router")
+def router_sweep(context: BaselineContext) -> list[Policy]:
+    """The router at the training queries' prices, for each price exponent in
+    :data:`PRICE_WEIGHTS` along the Beta threshold, pruned to the training front.
+
+    Raises:
+        NotApplicable: the log has one arm, or the evaluation has no prior.
+    """
+    _require_arms(context)
+    if context.prior is None:
+        raise NotApplicable(NO_PRIOR)
+    prices = train_prices(context)
+    cap = max(context.pool(a) for a in range(context.n_arms))
+    thresholds = context.knob_values("router", Router.default_sweep)
+    candidates: list[Policy] = [
+        Router(threshold=t, max_samples=cap, prices=prices, price_weight=w)
+        for w in PRICE_WEIGHTS for t in thresholds]
     return train_front(context, candidates)

@@ -1,4 +1,5 @@
-"""round-robin: references per episode, known answers, reductions, monotone knobs."""
+"""round-robin, cascade, router: references per episode, known answers, reductions,
+monotone knobs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 from verifier_logs import Drawn, final_correctness, make_log, random_scored_log, run_env
 
-from allocator.policies import AdaptiveConsistency, RoundRobin
+from allocator.errors import ParameterError
+from allocator.featurizer import QueryState, StateBatch
+from allocator.policies import AdaptiveConsistency, Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import beta_stop_probability
 from envs.pools import ReplayPools
 from training.evaluation.replay import ReplayEvaluator
@@ -111,3 +114,109 @@ def test_a_bigger_budget_never_costs_less_per_episode() -> None:
         costs = [evaluator.run(base.with_knob(n)).cost for n in (1, 2, 4, 8, 16)]
         for cheaper, dearer in itertools.pairwise(costs):
             assert (dearer >= cheaper - 1e-12).all()
+
+
+# ------------------------------------------------------------------------ cascade
+def cascade_reference(drawn: Drawn, arms: tuple[int, ...], tau: float, k: int
+                      ) -> tuple[float, float]:
+    """k samples per arm in order; accept when the arm's leader holds >= tau of them."""
+    draws: list[tuple[int | None, float, bool]] = []
+    cost = 0.0
+    for arm in arms:
+        taken = drawn.arms[arm][:k]
+        if not taken:
+            continue
+        cost += sum(c for _, _, c in taken)
+        draws += [(a, s, False) for a, s, _ in taken]
+        counts = Counter(a for a, _, _ in taken if a is not None)
+        if max(counts.values(), default=0) / len(taken) >= tau:
+            break
+    return final_correctness(draws, drawn.correct_of), cost
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cascade_equals_its_reference_on_every_episode(seed: int) -> None:
+    pools = ReplayPools.from_log(random_scored_log(seed, arms=("a0", "a1", "a2"), max_pool=5))
+    for query in range(pools.n_queries):
+        for episode in range(2):
+            drawn = Drawn(pools, 10 * seed + episode, query, 0.0)
+            for tau, k, arms in ((0.5, 3, (0, 1, 2)), (0.7, 2, (2, 0)), (1.0, 4, (1, 2, 0)),
+                                 (0.3, 1, (0, 1, 2)), (0.67, 3, (1, 0))):
+                policy = Cascade(tau=tau, k=k, arms=arms)
+                correct, cost, actions = run_env(policy, pools, 10 * seed + episode, query,
+                                                 0.0)
+                assert (correct, cost) == pytest.approx(
+                    cascade_reference(drawn, arms, tau, k)), (query, policy, actions)
+
+
+def test_cascade_accepts_agreement_and_escalates_disagreement() -> None:
+    """q0: the cheap arm agrees (on a wrong answer): accepted at 3 cheap samples. q1: the
+    cheap arm splits three ways: escalated; the strong arm's 3 right votes win."""
+    rows = ([{"query_id": "q0", "arm": "cheap", "answer": "a", "correct": 0, "cost": 1.0}] * 3
+            + [{"query_id": "q0", "arm": "strong", "answer": "x", "correct": 1, "cost": 5.0}] * 3
+            + [{"query_id": "q1", "arm": "cheap", "answer": s, "correct": 0, "cost": 1.0}
+               for s in "abc"]
+            + [{"query_id": "q1", "arm": "strong", "answer": "x", "correct": 1, "cost": 5.0}] * 3)
+    pools = ReplayPools.from_log(make_log(rows))
+    cheap, strong = pools.arms.index("cheap"), pools.arms.index("strong")
+    evaluator = ReplayEvaluator(pools, n_orders=20, seed=0)
+    results = evaluator.run(Cascade(tau=0.6, k=3, arms=(cheap, strong)))
+    np.testing.assert_array_equal(results.correct, [[0.0] * 20, [1.0] * 20])
+    np.testing.assert_array_equal(results.cost, [[3.0] * 20, [18.0] * 20])
+    # A share of 1/3 is enough at tau = 0.3: q1 stops on the cheap arm (a 3-way tie).
+    low = evaluator.run(Cascade(tau=0.3, k=3, arms=(cheap, strong)))
+    np.testing.assert_array_equal(low.cost, 3.0)
+
+
+def test_cascade_needs_the_per_arm_leader() -> None:
+    state = QueryState(2).to_batch()
+    fields = {f: getattr(state, f) for f in ("samples", "votes", "no_answer", "refines",
+                                             "verified", "best_score", "cost", "lam", "prior")}
+    with pytest.raises(ParameterError, match="arm_leader"):
+        Cascade().act(StateBatch(**fields), np.ones((1, 5), dtype=bool))
+
+
+def test_a_higher_tau_never_costs_less_per_episode() -> None:
+    pools = ReplayPools.from_log(random_scored_log(9, arms=("a0", "a1", "a2"), n_queries=20))
+    evaluator = ReplayEvaluator(pools, n_orders=8, seed=3)
+    for k in (1, 3):
+        costs = [evaluator.run(Cascade(tau=tau, k=k)).cost for tau in Cascade.default_sweep]
+        for cheaper, dearer in itertools.pairwise(costs):
+            assert (dearer >= cheaper - 1e-12).all()
+
+
+# ------------------------------------------------------------------------- router
+def test_router_is_adaptive_consistency_on_the_arm_of_best_accuracy_per_price() -> None:
+    pools = ReplayPools.from_log(random_scored_log(6, arms=("a0", "a1", "a2"), max_pool=9,
+                                                   n_queries=12))
+    rng = np.random.default_rng(0)
+    prior = rng.random((pools.n_queries, 3))
+    prices = (1.0, 2.5, 4.0)
+    evaluator = ReplayEvaluator(pools, n_orders=5, seed=2, prior=prior)
+    for weight, threshold in ((1.0, 0.9), (0.0, 0.8), (0.5, 0.95)):
+        routed = evaluator.run(Router(threshold=threshold, max_samples=6, prices=prices,
+                                      price_weight=weight))
+        by_hand = [int(np.argmax([p / c**weight for p, c in zip(row, prices, strict=True)]))
+                   for row in prior]
+        assert len(set(by_hand)) > 1  # the prior routes queries to different arms
+        for arm in range(3):
+            ac = evaluator.run(AdaptiveConsistency(threshold=threshold, max_samples=6, arm=arm))
+            rows = [q for q, chosen in enumerate(by_hand) if chosen == arm]
+            np.testing.assert_array_equal(routed.correct[rows], ac.correct[rows])
+            np.testing.assert_array_equal(routed.cost[rows], ac.cost[rows])
+
+
+def test_router_prices_must_match_the_arms() -> None:
+    state = QueryState(3).to_batch()
+    with pytest.raises(ParameterError, match="'prices'"):
+        Router(prices=(1.0, 2.0)).act(state, np.ones((1, 6), dtype=bool))
+
+
+def test_a_higher_router_threshold_never_costs_less_per_episode() -> None:
+    pools = ReplayPools.from_log(random_scored_log(10, arms=("a0", "a1"), n_queries=20))
+    prior = np.random.default_rng(1).random((pools.n_queries, 2))
+    evaluator = ReplayEvaluator(pools, n_orders=8, seed=3, prior=prior)
+    costs = [evaluator.run(Router(threshold=t, prices=(1.0, 3.0))).cost
+             for t in Router.default_sweep]
+    for cheaper, dearer in itertools.pairwise(costs):
+        assert (dearer >= cheaper - 1e-12).all()

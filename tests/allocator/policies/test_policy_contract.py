@@ -32,6 +32,9 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
     "best-of-n": {"n": [0, -1, 2.5], "arm": [-1], "verify": ["yes", 1, False]},
     "round-robin": {"max_samples": [0, 2.5], "threshold": [0.0, 1.5, "x"],
                     "tau": [np.nan, "x"], "arms": [(-1,), (0, 0), "01", 3, [0, 1]]},
+    "cascade": {"tau": [0.0, 1.2, "x"], "k": [0, 1.5], "arms": [(0, -1), (1, 1), [0]]},
+    "router": {"threshold": [0.0, 2.0], "max_samples": [0], "prices": [(1.0, 0.0),
+               (np.inf,), [1.0], "ab"], "price_weight": [-1.0, np.nan, "1", True]},
 }
 
 #: "learned" needs an exported bundle: its contract is tested in tests/allocator/test_bundle.py.

@@ -13,23 +13,31 @@ from allocator.policies import UntilVerified
 from envs.pools import ReplayPools
 from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
 from training.evaluation.baselines_verifier import (
+    NO_PRIOR,
     NO_SCORES,
     ONE_ARM,
     arm_sets,
+    cascade_chains,
     cost_order,
     score_grid,
     train_arm_means,
+    train_prices,
     train_scores,
 )
 from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 
 VERIFIER = ("until-verified", "best-of-n")
-MULTI_ARM = ("round-robin",)
+MULTI_ARM = ("round-robin", "cascade", "router")
 
 
-def context_of(pools: ReplayPools, seed: int = 0, **kwargs: object) -> BaselineContext:
+def context_of(pools: ReplayPools, seed: int = 0, prior: np.ndarray | None = None,
+               **kwargs: object) -> BaselineContext:
     train, _ = split_queries(pools.n_queries, 0.5, seed)
-    return BaselineContext(pools, train, None, n_orders=4, seed=seed, **kwargs)
+    return BaselineContext(pools, train, prior, n_orders=4, seed=seed, **kwargs)
+
+
+def random_prior(pools: ReplayPools, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((pools.n_queries, pools.n_arms))
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +83,32 @@ def test_train_scores_read_only_the_arm_on_training_queries(scored: ReplayPools)
 def test_multi_arm_baselines_skip_single_arm_logs(name: str) -> None:
     one = generate(SyntheticConfig(n_queries=20, arms=(SyntheticArm("only", 0.5),),
                                    with_scores=True), seed=2)
+    pools = ReplayPools.from_log(one)
     with pytest.raises(NotApplicable, match=ONE_ARM):
-        build_sweep(name, context_of(ReplayPools.from_log(one)))
+        build_sweep(name, context_of(pools, prior=random_prior(pools)))
+
+
+def test_router_skips_an_evaluation_without_a_prior(scored: ReplayPools) -> None:
+    with pytest.raises(NotApplicable, match="prior"):
+        build_sweep("router", context_of(scored))
+    assert NO_PRIOR == "needs the difficulty predictor's prior (evaluation ran without it)"
+
+
+def test_cascade_chains_and_router_prices_come_from_training_costs() -> None:
+    arms = (SyntheticArm("dear", 0.8, 9.0, 4), SyntheticArm("cheap", 0.3, 1.0, 4),
+            SyntheticArm("mid", 0.6, 3.0, 4))
+    pools = ReplayPools.from_log(generate(SyntheticConfig(n_queries=60, arms=arms), seed=5))
+    cheap, dear, mid = (pools.arms.index(n) for n in ("cheap", "dear", "mid"))
+    context = context_of(pools)
+    assert cascade_chains(context) == sorted(
+        [(cheap, mid, dear), (cheap, mid), (cheap, dear), (mid, dear)],
+        key=lambda c: (-len(c), c))
+    prices = train_prices(context)
+    for arm in range(3):
+        train_rows = np.isin(np.repeat(np.arange(pools.n_queries), pools.n_candidates),
+                             context.train) & (pools.cand_group == arm)
+        assert prices[arm] == pytest.approx(pools.cand_cost[train_rows].mean())
+    assert prices[cheap] < prices[mid] < prices[dear]
 
 
 def test_arms_ordered_by_training_cost_and_sets_by_training_accuracy() -> None:
@@ -99,7 +131,8 @@ def test_arms_ordered_by_training_cost_and_sets_by_training_accuracy() -> None:
 
 @pytest.mark.parametrize("name", VERIFIER + MULTI_ARM)
 def test_settings_do_not_depend_on_the_held_out_queries(name: str, scored: ReplayPools) -> None:
-    context = context_of(scored, verify_cost=0.3)
+    prior = random_prior(scored)
+    context = context_of(scored, prior=prior, verify_cost=0.3)
     settings = build_sweep(name, context)
     assert settings and all(p.name == name for p in settings)
     # Scramble everything the held-out queries hold: the settings must not move.
@@ -109,8 +142,13 @@ def test_settings_do_not_depend_on_the_held_out_queries(name: str, scored: Repla
     scrambled = dataclasses.replace(
         scored,
         cand_score=np.where(held_out, rng.random(len(query)), scored.cand_score),
-        cand_correct=np.where(held_out, 1.0 - scored.cand_correct, scored.cand_correct))
-    assert build_sweep(name, context_of(scrambled, verify_cost=0.3)) == settings
+        cand_correct=np.where(held_out, 1.0 - scored.cand_correct, scored.cand_correct),
+        cand_cost=np.where(held_out, 100 * rng.random(len(query)), scored.cand_cost))
+    other_prior = prior.copy()
+    test_queries = np.setdiff1d(np.arange(scored.n_queries), context.train)
+    other_prior[test_queries] = rng.random((len(test_queries), scored.n_arms))
+    assert build_sweep(name, context_of(scrambled, prior=other_prior,
+                                        verify_cost=0.3)) == settings
 
 
 def test_until_verified_settings_are_the_training_front(scored: ReplayPools) -> None:
@@ -132,14 +170,16 @@ def test_evaluate_runs_the_verifier_baselines_or_says_why_not(
         scored: ReplayPools, unscored: ReplayPools) -> None:
     config = EvaluationConfig(policies=("fixed-n", *VERIFIER, *MULTI_ARM), n_orders=3,
                               n_bootstrap=50, difficulty=False, oracles=False)
-    log = generate(SyntheticConfig(n_queries=50, with_scores=True), seed=1)
-    report, _ = evaluate(log, config)
+    log = generate(SyntheticConfig(n_queries=60, with_scores=True), seed=1)
+    # With the difficulty predictor's prior every baseline applies.
+    report, _ = evaluate(log, dataclasses.replace(config, difficulty=True))
     for name in VERIFIER + MULTI_ARM:
         assert report.points[name] and all(p.policy == name for p in report.points[name])
     assert "skipped" not in report.extra
     report, _ = evaluate(generate(SyntheticConfig(n_queries=30), seed=1), config)
-    assert report.extra["skipped"] == {name: NO_SCORES for name in VERIFIER}
-    assert report.points["round-robin"]
+    assert report.extra["skipped"] == {**{name: NO_SCORES for name in VERIFIER},
+                                       "router": NO_PRIOR}
+    assert report.points["round-robin"] and report.points["cascade"]
     one_arm = SyntheticConfig(n_queries=30, arms=(SyntheticArm("only", 0.5),))
     report, _ = evaluate(generate(one_arm, seed=1), config)
     assert report.extra["skipped"] == {**{name: NO_SCORES for name in VERIFIER},
