@@ -16,6 +16,7 @@ name                        class                                knob
 ``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
 ``until-verified``          :class:`UntilVerified`               ``n``
 ``best-of-n``               :class:`BestOfN`                     ``n``
+``weighted-vote``           :class:`WeightedVote`                ``n``
 ``round-robin``             :class:`RoundRobin`                  ``max_samples``
 ``cascade``                 :class:`Cascade`                     ``tau``
 ``router``                  :class:`Router`                      ``threshold``
@@ -23,8 +24,8 @@ name                        class                                knob
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
-``until-verified`` and ``best-of-n`` (:mod:`allocator.policies.verifier`) VERIFY and answer
-with the best-scoring verified candidate. ``round-robin``, ``cascade`` and ``router``
+``until-verified``, ``best-of-n`` and ``weighted-vote`` (:mod:`allocator.policies.verifier`)
+VERIFY and answer by the verifier's scores. ``round-robin``, ``cascade`` and ``router``
 (:mod:`allocator.policies.multi_arm`) use several arms.
 """
 
@@ -44,7 +45,7 @@ from allocator.policies.self_consistency import (
     FixedN,
 )
 from allocator.policies.stochastic import EpsilonGreedy
-from allocator.policies.verifier import BestOfN, UntilVerified
+from allocator.policies.verifier import BestOfN, UntilVerified, WeightedVote
 
 __all__ = [
     "POLICIES",
@@ -60,6 +61,7 @@ __all__ = [
     "RoundRobin",
     "Router",
     "UntilVerified",
+    "WeightedVote",
     "available_policies",
     "make_policy",
     "register_policy",

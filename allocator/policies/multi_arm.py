@@ -183,11 +183,11 @@ class Cascade(Policy):
     Reads ``state.arm_leader`` (see :class:`allocator.featurizer.StateBatch`), the
     per-arm agreement that the pooled votes do not hold.
 
-    Final answer: the environment answers with the majority of *all* drawn votes (the
-    escalated arms' samples vote too), where the paper answers with the accepting (or
-    last) arm's own majority. The two differ only when the earlier arms' rejected votes
-    outweigh the accepting arm's leader; the deviation is documented here rather than
-    hidden (the replay environments have one final-answer rule for every policy).
+    Final answer: as in the paper, the majority among the accepting (or last) arm's own
+    samples: the policy's ``answer_rule`` is ``"last-arm"``, which the evaluator replays
+    it with (see :class:`envs.ReplayEnv`); the rejected arms' votes do not count. A
+    runtime session answers with its own rule (the majority of every vote), which
+    differs only when the rejected arms' votes outweigh the accepting arm's leader.
 
     Args:
         tau: the share of the arm's samples its leader needs to be accepted, in (0, 1];
@@ -199,6 +199,7 @@ class Cascade(Policy):
 
     name: ClassVar[str] = "cascade"
     knob: ClassVar[str | None] = "tau"
+    answer_rule: ClassVar[str] = "last-arm"
     default_sweep: ClassVar[tuple[float, ...]] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
     tau: float = 0.7

@@ -15,6 +15,8 @@ name                   stops when                                      knob
                        ``n`` samples are drawn and verified
 ``best-of-n``          ``n`` samples are drawn and verified (all at    ``n``
                        once, after the last)
+``weighted-vote``      as best-of-n; answers with the largest sum of   ``n``
+                       verified scores per answer
 =====================  ==============================================  ============
 
 References:
@@ -39,7 +41,8 @@ from allocator.policies.base import Policy
 from allocator.policies.registry import register_policy
 from allocator.policies.self_consistency import FixedN
 
-__all__ = ["BestOfN", "UntilVerified", "accepted", "check_score", "verify_pending"]
+__all__ = ["BestOfN", "UntilVerified", "WeightedVote", "accepted", "check_score",
+           "verify_pending"]
 
 
 def _owner(policy: Policy) -> str:
@@ -140,5 +143,28 @@ class BestOfN(FixedN):
         if self.verify is not True and not (isinstance(self.verify, np.bool_)
                                             and bool(self.verify)):
             raise ParameterError(_owner(self), "verify",
-                                 "True (without the verifier, best-of-n is fixed-n)",
+                                 f"True (without the verifier, {self.name} is fixed-n)",
                                  self.verify)
+
+
+@register_policy
+@dataclass(frozen=True)
+class WeightedVote(BestOfN):
+    """Score-weighted majority (CISC, Taubenfeld et al. 2025, arXiv 2502.06233).
+
+    The samples and the VERIFY of :class:`BestOfN` (``n`` samples of ``arm``, all
+    verified once, ``verify_cost`` each); the final answer is the answer whose verified
+    candidates' scores *sum* highest, not the single best-scored candidate: its
+    ``answer_rule`` is ``"weighted-vote"``, which the evaluator replays it with (see
+    :class:`envs.ReplayEnv`). CISC weights each sample's vote by the model's own
+    confidence; here the weights are the log's verifier scores (expected >= 0). A
+    runtime session answers with its own rule (the best verified candidate).
+
+    Args:
+        n: samples per query (>= 1); the knob.
+        arm: the arm sampled.
+        verify: must be True.
+    """
+
+    name: ClassVar[str] = "weighted-vote"
+    answer_rule: ClassVar[str] = "weighted-vote"

@@ -16,7 +16,7 @@ import numpy as np
 from allocator.policies.base import Policy
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import FixedN
-from allocator.policies.verifier import BestOfN, UntilVerified
+from allocator.policies.verifier import BestOfN, UntilVerified, WeightedVote
 from training.evaluation.baselines import (
     BaselineContext,
     NotApplicable,
@@ -89,18 +89,34 @@ def until_verified_sweep(context: BaselineContext) -> list[Policy]:
     return train_front(context, candidates)
 
 
+def _verify_all_sweep(policy: type[BestOfN], context: BaselineContext) -> list[Policy]:
+    """``policy`` on every arm along ``n`` (capped at the arm's pool); on several arms,
+    pruned to the training queries' front."""
+    _require_scores(context)
+    candidates: list[Policy] = [policy(n=n, arm=arm) for arm in range(context.n_arms)
+                                for n in _n_values(context, policy.name, arm)]
+    return candidates if context.n_arms == 1 else train_front(context, candidates)
+
+
 @register_sweep("best-of-n")
 def best_of_n_sweep(context: BaselineContext) -> list[Policy]:
-    """Best-of-N on every arm along ``n`` (capped at the arm's pool); on several arms,
-    pruned to the training queries' front.
+    """Best-of-N on every arm along ``n``; on several arms, the training front.
 
     Raises:
         NotApplicable: the log has no verifier scores.
     """
-    _require_scores(context)
-    candidates: list[Policy] = [BestOfN(n=n, arm=arm) for arm in range(context.n_arms)
-                                for n in _n_values(context, "best-of-n", arm)]
-    return candidates if context.n_arms == 1 else train_front(context, candidates)
+    return _verify_all_sweep(BestOfN, context)
+
+
+@register_sweep("weighted-vote")
+def weighted_vote_sweep(context: BaselineContext) -> list[Policy]:
+    """The score-weighted vote on every arm along ``n``; on several arms, the training
+    front.
+
+    Raises:
+        NotApplicable: the log has no verifier scores.
+    """
+    return _verify_all_sweep(WeightedVote, context)
 
 
 # ------------------------------------------------------------------ multi-arm

@@ -36,7 +36,7 @@ __all__ = [
 
 DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
-    "until-verified", "best-of-n", "round-robin", "cascade", "router",
+    "until-verified", "best-of-n", "weighted-vote", "round-robin", "cascade", "router",
 )
 
 

@@ -119,19 +119,20 @@ def test_a_bigger_budget_never_costs_less_per_episode() -> None:
 # ------------------------------------------------------------------------ cascade
 def cascade_reference(drawn: Drawn, arms: tuple[int, ...], tau: float, k: int
                       ) -> tuple[float, float]:
-    """k samples per arm in order; accept when the arm's leader holds >= tau of them."""
-    draws: list[tuple[int | None, float, bool]] = []
+    """k samples per arm in order; accept when the arm's leader holds >= tau of them;
+    answer with the majority of the last arm's samples (the paper's answer)."""
+    last: list[tuple[int | None, float, bool]] = []
     cost = 0.0
     for arm in arms:
         taken = drawn.arms[arm][:k]
         if not taken:
             continue
         cost += sum(c for _, _, c in taken)
-        draws += [(a, s, False) for a, s, _ in taken]
+        last = [(a, s, False) for a, s, _ in taken]
         counts = Counter(a for a, _, _ in taken if a is not None)
         if max(counts.values(), default=0) / len(taken) >= tau:
             break
-    return final_correctness(draws, drawn.correct_of), cost
+    return final_correctness(last, drawn.correct_of), cost
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -166,6 +167,20 @@ def test_cascade_accepts_agreement_and_escalates_disagreement() -> None:
     # A share of 1/3 is enough at tau = 0.3: q1 stops on the cheap arm (a 3-way tie).
     low = evaluator.run(Cascade(tau=0.3, k=3, arms=(cheap, strong)))
     np.testing.assert_array_equal(low.cost, 3.0)
+
+
+def test_cascade_answers_with_the_accepting_arm_not_the_pooled_votes() -> None:
+    """The cheap arm says "w" 3 times but only 3 of 5 (rejected at tau 0.8), the strong
+    arm "r" twice: the pooled majority would be "w" (3 - 2), the paper's answer is "r"."""
+    rows = ([{"query_id": "q", "arm": "cheap", "answer": "w", "correct": 0}] * 3
+            + [{"query_id": "q", "arm": "cheap", "answer": a, "correct": 0} for a in "xy"]
+            + [{"query_id": "q", "arm": "strong", "answer": "r", "correct": 1}] * 2)
+    pools = ReplayPools.from_log(make_log(rows))
+    arms = (pools.arms.index("cheap"), pools.arms.index("strong"))
+    results = ReplayEvaluator(pools, n_orders=30, seed=0).run(
+        Cascade(tau=0.8, k=5, arms=arms))
+    np.testing.assert_array_equal(results.correct, 1.0)
+    np.testing.assert_array_equal(results.samples, 7)
 
 
 def test_cascade_needs_the_per_arm_leader() -> None:

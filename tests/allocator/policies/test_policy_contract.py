@@ -30,6 +30,7 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
     "until-verified": {"n": [0, 2.5, "8"], "tau": [np.nan, np.inf, "0.5", True, None],
                        "arm": [-1]},
     "best-of-n": {"n": [0, -1, 2.5], "arm": [-1], "verify": ["yes", 1, False]},
+    "weighted-vote": {"n": [0, 2.5], "arm": [-1], "verify": [False, "no"]},
     "round-robin": {"max_samples": [0, 2.5], "threshold": [0.0, 1.5, "x"],
                     "tau": [np.nan, "x"], "arms": [(-1,), (0, 0), "01", 3, [0, 1]]},
     "cascade": {"tau": [0.0, 1.2, "x"], "k": [0, 1.5], "arms": [(0, -1), (1, 1), [0]]},
@@ -102,7 +103,8 @@ def test_masked_sample_means_stop(name: str, states) -> None:
     for policy in instances(name):
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
         wanted = np.isin(mode(policy, states, full), samples)
-        assert wanted.any() or policy.describe().startswith(("fixed-n(n=1", "best-of-n(n=1"))
+        assert wanted.any() or policy.describe().startswith(
+            ("fixed-n(n=1", "best-of-n(n=1", "weighted-vote(n=1"))
         no_sample = full.copy()
         no_sample[:, samples] = False
         after = mode(policy, states, no_sample)[wanted]

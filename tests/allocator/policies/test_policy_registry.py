@@ -27,8 +27,8 @@ def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
         "POLICIES", "AdaptiveConsistency", "BestOfN", "Cascade", "ConfidenceThreshold",
         "DifficultyBinned", "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy",
-        "RoundRobin", "Router", "UntilVerified", "available_policies", "make_policy",
-        "register_policy"])
+        "RoundRobin", "Router", "UntilVerified", "WeightedVote", "available_policies",
+        "make_policy", "register_policy"])
 
 
 def test_names_and_factory() -> None:

@@ -11,7 +11,7 @@ from verifier_logs import Drawn, final_correctness, make_log, random_scored_log,
 
 from allocator.actions import STOP, sample_action, verify_action
 from allocator.featurizer import QueryState
-from allocator.policies import BestOfN, FixedN, UntilVerified, make_policy
+from allocator.policies import BestOfN, FixedN, UntilVerified, WeightedVote, make_policy
 from envs.pools import ReplayPools
 from training.evaluation.replay import ReplayEvaluator
 
@@ -165,3 +165,49 @@ def test_best_of_n_is_fixed_n_with_the_verifier() -> None:
         np.testing.assert_array_equal(ours.correct, theirs.correct)
         np.testing.assert_array_equal(ours.cost, theirs.cost)
     assert make_policy("best-of-n").describe() == "best-of-n(n=5, arm=0, verify=True)"
+
+
+# ------------------------------------------------------------------ weighted vote
+def weighted_vote_reference(drawn: Drawn, arm: int, n: int) -> tuple[float, float]:
+    """The first n samples, all verified; the answer with the largest score sum (the
+    majority when none has a score); ties share the credit."""
+    taken = drawn.arms[arm][:n]
+    cost = sum(c for _, _, c in taken) + drawn.verify_cost * sum(
+        not math.isnan(s) for _, s, _ in taken)
+    sums: dict[int, float] = {}
+    for answer, score, _ in taken:
+        if answer is not None and not math.isnan(score):
+            sums[answer] = sums.get(answer, 0.0) + score
+    if not sums:
+        return final_correctness([(a, s, False) for a, s, _ in taken], drawn.correct_of), cost
+    top = max(sums.values())
+    tied = [a for a, v in sums.items() if v == top]  # the env sums in the same order
+    return float(np.mean([drawn.correct_of[a] for a in tied])), cost
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_weighted_vote_equals_its_reference_on_every_episode(seed: int) -> None:
+    pools = ReplayPools.from_log(random_scored_log(seed, score_rate=0.7))
+    for query in range(pools.n_queries):
+        drawn = Drawn(pools, seed, query, VERIFY_COST)
+        for arm in range(pools.n_arms):
+            for n in (1, 3, 9):
+                correct, cost, _ = run_env(WeightedVote(n=n, arm=arm), pools, seed, query,
+                                           VERIFY_COST)
+                assert (correct, cost) == pytest.approx(
+                    weighted_vote_reference(drawn, arm, n))
+
+
+def test_weighted_vote_and_best_of_n_differ_where_sums_and_maxima_do() -> None:
+    """Answer "a" scores 0.4 twice (sum 0.8, right), "b" 0.7 once (the best, wrong)."""
+    pools = ReplayPools.from_log(make_log([
+        {"query_id": "q", "answer": "a", "correct": 1, "score": 0.4},
+        {"query_id": "q", "answer": "a", "correct": 1, "score": 0.4},
+        {"query_id": "q", "answer": "b", "correct": 0, "score": 0.7},
+    ]))
+    evaluator = ReplayEvaluator(pools, n_orders=10, seed=0, verify_cost=VERIFY_COST)
+    weighted, best = evaluator.run(WeightedVote(n=3)), evaluator.run(BestOfN(n=3))
+    np.testing.assert_array_equal(weighted.correct, 1.0)
+    np.testing.assert_array_equal(best.correct, 0.0)
+    np.testing.assert_array_equal(weighted.cost, best.cost)
+    np.testing.assert_array_equal(weighted.cost, 3 * (1.0 + VERIFY_COST))

@@ -96,8 +96,8 @@ def final_correctness(draws: list[tuple[int | None, float, bool]],
 
 def run_env(policy, pools: ReplayPools, seed: int, query: int, verify_cost: float
             ) -> tuple[float, float, list[int]]:
-    """``policy`` on one ReplayEnv episode: (correct, cost, actions)."""
-    env = ReplayEnv(pools, verify_cost=verify_cost)
+    """``policy`` on one ReplayEnv episode, under its answer rule: (correct, cost, actions)."""
+    env = ReplayEnv(pools, verify_cost=verify_cost, answer_rule=type(policy).answer_rule)
     env.reset(seed=seed, options={"query": query})
     actions = []
     while True:

@@ -26,7 +26,7 @@ from training.evaluation.baselines_verifier import (
 )
 from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 
-VERIFIER = ("until-verified", "best-of-n")
+VERIFIER = ("until-verified", "best-of-n", "weighted-vote")
 MULTI_ARM = ("round-robin", "cascade", "router")
 
 
