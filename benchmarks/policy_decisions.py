@@ -160,6 +160,7 @@ def multi_arm_fields(rng: np.random.Generator, batch: int, n_arms: int = 3
 def multi_arm_policies(n_arms: int) -> list[Policy]:
     """The verifier and multi-arm baselines at typical settings."""
     return [make_policy("until-verified", n=8, tau=0.8), make_policy("best-of-n", n=8),
+            make_policy("weighted-vote", n=8),
             make_policy("round-robin", max_samples=20),
             make_policy("round-robin", max_samples=20, threshold=None, tau=0.8),
             make_policy("cascade", tau=0.7, k=3),
