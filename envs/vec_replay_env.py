@@ -9,8 +9,9 @@ about once every ``block / candidates`` episodes). Each step featurizes every
 sub-environment once, after the resets: a finished one's terminal observation is the
 observation the previous step returned (stopping changes nothing), kept as a copy.
 
-Memory: about ``n_envs * (stream block + 6 * distinct answers) * 8`` bytes, with a block
-of ``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
+Memory: about ``n_envs * (stream block + (6 + arms / 2) * distinct answers) * 8`` bytes
+(two more per answer under the ``"weighted-vote"`` answer rule), with a block of
+``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
 sub-environments on a log of 40 samples per query.
 
 Sub-environment ``i`` replays exactly the episodes of a :class:`envs.ReplayEnv` reset with
@@ -178,8 +179,8 @@ class BatchedReplayVecEnv(VecEnv):
         # ("weighted-vote"; kept only under that rule).
         self._last_arm = np.full(n, -1, dtype=np.int64)
         self._weighted = self.answer_rule == "weighted-vote"
-        self._pending_sum = np.zeros((n, width))
-        self._verified_sum = np.zeros((n, width))
+        sums = (n, width) if self._weighted else (0, 0)
+        self._pending_sum, self._verified_sum = np.zeros(sums), np.zeros(sums)
         self._mask = np.zeros((n, arms + 3), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * (arms + 3)
