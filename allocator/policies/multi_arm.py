@@ -151,18 +151,18 @@ class RoundRobin(Policy):
         owner = _owner(self)
         arms = resolve_arms(owner, self.arms, state)
         mask = check_mask(owner, state, mask, 0)
-        done = np.zeros(state.batch_size, dtype=bool)
+        found = (accepted(state, self.tau) if self.tau is not None
+                 else np.zeros(state.batch_size, dtype=bool))
+        done = found.copy()
         if self.threshold is not None:
             voted, top1, top2 = leader_votes(state)
             probability = beta_stop_probability(top1, top2, self.max_samples)
             done |= (voted > 0) & (probability >= self.threshold)
-        if self.tau is not None:
-            done |= accepted(state, self.tau)
         total = np.asarray(state.samples)[:, list(arms)].sum(axis=1)
         actions = np.where(done | (total >= self.max_samples), STOP,
                            _in_turn(state, mask, arms))
-        if self.tau is not None:
-            verify = ~accepted(state, self.tau) & verify_pending(state, mask)
+        if self.tau is not None:  # verify each new candidate until one is accepted
+            verify = ~found & verify_pending(state, mask)
             actions[verify] = verify_action(np.shape(state.samples)[1])
         return actions.astype(np.int64)
 
