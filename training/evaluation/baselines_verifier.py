@@ -227,7 +227,8 @@ def cascade_chains(context: BaselineContext) -> list[tuple[int, ...]]:
 @register_sweep("cascade")
 def cascade_sweep(context: BaselineContext) -> list[Policy]:
     """The vote cascade over escalation chains (:func:`cascade_chains`), ``k`` in
-    :data:`CASCADE_K` and ``tau`` along its sweep, pruned to the training front.
+    :data:`CASCADE_K` and ``tau`` along its sweep (one ``tau`` for ``k = 1``: they all
+    decide alike), pruned to the training front.
 
     Raises:
         NotApplicable: the log has one arm (or one arm with training samples).
@@ -238,6 +239,8 @@ def cascade_sweep(context: BaselineContext) -> list[Policy]:
         deepest = max(context.pool(a) for a in arms)
         for k in [k for k in CASCADE_K if k <= deepest] or [deepest]:
             taus = context.knob_values("cascade", Cascade.default_sweep)
+            if k == 1:  # one sample's share is 1 (or 0 without an answer): tau is moot
+                taus = taus[:1]
             candidates += [Cascade(tau=tau, k=k, arms=arms) for tau in taus]
     if not candidates:
         raise NotApplicable("fewer than two arms have samples on the training queries")

@@ -151,6 +151,16 @@ def test_settings_do_not_depend_on_the_held_out_queries(name: str, scored: Repla
                                         verify_cost=0.3)) == settings
 
 
+def test_cascade_settings_one_tau_for_one_sample_and_k_within_the_pools() -> None:
+    arms = (SyntheticArm("cheap", 0.3, 1.0, 3), SyntheticArm("dear", 0.7, 5.0, 2))
+    pools = ReplayPools.from_log(generate(SyntheticConfig(n_queries=40, arms=arms), seed=6))
+    settings = build_sweep("cascade", context_of(pools))
+    assert {p.k for p in settings} <= {1, 2, 3}
+    assert len([p for p in settings if p.k == 1]) <= 1
+    assert all(p.arms == (pools.arms.index("cheap"), pools.arms.index("dear"))
+               for p in settings)
+
+
 def test_until_verified_settings_are_the_training_front(scored: ReplayPools) -> None:
     context = context_of(scored, verify_cost=0.3)
     kept = build_sweep("until-verified", context)
