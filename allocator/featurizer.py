@@ -154,6 +154,12 @@ class StateBatch:
         stats: optional :class:`VoteStats` of ``votes``, for callers that maintain them
             incrementally (they must equal ``VoteStats.from_votes(votes)``); read them
             with :meth:`vote_stats`.
+        arm_leader: optional, shape (B, A): per arm, the votes of the most-voted answer
+            among that arm's *samples* (refinements excluded; 0 when the arm gave no
+            answer yet). With ``samples`` it gives each arm's own agreement, which
+            policies that judge one arm at a time read (the vote cascade); not a feature
+            (no :data:`FEATURIZER_VERSION` change). ``None`` when the producer does not
+            track it.
     """
 
     samples: np.ndarray
@@ -167,6 +173,7 @@ class StateBatch:
     prior: np.ndarray
     streak: np.ndarray | None = None
     stats: VoteStats | None = None
+    arm_leader: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         batch, arms = np.shape(self.samples)
@@ -185,6 +192,10 @@ class StateBatch:
                                  np.shape(self.streak))
         if self.stats is not None:
             self.stats.check_batch(batch, owner="StateBatch")
+        if self.arm_leader is not None and np.shape(self.arm_leader) != (batch, arms):
+            raise ParameterError("StateBatch", "arm_leader",
+                                 f"None or an array of shape ({batch}, {arms})",
+                                 np.shape(self.arm_leader))
 
     @property
     def batch_size(self) -> int:
@@ -331,6 +342,9 @@ class QueryState:
         streak: consecutive most-recent attempts with the latest attempt's answer (0 when
             nothing was drawn or the latest attempt gave no answer); see
             :attr:`StateBatch.streak`.
+        arm_votes: votes per answer among each arm's samples (one dict per arm).
+        arm_leader: votes of each arm's most-voted answer, shape (n_arms,); see
+            :attr:`StateBatch.arm_leader`.
 
     Example:
         >>> state = QueryState(n_arms=1, lam=0.05)
@@ -352,12 +366,16 @@ class QueryState:
     is_verified: list[bool] = field(init=False, default_factory=list)
     best_by_answer: dict[Hashable, float] = field(init=False, default_factory=dict)
     streak: int = field(init=False, default=0)
+    arm_votes: list[dict[Hashable, int]] = field(init=False, default_factory=list)
+    arm_leader: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_arms, bool) or not isinstance(self.n_arms, int | np.integer) or (
                 self.n_arms < 1):
             raise ParameterError("QueryState", "n_arms", "an integer >= 1", self.n_arms)
         self.samples = np.zeros(self.n_arms, dtype=np.int64)
+        self.arm_votes = [{} for _ in range(self.n_arms)]
+        self.arm_leader = np.zeros(self.n_arms, dtype=np.int64)
         if self.prior is None:
             self.prior = np.full(self.n_arms, 0.5)
         self.prior = np.asarray(self.prior, dtype=np.float64)
@@ -396,6 +414,10 @@ class QueryState:
         if not 0 <= arm < self.n_arms:
             raise ParameterError("QueryState.add_sample", "arm", f"in [0, {self.n_arms})", arm)
         self.samples[arm] += 1
+        if answer is not None:
+            votes = self.arm_votes[arm]
+            votes[answer] = votes.get(answer, 0) + 1
+            self.arm_leader[arm] = max(self.arm_leader[arm], votes[answer])
         return self._add(answer, cost)
 
     def add_refine(self, answer: Hashable | None, cost: float = 0.0) -> int:
@@ -477,6 +499,7 @@ class QueryState:
             lam=np.array([self.lam], dtype=np.float64),
             prior=self.prior[None, :],
             streak=np.array([self.streak], dtype=np.float64),
+            arm_leader=self.arm_leader[None, :].astype(np.float64),
         )
 
     def features(self) -> np.ndarray:

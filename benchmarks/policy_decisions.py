@@ -7,6 +7,9 @@ of synthetic sequences where the log is absent. Every timed call gets a fresh
 policy computes the vote statistics) or with ``stats`` given (as the batched
 environment maintains them).
 
+Then the verifier and multi-arm baselines on simulated 3-arm states with verifier scores
+and per-arm leading counts.
+
 Then :class:`AdaptiveConsistency` against the reference package (``adaptiveconsistency``,
 ``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop(answers)``) on the same states:
 the per-decision latency of each, batched and for a single state (B = 1), as ratios
@@ -125,6 +128,66 @@ def batched_table(fields: dict[str, np.ndarray], seconds: float) -> None:
         print(f"{policy.name:<26}{rates[0]:>14,.0f} /s{rates[1]:>14,.0f} /s")
 
 
+def multi_arm_fields(rng: np.random.Generator, batch: int, n_arms: int = 3
+                     ) -> dict[str, np.ndarray]:
+    """StateBatch fields of ``batch`` simulated multi-arm states with verifier scores.
+
+    Each row: 0..24 draws on random arms (answers 0..4, answer 0 likelier), every draw
+    scored and about half of them verified, and the per-arm leading counts.
+    """
+    samples = np.zeros((batch, n_arms))
+    votes = np.zeros((batch, 5))
+    arm_leader = np.zeros((batch, n_arms))
+    verified = np.zeros(batch)
+    best = np.full(batch, np.nan)
+    for row in range(batch):
+        k = int(rng.integers(0, 25))
+        arms = rng.integers(0, n_arms, k)
+        answers = np.where(rng.random(k) < 0.5, 0, rng.integers(1, 5, k))
+        np.add.at(samples[row], arms, 1.0)
+        np.add.at(votes[row], answers, 1.0)
+        per_arm = np.zeros((n_arms, 5))
+        np.add.at(per_arm, (arms, answers), 1.0)
+        arm_leader[row] = per_arm.max(axis=1)
+        seen = int(rng.integers(0, k + 1))
+        verified[row] = seen
+        if seen:
+            best[row] = float(rng.random(seen).max())
+    return dict(samples=samples, votes=votes, no_answer=np.zeros(batch),
+                refines=np.zeros(batch), verified=verified, best_score=best,
+                cost=samples.sum(axis=1), lam=np.zeros(batch),
+                prior=rng.random((batch, n_arms)), streak=np.ones(batch),
+                arm_leader=arm_leader)
+
+
+def multi_arm_policies(n_arms: int) -> list[Policy]:
+    """The verifier and multi-arm baselines at typical settings."""
+    return [make_policy("until-verified", n=8, tau=0.8), make_policy("best-of-n", n=8),
+            make_policy("weighted-vote", n=8),
+            make_policy("round-robin", max_samples=20),
+            make_policy("round-robin", max_samples=20, threshold=None, tau=0.8),
+            make_policy("cascade", tau=0.7, k=3),
+            make_policy("router", threshold=0.95, prices=tuple(range(1, n_arms + 1)))]
+
+
+def multi_arm_table(rng: np.random.Generator, seconds: float, n_arms: int = 3) -> None:
+    fields = multi_arm_fields(rng, BATCH, n_arms)
+    mask = np.ones((BATCH, n_arms + 3), dtype=bool)
+    stats = VoteStats.from_votes(fields["votes"])
+    print(f"\nbatched decisions, B = {BATCH:,}, {n_arms} arms, verifier scores "
+          "(simulated states)")
+    print(f"{'policy':<40}{'stats computed':>18}{'stats given':>18}")
+    for policy in multi_arm_policies(n_arms):
+        rates = []
+        for given in (None, stats):
+            seconds_per = per_call(
+                lambda p=policy, g=given: p.act(StateBatch(**fields, stats=g), mask), seconds)
+            rates.append(BATCH / seconds_per)
+        label = policy.name + (" (tau)" if getattr(policy, "tau", None) is not None
+                               and policy.name == "round-robin" else "")
+        print(f"{label:<40}{rates[0]:>14,.0f} /s{rates[1]:>14,.0f} /s")
+
+
 def versus_reference(fields: dict[str, np.ndarray], prefixes: list[list[int]],
                      seconds: float) -> None:
     from adaptive_consistency import AC, BetaStoppingCriteria
@@ -167,6 +230,7 @@ def main() -> None:
     fields, prefixes = build_states(sequences, rng, BATCH)
     print(f"states: {BATCH:,} random prefixes of {source}")
     batched_table(fields, args.seconds)
+    multi_arm_table(rng, args.seconds)
     versus_reference(fields, prefixes, args.seconds)
 
 

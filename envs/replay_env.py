@@ -21,7 +21,17 @@ from envs.pools import (
     stream_block,
 )
 
-__all__ = ["ReplayEnv"]
+__all__ = ["ANSWER_RULES", "ReplayEnv", "check_answer_rule"]
+
+#: The final-answer rules (see :class:`ReplayEnv`, "Rewards").
+ANSWER_RULES = ("default", "weighted-vote", "last-arm")
+
+
+def check_answer_rule(owner: str, rule: object) -> str:
+    """``rule`` if it is one of :data:`ANSWER_RULES`, else :class:`ParameterError`."""
+    if not isinstance(rule, str) or rule not in ANSWER_RULES:
+        raise ParameterError(owner, "answer_rule", f"one of {ANSWER_RULES}", rule)
+    return rule
 
 
 class ReplayEnv(gym.Env[np.ndarray, np.int64]):
@@ -94,6 +104,16 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     the rule of :mod:`allocator.logs.votes` (attempts without an answer do not vote; ties
     get the mean correctness of the tied answers; nothing to vote on scores 0). An
     answer's correctness is the mean over the drawn attempts that gave it.
+    That is the ``"default"`` ``answer_rule``; two others serve baselines that answer
+    differently:
+
+    - ``"weighted-vote"`` (score-weighted majority, as CISC, Taubenfeld et al. 2025): the
+      answer whose *verified* candidates' scores sum highest (sums per answer, over every
+      verified candidate with an answer and a score; scores are expected to be >= 0);
+      without any, the majority vote. Ties share the credit.
+    - ``"last-arm"`` (the vote cascade of Yue et al. 2024): the majority among the
+      samples of the arm sampled last (refinements and verification ignored); nothing
+      to vote on scores 0.
 
     ## Starting State
 
@@ -137,6 +157,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         prior: predicted per-attempt accuracy, shape (Q, A); 0.5 everywhere by default.
         queries: indices of the queries episodes are drawn from (a train or test split).
         max_samples: most attempts (samples + refinements) per episode.
+        answer_rule: the final-answer rule: ``"default"``, ``"weighted-vote"`` or
+            ``"last-arm"`` (see "Rewards").
         render_mode: no rendering is supported; must be None.
 
     Attributes:
@@ -163,10 +185,12 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         prior: np.ndarray | None = None,
         queries: np.ndarray | list[int] | None = None,
         max_samples: int | None = None,
+        answer_rule: str = "default",
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
             raise ParameterError("ReplayEnv", "render_mode", "None (no rendering)", render_mode)
+        self.answer_rule = check_answer_rule("ReplayEnv", answer_rule)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         self.settings = ReplaySettings.create(
             self.pools, "ReplayEnv", lambda_=lambda_, lambda_range=lambda_range,
@@ -214,6 +238,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._state = QueryState(self.n_arms, prior=self.settings.prior[query], lam=episode.lam)
         self._correct_sum: dict[int, float] = {}
         self._hidden: dict[int, float] = {}
+        self._score_sum: dict[int, float] = {}  # verified scores summed per answer
+        self._last_arm = -1
         self._exhausted = [False] * self.n_arms
         self._cost = 0.0
         self._done = False
@@ -289,6 +315,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         assert self._state is not None
         drawn = int(self._state.samples[arm])
         cost = self._draw(self._arm_start[arm] + drawn, arm)
+        self._last_arm = arm
         if drawn + 1 == self._arm_count[arm]:
             self._exhausted[arm] = True
         return cost
@@ -300,15 +327,39 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _verify(self) -> float:
         assert self._state is not None
         cost = self.settings.verify_cost * len(self._hidden)
+        # This verification's scores summed per answer (in draw order), then added to the
+        # running sums: the batched env's order of additions.
+        batch: dict[int, float] = {}
+        for index in sorted(self._hidden):
+            answer = self._state.answers[index]
+            if answer is not None:
+                batch[answer] = batch.get(answer, 0.0) + self._hidden[index]
+        for answer, total in batch.items():
+            self._score_sum[answer] = self._score_sum.get(answer, 0.0) + total
         self._state.verify(self._hidden, cost / self.settings.cost_unit)
         self._hidden = {}
         self._cost += cost
         return cost
 
+    def _final_answers(self) -> list[int]:
+        """The answers tied for the final answer under the env's ``answer_rule``."""
+        state = self._state
+        assert state is not None
+        if self.answer_rule == "weighted-vote" and self._score_sum:
+            table = self._score_sum
+        elif self.answer_rule == "last-arm":
+            table = state.arm_votes[self._last_arm] if self._last_arm >= 0 else {}
+        else:
+            return list(state.final_answers())  # type: ignore[arg-type]
+        if not table:
+            return []
+        top = max(table.values())
+        return [answer for answer, value in table.items() if value == top]
+
     def _correctness(self) -> float:
         """Expected correctness of the final answer (ties share the credit)."""
         assert self._state is not None
-        tied = sorted(self._state.final_answers())
+        tied = sorted(self._final_answers())
         if not tied:
             return 0.0
         votes = self._state.votes

@@ -9,8 +9,9 @@ about once every ``block / candidates`` episodes). Each step featurizes every
 sub-environment once, after the resets: a finished one's terminal observation is the
 observation the previous step returned (stopping changes nothing), kept as a copy.
 
-Memory: about ``n_envs * (stream block + 6 * distinct answers) * 8`` bytes, with a block
-of ``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
+Memory: about ``n_envs * (stream block + (6 + arms / 2) * distinct answers) * 8`` bytes
+(two more per answer under the ``"weighted-vote"`` answer rule), with a block of
+``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
 sub-environments on a log of 40 samples per query.
 
 Sub-environment ``i`` replays exactly the episodes of a :class:`envs.ReplayEnv` reset with
@@ -38,6 +39,7 @@ from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats, featurize
 from allocator.logs.table import AttemptLog
 from envs.pools import ReplayPools, ReplaySettings, forced_query, stream_block
+from envs.replay_env import check_answer_rule
 
 __all__ = ["BatchedReplayVecEnv"]
 
@@ -71,6 +73,8 @@ class BatchedReplayVecEnv(VecEnv):
             False a finished sub-environment keeps its final state, ignores further
             actions and is listed in :attr:`finished` until the next :meth:`reset`: what
             an evaluator replaying fixed episodes wants.
+        answer_rule: the final-answer rule of :class:`envs.ReplayEnv` (``"default"``,
+            ``"weighted-vote"`` or ``"last-arm"``).
         **settings: the parameters of :class:`envs.ReplayEnv` (``lambda_``,
             ``lambda_range``, ``lambda_sampling``, ``verify_cost``, ``cost_unit``,
             ``prior``, ``queries``, ``max_samples``).
@@ -81,9 +85,11 @@ class BatchedReplayVecEnv(VecEnv):
     """
 
     def __init__(self, log: AttemptLog | ReplayPools, n_envs: int = 64, *,
-                 autoreset: bool = True, **settings: Any) -> None:
+                 autoreset: bool = True, answer_rule: str = "default",
+                 **settings: Any) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ParameterError("BatchedReplayVecEnv", "n_envs", "an integer >= 1", n_envs)
+        self.answer_rule = check_answer_rule("BatchedReplayVecEnv", answer_rule)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         self.settings = ReplaySettings.create(self.pools, "BatchedReplayVecEnv", **settings)
         self.n_arms = self.pools.n_arms
@@ -163,6 +169,18 @@ class BatchedReplayVecEnv(VecEnv):
         # The answer streak (ESC): the latest answer and how many draws in a row gave it.
         self._streak = np.zeros(n, dtype=np.int64)
         self._last_answer = np.full(n, -1, dtype=np.int64)
+        # Votes per arm and answer among the samples (refinements excluded), and each
+        # arm's leading count (StateBatch.arm_leader; the vote cascade reads it).
+        self._arm_votes = np.zeros((n, arms, width), dtype=np.int32)
+        self._flat_arm_votes = self._arm_votes.reshape(-1)  # a view
+        self._arm_leader = np.zeros((n, arms), dtype=np.int64)
+        # The final-answer rules' state: the arm sampled last ("last-arm"), and the
+        # scores summed per answer, drawn but not yet verified and verified
+        # ("weighted-vote"; kept only under that rule).
+        self._last_arm = np.full(n, -1, dtype=np.int64)
+        self._weighted = self.answer_rule == "weighted-vote"
+        sums = (n, width) if self._weighted else (0, 0)
+        self._pending_sum, self._verified_sum = np.zeros(sums), np.zeros(sums)
         self._mask = np.zeros((n, arms + 3), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * (arms + 3)
@@ -309,6 +327,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._flat_counts[rows * self._counts.shape[1] + column] += 1
         answer = pools.cand_answer[candidate]
         self._vote(rows, answer, pools.cand_correct[candidate])
+        self._count_arm_votes(rows, actions, answer)
+        sampled = actions <= arms
+        self._last_arm[rows[sampled]] = actions[sampled] - 1
         same = (answer >= 0) & (answer == self._last_answer[rows])
         self._streak[rows] = np.where(answer < 0, 0, np.where(same, self._streak[rows] + 1, 1))
         self._last_answer[rows] = answer
@@ -318,7 +339,21 @@ class BatchedReplayVecEnv(VecEnv):
         kept = np.flatnonzero(scored & (answer >= 0))
         at = rows[kept] * self._floats.shape[1] + (8 + self._width) + answer[kept]  # pending_best
         self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
+        if self._weighted:
+            self._pending_sum[rows[kept], answer[kept]] += score[kept]
         return pools.cand_cost[candidate]
+
+    def _count_arm_votes(self, rows: np.ndarray, actions: np.ndarray,
+                         answer: np.ndarray) -> None:
+        """Count sampled answers per arm and raise each arm's leading count."""
+        kept = np.flatnonzero((actions <= self.n_arms) & (answer >= 0))
+        if not kept.size:
+            return
+        rows, arm, answer = rows[kept], actions[kept] - 1, answer[kept]
+        at = (rows * self.n_arms + arm) * self._width + answer
+        self._flat_arm_votes[at] += 1
+        self._arm_leader[rows, arm] = np.maximum(self._arm_leader[rows, arm],
+                                                 self._flat_arm_votes[at])
 
     def _vote(self, rows: np.ndarray, answer: np.ndarray, correct: np.ndarray) -> None:
         """Count the votes and update the vote statistics (one vote per row at most)."""
@@ -344,6 +379,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._verified_best[rows] = np.maximum(self._verified_best[rows], pending)
         self._best[rows] = np.maximum(self._best[rows], pending.max(axis=1))
         self._pending_best[rows] = -np.inf
+        if self._weighted:
+            self._verified_sum[rows] += self._pending_sum[rows]
+            self._pending_sum[rows] = 0.0
         count = self._pending[rows]
         self._verified[rows] += count
         self._pending[rows] = 0
@@ -384,11 +422,13 @@ class BatchedReplayVecEnv(VecEnv):
             total += columns[:, j]
         return total
 
-    def _correctness(self, counts: np.ndarray, floats: np.ndarray) -> np.ndarray:
+    def _correctness(self, counts: np.ndarray, floats: np.ndarray,
+                     rows: np.ndarray) -> np.ndarray:
         """Expected correctness of rows' final answers (ties share the credit).
 
         Args:
             counts, floats: the rows of ``_counts`` and ``_floats`` (copies).
+            rows: which rows they are (the answer rules read other arrays too).
         """
         arms, width = self.n_arms, self._width
         votes, top1, best = counts[:, arms + 4 :], floats[:, 1], floats[:, 7 + width]
@@ -399,6 +439,10 @@ class BatchedReplayVecEnv(VecEnv):
         tied = votes == leaders[:, None]
         if verified.any():
             tied |= floats[:, 8 + 2 * width :] == np.where(verified, best, np.nan)[:, None]
+        if self.answer_rule == "weighted-vote":
+            tied = self._weighted_tied(tied, floats, rows)
+        elif self.answer_rule == "last-arm":
+            tied = self._last_arm_tied(rows)
         # The tied answers' mean correctness (correctness sum / votes: a final answer has
         # votes, a verified score being a voting candidate's), 0 elsewhere.
         answer_correct = np.zeros(tied.shape)
@@ -406,6 +450,25 @@ class BatchedReplayVecEnv(VecEnv):
         n_tied = np.count_nonzero(tied, axis=1)
         credit = answer_correct.sum(axis=1)
         return np.where(n_tied > 0, credit / np.maximum(n_tied, 1), 0.0)
+
+    def _weighted_tied(self, tied: np.ndarray, floats: np.ndarray,
+                       rows: np.ndarray) -> np.ndarray:
+        """The "weighted-vote" final answers: the answers whose verified scores sum
+        highest, where any answer was verified; elsewhere ``tied`` (the default rule,
+        then the majority vote)."""
+        has = floats[:, 8 + 2 * self._width :] > -np.inf  # a verified, scored candidate
+        sums = np.where(has, self._verified_sum[rows], -np.inf)
+        weighted = has.any(axis=1)
+        top = sums.max(axis=1, initial=-np.inf)
+        return np.where(weighted[:, None], has & (sums == top[:, None]), tied)
+
+    def _last_arm_tied(self, rows: np.ndarray) -> np.ndarray:
+        """The "last-arm" final answers: the leaders among the last sampled arm's votes
+        (none where no arm was sampled or it gave no answer)."""
+        last = self._last_arm[rows]
+        votes = self._arm_votes[rows, np.maximum(last, 0)]
+        top = votes.max(axis=1, initial=0)
+        return (votes == top[:, None]) & ((top > 0) & (last >= 0))[:, None]
 
     def _finish(self, rows: np.ndarray, stop: np.ndarray, actions: np.ndarray,
                 rewards: np.ndarray) -> list[dict[str, Any]]:
@@ -417,7 +480,7 @@ class BatchedReplayVecEnv(VecEnv):
         arms = self.n_arms
         counts, floats = self._counts.take(rows, axis=0), self._floats.take(rows, axis=0)
         episode = self._episode.take(rows, axis=0)  # limits, start, query
-        correct = self._correctness(counts, floats)
+        correct = self._correctness(counts, floats, rows)
         rewards[rows] += correct
         samples, invalid = counts[:, :arms], ~self._valid[rows]
         # Pool exhaustion hit: a masked sample of an arm whose pool is empty.
@@ -482,6 +545,12 @@ class BatchedReplayVecEnv(VecEnv):
         self._floats[rows] = self._fresh_floats
         self._streak[rows] = 0
         self._last_answer[rows] = -1
+        self._arm_votes[rows] = 0
+        self._arm_leader[rows] = 0
+        self._last_arm[rows] = -1
+        if self._weighted:
+            self._pending_sum[rows] = 0.0
+            self._verified_sum[rows] = 0.0
 
     def _seed_rows(self, rows: np.ndarray, seeds: list[int | None]) -> None:
         """(Re)create the generators of seeded rows, and of rows that have none yet."""
@@ -534,7 +603,7 @@ class BatchedReplayVecEnv(VecEnv):
 
     def state(self) -> StateBatch:
         """A copy of every sub-environment's state, with its full votes matrix, the
-        answer streak and the vote statistics the env maintains.
+        answer streak, each arm's leading count and the vote statistics the env maintains.
 
         ``VoteStats.from_votes(venv.state().votes)`` equals those statistics (a test
         checks it).
@@ -549,6 +618,7 @@ class BatchedReplayVecEnv(VecEnv):
             verified=self._verified.copy(), best_score=np.where(best > -np.inf, best, np.nan),
             cost=self._norm_cost.copy(), lam=self._lam.copy(), prior=self._prior.copy(),
             streak=self._streak.copy(), stats=stats,
+            arm_leader=self._arm_leader.astype(np.float64),
         )
 
     def snapshot(self) -> dict[str, np.ndarray]:
@@ -589,7 +659,7 @@ class BatchedReplayVecEnv(VecEnv):
 
     def stop_correctness(self) -> np.ndarray:
         """Expected correctness of every row's final answer if it stopped now, shape (n,)."""
-        return self._correctness(self._counts, self._floats)
+        return self._correctness(self._counts, self._floats, self._arange)
 
     def cost_spent(self) -> np.ndarray:
         """Cost every row has spent in its current (or, finished, last) episode, log units."""

@@ -16,16 +16,26 @@ name                        class                                knob
 ``blend-asc``               :class:`BlendASC`                    ``budget``
 ``bayes-stop``              :class:`BayesStop`                   ``price``
 ``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
+``until-verified``          :class:`UntilVerified`               ``n``
+``best-of-n``               :class:`BestOfN`                     ``n``
+``weighted-vote``           :class:`WeightedVote`                ``n``
+``round-robin``             :class:`RoundRobin`                  ``max_samples``
+``cascade``                 :class:`Cascade`                     ``tau``
+``router``                  :class:`Router`                      ``threshold``
 ==========================  ===================================  ================
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
+``until-verified``, ``best-of-n`` and ``weighted-vote`` (:mod:`allocator.policies.verifier`)
+VERIFY and answer by the verifier's scores. ``round-robin``, ``cascade`` and ``router``
+(:mod:`allocator.policies.multi_arm`) use several arms.
 """
 
 from allocator.policies.base import Policy
 from allocator.policies.bayes_stop import BayesStop
 from allocator.policies.blend_asc import BlendASC
 from allocator.policies.difficulty_binned import DifficultyBinned
+from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.registry import (
     POLICIES,
     available_policies,
@@ -39,18 +49,25 @@ from allocator.policies.self_consistency import (
     FixedN,
 )
 from allocator.policies.stochastic import EpsilonGreedy
+from allocator.policies.verifier import BestOfN, UntilVerified, WeightedVote
 
 __all__ = [
     "POLICIES",
     "AdaptiveConsistency",
     "BayesStop",
+    "BestOfN",
     "BlendASC",
+    "Cascade",
     "ConfidenceThreshold",
     "DifficultyBinned",
     "EarlyStoppingSC",
     "EpsilonGreedy",
     "FixedN",
     "Policy",
+    "RoundRobin",
+    "Router",
+    "UntilVerified",
+    "WeightedVote",
     "available_policies",
     "make_policy",
     "register_policy",

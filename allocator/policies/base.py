@@ -32,6 +32,9 @@ class Policy(ABC):
         deployable: False for hindsight oracles, which are upper bounds only.
         stochastic: True when :meth:`act` draws at random (then :meth:`probabilities`
             is the policy's definition, and two calls of ``act`` may differ).
+        answer_rule: the final-answer rule the policy is replayed with (an
+            ``answer_rule`` of :class:`envs.ReplayEnv`: ``"default"``, ``"weighted-vote"``
+            or ``"last-arm"``); the evaluator reads it.
     """
 
     name: ClassVar[str]
@@ -39,6 +42,7 @@ class Policy(ABC):
     default_sweep: ClassVar[tuple[Any, ...]] = ()
     deployable: ClassVar[bool] = True
     stochastic: ClassVar[bool] = False
+    answer_rule: ClassVar[str] = "default"
 
     @abstractmethod
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:

@@ -189,6 +189,35 @@ def test_state_streak_and_stop_correctness_follow_the_single_env() -> None:
                 env.step(actions[i])
 
 
+def test_arm_leader_follows_the_single_env_and_its_definition() -> None:
+    """StateBatch.arm_leader: the batched env's equals the single env's QueryState's, and
+    each arm's most frequent sampled answer count (refinements excluded)."""
+    log = random_log(13, n_queries=10, arms=("a", "b", "c"), max_pool=8)
+    venv = BatchedReplayVecEnv(log, n_envs=12, verify_cost=0.3)
+    singles = [ReplayEnv(log, verify_cost=0.3) for _ in range(12)]
+    venv.seed(9)
+    venv.reset()
+    for i, env in enumerate(singles):
+        env.reset(seed=9 + i)
+    rng = np.random.default_rng(4)
+    checked = 0
+    for _ in range(300):
+        state = venv.state()
+        for i, env in enumerate(singles):
+            single = env.unwrapped.query_state
+            assert state.arm_leader[i].tolist() == single.arm_leader.tolist()
+            assert single.to_batch().arm_leader[0].tolist() == single.arm_leader.tolist()
+            expected = [max(votes.values(), default=0) for votes in single.arm_votes]
+            assert single.arm_leader.tolist() == expected
+            checked += int(single.arm_leader.sum() > 0)
+        actions = choose(rng, venv.action_masks(), 0.0)
+        venv.step(actions)
+        for i, env in enumerate(singles):
+            if env.step(actions[i])[2]:
+                env.reset()
+    assert checked > 500
+
+
 def test_without_autoreset_finished_rows_freeze_and_snapshots_replay_them() -> None:
     log = random_log(3, n_queries=10, max_pool=6)
     venv = BatchedReplayVecEnv(log, n_envs=8, autoreset=False)

@@ -37,6 +37,7 @@ __all__ = [
 DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
     "blend-asc", "bayes-stop",
+    "until-verified", "best-of-n", "weighted-vote", "round-robin", "cascade", "router",
 )
 
 

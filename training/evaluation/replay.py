@@ -80,8 +80,8 @@ class ReplayEvaluator:
         self.settings = {"lambda_": lambda_, "verify_cost": verify_cost}
         if prior is not None:
             self.settings["prior"] = prior
-        self._venv: BatchedReplayVecEnv | None = None
-        self._initial: dict[str, np.ndarray] = {}
+        # One batched env per final-answer rule, and its state after the reset.
+        self._venvs: dict[str, tuple[BatchedReplayVecEnv, dict[str, np.ndarray]]] = {}
 
     @property
     def max_steps(self) -> int:
@@ -99,31 +99,34 @@ class ReplayEvaluator:
         """Episodes per policy: evaluation queries times orders."""
         return len(self.queries) * self.n_orders
 
-    def _start(self) -> BatchedReplayVecEnv:
+    def _start(self, answer_rule: str = "default") -> BatchedReplayVecEnv:
         """The batched env at the start of every evaluation episode.
 
-        Built and reset once (seeding one generator per episode is the costly part), then
-        restored from a snapshot for each later policy: the same episodes every time.
+        Built and reset once per final-answer rule (seeding one generator per episode is
+        the costly part), then restored from a snapshot for each later policy: the same
+        episodes every time, whatever the rule.
         """
-        if self._venv is None:
+        if answer_rule not in self._venvs:
             venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
-                                       **self.settings)
+                                       answer_rule=answer_rule, **self.settings)
             venv.seed(self.seed * 1_000_003)
             venv.set_options([{"query": int(q)}
                               for q in np.repeat(self.queries, self.n_orders)])
             venv.reset()
-            self._venv, self._initial = venv, venv.snapshot()
-        else:
-            self._venv.restore(self._initial)
-        return self._venv
+            self._venvs[answer_rule] = (venv, venv.snapshot())
+            return venv
+        venv, initial = self._venvs[answer_rule]
+        venv.restore(initial)
+        return venv
 
     def run(self, policy: Policy) -> EpisodeResults:
-        """Replay one policy on every evaluation episode.
+        """Replay one policy on every evaluation episode, under its final-answer rule
+        (``type(policy).answer_rule``).
 
         Returns:
             Per-episode correctness, cost, attempts and exhaustion, shape (Q, R) each.
         """
-        venv = self._start()
+        venv = self._start(getattr(type(policy), "answer_rule", "default"))
         shape = (len(self.queries), self.n_orders)
         correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
         samples = np.zeros(self.n_episodes)

@@ -28,6 +28,7 @@ def stack(states: Sequence[QueryState]) -> StateBatch:
         samples=cat("samples"), votes=votes, no_answer=cat("no_answer"),
         refines=cat("refines"), verified=cat("verified"), best_score=cat("best_score"),
         cost=cat("cost"), lam=cat("lam"), prior=cat("prior"), streak=cat("streak"),
+        arm_leader=cat("arm_leader"),
     )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from policy_states import random_masks, random_states, stack
 
-from allocator.actions import STOP, mask_bits, sample_action
+from allocator.actions import STOP, mask_bits, sample_action, verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats
 from allocator.policies import POLICIES, Policy, available_policies, make_policy
@@ -33,6 +33,15 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
                    "weights": [(0.5,)], "objective": ["accuracy", None]},
     "epsilon-greedy": {"base": ["no-such-policy", 3, None], "epsilon": [-0.1, 1.5, "0.2", None],
                        "seed": [-1, 2.5, True]},
+    "until-verified": {"n": [0, 2.5, "8"], "tau": [np.nan, np.inf, "0.5", True, None],
+                       "arm": [-1]},
+    "best-of-n": {"n": [0, -1, 2.5], "arm": [-1], "verify": ["yes", 1, False]},
+    "weighted-vote": {"n": [0, 2.5], "arm": [-1], "verify": [False, "no"]},
+    "round-robin": {"max_samples": [0, 2.5], "threshold": [0.0, 1.5, "x"],
+                    "tau": [np.nan, "x"], "arms": [(-1,), (0, 0), "01", 3, [0, 1]]},
+    "cascade": {"tau": [0.0, 1.2, "x"], "k": [0, 1.5], "arms": [(0, -1), (1, 1), [0]]},
+    "router": {"threshold": [0.0, 2.0], "max_samples": [0], "prices": [(1.0, 0.0),
+               (np.inf,), [1.0], "ab"], "price_weight": [-1.0, np.nan, "1", True]},
 }
 
 #: "learned" needs an exported bundle: its contract is tested in tests/allocator/test_bundle.py.
@@ -94,12 +103,19 @@ def test_actions_are_int64_allowed_and_one_per_state(name: str, states) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_masked_sample_means_stop(name: str, states) -> None:
+    """Where it wanted to SAMPLE and no SAMPLE is allowed, a policy STOPs (a verifying
+    policy may VERIFY first; with VERIFY masked too it STOPs)."""
+    samples = [sample_action(arm) for arm in range(ARMS)]
     for policy in instances(name):
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
-        wanted = mode(policy, states, full) == sample_action(0)
-        assert wanted.any() or policy.describe().startswith("fixed-n(n=1")
+        wanted = np.isin(mode(policy, states, full), samples)
+        assert wanted.any() or policy.describe().startswith(
+            ("fixed-n(n=1", "best-of-n(n=1", "weighted-vote(n=1"))
         no_sample = full.copy()
-        no_sample[:, sample_action(0)] = False
+        no_sample[:, samples] = False
+        after = mode(policy, states, no_sample)[wanted]
+        assert np.isin(after, (STOP, verify_action(ARMS))).all(), policy.describe()
+        no_sample[:, verify_action(ARMS)] = False
         assert (mode(policy, states, no_sample)[wanted] == STOP).all(), policy.describe()
 
 
@@ -109,7 +125,8 @@ def test_sweep_changes_the_knob_and_keeps_the_rest(name: str) -> None:
     for value in policy.default_sweep:
         swept = policy.with_knob(value)
         assert type(swept) is type(policy) and getattr(swept, policy.knob) == value
-        assert swept.arm == policy.arm
+        for field in ("arm", "arms"):  # the arms it samples stay (multi-arm: "arms")
+            assert getattr(swept, field, None) == getattr(policy, field, None)
         assert hash(swept) == hash(policy.with_knob(value))  # frozen, hashable, comparable
     assert len({policy.with_knob(v) for v in policy.default_sweep}) == len(
         policy.default_sweep)
@@ -145,8 +162,12 @@ def test_bad_parameters_name_the_parameter(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_arm_beyond_the_state_and_bad_mask_shapes_are_refused(name: str, states) -> None:
     mask = np.ones((states.batch_size, ARMS + 3), dtype=bool)
-    with pytest.raises(ParameterError, match="'arm'"):
-        make_policy(name, arm=ARMS).act(states, mask)
+    if "arms" in POLICIES[name].__dataclass_fields__:  # a multi-arm policy
+        with pytest.raises(ParameterError, match="'arms'"):
+            make_policy(name, arms=(0, ARMS)).act(states, mask)
+    else:
+        with pytest.raises(ParameterError, match="'arm'"):
+            make_policy(name, arm=ARMS).act(states, mask)
     with pytest.raises(ParameterError, match="'mask'"):
         make_policy(name).act(states, mask[:, :-1])
 

@@ -25,10 +25,10 @@ from allocator.policies import (
 
 def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
-        "POLICIES", "AdaptiveConsistency", "BayesStop", "BlendASC", "ConfidenceThreshold",
-        "DifficultyBinned",
-        "EarlyStoppingSC", "EpsilonGreedy", "FixedN", "Policy", "available_policies", "make_policy",
-        "register_policy"])
+        "POLICIES", "AdaptiveConsistency", "BayesStop", "BestOfN", "BlendASC", "Cascade",
+        "ConfidenceThreshold", "DifficultyBinned", "EarlyStoppingSC", "EpsilonGreedy",
+        "FixedN", "Policy", "RoundRobin", "Router", "UntilVerified", "WeightedVote",
+        "available_policies", "make_policy", "register_policy"])
 
 
 def test_names_and_factory() -> None:

@@ -113,3 +113,34 @@ def test_state_batch_stats_shapes_are_checked() -> None:
     stats = VoteStats.from_votes(np.ones((3, 2)))
     with pytest.raises(ParameterError, match=r"stats\.voted"):
         StateBatch(**base_fields(), stats=stats)
+
+
+# ------------------------------------------------------------------- arm_leader
+def arm_leader_by_definition(draws: list[tuple[int | None, object]], n_arms: int) -> list[int]:
+    """Per arm, the count of its most frequent sampled answer (refinements: arm None)."""
+    leaders = []
+    for arm in range(n_arms):
+        answers = [a for drawn_arm, a in draws if drawn_arm == arm and a is not None]
+        leaders.append(max((answers.count(a) for a in set(answers)), default=0))
+    return leaders
+
+
+def test_arm_leader_matches_its_definition_on_random_sequences() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        state, draws = QueryState(n_arms=3), []
+        for answer in random_answers(rng, int(rng.integers(0, 30)), alphabet=3):
+            arm = None if rng.random() < 0.1 else int(rng.integers(3))
+            if arm is None:
+                state.add_refine(answer)
+            else:
+                state.add_sample(arm, answer)
+            draws.append((arm, answer))
+            assert state.arm_leader.tolist() == arm_leader_by_definition(draws, 3)
+        assert state.to_batch().arm_leader.tolist() == [state.arm_leader.tolist()]
+
+
+def test_state_batch_arm_leader_is_optional_and_checked() -> None:
+    assert StateBatch(**base_fields()).arm_leader is None
+    with pytest.raises(ParameterError, match="'arm_leader'"):
+        StateBatch(**base_fields(), arm_leader=np.zeros((2, 2)))

@@ -142,7 +142,10 @@ def test_evaluate_is_deterministic_and_complete(synthetic: AttemptLog) -> None:
     report, results = evaluate(synthetic, config)
     again, _ = evaluate(synthetic, config)
     assert json.dumps(report.to_dict(), default=str) == json.dumps(again.to_dict(), default=str)
-    assert set(report.points) >= {*config.policies, "oracle", "query-oracle"}
+    skipped = report.extra.get("skipped", {})
+    assert set(report.points) | set(skipped) >= {*config.policies, "oracle", "query-oracle"}
+    assert not set(report.points) & set(skipped)
+    assert {"fixed-n", "adaptive-consistency", "esc"} <= set(report.points)
     for name, points in report.points.items():
         assert points, name
         for point in points:
