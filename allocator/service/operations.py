@@ -236,4 +236,4 @@ def model_info(served: Served) -> ModelInfo:
         source=served.source, run_id=manifest.get("run_id"), arms=list(oracle.arms),
         lambda_range=oracle.lambda_range, default_lambda=oracle.default_lambda,
         cost_unit=oracle.cost_unit, calibrated=oracle.calibration_table is not None,
-        decision_backend=oracle.policy.network.backend, loaded_at=served.loaded_at)
+        decision_backend=oracle.decision_backend, loaded_at=served.loaded_at)
