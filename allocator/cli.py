@@ -273,15 +273,24 @@ def train(
     alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary and "
                                           "report as JSON on stdout.")] = False,
+    no_safety_net: Annotated[bool, typer.Option(
+        "--no-safety-net", help="Always export the learned policy (trained on every "
+                                "training query), even where a baseline beats it on "
+                                "validation queries.")] = False,
 ) -> None:
     """Train the learned allocator, export its bundle, and evaluate it against every
-    baseline on held-out queries."""
+    baseline on held-out queries.
+
+    The safety net (on by default) compares the learned policy with every baseline on
+    validation queries carved from the training queries and exports the best: where a
+    baseline wins, RUN_DIR/bundle is a baseline bundle (served the same way) and the
+    learned one is in RUN_DIR/learned-bundle; the report says which and why."""
     from allocator.train_command import run_train
 
     try:
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
-                  alias=alias)
+                  alias=alias, no_safety_net=no_safety_net)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -25,6 +25,7 @@ def run_train(
     as_json: bool,
     register: str | None = None,
     alias: str = "candidate",
+    no_safety_net: bool = False,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -39,6 +40,8 @@ def run_train(
         as_json: print the run's summary as JSON on stdout instead of the tables.
         register: register the bundle as a new version of this MLflow model.
         alias: the registered version's alias.
+        no_safety_net: always export the learned policy, trained on every training query
+            (overrides the config's ``safety_net``).
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
@@ -50,7 +53,9 @@ def run_train(
 
     config = TrainConfig.from_toml(config_path) if config_path else TrainConfig()
     overrides = {name: value for name, value in (("seed", seed),
-                                                 ("total_timesteps", timesteps))
+                                                 ("total_timesteps", timesteps),
+                                                 ("safety_net", False if no_safety_net
+                                                  else None))
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
@@ -62,6 +67,8 @@ def run_train(
     else:
         console.print(report_table(summary["report"]))
         console.print(headline_table(summary["report"]))
+    if summary["safety_net"] is not None:
+        console.print(f"safety net: {summary['safety_net']['reason']}")
     training = summary["training"]
     console.print(f"trained {training['num_timesteps']:,} steps in "
                   f"{training['seconds']:.1f} s; bundle: {summary['bundle']}; report and "

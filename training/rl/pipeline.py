@@ -8,13 +8,20 @@ The steps, in order (:func:`run_training`):
    queries, the predictor fitted on all training queries for the held-out ones and for
    the bundle;
 4. train MaskablePPO on the training queries (:func:`training.rl.train.train_policy`),
-   with checkpoints in ``RUN_DIR/checkpoints``;
+   with checkpoints in ``RUN_DIR/checkpoints``; with the safety net (the default), on
+   the training queries less a validation share (``validation_fraction``);
 5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics and
    the difficulty predictor; no pickle);
+5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
+   compare the learned policy with every deployable baseline on the validation queries;
+   where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
+   ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
+   best baseline at its best setting; ``report.json`` says which and why
+   (``extra.safety_net``);
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
-   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy, loaded from
-   the bundle as the runtime loads it, swept along lambda (its knob is the price in its
-   state), on the same seeded orders;
+   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy (whichever
+   bundle was exported), loaded from its bundle as the runtime loads it, swept along
+   lambda (its knob is the price in its state), on the same seeded orders;
 7. write ``report.json``, ``pareto.png`` and ``cost_distribution.png`` to ``RUN_DIR``;
 8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
    run still shows them), training curves as ``train/...`` metrics while training runs,
@@ -92,6 +99,74 @@ def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray
     if report.config["test_queries"] != len(test):  # pragma: no cover - a broken invariant
         raise RuntimeError("the evaluation's split differs from the training's")
     return report, chosen
+
+
+# ------------------------------------------------------------------ the safety net
+#: Where the learned bundle goes when the safety net exports a baseline instead.
+LEARNED_BUNDLE_DIR = "learned-bundle"
+
+
+def _fit_queries(train: np.ndarray, config: TrainConfig
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The queries the policy trains on, and the safety net's validation queries (None
+    without the safety net: then it trains on every training query)."""
+    if not config.safety_net:
+        return train, None
+    from training.rl.safety_net import validation_split
+
+    return validation_split(train, config.validation_fraction, config.seed)
+
+
+def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.ndarray,
+                prior: np.ndarray, predictor: Any, config: TrainConfig, cost_unit: float,
+                run_id: str | None, say: Announce) -> tuple[Any, Path, Path]:
+    """Decide on the validation queries; export the baseline bundle where it wins.
+
+    Returns:
+        The decision, the exported bundle's path, and the learned bundle's path.
+    """
+    from training.rl.safety_net import compare_on_validation
+
+    say(f"safety net: the learned policy against every baseline on {len(validation)} "
+        "validation queries")
+    decision, policy = compare_on_validation(
+        log, fit, validation, prior, str(bundle), config.evaluation_lambdas(),
+        n_orders=config.n_orders, seed=config.seed, progress=say)
+    say(decision.reason)
+    if decision.exported == "learned":
+        return decision, bundle, bundle
+    learned = bundle.parent / LEARNED_BUNDLE_DIR
+    _replace_bundle_dir(bundle, learned)
+    _export_baseline(policy, predictor, log, bundle, config, cost_unit, run_id,
+                     {"training_config": config.to_dict(), "safety_net": decision.reason})
+    return decision, bundle, learned
+
+
+def _replace_bundle_dir(source: Path, target: Path) -> None:
+    """Move a bundle directory to ``target`` (an older bundle there is replaced)."""
+    import shutil
+
+    from allocator.bundle import _is_bundle_dir
+
+    if target.exists():
+        if not _is_bundle_dir(target):
+            raise ParameterError("allocator train", "RUN_DIR", f"a run folder whose "
+                                 f"{target.name}/ is a bundle or absent", str(target))
+        shutil.rmtree(target)
+    source.rename(target)
+
+
+def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
+                     config: TrainConfig, cost_unit: float, run_id: str | None,
+                     extra: Mapping[str, Any]) -> Path:
+    """The baseline bundle, with the difficulty predictor (the sessions' prior)."""
+    from allocator.baseline_bundle import write_baseline_bundle
+
+    with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
+        return write_baseline_bundle(
+            path, policy, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
+            cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
+            predictor_dir=predictor.save(Path(folder) / "predictor"), extra=dict(extra))
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
@@ -246,11 +321,15 @@ def run_training(
         alias: the alias the new version gets (``"latest"`` is reserved by MLflow).
 
     Returns:
-        ``{"run_dir", "bundle", "report", "training", "mlflow_run_id", "registered"}``:
-        the paths, the
+        ``{"run_dir", "bundle", "learned_bundle", "report", "training", "mlflow_run_id",
+        "safety_net", "registered"}``: the paths (``bundle`` is the exported one,
+        ``learned_bundle`` the learned policy's: the same unless the safety net exported
+        a baseline), the
         :class:`~training.evaluation.results.EvaluationReport` (``report.json``), and the
         training summary (timesteps, seconds, the last ``train/`` metrics), and the
-        registered model version (``{"name", "version", "alias", "uri"}``, or None).
+        registered model version (``{"name", "version", "alias", "uri"}``, or None), and
+        the safety net's decision (:class:`~training.rl.safety_net.SafetyNetDecision` as
+        a dict, or None when it is off).
         ``training.evaluation.report.json_safe`` turns it into plain JSON.
 
     Raises:
@@ -303,30 +382,45 @@ def _run(log: AttemptLog, run_dir: Path, config: TrainConfig, *, train: np.ndarr
     from training.rl.train import TrainingMonitor, replay_env, train_policy
     from training.tracking import evaluation_metrics
 
-    say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else ""))
+    fit, validation = _fit_queries(train, config)
+    say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else "")
+        + (f" on {len(fit)} queries ({len(validation)} kept for validation)"
+           if validation is not None else ""))
     monitor = TrainingMonitor(sink=tracking.metrics)
     started = time.perf_counter()
-    model = train_policy(log, queries=train, prior=prior, config=config, callback=monitor,
+    model = train_policy(log, queries=fit, prior=prior, config=config, callback=monitor,
                          resume_from=checkpoint, checkpoint_dir=run_dir / "checkpoints",
                          progress=progress)
     seconds = time.perf_counter() - started
     training = {"num_timesteps": int(model.num_timesteps), "seconds": round(seconds, 3),
                 "train_queries": len(train), "test_queries": len(test),
+                "fit_queries": len(fit),
+                "validation_queries": 0 if validation is None else len(validation),
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor)}
     say(f"exporting the bundle to {run_dir / 'bundle'}")
-    bundle = _export(model, predictor, log, run_dir / "bundle", config,
-                     replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
-                     {"training_config": config.to_dict()})
+    cost_unit = replay_env(model.get_env()).settings.cost_unit
+    bundle = _export(model, predictor, log, run_dir / "bundle", config, cost_unit,
+                     tracking.run_id, {"training_config": config.to_dict()})
+    learned_bundle, safety = bundle, None
+    if validation is not None:
+        safety, bundle, learned_bundle = _safety_net(log, bundle, fit, validation, prior,
+                                                     predictor, config, cost_unit,
+                                                     tracking.run_id, say)
+    training["exported"] = "learned" if safety is None else safety.exported
     say("evaluating on the held-out queries")
-    report, chosen = _evaluate(log, bundle, test, prior, config, say)
-    report = dataclasses.replace(report, extra={**report.extra, "training": training})
+    report, chosen = _evaluate(log, learned_bundle, test, prior, config, say)
+    report = dataclasses.replace(report, extra={
+        **report.extra, "training": training,
+        **({"safety_net": safety.to_dict()} if safety is not None else {})})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
     tracking.params(_eval_params(report))
     tracking.artifacts([*files, run_dir / "config.toml"], {"bundle": bundle})
-    return {"run_dir": str(run_dir), "bundle": str(bundle), "report": report,
-            "training": training, "mlflow_run_id": tracking.run_id}
+    return {"run_dir": str(run_dir), "bundle": str(bundle),
+            "learned_bundle": str(learned_bundle), "report": report,
+            "training": training, "mlflow_run_id": tracking.run_id,
+            "safety_net": None if safety is None else safety.to_dict()}
 
 
 def _final_metrics(monitor: Any) -> dict[str, float]:
