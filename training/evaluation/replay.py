@@ -116,7 +116,9 @@ class ReplayEvaluator:
         correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
         samples = np.zeros(self.n_episodes)
         exhausted = np.zeros(self.n_episodes, dtype=bool)
-        limit = self.pools.max_candidates + 8
+        # A verification needs a candidate drawn since the last one: at most a draw and
+        # a verification per candidate, then STOP.
+        limit = 2 * self.pools.max_candidates + 8
         for _ in range(limit + 1):
             active = ~venv.finished
             if not active.any():
