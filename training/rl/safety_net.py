@@ -13,7 +13,9 @@ The rule (:func:`choose`), on the validation queries:
 - the **envelope** is the Pareto front of every baseline point; the **target** is its top
   (the best accuracy any baseline reaches; majority-of-all or better);
 - **noise**: ``margin`` is the 95% half-width (1.96 standard errors over queries) of the
-  target point's accuracy;
+  paired accuracy difference between the learned policy's most accurate point and the
+  target point (both replayed on the same queries and orders, so the queries' difficulty
+  cancels); without per-query results, of the target point's own accuracy;
 - the **learned** bundle is exported when (1) its front is nowhere below the envelope by
   more than the margin (at every learned front point where the envelope is defined) and
   (2) it reaches ``target - margin`` at no more cost than the envelope does;
@@ -38,7 +40,7 @@ from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 
 __all__ = ["Candidate", "SafetyNetDecision", "choose", "compare_on_validation",
-           "validation_split"]
+           "noise_margin", "validation_split"]
 
 #: Offset of the validation split's seed from the run's seed.
 VALIDATION_SEED_OFFSET = 7
@@ -85,6 +87,8 @@ class Candidate:
         accuracy: mean correctness on the validation queries.
         mean_cost: mean cost per query (the log's units).
         stderr: standard error of the accuracy over validation queries.
+        per_query: each validation query's correctness (mean over its orders), for
+            paired comparisons; not part of the report.
     """
 
     policy: str
@@ -92,6 +96,11 @@ class Candidate:
     accuracy: float
     mean_cost: float
     stderr: float = 0.0
+    per_query: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the per-query results."""
+        return {key: value for key, value in asdict(self).items() if key != "per_query"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,12 @@ class SafetyNetDecision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for ``report.json``'s ``extra.safety_net``)."""
-        return asdict(self)
+        out = {key: getattr(self, key) for key in self.__dataclass_fields__}
+        out["baseline"] = None if self.baseline is None else self.baseline.to_dict()
+        for key in ("learned", "envelope"):
+            out[key] = [candidate.to_dict() for candidate in out[key]]
+        out["skipped"] = dict(self.skipped)
+        return out
 
 
 # ------------------------------------------------------------------ the rule
@@ -172,6 +186,18 @@ def _worst_gap(learned: Sequence[Candidate], envelope: Sequence[Candidate]) -> f
     return max(gaps) if gaps else None
 
 
+def noise_margin(top: Candidate, learned: Sequence[Candidate]) -> float:
+    """1.96 standard errors of the paired difference between the learned policy's most
+    accurate point and ``top`` (per query); of ``top``'s accuracy where either lacks
+    per-query results."""
+    best = max(learned, key=lambda p: p.accuracy, default=None)
+    if (best is None or best.per_query is None or top.per_query is None
+            or len(best.per_query) != len(top.per_query) or len(top.per_query) < 2):
+        return 1.96 * top.stderr
+    difference = np.subtract(best.per_query, top.per_query)
+    return float(1.96 * difference.std(ddof=1) / math.sqrt(len(difference)))
+
+
 def choose(learned: Sequence[Candidate], baselines: Sequence[Candidate]
            ) -> SafetyNetDecision:
     """Apply the safety net's rule (module docstring) to validation points.
@@ -188,7 +214,7 @@ def choose(learned: Sequence[Candidate], baselines: Sequence[Candidate]
         raise ParameterError("safety net", "baselines", "at least one baseline point on "
                              "the validation queries", len(baselines))
     top = envelope[-1]
-    margin = 1.96 * top.stderr
+    margin = noise_margin(top, learned)
     goal = top.accuracy - margin
     learned_cost = cost_to_reach(learned, goal)
     envelope_cost = cost_to_reach(envelope, goal)
@@ -229,7 +255,8 @@ def _candidate(results: Any, policy: str, setting: str) -> Candidate:
     stderr = float(per_query.std(ddof=1) / math.sqrt(len(per_query))) if len(
         per_query) > 1 else 0.0
     return Candidate(policy=policy, setting=setting, accuracy=float(per_query.mean()),
-                     mean_cost=float(results.cost.mean()), stderr=stderr)
+                     mean_cost=float(results.cost.mean()), stderr=stderr,
+                     per_query=tuple(per_query.tolist()))
 
 
 def _baselines() -> list[str]:

@@ -118,6 +118,25 @@ def test_the_exported_baseline_is_the_cheapest_setting_reaching_the_target() -> 
                     assert point.accuracy >= reference - decision.margin - 1e-12
 
 
+def test_the_margin_is_the_paired_difference_where_per_query_results_exist() -> None:
+    rng = np.random.default_rng(2)
+    top_q = rng.integers(0, 2, 40).astype(float)
+    learned_q = top_q.copy()
+    learned_q[:3] = 1 - learned_q[:3]  # three queries differ
+    top = Candidate("b", "top", top_q.mean(), 5.0, top_q.std(ddof=1) / np.sqrt(40),
+                    tuple(top_q))
+    learned = [Candidate("learned", "l", learned_q.mean(), 4.0, 0.0, tuple(learned_q)),
+               Candidate("learned", "cheap", 0.1, 1.0, 0.0, tuple(np.zeros(40)))]
+    difference = learned_q - top_q
+    expected = 1.96 * difference.std(ddof=1) / np.sqrt(40)
+    decision = choose(learned, [top])
+    assert decision.margin == pytest.approx(expected) and expected < 1.96 * top.stderr
+    # Without per-query results: the target's own standard error.
+    bare = [Candidate("learned", "l", learned_q.mean(), 4.0)]
+    assert choose(bare, [top]).margin == pytest.approx(1.96 * top.stderr)
+    assert "per_query" not in json.dumps(decision.to_dict())
+
+
 def test_no_baseline_is_an_error() -> None:
     with pytest.raises(ParameterError, match="baseline"):
         choose(points("learned", (1, 0.5)), [])
