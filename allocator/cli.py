@@ -381,10 +381,13 @@ def synth(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's "
-                                         "files.")] = Path("demo-output"),
+                                         "files (a previous demo's files there are "
+                                         "replaced).")] = Path("demo-output"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Run the main job end to end on built-in simulated logs and print the results."""
+    """Run the main job end to end on a built-in SIMULATED log (two priced arms, a
+    verifier on the cheap one, a prompt length that predicts difficulty) and print the
+    results."""
     from allocator.demo import run_demo
 
     try:
