@@ -133,27 +133,29 @@ def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.n
         log, fit, validation, prior, str(bundle), config.evaluation_lambdas(),
         n_orders=config.n_orders, seed=config.seed, progress=say)
     say(decision.reason)
-    if decision.exported == "learned":
-        return decision, bundle, bundle
     learned = bundle.parent / LEARNED_BUNDLE_DIR
-    _replace_bundle_dir(bundle, learned)
+    if decision.exported == "learned":
+        _remove_bundle_dir(learned)  # a resumed run's earlier learned-bundle/ is stale
+        return decision, bundle, bundle
+    _remove_bundle_dir(learned)
+    bundle.rename(learned)
     _export_baseline(policy, predictor, log, bundle, config, cost_unit, run_id,
                      {"training_config": config.to_dict(), "safety_net": decision.reason})
     return decision, bundle, learned
 
 
-def _replace_bundle_dir(source: Path, target: Path) -> None:
-    """Move a bundle directory to ``target`` (an older bundle there is replaced)."""
+def _remove_bundle_dir(target: Path) -> None:
+    """Remove the bundle directory ``target`` if there is one; refuse anything else."""
     import shutil
 
     from allocator.bundle import _is_bundle_dir
 
-    if target.exists():
-        if not _is_bundle_dir(target):
-            raise ParameterError("allocator train", "RUN_DIR", f"a run folder whose "
-                                 f"{target.name}/ is a bundle or absent", str(target))
-        shutil.rmtree(target)
-    source.rename(target)
+    if not target.exists():
+        return
+    if not _is_bundle_dir(target):
+        raise ParameterError("allocator train", "RUN_DIR", f"a run folder whose "
+                             f"{target.name}/ is a bundle or absent", str(target))
+    shutil.rmtree(target)
 
 
 def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
