@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import allocator
-from allocator.demo import DEMO_LOG, MARKER, best_baseline, run_demo
+from allocator.demo import DEMO_LOG, MARKER, _verdict, best_baseline, run_demo
 from allocator.errors import ParameterError
 from allocator.logs import read_log
 
@@ -71,3 +71,24 @@ def test_best_baseline_is_the_cheapest_deployable_reaching_the_target() -> None:
     assert best_baseline(report) == ("esc", 7.5)
     report["headline"]["cost_to_reach"] = {"fixed-n": None, "esc": None}
     assert best_baseline(report) == (None, None)
+
+
+def test_the_verdict_compares_with_the_best_baseline_by_hand() -> None:
+    def points(*pairs: tuple[float, float], deployable: bool = True) -> list[dict]:
+        return [{"value": i, "mean_cost": c, "accuracy": a, "deployable": deployable}
+                for i, (c, a) in enumerate(pairs)]
+
+    report = {"policies": {"learned": points((1.0, 0.5), (7.0, 0.717), (60.0, 0.723)),
+                           "fixed-n": points((20.0, 0.68), (60.0, 0.718), (64.0, 0.731)),
+                           "query-oracle": points((5.0, 0.9), deployable=False)},
+              "headline": {"target_accuracy": 0.727,
+                           "cost_to_reach": {"learned": None, "fixed-n": 63.0,
+                                             "query-oracle": 5.0}}}
+    text = _verdict(report)
+    assert "does not reach it (its best: 0.723)" in text and "(fixed-n) does at " \
+        "mean cost 63.00" in text
+    # fixed-n reaches 0.717 between (20, 0.68) and (60, 0.718): 20 + 40 * 37 / 38
+    assert "reaches 0.717 at mean cost 7.00; the baselines need 58.95" in text
+    report["headline"]["cost_to_reach"]["learned"] = 21.0
+    assert "at mean cost 21.00, the best baseline (fixed-n) at 63.00: 3.00x cheaper" in \
+        _verdict(report)
