@@ -33,7 +33,7 @@ __all__ = ["DEMO_LAMBDA_RANGE", "DEMO_LOG", "DEMO_TIMESTEPS", "MARKER", "best_ba
            "run_demo"]
 
 #: Training steps of the demo's policy.
-DEMO_TIMESTEPS = 2_000_000
+DEMO_TIMESTEPS = 1_500_000
 #: The prices the demo's policy trains on: down to 0.0002, where a large sample (2.7 cost
 #: units) is worth 0.05% of a correct answer, so that its front reaches the high end.
 DEMO_LAMBDA_RANGE = (0.0002, 0.3)
