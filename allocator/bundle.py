@@ -22,6 +22,13 @@ The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VER
 ``run_id``, ``log_fingerprint``, ``created_at``, any extra fields the exporter adds, and
 ``files`` (relative path -> sha256 of every file but the manifest).
 
+Policy kinds. The optional ``policy`` field says what decides (:func:`policy_kind`):
+absent, or ``{"kind": "network"}``, the network above (a learned bundle);
+``{"kind": "baseline", "name": ..., "params": {...}}``, a registered baseline policy at
+one setting (see :mod:`allocator.baseline_bundle`): such a bundle has no weights file,
+``network`` and ``normalization`` are null, and every other check (format, fields,
+feature schema, hashes) is the learned bundle's.
+
 :func:`read_bundle` refuses, with :class:`~allocator.errors.BundleError`, a bundle whose
 manifest is missing or malformed, whose format is newer than this code, whose feature
 list differs from the current featurizer's (training/serving skew), whose files do not
@@ -65,10 +72,13 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_FORMAT_VERSION",
     "MANIFEST_FILE",
+    "POLICY_FIELD",
+    "POLICY_KINDS",
     "PREDICTOR_DIR",
     "WEIGHTS_FILE",
     "Bundle",
     "check_values",
+    "policy_kind",
     "read_bundle",
     "write_bundle",
 ]
@@ -79,6 +89,11 @@ BUNDLE_FORMAT = "ttc-allocator-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "policy.safetensors"
+
+#: The manifest field naming the kind of policy a bundle holds (absent: ``network``).
+POLICY_FIELD = "policy"
+#: Policy kinds: an exported network (learned), or a registered baseline at one setting.
+POLICY_KINDS = ("network", "baseline")
 
 #: Activations the runtime network implements (names as in the manifest).
 ACTIVATIONS = ("tanh", "relu", "identity")
@@ -135,6 +150,12 @@ class Bundle:
         return self.manifest["normalization"]
 
     @property
+    def policy_kind(self) -> str:
+        """``"network"`` (a learned policy's weights) or ``"baseline"`` (a registered
+        baseline policy at one setting, ``manifest["policy"]``)."""
+        return policy_kind(self.manifest)
+
+    @property
     def predictor_dir(self) -> Path | None:
         """The difficulty predictor's directory inside the bundle, or None."""
         if self.manifest.get("difficulty") is None:
@@ -146,7 +167,7 @@ class Bundle:
 def write_bundle(
     path: str | Path,
     *,
-    weights: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None,
     manifest: Mapping[str, Any],
     predictor_dir: str | Path | None = None,
 ) -> Path:
@@ -156,7 +177,8 @@ def write_bundle(
         path: the bundle directory to create. An existing bundle (or empty directory)
             there is replaced; anything else is refused.
         weights: the network's tensors by name (float arrays), as described by
-            ``manifest["network"]``.
+            ``manifest["network"]``; None for a baseline bundle (``manifest["policy"]``
+            of kind ``"baseline"``, with ``network`` and ``normalization`` None).
         manifest: the caller's fields: ``arms`` (names), ``lambda_range`` (low, high),
             ``cost_unit`` (> 0), ``network`` (see :mod:`allocator.learned`),
             ``normalization`` (dict of arrays or lists, or None), ``run_id`` (str or
@@ -175,14 +197,14 @@ def write_bundle(
     """
     target = Path(path)
     content = _complete_manifest(dict(manifest))
-    arrays = _check_weights_argument(weights)
-    _check_network(content, arrays, fail=_parameter_failure)
+    arrays = _check_payload(content, weights)
     _check_writable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        (staging / WEIGHTS_FILE).write_bytes(_save_safetensors(arrays))
+        if arrays is not None:
+            (staging / WEIGHTS_FILE).write_bytes(_save_safetensors(arrays))
         if predictor_dir is not None:
             content["difficulty"] = {"dir": PREDICTOR_DIR,
                                      "files": _copy_predictor(Path(predictor_dir), staging)}
@@ -196,6 +218,52 @@ def write_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _check_payload(content: dict[str, Any], weights: Mapping[str, np.ndarray] | None
+                   ) -> dict[str, np.ndarray] | None:
+    """The weights to write (None for a baseline bundle), checked against the manifest."""
+    if policy_kind(content, fail=_parameter_failure) == "baseline":
+        _check_baseline_fields(content, fail=_parameter_failure)
+        if weights:
+            _parameter_failure("a baseline bundle holds no weights (pass weights=None)")
+        return None
+    if weights is None:
+        _parameter_failure("a network bundle needs its weights")
+    arrays = _check_weights_argument(weights)  # type: ignore[arg-type]
+    _check_network(content, arrays, fail=_parameter_failure)
+    return arrays
+
+
+def policy_kind(manifest: Mapping[str, Any], *, fail: Any = None) -> str:
+    """The kind of policy a manifest describes: ``"network"`` or ``"baseline"``.
+
+    Args:
+        manifest: a bundle manifest (read or being written).
+        fail: called with a message when the ``policy`` field is malformed (default:
+            raise :class:`~allocator.errors.ParameterError`).
+    """
+    spec = manifest.get(POLICY_FIELD)
+    if spec is None:
+        return "network"
+    kind = spec.get("kind") if isinstance(spec, Mapping) else None
+    if kind not in POLICY_KINDS:
+        (fail or _parameter_failure)(
+            f"field {POLICY_FIELD!r} must be an object whose 'kind' is one of "
+            f"{list(POLICY_KINDS)} (got {spec!r}); a newer ttc-allocator may know it "
+            "(upgrade ttc-allocator)")
+    return str(kind)
+
+
+def _check_baseline_fields(manifest: Mapping[str, Any], *, fail: Any) -> None:
+    """A baseline bundle: a policy name and a params object; no network, no statistics."""
+    spec = manifest[POLICY_FIELD]
+    name, params = spec.get("name"), spec.get("params")
+    if not isinstance(name, str) or not name or not isinstance(params, Mapping):
+        fail(f"a baseline {POLICY_FIELD!r} field must give 'name' (a registered policy) and "
+             f"'params' (an object), got {dict(spec)!r}")
+    if manifest.get("network") is not None or manifest.get("normalization") is not None:
+        fail("a baseline bundle has no network: 'network' and 'normalization' must be null")
 
 
 def _parameter_failure(message: str) -> None:
@@ -367,6 +435,11 @@ def read_bundle(path: str | Path) -> Bundle:
                           f"{given!r}; {_REEXPORT}.", path=folder)
 
     check_values(manifest, {}, fail=refuse)
+    if policy_kind(manifest, fail=_reader_failure(folder)) == "baseline":
+        return _read_baseline(manifest, folder)
+    if not isinstance(manifest["network"], dict):
+        raise BundleError(f"{MANIFEST_FILE} field 'network' must be dict, got "
+                          f"{manifest['network']!r}; {_REEXPORT}.", path=folder)
     contents = _check_files(manifest, folder)
     try:
         weights = _load_safetensors(contents[WEIGHTS_FILE])
@@ -384,6 +457,21 @@ def read_bundle(path: str | Path) -> Bundle:
         array.flags.writeable = False
     predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
     return Bundle(path=folder, manifest=manifest, weights=weights,
+                  predictor_files=MappingProxyType(predictor))
+
+
+def _reader_failure(folder: Path) -> Any:
+    def fail(message: str) -> None:
+        raise BundleError(f"{MANIFEST_FILE}: {message}; {_REEXPORT}.", path=folder)
+    return fail
+
+
+def _read_baseline(manifest: dict[str, Any], folder: Path) -> Bundle:
+    """The rest of :func:`read_bundle` for a baseline bundle: its fields and hashes."""
+    _check_baseline_fields(manifest, fail=_reader_failure(folder))
+    contents = _check_files(manifest, folder, weights=False)
+    predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
+    return Bundle(path=folder, manifest=manifest, weights={},
                   predictor_files=MappingProxyType(predictor))
 
 
@@ -429,7 +517,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "lambda_range": (list,),
     "cost_unit": (int, float),
     "normalization": (dict, type(None)),
-    "network": (dict,),
+    "network": (dict, type(None)),  # null in a baseline bundle (checked by kind)
     "run_id": (str, type(None)),
     "log_fingerprint": (str,),
     "created_at": (str,),
@@ -542,10 +630,15 @@ def _check_schema(manifest: dict[str, Any], folder: Path) -> None:
                       path=folder)
 
 
-def _check_files(manifest: dict[str, Any], folder: Path) -> dict[str, bytes]:
-    """Every listed file present with its sha256, no other file; returns their bytes."""
+def _check_files(manifest: dict[str, Any], folder: Path, *, weights: bool = True
+                 ) -> dict[str, bytes]:
+    """Every listed file present with its sha256, no other file; returns their bytes.
+    ``weights``: the weights file must be listed (a network bundle) or absent."""
     listed = manifest["files"]
-    if WEIGHTS_FILE not in listed:
+    if not weights and WEIGHTS_FILE in listed:
+        raise BundleError(f"a baseline bundle lists {WEIGHTS_FILE}; {_REEXPORT}.",
+                          path=folder)
+    if weights and WEIGHTS_FILE not in listed:
         raise BundleError(f"{MANIFEST_FILE} does not list {WEIGHTS_FILE}; {_REEXPORT}.",
                           path=folder)
     present = set(_list_files(folder)) - {MANIFEST_FILE}

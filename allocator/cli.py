@@ -300,15 +300,25 @@ def train(
                               "of to majority-of-all accuracy.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary and "
                                           "report as JSON on stdout.")] = False,
+    no_safety_net: Annotated[bool, typer.Option(
+        "--no-safety-net", help="Always export the learned policy (trained on every "
+                                "training query), even where a baseline beats it on "
+                                "validation queries.")] = False,
 ) -> None:
     """Train the learned allocator, export and calibrate its bundle, and evaluate it
-    against every baseline on held-out queries."""
+    against every baseline on held-out queries.
+
+    The safety net (on by default) compares the learned policy with every baseline on
+    validation queries carved from the training queries and exports the best: where a
+    baseline wins, RUN_DIR/bundle is a baseline bundle (served the same way) and the
+    learned one is in RUN_DIR/learned-bundle; the report says which and why."""
     from allocator.train_command import run_train
 
     try:
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
-                  alias=alias, calibrate=calibrate, target_cost=target_cost)
+                  alias=alias, calibrate=calibrate, target_cost=target_cost,
+                  no_safety_net=no_safety_net)
     except AllocatorError as error:
         raise _fail(error) from None
 
@@ -419,10 +429,13 @@ def synth(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's "
-                                         "files.")] = Path("demo-output"),
+                                         "files (a previous demo's files there are "
+                                         "replaced).")] = Path("demo-output"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Run the main job end to end on built-in simulated logs and print the results."""
+    """Run the main job end to end on a built-in SIMULATED log (two priced arms, a
+    verifier on the cheap one, a prompt length that predicts difficulty) and print the
+    results."""
     from allocator.demo import run_demo
 
     try:

@@ -55,7 +55,7 @@ import numpy as np
 
 from allocator.actions import mask_bits, mask_of_bits, n_actions
 from allocator.bundle import MANIFEST_FILE, Bundle, read_bundle
-from allocator.errors import ParameterError
+from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, featurize
 from allocator.policies.base import Policy
 from allocator.policies.registry import register_policy
@@ -368,6 +368,10 @@ def _load(path: str) -> _Loaded:
         return _CACHE[key]
     with _CACHE_LOCK:
         bundle = read_bundle(key)
+        if bundle.policy_kind != "network":
+            raise BundleError(f"holds a {bundle.policy_kind} policy, not a learned network "
+                              "(LearnedPolicy); load it with allocator.load(path), which "
+                              "serves either kind.", path=key)
         loaded = _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle), signature, now)
         _CACHE[key] = loaded
     return loaded

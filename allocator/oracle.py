@@ -75,10 +75,10 @@ from allocator.allocation import (
     greedy_allocation,
     majority_accuracy,
 )
+from allocator.baseline_bundle import bundle_policy
 from allocator.bundle import MANIFEST_FILE, Bundle, _is_bundle_dir, read_bundle
 from allocator.defaults import predict_with, read_default_prior, read_max_pool
 from allocator.errors import AllocatorError, BundleError, ParameterError
-from allocator.learned import LearnedPolicy
 from allocator.session import (
     UNINFORMED_PRIOR,
     Action,
@@ -114,14 +114,21 @@ CALIBRATION_FIELD = "calibration"
 
 # ------------------------------------------------------------------ oracle
 class BudgetOracle:
-    """A verified bundle's learned policy, served to executors.
+    """A verified bundle's policy, served to executors.
+
+    The policy is the learned network of a learned bundle, or the registered baseline of
+    a baseline bundle (:mod:`allocator.baseline_bundle`, exported by ``allocator train``'s
+    safety net where a baseline beat the learned policy on validation queries); every
+    method below works the same for both. A baseline does not read lambda: its knob is
+    fixed in the bundle (see :mod:`allocator.baseline_bundle`).
 
     Args:
         path: the bundle directory (read and verified by
             :func:`~allocator.bundle.read_bundle`).
 
     Attributes:
-        policy: the :class:`~allocator.learned.LearnedPolicy` that decides.
+        policy: the policy that decides: a :class:`~allocator.learned.LearnedPolicy`,
+            or the baseline of a baseline bundle.
         bundle: the verified bundle (its manifest as read at load time: load again
             after calibrating).
 
@@ -133,7 +140,7 @@ class BudgetOracle:
         # Verified here on every load: the policy's own cache is keyed by the manifest's
         # file identity, which tampering with another file leaves unchanged.
         self.bundle: Bundle = read_bundle(path)
-        self.policy = LearnedPolicy.from_bundle(path)
+        self.policy = bundle_policy(self.bundle)
         manifest = self.bundle.manifest
         self._arm_costs = self._read_arm_costs(manifest)
         self._table = self._read_calibration(manifest)
@@ -150,6 +157,19 @@ class BudgetOracle:
     def arms(self) -> tuple[str, ...]:
         """The arm names, in the policy's arm order."""
         return self.bundle.arms
+
+    @property
+    def policy_kind(self) -> str:
+        """``"network"`` (a learned policy) or ``"baseline"`` (see
+        :mod:`allocator.baseline_bundle`)."""
+        return self.bundle.policy_kind
+
+    @property
+    def decision_backend(self) -> str:
+        """What computes a decision: ``"compiled"`` or ``"numpy"`` (the learned network,
+        see :attr:`allocator.learned.MLPPolicyNetwork.backend`), or ``"baseline"``."""
+        network = getattr(self.policy, "network", None)
+        return "baseline" if network is None else network.backend
 
     @property
     def lambda_range(self) -> tuple[float, float]:

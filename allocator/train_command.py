@@ -27,6 +27,7 @@ def run_train(
     alias: str = "candidate",
     calibrate: bool = True,
     target_cost: float | None = None,
+    no_safety_net: bool = False,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -44,6 +45,8 @@ def run_train(
         calibrate: calibrate the default lambda on the validation queries.
         target_cost: calibrate to this mean cost per query instead of to
             majority-of-all accuracy.
+        no_safety_net: always export the learned policy, trained on every training query
+            (overrides the config's ``safety_net``).
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
@@ -55,7 +58,9 @@ def run_train(
 
     config = TrainConfig.from_toml(config_path) if config_path else TrainConfig()
     overrides = {name: value for name, value in (("seed", seed),
-                                                 ("total_timesteps", timesteps))
+                                                 ("total_timesteps", timesteps),
+                                                 ("safety_net", False if no_safety_net
+                                                  else None))
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
@@ -68,6 +73,8 @@ def run_train(
     else:
         console.print(report_table(summary["report"]))
         console.print(headline_table(summary["report"]))
+    if summary["safety_net"] is not None:
+        console.print(f"safety net: {summary['safety_net']['reason']}")
     training = summary["training"]
     calibration = training.get("calibration")
     if calibration:

@@ -15,13 +15,17 @@ so that tests can compare statistics with their analytic values:
 - Cost is lognormal around the arm's ``cost_per_attempt`` (mean preserved), standing in
   for tokens.
 - Optional verifier scores: ``sigmoid(N(±score_separation / 2, 1))``, higher for
-  correct attempts (the AUROC is ``Phi(score_separation / sqrt(2))``).
+  correct attempts (the AUROC is ``Phi(score_separation / sqrt(2))``), on the arms marked
+  ``scored`` (the others' scores are missing: a verifier that only checks some arms).
 - Optional refinement: rounds ``1..refine_rounds`` of ``refine_per_round`` attempts
   (kind ``refine``) whose skill grows by ``refine_gain`` per round.
 
 Query metadata: ``task`` (a simulated task name, independent of difficulty),
 ``difficulty`` (the true value, so predictor quality can be checked) and ``component``
-(the mixture component the query came from). Query text reads
+(the mixture component the query came from). With ``length_signal > 0`` also ``length``,
+a prompt length in tokens that predicts difficulty as real prompts' lengths do, noisily:
+``log(length) = log(80) + length_signal * (d - 0.5) + N(0, length_noise)`` (drawn from its
+own stream, so the rest of the log is the same as without it). Query text reads
 ``"Simulated query 17 (difficulty 0.42)"``.
 """
 
@@ -59,12 +63,15 @@ class SyntheticArm:
             is answered correctly half the time.
         cost_per_attempt: mean cost of one attempt (e.g. thousands of tokens).
         pool_size: sample attempts logged per query.
+        scored: whether the verifier scores this arm's attempts (with
+            ``SyntheticConfig.with_scores``).
     """
 
     name: str
     skill: float
     cost_per_attempt: float = 1.0
     pool_size: int = 16
+    scored: bool = True
 
     def __post_init__(self) -> None:
         owner = f"SyntheticArm({self.name!r})"
@@ -77,6 +84,8 @@ class SyntheticArm:
                                  self.cost_per_attempt)
         if not (isinstance(self.pool_size, int) and self.pool_size >= 1):
             raise ParameterError(owner, "pool_size", "an integer >= 1", self.pool_size)
+        if not isinstance(self.scored, bool):
+            raise ParameterError(owner, "scored", "True or False", self.scored)
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,9 @@ class SyntheticConfig:
         refine_gain: skill added per round (0.06).
         refine_cost_factor: cost of a refine attempt relative to a sample (1.5).
         tasks: simulated task names, assigned uniformly at random.
+        length_signal: slope of the log prompt length on difficulty (0: no ``length``
+            column).
+        length_noise: sigma of the log prompt length's noise (0.5).
     """
 
     n_queries: int = 400
@@ -161,6 +173,8 @@ class SyntheticConfig:
     refine_gain: float = 0.06
     refine_cost_factor: float = 1.5
     tasks: tuple[str, ...] = ("arithmetic", "algebra", "geometry", "word-problems")
+    length_signal: float = 0.0
+    length_noise: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(self.arms))
@@ -195,6 +209,10 @@ class SyntheticConfig:
             "score_separation": (self.score_separation >= 0, "a number >= 0"),
             "refine_cost_factor": (self.refine_cost_factor >= 0, "a number >= 0"),
             "refine_gain": (np.isfinite(self.refine_gain), "a finite number"),
+            "length_signal": (np.isfinite(self.length_signal) and self.length_signal >= 0,
+                              "a finite number >= 0"),
+            "length_noise": (np.isfinite(self.length_noise) and self.length_noise >= 0,
+                             "a finite number >= 0"),
         }
         for parameter, (ok, expected) in checks.items():
             if not ok:
@@ -234,6 +252,11 @@ def generate(config: SyntheticConfig | None = None, *, seed: int = 0) -> Attempt
     config = config or SyntheticConfig()
     rng = np.random.default_rng(seed)
     queries = _simulate_queries(config, rng)
+    if config.length_signal > 0:  # its own stream: the rest of the log stays the same
+        noise = np.random.default_rng([seed, 1]).normal(0.0, config.length_noise,
+                                                        config.n_queries)
+        queries["length"] = np.round(np.exp(
+            np.log(80.0) + config.length_signal * (queries["difficulty"] - 0.5) + noise))
     blocks = [_simulate_block(config, rng, queries, arm, round_)
               for arm in config.arms for round_ in range(config.refine_rounds + 1)]
     attempts = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
@@ -299,7 +322,8 @@ def _simulate_block(
         "answer": np.where(missing, -1, answer),
         "correct": hit.astype(np.float32),
         "cost": cost,
-        "score": (1.0 / (1.0 + np.exp(-logit))).astype(np.float32),
+        "score": (1.0 / (1.0 + np.exp(-logit))).astype(np.float32) if arm.scored
+        else np.full(len(query), np.nan, np.float32),
     }
 
 
@@ -334,6 +358,8 @@ def _to_arrow(
         QUERY_PREFIX + "component": _dictionary(
             queries["component"][query], np.array(names, dtype=object)),
     }
+    if "length" in queries:
+        columns[QUERY_PREFIX + "length"] = pa.array(queries["length"][query], pa.float64())
     return pa.table(columns)
 
 

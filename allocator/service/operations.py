@@ -238,4 +238,4 @@ def model_info(served: Served) -> ModelInfo:
         lambda_range=oracle.lambda_range, default_lambda=oracle.default_lambda,
         cost_unit=oracle.cost_unit, calibrated=oracle.calibration_table is not None,
         defaults=OracleDefaults.model_validate(oracle.defaults()),
-        decision_backend=oracle.policy.network.backend, loaded_at=served.loaded_at)
+        decision_backend=oracle.decision_backend, loaded_at=served.loaded_at)

@@ -296,9 +296,10 @@ class ModelInfo(_Response):
     calibrated: bool
     defaults: OracleDefaults = Field(description="every default the oracle applies, and "
                                                  "where it comes from")
-    decision_backend: Literal["compiled", "numpy"] = Field(
+    decision_backend: Literal["compiled", "numpy", "baseline"] = Field(
         description="what runs each decision: the compiled kernel, or numpy where the "
-                    "package was installed without a C compiler (same decisions, slower)")
+                    "package was installed without a C compiler (same decisions, slower); "
+                    "'baseline' for a baseline bundle (a registered baseline policy)")
     loaded_at: str
 
 

@@ -69,9 +69,20 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     assert report["config"]["seed"] == 3
     assert report["extra"]["training"]["num_timesteps"] == 4096
 
+    import allocator
     from allocator.learned import LearnedPolicy
 
-    assert LearnedPolicy.from_bundle(run_dir / "bundle").bundle.arms == ("large", "small")
+    # The safety net exported the learned policy or a baseline, and says which; the
+    # learned bundle is kept either way.
+    exported = report["extra"]["safety_net"]["exported"]
+    assert summary["training"]["exported"] == exported
+    kind = allocator.load(run_dir / "bundle").policy_kind
+    assert kind == {"learned": "network", "baseline": "baseline"}[exported]
+    learned_dir = run_dir / ("bundle" if exported == "learned" else "learned-bundle")
+    assert summary["learned_bundle"] == str(learned_dir)
+    assert LearnedPolicy.from_bundle(learned_dir).bundle.arms == ("large", "small")
+    assert f"safety net: {report['extra']['safety_net']['reason']}"[:40] in " ".join(
+        result.output.split())
 
     # Calibrated by default on the validation split (6 of the 30 training queries, held
     # out of training): the registered bundle's default lambda is useful as is.
@@ -182,12 +193,14 @@ def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path]
 
     log_path, config = tiny
     run_dir = tmp_path / "run"
+    # --no-safety-net: calibration sets a learned policy's lambda (the bundle is learned).
     result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
                                  str(config), "--timesteps", "4096", "--no-mlflow",
-                                 "--no-calibrate"])
+                                 "--no-calibrate", "--no-safety-net"])
     assert result.exit_code == 0, result.output
     bundle = run_dir / "bundle"
     assert allocator.load(bundle).calibration_table is None
+    assert allocator.load(bundle).policy_kind == "network"
     assert "not calibrated" in result.output
     result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--target-cost",
                                  "3", "--json"])

@@ -73,7 +73,7 @@ __all__ = ["ACCURACY_MARGIN", "VALIDATION_FRACTION", "LambdaSearch", "arm_mean_c
 #: Non-inferiority margin of :func:`calibrate_to_accuracy` (absolute accuracy).
 ACCURACY_MARGIN = 0.01
 #: Share of the training queries ``allocator train`` holds out to calibrate on.
-VALIDATION_FRACTION = 0.2
+VALIDATION_FRACTION = 0.25
 
 #: Manifest fields ``write_bundle`` fills in itself (dropped before rewriting).
 _WRITER_FIELDS = ("format", "format_version", "featurizer_version", "feature_names",
@@ -245,8 +245,16 @@ def validation_split(train: np.ndarray, seed: int,
                      fraction: float = VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Split training query indices into (fit, validation), both sorted, seeded.
 
-    At least one query stays on each side when there are two or more.
+    At least one query stays on each side when there are two or more; with fewer, the
+    validation side is empty. The one split of the training queries that the safety net
+    and the calibration share (its fraction and seed are recorded in the bundle, so that
+    ``allocator calibrate`` finds the same queries again).
+
+    Raises:
+        ParameterError: ``fraction`` is not in (0, 1).
     """
+    if isinstance(fraction, bool) or not 0.0 < fraction < 1.0:
+        raise ParameterError("validation_split", "fraction", "a number in (0, 1)", fraction)
     train = np.sort(np.asarray(train, dtype=np.int64))
     if len(train) < 2:
         return train, train[:0]

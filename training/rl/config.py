@@ -106,6 +106,13 @@ class TrainConfig:
             None: an eighth of ``total_timesteps`` (the cloning costs about as much per
             step as PPO); 0: start PPO from a random network. Not counted in
             ``total_timesteps``.
+        safety_net: after training, compare the learned policy with every deployable
+            baseline on validation queries carved from the training queries, and export
+            the best (a baseline bundle where the learned policy loses; see
+            :mod:`training.rl.safety_net`). True; False trains on every training query
+            and always exports the learned policy (``--no-safety-net``).
+        validation_fraction: the share of the training queries held out as validation
+            queries by the safety net (0.25; the policy trains on the rest).
     """
 
     total_timesteps: int = 2_000_000
@@ -133,6 +140,8 @@ class TrainConfig:
     arm: str | None = None
     n_bootstrap: int = 1000
     warm_start_steps: int | None = None
+    safety_net: bool = True
+    validation_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("lambda_range", "net_arch", "eval_lambdas"):
@@ -163,19 +172,21 @@ class TrainConfig:
             "ent_coef": (0.0, math.inf, True), "vf_coef": (0.0, math.inf, True),
             "max_grad_norm": (0.0, math.inf, False),
             "test_fraction": (0.0, 1.0, False),
+            "validation_fraction": (0.0, 1.0, False),
         }
         for name, (low, high, inclusive) in bounds.items():
             value = getattr(self, name)
             above = _is_number(value) and (value >= low if inclusive else value > low)
-            if not (above and value <= high) or (name == "test_fraction" and value >= 1.0):
+            half_open = name in ("test_fraction", "validation_fraction")
+            if not (above and value <= high) or (half_open and value >= 1.0):
                 interval = f"{'[' if inclusive else '('}{low}, {high}"
-                closing = ")" if name == "test_fraction" or high == math.inf else "]"
+                closing = ")" if half_open or high == math.inf else "]"
                 raise ParameterError(_OWNER, name, f"a number in {interval}{closing}", value)
 
     def _check_choices(self) -> None:
-        if not isinstance(self.normalize_observations, bool):
-            raise ParameterError(_OWNER, "normalize_observations", "true or false",
-                                 self.normalize_observations)
+        for name in ("normalize_observations", "safety_net"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(_OWNER, name, "true or false", getattr(self, name))
         if self.activation not in ACTIVATIONS:
             raise ParameterError(_OWNER, "activation", f"one of {ACTIVATIONS}", self.activation)
         if self.arm is not None and not (isinstance(self.arm, str) and self.arm):

@@ -7,19 +7,27 @@ The steps, in order (:func:`run_training`):
 3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the training
    queries, the predictor fitted on all training queries for the held-out ones and for
    the bundle;
-4. train MaskablePPO on the training queries but a validation split
-   (:func:`training.rl.calibrate.validation_split`, :data:`~training.rl.calibrate.
-   VALIDATION_FRACTION` of them), with checkpoints in ``RUN_DIR/checkpoints``;
+4. train MaskablePPO (:func:`training.rl.train.train_policy`, warm-started from the best
+   baseline at every price) on the training queries less a validation share
+   (``validation_fraction``, :func:`training.rl.calibrate.validation_split`), with
+   checkpoints in ``RUN_DIR/checkpoints``;
 5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
    difficulty predictor, the largest pool per arm the policy trained on and its
-   uninformed prior; no pickle), then calibrate its default lambda on the validation
-   queries (by default the cheapest lambda that reaches majority-of-all accuracy there,
+   uninformed prior; no pickle);
+5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
+   compare the learned policy with every deployable baseline on the validation queries;
+   where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
+   ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
+   best baseline at its best setting; ``report.json`` says which and why
+   (``extra.safety_net``);
+5c. calibrate the learned bundle's default lambda on the same validation queries (by
+   default the cheapest lambda that reaches majority-of-all accuracy there,
    :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
    the bundle, registered or not, is useful as is;
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
-   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy, loaded from
-   the bundle as the runtime loads it, swept along lambda (its knob is the price in its
-   state), on the same seeded orders;
+   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy (whichever
+   bundle was exported), loaded from its bundle as the runtime loads it, swept along
+   lambda (its knob is the price in its state), on the same seeded orders;
 7. write ``report.json``, ``pareto.png`` and ``cost_distribution.png`` to ``RUN_DIR``;
 8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
    run still shows them), training curves as ``train/...`` metrics while training runs,
@@ -118,6 +126,77 @@ def _evaluate_trained(log: AttemptLog, log_path: str | Path, run_dir: Path, bund
             f"on its own with: allocator evaluate {log_path} --bundle {bundle} --seed "
             f"{config.seed} --test-fraction {config.test_fraction} --orders "
             f"{config.n_orders} -o {run_dir / 'evaluation'}") from error
+
+
+# ------------------------------------------------------------------ the safety net
+#: Where the learned bundle goes when the safety net exports a baseline instead.
+LEARNED_BUNDLE_DIR = "learned-bundle"
+
+
+def _fit_queries(train: np.ndarray, config: TrainConfig, calibrating: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The queries the policy trains on, and the validation queries that the safety net
+    and the calibration use (none when neither runs: then it trains on every training
+    query; none either with fewer than two training queries)."""
+    if not (config.safety_net or calibrating):
+        return train, train[:0]
+    from training.rl.calibrate import validation_split
+
+    return validation_split(train, config.seed, config.validation_fraction)
+
+
+def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.ndarray,
+                prior: np.ndarray, predictor: Any, config: TrainConfig, cost_unit: float,
+                run_id: str | None, say: Announce) -> tuple[Any, Path, Path]:
+    """Decide on the validation queries; export the baseline bundle where it wins.
+
+    Returns:
+        The decision, the exported bundle's path, and the learned bundle's path.
+    """
+    from training.rl.safety_net import compare_on_validation
+
+    say(f"safety net: the learned policy against every baseline on {len(validation)} "
+        "validation queries")
+    decision, policy = compare_on_validation(
+        log, fit, validation, prior, str(bundle), config.evaluation_lambdas(),
+        n_orders=config.n_orders, seed=config.seed, progress=say)
+    say(decision.reason)
+    learned = bundle.parent / LEARNED_BUNDLE_DIR
+    if decision.exported == "learned":
+        _remove_bundle_dir(learned)  # a resumed run's earlier learned-bundle/ is stale
+        return decision, bundle, bundle
+    _remove_bundle_dir(learned)
+    bundle.rename(learned)
+    _export_baseline(policy, predictor, log, bundle, config, cost_unit, run_id,
+                     {"training_config": config.to_dict(), "safety_net": decision.reason})
+    return decision, bundle, learned
+
+
+def _remove_bundle_dir(target: Path) -> None:
+    """Remove the bundle directory ``target`` if there is one; refuse anything else."""
+    import shutil
+
+    from allocator.bundle import _is_bundle_dir
+
+    if not target.exists():
+        return
+    if not _is_bundle_dir(target):
+        raise ParameterError("allocator train", "RUN_DIR", f"a run folder whose "
+                             f"{target.name}/ is a bundle or absent", str(target))
+    shutil.rmtree(target)
+
+
+def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
+                     config: TrainConfig, cost_unit: float, run_id: str | None,
+                     extra: Mapping[str, Any]) -> Path:
+    """The baseline bundle, with the difficulty predictor (the sessions' prior)."""
+    from allocator.baseline_bundle import write_baseline_bundle
+
+    with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
+        return write_baseline_bundle(
+            path, policy, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
+            cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
+            predictor_dir=predictor.save(Path(folder) / "predictor"), extra=dict(extra))
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
@@ -278,11 +357,15 @@ def run_training(
             majority-of-all accuracy.
 
     Returns:
-        ``{"run_dir", "bundle", "report", "training", "mlflow_run_id", "registered"}``:
-        the paths, the
+        ``{"run_dir", "bundle", "learned_bundle", "report", "training", "mlflow_run_id",
+        "safety_net", "registered"}``: the paths (``bundle`` is the exported one,
+        ``learned_bundle`` the learned policy's: the same unless the safety net exported
+        a baseline), the
         :class:`~training.evaluation.results.EvaluationReport` (``report.json``), and the
         training summary (timesteps, seconds, the last ``train/`` metrics), and the
-        registered model version (``{"name", "version", "alias", "uri"}``, or None).
+        registered model version (``{"name", "version", "alias", "uri"}``, or None), and
+        the safety net's decision (:class:`~training.rl.safety_net.SafetyNetDecision` as
+        a dict, or None when it is off).
         ``training.evaluation.report.json_safe`` turns it into plain JSON.
 
     Raises:
@@ -367,14 +450,12 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
          tracking: _Tracking, progress: bool, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
     """Steps 4 to 8 (see the module docstring)."""
-    from training.rl.calibrate import VALIDATION_FRACTION, validation_split
     from training.rl.train import TrainingMonitor, replay_env, train_policy
     from training.tracking import evaluation_metrics
 
-    fit, validation = (validation_split(train, config.seed) if calibration is not None
-                       else (train, train[:0]))
+    fit, validation = _fit_queries(train, config, calibration is not None)
     say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else "")
-        + (f" on {len(fit)} queries ({len(validation)} held out for calibration)"
+        + (f" on {len(fit)} queries ({len(validation)} kept for validation)"
            if len(validation) else ""))
     monitor = TrainingMonitor(sink=tracking.metrics)
     started = time.perf_counter()
@@ -388,28 +469,41 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor)}
     say(f"exporting the bundle to {run_dir / 'bundle'}")
-    bundle = _export(model, predictor, log, run_dir / "bundle", config,
-                     replay_env(model.get_env()).settings.cost_unit, tracking.run_id,
+    cost_unit = replay_env(model.get_env()).settings.cost_unit
+    bundle = _export(model, predictor, log, run_dir / "bundle", config, cost_unit,
+                     tracking.run_id,
                      {"training_config": config.to_dict(),
-                      "validation": {"fraction": VALIDATION_FRACTION if len(validation)
-                                     else 0.0, "seed": config.seed,
+                      "validation": {"fraction": config.validation_fraction
+                                     if len(validation) else 0.0, "seed": config.seed,
                                      "queries": len(validation)}})
-    if calibration is not None and len(validation) == 0:
-        say("too few training queries to hold out validation queries: not calibrated")
-    elif calibration is not None:
-        say(f"calibrating the default lambda on the {len(validation)} validation queries")
-        training["calibration"] = _calibrate(bundle, log, validation, prior, config,
+    learned_bundle, safety = bundle, None
+    if len(validation) == 0 and (config.safety_net or calibration is not None):
+        say("too few training queries to hold out validation queries: no safety net, "
+            "not calibrated")
+    if config.safety_net and len(validation):
+        safety, bundle, learned_bundle = _safety_net(log, bundle, fit, validation, prior,
+                                                     predictor, config, cost_unit,
+                                                     tracking.run_id, say)
+    training["exported"] = "learned" if safety is None else safety.exported
+    if calibration is not None and len(validation):
+        say(f"calibrating the learned policy's default lambda on the {len(validation)} "
+            "validation queries")
+        training["calibration"] = _calibrate(learned_bundle, log, validation, prior, config,
                                              calibration)
     say("evaluating on the held-out queries")
-    report, chosen = _evaluate_trained(log, log_path, run_dir, bundle, test, prior, config,
-                                       say)
-    report = dataclasses.replace(report, extra={**report.extra, "training": training})
+    report, chosen = _evaluate_trained(log, log_path, run_dir, learned_bundle, test, prior,
+                                       config, say)
+    report = dataclasses.replace(report, extra={
+        **report.extra, "training": training,
+        **({"safety_net": safety.to_dict()} if safety is not None else {})})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
     tracking.params(_eval_params(report))
     tracking.artifacts([*files, run_dir / "config.toml"], {"bundle": bundle})
-    return {"run_dir": str(run_dir), "bundle": str(bundle), "report": report,
-            "training": training, "mlflow_run_id": tracking.run_id}
+    return {"run_dir": str(run_dir), "bundle": str(bundle),
+            "learned_bundle": str(learned_bundle), "report": report,
+            "training": training, "mlflow_run_id": tracking.run_id,
+            "safety_net": None if safety is None else safety.to_dict()}
 
 
 def _final_metrics(monitor: Any) -> dict[str, float]:

@@ -186,3 +186,22 @@ def test_run_many_keeps_order_and_sync_run_works() -> None:
     assert all(r.correct is None for r in results)  # no reference: ungraded
     single = ex.run("What is 9 + 9?")
     assert single.query_id.startswith("q-") and single.answer == "18"
+
+
+def test_a_baseline_bundle_drives_the_executor_as_its_policy_does(tmp_path) -> None:
+    """A baseline bundle (the safety net's export) loaded by ``allocator.load`` decides in
+    the executor exactly as the same policy given directly does."""
+    import allocator
+    from allocator.baseline_bundle import write_baseline_bundle
+
+    policy = make_policy("adaptive-consistency", threshold=0.9)
+    path = write_baseline_bundle(tmp_path / "bundle", policy, arms=list(ARMS),
+                                 lambda_range=(0.001, 0.3), cost_unit=1.0,
+                                 log_fingerprint="x")
+    script = texts("7 3 7 9 7 7 3 7 7 7 7 7")
+    by_bundle = run(SelfConsistency(ScriptedClient(samples={QUESTION: script}), ARMS,
+                                    extract, decider=allocator.load(path)).arun(problem()))
+    direct = run(SelfConsistency(ScriptedClient(samples={QUESTION: script}), ARMS, extract,
+                                 decider=PolicyOracle(policy, list(ARMS))).arun(problem()))
+    assert [str(a) for a in by_bundle.actions] == [str(a) for a in direct.actions]
+    assert len(by_bundle.actions) > 3 and by_bundle.answer == direct.answer == "7"

@@ -157,6 +157,35 @@ def test_scores_rank_correct_above_wrong() -> None:
     assert not generate(SyntheticConfig(n_queries=20)).supports_verify
 
 
+def test_the_verifier_scores_only_the_scored_arms() -> None:
+    arms = (SyntheticArm("small", 0.45, 1.0, 6, scored=True),
+            SyntheticArm("large", 0.7, 8.0, 4, scored=False))
+    log = generate(SyntheticConfig(n_queries=300, arms=arms, with_scores=True), seed=3)
+    small, large = log.arm == log.arms.index("small"), log.arm == log.arms.index("large")
+    assert np.isfinite(log.score[small]).all() and np.isnan(log.score[large]).all()
+    assert log.supports_verify and auroc(log.score[small], log.correct[small] == 1) > 0.7
+
+
+def test_the_length_column_predicts_difficulty_as_specified() -> None:
+    """corr(log length, d) = s sd(d) / sqrt(s^2 var(d) + sigma^2), and the rest of the log is
+    the log without the column (its own random stream)."""
+    config = SyntheticConfig(n_queries=20_000, length_signal=2.0, length_noise=0.5)
+    log = generate(config, seed=5)
+    difficulty = log.queries.metadata["difficulty"].astype(float)
+    length = log.queries.metadata["length"].astype(float)
+    assert (length >= 1).all() and np.allclose(length, np.round(length))
+    expected = 2.0 * difficulty.std() / np.sqrt(4.0 * difficulty.var() + 0.25)
+    # rounding to whole tokens adds a little noise: within 0.02 of the closed form
+    assert np.corrcoef(np.log(length), difficulty)[0, 1] == pytest.approx(expected, abs=0.02)
+    residual = np.log(length) - np.log(80.0) - 2.0 * (difficulty - 0.5)
+    assert residual.mean() == pytest.approx(0.0, abs=0.01)  # N(0, 0.5) noise, +- rounding
+    assert residual.std() == pytest.approx(0.5, rel=0.03)
+    plain = generate(SyntheticConfig(n_queries=20_000), seed=5)
+    assert "length" not in plain.queries.metadata
+    np.testing.assert_array_equal(plain.correct, log.correct)
+    np.testing.assert_array_equal(plain.cost, log.cost)
+
+
 def test_refinement_rounds_improve() -> None:
     config = SyntheticConfig(n_queries=1500, refine_rounds=3, refine_gain=0.08)
     log = generate(config, seed=4)
@@ -203,6 +232,9 @@ def test_simulated_label_survives_parquet(tmp_path: Path) -> None:
         (lambda: SyntheticConfig(refine_rounds=-1), "refine_rounds"),
         (lambda: SyntheticArm("a", 0.5, pool_size=0), "pool_size"),
         (lambda: SyntheticArm("a", 0.5, cost_per_attempt=-1.0), "cost_per_attempt"),
+        (lambda: SyntheticArm("a", 0.5, scored=1), "scored"),
+        (lambda: SyntheticConfig(length_signal=-1.0), "length_signal"),
+        (lambda: SyntheticConfig(length_noise=float("nan")), "length_noise"),
         (lambda: DifficultyComponent("x", 1.0, 0.0, 1.0), "alpha"),
     ],
 )

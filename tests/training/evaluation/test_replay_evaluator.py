@@ -79,6 +79,32 @@ def test_replayed_majority_matches_an_independent_shuffle(synthetic: AttemptLog)
         assert np.corrcoef(replayed, expected)[0, 1] > 0.97
 
 
+class _VerifyEveryDraw:
+    """Samples every arm until its pool runs dry, verifying after every draw."""
+
+    name = "verify-every-draw"
+
+    def act(self, state, mask):
+        from allocator.actions import STOP, sample_action, verify_action
+
+        arms = state.samples.shape[1]
+        action = np.full(len(mask), STOP)
+        for arm in reversed(range(arms)):
+            action = np.where(mask[:, sample_action(arm)], sample_action(arm), action)
+        return np.where(mask[:, verify_action(arms)], verify_action(arms), action)
+
+    def describe(self) -> str:
+        return self.name
+
+
+def test_a_policy_that_verifies_every_draw_replays_to_the_end() -> None:
+    """Episodes of 2 decisions per candidate (draw, verify) are not cut short."""
+    log = generate(SyntheticConfig(n_queries=20, with_scores=True), seed=1)
+    results = ReplayEvaluator(log, n_orders=2, seed=0).run(_VerifyEveryDraw())
+    pool = np.bincount(log.attempt_query, minlength=log.n_queries)  # every candidate
+    np.testing.assert_array_equal(results.samples, np.repeat(pool[:, None], 2, axis=1))
+
+
 def test_same_seed_same_results_and_restore_equals_fresh(synthetic: AttemptLog) -> None:
     policy = make_policy("adaptive-consistency", threshold=0.9, arm=1)
     first = ReplayEvaluator(synthetic, n_orders=4, seed=9)

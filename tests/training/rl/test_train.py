@@ -95,7 +95,8 @@ def test_defaults_are_documented_and_sensible() -> None:
     TrainConfig(),
     TrainConfig(total_timesteps=1234, lambda_range=(0.0, 0.2), lambda_sampling="uniform",
                 net_arch=(32, 16, 8), activation="relu", learning_rate=3e-5,
-                eval_lambdas=(0.0, 0.05), arm="large", normalize_observations=False),
+                eval_lambdas=(0.0, 0.05), arm="large", normalize_observations=False,
+                safety_net=False, validation_fraction=0.4),
 ])
 def test_toml_round_trip(config: TrainConfig, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
@@ -133,6 +134,9 @@ def test_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
     ({"net_arch": ()}, "net_arch"),
     ({"eval_lambdas": (-1.0,)}, "eval_lambdas"),
     ({"normalize_observations": "yes"}, "normalize_observations"),
+    ({"safety_net": 1}, "safety_net"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+    ({"validation_fraction": 0.0}, "validation_fraction"),
 ])
 def test_invalid_values_name_the_parameter(changes: dict, parameter: str) -> None:
     with pytest.raises(ParameterError, match=repr(parameter)):

@@ -1,0 +1,195 @@
+"""The safety net of ``allocator train``: the validation split, the decision rule on
+hand-made fronts, and the export of a baseline bundle where the learned policy loses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import allocator
+from allocator.actions import n_actions
+from allocator.bundle import write_bundle
+from allocator.errors import ParameterError
+from allocator.featurizer import n_features
+from allocator.logs import write_log
+from allocator.logs.synthetic import SyntheticConfig, generate
+from training.rl.calibrate import validation_split
+from training.rl.config import TrainConfig
+from training.rl.safety_net import (
+    Candidate,
+    accuracy_at,
+    choose,
+    compare_on_validation,
+    cost_to_reach,
+)
+
+
+def points(policy: str, *pairs: tuple[float, float], stderr: float = 0.0) -> list[Candidate]:
+    return [Candidate(policy, f"{policy}@{cost}", accuracy, cost, stderr)
+            for cost, accuracy in pairs]
+
+
+# ------------------------------------------------------------------ the front helpers
+def test_interpolation_and_cost_to_reach_by_hand() -> None:
+    curve = points("b", (1.0, 0.5), (3.0, 0.7), (2.0, 0.4), (5.0, 0.9))  # (2, .4) dominated
+    assert accuracy_at(curve, 2.0) == pytest.approx(0.6)
+    assert accuracy_at(curve, 0.5) is None and accuracy_at(curve, 6.0) is None
+    assert cost_to_reach(curve, 0.8) == pytest.approx(4.0)
+    assert cost_to_reach(curve, 0.3) == 1.0 and cost_to_reach(curve, 0.95) is None
+
+
+# ------------------------------------------------------------------ the rule
+CASES = {
+    "learned cheaper everywhere": (
+        points("learned", (1, 0.7), (3, 0.85)),
+        points("b", (2, 0.7), (4, 0.85), stderr=0.001), "learned", None),
+    "learned below the envelope beyond noise": (
+        points("learned", (1, 0.5), (3, 0.9)),
+        points("b", (1, 0.7), (2, 0.8), (4, 0.85), stderr=0.001), "baseline", "below"),
+    "learned below within noise": (
+        points("learned", (1, 0.65), (3, 0.9)),
+        points("b", (1, 0.7), (4, 0.85), stderr=0.05), "learned", None),
+    "learned never reaches the target": (
+        points("learned", (1, 0.7), (2, 0.75)),
+        points("b", (1, 0.7), (4, 0.85), stderr=0.001), "baseline", "does not reach"),
+    "learned reaches at more cost": (
+        points("learned", (1, 0.7), (6, 0.85)),
+        points("b", (1, 0.7), (4, 0.85), stderr=0.001), "baseline", "more cost"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_rule_on_hand_made_fronts(case: str) -> None:
+    learned, baselines, exported, why = CASES[case]
+    decision = choose(learned, baselines)
+    assert decision.exported == exported, decision.reason
+    assert decision.target_accuracy == max(p.accuracy for p in baselines)
+    assert decision.margin == pytest.approx(1.96 * baselines[0].stderr)
+    if why is not None:
+        assert why in decision.reason
+    assert decision.reason.startswith(f"exported the {exported}")
+
+
+def test_the_exported_baseline_is_the_cheapest_setting_reaching_the_target() -> None:
+    """On random fronts: the chosen point reaches target - margin, and no baseline point
+    that does is cheaper (brute force over every point)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        baselines = [Candidate("b", f"s{i}", float(a), float(c), float(rng.uniform(0, 0.03)))
+                     for i, (c, a) in enumerate(zip(rng.uniform(1, 10, 12),
+                                                    rng.uniform(0.3, 0.9, 12), strict=True))]
+        learned = points("learned", *zip(rng.uniform(1, 10, 4), rng.uniform(0.3, 0.95, 4),
+                                         strict=True))
+        decision = choose(learned, baselines)
+        goal = decision.target_accuracy - decision.margin
+        reaching = [p for p in baselines if p.accuracy >= goal]
+        assert decision.baseline in reaching
+        assert decision.baseline.mean_cost == min(p.mean_cost for p in reaching)
+        if decision.exported == "learned":
+            assert decision.learned_cost_to_reach <= decision.envelope_cost_to_reach + 1e-9
+            for point in learned:  # front points: nowhere below the envelope beyond noise
+                dominated = any(q.mean_cost <= point.mean_cost and q.accuracy > point.accuracy
+                                for q in learned)
+                reference = accuracy_at(baselines, point.mean_cost)
+                if not dominated and reference is not None:
+                    assert point.accuracy >= reference - decision.margin - 1e-12
+
+
+def test_the_margin_is_the_paired_difference_where_per_query_results_exist() -> None:
+    rng = np.random.default_rng(2)
+    top_q = rng.integers(0, 2, 40).astype(float)
+    learned_q = top_q.copy()
+    learned_q[:3] = 1 - learned_q[:3]  # three queries differ
+    top = Candidate("b", "top", top_q.mean(), 5.0, top_q.std(ddof=1) / np.sqrt(40),
+                    tuple(top_q))
+    learned = [Candidate("learned", "l", learned_q.mean(), 4.0, 0.0, tuple(learned_q)),
+               Candidate("learned", "cheap", 0.1, 1.0, 0.0, tuple(np.zeros(40)))]
+    difference = learned_q - top_q
+    expected = 1.96 * difference.std(ddof=1) / np.sqrt(40)
+    decision = choose(learned, [top])
+    assert decision.margin == pytest.approx(expected) and expected < 1.96 * top.stderr
+    # Without per-query results: the target's own standard error.
+    bare = [Candidate("learned", "l", learned_q.mean(), 4.0)]
+    assert choose(bare, [top]).margin == pytest.approx(1.96 * top.stderr)
+    assert "per_query" not in json.dumps(decision.to_dict())
+
+
+def test_no_baseline_is_an_error() -> None:
+    with pytest.raises(ParameterError, match="baseline"):
+        choose(points("learned", (1, 0.5)), [])
+
+
+# ------------------------------------------------------------------ on a real replay
+def stop_at_once_bundle(path: Path, arms: tuple[str, ...]) -> Path:
+    """A real bundle whose network always prefers STOP: it never answers."""
+    width, actions = n_features(len(arms)), n_actions(len(arms))
+    bias = np.zeros(actions, np.float32)
+    bias[0] = 10.0
+    weights = {"action_net.weight": np.zeros((actions, width), np.float32),
+               "action_net.bias": bias}
+    network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
+                                          "bias": "action_net.bias",
+                                          "shape": [actions, width], "activation": None}]}
+    return write_bundle(path, weights=weights, manifest={
+        "arms": list(arms), "lambda_range": [0.001, 0.3], "cost_unit": 1.0,
+        "network": network, "normalization": None, "run_id": None,
+        "log_fingerprint": "x"})
+
+
+def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None:
+    log = generate(SyntheticConfig(n_queries=60), seed=1)
+    bundle = stop_at_once_bundle(tmp_path / "bundle", log.arms)
+    train = np.arange(40)  # the last 20 queries play the test queries: never passed
+    fit, validation = validation_split(train, seed=0, fraction=0.25)
+    prior = np.full((log.n_queries, len(log.arms)), 0.5)
+    decision, policy = compare_on_validation(log, fit, validation, prior, str(bundle),
+                                             (0.001, 0.1), n_orders=2, seed=0)
+    assert decision.exported == "baseline" and decision.validation_queries == 10
+    assert all(p.accuracy == 0.0 and p.mean_cost == 0.0 for p in decision.learned)
+    assert decision.learned_cost_to_reach is None
+    assert policy.describe() == decision.baseline.setting
+    assert decision.baseline.accuracy >= decision.target_accuracy - decision.margin
+    assert decision.baseline in decision.envelope and not decision.skipped
+
+
+TINY = TrainConfig(n_envs=64, n_steps=16, batch_size=512, n_orders=3, n_bootstrap=200,
+                   checkpoint_every=2048, eval_lambdas=(0.001, 0.01, 0.1),
+                   total_timesteps=4096)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("safety_net", [True, False])
+def test_train_exports_what_the_safety_net_chose(tmp_path: Path, safety_net: bool) -> None:
+    from training.rl.pipeline import run_training
+
+    log_path = write_log(generate(SyntheticConfig(n_queries=120), seed=0),
+                         tmp_path / "log.parquet")
+    summary = run_training(log_path, tmp_path / "run", TINY.replace(safety_net=safety_net),
+                           mlflow=False, progress=False)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    training = report["extra"]["training"]
+    assert report["policies"]["learned"], "the held-out evaluation reports the learned policy"
+    assert report["policies"]["fixed-n"]
+    oracle = allocator.load(summary["bundle"])
+    if not safety_net:
+        assert summary["safety_net"] is None and "safety_net" not in report["extra"]
+        assert training["fit_queries"] == training["train_queries"] == 60
+        assert oracle.policy_kind == "network" and training["exported"] == "learned"
+        assert not (tmp_path / "run" / "learned-bundle").exists()
+        return
+    decision = report["extra"]["safety_net"]
+    assert training["fit_queries"] + training["validation_queries"] == 60
+    assert decision["validation_queries"] == 15 and training["exported"] == decision[
+        "exported"]
+    if decision["exported"] == "baseline":
+        assert oracle.policy_kind == "baseline"
+        assert oracle.policy.describe() == decision["baseline"]["setting"]
+        learned = allocator.load(tmp_path / "run" / "learned-bundle")
+        assert learned.policy_kind == "network"
+        assert summary["learned_bundle"] == str(tmp_path / "run" / "learned-bundle")
+    else:
+        assert oracle.policy_kind == "network" and summary["learned_bundle"] == summary[
+            "bundle"]
