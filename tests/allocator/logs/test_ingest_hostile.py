@@ -1,0 +1,219 @@
+"""Hostile and careless inputs to the generic readers and ``allocator ingest`` (issue 14,
+items 7, 8, 12 and 13), kept as tables: every case names what it feeds in and what the
+user must be told (the file, the line, the column, the fix), or what must be kept exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allocator.errors import LogFormatError
+from allocator.logs import _formats
+from allocator.logs.readers import read_attempts
+
+GOOD = '{"query_id": "q", "answer": "a", "correct": 1}'
+GOOD_CSV = "q,a,1,2"
+CSV_HEADER = "query_id,answer,correct,cost"
+
+
+def jsonl(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def csv_bytes(*records: str) -> bytes:
+    return ("\n".join((CSV_HEADER, *records)) + "\n").encode("utf-8")
+
+
+# ----------------------------------------------------------------- bad bytes and bad values
+# name: (file name, content, line the error names, column it names or None, words the
+# message must hold, whether --skip-invalid sets just that line aside)
+HOSTILE = {
+    "Latin-1 JSONL": ("a.jsonl", GOOD.encode() + b"\n" + '{"query_id": "q", "answer": '
+                      '"caf\xe9", "correct": 1}\n'.encode("latin-1") + GOOD.encode() + b"\n",
+                      2, None, ("UTF-8", "Latin-1"), True),
+    "Latin-1 CSV": ("a.csv", csv_bytes(GOOD_CSV) + "q,caf\xe9,1,2\n".encode("latin-1"), 3,
+                    None, ("UTF-8", "Latin-1"), False),
+    "UTF-16 CSV": ("a.csv", f"{CSV_HEADER}\n{GOOD_CSV}\n".encode("utf-16"), 1, None,
+                   ("UTF-16", "UTF-8"), False),
+    "UTF-16 JSONL": ("a.jsonl", (GOOD + "\n").encode("utf-16"), 1, None, ("UTF-16", "UTF-8"),
+                     False),
+    "lone surrogate": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": "x\\ud800", '
+                       '"correct": 1}', GOOD), 2, None, ("surrogate",), True),
+    "object answer": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": {"value": 5}, '
+                      '"correct": 1}', GOOD), 2, "answer", ("object", "text"), True),
+    "list answer": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": [5], "correct": 1}',
+                    GOOD), 2, "answer", ("array", "text"), True),
+    "only object answers": ("a.jsonl", jsonl('{"query_id": "q", "answer": {"v": 1}, '
+                            '"correct": 1}'), 1, "answer", ("object",), False),
+    "object query id": ("a.jsonl", jsonl(GOOD, '{"query_id": {"id": 1}, "answer": "a", '
+                        '"correct": 1}'), 2, "query_id", ("object",), True),
+    "boolean cost beside numbers": ("a.jsonl", jsonl(*(
+        f'{{"query_id": "q", "answer": "a", "correct": 1, "cost": {cost}}}'
+        for cost in ("2", "true", "0.5"))), 2, "cost", ("true",), True),
+    "boolean costs only": ("a.jsonl", jsonl('{"query_id": "q", "answer": "a", "correct": 1, '
+                           '"cost": true}', '{"query_id": "q", "answer": "a", "correct": 1, '
+                           '"cost": false}'), 1, "cost", ("bool",), False),
+    "boolean cost in CSV": ("a.csv", csv_bytes(GOOD_CSV, "q,a,1,true", GOOD_CSV), 3, "cost",
+                            ("true",), True),
+    "boolean score": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": "a", "correct": 1, '
+                      '"score": true}'), 2, "score", ("bool",), True),
+    "boolean round": ("a.jsonl", jsonl('{"query_id": "q", "answer": "a", "correct": 1, '
+                      '"round": 1}', '{"query_id": "q", "answer": "a", "correct": 1, '
+                      '"round": true}'), 2, "round", ("true",), True),
+    "empty answer graded correct": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": "", '
+                                    '"correct": 1}', GOOD), 2, "correct",
+                                    ("no answer",), True),
+    "null answer graded correct": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": null, '
+                                   '"correct": 0.75}', GOOD), 2, "correct",
+                                   ("no answer",), True),
+    "empty answer graded correct in CSV": ("a.csv", csv_bytes(GOOD_CSV, "q,,1,2"), 3,
+                                           "correct", ("no answer",), True),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_input_is_refused_with_file_line_and_fix(tmp_path: Path, case: str) -> None:
+    name, content, line, column, words, _ = HOSTILE[case]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(LogFormatError) as caught:
+        read_attempts(path)
+    error = caught.value
+    assert error.source == str(path)
+    assert error.line == line
+    assert column is None or error.column == column
+    assert error.fix
+    for word in words:
+        assert word.lower() in str(error).lower(), str(error)
+
+
+@pytest.mark.parametrize("case", [c for c, spec in HOSTILE.items() if spec[-1]])
+def test_skip_invalid_sets_just_the_hostile_line_aside(tmp_path: Path, case: str) -> None:
+    name, content, line, _, _, _ = HOSTILE[case]
+    path = tmp_path / name
+    path.write_bytes(content)
+    log, rejected = read_attempts(path, skip_invalid=True)
+    assert rejected.rows.column("_line").to_pylist() == [line]
+    n_records = len([t for t in content.decode("utf-8", "replace").splitlines() if t.strip()])
+    header = 1 if name.endswith(".csv") else 0
+    assert log.n_attempts == n_records - header - 1
+
+
+def _read_in_child(path: Path) -> subprocess.CompletedProcess[str]:
+    """read_attempts in a fresh interpreter: a crash of the parser must not end the suite."""
+    code = ("import sys\nfrom allocator.errors import LogFormatError\n"
+            "from allocator.logs.readers import read_attempts\n"
+            "try:\n    read_attempts(sys.argv[1], skip_invalid=sys.argv[2] == '1')\n"
+            "    print('READ')\n"
+            "except LogFormatError as error:\n    print('LINE', error.line, error)\n")
+    return subprocess.run([sys.executable, "-c", code, str(path), "0"], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ))
+
+
+@pytest.mark.parametrize(("depth", "where"), [(20_000, "array"), (20_000, "object"),
+                                              (_formats.MAX_JSON_DEPTH + 1, "array")])
+def test_deeply_nested_json_is_refused_not_a_crash(tmp_path: Path, depth: int,
+                                                   where: str) -> None:
+    open_, close = ("[", "]") if where == "array" else ('{"k":', "}")
+    deep = '{"query_id": "q", "answer": "b", "correct": 0, "x": ' + open_ * depth + "1" \
+        + close * depth + "}"
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(jsonl(GOOD, deep, GOOD))
+    done = _read_in_child(path)
+    assert done.returncode == 0, f"the reader crashed (exit {done.returncode}): {done.stderr}"
+    assert done.stdout.startswith("LINE 2 "), done.stdout
+    assert "nested" in done.stdout and str(path) in done.stdout and "Fix:" in done.stdout
+
+
+@pytest.mark.parametrize("line", [
+    '{"query_id": "q", "answer": "b", "correct": 0, "x": ' + "[" * 40 + "]" * 40
+    + "}",
+    # brackets inside strings do not nest, escaped quotes do not end a string
+    '{"query_id": "q", "answer": "' + "{[" * 3000 + '\\\\", "correct": 0, '
+    '"x": "\\"' + "[" * 3000 + '"}',
+])
+def test_nesting_under_the_limit_is_read(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "nested.jsonl"
+    path.write_bytes(jsonl(GOOD, line))
+    log, _ = read_attempts(path)
+    assert log.n_attempts == 2
+    assert json.loads(line)["answer"] in log.answers
+
+
+# --------------------------------------------------------------- values kept as written
+# name: the JSON tokens of the answer column, one row each; the answer must be the token's
+# text as written (a JSON string's content without its quotes).
+AS_WRITTEN = {
+    "big integers beside a float": ["12345678901234567", "12345678901234568", "0.5"],
+    "an integer beside a float": ["5", "5.5"],
+    "exponents and trailing zeros": ["1e2", "100", "1.50", "1E2"],
+    "beyond 64 bits": ["123456789012345678901234567890", "7"],
+    "negative zero": ["-0", "0", "-0.0"],
+    "text beside numbers": ['"5"', "5", '"five"'],
+    "booleans": ["true", "false", '"x"'],
+    "escapes and surrogate pairs": ['"\\ud83d\\ude00"', '"\\u00e9"', '"a\\"b"'],
+}
+
+
+def _answer_of(log) -> dict[str, str | None]:
+    answers = [None if code < 0 else str(log.answers[code]) for code in log.answer]
+    return dict(zip(log.attempt_id.tolist(), answers, strict=True))
+
+
+def _write_tokens(path: Path, tokens: list[str], *, bad_line: bool) -> None:
+    lines = [f'{{"query_id": "q", "attempt_id": "r{i}", "answer": {token}, "correct": 0}}'
+             for i, token in enumerate(tokens)]
+    if bad_line:
+        lines.insert(1, "{not json")
+    path.write_bytes(jsonl(*lines))
+
+
+@pytest.mark.parametrize("path_kind", ["fast", "chunked slow path"])
+@pytest.mark.parametrize("case", list(AS_WRITTEN))
+def test_answers_are_read_as_written_never_through_floats(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, path_kind: str) -> None:
+    tokens = AS_WRITTEN[case]
+    path = tmp_path / "a.jsonl"
+    slow = path_kind != "fast"
+    if slow:  # one line per chunk: Arrow parses each alone, the chunks' types differ
+        monkeypatch.setattr(_formats, "_CHUNK_BYTES", 1)
+    _write_tokens(path, tokens, bad_line=slow)
+    log, _ = read_attempts(path, skip_invalid=slow)
+    expected = {f"r{i}": json.loads(t) if t.startswith('"') else t
+                for i, t in enumerate(tokens)}
+    assert _answer_of(log) == expected
+    distinct = len(set(expected.values()))
+    assert len({a for a in log.answers}) == distinct  # equal texts vote together, no others
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_query_ids_are_text_as_written(tmp_path: Path, fmt: str) -> None:
+    """``1`` and ``"1"`` are the same text; ``1.0`` is another (data/README.md)."""
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "jsonl":
+        path.write_bytes(jsonl(*(f'{{"query_id": {q}, "answer": "a", "correct": 1}}'
+                                 for q in ("1", '"1"', "1.0", "1e0", '"01"'))))
+    else:
+        path.write_bytes(b"query_id,answer,correct\n1,a,1\n\"1\",a,1\n1.0,a,1\n1e0,a,1\n"
+                          b"01,a,1\n")
+    log, _ = read_attempts(path)
+    sizes = dict(zip(log.query_ids.tolist(), np.diff(log.offsets).tolist(), strict=True))
+    assert sizes == {"1": 2, "1.0": 1, "1e0": 1, "01": 1}
+
+
+def test_number_columns_beside_text_columns_keep_their_values(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(jsonl('{"query_id": 7, "answer": 5, "correct": 1, "cost": 12.5}',
+                           '{"query_id": 7, "answer": 5.0, "correct": 0.25, "cost": 3}'))
+    log, _ = read_attempts(path)
+    assert log.cost.tolist() == [12.5, 3.0]
+    assert log.correct.tolist() == [1.0, 0.25]
+    assert log.query_ids.tolist() == ["7"]
+    assert [log.answers[c] for c in log.answer] == ["5", "5.0"]
