@@ -9,14 +9,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from allocator.errors import LogFormatError
-from allocator.logs import _formats
+from allocator.cli import app
+from allocator.errors import LogFormatError, ParameterError
+from allocator.logs import _formats, read_log, summarize, write_log
 from allocator.logs.readers import read_attempts
+from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
+
+runner = CliRunner()
 
 GOOD = '{"query_id": "q", "answer": "a", "correct": 1}'
 GOOD_CSV = "q,a,1,2"
@@ -217,3 +224,145 @@ def test_number_columns_beside_text_columns_keep_their_values(tmp_path: Path) ->
     assert log.correct.tolist() == [1.0, 0.25]
     assert log.query_ids.tolist() == ["7"]
     assert [log.answers[c] for c in log.answer] == ["5", "5.0"]
+
+
+# ------------------------------------------------------------------------ ingest outputs
+def _source(tmp_path: Path, rows: int = 6) -> Path:
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(jsonl(*(f'{{"query_id": "q{i % 3}", "answer": "{i % 2}", '
+                             f'"correct": {i % 2}, "cost": {i + 1}}}' for i in range(rows))))
+    return path
+
+
+def _in_folder(tmp_path: Path) -> Path:
+    (tmp_path / "here").mkdir()
+    return tmp_path / "here"
+
+
+# name: (output path from the temporary folder and the source, words the error must say)
+OUTPUTS = {
+    "missing folder": (lambda tmp, src: tmp / "nowhere" / "log.parquet",
+                       ("folder", "does not exist", "mkdir")),
+    "a folder": (lambda tmp, src: _in_folder(tmp), ("is a folder", ".parquet")),
+    "a CSV name": (lambda tmp, src: tmp / "log.csv", (".csv", ".parquet")),
+    "a JSONL name": (lambda tmp, src: tmp / "log.jsonl", (".jsonl", ".parquet")),
+    "the input itself": (lambda tmp, src: src, ("input",)),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUTS))
+def test_ingest_refuses_a_bad_output_path_before_reading(tmp_path: Path, case: str) -> None:
+    make, words = OUTPUTS[case]
+    source = _source(tmp_path)
+    before = source.read_bytes()
+    output = make(tmp_path, source)
+    result = runner.invoke(app, ["ingest", str(source), "-o", str(output)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    message = " ".join(result.output.split())
+    assert str(output) in message.replace("\n", "") or output.name in message
+    for word in words:
+        assert word in message, message
+    assert source.read_bytes() == before
+
+
+def test_ingest_onto_its_parquet_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    source = _source(tmp_path)
+    log_path = tmp_path / "log.parquet"
+    assert runner.invoke(app, ["ingest", str(source), "-o", str(log_path)]).exit_code == 0
+    before = log_path.read_bytes()
+    alias = tmp_path / "." / "log.parquet"
+    result = runner.invoke(app, ["ingest", str(alias), "-o", str(log_path)])
+    assert result.exit_code == 2 and "input" in result.output
+    assert log_path.read_bytes() == before
+
+
+def test_a_clean_ingest_removes_a_stale_rejected_file(tmp_path: Path) -> None:
+    source = _source(tmp_path)
+    output = tmp_path / "log.parquet"
+    side = tmp_path / "log.parquet.rejected.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(source.read_bytes() + b"{torn\n")
+    assert runner.invoke(app, ["ingest", str(bad), "-o", str(output),
+                               "--skip-invalid"]).exit_code == 0
+    assert side.exists()
+    result = runner.invoke(app, ["ingest", str(source), "-o", str(output), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert not side.exists()
+
+
+@pytest.mark.parametrize("price", ["1e308", "inf", "nan", "-1"])
+def test_a_price_that_makes_costs_non_finite_is_refused_at_ingest(tmp_path: Path,
+                                                                   price: str) -> None:
+    source = _source(tmp_path)
+    output = tmp_path / "log.parquet"
+    result = runner.invoke(app, ["ingest", str(source), "-o", str(output), "--price",
+                                 f"default={price}"])
+    assert result.exit_code == 2, result.output
+    assert "default" in result.output and "price" in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert not output.exists()
+
+
+def test_prices_whose_products_overflow_are_refused_by_the_log(tmp_path: Path) -> None:
+    log, _ = read_attempts(_source(tmp_path))
+    assert np.isfinite(log.with_prices({"default": 1e300}).cost).all()
+    with pytest.raises(ParameterError, match="finite"):
+        log.with_prices({"default": 1e308})
+
+
+def test_concurrent_writers_of_one_output_never_share_a_temporary_file(tmp_path: Path) -> None:
+    """Eight threads write different logs to one path at once: each write succeeds, and the
+    file left is one whole log of the eight."""
+    logs = [generate(SyntheticConfig(n_queries=400 + 50 * i, arms=(SyntheticArm("a", 0.5,
+                                                                                1.0, 8),)),
+                     seed=i) for i in range(8)]
+    output = tmp_path / "log.parquet"
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(logs))
+
+    def write(log) -> None:
+        start.wait()
+        try:
+            write_log(log, output)
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(log,)) for log in logs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert read_log(output).fingerprint() in {log.fingerprint() for log in logs}
+    assert [p.name for p in tmp_path.iterdir()] == ["log.parquet"]
+
+
+def test_a_temporary_file_of_the_old_fixed_name_is_not_touched(tmp_path: Path) -> None:
+    """Another writer's ``<output>.partial`` (the old shared name) is left alone."""
+    output = tmp_path / "log.parquet"
+    other = tmp_path / "log.parquet.partial"
+    other.write_bytes(b"another writer's half-written file")
+    result = runner.invoke(app, ["ingest", str(_source(tmp_path)), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert other.read_bytes() == b"another writer's half-written file"
+    assert pq.read_table(output).num_rows == 6
+
+
+# ----------------------------------------------------------------- the summary says it all
+def test_the_summary_counts_attempts_without_an_answer(tmp_path: Path) -> None:
+    rows = [{"query_id": f"q{i % 4}", "answer": "" if i % 3 == 0 else str(i % 2),
+             "correct": 0 if i % 3 == 0 else i % 2, "arm": "ab"[i % 2]} for i in range(30)]
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(jsonl(*(json.dumps(row) for row in rows)))
+    empty = {arm: sum(1 for r in rows if r["arm"] == arm and r["answer"] == "")
+             for arm in "ab"}
+    log, _ = read_attempts(path)
+    summary = summarize(log)
+    assert {arm: summary[arm].no_answer for arm in "ab"} == empty
+    assert summary["(all arms)"].no_answer == sum(empty.values())
+    result = runner.invoke(app, ["ingest", str(path), "-o", str(tmp_path / "l.parquet"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["a"]["no_answer"] == empty["a"]
+    assert f"{sum(empty.values())} attempts have no answer" in " ".join(result.output.split())
