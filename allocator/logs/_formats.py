@@ -42,6 +42,9 @@ _CHUNK_BYTES = 1 << 22  # JSONL slow path: Arrow parses 4 MiB of whole lines at 
 MAX_JSON_DEPTH = 512
 _OPENERS = (b"{", b"[")
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+#: The UTF-8 form of a surrogate (U+D800-U+DFFF), which is not valid UTF-8 but which
+#: Arrow's validation accepts.
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 _ENCODING_FIX = ("save the file as UTF-8 (text from Latin-1 or Windows-1252 tools: "
                  "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`).")
 
@@ -206,7 +209,7 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
         if table.num_rows == 0:
             _read_bytes(path)  # raises "empty" for a blank file
         _check_utf8(table)
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, _TooDeep):
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, _Unsafe):
         data = _read_bytes(path)
         raw, numbers, retyped = _read_jsonl_slowly(data, source, skip_invalid)
         return _text_as_written(raw, text_columns, lambda: (_lines_at(data, numbers), numbers),
@@ -220,19 +223,21 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
                             skip_invalid)
 
 
-class _TooDeep(Exception):
-    """A line may nest deeper than :data:`MAX_JSON_DEPTH`: Arrow must not parse it."""
+class _Unsafe(Exception):
+    """Bytes Arrow must not parse: a line that may nest deeper than
+    :data:`MAX_JSON_DEPTH`, or surrogates encoded as UTF-8 (Arrow lets them through)."""
 
 
 class _NestingGuard(io.RawIOBase):
     """The byte stream Arrow parses, checked block by block: a line holding
-    :data:`MAX_JSON_DEPTH` brackets and braces or more (a bound on its nesting) stops
-    the read before Arrow sees the block."""
+    :data:`MAX_JSON_DEPTH` brackets and braces or more (a bound on its nesting), or an
+    encoded surrogate, stops the read before Arrow sees the block."""
 
     def __init__(self, stream: pa.NativeFile) -> None:
         super().__init__()
         self._stream = stream
         self._carry = 0  # openers of the line the previous block ended inside
+        self._last = b""  # the previous block's last byte
 
     def readable(self) -> bool:
         return True
@@ -240,6 +245,9 @@ class _NestingGuard(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size if size is not None and size >= 0 else None)
         self._carry = _check_openers(data, self._carry)
+        if _has_encoded_surrogate(self._last + data[:1]) or _has_encoded_surrogate(data):
+            raise _Unsafe
+        self._last = data[-1:]
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -248,28 +256,32 @@ class _NestingGuard(io.RawIOBase):
         return len(data)
 
 
+def _has_encoded_surrogate(data: bytes) -> bool:
+    return b"\xed" in data and _ENCODED_SURROGATE.search(data) is not None
+
+
 def _count_openers(data: bytes, start: int, stop: int) -> int:
     return sum(data.count(opener, start, stop) for opener in _OPENERS)
 
 
 def _check_openers(data: bytes, carry: int) -> int:
-    """Raise :class:`_TooDeep` if a line of ``data`` may nest too deep; return the openers
+    """Raise :class:`_Unsafe` if a line of ``data`` may nest too deep; return the openers
     of its unfinished last line (``carry``: those of the line it continues)."""
     first_end = data.find(b"\n")
     if first_end < 0:
         carry += _count_openers(data, 0, len(data))
         if carry >= MAX_JSON_DEPTH:
-            raise _TooDeep
+            raise _Unsafe
         return carry
     if carry + _count_openers(data, 0, first_end) >= MAX_JSON_DEPTH:
-        raise _TooDeep
+        raise _Unsafe
     newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
     for i in np.flatnonzero(np.diff(newlines) > MAX_JSON_DEPTH).tolist():
         if _count_openers(data, int(newlines[i]) + 1, int(newlines[i + 1])) >= MAX_JSON_DEPTH:
-            raise _TooDeep
+            raise _Unsafe
     tail = _count_openers(data, int(newlines[-1]) + 1, len(data))
     if tail >= MAX_JSON_DEPTH:
-        raise _TooDeep
+        raise _Unsafe
     return tail
 
 
@@ -455,12 +467,14 @@ def _parse_chunk(
     columns of mixed types become text, and their names go to ``retyped``."""
     try:
         _check_openers(chunk, 0)
+        if _has_encoded_surrogate(chunk):
+            raise _Unsafe
         table = pa_json.read_json(pa.BufferReader(chunk))
         numbers = _nonblank_lines(chunk, first_line, table.num_rows)
         if table.num_rows == len(numbers):
             _check_utf8(table)
             return table, numbers
-    except (pa.ArrowInvalid, UnicodeDecodeError, _TooDeep):
+    except (pa.ArrowInvalid, UnicodeDecodeError, _Unsafe):
         pass
     texts = chunk.split(b"\n")
     kept: list[bytes] = []
@@ -545,7 +559,7 @@ def _json_problem(text: bytes, is_last_unterminated: bool) -> tuple[str, str] | 
                     "read).", "write attempts as flat objects: store a deep structure as a "
                     "string, or drop the field" + _SET_ASIDE)
     try:
-        value = json.loads(text)
+        value = json.loads(text.decode("utf-8"))  # strict: json.loads(bytes) passes surrogates
     except UnicodeDecodeError as error:
         return f"the line is not valid UTF-8 ({error}).", _ENCODING_FIX
     except RecursionError:
@@ -623,11 +637,7 @@ def _read_csv(path: Path, text_columns: list[str], skip_invalid: bool) -> RawTab
             )
     except (pa.ArrowInvalid, OSError) as error:
         data = _read_bytes(path)  # raises for an empty or truncated file
-        undecodable = _decode_error_line(data)
-        if undecodable:
-            raise LogFormatError(f"the text is not valid UTF-8 ({undecodable[1]}).",
-                                 source=source, line=undecodable[0],
-                                 fix=_ENCODING_FIX) from error
+        _refuse_undecodable(data, source)
         raise LogFormatError(f"cannot parse CSV ({error}).", source=source,
                              fix="check the file is comma-separated with one header line."
                              ) from error
@@ -696,13 +706,25 @@ def _scan_short_records(data: bytes, width: int, n_rows: int) -> _ShortRecords:
     return bad, kept if len(kept) == n_rows else np.arange(2, n_rows + 2)
 
 
+def _refuse_undecodable(data: bytes, source: str) -> None:
+    """Raise at the line of the first byte that is not UTF-8, if any."""
+    undecodable = _decode_error_line(data)
+    if undecodable:
+        raise LogFormatError(f"the text is not valid UTF-8 ({undecodable[1]}).",
+                             source=source, line=undecodable[0], fix=_ENCODING_FIX)
+
+
 def _odd_quote_count(path: Path) -> bool:
-    """Whether the file holds an odd number of double quotes (read in chunks)."""
-    count = 0
+    """Whether the file holds an odd number of double quotes (read in chunks); refuses an
+    encoded surrogate on the way (Arrow's UTF-8 check lets it through)."""
+    count, last = 0, b""
     try:
         with _stream(path) as stream:
             while chunk := stream.read(1 << 24):
                 count += chunk.count(b'"')
+                if _has_encoded_surrogate(last + chunk[:1]) or _has_encoded_surrogate(chunk):
+                    _refuse_undecodable(_read_bytes(path), str(path))
+                last = chunk[-1:]
     except OSError:
         _read_bytes(path)  # raises the precise error (truncated or corrupt gzip)
         raise

@@ -131,11 +131,12 @@ def write_parquet_atomically(table: pa.Table, path: str | os.PathLike[str]) -> P
         LogFormatError: the file cannot be written (disk full, no permission).
     """
     path = check_output_path(path)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                    suffix=".partial")
-    os.close(handle)
-    temporary = Path(name)
+    temporary: Path | None = None
     try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                        suffix=".partial")
+        os.close(handle)
+        temporary = Path(name)
         pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, path)
     except OSError as error:
@@ -144,7 +145,8 @@ def write_parquet_atomically(table: pa.Table, path: str | os.PathLike[str]) -> P
             fix="free disk space, or check that the folder is writable; the file that was "
             "there (if any) is untouched.") from error
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
     return path
 
 

@@ -53,6 +53,11 @@ HOSTILE = {
                      False),
     "lone surrogate": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": "x\\ud800", '
                        '"correct": 1}', GOOD), 2, None, ("surrogate",), True),
+    "surrogate encoded as bytes": ("a.jsonl", jsonl(GOOD) + b'{"query_id": "q", "answer": '
+                                   b'"x\xed\xa0\x80", "correct": 1}\n' + jsonl(GOOD), 2,
+                                   None, ("UTF-8",), True),
+    "surrogate encoded as bytes in CSV": ("a.csv", csv_bytes(GOOD_CSV) + b"q,x\xed\xa0\x80,1,2\n",
+                                          3, None, ("UTF-8",), False),
     "object answer": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": {"value": 5}, '
                       '"correct": 1}', GOOD), 2, "answer", ("object", "text"), True),
     "list answer": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": [5], "correct": 1}',
@@ -347,6 +352,36 @@ def test_a_temporary_file_of_the_old_fixed_name_is_not_touched(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert other.read_bytes() == b"another writer's half-written file"
     assert pq.read_table(output).num_rows == 6
+
+
+WRITE_ON_A_FULL_DISK = """
+import resource, signal, sys
+from allocator.errors import LogFormatError
+from allocator.logs import write_log
+from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
+
+log = generate(SyntheticConfig(n_queries=2000, arms=(SyntheticArm("a", 0.5, 1.0, 8),)), seed=0)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write() fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+try:
+    write_log(log, sys.argv[1])
+    print("WROTE")
+except LogFormatError as error:
+    print("ERROR", error)
+"""
+
+
+def test_a_log_that_does_not_fit_on_disk_is_a_clear_error_and_the_old_file_stays(
+        tmp_path: Path) -> None:
+    """The kernel's file-size limit makes the disk full for this process (any user)."""
+    output = tmp_path / "log.parquet"
+    output.write_bytes(b"an earlier good log")
+    done = subprocess.run([sys.executable, "-c", WRITE_ON_A_FULL_DISK, str(output)],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.stdout.startswith("ERROR "), done.stdout + done.stderr
+    assert str(output) in done.stdout and "too large" in done.stdout and "Fix:" in done.stdout
+    assert output.read_bytes() == b"an earlier good log"
+    assert [p.name for p in tmp_path.iterdir()] == ["log.parquet"]  # no temporary left
 
 
 # ----------------------------------------------------------------- the summary says it all
