@@ -205,7 +205,8 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     _refuse_utf16(path)
     try:
         with _stream(path) as stream:
-            table = pa_json.read_json(pa.PythonFile(_NestingGuard(stream), mode="r"))
+            guard = _NestingGuard(stream)
+            table = pa_json.read_json(pa.PythonFile(guard, mode="r"))
         if table.num_rows == 0:
             _read_bytes(path)  # raises "empty" for a blank file
         _check_utf8(table)
@@ -219,6 +220,7 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     n_rows = table.num_rows
     raw = RawTable(table, _LazyLines(lambda: _jsonl_lines(_read_bytes(path), n_rows, source)),
                    [])
+    raw = _integers_as_text(raw, text_columns, guard.minus_zero)
     return _text_as_written(raw, text_columns, lambda: _fast_lines(path, n_rows), source,
                             skip_invalid)
 
@@ -238,6 +240,7 @@ class _NestingGuard(io.RawIOBase):
         self._stream = stream
         self._carry = 0  # openers of the line the previous block ended inside
         self._last = b""  # the previous block's last byte
+        self.minus_zero = False  # whether "-0" occurs anywhere (Arrow reads it as 0)
 
     def readable(self) -> bool:
         return True
@@ -247,6 +250,7 @@ class _NestingGuard(io.RawIOBase):
         self._carry = _check_openers(data, self._carry)
         if _has_encoded_surrogate(self._last + data[:1]) or _has_encoded_surrogate(data):
             raise _Unsafe
+        self.minus_zero = self.minus_zero or b"-0" in data or self._last + data[:1] == b"-0"
         self._last = data[-1:]
         return data
 
@@ -325,6 +329,20 @@ def _lines_at(data: bytes, numbers: np.ndarray) -> list[bytes]:
 
 class _Literal(str):
     """A JSON number or constant, as its text in the file."""
+
+
+def _integers_as_text(raw: RawTable, names: list[str], minus_zero: bool) -> RawTable:
+    """Text columns Arrow read as integers, as text without re-reading the lines: an
+    integer's decimal text is the JSON literal, except ``-0`` (checked for by the caller;
+    when the file holds ``-0`` anywhere, the lines are re-read)."""
+    table = raw.table
+    if minus_zero:
+        return raw
+    for name in names:
+        if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
+            table = table.set_column(table.column_names.index(name), name,
+                                     pc.cast(table.column(name), pa.string()))
+    return RawTable(table, raw.locate, raw.rejected, raw.simulated)
 
 
 def _text_as_written(

@@ -168,6 +168,8 @@ AS_WRITTEN = {
     "exponents and trailing zeros": ["1e2", "100", "1.50", "1E2"],
     "beyond 64 bits": ["123456789012345678901234567890", "7"],
     "negative zero": ["-0", "0", "-0.0"],
+    "integers only": ["7", "12345678901234567", "-3", "9223372036854775807"],
+    "integers only, with negative zero": ["-0", "0", "5"],
     "text beside numbers": ['"5"', "5", '"five"'],
     "booleans": ["true", "false", '"x"'],
     "escapes and surrogate pairs": ['"\\ud83d\\ude00"', '"\\u00e9"', '"a\\"b"'],
