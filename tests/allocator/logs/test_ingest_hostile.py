@@ -51,6 +51,10 @@ HOSTILE = {
                    ("UTF-16", "UTF-8"), False),
     "UTF-16 JSONL": ("a.jsonl", (GOOD + "\n").encode("utf-16"), 1, None, ("UTF-16", "UTF-8"),
                      False),
+    "corrupt gzip JSONL": ("a.jsonl.gz", b"\x1f\x8bnot gzip data", None, None,
+                           ("gzip", "corrupt"), False),
+    "corrupt gzip CSV": ("a.csv.gz", b"\x1f\x8bnot gzip data", None, None, ("gzip", "corrupt"),
+                         False),
     "lone surrogate": ("a.jsonl", jsonl(GOOD, '{"query_id": "q", "answer": "x\\ud800", '
                        '"correct": 1}', GOOD), 2, None, ("surrogate",), True),
     "surrogate encoded as bytes": ("a.jsonl", jsonl(GOOD) + b'{"query_id": "q", "answer": '
