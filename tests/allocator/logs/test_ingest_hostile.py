@@ -407,3 +407,32 @@ def test_the_summary_counts_attempts_without_an_answer(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["a"]["no_answer"] == empty["a"]
     assert f"{sum(empty.values())} attempts have no answer" in " ".join(result.output.split())
+
+
+# ------------------------------------------------------------ the nesting guard, exactly
+@pytest.mark.parametrize("window", [1 << 15, 64, 7])
+def test_the_nesting_guard_stops_exactly_the_blocks_with_a_line_at_the_limit(
+        monkeypatch: pytest.MonkeyPatch, window: int) -> None:
+    """Against a direct count of brackets and braces per line, on random blocks (the
+    cheap window bound and the line-by-line count must both agree with it)."""
+    import random
+
+    monkeypatch.setattr(_formats, "_WINDOW_BYTES", window)
+    rng = random.Random(window)
+    limit = _formats.MAX_JSON_DEPTH
+    stopped = 0
+    for _ in range(200):
+        lines = ["{" * rng.choice([0, 3, 200, limit - 1, limit, 2000])
+                 + "".join(rng.choice('{[x]}a"') for _ in range(rng.randint(0, 3000)))
+                 for _ in range(rng.randint(1, 30))]
+        carry = rng.choice([0, 100, limit - 1])
+        counts = [line.count("{") + line.count("[") for line in lines]
+        counts[0] += carry
+        data = "\n".join(lines).encode()
+        if max(counts) >= limit:
+            stopped += 1
+            with pytest.raises(_formats._Unsafe):
+                _formats._check_openers(data, carry)
+        else:
+            assert _formats._check_openers(data, carry) == counts[-1]
+    assert 0 < stopped < 200
