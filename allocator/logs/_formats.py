@@ -46,6 +46,8 @@ _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 #: The UTF-8 form of a surrogate (U+D800-U+DFFF), which is not valid UTF-8 but which
 #: Arrow's validation accepts.
 _ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+#: The JSON number -0 (Arrow reads it as the integer 0); -0.5 and 1e-05 do not match.
+_MINUS_ZERO = re.compile(rb"-0[,}\]\s]")
 _ENCODING_FIX = ("save the file as UTF-8 (text from Latin-1 or Windows-1252 tools: "
                  "`iconv -f latin1 -t utf-8 FILE > FILE.utf8`).")
 
@@ -243,8 +245,8 @@ class _NestingGuard(io.RawIOBase):
         super().__init__()
         self._stream = stream
         self._carry = 0  # openers of the line the previous block ended inside
-        self._last = b""  # the previous block's last byte
-        self.minus_zero = False  # whether "-0" occurs anywhere (Arrow reads it as 0)
+        self._last = b""  # the previous block's last two bytes
+        self.minus_zero = False  # whether the number -0 may occur (Arrow reads it as 0)
 
     def readable(self) -> bool:
         return True
@@ -252,10 +254,11 @@ class _NestingGuard(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size if size is not None and size >= 0 else None)
         self._carry = _check_openers(data, self._carry)
-        if _has_encoded_surrogate(self._last + data[:1]) or _has_encoded_surrogate(data):
+        if _has_encoded_surrogate(self._last[-1:] + data[:1]) or _has_encoded_surrogate(data):
             raise _Unsafe
-        self.minus_zero = self.minus_zero or b"-0" in data or self._last + data[:1] == b"-0"
-        self._last = data[-1:]
+        self.minus_zero = self.minus_zero or _MINUS_ZERO.search(data) is not None or (
+            _MINUS_ZERO.search(self._last + data[:2]) is not None)
+        self._last = data[-2:]
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
