@@ -41,6 +41,10 @@ _CHUNK_BYTES = 1 << 22  # JSONL slow path: Arrow parses 4 MiB of whole lines at 
 #: refused (their line named) before either parser sees them.
 MAX_JSON_DEPTH = 512
 _OPENERS = (b"{", b"[")
+#: Lines Arrow may parse in the fast path: fewer brackets and braces than this (well below
+#: the depth that crashes it). Deeper nesting that gets through is caught on the parsed
+#: schema, and its line named by the line-by-line path.
+_GUARD_DEPTH = 2048
 _WINDOW_BYTES = 1 << 15
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 #: The UTF-8 form of a surrogate (U+D800-U+DFFF), which is not valid UTF-8 but which
@@ -211,11 +215,12 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     _refuse_utf16(path)
     try:
         with _stream(path) as stream:
-            guard = _NestingGuard(stream)
-            table = pa_json.read_json(pa.PythonFile(guard, mode="r"))
+            table = pa_json.read_json(pa.PythonFile(_NestingGuard(stream), mode="r"))
         if table.num_rows == 0:
             _read_bytes(path)  # raises "empty" for a blank file
         _check_utf8(table)
+        if max(map(_type_depth, table.schema.types), default=0) >= MAX_JSON_DEPTH:
+            raise _Unsafe  # the line-by-line path names the line
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError, _Unsafe):
         data = _read_bytes(path)
         raw, numbers, retyped = _read_jsonl_slowly(data, source, skip_invalid)
@@ -226,7 +231,7 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     n_rows = table.num_rows
     raw = RawTable(table, _LazyLines(lambda: _jsonl_lines(_read_bytes(path), n_rows, source)),
                    [])
-    raw = _integers_as_text(raw, text_columns, guard.minus_zero)
+    raw = _integers_as_text(raw, text_columns, path)
     return _text_as_written(raw, text_columns, lambda: _fast_lines(path, n_rows), source,
                             skip_invalid)
 
@@ -238,27 +243,24 @@ class _Unsafe(Exception):
 
 class _NestingGuard(io.RawIOBase):
     """The byte stream Arrow parses, checked block by block: a line holding
-    :data:`MAX_JSON_DEPTH` brackets and braces or more (a bound on its nesting), or an
-    encoded surrogate, stops the read before Arrow sees the block."""
+    ``_GUARD_DEPTH`` brackets and braces or more (a bound on its nesting), or an encoded
+    surrogate, stops the read before Arrow sees the block."""
 
     def __init__(self, stream: pa.NativeFile) -> None:
         super().__init__()
         self._stream = stream
         self._carry = 0  # openers of the line the previous block ended inside
-        self._last = b""  # the previous block's last two bytes
-        self.minus_zero = False  # whether the number -0 may occur (Arrow reads it as 0)
+        self._last = b""  # the previous block's last byte
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size if size is not None and size >= 0 else None)
-        self._carry = _check_openers(data, self._carry)
-        if _has_encoded_surrogate(self._last[-1:] + data[:1]) or _has_encoded_surrogate(data):
+        self._carry = _guard_lines(data, self._carry)
+        if _has_encoded_surrogate(self._last + data[:1]) or _has_encoded_surrogate(data):
             raise _Unsafe
-        self.minus_zero = self.minus_zero or _MINUS_ZERO.search(data) is not None or (
-            _MINUS_ZERO.search(self._last + data[:2]) is not None)
-        self._last = data[-2:]
+        self._last = data[-1:]
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -273,6 +275,48 @@ def _has_encoded_surrogate(data: bytes) -> bool:
 
 def _count_openers(data: bytes, start: int, stop: int) -> int:
     return sum(data.count(opener, start, stop) for opener in _OPENERS)
+
+
+def _guard_lines(data: bytes, carry: int) -> int:
+    """Raise :class:`_Unsafe` if a line of ``data`` holds ``_GUARD_DEPTH`` openers or more;
+    return the openers of its unfinished last line (``carry``: of the line it continues).
+
+    Only lines at least ``_GUARD_DEPTH`` bytes long can, so the scan jumps from newline
+    to the last newline within the next ``_GUARD_DEPTH`` bytes (a backwards memchr that
+    stops near the window's end) and counts openers only in the long lines.
+    """
+    limit, end = _GUARD_DEPTH, len(data)
+    first = data.find(b"\n")
+    if first < 0:
+        first = end
+    carry += _count_openers(data, 0, first)
+    if carry >= limit:
+        raise _Unsafe
+    if first == end:
+        return carry
+    position = first + 1
+    while True:
+        last = data.rfind(b"\n", position, position + limit)
+        if last >= 0:
+            position = last + 1
+            continue
+        stop = data.find(b"\n", position)
+        openers = _count_openers(data, position, end if stop < 0 else stop)
+        if openers >= limit:
+            raise _Unsafe
+        if stop < 0:
+            return openers
+        position = stop + 1
+
+
+def _type_depth(kind: pa.DataType) -> int:
+    """How deep list and struct types nest (the parsed JSON's nesting, less one)."""
+    deepest, stack = 0, [(kind, 0)]
+    while stack:
+        kind, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack += [(kind.field(i).type, depth + 1) for i in range(kind.num_fields)]
+    return deepest
 
 
 def _few_openers(data: bytes, carry: int) -> int | None:
@@ -360,18 +404,31 @@ class _Literal(str):
     """A JSON number or constant, as its text in the file."""
 
 
-def _integers_as_text(raw: RawTable, names: list[str], minus_zero: bool) -> RawTable:
+def _integers_as_text(raw: RawTable, names: list[str], path: Path) -> RawTable:
     """Text columns Arrow read as integers, as text without re-reading the lines: an
-    integer's decimal text is the JSON literal, except ``-0`` (checked for by the caller;
-    when the file holds ``-0`` anywhere, the lines are re-read)."""
+    integer's decimal text is its JSON literal, except ``-0`` (Arrow reads 0): when the
+    file may hold that number, the lines are re-read instead."""
     table = raw.table
-    if minus_zero:
+    integers = [n for n in names
+                if n in table.column_names and pa.types.is_integer(table.schema.field(n).type)]
+    if not integers or _may_hold_minus_zero(path):
         return raw
-    for name in names:
-        if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
-            table = table.set_column(table.column_names.index(name), name,
-                                     pc.cast(table.column(name), pa.string()))
+    for name in integers:
+        table = table.set_column(table.column_names.index(name), name,
+                                 pc.cast(table.column(name), pa.string()))
     return RawTable(table, raw.locate, raw.rejected, raw.simulated)
+
+
+def _may_hold_minus_zero(path: Path) -> bool:
+    """Whether the number ``-0`` occurs in the file (or ``-0`` before a comma, bracket or
+    space inside a string: a harmless false alarm)."""
+    last = b""
+    with _stream(path) as stream:
+        while chunk := stream.read(1 << 24):
+            if _MINUS_ZERO.search(last + chunk[:2]) or _MINUS_ZERO.search(chunk):
+                return True
+            last = chunk[-2:]
+    return False
 
 
 def _text_as_written(

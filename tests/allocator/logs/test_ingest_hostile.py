@@ -134,7 +134,8 @@ def _read_in_child(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(("depth", "where"), [(20_000, "array"), (20_000, "object"),
-                                              (_formats.MAX_JSON_DEPTH + 1, "array")])
+                                              (_formats.MAX_JSON_DEPTH + 1, "array"),
+                                              (1500, "object")])
 def test_deeply_nested_json_is_refused_not_a_crash(tmp_path: Path, depth: int,
                                                    where: str) -> None:
     open_, close = ("[", "]") if where == "array" else ('{"k":', "}")
@@ -436,3 +437,30 @@ def test_the_nesting_guard_stops_exactly_the_blocks_with_a_line_at_the_limit(
         else:
             assert _formats._check_openers(data, carry) == counts[-1]
     assert 0 < stopped < 200
+
+
+@pytest.mark.parametrize("limit", [2048, 50, 3])
+def test_the_stream_guard_stops_exactly_the_blocks_with_a_line_at_its_limit(
+        monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """The fast path's guard (a jump from newline to newline that counts only long
+    lines) against a direct count per line, on random blocks."""
+    import random
+
+    monkeypatch.setattr(_formats, "_GUARD_DEPTH", limit)
+    rng = random.Random(limit)
+    stopped = 0
+    for _ in range(300):
+        lines = ["[" * rng.choice([0, 1, limit // 2, limit - 1, limit, 2 * limit])
+                 + "".join(rng.choice('{[x]}a"') for _ in range(rng.randint(0, 3 * limit)))
+                 for _ in range(rng.randint(1, 30))]
+        carry = rng.choice([0, 1, limit - 1])
+        counts = [line.count("{") + line.count("[") for line in lines]
+        counts[0] += carry
+        data = "\n".join(lines).encode()
+        if max(counts) >= limit:
+            stopped += 1
+            with pytest.raises(_formats._Unsafe):
+                _formats._guard_lines(data, carry)
+        else:
+            assert _formats._guard_lines(data, carry) == counts[-1]
+    assert 0 < stopped < 300
