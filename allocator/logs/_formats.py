@@ -123,9 +123,7 @@ def _stream(path: Path) -> pa.NativeFile:
     beside the table; any trouble sends the caller to the byte-level path, whose errors
     are precise.
     """
-    with path.open("rb") as file:
-        magic = file.read(2)
-    return pa.input_stream(str(path), compression="gzip" if magic == _GZIP_MAGIC else None)
+    return pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -214,8 +212,7 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     source = str(path)
     _refuse_utf16(path)
     try:
-        with _stream(path) as stream:
-            table = pa_json.read_json(pa.PythonFile(_NestingGuard(stream), mode="r"))
+        table = _parse_guarded(path)
         if table.num_rows == 0:
             _read_bytes(path)  # raises "empty" for a blank file
         _check_utf8(table)
@@ -234,6 +231,25 @@ def _read_jsonl(path: Path, text_columns: list[str], skip_invalid: bool) -> RawT
     raw = _integers_as_text(raw, text_columns, path)
     return _text_as_written(raw, text_columns, lambda: _fast_lines(path, n_rows), source,
                             skip_invalid)
+
+
+def _parse_guarded(path: Path) -> pa.Table:
+    """Arrow's parse of a file the guard has passed: a plain file is checked in a first
+    pass (from the page cache, cheaper than feeding Arrow through Python), a gzipped one
+    as Arrow reads it (so that it is decompressed once)."""
+    with _stream(path) as stream:
+        guard = _NestingGuard(stream)
+        if _is_gzip(path):
+            return pa_json.read_json(pa.PythonFile(guard, mode="r"))
+        while guard.read(1 << 24):
+            pass
+    with _stream(path) as stream:
+        return pa_json.read_json(stream)
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(2) == _GZIP_MAGIC
 
 
 class _Unsafe(Exception):
