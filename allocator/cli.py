@@ -137,9 +137,12 @@ def ingest(
     """Convert and validate a log, write it as Parquet, and print per-arm statistics."""
     from allocator.console import stderr_console, summary_table
     from allocator.logs import summarize, write_log
+    from allocator.logs.parquet import check_output_path
     from allocator.logs.readers import ColumnMapping, read_attempts, write_rejected
 
     try:
+        check_output_path(output, owner="allocator ingest", parameter="--output",
+                          inputs=(source, queries), parquet_name=True)
         if format in GENERIC_FORMATS:
             mapping = ColumnMapping(
                 query_id=query_col, answer=answer_col, correct=correct_col, cost=cost_col,
@@ -170,11 +173,20 @@ def ingest(
     if dropped:
         console.print(f"--common-queries: left out {dropped:,} queries that not every arm "
                       "sampled")
+    side = output.with_name(output.name + ".rejected.jsonl")
     if len(rejected):
-        side = write_rejected(rejected, output.with_name(output.name + ".rejected.jsonl"))
+        write_rejected(rejected, side)
         console.print(f"[yellow]{len(rejected):,} invalid rows set aside in {side}[/]")
+    elif side.is_file():  # an earlier run's rejects no longer describe this output
+        side.unlink()
+        console.print(f"removed {side} (left by an earlier run; no row was set aside now)")
     summary = summarize(log, threshold=threshold)
     console.print(f"wrote {log.n_attempts:,} attempts of {log.n_queries:,} queries to {output}")
+    no_answer = sum(row.no_answer for arm, row in summary.items() if arm != "(all arms)")
+    if no_answer:
+        console.print(f"[yellow]{no_answer:,} attempts have no answer[/] (nothing could be "
+                      "extracted: they count as incorrect and never vote; `no_answer` per arm "
+                      "in --json)")
     if as_json:
         json.dump({arm: row.to_dict() for arm, row in summary.items()}, sys.stdout, indent=2)
         sys.stdout.write("\n")

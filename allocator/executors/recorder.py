@@ -43,6 +43,10 @@ default) cuts the file back to its last whole record, saves the cut bytes to
 ``<file>.torn`` (appended, so nothing is lost) and warns; ``on_partial="refuse"`` raises
 :class:`~allocator.errors.LogFormatError` instead.
 
+Full disk. A record that does not fit (ENOSPC, the file-size limit, an I/O error) is cut
+back to the last whole record before :class:`~allocator.errors.ExecutorError` is raised:
+the file stays a valid log, and the recorder can write on once there is room.
+
 Held rows. Strategies that verify hold a candidate's row until its score is known (its
 verification, or the end of the run), so that the ``score`` column of samples carries
 the verifier's score, which is what replay reads. Held rows are written when the run
@@ -55,6 +59,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import threading
 import uuid
 import warnings
@@ -63,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from allocator.errors import LogFormatError, ParameterError
+from allocator.errors import ExecutorError, LogFormatError, ParameterError
 from allocator.logs.schema import QUERY_PREFIX
 from allocator.verifiers.base import Problem
 
@@ -138,6 +143,8 @@ class RunRecorder:
 
         Raises:
             ParameterError: the recorder is closed, or the row is not JSON-serialisable.
+            ExecutorError: the record could not be written (disk full...); the file was
+                cut back to its last whole record, so it stays valid.
         """
         try:
             data = (json.dumps(_clean(row), ensure_ascii=False, allow_nan=False)
@@ -149,12 +156,30 @@ class RunRecorder:
             if self._fd is None:
                 raise ParameterError("RunRecorder.write", "self", "an open recorder (it was "
                                      "closed)", str(self.path))
-            view = memoryview(data)
-            while view:  # one write for a regular file; the loop only guards short writes
-                view = view[os.write(self._fd, view):]
-            if self._fsync:
-                os.fsync(self._fd)
+            try:
+                _write_all(self._fd, data)
+                if self._fsync:
+                    os.fsync(self._fd)
+            except OSError as error:
+                raise self._failed(error) from error
             self.rows_written += 1
+
+    def _failed(self, error: OSError) -> ExecutorError:
+        """Cut a partly written record back, and say so."""
+        reason = error.strerror or str(error)
+        try:
+            cut = _cut_to_last_record(self.path)
+        except OSError as second:
+            state = (f"cutting it back failed too ({second.strerror or second}): the next "
+                     "RunRecorder to open it cuts the torn record")
+        else:
+            state = ("it was cut back to its last whole record" if cut else
+                     "it still ends with its last whole record")
+        return ExecutorError(
+            f"{self.path}: a record could not be written ({reason}); {state}, so it stays a "
+            f"valid log ({self.rows_written} records written by this recorder, the failed one "
+            "not among them). Fix: free disk space (or move the log to a larger disk), then "
+            "write on or run the query again.")
 
     def new_run(self) -> str:
         """A fresh run id (``<recorder id>-<n>``)."""
@@ -183,6 +208,37 @@ class RunRecorder:
     def __repr__(self) -> str:
         return (f"RunRecorder({str(self.path)!r}, run_id={self.run_id!r}, "
                 f"rows_written={self.rows_written})")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte (a regular file takes one write; a short one is continued)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(28, os.strerror(28))  # a device that takes nothing: ENOSPC
+        view = view[written:]
+
+
+def _cut_to_last_record(path: Path) -> bool:
+    """Truncate a regular file after its last newline; whether anything was cut."""
+    with path.open("r+b") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return False
+        end = file.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            step = min(1 << 16, position)
+            file.seek(position - step)
+            newline = file.read(step).rfind(b"\n")
+            if newline >= 0:
+                position = position - step + newline + 1
+                break
+            position -= step
+        if position == end:
+            return False
+        file.truncate(position)
+        return True
 
 
 def _repair_torn_tail(path: Path, on_partial: str) -> None:

@@ -8,13 +8,15 @@ version, the source, and whether the log is simulated.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from allocator.errors import LogFormatError
+from allocator.errors import LogFormatError, ParameterError
 from allocator.logs.schema import (
     FORMAT_VERSION,
     KINDS,
@@ -25,7 +27,16 @@ from allocator.logs.schema import (
 )
 from allocator.logs.table import AttemptLog
 
-__all__ = ["log_to_arrow", "read_log", "write_log", "write_parquet_atomically"]
+__all__ = [
+    "check_output_path",
+    "log_to_arrow",
+    "read_log",
+    "write_log",
+    "write_parquet_atomically",
+]
+
+#: File name suffixes of a Parquet log.
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def _strings(values: np.ndarray) -> pa.Array:
@@ -65,18 +76,77 @@ def log_to_arrow(log: AttemptLog) -> pa.Table:
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
+def check_output_path(
+    path: str | os.PathLike[str],
+    *,
+    owner: str = "write_log",
+    parameter: str = "path",
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    parquet_name: bool = False,
+) -> Path:
+    """Refuse, before any work, an output the log cannot be written to.
+
+    Args:
+        path: where the log will go.
+        owner: who asks (for the error), e.g. ``"allocator ingest"``.
+        parameter: the parameter that names the output, e.g. ``"--output"``.
+        inputs: files being read: writing over one would replace the source.
+        parquet_name: require a Parquet suffix (``.parquet``/``.pq``), so that a log is
+            never written under a ``.csv`` or ``.jsonl`` name.
+
+    Raises:
+        ParameterError: a folder, a path in a missing folder, an input, or a wrong suffix.
+    """
+    path = Path(path)
+    given = str(path)
+    if path.is_dir():
+        raise ParameterError(owner, parameter, "a file path, but it is a folder: name the "
+                             f"log file in it, e.g. {path / 'log.parquet'}", given)
+    folder = path.parent
+    if not folder.is_dir():
+        raise ParameterError(owner, parameter, f"a path in an existing folder, but folder "
+                             f"{str(folder)!r} does not exist: create it first "
+                             f"(mkdir -p {folder})", given)
+    for source in inputs:
+        if source is not None and path.exists() and os.path.samefile(path, source):
+            raise ParameterError(owner, parameter, "a new file, but it is the input: writing "
+                                 "there would replace the source; write the log elsewhere",
+                                 given)
+    if parquet_name and path.suffix.lower() not in PARQUET_SUFFIXES:
+        raise ParameterError(owner, parameter, f"a .parquet file name, but it ends in "
+                             f"{path.suffix or '(no suffix)'!r}: the log is written as "
+                             f"Parquet, name it {path.with_suffix('.parquet').name}", given)
+    return path
+
+
 def write_parquet_atomically(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write a table as Parquet to a temporary file, then rename it into place.
 
-    A crash mid-write never leaves a truncated file where a good one stood.
+    A crash mid-write never leaves a truncated file where a good one stood. The
+    temporary file has a unique name in the same folder, so that writers of one path at
+    once never share it: the last rename wins, and every reader sees one whole file.
+
+    Raises:
+        ParameterError: the path is a folder or its folder does not exist.
+        LogFormatError: the file cannot be written (disk full, no permission).
     """
-    path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
+    path = check_output_path(path)
+    temporary: Path | None = None
     try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                        suffix=".partial")
+        os.close(handle)
+        temporary = Path(name)
         pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, path)
+    except OSError as error:
+        raise LogFormatError(
+            f"cannot write the log ({error.strerror or error}).", source=str(path),
+            fix="free disk space, or check that the folder is writable; the file that was "
+            "there (if any) is untouched.") from error
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
     return path
 
 

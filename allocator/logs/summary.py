@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from allocator.logs.schema import KIND_SAMPLE
+from allocator.logs.schema import KIND_SAMPLE, NO_ANSWER
 from allocator.logs.table import AttemptLog
 from allocator.logs.votes import majority_correctness
 
@@ -32,6 +32,8 @@ class ArmSummary:
         never: queries with no correct sample.
         sometimes: the rest.
         mean_cost: mean cost per sample.
+        no_answer: samples without an answer (nothing could be extracted): they count
+            in ``attempts`` and as incorrect, and never vote.
     """
 
     queries: int
@@ -44,6 +46,7 @@ class ArmSummary:
     never: int
     sometimes: int
     mean_cost: float
+    no_answer: int
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain JSON-ready dict."""
@@ -69,6 +72,7 @@ def _summarize_rows(log: AttemptLog, rows: np.ndarray, threshold: float) -> ArmS
         never=int((hits == 0).sum()),
         sometimes=int(((hits > 0) & (hits < count)).sum()),
         mean_cost=float(log.cost[rows].mean()) if len(rows) else 0.0,
+        no_answer=int((log.answer[rows] == NO_ANSWER).sum()),
     )
 
 

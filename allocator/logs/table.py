@@ -250,7 +250,8 @@ class AttemptLog:
 
         Raises:
             LogFormatError: an arm the log does not have (the message lists its arms).
-            ParameterError: a price that is not a finite number >= 0.
+            ParameterError: a price that is not a finite number >= 0, or one whose
+                products with the arm's costs are not finite (``1e308`` times 10 tokens).
         """
         unknown = [name for name in prices if name not in self.arms]
         if unknown:
@@ -268,7 +269,16 @@ class AttemptLog:
             factor[self.arms.index(name)] = value
         log = self._with_rows(np.arange(self.n_attempts), np.arange(self.n_queries),
                               self.offsets.copy())
-        log.cost = self.cost * factor[self.arm]
+        with np.errstate(over="ignore", invalid="ignore"):
+            log.cost = self.cost * factor[self.arm]
+        overflow = ~np.isfinite(log.cost)
+        if overflow.any():
+            name = self.arms[int(self.arm[np.flatnonzero(overflow)[0]])]
+            largest = float(self.cost[self.arm == self.arms.index(name)].max())
+            raise ParameterError(
+                "AttemptLog.with_prices", f"prices[{name!r}]", f"a price whose products with "
+                f"the arm's costs stay finite (its largest cost {largest:g} times it "
+                "overflows): express costs in a larger unit", prices[name])
         return log
 
     def common_queries(self) -> np.ndarray:

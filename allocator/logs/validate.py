@@ -78,24 +78,36 @@ def _rows(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+#: The only numeric column where true/false means something (a grade); elsewhere a
+#: boolean is a mistake (``cost: true`` is not a cost of 1).
+BOOLEAN_COLUMNS = ("correct",)
+
+
 def _numeric(table: pa.Table, name: str) -> tuple[np.ndarray | None, Violation | None]:
-    return as_numbers(table.column(name), name)
+    return as_numbers(table.column(name), name, booleans=name in BOOLEAN_COLUMNS)
 
 
 def as_numbers(
-    column: pa.ChunkedArray, name: str
+    column: pa.ChunkedArray, name: str, *, booleans: bool = True
 ) -> tuple[np.ndarray | None, Violation | None]:
-    """A column as float64 (NaN where empty); a violation if it is not numeric or boolean.
+    """A column as float64 (NaN where empty); a violation if it is not numeric.
 
-    Accepts numbers, booleans and their text forms (``"1"``, ``"0.5"``, ``"true"``).
+    Accepts numbers and their text forms (``"1"``, ``"0.5"``), and with ``booleans``
+    true/false and their text forms too (as 1/0); without, booleans are a violation.
     """
     kind = column.type
+    if pa.types.is_boolean(kind) and not booleans:
+        rows = _rows(column.is_valid().to_numpy(zero_copy_only=False))
+        return np.full(len(column), np.nan), Violation(
+            name, f"holds true/false (type bool), expected a number, found "
+            f"{column[int(rows[0])].as_py() if len(rows) else None!r}.",
+            f"write {name} as a number; true/false is not one.", rows)
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return column.to_numpy(zero_copy_only=False).astype(np.float64), None
     if pa.types.is_null(kind):
         return np.full(len(column), np.nan), None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _parse_text_numbers(name, column)
+        return _parse_text_numbers(name, column, booleans)
     rows = np.arange(len(column))
     return None, Violation(
         name, f"has type {kind}, expected a number.", f"write {name} as a number.", rows
@@ -103,12 +115,13 @@ def as_numbers(
 
 
 def _parse_text_numbers(
-    name: str, column: pa.ChunkedArray
+    name: str, column: pa.ChunkedArray, booleans: bool = True
 ) -> tuple[np.ndarray, Violation | None]:
-    """Numbers or true/false written as text (CSV); empty cells stay NaN."""
+    """Numbers (or, with ``booleans``, true/false) written as text (CSV); empty cells
+    stay NaN."""
     lowered = pc.utf8_lower(pc.utf8_trim_whitespace(column))
     flags = pc.is_in(lowered, pa.array(["true", "false"]))
-    flags = flags.to_numpy(zero_copy_only=False).astype(bool)
+    flags = flags.to_numpy(zero_copy_only=False).astype(bool) & booleans
     as_text = pc.if_else(pc.equal(lowered, ""), None, lowered)
     values = np.full(len(column), np.nan)
     values[flags] = pc.equal(lowered, "true").to_numpy(zero_copy_only=False)[flags]
@@ -129,10 +142,11 @@ def _parse_text_numbers(
         except ValueError:
             bad[i] = True
     sample = texts[int(np.flatnonzero(bad)[0])]
+    expected = "a number or true/false" if booleans else "a number"
     return values, Violation(
         name,
-        f"expected a number or true/false, found {sample!r}.",
-        f"write {name} as a number (or true/false).",
+        f"expected {expected}, found {sample!r}.",
+        f"write {name} as a number" + (" (or true/false)." if booleans else "."),
         _rows(bad),
     )
 
@@ -168,7 +182,8 @@ def find_violations(table: pa.Table) -> list[Violation]:
 
     The table has the canonical column names (after any column mapping). Checked:
     missing query ids, correctness outside [0, 1] or non-numeric, NaN/negative/infinite
-    costs, unknown kinds, non-integer rounds, non-numeric scores, duplicate attempt ids.
+    costs, unknown kinds, non-integer rounds, non-numeric scores, true/false outside
+    ``correct``, a grade above 0 on an attempt without an answer, duplicate attempt ids.
     """
     found: list[Violation] = []
     names = table.column_names
@@ -195,6 +210,8 @@ def find_violations(table: pa.Table) -> list[Violation]:
             found.append(
                 Violation(name, f"{problem}, found {float(values[wrong[0]])!r}.", fix, wrong)
             )
+        if name == "correct" and values is not None and "answer" in names:
+            found += _graded_without_answer(table.column("answer"), values)
     if "kind" in names:
         kinds = table.column("kind")
         unknown = pc.invert(pc.fill_null(pc.is_in(kinds, pa.array(list(KINDS))), False))
@@ -238,6 +255,23 @@ def find_violations(table: pa.Table) -> list[Violation]:
                 )
             )
     return found
+
+
+def _graded_without_answer(answer: pa.ChunkedArray, correct: np.ndarray) -> list[Violation]:
+    """An attempt without an answer never wins a vote: a grade above 0 on it contradicts
+    the log (majority vote and pass@k would disagree about it)."""
+    empty = answer.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(answer.type) or pa.types.is_large_string(answer.type):
+        empty |= pc.fill_null(pc.equal(answer, ""), False).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        rows = _rows(empty & (correct > 0))
+    if not len(rows):
+        return []
+    return [Violation(
+        "correct", f"the attempt has no answer but is graded {float(correct[rows[0]])!r}: "
+        "an attempt with no answer never votes, so it cannot be correct.",
+        "grade attempts without an extracted answer 0, or record the answer they gave.",
+        rows)]
 
 
 def raise_first(violations: list[Violation], source: str | None, locate: RowLocator) -> None:
