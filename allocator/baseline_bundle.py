@@ -30,6 +30,7 @@ in, so the policy rebuilt by :func:`baseline_policy` equals the exported one.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,13 @@ def exportable(policy: Policy) -> str | None:
     return None
 
 
+#: How an infinite parameter (a threshold of -inf) is written: ``{"float": "-inf"}``.
+_INFINITY_TAG = "float"
+
+
 def policy_params(policy: Policy) -> dict[str, Any]:
-    """The policy's constructor parameters as JSON values (tuples become lists).
+    """The policy's constructor parameters as JSON values (tuples become lists, an
+    infinite number ``{"float": "inf"}`` or ``"-inf"``).
 
     Raises:
         ParameterError: a parameter is not a JSON value (number, string, bool, None, or a
@@ -84,13 +90,17 @@ def _to_json(owner: str, name: str, value: Any) -> Any:
         value = value.item()
     if value is None or isinstance(value, bool | int | float | str):
         if isinstance(value, float) and value != value:
-            raise ParameterError(f"policy {owner!r}", name, "a finite number", value)
+            raise ParameterError(f"policy {owner!r}", name, "a number, not NaN", value)
+        if isinstance(value, float) and math.isinf(value):  # JSON has no infinity
+            return {_INFINITY_TAG: "inf" if value > 0 else "-inf"}
         return value
     raise ParameterError(f"policy {owner!r}", name, "a JSON value (number, string, bool, "
                          "None or a list of them) to be stored in a bundle", value)
 
 
 def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {_INFINITY_TAG}:
+        return float(value[_INFINITY_TAG])
     return tuple(_from_json(item) for item in value) if isinstance(value, list) else value
 
 

