@@ -84,11 +84,11 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     assert f"safety net: {report['extra']['safety_net']['reason']}"[:40] in " ".join(
         result.output.split())
 
-    # Calibrated by default on the validation split (6 of the 30 training queries, held
+    # Calibrated by default on the validation split (8 of the 30 training queries, held
     # out of training): the registered bundle's default lambda is useful as is.
     training = summary["training"]
     assert (training["fit_queries"], training["validation_queries"]) == (22, 8)
-    assert manifest["validation"] == {"fraction": 0.2, "seed": 3, "queries": 6}
+    assert manifest["validation"] == {"fraction": 0.25, "seed": 3, "queries": 8}
     assert manifest["calibrated_lambda"] == training["calibration"]["lambda"]
     assert "majority-of-all" in manifest["calibration"]["goal"]
     assert manifest["calibration"]["n_queries"] == 8
