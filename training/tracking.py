@@ -18,12 +18,13 @@ What a run holds:
 
   (``default`` in place of ``<knob>_<value>`` for a policy without a knob), and the
   headline: ``eval/headline/target_accuracy``, ``eval/headline/best_baseline_cost`` and
-  ``eval/headline/<cost_to_reach|savings_vs_best_baseline|gap_closed>/<policy>``. MLflow names may hold only letters, digits, ``_ - . /`` and
-  spaces: any other character (``=`` included) becomes ``_``, a ``/`` inside a policy name
-  or knob value becomes ``_`` too (the namespace keeps its depth), and points whose
-  prefixes collide after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>``
-  segment (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN,
-  infinities) are not logged; ``report.json`` keeps them as null.
+  ``eval/headline/<cost_to_reach|savings_vs_best_baseline|gap_closed>/<policy>``.
+  MLflow names may hold only letters, digits, ``_ - . /`` and spaces: any other
+  character (``=`` included) becomes ``_``, a ``/`` inside a policy name or knob value
+  becomes ``_`` too (the namespace keeps its depth), and points whose prefixes collide
+  after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>`` segment
+  (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN, infinities) are not logged;
+  ``report.json`` keeps them as null.
 - **tags**: ``log_fingerprint``, ``simulated`` (``"true"``/``"false"``), ``log_source``,
   ``reference``.
 - **artifacts**: ``report.json`` and every ``*.png`` directly in the evaluation folder.
