@@ -90,6 +90,10 @@ MAX_STATES = 5_000
 #: states exceeds the cap by this factor (the bound counts unreachable states too).
 BOUND_SLACK = 20
 
+#: Queries without scores are solved on the whole grid of count states in numpy, which
+#: affords this many times more states than the cap of the general (scored) DP.
+VECTORISED_FACTOR = 4
+
 #: Prefix vectors per episode the exact hindsight oracle may enumerate.
 MAX_PREFIXES = 20_000
 
@@ -264,8 +268,8 @@ class _QueryProblem:
         if not table:
             return 0.0
         top = max(table.values())
-        tied = [a for a, value in table.items() if value == top]
-        return float(np.mean([right[a] / votes[a] for a in tied]))
+        tied = [right[a] / votes[a] for a, value in table.items() if value == top]
+        return sum(tied) / len(tied)
 
     def draw_group(self, state: tuple, action: int) -> int | None:
         """The group an action draws from (refinements: the lowest round left), or None."""
@@ -423,6 +427,69 @@ def _backward(graph: _Graph, lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return acc[0], cost[0], draws[0]
 
 
+def _solve_unscored(types: _Types, lambdas: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The DP of a query without scores, vectorised over every count state at once.
+
+    Without scores (hence without VERIFY) every vector of drawn counts under the pool
+    sizes is reachable, so the states are a mixed-radix grid: state ``s`` + the stride
+    of type ``i`` is ``s`` with one more type-``i`` draw. Backward induction runs level by
+    level (total draws, descending), the same recursion as :func:`_backward`.
+    """
+    count = np.asarray(types.count, dtype=np.int64)
+    strides = np.concatenate([[1], np.cumprod(count[:-1] + 1)]).astype(np.int64)
+    drawn = np.stack(np.unravel_index(np.arange(int(np.prod(count + 1))), tuple(count + 1),
+                                      order="F"), axis=1)
+    answers = sorted({a for a in types.answer if a >= 0})
+    onehot = np.array([[float(a == b) for b in answers] for a in types.answer]).reshape(
+        len(count), len(answers))
+    votes = drawn @ onehot
+    right = drawn @ (onehot * np.asarray(types.correct)[:, None])
+    top = votes.max(axis=1, keepdims=True) if answers else np.zeros((len(drawn), 1))
+    tied = (votes == top) & (votes > 0)
+    share = np.where(votes > 0, right / np.maximum(votes, 1), 0.0)
+    stop = np.where(tied.any(axis=1), (tied * share).sum(axis=1) / np.maximum(
+        tied.sum(axis=1), 1), 0.0)
+    left = count - drawn
+    group = np.asarray(types.group)
+    cost = np.asarray(types.cost, dtype=float)
+    arms, rounds = types.n_arms, range(types.n_arms, types.n_groups)
+    # per action, a weight per (state, type): 1 where the action draws from the type's group
+    weights = [np.broadcast_to(group == g, drawn.shape) for g in range(arms)]
+    if types.n_groups > arms:
+        current = np.zeros(drawn.shape, dtype=bool)
+        exhausted_before = np.ones(len(drawn), dtype=bool)
+        for g in rounds:
+            in_round = group == g
+            has = (left * in_round).sum(axis=1) > 0
+            current |= (exhausted_before & has)[:, None] & in_round
+            exhausted_before &= ~has
+        weights.append(current)
+    level = drawn.sum(axis=1)
+    n_lams = len(lambdas)
+    acc, spent, draws = (np.zeros((len(drawn), n_lams)) for _ in range(3))
+    for depth in range(int(level.max()), -1, -1):
+        idx = np.flatnonzero(level == depth)
+        acc[idx], spent[idx], draws[idx] = stop[idx, None], 0.0, 0.0
+        for weight in weights:
+            mass = left[idx] * weight[idx]
+            total = mass.sum(axis=1)
+            ok = total > 0
+            if not ok.any():
+                continue
+            p = mass[ok] / total[ok, None]  # (states, types)
+            nxt = np.where(p > 0, idx[ok, None] + strides, idx[ok, None])
+            q_acc = np.einsum("st,stl->sl", p, acc[nxt])
+            q_cost = (p @ cost)[:, None] + np.einsum("st,stl->sl", p, spent[nxt])
+            q_draws = 1.0 + np.einsum("st,stl->sl", p, draws[nxt])
+            rows = idx[ok]
+            better = q_acc - lambdas * q_cost > acc[rows] - lambdas * spent[rows] + 1e-12
+            acc[rows] = np.where(better, q_acc, acc[rows])
+            spent[rows] = np.where(better, q_cost, spent[rows])
+            draws[rows] = np.where(better, q_draws, draws[rows])
+    return acc[0], spent[0], draws[0]
+
+
 def solve_query(pools: ReplayPools, query: int, lambdas: Sequence[float], *,
                 verify_cost: float = 0.0, max_states: int = MAX_STATES
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
@@ -443,6 +510,12 @@ def solve_query(pools: ReplayPools, query: int, lambdas: Sequence[float], *,
     lams = np.asarray(lambdas, dtype=float)
     for classes in COST_CLASSES:
         types = _types(pools, query, classes)
+        # Without scores every count vector under the pool sizes is reachable: the bound
+        # is the state count, so a level over the cap is skipped without building it.
+        if not any(types.scored):
+            if _state_bound(types) > VECTORISED_FACTOR * max_states:
+                continue
+            return (*_solve_unscored(types, lams), classes)
         if _state_bound(types) > BOUND_SLACK * max_states:
             continue
         try:

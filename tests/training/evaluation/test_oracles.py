@@ -412,3 +412,27 @@ def test_no_baseline_lies_above_the_query_oracle_on_public_logs(public_logs, nam
     _, lambdas, fit, runs = _bound_case(log, 0.0, n_test=20, n_orders=4,
                                                 prior=False, max_states=1_000)
     assert violations(runs, (fit.correct, fit.cost), lambdas) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_and_graph_dp_agree_without_scores(seed: int) -> None:
+    """The two DP implementations (numpy grid for unscored pools, state graph for the
+    general case) give the same optimum on random unscored pools with refinements."""
+    from training.evaluation.oracles import _backward, _QueryProblem, _solve_unscored, _types
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for arm, size in (("a", 4), ("b", 3)):
+        for _ in range(size):
+            answer = rng.choice(["x", "y", "z", None])
+            rows.append({"arm": arm, "answer": answer, "correct": float(answer == "x"),
+                         "cost": float(rng.integers(1, 4))})
+    rows += [{"arm": "a", "kind": "refine", "round": r, "answer": "x", "correct": 1.0,
+              "cost": 2.0} for r in (1, 2)]
+    pools = ReplayPools.from_log(make_log(rows))
+    lambdas = np.array([0.0, 0.05, 0.2, 1.0])
+    types = _types(pools, 0, 0)
+    vectorised = _solve_unscored(types, lambdas)
+    graph = _backward(_QueryProblem(types, 0.0).build(100_000), lambdas)
+    for a, b in zip(vectorised, graph, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-9)
