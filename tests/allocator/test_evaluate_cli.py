@@ -118,3 +118,23 @@ def test_evaluate_a_trained_bundle_as_the_training_run_did(tmp_path: Path) -> No
     assert len(mine) == len(theirs) > 1
     for row, other in zip(mine, theirs, strict=True):
         assert row == pytest.approx(other, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_prints_skipped_baselines_the_oracle_and_the_verify_cost(tmp_path: Path
+                                                                          ) -> None:
+    log_path = tmp_path / "synthetic.parquet"
+    write_log(generate(SyntheticConfig(n_queries=40), seed=1), log_path)
+    result = runner.invoke(app, ["evaluate", str(log_path), "-o", str(tmp_path / "out"),
+                                 "--orders", "2", "--no-difficulty", "--verify-cost", "0.5",
+                                 "--cost-unit", "tokens"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    # difficulty-binned needs the predictor: skipped, with the reason
+    assert "skipped difficulty-binned: needs the difficulty predictor's prior" in text
+    assert "query-oracle:" in text and "fell back to the hindsight bound" in text
+    assert "verify cost 0.5 per candidate (given)" in text
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["config"]["verify_cost"] == 0.5
+    assert report["log"]["cost_unit"] == "tokens"
+    assert report["extra"]["skipped"]["difficulty-binned"]

@@ -173,3 +173,23 @@ def test_adaptive_consistency_saves_cost_on_the_date_log(date_log: AttemptLog) -
     assert fixed_cost / headline.cost_to_reach["adaptive-consistency"] > 2.0
     ac = next(p for p in report.points["adaptive-consistency"] if p.value == 0.95)
     assert ac.mean_samples < 12
+
+
+def test_verify_cost_is_read_from_the_logs_verify_rows() -> None:
+    import pyarrow as pa
+
+    from training.evaluation.evaluate import log_verify_cost
+
+    def log_of(kinds: list[str], costs: list[float]) -> AttemptLog:
+        n = len(kinds)
+        table = pa.table({
+            "query_id": pa.array(["q"] * n), "arm": pa.array(["a"] * n),
+            "kind": pa.array(kinds), "answer": pa.array(["x"] * n),
+            "correct": pa.array([1.0] * n, pa.float32()),
+            "cost": pa.array(costs, pa.float64())})
+        return AttemptLog.from_arrow(table)[0]
+
+    # two verdicts costing 3 and 5 per verified candidate; samples cost 100 each
+    assert log_verify_cost(log_of(["sample", "sample", "verify", "verify"],
+                                  [100.0, 100.0, 3.0, 5.0])) == pytest.approx(4.0)
+    assert log_verify_cost(log_of(["sample"], [100.0])) == 0.0
