@@ -47,7 +47,8 @@ The logs (``../shared/data/public-logs``; costs in characters unless priced):
   ``verify_cost`` to change it).
 
 Writes ``benchmarks/results/quality_bar/<log>_pareto.png`` and ``quality_bar.json``
-(aggregate numbers only: no logged data) and prints the README's table. Runs train in a
+(``<log>_baselines.png`` and ``baselines.json`` with ``--no-train``; aggregate numbers
+only: no logged data) and prints the README's table. Runs train in a
 temporary folder, without MLflow.
 
 Usage: ``.venv/bin/python benchmarks/quality_bar.py [--timesteps N] [--only NAME ...]
@@ -312,7 +313,8 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
         report, steps = evaluation.to_dict(), 0
     seconds = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / name / "pareto.png", OUT / f"{name}_pareto.png")
+    shutil.copyfile(folder / name / "pareto.png",
+                    OUT / f"{name}_{'pareto' if train else 'baselines'}.png")
     return {"log": title, "unit": unit, "queries": log.n_queries, "arms": list(log.arms),
             "baseline_arm": arm, "timesteps": steps, "seconds": seconds,
             **quality_bar(json.loads(json.dumps(report, default=str)))}
@@ -322,10 +324,20 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _best_text(best: dict[str, Any] | None) -> str:
+def _best_text(best: dict[str, Any] | None, arms: list[str]) -> str:
+    """``policy knob=value [arm]`` @ cost, the arm named when the setting has one."""
     if not best:
         return "—"
-    return f"{best['setting']} @ {_fmt(best['cost'], 1)}"
+    import re
+
+    arm = re.search(r"\barm=(\d+)", best.get("setting", ""))
+    where = f" [{arms[int(arm.group(1))]}]" if arm and len(arms) > 1 else ""
+    from allocator.policies import POLICIES
+
+    name = getattr(POLICIES.get(best["policy"]), "knob", None) or r"\w+"
+    first = re.search(rf"\b({name}=[^,;)]+)", best.get("setting", ""))
+    knob = best.get("knob") or (first.group(1) if first else best.get("setting", ""))
+    return f"{best['policy']} {knob}{where} @ {_fmt(best['cost'], 1)}"
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -343,7 +355,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         trained = met is not None
         lines.append(
             f"| {r['log']} ({r['unit']}) | {_fmt(r['target_accuracy'])} | "
-            f"{_best_text(r.get('best_baseline'))} | "
+            f"{_best_text(r.get('best_baseline'), r['arms'])} | "
             f"{_fmt(ac.get('accuracy'))} @ {_fmt(ac.get('cost'), 1)} | "
             f"{_fmt(r.get('learned_cost'), 1) if trained else 'not trained'} | "
             f"{_fmt(r.get('savings_vs_best_baseline'), 2) + 'x' if trained else '—'} | "

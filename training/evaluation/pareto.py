@@ -216,15 +216,18 @@ def cheapest_reaching(points: Sequence[PolicyPoint], target_accuracy: float,
     return min(reaching, key=lambda p: (p.mean_cost, -p.accuracy), default=None)
 
 
-def setting_text(point: PolicyPoint) -> str:
-    """A point's setting as compact text: its description (which names the arm, for a
-    policy that has one), else ``knob=value`` (``default`` without a knob)."""
-    if point.description:
-        return point.description
+def _knob_text(point: PolicyPoint) -> str:
+    """``knob=value`` (``default`` without a knob)."""
     if point.knob is None:
         return "default"
     value = point.value.item() if isinstance(point.value, np.generic) else point.value
     return f"{point.knob}={format(value, '.4g') if isinstance(value, float) else value}"
+
+
+def setting_text(point: PolicyPoint) -> str:
+    """A point's setting as compact text: its description (which names the arm, for a
+    policy that has one), else ``knob=value`` (``default`` without a knob)."""
+    return point.description or _knob_text(point)
 
 
 def headline(
@@ -260,8 +263,8 @@ def headline(
     reach = {name: None if p is None else p.mean_cost for name, p in cheapest.items()}
     best = cheapest_reaching(baselines, target_accuracy, reference_accuracy)
     best_baseline = None if best is None else {
-        "policy": best.policy, "setting": setting_text(best), "cost": best.mean_cost,
-        "accuracy": best.accuracy}
+        "policy": best.policy, "setting": setting_text(best), "knob": _knob_text(best),
+        "cost": best.mean_cost, "accuracy": best.accuracy}
     gap_closed: dict[str, float | None] = {}
     for name, points in points_by_policy.items():
         values = []
