@@ -12,7 +12,7 @@ from training.evaluation.pareto import headline
 from training.evaluation.results import EvaluationReport, PolicyPoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import quality_bar  # noqa: E402
+import quality_bar
 
 
 def point(policy: str, value: float, cost: float, accuracy: float, *,
