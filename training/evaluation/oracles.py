@@ -95,7 +95,7 @@ BOUND_SLACK = 20
 VECTORISED_FACTOR = 4
 
 #: Prefix vectors per episode the exact hindsight oracle may enumerate.
-MAX_PREFIXES = 20_000
+MAX_PREFIXES = 4_096
 
 #: Cost classes per type tried in turn: 0 = one class per distinct cost (exact).
 COST_CLASSES = (0, 8, 4, 2, 1)
