@@ -263,6 +263,14 @@ def evaluate(
     mlflow: Annotated[bool, typer.Option(
         "--mlflow", help="Log the run to MLflow (MLFLOW_TRACKING_URI, default "
                          "sqlite:///mlflow.db).")] = False,
+    verify_cost: Annotated[float | None, typer.Option(
+        help="Verifier cost per verified candidate, in the log's cost units (default: the "
+             "mean cost of the log's verify rows, 0 without any).")] = None,
+    target_accuracy: Annotated[float | None, typer.Option(
+        help="Accuracy the headline's costs are measured at (default: the best accuracy "
+             "any baseline reaches).")] = None,
+    cost_unit: Annotated[str | None, typer.Option(
+        help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
     from allocator.evaluate_command import run_evaluate
@@ -271,7 +279,8 @@ def evaluate(
         run_evaluate(log_path, output, policies=policy, arm=arm, orders=orders,
                      test_fraction=test_fraction, seed=seed, reference=reference,
                      difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow,
-                     bundle=bundle)
+                     bundle=bundle, verify_cost=verify_cost,
+                     target_accuracy=target_accuracy, cost_unit=cost_unit)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -27,6 +27,9 @@ def run_evaluate(
     as_json: bool,
     mlflow: bool,
     bundle: Path | None = None,
+    verify_cost: float | None = None,
+    target_accuracy: float | None = None,
+    cost_unit: str | None = None,
 ) -> dict:
     """Evaluate, write report.json and the plots, print the tables; return the report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -35,7 +38,12 @@ def run_evaluate(
     from allocator.logs import read_log
     from training.evaluation.evaluate import DEFAULT_POLICIES, EvaluationConfig, evaluate
     from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import headline_table, report_table, write_report
+    from training.evaluation.report import (
+        headline_table,
+        notes_lines,
+        report_table,
+        write_report,
+    )
 
     console = stderr_console()
     log = read_log(log_path)
@@ -43,6 +51,7 @@ def run_evaluate(
         policies=tuple(policies) if policies else DEFAULT_POLICIES, arm=arm,
         test_fraction=test_fraction, n_orders=orders, seed=seed, reference=reference,
         difficulty=difficulty, bundle=None if bundle is None else str(bundle),
+        verify_cost=verify_cost, target_accuracy=target_accuracy, cost_unit=cost_unit,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -65,6 +74,8 @@ def run_evaluate(
     else:
         console.print(report_table(report))
         console.print(headline_table(report))
+    for line in notes_lines(report):  # skipped baselines (and why), oracle fallbacks
+        console.print(line)
     difficulty_metrics = report.extra.get("difficulty", {}).get("pooled")
     if difficulty_metrics:
         console.print(

@@ -9,16 +9,21 @@ On logs with several arms the single-arm baselines (fixed-N, adaptive-consistenc
 sample the best arm (the best majority-of-all accuracy on the whole log), and
 "majority-of-all" is that arm's.
 
-1. **half the cost of AC(0.95)**: the learned policy reaches majority-of-all accuracy (on
-   the held-out queries) at no more than half the mean cost of adaptive-consistency at
-   threshold 0.95. "Reaches" is checked two ways: strictly (its front's accuracy at or
-   above the target) and non-inferior at 95% (the upper end of its paired difference with
-   AC(0.95) on the same orders is at least ``target - accuracy(AC(0.95))``);
+The headline is measured against the **envelope** (the front of every deployable baseline
+at every setting on the held-out queries; :mod:`training.evaluation.pareto`): the target
+accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
+difference with AC(0.95) (:func:`training.evaluation.pareto.reaches`, the one definition).
+
+1. **half the cost of the best baseline**: the learned policy reaches the target at no
+   more than half the cost of the cheapest baseline point that reaches it;
 2. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
    the learned front's cost range, the learned front's (interpolated) accuracy is not
    below the lower end of that point's 95% interval;
 3. **60% of the gap**: the median, over matched costs, of the share of the gap between
-   the best fixed-N and the query-oracle that the learned front closes.
+   the envelope and the query-oracle that the learned front closes.
+
+``--no-train`` runs the baselines and the oracles only (no learned policy): the envelope,
+the best baseline and the oracles' coverage in minutes.
 
 The logs (``../shared/data/public-logs``; costs in characters unless priced):
 
@@ -31,14 +36,23 @@ The logs (``../shared/data/public-logs``; costs in characters unless priced):
   $2, Llama-2-13B $0.22 per million tokens; prompt tokens left out: the same few-shot
   prompt goes with every call);
 - ``rg-easy``: reasoning-gym easy, ten models as arms (the questions every model
-  answered), costs in response characters.
+  answered), costs in response characters;
+- ``rg-hard``: reasoning-gym hard, ten models as arms, one sample each;
+- ``swe-bench-pro``: SWE-bench Pro, the 14 agent configurations as arms (one run each),
+  costs in agent turns;
+- ``codet``: CodeT HumanEval, 100 CodeGen-16B samples per problem, with the share of
+  CodeT's generated tests a sample passes as its verifier ``score`` (from
+  ``benchmarks/codet_verifier.py``'s ``scores.jsonl.gz``; skipped until that has run).
+  Running the tests is counted as free (the log has no verify rows; pass
+  ``verify_cost`` to change it).
 
 Writes ``benchmarks/results/quality_bar/<log>_pareto.png`` and ``quality_bar.json``
-(aggregate numbers only: no logged data) and prints the README's table. Runs train in a
+(``<log>_baselines.png`` and ``baselines.json`` with ``--no-train``; aggregate numbers
+only: no logged data) and prints the README's table. Runs train in a
 temporary folder, without MLflow.
 
-Usage: ``.venv/bin/python benchmarks/quality_bar.py [--timesteps N] [--only NAME ...]``
-(about 2-4 minutes per log on 2 cores with the default 2M steps).
+Usage: ``.venv/bin/python benchmarks/quality_bar.py [--timesteps N] [--only NAME ...]
+[--no-train]`` (about 2-4 minutes per log on 2 cores with the default 2M steps).
 """
 
 from __future__ import annotations
@@ -107,6 +121,53 @@ def reasoning_gym_easy() -> Any:
     return log.select_queries(log.common_queries())
 
 
+def reasoning_gym_hard() -> Any:
+    from allocator.converters import convert
+
+    log = convert(PUBLIC / "reasoning_gym" / "samples.jsonl.gz", "reasoning-gym",
+                  difficulty="hard")[0]
+    return log.select_queries(log.common_queries())
+
+
+def swe_bench_pro() -> Any:
+    from allocator.converters import convert
+
+    return convert(PUBLIC / "swe_bench_pro" / "agent_runs.csv.gz", "swe-bench-pro")[0]
+
+
+#: Per-sample generated-test scores written by benchmarks/codet_verifier.py.
+CODET_SCORES = ROOT / "benchmarks" / "results" / "codet_verifier" / "scores.jsonl.gz"
+
+
+class Unavailable(Exception):
+    """A log cannot be built here (a derived file is missing); the message says why."""
+
+
+def codet() -> Any:
+    """CodeT HumanEval with each sample's generated-test pass share as its score."""
+    import gzip
+    import inspect
+
+    import numpy as np
+
+    from allocator.converters import convert
+    from allocator.logs.table import AttemptLog
+
+    if not CODET_SCORES.exists():
+        raise Unavailable(f"{CODET_SCORES} not found: run benchmarks/codet_verifier.py "
+                          "first (about 20 minutes on 2 cores)")
+    log, _ = convert(PUBLIC / "codet_humaneval", "codet")
+    with gzip.open(CODET_SCORES, "rt") as handle:
+        scores = {(r["task_id"], int(r["sample_idx"])): r["score"]
+                  for r in map(json.loads, handle)}
+    query = log.query_ids[log.attempt_query]
+    score = np.array([scores.get((q, int(i)), np.nan) for q, i in
+                      zip(query, log.extra["sample_idx"], strict=True)], dtype=np.float32)
+    fields = inspect.signature(AttemptLog.__init__).parameters
+    return AttemptLog(**{**{k: v for k, v in vars(log).items() if k in fields},
+                         "score": np.where(score == score, score, np.nan)})
+
+
 LOGS: dict[str, tuple[str, str, Callable[[], Any]]] = {
     "date-gpt35": ("date / GPT-3.5 / cot1_40", "chars", date_gpt35),
     "date-llama2": ("date / Llama-2-13B / cot1", "chars", date_llama2),
@@ -114,6 +175,9 @@ LOGS: dict[str, tuple[str, str, Callable[[], Any]]] = {
     "date-cascade": ("date / Llama-2 + GPT-3.5 + GPT-4 cascade", "$ per 1M queries",
                      date_cascade),
     "rg-easy": ("reasoning-gym easy / 10 models", "chars", reasoning_gym_easy),
+    "rg-hard": ("reasoning-gym hard / 10 models", "chars", reasoning_gym_hard),
+    "swe-bench-pro": ("SWE-bench Pro / 14 agent configurations", "turns", swe_bench_pro),
+    "codet": ("CodeT HumanEval / CodeGen-16B + generated tests", "chars", codet),
 }
 
 
@@ -144,20 +208,25 @@ def _interp(costs: list[float], accuracies: list[float], cost: float) -> float |
     return None
 
 
+def _point(data: dict[str, Any]) -> Any:
+    from training.evaluation.results import PolicyPoint
+
+    fields = PolicyPoint.__dataclass_fields__
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    return PolicyPoint(**data)
+
+
 def quality_bar(report: dict[str, Any]) -> dict[str, Any]:
     """The three checks of the module docstring, from an evaluation report."""
+    from training.evaluation.pareto import cheapest_reaching
+
     headline = report["headline"]
     target = headline["target_accuracy"]
     learned = _points(report, "learned")
     ac95 = next((p for p in _points(report, "adaptive-consistency")
                  if math.isclose(p["value"], 0.95)), None)
-    strict = headline["cost_to_reach"].get("learned")
-    noninferior = None
-    if ac95 is not None:
-        needed = target - ac95["accuracy"]
-        reaching = [p["mean_cost"] for p in learned if p["difference_ci"][1] >= needed]
-        noninferior = min(reaching) if reaching else None
-    ac_cost = None if ac95 is None else ac95["mean_cost"]
+    reaching = cheapest_reaching([_point(p) for p in learned], target,
+                                 headline.get("reference_accuracy"))
     costs, accuracies = _front(learned)
     below = []
     for name, points in report["policies"].items():
@@ -172,22 +241,26 @@ def quality_bar(report: dict[str, Any]) -> dict[str, Any]:
                               "cost": point["mean_cost"], "accuracy": point["accuracy"],
                               "ci_low": point["accuracy_ci"][0], "learned": ours})
     gap = headline["gap_closed"].get("learned")
-
-    def ratio(cost: float | None) -> float | None:
-        return None if cost is None or ac_cost is None or cost <= 0 else ac_cost / cost
-
+    savings = headline["savings_vs_best_baseline"].get("learned")
     best = max(learned, key=lambda p: p["accuracy"]) if learned else None
+    oracle = report.get("extra", {}).get("query_oracle", {})
     return {
         "target_accuracy": target,
-        "ac95": None if ac95 is None else {"accuracy": ac95["accuracy"], "cost": ac_cost},
-        "learned_cost_strict": strict, "savings_strict": ratio(strict),
-        "learned_cost_noninferior": noninferior, "savings_noninferior": ratio(noninferior),
+        "target_source": headline.get("target_source"),
+        "envelope": headline.get("envelope", []),
+        "best_baseline": headline.get("best_baseline"),
+        "ac95": None if ac95 is None else {"accuracy": ac95["accuracy"],
+                                           "cost": ac95["mean_cost"]},
+        "learned_cost": None if reaching is None else reaching.mean_cost,
+        "savings_vs_best_baseline": savings,
         "learned_best": None if best is None else {
             "accuracy": best["accuracy"], "cost": best["mean_cost"], "lambda": best["value"]},
         "below_baselines": below,
         "gap_closed": gap,
-        "met": {
-            "half_cost": (ratio(noninferior) or 0.0) >= SAVINGS_BAR,
+        "query_oracle": oracle,
+        "skipped": report.get("extra", {}).get("skipped", {}),
+        "met": None if not learned else {
+            "half_cost": (savings or 0.0) >= SAVINGS_BAR,
             "not_below": not below,
             "gap_closed": gap is not None and gap >= GAP_BAR,
         },
@@ -207,48 +280,90 @@ def best_arm(log: Any) -> str | None:
     return max(log.arms, key=lambda arm: rows[arm].majority_accuracy)
 
 
-def run_one(name: str, timesteps: int, folder: Path) -> dict[str, Any]:
+def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
+            ) -> dict[str, Any]:
+    """Train and evaluate one log (or, with ``train=False``, evaluate the baselines and
+    oracles only); the bar's numbers."""
     from allocator.logs import write_log
-    from training.rl.config import TrainConfig
-    from training.rl.pipeline import run_training
 
     title, unit, build = LOGS[name]
     log = build()
-    path = write_log(log, folder / f"{name}.parquet")
     arm = best_arm(log)
     start = time.perf_counter()
-    result = run_training(path, folder / name,
-                          TrainConfig(total_timesteps=timesteps, arm=arm),
-                          mlflow=False, progress=True)
+    if train:
+        from training.rl.config import TrainConfig
+        from training.rl.pipeline import run_training
+
+        path = write_log(log, folder / f"{name}.parquet")
+        result = run_training(path, folder / name,
+                              TrainConfig(total_timesteps=timesteps, arm=arm),
+                              mlflow=False, progress=True)
+        report = json.loads((folder / name / "report.json").read_text())
+        steps = int(result["training"]["num_timesteps"])
+    else:
+        from training.evaluation.evaluate import EvaluationConfig, evaluate
+        from training.evaluation.plots import plot_pareto
+        from training.evaluation.report import write_report
+
+        evaluation, _ = evaluate(log, EvaluationConfig(arm=arm, cost_unit=unit),
+                                 progress=lambda message: print(f"   {message}",
+                                                                file=sys.stderr))
+        write_report(evaluation, folder / name)
+        plot_pareto(evaluation, folder / name / "pareto.png")
+        report, steps = evaluation.to_dict(), 0
     seconds = time.perf_counter() - start
-    report = json.loads((folder / name / "report.json").read_text())
     OUT.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / name / "pareto.png", OUT / f"{name}_pareto.png")
+    shutil.copyfile(folder / name / "pareto.png",
+                    OUT / f"{name}_{'pareto' if train else 'baselines'}.png")
     return {"log": title, "unit": unit, "queries": log.n_queries, "arms": list(log.arms),
-            "baseline_arm": arm,
-            "timesteps": int(result["training"]["num_timesteps"]), "seconds": seconds,
-            **quality_bar(report)}
+            "baseline_arm": arm, "timesteps": steps, "seconds": seconds,
+            **quality_bar(json.loads(json.dumps(report, default=str)))}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def _best_text(best: dict[str, Any] | None, arms: list[str]) -> str:
+    """``policy knob=value [arm]`` @ cost, the arm named when the setting has one."""
+    if not best:
+        return "—"
+    import re
+
+    arm = re.search(r"\barm=(\d+)", best.get("setting", ""))
+    where = f" [{arms[int(arm.group(1))]}]" if arm and len(arms) > 1 else ""
+    from allocator.policies import POLICIES
+
+    name = getattr(POLICIES.get(best["policy"]), "knob", None) or r"\w+"
+    first = re.search(rf"\b({name}=[^,;)]+)", best.get("setting", ""))
+    knob = best.get("knob") or (first.group(1) if first else best.get("setting", ""))
+    return f"{best['policy']} {knob}{where} @ {_fmt(best['cost'], 1)}"
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| log | majority-of-all | AC(0.95) acc @ cost | learned reaches it at "
-             "(non-inferior / strict) | savings vs AC(0.95) | below a baseline | gap closed | "
-             "bar |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| log | target (envelope top) | best baseline reaching it @ cost | "
+             "AC(0.95) acc @ cost | learned reaches it at | savings vs best baseline | "
+             "below a baseline | gap closed (from the envelope) | query-oracle exact / "
+             "coarser costs / fallback | bar |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results.values():
         ac = r["ac95"] or {}
-        met = r["met"]
-        bar = ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items())
+        oracle = r.get("query_oracle") or {}
+        met = r.get("met")
+        bar = ("baselines only" if met is None else
+               ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
+        trained = met is not None
         lines.append(
             f"| {r['log']} ({r['unit']}) | {_fmt(r['target_accuracy'])} | "
+            f"{_best_text(r.get('best_baseline'), r['arms'])} | "
             f"{_fmt(ac.get('accuracy'))} @ {_fmt(ac.get('cost'), 1)} | "
-            f"{_fmt(r['learned_cost_noninferior'], 1)} / {_fmt(r['learned_cost_strict'], 1)} | "
-            f"{_fmt(r['savings_noninferior'], 2)}x | {len(r['below_baselines'])} points | "
-            f"{_fmt(r['gap_closed'], 2)} | {bar} |")
+            f"{_fmt(r.get('learned_cost'), 1) if trained else 'not trained'} | "
+            f"{_fmt(r.get('savings_vs_best_baseline'), 2) + 'x' if trained else '—'} | "
+            f"{str(len(r['below_baselines'])) + ' points' if trained else '—'} | "
+            f"{_fmt(r.get('gap_closed'), 2)} | "
+            f"{oracle.get('exact', '—')} / {oracle.get('cost_classes_coarsened', '—')} / "
+            f"{oracle.get('fallback_to_hindsight', '—')} of {oracle.get('queries', '—')} | "
+            f"{bar} |")
     return "\n".join(lines)
 
 
@@ -256,19 +371,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=2_000_000)
     parser.add_argument("--only", nargs="*", choices=sorted(LOGS), default=None)
+    parser.add_argument("--no-train", action="store_true",
+                        help="baselines and oracles only: the envelope in minutes")
     args = parser.parse_args(argv)
     if not PUBLIC.is_dir():
         print(f"skipped: {PUBLIC} not found (the public logs live in ../shared)")
         return 0
     names = args.only or list(LOGS)
     OUT.mkdir(parents=True, exist_ok=True)
-    summary_path = OUT / "quality_bar.json"
+    summary_path = OUT / ("baselines.json" if args.no_train else "quality_bar.json")
     results = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             print(f"== {LOGS[name][0]}", file=sys.stderr)
-            results[name] = run_one(name, args.timesteps, Path(tmp))
-            summary_path.write_text(json.dumps(results, indent=2) + "\n")
+            try:
+                results[name] = run_one(name, args.timesteps, Path(tmp),
+                                        train=not args.no_train)
+            except Unavailable as reason:
+                print(f"   skipped: {reason}", file=sys.stderr)
+                continue
+            summary_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     ordered = {name: results[name] for name in LOGS if name in results}
     print(table(ordered))
     return 0

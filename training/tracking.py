@@ -17,14 +17,14 @@ What a run holds:
       eval/<policy>/<knob>_<value>/difference      (and difference_ci_low, difference_ci_high)
 
   (``default`` in place of ``<knob>_<value>`` for a policy without a knob), and the
-  headline: ``eval/headline/target_accuracy`` and
-  ``eval/headline/<cost_to_reach|savings_vs_fixed_n|savings_vs_adaptive_consistency|
-  gap_closed>/<policy>``. MLflow names may hold only letters, digits, ``_ - . /`` and
-  spaces: any other character (``=`` included) becomes ``_``, a ``/`` inside a policy name
-  or knob value becomes ``_`` too (the namespace keeps its depth), and points whose
-  prefixes collide after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>``
-  segment (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN,
-  infinities) are not logged; ``report.json`` keeps them as null.
+  headline: ``eval/headline/target_accuracy``, ``eval/headline/best_baseline_cost`` and
+  ``eval/headline/<cost_to_reach|savings_vs_best_baseline|gap_closed>/<policy>``.
+  MLflow names may hold only letters, digits, ``_ - . /`` and spaces: any other
+  character (``=`` included) becomes ``_``, a ``/`` inside a policy name or knob value
+  becomes ``_`` too (the namespace keeps its depth), and points whose prefixes collide
+  after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>`` segment
+  (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN, infinities) are not logged;
+  ``report.json`` keeps them as null.
 - **tags**: ``log_fingerprint``, ``simulated`` (``"true"``/``"false"``), ``log_source``,
   ``reference``.
 - **artifacts**: ``report.json`` and every ``*.png`` directly in the evaluation folder.
@@ -133,10 +133,11 @@ def _point_metrics(point: PolicyPoint) -> dict[str, float | None]:
 def _headline_metrics(report: EvaluationReport) -> list[tuple[str, float | None]]:
     """(name, value) pairs of the headline; names may repeat until made unique."""
     headline = report.headline
+    best = headline.best_baseline
     pairs: list[tuple[str, float | None]] = [
-        ("eval/headline/target_accuracy", headline.target_accuracy)]
-    for field in ("cost_to_reach", "savings_vs_fixed_n", "savings_vs_adaptive_consistency",
-                  "gap_closed"):
+        ("eval/headline/target_accuracy", headline.target_accuracy),
+        ("eval/headline/best_baseline_cost", None if best is None else best["cost"])]
+    for field in ("cost_to_reach", "savings_vs_best_baseline", "gap_closed"):
         for policy, value in getattr(headline, field).items():
             pairs.append((f"eval/headline/{field}/{_segment(policy)}", value))
     return pairs

@@ -39,6 +39,11 @@ def test_demo_trains_exports_and_evaluates_and_runs_twice(tmp_path: Path) -> Non
     assert scored == {arm.name: arm.scored for arm in DEMO_LOG.arms} == {"small": True,
                                                                       "large": False}
     fixed = report["policies"]["fixed-n"]
+    # The headline's target is the envelope's top: the best accuracy of any baseline.
+    baselines = [p for name, points in report["policies"].items()
+                 if name not in ("learned", "oracle", "query-oracle") for p in points]
+    assert max(p["accuracy"] for p in baselines) == pytest.approx(
+        report["headline"]["target_accuracy"])
     oracle = max(p["accuracy"] for p in report["policies"]["query-oracle"])
     assert oracle >= max(p["accuracy"] for p in fixed) - 1e-9
     # The safety net chose the exported bundle; it serves decisions through the runtime.

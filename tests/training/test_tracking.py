@@ -109,8 +109,10 @@ def test_log_evaluation_writes_params_metrics_tags_and_artifacts(tmp_path, store
     assert metrics["eval/query-oracle/n_1/exhaustion_rate"] == pytest.approx(0.25)
     assert metrics["eval/headline/target_accuracy"] == pytest.approx(0.8)
     assert metrics["eval/headline/cost_to_reach/adaptive-consistency"] == pytest.approx(400.0)
-    assert metrics["eval/headline/savings_vs_fixed_n/adaptive-consistency"] == pytest.approx(
-        report.headline.savings_vs_fixed_n["adaptive-consistency"])
+    assert metrics["eval/headline/savings_vs_best_baseline/adaptive-consistency"] == (
+        pytest.approx(report.headline.savings_vs_best_baseline["adaptive-consistency"]))
+    assert metrics["eval/headline/best_baseline_cost"] == pytest.approx(
+        report.headline.best_baseline["cost"])
     assert metrics["eval/headline/gap_closed/query-oracle"] == pytest.approx(1.0)
     # Missing numbers are not logged: fixed-n has no paired difference, "broken" no cost.
     assert "eval/fixed-n/n_8/difference" not in metrics

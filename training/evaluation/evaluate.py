@@ -19,8 +19,14 @@ from allocator.logs.table import AttemptLog
 from allocator.policies import POLICIES
 from envs.pools import ReplayPools
 from training.evaluation.baselines import BaselineContext, NotApplicable, base_policy, build_sweep
-from training.evaluation.oracles import default_lambdas, hindsight_oracle, query_oracle
-from training.evaluation.pareto import headline
+from training.evaluation.oracles import (
+    MAX_STATES,
+    default_lambdas,
+    hindsight_oracle,
+    hindsight_values,
+    query_oracle,
+)
+from training.evaluation.pareto import headline, pareto_front
 from training.evaluation.replay import FixedNCurves, ReplayEvaluator
 from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
 from training.evaluation.statistics import policy_point
@@ -31,6 +37,7 @@ __all__ = [
     "evaluate",
     "fit_prior",
     "lambda_grid",
+    "log_verify_cost",
     "split_queries",
 ]
 
@@ -64,6 +71,16 @@ class EvaluationConfig:
             with the same seed, exactly the predictions it was trained and exported with).
         learned_lambdas: the prices the learned policy is replayed at (default: eight
             log-spaced over the bundle's lambda range).
+        verify_cost: the verifier's cost per verified candidate, in the log's cost units,
+            passed to every replay and the oracles. Default (None): read from the log
+            (:func:`log_verify_cost`: the mean cost of its ``verify`` rows, one verdict
+            per verified candidate; 0 when it has none).
+        target_accuracy: the accuracy the headline's costs are measured at; default
+            (None): the envelope's top, the best accuracy any deployable baseline reaches.
+        oracle_max_states: the state cap of one query's query-oracle DP (past it the query
+            falls back to the hindsight bound; the report counts them).
+        cost_unit: the name of the log's cost unit (``"chars"``, ``"$ per 1M queries"``),
+            shown in tables and plots; default "cost units".
     """
 
     policies: tuple[str, ...] = DEFAULT_POLICIES
@@ -78,6 +95,10 @@ class EvaluationConfig:
     sweeps: dict[str, tuple] = field(default_factory=dict)
     bundle: str | None = None
     learned_lambdas: tuple[float, ...] | None = None
+    verify_cost: float | None = None
+    target_accuracy: float | None = None
+    oracle_max_states: int = MAX_STATES
+    cost_unit: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.policies if p not in POLICIES]
@@ -87,6 +108,11 @@ class EvaluationConfig:
         if not 0.0 < self.test_fraction < 1.0:
             raise ParameterError("EvaluationConfig", "test_fraction", "in (0, 1)",
                                  self.test_fraction)
+        if self.verify_cost is not None and not (
+                isinstance(self.verify_cost, int | float) and self.verify_cost >= 0):
+            raise ParameterError("EvaluationConfig", "verify_cost",
+                                 "a number >= 0 (log cost units) or None (read from the log)",
+                                 self.verify_cost)
 
 
 def split_queries(n_queries: int, test_fraction: float, seed: int) -> tuple[np.ndarray,
@@ -95,6 +121,17 @@ def split_queries(n_queries: int, test_fraction: float, seed: int) -> tuple[np.n
     order = np.random.default_rng(seed).permutation(n_queries)
     n_test = max(1, round(test_fraction * n_queries))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def log_verify_cost(log: AttemptLog) -> float:
+    """The verifier's cost per verified candidate the log records: the mean cost of its
+    ``verify`` rows (one verdict per verified candidate), in the candidates' cost units;
+    0 when the log has no verify rows."""
+    from allocator.logs.schema import KIND_VERIFY
+
+    costs = log.cost[log.kind == KIND_VERIFY]
+    costs = costs[np.isfinite(costs)]
+    return float(costs.mean()) if costs.size else 0.0
 
 
 def _default_arm(log: AttemptLog) -> int:
@@ -144,8 +181,8 @@ def lambda_grid(lambda_range: tuple[float, float] | list[float],
 
 
 def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
-                    prior: np.ndarray | None,
-                    reference: EpisodeResults, config: EvaluationConfig
+                    prior: np.ndarray | None, reference: EpisodeResults,
+                    config: EvaluationConfig, verify_cost: float = 0.0
                     ) -> tuple[list[PolicyPoint], EpisodeResults]:
     """The bundle's policy at each lambda, on the baselines' queries and orders; and the
     episodes of the point whose cost is nearest the reference's (for the plots)."""
@@ -159,7 +196,8 @@ def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
     points, runs = [], []
     for lam in lambda_grid(policy.bundle.manifest["lambda_range"], config.learned_lambdas):
         results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
-                                  lambda_=lam, prior=prior).run(policy)
+                                  lambda_=lam, prior=prior,
+                                  verify_cost=verify_cost).run(policy)
         runs.append(results)
         points.append(policy_point(results, policy="learned", knob="lambda", value=lam,
                                    deployable=True, reference=reference,
@@ -168,12 +206,19 @@ def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
     return points, runs[nearest]
 
 
-def _oracle_points(curves: list[FixedNCurves], reference: EpisodeResults,
-                   config: EvaluationConfig) -> dict[str, list[PolicyPoint]]:
+def _oracle_points(evaluator: ReplayEvaluator, curves: list[FixedNCurves],
+                   reference: EpisodeResults, config: EvaluationConfig, verify_cost: float
+                   ) -> tuple[dict[str, list[PolicyPoint]], dict[str, Any]]:
+    """Both oracles' fronts on the evaluator's episodes, and the query-oracle's summary
+    (how many queries it solved exactly, with coarser cost classes, or by fallback)."""
+    lambdas = default_lambdas(curves)
+    hindsight = hindsight_values(evaluator, lambdas, verify_cost=verify_cost)
+    fit = query_oracle(evaluator, lambdas, verify_cost=verify_cost,
+                       max_states=config.oracle_max_states, hindsight=hindsight)
     points: dict[str, list[PolicyPoint]] = {"oracle": [], "query-oracle": []}
-    for lam in default_lambdas(curves):
-        for name, oracle in (("oracle", hindsight_oracle), ("query-oracle", query_oracle)):
-            results = oracle(curves, float(lam))
+    for k, lam in enumerate(lambdas):
+        for name, results in (("oracle", hindsight_oracle(hindsight, lambdas, k)),
+                              ("query-oracle", fit.results(k))):
             previous = points[name][-1] if points[name] else None
             if previous and (previous.accuracy, previous.mean_cost) == (
                     float(results.correct.mean()), float(results.cost.mean())):
@@ -181,7 +226,10 @@ def _oracle_points(curves: list[FixedNCurves], reference: EpisodeResults,
             points[name].append(policy_point(
                 results, policy=name, knob="lambda", value=float(lam), deployable=False,
                 reference=reference, n_bootstrap=config.n_bootstrap, seed=config.seed))
-    return points
+    points = {name: pareto_front(front) for name, front in points.items()}  # fronts only
+    summary = {**fit.summary(), "max_states": config.oracle_max_states,
+               "hindsight_exact_queries": int(hindsight["exact"].sum())}
+    return points, summary
 
 
 def evaluate(
@@ -221,10 +269,13 @@ def evaluate(
         difficulty_metrics = evaluate_difficulty(prior[test], log, test)
     else:
         prior = None
+    verify_cost = (log_verify_cost(log) if config.verify_cost is None
+                   else float(config.verify_cost))
     evaluator = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
-                                prior=prior)
+                                prior=prior, verify_cost=verify_cost)
     context = BaselineContext(pools, train, prior, n_orders=config.n_orders,
-                              seed=config.seed, sweeps=dict(config.sweeps))
+                              seed=config.seed, verify_cost=verify_cost,
+                              sweeps=dict(config.sweeps))
     progress("replaying the reference")
     reference = evaluator.run(base_policy(config.reference, arm, context.pool(arm)))
     points: dict[str, list[PolicyPoint]] = {}
@@ -249,23 +300,31 @@ def evaluate(
     if config.bundle is not None:
         progress("replaying the learned policy")
         points["learned"], chosen["learned"] = _learned_points(
-            log, pools, test, prior, reference, config)
-    curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
+            log, pools, test, prior, reference, config, verify_cost)
+    oracle_summary: dict[str, Any] = {}
     if config.oracles:
         progress("tracing the oracles")
-        points.update(_oracle_points(curves, reference, config))
-    target = float(curves[arm].correct[:, :, -1].mean())
+        curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
+        oracle_points, oracle_summary = _oracle_points(evaluator, curves, reference, config,
+                                                       verify_cost)
+        points.update(oracle_points)
     report = EvaluationReport(
         log={"source": log.source, "fingerprint": log.fingerprint(),
              "queries": log.n_queries, "attempts": log.n_attempts, "arms": list(log.arms),
-             "simulated": log.simulated},
+             "simulated": log.simulated, "cost_unit": config.cost_unit or "cost units"},
         config={**{k: v for k, v in asdict(config).items() if k != "sweeps"},
                 "arm": log.arms[arm], "train_queries": len(train), "test_queries": len(test),
+                "verify_cost": verify_cost,
+                "verify_cost_source": ("given" if config.verify_cost is not None else
+                                       "the log's verify rows (mean cost per verdict)"
+                                       if verify_cost > 0 else "the log has no verify rows: 0"),
                 "policies": [*config.policies, *(["learned"] if config.bundle else [])]},
         points=points,
         reference=reference.policy,
-        headline=headline(points, target_accuracy=target),
+        headline=headline(points, target_accuracy=config.target_accuracy,
+                          reference_accuracy=float(reference.correct.mean())),
         extra={**({"difficulty": difficulty_metrics} if difficulty_metrics else {}),
-               **({"skipped": skipped} if skipped else {})},
+               **({"skipped": skipped} if skipped else {}),
+               **({"query_oracle": oracle_summary} if oracle_summary else {})},
     )
     return report, chosen

@@ -21,26 +21,26 @@ Conventions:
   and a caller comparing curves should not credit a policy with accuracy it was never
   measured at.
 
-Headline numbers (:func:`headline`):
+Headline numbers (:func:`headline`), measured against the **envelope**: the Pareto front of
+every deployable baseline point (every policy but ``learned`` and the oracles) on the same
+held-out queries and orders (guide section 7):
 
-- ``cost_to_reach``: the smallest mean cost at which the policy's front reaches the target
-  accuracy (majority-of-all), interpolated between the two front points around the
-  target; ``None`` if no point reaches it. When the cheapest front point already reaches
-  it, that point's cost (no downward extrapolation).
-- ``savings_vs_fixed_n`` / ``savings_vs_adaptive_consistency``: the baseline's cost to
-  reach divided by the policy's (2.0 = the policy reaches the target at half the cost);
-  ``None`` where either cost is ``None`` (or the policy's is not positive).
-- ``gap_closed``: for every point ``(c, a)`` of the policy's front, where the fixed-N and
-  query-oracle curves are both defined at ``c`` and the oracle is above fixed-N by at
-  least ``min_gap``: ``(a - fixedN(c)) / (oracle(c) - fixedN(c))``, with both curves
-  interpolated at ``c`` (:func:`gap_closed_curve`); the headline is the median over those
-  points, ``None`` where there are none. 0 = no better than fixed-N at the same cost,
-  1 = as good as knowing each query's answer pool in hindsight. Values outside ``[0, 1]``
-  are kept (a policy below fixed-N is negative). The median, not the mean, so that one
-  point where the gap is tiny (and the ratio explodes) does not dominate.
-- **Best fixed-N.** ``fixed_n`` names the fixed-N curve. With several arms, evaluate each
-  arm's fixed-N under its own name and pass the name of the best one (the one whose front
-  lies highest over the costs of interest); the headline does not choose it.
+- ``target_accuracy``: by default the envelope's top, the best accuracy any deployable
+  baseline reaches.
+- **Reaching** the target: a point reaches it when it is *non-inferior at 95%*: the upper
+  end of its paired difference with the reference (AC(0.95) by default, same queries and
+  orders) is at least ``target - accuracy(reference)`` (:func:`reaches`). Without paired
+  intervals, its accuracy must be at least the target.
+- ``cost_to_reach``: per policy, the smallest mean cost of its points that reach the
+  target; ``None`` if none does.
+- ``best_baseline``: the cheapest deployable baseline point that reaches the target
+  (``policy``, ``setting``, ``cost``).
+- ``savings_vs_best_baseline``: that cost divided by the policy's cost to reach (2.0 =
+  the policy reaches the target at half the cost of the best baseline).
+- ``gap_closed``: for every front point ``(c, a)`` of the policy where the envelope and
+  the query-oracle are both defined at ``c`` and the oracle is above the envelope by at
+  least ``min_gap``: ``(a - envelope(c)) / (oracle(c) - envelope(c))``; the median over
+  those points (0 = no better than the best baseline at that cost, 1 = the query-oracle).
 
 Policies missing from ``points_by_policy`` (an evaluation without the baseline or the
 oracle) give ``None`` in every number that needs them.
@@ -57,10 +57,14 @@ from training.evaluation.results import Headline, PolicyPoint
 
 __all__ = [
     "accuracy_at_cost",
+    "cheapest_reaching",
     "cost_to_reach",
+    "envelope_points",
     "gap_closed_curve",
     "headline",
     "pareto_front",
+    "reaches",
+    "setting_text",
 ]
 
 #: Accuracies within this distance count as equal when reaching a target.
@@ -143,19 +147,19 @@ def cost_to_reach(
 
 def gap_closed_curve(
     points: Sequence[PolicyPoint],
-    fixed_n: Sequence[PolicyPoint],
+    envelope: Sequence[PolicyPoint],
     query_oracle: Sequence[PolicyPoint],
     *,
     min_gap: float = TOLERANCE,
 ) -> list[tuple[float, float]]:
-    """The share of the fixed-N-to-oracle gap a policy closes, at each of its front points.
+    """The share of the envelope-to-oracle gap a policy closes, at each of its front points.
 
     Args:
         points: the policy's points.
-        fixed_n: the (best) fixed-N baseline's points.
+        envelope: the deployable baselines' points (their front is the envelope).
         query_oracle: the query-oracle's points.
-        min_gap: points where the oracle beats fixed-N by less than this are skipped (the
-            ratio is meaningless there).
+        min_gap: points where the oracle beats the envelope by less than this are skipped
+            (the ratio is meaningless there).
 
     Returns:
         ``(mean cost, gap closed)`` per front point of the policy, by cost, skipping points
@@ -163,7 +167,7 @@ def gap_closed_curve(
     """
     curve = []
     for point in pareto_front(points):
-        baseline = accuracy_at_cost(fixed_n, point.mean_cost)
+        baseline = accuracy_at_cost(envelope, point.mean_cost)
         oracle = accuracy_at_cost(query_oracle, point.mean_cost)
         if baseline is None or oracle is None or oracle - baseline < min_gap:
             continue
@@ -179,43 +183,105 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+#: Policies that are never baselines: the learned policy and the oracles.
+NOT_BASELINES = ("learned", "oracle", "query-oracle")
+
+
+def envelope_points(points_by_policy: Mapping[str, Sequence[PolicyPoint]],
+                    exclude: Sequence[str] = NOT_BASELINES) -> list[PolicyPoint]:
+    """Every deployable baseline point: the points the envelope is the front of."""
+    return [point for name, points in points_by_policy.items() if name not in exclude
+            for point in points if point.deployable]
+
+
+def reaches(point: PolicyPoint, target_accuracy: float,
+            reference_accuracy: float | None = None, *, tolerance: float = TOLERANCE) -> bool:
+    """Whether a point reaches the target accuracy, non-inferior at 95%.
+
+    With a paired interval against the reference (``point.difference_ci``) and the
+    reference's accuracy: the interval's upper end is at least ``target -
+    reference_accuracy`` (the point's accuracy could be the target's, given the paired
+    uncertainty). Otherwise its accuracy must be at least the target.
+    """
+    if point.difference_ci is not None and reference_accuracy is not None:
+        return point.difference_ci[1] >= target_accuracy - reference_accuracy - tolerance
+    return point.accuracy >= target_accuracy - tolerance
+
+
+def cheapest_reaching(points: Sequence[PolicyPoint], target_accuracy: float,
+                      reference_accuracy: float | None = None) -> PolicyPoint | None:
+    """The cheapest point that reaches the target (:func:`reaches`), or None."""
+    reaching = [p for p in points if math.isfinite(p.mean_cost)
+                and reaches(p, target_accuracy, reference_accuracy)]
+    return min(reaching, key=lambda p: (p.mean_cost, -p.accuracy), default=None)
+
+
+def _knob_text(point: PolicyPoint) -> str:
+    """``knob=value`` (``default`` without a knob)."""
+    if point.knob is None:
+        return "default"
+    value = point.value.item() if isinstance(point.value, np.generic) else point.value
+    return f"{point.knob}={format(value, '.4g') if isinstance(value, float) else value}"
+
+
+def setting_text(point: PolicyPoint) -> str:
+    """A point's setting as compact text: its description (which names the arm, for a
+    policy that has one), else ``knob=value`` (``default`` without a knob)."""
+    return point.description or _knob_text(point)
+
+
 def headline(
     points_by_policy: Mapping[str, Sequence[PolicyPoint]],
     *,
-    target_accuracy: float,
-    fixed_n: str = "fixed-n",
-    adaptive: str = "adaptive-consistency",
+    target_accuracy: float | None = None,
+    reference_accuracy: float | None = None,
     query_oracle: str = "query-oracle",
+    learned: str = "learned",
 ) -> Headline:
     """The headline numbers of an evaluation (definitions in the module docstring).
 
     Args:
         points_by_policy: per policy name, its points along the knob sweep.
-        target_accuracy: the accuracy to reach (majority-of-all on the evaluation queries).
-        fixed_n: the name of the (best) fixed-N policy.
-        adaptive: the name of the Adaptive-Consistency policy.
+        target_accuracy: the accuracy to reach; default the envelope's top.
+        reference_accuracy: the accuracy of the reference the points' paired intervals
+            are against (None: reaching is judged on accuracy alone).
         query_oracle: the name of the query-oracle.
+        learned: the name of the policy that is not a baseline.
 
     Returns:
         The :class:`~training.evaluation.results.Headline`, with an entry per policy in
         every dict.
     """
-    reach = {name: cost_to_reach(points, target_accuracy)
-             for name, points in points_by_policy.items()}
-    fixed_reach = reach.get(fixed_n)
-    adaptive_reach = reach.get(adaptive)
+    baselines = envelope_points(points_by_policy,
+                                exclude=(*NOT_BASELINES, learned, query_oracle))
+    envelope = pareto_front(baselines)
+    given = target_accuracy is not None
+    if target_accuracy is None:
+        target_accuracy = max((p.accuracy for p in envelope), default=float("nan"))
+    cheapest = {name: cheapest_reaching(points, target_accuracy, reference_accuracy)
+                for name, points in points_by_policy.items()}
+    reach = {name: None if p is None else p.mean_cost for name, p in cheapest.items()}
+    best = cheapest_reaching(baselines, target_accuracy, reference_accuracy)
+    best_baseline = None if best is None else {
+        "policy": best.policy, "setting": setting_text(best), "knob": _knob_text(best),
+        "cost": best.mean_cost, "accuracy": best.accuracy}
     gap_closed: dict[str, float | None] = {}
     for name, points in points_by_policy.items():
         values = []
-        if fixed_n in points_by_policy and query_oracle in points_by_policy:
+        if envelope and query_oracle in points_by_policy:
             values = [gap for _, gap in gap_closed_curve(
-                points, points_by_policy[fixed_n], points_by_policy[query_oracle])]
+                points, baselines, points_by_policy[query_oracle])]
         gap_closed[name] = float(np.median(values)) if values else None
     return Headline(
         target_accuracy=float(target_accuracy),
+        target_source="given" if given else "envelope top",
+        reference_accuracy=reference_accuracy,
         cost_to_reach=reach,
-        savings_vs_fixed_n={name: _ratio(fixed_reach, cost) for name, cost in reach.items()},
-        savings_vs_adaptive_consistency={
-            name: _ratio(adaptive_reach, cost) for name, cost in reach.items()},
+        best_baseline=best_baseline,
+        savings_vs_best_baseline={
+            name: _ratio(None if best is None else best.mean_cost, cost)
+            for name, cost in reach.items()},
         gap_closed=gap_closed,
+        envelope=[{"policy": p.policy, "setting": setting_text(p), "cost": p.mean_cost,
+                   "accuracy": p.accuracy} for p in envelope],
     )

@@ -36,8 +36,11 @@ __all__ = [
 #: Resolution of saved figures, dots per inch.
 DPI = 150
 #: Figure sizes in inches: the Pareto plot alone, and with the cost-distribution panel.
-PARETO_SIZE = (9.0, 5.5)
-PARETO_WITH_COSTS_SIZE = (14.0, 5.5)
+PARETO_SIZE = (15.0, 5.5)
+PARETO_WITH_COSTS_SIZE = (20.0, 5.5)
+#: The zoomed panel shows accuracies from this far below the target to ``ZOOM_ABOVE``
+#: above it.
+ZOOM_BELOW, ZOOM_ABOVE = 0.08, 0.04
 COST_SIZE = (9.0, 5.0)
 
 
@@ -115,24 +118,66 @@ def _draw_ecdfs(ax: Axes, results: Mapping[str, EpisodeResults], cost_unit: str 
     ax.grid(alpha=0.3)
 
 
+def _draw_envelope(ax: Axes, report: EvaluationReport) -> None:
+    """The envelope (front of every deployable baseline) as a black staircase-free line."""
+    envelope = report.headline.envelope
+    if envelope:
+        ax.plot([e["cost"] for e in envelope], [e["accuracy"] for e in envelope],
+                color="black", linewidth=1.5, alpha=0.8, marker="|", markersize=8,
+                label="envelope (front of all baselines)")
+
+
+def _draw_panel(ax: Axes, report: EvaluationReport, colors: list[str]) -> None:
+    """Every policy, the envelope and the target line on one axes."""
+    for (name, points), color in zip(report.points.items(), colors, strict=True):
+        _draw_policy(ax, name, points, color)
+    _draw_envelope(ax, report)
+    target = report.headline.target_accuracy
+    if target is not None and math.isfinite(target):
+        ax.axhline(target, color="black", linestyle=":", linewidth=1,
+                   label=f"target {target:.3f} ({report.headline.target_source})")
+    _use_log_scale(ax, np.array([p.mean_cost for points in report.points.values()
+                                 for p in points], dtype=float))
+    ax.set_xlabel(_cost_label(report.log.get("cost_unit")))
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+
+
+def _mark_costs_to_reach(ax: Axes, report: EvaluationReport, colors: list[str]) -> None:
+    """Each policy's cost to reach the target, a downward triangle on the target line."""
+    target = report.headline.target_accuracy
+    for (name, _), color in zip(report.points.items(), colors, strict=True):
+        cost = report.headline.cost_to_reach.get(name)
+        if cost is not None and math.isfinite(cost) and math.isfinite(target):
+            ax.plot([cost], [target], marker="v", markersize=9, color=color,
+                    markeredgecolor="black", linestyle="none", label="_nolegend_")
+            ax.annotate(f"{cost:,.3g}", (cost, target), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize="x-small", color=color)
+
+
 def pareto_figure(
     report: EvaluationReport,
     *,
     results: Mapping[str, EpisodeResults] | None = None,
 ) -> Figure:
-    """Accuracy against mean cost for every policy of a report.
+    """Accuracy against mean cost for every policy of a report, in two panels.
 
-    Each policy's sweep is drawn as markers joined in sweep order, with 95% intervals in
-    both directions, and its Pareto front as a wide translucent line of the same colour;
-    oracles are dashed (square markers). The title says "SIMULATED log" when
-    ``report.log["simulated"]`` is true. A dotted horizontal line marks the target
-    accuracy (majority of all samples). The x axis is logarithmic when costs span more
-    than a decade. The legend sits outside the axes, on the right.
+    Left: each policy's sweep drawn as markers joined in sweep order, with 95% intervals
+    in both directions, and its Pareto front as a wide translucent line of the same
+    colour; oracles are dashed (square markers); the envelope (the front of every
+    deployable baseline) in black; a dotted line at the target accuracy. Right: the same,
+    zoomed on accuracies near the target (``ZOOM_BELOW`` below to ``ZOOM_ABOVE`` above),
+    where policies differ, with each policy's cost to reach the target marked by a
+    triangle on the target line. The title says "SIMULATED log" when
+    ``report.log["simulated"]`` is true; the cost axis names the log's cost unit
+    (``report.log["cost_unit"]``). The x axis is logarithmic when costs span more than a
+    decade. The legend sits outside the axes, on the right.
 
     Args:
         report: the evaluation report.
-        results: optionally, episode results to show beside the plot as ECDFs of per-query
-            cost (labelled by their keys, e.g. ``"adaptive-consistency threshold=0.95"``).
+        results: optionally, episode results to show in a third panel as ECDFs of
+            per-query cost (labelled by their keys, e.g.
+            ``"adaptive-consistency threshold=0.95"``).
 
     Returns:
         The figure (not saved).
@@ -140,29 +185,26 @@ def pareto_figure(
     from matplotlib.lines import Line2D
 
     figure = _figure(PARETO_WITH_COSTS_SIZE if results else PARETO_SIZE)
-    axes = figure.subplots(1, 2, width_ratios=[3, 2]) if results else [figure.subplots()]
-    ax = axes[0]
+    axes = (figure.subplots(1, 3, width_ratios=[3, 3, 2]) if results
+            else figure.subplots(1, 2, width_ratios=[1, 1]))
+    ax, zoom = axes[0], axes[1]
     colors = [f"C{i % 10}" for i in range(len(report.points))]
-    for (name, points), color in zip(report.points.items(), colors, strict=True):
-        _draw_policy(ax, name, points, color)
+    _draw_panel(ax, report, colors)
+    _draw_panel(zoom, report, colors)
     target = report.headline.target_accuracy
     if target is not None and math.isfinite(target):
-        ax.axhline(target, color="black", linestyle=":", linewidth=1,
-                   label=f"target {target:.3f} (majority of all)")
-    _use_log_scale(ax, np.array([p.mean_cost for points in report.points.values()
-                                 for p in points], dtype=float))
-    cost_unit = report.log.get("cost_unit")
-    ax.set_xlabel(_cost_label(cost_unit))
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
+        zoom.set_ylim(max(0.0, target - ZOOM_BELOW), min(1.0, target + ZOOM_ABOVE))
+        _mark_costs_to_reach(zoom, report, colors)
     simulated = bool(report.log.get("simulated"))
     ax.set_title(_title("Accuracy vs cost", simulated), loc="left")
     ax.set_title("wide line: Pareto front; bars: 95% CI", loc="right", fontsize="small")
+    zoom.set_title("near the target; ▼ cost to reach it", loc="left")
     handles, labels = _target_last(*ax.get_legend_handles_labels())
     if results:
-        _draw_ecdfs(axes[1], results, cost_unit)
-        axes[1].set_title("Per-query cost", loc="left")
-        more_handles, more_labels = axes[1].get_legend_handles_labels()
+        cost_unit = report.log.get("cost_unit")
+        _draw_ecdfs(axes[2], results, cost_unit)
+        axes[2].set_title("Per-query cost", loc="left")
+        more_handles, more_labels = axes[2].get_legend_handles_labels()
         handles += [Line2D([], [], linestyle="none"), *more_handles]
         labels += ["per-query cost:", *more_labels]
     figure.legend(handles, labels, loc="outside right upper", fontsize="small")

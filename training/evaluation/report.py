@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.table import Table
 
 from training.evaluation.results import EvaluationReport, PolicyPoint
@@ -26,6 +27,7 @@ __all__ = [
     "REPORT_NAME",
     "headline_table",
     "json_safe",
+    "notes_lines",
     "read_report",
     "report_table",
     "write_report",
@@ -35,7 +37,7 @@ __all__ = [
 REPORT_NAME = "report.json"
 
 #: How a hindsight oracle is marked in the tables.
-ORACLE_MARK = "(oracle, not deployable)"
+ORACLE_MARK = "(oracle)"
 
 _MISSING = "—"
 
@@ -49,23 +51,43 @@ def _number(value: float | None, spec: str = ".3f") -> str:
     return _MISSING if _is_missing(value) else format(value, spec)
 
 
+def _compact(value: float | None, sign: bool = False) -> str:
+    """A number in at most 3 significant digits, with k/M for thousands and millions."""
+    if _is_missing(value):
+        return _MISSING
+    prefix = "+" if sign and value >= 0 else ""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{prefix}{value / scale:.3g}{suffix}"
+    return f"{prefix}{value:.3g}"
+
+
 def _with_interval(value: float | None, interval: tuple[float, float] | None,
                    spec: str = ".3f") -> str:
-    """``value [low, high]``; the interval is left out when it is missing."""
-    text = _number(value, spec)
+    """``value [low, high]``; the interval is left out when it is missing. With ``spec``
+    ``"compact"`` the numbers take :func:`_compact`'s form."""
+    def show(number: float | None) -> str:
+        return _compact(number) if spec == "compact" else _number(number, spec)
+
+    text = show(value)
     if interval is None or _is_missing(value):
         return text
     low, high = interval
-    return f"{text} [{_number(low, spec)}, {_number(high, spec)}]"
+    return f"{text} [{show(low)}, {show(high)}]"
+
+
+#: Short names of knobs in the tables.
+_KNOB_ABBREVIATIONS = {"threshold": "thr", "window": "win", "lambda": "λ", "target": "tgt",
+                       "epsilon": "eps"}
 
 
 def _knob(point: PolicyPoint) -> str:
-    """``knob=value``, or a dash for a policy without a knob."""
+    """``knob=value`` in a compact form, or a dash for a policy without a knob."""
     if point.knob is None:
         return _MISSING
     value = point.value.item() if isinstance(point.value, np.generic) else point.value
-    text = format(value, "g") if isinstance(value, float) else str(value)
-    return f"{point.knob}={text}"
+    text = format(value, ".3g") if isinstance(value, float) else str(value)
+    return f"{_KNOB_ABBREVIATIONS.get(point.knob, point.knob)}={text}"
 
 
 def _policy_label(name: str, deployable: bool) -> str:
@@ -89,56 +111,84 @@ def report_table(report: EvaluationReport) -> Table:
     Hindsight oracles are marked "(oracle, not deployable)".
     """
     table = Table(title=f"Replay evaluation{_simulated_suffix(report)} "
-                        f"(Δ accuracy vs {report.reference})",
-                  title_justify="left")
-    table.add_column("policy", style="bold")
-    table.add_column("knob")
-    for header in ("accuracy [95% CI]", "mean cost [95% CI]", "samples", "exhausted",
-                   "Δ accuracy [95% CI]"):
-        table.add_column(header, justify="right")
+                        f"(Δ accuracy vs {report.reference}; oracles: not deployable, fronts only)",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("policy", style="bold", overflow="fold")
+    table.add_column("knob", overflow="fold")
+    for header in ("accuracy [95% CI]", f"cost{_unit_suffix(report)} [95% CI]", "draws",
+                   "exh.", "Δ accuracy [95% CI]"):
+        table.add_column(header, justify="right", overflow="fold")
     for name, points in report.points.items():
         for point in points:
             table.add_row(
                 _policy_label(name, point.deployable),
                 _knob(point),
                 _with_interval(point.accuracy, point.accuracy_ci),
-                _with_interval(point.mean_cost, point.mean_cost_ci, ",.4g"),
-                _number(point.mean_samples, ".2f"),
-                _number(point.exhaustion_rate, ".1%"),
+                _with_interval(point.mean_cost, point.mean_cost_ci, "compact"),
+                _number(point.mean_samples, ".3g"),
+                _number(point.exhaustion_rate, ".0%"),
                 _with_interval(point.difference, point.difference_ci, "+.3f"),
                 style=None if point.deployable else "dim",
             )
     return table
 
 
-def headline_table(report: EvaluationReport) -> Table:
-    """A rich table of the headline numbers, one row per policy.
+def _unit_suffix(report: EvaluationReport) -> str:
+    unit = report.log.get("cost_unit")
+    return f" ({unit})" if unit else ""
 
-    Columns: the mean cost to reach the target accuracy, the savings against fixed-N and
-    Adaptive-Consistency (their cost over the policy's: 2.0x = half the cost) and the
-    median share of the fixed-N-to-oracle gap closed (see
+
+def headline_table(report: EvaluationReport) -> Table:
+    """A rich table of the headline numbers against the envelope, one row per policy.
+
+    The title gives the target accuracy (by default the envelope's top: the best accuracy
+    any deployable baseline reaches) and the best baseline: the cheapest deployable
+    baseline point reaching it (non-inferior at 95%). Columns: the mean cost to reach the
+    target, the savings against the best baseline (its cost over the policy's: 2.0x = half
+    the cost) and the median share of the envelope-to-query-oracle gap closed (see
     :mod:`training.evaluation.pareto`).
     """
     headline = report.headline
+    best = headline.best_baseline
+    best_text = (f"best baseline {best['setting']} at {_compact(best['cost'])}"
+                 if best else "no baseline reaches it")
     table = Table(title=f"Headline{_simulated_suffix(report)}: target accuracy "
-                        f"{_number(headline.target_accuracy)} (majority of all samples)",
-                  title_justify="left")
-    table.add_column("policy", style="bold")
-    for header in ("cost to reach target", "savings vs fixed-N", "savings vs AC",
+                        f"{_number(headline.target_accuracy)} ({headline.target_source}); "
+                        f"{best_text}",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("policy", style="bold", overflow="fold")
+    for header in (f"cost to reach target{_unit_suffix(report)}", "savings vs best baseline",
                    "gap closed"):
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", overflow="fold")
     names = list(dict.fromkeys([*report.points, *headline.cost_to_reach]))
     for name in names:
         deployable = _deployable(report, name)
         table.add_row(
             _policy_label(name, deployable),
-            _number(headline.cost_to_reach.get(name), ",.4g"),
-            _ratio_text(headline.savings_vs_fixed_n.get(name)),
-            _ratio_text(headline.savings_vs_adaptive_consistency.get(name)),
+            _compact(headline.cost_to_reach.get(name)),
+            _ratio_text(headline.savings_vs_best_baseline.get(name)),
             _number(headline.gap_closed.get(name), ".0%"),
             style=None if deployable else "dim",
         )
     return table
+
+
+def notes_lines(report: EvaluationReport) -> list[str]:
+    """Lines a reader needs beside the tables: the baselines skipped and why, the
+    query-oracle's fallbacks, and where the verifier's cost came from."""
+    lines = [f"skipped {name}: {reason}"
+             for name, reason in report.extra.get("skipped", {}).items()]
+    oracle = report.extra.get("query_oracle")
+    if oracle:
+        lines.append(
+            f"query-oracle: {oracle['exact']} of {oracle['queries']} queries exact, "
+            f"{oracle['cost_classes_coarsened']} with coarser cost classes, "
+            f"{oracle['fallback_to_hindsight']} fell back to the hindsight bound "
+            f"(state cap {oracle['max_states']})")
+    if "verify_cost" in report.config:
+        lines.append(f"verify cost {report.config['verify_cost']:.4g} per candidate "
+                     f"({report.config.get('verify_cost_source', 'given')})")
+    return lines
 
 
 def _ratio_text(value: float | None) -> str:

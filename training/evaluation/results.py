@@ -92,24 +92,35 @@ class PolicyPoint:
 
 @dataclass(frozen=True)
 class Headline:
-    """The numbers a reader wants first.
+    """The numbers a reader wants first, against the envelope of every deployable baseline
+    (definitions in :mod:`training.evaluation.pareto`).
 
     Attributes:
-        target_accuracy: the accuracy to reach: majority-of-all on the evaluation queries.
-        cost_to_reach: per policy, the (interpolated) mean cost at which its sweep first
-            reaches the target accuracy; None where it never does.
-        savings_vs_fixed_n: per policy, fixed-N's cost to reach the target divided by the
-            policy's (2.0 = half the cost).
-        savings_vs_adaptive_consistency: the same against adaptive-consistency.
-        gap_closed: per policy, at its own mean cost, (its accuracy - best fixed-N's) /
-            (query-oracle's - best fixed-N's), each interpolated at that cost.
+        target_accuracy: the accuracy to reach: by default the envelope's top (the best
+            accuracy any deployable baseline reaches on the held-out queries).
+        target_source: ``"envelope top"`` or ``"given"``.
+        reference_accuracy: the accuracy of the reference policy (AC(0.95) by default)
+            that paired intervals, hence "reaching" (non-inferior at 95%), are against.
+        cost_to_reach: per policy, the smallest mean cost of its points that reach the
+            target; None where none does.
+        best_baseline: the cheapest deployable baseline point reaching the target:
+            ``policy``, ``setting``, ``cost``, ``accuracy``; None if none does.
+        savings_vs_best_baseline: per policy, the best baseline's cost over the policy's
+            cost to reach (2.0 = half the cost).
+        gap_closed: per policy, the median over its front points of (its accuracy - the
+            envelope's) / (the query-oracle's - the envelope's), each at the same cost.
+        envelope: the envelope's front points (``policy``, ``setting``, ``cost``,
+            ``accuracy``), by cost.
     """
 
     target_accuracy: float
     cost_to_reach: dict[str, float | None]
-    savings_vs_fixed_n: dict[str, float | None]
-    savings_vs_adaptive_consistency: dict[str, float | None]
+    savings_vs_best_baseline: dict[str, float | None]
     gap_closed: dict[str, float | None]
+    best_baseline: dict[str, Any] | None = None
+    target_source: str = "envelope top"
+    reference_accuracy: float | None = None
+    envelope: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

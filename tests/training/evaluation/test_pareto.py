@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from training.evaluation.pareto import (
@@ -12,6 +14,7 @@ from training.evaluation.pareto import (
     gap_closed_curve,
     headline,
     pareto_front,
+    reaches,
 )
 from training.evaluation.results import PolicyPoint
 
@@ -159,28 +162,48 @@ def test_a_policy_below_fixed_n_closes_a_negative_share():
 
 # --- headline -----------------------------------------------------------------------------
 
-def test_headline_savings_and_costs_to_reach():
+def test_headline_against_the_envelope():
     policies = {
-        "fixed-n": FIXED,                                       # reaches 0.8 at 6
-        "adaptive-consistency": line(0.6, 0.0667, COSTS, "adaptive-consistency"),
-        "learned": [point(1, 0.6), point(2, 0.8), point(4, 0.85)],  # reaches 0.8 at 2
-        "weak": [point(1, 0.5), point(8, 0.7)],                 # never reaches 0.8
-        "query-oracle": ORACLE,
+        "fixed-n": FIXED,                                       # 0.55 .. 0.90
+        "adaptive-consistency": [point(1, 0.7, "adaptive-consistency"),
+                                 point(3, 0.88, "adaptive-consistency")],
+        "learned": [point(1, 0.6), point(2, 0.9), point(4, 0.95)],
+        "weak": [point(1, 0.5), point(8, 0.7)],                 # never reaches the top
+        "query-oracle": [point(1, 0.97, "query-oracle"), point(2, 0.98, "query-oracle"),
+                         point(8, 0.99, "query-oracle")],
     }
-    result = headline(policies, target_accuracy=0.8)
-    assert result.target_accuracy == 0.8
-    assert set(result.cost_to_reach) == set(policies)
-    assert result.cost_to_reach["fixed-n"] == pytest.approx(6.0)
+    result = headline(policies)
+    # The target is the envelope's top: fixed-N's 0.90 at cost 8 (the learned policy and
+    # the oracle are not baselines).
+    assert result.target_accuracy == pytest.approx(0.9)
+    assert result.target_source == "envelope top"
+    assert result.best_baseline["policy"] == "fixed-n"
+    assert result.best_baseline["cost"] == pytest.approx(8.0)
     assert result.cost_to_reach["learned"] == pytest.approx(2.0)
     assert result.cost_to_reach["weak"] is None
-    assert result.savings_vs_fixed_n["learned"] == pytest.approx(3.0)
-    assert result.savings_vs_fixed_n["fixed-n"] == pytest.approx(1.0)
-    assert result.savings_vs_fixed_n["weak"] is None
-    ac_cost = 0.2 / 0.0667
-    assert result.cost_to_reach["adaptive-consistency"] == pytest.approx(ac_cost)
-    assert result.savings_vs_adaptive_consistency["learned"] == pytest.approx(ac_cost / 2)
-    assert result.gap_closed["fixed-n"] == pytest.approx(0.0)
-    assert result.gap_closed["query-oracle"] == pytest.approx(1.0)
+    assert result.savings_vs_best_baseline["learned"] == pytest.approx(4.0)
+    assert result.savings_vs_best_baseline["fixed-n"] == pytest.approx(1.0)
+    assert result.savings_vs_best_baseline["weak"] is None
+    # The envelope: AC at cost 1 (0.70), AC at 3 (0.88) and fixed-N at 8 (0.90).
+    assert [e["cost"] for e in result.envelope] == pytest.approx([1.0, 3.0, 8.0])
+    assert [e["accuracy"] for e in result.envelope] == pytest.approx([0.7, 0.88, 0.9])
+    # Gap closed from the envelope, at the learned front's costs 1, 2 and 4 (envelope
+    # 0.70, 0.79 and 0.884; oracle 0.97, 0.98, 0.98 + 0.01 / 3): the median of three.
+    oracle_4 = 0.98 + 0.01 / 3
+    assert result.gap_closed["learned"] == pytest.approx(np.median(
+        [(0.6 - 0.7) / 0.27, (0.9 - 0.79) / 0.19, (0.95 - 0.884) / (oracle_4 - 0.884)]))
+    assert result.gap_closed["adaptive-consistency"] == pytest.approx(0.0)
+
+
+def test_reaching_is_non_inferior_at_95_percent_on_the_paired_difference():
+    # Reference accuracy 0.8; target 0.9: a point reaches it when the upper end of its
+    # paired difference is >= 0.1.
+    near = replace(point(2, 0.87), difference=0.07, difference_ci=(0.02, 0.12))
+    short = replace(point(1, 0.86), difference=0.06, difference_ci=(0.03, 0.09))
+    assert reaches(near, 0.9, 0.8) and not reaches(short, 0.9, 0.8)
+    assert not reaches(near, 0.9)  # without the reference: accuracy alone
+    result = headline({"fixed-n": [short, near]}, target_accuracy=0.9, reference_accuracy=0.8)
+    assert result.best_baseline["cost"] == 2.0 and result.target_source == "given"
 
 
 def test_headline_gap_closed_is_the_median_over_the_front():
@@ -190,23 +213,15 @@ def test_headline_gap_closed_is_the_median_over_the_front():
         return point(cost, low + gap * (high - low))
 
     policies = {"fixed-n": FIXED, "query-oracle": ORACLE,
-                "p": [at(2, 0.2), at(4, 0.9), at(6, 0.4)]}
-    assert [g for _, g in gap_closed_curve(policies["p"], FIXED, ORACLE)] == pytest.approx(
-        [0.2, 0.9, 0.4])
-    assert headline(policies, target_accuracy=0.8).gap_closed["p"] == pytest.approx(0.4)
+                "learned": [at(2, 0.2), at(4, 0.9), at(6, 0.4)]}
+    assert [g for _, g in gap_closed_curve(policies["learned"], FIXED, ORACLE)
+            ] == pytest.approx([0.2, 0.9, 0.4])
+    assert headline(policies, target_accuracy=0.8).gap_closed["learned"] == pytest.approx(0.4)
 
 
 def test_headline_without_baselines_gives_none():
     result = headline({"learned": [point(1, 0.6), point(2, 0.8)]}, target_accuracy=0.7)
-    assert result.cost_to_reach == {"learned": pytest.approx(1.5)}
-    assert result.savings_vs_fixed_n == {"learned": None}
-    assert result.savings_vs_adaptive_consistency == {"learned": None}
+    assert result.cost_to_reach == {"learned": 2.0}
+    assert result.best_baseline is None
+    assert result.savings_vs_best_baseline == {"learned": None}
     assert result.gap_closed == {"learned": None}
-
-
-def test_headline_uses_the_fixed_n_name_it_is_given():
-    policies = {"fixed-n/strong": FIXED, "query-oracle": ORACLE,
-                "learned": [point(1, 0.6), point(2, 0.8)]}
-    result = headline(policies, target_accuracy=0.8, fixed_n="fixed-n/strong")
-    assert result.savings_vs_fixed_n["learned"] == pytest.approx(3.0)
-    assert result.gap_closed["fixed-n/strong"] == pytest.approx(0.0)

@@ -82,7 +82,7 @@ def test_plot_pareto_writes_a_png_of_the_expected_size(tmp_path):
 def test_pareto_figure_shows_every_policy_the_target_and_marks_oracles():
     report = make_report()
     figure = pareto_figure(report)
-    (ax,) = figure.axes
+    ax, _ = figure.axes
     labels = legend_texts(figure)
     assert "fixed-n" in labels and "adaptive-consistency" in labels
     assert "query-oracle (oracle)" in labels
@@ -104,19 +104,19 @@ def test_pareto_figure_draws_the_front_not_the_dominated_points():
     report = make_report()
     report.points["bumpy"] = [make_point("bumpy", 1, 100, 0.6), make_point("bumpy", 2, 200, 0.5),
                               make_point("bumpy", 3, 300, 0.7)]
-    (ax,) = pareto_figure(report).axes
+    ax, _ = pareto_figure(report).axes
     fronts = [line for line in ax.get_lines() if line.get_linewidth() == 4]
     assert len(fronts) == 4
     assert list(fronts[-1].get_xdata()) == [100, 300]
 
 
 def test_pareto_figure_uses_log_x_only_for_costs_spanning_a_decade():
-    (wide,) = pareto_figure(make_report()).axes       # costs 100..3200
+    wide, _ = pareto_figure(make_report()).axes       # costs 100..3200
     assert wide.get_xscale() == "log"
     narrow_report = make_report(simulated=False)
     for name, points in narrow_report.points.items():
         narrow_report.points[name] = points[:3]        # costs 100..400
-    (narrow,) = pareto_figure(narrow_report).axes
+    narrow, _ = pareto_figure(narrow_report).axes
     assert narrow.get_xscale() == "linear"
     assert "SIMULATED" not in narrow.get_title(loc="left")
 
@@ -132,7 +132,7 @@ def test_plot_pareto_with_results_adds_a_cost_panel(tmp_path):
     results = {"fixed-n n=8": make_results("fixed-n", np.full(20, 800.0)),
                "adaptive-consistency n=8": make_results("ac", np.linspace(100, 1500, 20))}
     figure = pareto_figure(make_report(), results=results)
-    assert len(figure.axes) == 2
+    assert len(figure.axes) == 3
     labels = legend_texts(figure)
     assert "fixed-n n=8 (mean 800)" in labels
     assert "adaptive-consistency n=8 (mean 800)" in labels
@@ -176,3 +176,22 @@ def test_importing_the_plots_module_does_not_import_matplotlib():
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_pareto_figure_draws_the_envelope_and_zooms_on_the_target():
+    report = make_report()
+    figure = pareto_figure(report)
+    ax, zoom = figure.axes
+    labels = legend_texts(figure)
+    assert "envelope (front of all baselines)" in labels
+    (envelope,) = [line for line in ax.get_lines()
+                   if line.get_label() == "envelope (front of all baselines)"]
+    assert list(envelope.get_xdata()) == [e["cost"] for e in report.headline.envelope]
+    target = report.headline.target_accuracy
+    assert zoom.get_ylim() == pytest.approx((target - 0.08, min(1.0, target + 0.04)))
+    # every policy that reaches the target has its cost marked on the target line
+    marks = [line for line in zoom.get_lines() if line.get_marker() == "v"]
+    reached = [c for c in report.headline.cost_to_reach.values() if c is not None]
+    assert sorted(m.get_xdata()[0] for m in marks) == pytest.approx(sorted(reached))
+    assert all(m.get_ydata()[0] == pytest.approx(target) for m in marks)
+    assert "tokens" in zoom.get_xlabel()
