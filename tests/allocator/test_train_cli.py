@@ -84,21 +84,22 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     assert f"safety net: {report['extra']['safety_net']['reason']}"[:40] in " ".join(
         result.output.split())
 
-    # Calibrated by default on the validation split (8 of the 30 training queries, held
-    # out of training): the registered bundle's default lambda is useful as is.
+    # The learned policy is calibrated by default on the validation split (8 of the 30
+    # training queries, held out of training): its default lambda is useful as is.
+    learned_manifest = json.loads((learned_dir / "manifest.json").read_text())
     training = summary["training"]
     assert (training["fit_queries"], training["validation_queries"]) == (22, 8)
-    assert manifest["validation"] == {"fraction": 0.25, "seed": 3, "queries": 8}
-    assert manifest["calibrated_lambda"] == training["calibration"]["lambda"]
-    assert "majority-of-all" in manifest["calibration"]["goal"]
-    assert manifest["calibration"]["n_queries"] == 8
+    assert learned_manifest["validation"] == {"fraction": 0.25, "seed": 3, "queries": 8}
+    assert learned_manifest["calibrated_lambda"] == training["calibration"]["lambda"]
+    assert "majority-of-all" in learned_manifest["calibration"]["goal"]
+    assert learned_manifest["calibration"]["n_queries"] == 8
     import allocator
 
-    oracle = allocator.load(run_dir / "bundle")
-    assert oracle.default_lambda == manifest["calibrated_lambda"]
+    oracle = allocator.load(learned_dir)
+    assert oracle.default_lambda == learned_manifest["calibrated_lambda"]
     assert "calibration: majority-of-all" in oracle.defaults()["lambda"]["source"]
-    assert set(manifest["max_pool"]) == {"large", "small"}
-    assert "empty text" in manifest["default_prior"]["source"]
+    assert set(learned_manifest["max_pool"]) == {"large", "small"}
+    assert "empty text" in learned_manifest["default_prior"]["source"]
 
     from mlflow import MlflowClient
 
@@ -235,7 +236,7 @@ def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Pat
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
                                  str(config), "--timesteps", "2048", "--no-mlflow",
-                                 "--target-cost", "3"])
+                                 "--target-cost", "3", "--no-safety-net"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
     assert manifest["calibration"]["target_mean_cost"] == 3.0
@@ -244,7 +245,7 @@ def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Pat
     result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--json"])
     assert result.exit_code == 0, result.output
     calibrated = json.loads(result.stdout)
-    assert "6 validation queries of the training log" in calibrated["queries"]
+    assert "8 validation queries of the training log" in calibrated["queries"]
     assert allocator.load(bundle).default_lambda == calibrated["lambda"]
     result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "other"),
                                  "--no-mlflow", "--no-calibrate", "--target-cost", "3"])
