@@ -34,6 +34,7 @@ __all__ = [
     "NotApplicable",
     "base_policy",
     "build_sweep",
+    "build_sweeps",
     "per_arm_sweep",
     "register_sweep",
     "train_front",
@@ -135,6 +136,31 @@ def build_sweep(name: str, context: BaselineContext) -> list[Policy]:
     if builder is not None:
         return builder(context)
     return per_arm_sweep(name, context)
+
+
+def build_sweeps(names: Sequence[str], context: BaselineContext,
+                 progress: Callable[[str], None] = lambda name: None
+                 ) -> tuple[dict[str, list[Policy]], dict[str, str]]:
+    """The settings of every baseline of ``names`` that applies to the log, and the
+    reason each other one was skipped.
+
+    Args:
+        names: registry names, in the order to build them.
+        context: the training split.
+        progress: called with each name before its settings are built.
+
+    Returns:
+        ``(settings by name, skip reason by name)``.
+    """
+    sweeps: dict[str, list[Policy]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        progress(name)
+        try:
+            sweeps[name] = build_sweep(name, context)
+        except NotApplicable as reason:
+            skipped[name] = str(reason)
+    return sweeps, skipped
 
 
 def base_policy(name: str, arm: int, pool: int, **params: object) -> Policy:

@@ -18,7 +18,7 @@ from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.policies import POLICIES
 from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, NotApplicable, base_policy, build_sweep
+from training.evaluation.baselines import BaselineContext, base_policy, build_sweeps
 from training.evaluation.oracles import (
     MAX_STATES,
     default_lambdas,
@@ -280,14 +280,9 @@ def evaluate(
     reference = evaluator.run(base_policy(config.reference, arm, context.pool(arm)))
     points: dict[str, list[PolicyPoint]] = {}
     chosen: dict[str, EpisodeResults] = {config.reference: reference}
-    skipped: dict[str, str] = {}
-    for name in config.policies:
-        progress(f"sweeping {name}")
-        try:
-            policies = build_sweep(name, context)
-        except NotApplicable as reason:
-            skipped[name] = str(reason)
-            continue
+    sweeps, skipped = build_sweeps(config.policies, context,
+                                   progress=lambda name: progress(f"sweeping {name}"))
+    for name, policies in sweeps.items():
         points[name] = []
         for policy in policies:
             results = evaluator.run(policy)

@@ -242,16 +242,12 @@ def _baselines() -> list[str]:
 def _baseline_candidates(context: Any, evaluator: Any, progress: Callable[[str], None]
                          ) -> tuple[list[tuple[Candidate, Policy]], dict[str, str]]:
     from allocator.baseline_bundle import exportable
-    from training.evaluation.baselines import NotApplicable, build_sweep
+    from training.evaluation.baselines import build_sweeps
 
-    found, skipped = [], {}
-    for name in _baselines():
-        progress(f"validation: {name}")
-        try:
-            settings = build_sweep(name, context)
-        except NotApplicable as reason:
-            skipped[name] = str(reason)
-            continue
+    found: list[tuple[Candidate, Policy]] = []
+    sweeps, skipped = build_sweeps(_baselines(), context,
+                                   progress=lambda name: progress(f"validation: {name}"))
+    for name, settings in sweeps.items():
         for policy in settings:
             reason = exportable(policy)
             if reason is not None:

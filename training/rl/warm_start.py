@@ -113,19 +113,15 @@ def fit_expert(pools: ReplayPools, train: np.ndarray, prior: np.ndarray | None, 
     Returns:
         The expert; settings that do not apply to the log are left out.
     """
-    from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
+    from training.evaluation.baselines import BaselineContext, build_sweeps
     from training.evaluation.evaluate import DEFAULT_POLICIES
 
     context = BaselineContext(pools, np.asarray(train, dtype=np.int64), prior,
                               n_orders=n_orders, seed=seed, verify_cost=verify_cost)
     names = [name for name in (policies or DEFAULT_POLICIES)
              if POLICIES[name].deployable and not POLICIES[name].stochastic]
-    candidates: list[Policy] = []
-    for name in names:
-        try:
-            candidates += build_sweep(name, context)
-        except NotApplicable:
-            continue
+    sweeps, _ = build_sweeps(names, context)  # baselines that do not apply are left out
+    candidates = [policy for settings in sweeps.values() for policy in settings]
     results = [context.replay_on_train(policy) for policy in candidates]
     return PricedExpert(
         policies=tuple(candidates),
