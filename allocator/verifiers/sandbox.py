@@ -139,6 +139,16 @@ import builtins, json, mmap, os, resource, signal, struct, sys
 _write, _dumps, _loads, _getpid, _exit = os.write, json.dumps, json.loads, os.getpid, os._exit
 
 
+def finish():
+    # exit at once: no waiting for threads left running, no atexit hooks
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    _exit(0)
+
+
 class _Timeout(BaseException):
     pass
 
@@ -450,16 +460,6 @@ def serve(inp, out, lookup, handle, lim, state, owner):
             send(out, {"exc": [type(value).__name__, detail(value)]})
 
 
-def finish():
-    # exit at once: no waiting for threads the candidate left running, no atexit hooks
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    _exit(0)
-
-
 try:
     main()
 finally:
@@ -688,15 +688,6 @@ def run_tests(tests, namespace, lim, state, report, owner):
             report(restart=True)
             return
     report(done=True)
-
-
-def finish():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    _exit(0)
 
 
 try:
