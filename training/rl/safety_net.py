@@ -9,7 +9,9 @@ the *validation* queries: a deterministic share of the training queries that the
 was not trained on (:func:`training.rl.calibrate.validation_split`, shared with the
 calibration). The held-out test queries are never used.
 
-The rule (:func:`choose`), on the validation queries:
+The rule (:func:`choose`), on the validation queries. The learned policy is the default
+(it is what the user trained); a baseline replaces it only on evidence, beyond the noise
+of a validation split that is often a few dozen queries:
 
 - the **envelope** is the Pareto front of every baseline point; the **target** is its top
   (the best accuracy any baseline reaches; majority-of-all or better);
@@ -17,11 +19,17 @@ The rule (:func:`choose`), on the validation queries:
   paired accuracy difference between the learned policy's most accurate point and the
   target point (both replayed on the same queries and orders, so the queries' difficulty
   cancels); without per-query results, of the target point's own accuracy;
-- the **learned** bundle is exported when (1) its front is nowhere below the envelope by
-  more than the margin (at every learned front point where the envelope is defined) and
-  (2) it reaches ``target - margin`` at no more cost than the envelope does;
-- otherwise the **baseline** bundle of the cheapest baseline setting reaching
-  ``target - margin`` (an actual setting, not an interpolation) is exported.
+- the **baseline** bundle is exported when (1) the learned front never reaches
+  ``target - margin``, or (2) it is **significantly below** an envelope point: at that
+  point's cost, the learned front's accuracy (per query, interpolated between the two
+  learned points around that cost; the cheapest learned point where the baseline point
+  is cheaper than all of them) is below the point's by more than 1.96 standard errors of
+  the paired per-query difference (without per-query results, more than 1.96 times the
+  point's own standard error). A baseline that reaches the target at less cost is such
+  a point wherever the gap is beyond noise; a cost difference inside the noise is not
+  evidence;
+- the exported baseline is the cheapest baseline setting reaching ``target - margin``
+  (an actual setting, not an interpolation); otherwise the **learned** bundle is exported.
 
 The decision, its reason and the validation numbers go into ``report.json``
 (``extra.safety_net``) and are printed.
@@ -41,7 +49,7 @@ from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 
 __all__ = ["Candidate", "SafetyNetDecision", "choose", "compare_on_validation",
-           "noise_margin"]
+           "noise_margin", "shortfall", "significantly_below"]
 
 #: Offset of the validation replays' order seed (distinct from training and test orders).
 ORDER_SEED_OFFSET = 2
@@ -90,6 +98,7 @@ class SafetyNetDecision:
         worst_gap: the largest shortfall of the learned front below the envelope (> 0:
             below), None where the curves share no cost.
         baseline: the chosen baseline point (exported or not).
+        below: the envelope point the learned front is significantly below (None: none).
         validation_queries: how many queries decided.
         learned: the learned policy's validation points.
         envelope: the envelope's points.
@@ -104,6 +113,7 @@ class SafetyNetDecision:
     envelope_cost_to_reach: float | None
     worst_gap: float | None
     baseline: Candidate | None
+    below: Candidate | None = None
     validation_queries: int = 0
     learned: list[Candidate] = field(default_factory=list)
     envelope: list[Candidate] = field(default_factory=list)
@@ -112,7 +122,8 @@ class SafetyNetDecision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for ``report.json``'s ``extra.safety_net``)."""
         out = {key: getattr(self, key) for key in self.__dataclass_fields__}
-        out["baseline"] = None if self.baseline is None else self.baseline.to_dict()
+        for key in ("baseline", "below"):
+            out[key] = None if out[key] is None else out[key].to_dict()
         for key in ("learned", "envelope"):
             out[key] = [candidate.to_dict() for candidate in out[key]]
         out["skipped"] = dict(self.skipped)
@@ -163,11 +174,69 @@ def noise_margin(top: Candidate, learned: Sequence[Candidate]) -> float:
     accurate point and ``top`` (per query); of ``top``'s accuracy where either lacks
     per-query results."""
     best = max(learned, key=lambda p: p.accuracy, default=None)
-    if (best is None or best.per_query is None or top.per_query is None
-            or len(best.per_query) != len(top.per_query) or len(top.per_query) < 2):
+    if best is None or not _paired(best, top):
         return 1.96 * top.stderr
     difference = np.subtract(best.per_query, top.per_query)
     return float(1.96 * difference.std(ddof=1) / math.sqrt(len(difference)))
+
+
+def _paired(a: Candidate, b: Candidate) -> bool:
+    return (a.per_query is not None and b.per_query is not None
+            and len(a.per_query) == len(b.per_query) and len(a.per_query) >= 2)
+
+
+def _learned_at(curve: Sequence[Candidate], cost: float) -> Candidate | None:
+    """The learned front at ``cost``, per query: the two front points around it mixed
+    linearly (a mix of two policies is a policy with that mean cost); the cheapest point
+    where ``cost`` is below the front; None above it (the reach test covers that)."""
+    if not curve or cost > curve[-1].mean_cost * (1 + COST_TOLERANCE):
+        return None
+    if cost <= curve[0].mean_cost:
+        return curve[0]
+    cost = min(cost, curve[-1].mean_cost)
+    upper = next(i for i, point in enumerate(curve) if point.mean_cost >= cost)
+    low, high = curve[upper - 1], curve[upper]
+    share = (cost - low.mean_cost) / (high.mean_cost - low.mean_cost)
+    per_query = None
+    if low.per_query is not None and high.per_query is not None:
+        per_query = tuple(((1 - share) * np.asarray(low.per_query)
+                           + share * np.asarray(high.per_query)).tolist())
+    return Candidate("learned", f"mix of {low.setting} and {high.setting}",
+                     (1 - share) * low.accuracy + share * high.accuracy, cost,
+                     per_query=per_query)
+
+
+def shortfall(learned: Sequence[Candidate], point: Candidate) -> tuple[float, float] | None:
+    """How far the learned front lies below ``point`` at its cost, and the noise on it.
+
+    Returns:
+        ``(gap, half_width)``: ``gap`` > 0 means the learned front is below the point;
+        ``half_width`` is 1.96 standard errors of the paired per-query difference (of the
+        point's own accuracy without per-query results). None where the learned front
+        does not extend to the point's cost (cheaper learned points only).
+    """
+    at = _learned_at(front(learned), point.mean_cost)
+    if at is None:
+        return None
+    gap = point.accuracy - at.accuracy
+    if _paired(at, point):
+        difference = np.subtract(point.per_query, at.per_query)
+        return gap, float(1.96 * difference.std(ddof=1) / math.sqrt(len(difference)))
+    return gap, 1.96 * point.stderr
+
+
+def significantly_below(learned: Sequence[Candidate], envelope: Sequence[Candidate]
+                        ) -> tuple[Candidate, float, float] | None:
+    """The envelope point the learned front is most clearly below beyond noise.
+
+    Returns:
+        ``(point, gap, half_width)`` for the point with the largest ``gap - half_width``
+        among those where ``gap > half_width``; None where there is no such point.
+    """
+    found = [(point, *measured) for point in envelope
+             if (measured := shortfall(learned, point)) is not None
+             and measured[0] > measured[1] + 1e-12]
+    return max(found, key=lambda item: item[1] - item[2], default=None)
 
 
 def choose(learned: Sequence[Candidate], baselines: Sequence[Candidate]
@@ -191,33 +260,34 @@ def choose(learned: Sequence[Candidate], baselines: Sequence[Candidate]
     learned_cost = cost_to_reach(learned, goal)
     envelope_cost = cost_to_reach(envelope, goal)
     baseline = next(p for p in envelope if p.accuracy >= goal)
-    worst = _worst_gap(learned, envelope)
-    below = worst is not None and worst > margin
-    cheaper = learned_cost is not None and learned_cost <= envelope_cost * (1 + COST_TOLERANCE)
-    exported = "learned" if cheaper and not below else "baseline"
-    reason = _reason(exported, below, learned_cost, envelope_cost, worst, margin, goal, baseline)
+    below = significantly_below(learned, envelope)
+    exported = "learned" if learned_cost is not None and below is None else "baseline"
+    reason = _reason(exported, below, learned_cost, envelope_cost, goal, baseline)
     return SafetyNetDecision(
         exported=exported, reason=reason, target_accuracy=top.accuracy, margin=margin,
         learned_cost_to_reach=learned_cost, envelope_cost_to_reach=envelope_cost,
-        worst_gap=worst, baseline=baseline, learned=list(learned), envelope=envelope)
+        worst_gap=_worst_gap(learned, envelope), baseline=baseline,
+        below=None if below is None else below[0],
+        learned=list(learned), envelope=envelope)
 
 
-def _reason(exported: str, below: bool, learned_cost: float | None, envelope_cost: float,
-            worst: float | None, margin: float, goal: float, baseline: Candidate) -> str:
+def _reason(exported: str, below: tuple[Candidate, float, float] | None,
+            learned_cost: float | None, envelope_cost: float, goal: float,
+            baseline: Candidate) -> str:
     reach = (f"reaches the validation target {goal:.4f} at cost {learned_cost:.4g}"
              if learned_cost is not None else f"never reaches the validation target {goal:.4f}")
     parts = [f"the learned policy {reach}, the best baseline ({baseline.setting}) at "
              f"{envelope_cost:.4g}"]
-    if worst is not None:
-        parts.append(f"its front is at most {worst:+.4f} below the baselines' envelope "
-                     f"(noise margin {margin:.4f})" if worst > 0 else
-                     f"its front is nowhere below the baselines' envelope (noise margin "
-                     f"{margin:.4f})")
+    if below is not None:
+        point, gap, half_width = below
+        parts.append(f"at cost {point.mean_cost:.4g} its front is {gap:.4f} below "
+                     f"{point.setting} (noise {half_width:.4f})")
+    else:
+        parts.append("its front is nowhere below the baselines' envelope beyond noise")
     if exported == "learned":
         return "exported the learned policy: " + "; ".join(parts)
-    why = ("it falls below the envelope beyond noise" if below else
-           "it does not reach the target" if learned_cost is None else
-           "it needs more cost than the best baseline")
+    why = ("it does not reach the target" if learned_cost is None
+           else "it falls below the envelope beyond noise")
     return f"exported the baseline {baseline.setting} ({why}): " + "; ".join(parts)
 
 
