@@ -14,13 +14,19 @@ at every setting on the held-out queries; :mod:`training.evaluation.pareto`): th
 accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
 difference with AC(0.95) (:func:`training.evaluation.pareto.reaches`, the one definition).
 
-1. **half the cost of the best baseline**: the learned policy reaches the target at no
-   more than half the cost of the cheapest baseline point that reaches it;
-2. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
+1. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
    the learned front's cost range, the learned front's (interpolated) accuracy is not
    below the lower end of that point's 95% interval;
-3. **60% of the gap**: the median, over matched costs, of the share of the gap between
-   the envelope and the query-oracle that the learned front closes.
+2. **cheaper than the best baseline**: the learned policy reaches the target at no more
+   than half the cost of the cheapest baseline point that reaches it on logs with several
+   arms or a verifier score, at no more than its cost on single-arm vote-only logs; on
+   logs with arms or a verifier this counts only when the safety net exported the learned
+   policy (the bundle a user gets);
+3. **the gap closed**: the median, over matched costs, of the share of the gap between
+   the envelope and the query-oracle that the learned front closes (reported, no bar).
+
+Each trained log also writes its learning curve (``<log>_learning_curve.png``: PPO's
+episode return, correctness and cost per rollout) and the safety net's decision.
 
 ``--no-train`` runs the baselines and the oracles only (no learned policy): the envelope,
 the best baseline and the oracles' coverage in minutes.
@@ -76,7 +82,8 @@ OUT = ROOT / "benchmarks" / "results" / "quality_bar"
 CASCADE_PRICES_PER_TOKEN = {"llama-2-13b/cot1": 0.22e-6, "gpt-3.5-turbo/cot1": 2e-6,
                             "gpt-4/cot1": 60e-6}
 CHARS_PER_TOKEN = 4.0
-GAP_BAR, SAVINGS_BAR = 0.6, 2.0
+#: Bar 2: savings against the best baseline, with several arms or a verifier / without.
+SAVINGS_BAR_RICH, SAVINGS_BAR_PLAIN = 2.0, 1.0
 
 
 # ------------------------------------------------------------------ the logs
@@ -216,8 +223,14 @@ def _point(data: dict[str, Any]) -> Any:
     return PolicyPoint(**data)
 
 
-def quality_bar(report: dict[str, Any]) -> dict[str, Any]:
-    """The three checks of the module docstring, from an evaluation report."""
+def quality_bar(report: dict[str, Any], *, rich: bool = False) -> dict[str, Any]:
+    """The three checks of the module docstring, from an evaluation report.
+
+    Args:
+        report: ``report.json``.
+        rich: the log has several arms or a verifier score (bar 2 asks for 2x, and
+            counts only when the safety net exported the learned policy).
+    """
     from training.evaluation.pareto import cheapest_reaching
 
     headline = report["headline"]
@@ -244,6 +257,9 @@ def quality_bar(report: dict[str, Any]) -> dict[str, Any]:
     savings = headline["savings_vs_best_baseline"].get("learned")
     best = max(learned, key=lambda p: p["accuracy"]) if learned else None
     oracle = report.get("extra", {}).get("query_oracle", {})
+    safety = report.get("extra", {}).get("safety_net")
+    exported = "learned" if safety is None else safety["exported"]
+    bar = SAVINGS_BAR_RICH if rich else SAVINGS_BAR_PLAIN
     return {
         "target_accuracy": target,
         "target_source": headline.get("target_source"),
@@ -259,10 +275,12 @@ def quality_bar(report: dict[str, Any]) -> dict[str, Any]:
         "gap_closed": gap,
         "query_oracle": oracle,
         "skipped": report.get("extra", {}).get("skipped", {}),
+        "exported": exported,
+        "safety_net": None if safety is None else safety["reason"],
+        "savings_bar": bar,
         "met": None if not learned else {
-            "half_cost": (savings or 0.0) >= SAVINGS_BAR,
             "not_below": not below,
-            "gap_closed": gap is not None and gap >= GAP_BAR,
+            "cheaper": (savings or 0.0) >= bar and (exported == "learned" or not rich),
         },
     }
 
@@ -315,9 +333,13 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
     OUT.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(folder / name / "pareto.png",
                     OUT / f"{name}_{'pareto' if train else 'baselines'}.png")
+    if train:
+        shutil.copyfile(folder / name / "learning_curve.png",
+                        OUT / f"{name}_learning_curve.png")
+    rich = len(log.arms) > 1 or log.supports_verify
     return {"log": title, "unit": unit, "queries": log.n_queries, "arms": list(log.arms),
             "baseline_arm": arm, "timesteps": steps, "seconds": seconds,
-            **quality_bar(json.loads(json.dumps(report, default=str)))}
+            **quality_bar(json.loads(json.dumps(report, default=str)), rich=rich)}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -344,8 +366,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| log | target (envelope top) | best baseline reaching it @ cost | "
              "AC(0.95) acc @ cost | learned reaches it at | savings vs best baseline | "
              "below a baseline | gap closed (from the envelope) | query-oracle exact / "
-             "coarser costs / fallback | bar |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "coarser costs / fallback | safety net exported | bar |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results.values():
         ac = r["ac95"] or {}
         oracle = r.get("query_oracle") or {}
@@ -363,7 +385,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"{_fmt(r.get('gap_closed'), 2)} | "
             f"{oracle.get('exact', '—')} / {oracle.get('cost_classes_coarsened', '—')} / "
             f"{oracle.get('fallback_to_hindsight', '—')} of {oracle.get('queries', '—')} | "
-            f"{bar} |")
+            f"{r.get('exported', '—') if trained else '—'} | {bar} |")
     return "\n".join(lines)
 
 

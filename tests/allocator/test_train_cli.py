@@ -117,9 +117,14 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     assert any(key.startswith("eval/adaptive-consistency/") for key in metrics)
     history = client.get_metric_history(run.info.run_id, "train/mean_return")
     assert len(history) == 4 and [m.step for m in history] == [1024, 2048, 3072, 4096]
+    # The learning curve beside the report holds exactly what MLflow recorded.
+    curve = json.loads((run_dir / "learning_curve.json").read_text())
+    assert [(r["timesteps"], r["train/mean_return"]) for r in curve["rows"]] == [
+        (m.step, pytest.approx(m.value)) for m in history]
+    assert (run_dir / "learning_curve.png").read_bytes()[:8] == PNG
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.json", "pareto.png", "cost_distribution.png", "config.toml",
-            "bundle"} <= artifacts
+            "learning_curve.json", "learning_curve.png", "bundle"} <= artifacts
     bundle_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id,
                                                                       "bundle")}
     assert "manifest.json" in bundle_files

@@ -46,10 +46,26 @@ def test_the_bar_is_measured_against_the_best_baseline() -> None:
     assert bar["best_baseline"]["cost"] == pytest.approx(400.0)
     assert bar["learned_cost"] == pytest.approx(150.0)
     assert bar["savings_vs_best_baseline"] == pytest.approx(400.0 / 150.0)
-    assert bar["met"]["half_cost"] is True
-    assert bar["below_baselines"] == []
+    assert bar["met"] == {"not_below": True, "cheaper": True}  # 2.67x >= 1x (plain log)
+    assert bar["below_baselines"] == [] and bar["exported"] == "learned"
     line = quality_bar.table({"x": {**bar, "log": "x", "unit": "chars", "arms": ["a"]}})
     assert "fixed-n k=4 @ 400.0" in line and "2.67x" in line
+
+
+@pytest.mark.parametrize(("learned_cost", "exported", "cheaper"), [
+    (150.0, "learned", True),    # 2.67x: met with arms or a verifier
+    (150.0, "baseline", False),  # ...but only when the learned policy is the one exported
+    (300.0, "learned", False),   # 1.33x: not half the cost
+])
+def test_logs_with_arms_or_a_verifier_need_half_the_cost_and_the_learned_export(
+        learned_cost: float, exported: str, cheaper: bool) -> None:
+    report = make_report([point("learned", 0.1, 100.0, 0.7),
+                          point("learned", 0.0, learned_cost, 0.8)])
+    report["extra"] = {"safety_net": {"exported": exported, "reason": "why"}}
+    bar = quality_bar.quality_bar(report, rich=True)
+    assert bar["savings_bar"] == 2.0 and bar["exported"] == exported
+    assert bar["met"]["cheaper"] is cheaper
+    assert quality_bar.quality_bar(report)["met"]["cheaper"] is True  # plain: 1x suffices
 
 
 def test_baselines_only_has_no_bar() -> None:

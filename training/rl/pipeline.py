@@ -28,7 +28,8 @@ The steps, in order (:func:`run_training`):
    (:func:`training.evaluation.evaluate.evaluate`), and the learned policy (whichever
    bundle was exported), loaded from its bundle as the runtime loads it, swept along
    lambda (its knob is the price in its state), on the same seeded orders;
-7. write ``report.json``, ``pareto.png`` and ``cost_distribution.png`` to ``RUN_DIR``;
+7. write ``report.json``, ``pareto.png``, ``cost_distribution.png`` and the learning curve
+   (``learning_curve.json`` + ``.png``, :mod:`training.rl.learning_curve`) to ``RUN_DIR``;
 8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
    run still shows them), training curves as ``train/...`` metrics while training runs,
    the evaluation as ``eval/...`` metrics and params, the report, plots, config and
@@ -497,6 +498,7 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
         **report.extra, "training": training,
         **({"safety_net": safety.to_dict()} if safety is not None else {})})
     files = _write_outputs(report, chosen, run_dir, log.simulated)
+    files += _write_learning_curve(monitor, run_dir, config, log.simulated, checkpoint)
     tracking.metrics(int(model.num_timesteps), evaluation_metrics(report))
     tracking.params(_eval_params(report))
     tracking.artifacts([*files, run_dir / "config.toml"], {"bundle": bundle})
@@ -504,6 +506,15 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
             "learned_bundle": str(learned_bundle), "report": report,
             "training": training, "mlflow_run_id": tracking.run_id,
             "safety_net": None if safety is None else safety.to_dict()}
+
+
+def _write_learning_curve(monitor: Any, run_dir: Path, config: TrainConfig, simulated: bool,
+                          checkpoint: Path | None) -> list[Path]:
+    """``learning_curve.json`` + ``.png`` (:mod:`training.rl.learning_curve`)."""
+    from training.rl.learning_curve import write_learning_curve
+
+    return write_learning_curve(monitor.history, run_dir, simulated=simulated,
+                                warm_start_steps=0 if checkpoint else config.warm_start_budget())
 
 
 def _final_metrics(monitor: Any) -> dict[str, float]:
