@@ -177,11 +177,11 @@ def greedy_allocation(gains: np.ndarray, units: int) -> np.ndarray:
     return (counts + np.bincount(ties_row[order], minlength=gains.shape[0])).astype(np.int64)
 
 
-def best_budget(p: np.ndarray, unit_costs: np.ndarray, lam: float, n_max: int,
-                served: np.ndarray) -> tuple[int, int]:
+def best_budget(p: np.ndarray, unit_costs: np.ndarray, lam: float,
+                n_max: int | np.ndarray, served: np.ndarray) -> tuple[int, int]:
     """The arm and number of samples that maximise the majority-vote reward.
 
-    The ``(a, n)``, ``1 <= n <= n_max``, ``a`` served, maximising
+    The ``(a, n)``, ``1 <= n <= n_max[a]``, ``a`` served, maximising
     ``majority_accuracy(p_a, n) - lam * n * unit_costs[a]``; ties go to the cheaper
     choice, then the earlier arm.
 
@@ -189,16 +189,20 @@ def best_budget(p: np.ndarray, unit_costs: np.ndarray, lam: float, n_max: int,
         p: per-arm accuracy of one sample, shape (A,).
         unit_costs: cost of one sample per arm, in the units ``lam`` prices, shape (A,).
         lam: the price of one cost unit, in units of accuracy.
-        n_max: the largest n considered (>= 1).
-        served: bool per arm, shape (A,): the arms that may be chosen (at least one).
+        n_max: the largest n considered: one for every arm, or per arm, shape (A,)
+            (an arm capped at 0 is never chosen).
+        served: bool per arm, shape (A,): the arms that may be chosen (at least one
+            served arm with a cap >= 1).
 
     Returns:
         ``(arm index, n)``.
     """
-    n = np.arange(n_max + 1)
+    caps = np.broadcast_to(np.asarray(n_max, dtype=np.int64), p.shape)
+    n = np.arange(int(caps.max()) + 1)
     spend = n[None, :] * unit_costs[:, None]
-    value = majority_accuracy(p, n_max) - lam * spend
+    value = majority_accuracy(p, int(caps.max())) - lam * spend
     value[:, 0] = -np.inf
+    value[n[None, :] > caps[:, None]] = -np.inf
     value[~served] = -np.inf
     best = value >= value.max() - 1e-12
     # Cheapest among the best, then the earliest arm (row-major order).
@@ -207,7 +211,8 @@ def best_budget(p: np.ndarray, unit_costs: np.ndarray, lam: float, n_max: int,
 
 
 def batch_allocation(priors: np.ndarray, arm_costs: np.ndarray, total_budget: float,
-                     n_max: int, candidates: Iterable[int]) -> tuple[int, np.ndarray]:
+                     n_max: int | np.ndarray, candidates: Iterable[int]
+                     ) -> tuple[int, np.ndarray]:
     """Split a total budget across a batch, all queries sampling one arm.
 
     For each candidate arm, each query's majority curve (:func:`majority_accuracy` of
@@ -221,20 +226,25 @@ def batch_allocation(priors: np.ndarray, arm_costs: np.ndarray, total_budget: fl
         priors: per-query, per-arm accuracy of one sample, shape (Q, A).
         arm_costs: cost of one sample per arm, in the units of ``total_budget``, > 0.
         total_budget: the batch's total cost (>= 0); never exceeded.
-        n_max: most samples per query (>= 1).
-        candidates: the arm indices to consider (at least one).
+        n_max: most samples per query (>= 1): one for every arm, or per arm, shape (A,)
+            (arms capped at 0 are skipped).
+        candidates: the arm indices to consider (at least one with a cap >= 1).
 
     Returns:
         ``(arm index, samples per query)``, the counts int64 of shape (Q,).
     """
     best: tuple[float, int, np.ndarray] | None = None
+    caps = np.broadcast_to(np.asarray(n_max, dtype=np.int64), arm_costs.shape)
     for a in candidates:
-        gains = majority_gains(priors[:, a], n_max)
+        cap = int(caps[a])
+        if cap < 1:
+            continue
+        gains = majority_gains(priors[:, a], cap)
         units = int(total_budget // arm_costs[a])
         while units > 0 and units * arm_costs[a] > total_budget:
             units -= 1  # floating point: never exceed the total
         counts = greedy_allocation(gains, units)
-        value = float(gains[np.arange(n_max)[None, :] < counts[:, None]].sum())
+        value = float(gains[np.arange(cap)[None, :] < counts[:, None]].sum())
         if best is None or value > best[0] + 1e-12:
             best = (value, a, counts)
     assert best is not None

@@ -501,7 +501,7 @@ class BudgetOracle:
         *,
         prior: np.ndarray | Sequence[float] | None = None,
         lambda_: float | None = None,
-        max_samples: int = 40,
+        max_samples: int | None = None,
         arms: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, int]:
@@ -510,7 +510,7 @@ class BudgetOracle:
         The model: arm ``a``'s samples are right with probability ``p_a`` (the prior), and
         majority voting over ``n`` of them is right with :func:`majority_accuracy`
         (two-answer model); a sample costs the arm's mean cost (:attr:`arm_costs`). The
-        budget is the ``(a, n)``, ``1 <= n <= max_samples``, that maximises
+        budget is the ``(a, n)``, ``1 <= n <=`` the arm's cap, that maximises
         ``acc_a(n) - lambda * n * cost_a / cost_unit`` (the policy's own reward);
         ties go to the cheaper choice, then the earlier arm.
 
@@ -518,7 +518,9 @@ class BudgetOracle:
             query: the query text (for the prior, as in :meth:`session`).
             prior: per-arm accuracy, shape (A,); overrides the predicted prior.
             lambda_: the price of one cost unit; default :attr:`default_lambda`.
-            max_samples: the largest n considered.
+            max_samples: the largest n considered for every arm; default: each arm's
+                sample cap (:attr:`max_pool`, the largest pool the policy was trained
+                on), as in :meth:`session`.
             arms: the arms the executor can serve (default all).
             metadata: the query's metadata for the predictor.
 
@@ -527,9 +529,13 @@ class BudgetOracle:
         """
         owner = "BudgetOracle.budget"
         lam = self._lambda(owner, lambda_)
-        n_max = _positive_int(owner, "max_samples", max_samples)
+        n_max = self._budget_caps(owner, max_samples)
         p = self.prior_for(query, metadata, prior=prior, owner=owner)
         served = served_mask(owner, self.arms, arms)
+        if not (n_max[served] >= 1).any():
+            raise ParameterError(owner, "arms", "at least one arm whose sample cap is >= 1 "
+                                 f"(caps {dict(zip(self.arms, n_max.tolist(), strict=True))};"
+                                 " pass max_samples)", arms)
         arm, count = best_budget(p, self._arm_costs / self.cost_unit, lam, n_max, served)
         return {name: count if i == arm else 0 for i, name in enumerate(self.arms)}
 
@@ -539,7 +545,7 @@ class BudgetOracle:
         total_budget: float,
         *,
         priors: np.ndarray | None = None,
-        max_samples: int = 40,
+        max_samples: int | None = None,
         arm: str | None = None,
         metadata: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[dict[str, int]]:
@@ -560,7 +566,8 @@ class BudgetOracle:
                 ``sum(n_q) * cost_arm <= total_budget``.
             priors: per-query, per-arm accuracy, shape (Q, A); default: each query's
                 :meth:`prior_for` (the uninformed prior for a count of queries).
-            max_samples: most samples per query.
+            max_samples: most samples per query; default: the arm's sample cap
+                (:attr:`max_pool`), as in :meth:`session`.
             arm: the arm to sample (default: the best for this batch, see above).
             metadata: per-query metadata for the predictor.
 
@@ -568,14 +575,26 @@ class BudgetOracle:
             Per query, ``{arm: n}`` for every arm (only the chosen arm nonzero).
         """
         owner = "BudgetOracle.allocate"
-        n_max = _positive_int(owner, "max_samples", max_samples)
+        n_max = self._budget_caps(owner, max_samples)
         budget = _cost(owner, "total_budget", total_budget)
         p = self._batch_priors(owner, queries, priors, metadata)
-        candidates = range(len(self.arms)) if arm is None else [
-            int(np.flatnonzero(served_mask(owner, self.arms, [arm]))[0])]
+        candidates = [a for a in (range(len(self.arms)) if arm is None else [
+            int(np.flatnonzero(served_mask(owner, self.arms, [arm]))[0])]) if n_max[a] >= 1]
+        if not candidates:
+            raise ParameterError(owner, "arm", "an arm whose sample cap is >= 1 (caps "
+                                 f"{dict(zip(self.arms, n_max.tolist(), strict=True))}; "
+                                 "pass max_samples)", arm)
         chosen, counts = batch_allocation(p, self._arm_costs, budget, n_max, candidates)
         return [{name: int(c) if i == chosen else 0 for i, name in enumerate(self.arms)}
                 for c in counts]
+
+    def _budget_caps(self, owner: str, max_samples: int | None) -> np.ndarray:
+        """Per-arm most samples for :meth:`budget` and :meth:`allocate`: ``max_samples``
+        for every arm, else the sessions' default caps (:attr:`max_pool`)."""
+        if max_samples is None:
+            return self._max_pool.copy()
+        return np.full(len(self.arms), _positive_int(owner, "max_samples", max_samples),
+                       dtype=np.int64)
 
     def _batch_priors(self, owner: str, queries: Sequence[str] | int, priors: Any,
                       metadata: Sequence[Mapping[str, Any]] | None) -> np.ndarray:

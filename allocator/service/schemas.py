@@ -213,7 +213,10 @@ class BudgetRequest(_Request):
     metadata: Metadata | None = None
     prior: Prior | None = None
     lambda_: Lambda = None
-    max_samples: int = Field(40, ge=1, le=MAX_SAMPLES_LIMIT)
+    max_samples: int | None = Field(
+        None, ge=1, le=MAX_SAMPLES_LIMIT,
+        description="the largest n considered for every arm (default: each arm's sample "
+                    "cap, as sessions have; GET /v1/health lists them)")
     arms: list[Name] | None = Field(None, min_length=1, max_length=MAX_ARMS)
 
 
@@ -235,7 +238,10 @@ class AllocateRequest(_Request):
     n_queries: int | None = Field(None, ge=1, le=MAX_BATCH)
     total_budget: Cost
     priors: list[Prior] | None = Field(None, min_length=1, max_length=MAX_BATCH)
-    max_samples: int = Field(40, ge=1, le=MAX_SAMPLES_LIMIT)
+    max_samples: int | None = Field(
+        None, ge=1, le=MAX_SAMPLES_LIMIT,
+        description="most samples per query (default: the arm's sample cap, as sessions "
+                    "have; GET /v1/health lists them)")
     arm: Name | None = None
     metadata: list[Metadata] | None = Field(None, max_length=MAX_BATCH)
 

@@ -288,6 +288,52 @@ def test_executors_pass_the_cap_through(tmp_path: Path, arguments: dict,
     assert drawn_until_stop(session) == expected
 
 
+def brute_force_budget(prior: list[float], costs: list[float], lam: float,
+                       caps: list[int]) -> tuple[int, int]:
+    """Every (arm, n) within the caps, scored by the two-answer majority model."""
+    from allocator.allocation import majority_accuracy
+
+    best = None
+    for arm, (p, cost, cap) in enumerate(zip(prior, costs, caps, strict=True)):
+        curve = majority_accuracy(np.array([p]), max(cap, 1))[0]
+        for n in range(1, cap + 1):
+            value = (curve[n] - lam * n * cost, -n * cost)
+            if best is None or value > best[0]:
+                best = (value, (arm, n))
+    assert best is not None
+    return best[1]
+
+
+@pytest.mark.parametrize(("max_pool", "max_samples", "lam"), [
+    ({"a": 3, "b": 2}, None, 0.0),     # the caps bind: before, 40 samples of an arm
+    ({"a": 3, "b": 2}, None, 0.01),
+    ({"a": 0, "b": 5}, None, 0.0),     # an arm never trained on is never budgeted
+    ({"a": 3, "b": 2}, 7, 0.0),        # max_samples replaces the caps for every arm
+])
+def test_budget_and_allocate_follow_the_sessions_sample_caps(
+        tmp_path: Path, max_pool: dict, max_samples: int | None, lam: float) -> None:
+    oracle = allocator.load(write_scripted(tmp_path / "bundle", max_pool=max_pool))
+    prior = [0.6, 0.7]
+    caps = [max_samples or max_pool[arm] for arm in ARMS]
+    counts = oracle.budget(prior=prior, lambda_=lam, max_samples=max_samples)
+    arm, n = brute_force_budget(prior, [1.0, 1.0], lam, caps)
+    assert counts == {name: n if i == arm else 0 for i, name in enumerate(ARMS)}
+    rows = oracle.allocate(4, 1000.0, priors=np.array([prior] * 4), max_samples=max_samples)
+    assert all(row[name] <= cap for row in rows for name, cap in zip(ARMS, caps, strict=True))
+    uncapped = oracle.allocate(4, 1000.0, priors=np.array([prior] * 4), max_samples=40)
+    assert max(n for row in uncapped for n in row.values()) > max(caps)  # the caps bound it
+
+
+def test_budget_without_a_budgetable_arm_is_a_clear_error(tmp_path: Path) -> None:
+    oracle = allocator.load(write_scripted(tmp_path / "bundle", max_pool={"a": 0, "b": 4}))
+    with pytest.raises(ParameterError, match="sample cap"):
+        oracle.budget(prior=[0.6, 0.7], arms=["a"])
+    with pytest.raises(ParameterError, match="sample cap"):
+        oracle.allocate(2, 10.0, arm="a")
+    assert oracle.budget(prior=[0.6, 0.7], arms=["a"], max_samples=3,
+                         lambda_=0.0) == {"a": 3, "b": 0}
+
+
 # ------------------------------------------------------------------ lambda, target cost
 TABLE = [[0.0, 12.0], [0.2, 6.0], [0.4, 2.0]]
 
