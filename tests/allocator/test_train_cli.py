@@ -119,8 +119,14 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     assert len(history) == 4 and [m.step for m in history] == [1024, 2048, 3072, 4096]
     # The learning curve beside the report holds exactly what MLflow recorded.
     curve = json.loads((run_dir / "learning_curve.json").read_text())
-    assert [(r["timesteps"], r["train/mean_return"]) for r in curve["rows"]] == [
-        (m.step, pytest.approx(m.value)) for m in history]
+    assert [(r["timesteps"], r["train/mean_return"]) for r in curve["rows"]
+            if "train/mean_return" in r] == [(m.step, pytest.approx(m.value)) for m in history]
+    scores = client.get_metric_history(run.info.run_id, "validation/score")
+    assert [(r["timesteps"], r["validation/score"]) for r in curve["rows"]
+            if "validation/score" in r] == [(m.step, pytest.approx(m.value)) for m in scores]
+    selection = report["extra"]["training"]["selection"]
+    assert [[m.step, pytest.approx(m.value)] for m in scores] == selection["scores"]
+    assert selection["best_score"] == pytest.approx(max(m.value for m in scores))
     assert (run_dir / "learning_curve.png").read_bytes()[:8] == PNG
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.json", "pareto.png", "cost_distribution.png", "config.toml",

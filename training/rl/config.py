@@ -113,6 +113,11 @@ class TrainConfig:
             and always exports the learned policy (``--no-safety-net``).
         validation_fraction: the share of the training queries held out as validation
             queries by the safety net (0.25; the policy trains on the rest).
+        select_every: environment steps between scores of the policy on the validation
+            queries (:mod:`training.rl.selection`): the exported policy is the
+            best-scoring one PPO passed through, the warm-started one included. None: an
+            eighth of ``total_timesteps``; 0: no selection (the last iterate is
+            exported). Needs validation queries (the safety net or calibration on).
     """
 
     total_timesteps: int = 2_000_000
@@ -142,6 +147,7 @@ class TrainConfig:
     warm_start_steps: int | None = None
     safety_net: bool = True
     validation_fraction: float = 0.25
+    select_every: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("lambda_range", "net_arch", "eval_lambdas"):
@@ -158,9 +164,9 @@ class TrainConfig:
         for name, low in (("total_timesteps", 1), ("n_envs", 1), ("n_steps", 1),
                           ("batch_size", 2), ("n_epochs", 1), ("seed", 0),
                           ("checkpoint_every", 1), ("n_orders", 1), ("n_bootstrap", 1),
-                          ("warm_start_steps", 0)):
+                          ("warm_start_steps", 0), ("select_every", 0)):
             value = getattr(self, name)
-            if name == "warm_start_steps" and value is None:
+            if name in ("warm_start_steps", "select_every") and value is None:
                 continue
             if not _is_int(value) or value < low:
                 raise ParameterError(_OWNER, name, f"an integer >= {low}", value)
@@ -221,6 +227,13 @@ class TrainConfig:
         if self.warm_start_steps is None:
             return self.total_timesteps // 8
         return int(self.warm_start_steps)
+
+    def selection_interval(self) -> int:
+        """Steps between validation scores: ``select_every``, or an eighth of
+        ``total_timesteps`` (at least 1) when it is None; 0: no selection."""
+        if self.select_every is None:
+            return max(self.total_timesteps // 8, 1)
+        return int(self.select_every)
 
     def evaluation_lambdas(self) -> tuple[float, ...]:
         """The lambdas the learned policy is evaluated at, increasing.

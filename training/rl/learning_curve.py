@@ -2,7 +2,9 @@
 
 :class:`training.rl.train.TrainingMonitor` records, once per rollout, the mean return
 (correctness - lambda * cost units), correctness, cost and samples of the episodes that
-ended in it (lambda drawn per episode from the training range, as the policy trains). This
+ended in it (lambda drawn per episode from the training range, as the policy trains), and
+:class:`training.rl.selection.ValidationSelector` the policy's score on the validation
+queries (the score that picks the exported policy). This
 module keeps those records as ``learning_curve.json`` and draws them as
 ``learning_curve.png`` beside the run's report: a curve still rising at the end says
 "train longer"; one that starts high (the warm start's cloned policy) and falls says the
@@ -29,6 +31,7 @@ CURVES = {
     "train/mean_correct": "mean correctness",
     "train/mean_cost": "mean cost per episode (log units)",
     "train/mean_samples": "mean attempts per episode",
+    "validation/score": "validation score (mean over lambdas of accuracy - lambda x cost)",
 }
 
 
@@ -67,10 +70,12 @@ def plot_learning_curve(rows: Sequence[dict[str, float]], path: str | os.PathLik
     """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12.0, 7.0), layout="constrained")
+    figure = Figure(figsize=(12.0, 10.0), layout="constrained")
     figure.suptitle(title + (f" (PPO after a {warm_start_steps:,}-step warm start by "
                                        "behaviour cloning)" if warm_start_steps else ""))
-    for ax, (name, label) in zip(figure.subplots(2, 2).ravel(), CURVES.items(), strict=True):
+    axes = figure.subplots(3, 2).ravel()
+    axes[-1].set_visible(False)
+    for ax, (name, label) in zip(axes, CURVES.items(), strict=False):
         points = [(row["timesteps"], row[name]) for row in rows if name in row]
         if points:
             ax.plot(*zip(*points, strict=True), marker=".", markersize=3, linewidth=1)

@@ -10,7 +10,9 @@ The steps, in order (:func:`run_training`):
 4. train MaskablePPO (:func:`training.rl.train.train_policy`, warm-started from the best
    baseline at every price) on the training queries less a validation share
    (``validation_fraction``, :func:`training.rl.calibrate.validation_split`), with
-   checkpoints in ``RUN_DIR/checkpoints``;
+   checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
+   the validation queries among those PPO passed through (the warm-started one
+   included; :mod:`training.rl.selection`, ``select_every``);
 5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
    difficulty predictor, the largest pool per arm the policy trained on and its
    uninformed prior; no pickle);
@@ -144,6 +146,19 @@ def _fit_queries(train: np.ndarray, config: TrainConfig, calibrating: bool
     from training.rl.calibrate import validation_split
 
     return validation_split(train, config.seed, config.validation_fraction)
+
+
+def _selector(validation: np.ndarray, prior: np.ndarray, config: TrainConfig,
+              monitor: Any) -> Any:
+    """The validation model selection (:mod:`training.rl.selection`), or None (no
+    validation queries, or ``select_every = 0``)."""
+    if not len(validation) or config.selection_interval() == 0:
+        return None
+    from training.rl.selection import ValidationSelector
+
+    return ValidationSelector(validation, prior, config.evaluation_lambdas(),
+                              every=config.selection_interval(), n_orders=config.n_orders,
+                              seed=config.seed, sink=monitor.record)
 
 
 def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.ndarray,
@@ -459,16 +474,22 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
         + (f" on {len(fit)} queries ({len(validation)} kept for validation)"
            if len(validation) else ""))
     monitor = TrainingMonitor(sink=tracking.metrics)
+    selector = _selector(validation, prior, config, monitor)
     started = time.perf_counter()
-    model = train_policy(log, queries=fit, prior=prior, config=config, callback=monitor,
+    model = train_policy(log, queries=fit, prior=prior, config=config,
+                         callback=[monitor] + ([selector] if selector else []),
                          resume_from=checkpoint, checkpoint_dir=run_dir / "checkpoints",
                          progress=progress)
     seconds = time.perf_counter() - started
+    if selector is not None and selector.best_timesteps is not None:
+        say(f"kept the policy of step {selector.best_timesteps:,}: the best of "
+            f"{len(selector.scores)} scores on the validation queries")
     training = {"num_timesteps": int(model.num_timesteps), "seconds": round(seconds, 3),
                 "train_queries": len(train), "fit_queries": len(fit),
                 "validation_queries": len(validation), "test_queries": len(test),
                 "resumed_from": checkpoint.name if checkpoint else None,
-                "final": _final_metrics(monitor)}
+                "final": _final_metrics(monitor),
+                "selection": None if selector is None else selector.summary()}
     say(f"exporting the bundle to {run_dir / 'bundle'}")
     cost_unit = replay_env(model.get_env()).settings.cost_unit
     bundle = _export(model, predictor, log, run_dir / "bundle", config, cost_unit,
