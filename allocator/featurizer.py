@@ -39,6 +39,14 @@ A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (
                                   (version 2; after standardisation, lambda alone barely
                                   separates 0.001 from 0.01, where the trade-offs of
                                   most logs sit)
++12    ``leader_posterior``       ``P(Binomial(top1 + top2 + 1, 1/2) <= top1)``: the
+                                  posterior probability, under a uniform prior, that the
+                                  leading answer's share exceeds the runner-up's
+                                  (Adaptive-Consistency's Beta stopping statistic,
+                                  :func:`leader_posterior`); 1/2 without votes (version
+                                  3: the statistic the strongest vote-only stoppers
+                                  threshold, which the counts' log and shares carry only
+                                  through a steep non-linear function)
 =====  =========================  =====================================================
 
 This module imports numpy only: it is part of the light runtime.
@@ -63,11 +71,12 @@ __all__ = [
     "feature_bounds",
     "feature_names",
     "featurize",
+    "leader_posterior",
     "n_features",
 ]
 
 #: Version of the feature list; bump it whenever a feature changes meaning or order.
-FEATURIZER_VERSION = 2
+FEATURIZER_VERSION = 3
 
 #: The floor under lambda in the ``log_lambda`` feature (lambda may be 0).
 LOG_LAMBDA_FLOOR = 1e-6
@@ -85,6 +94,7 @@ _TAIL = (
     "cost_spent",
     "lambda",
     "log_lambda",
+    "leader_posterior",
 )
 
 
@@ -312,6 +322,64 @@ def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
     out[:, tail + 9] = state.cost
     out[:, tail + 10] = state.lam
     out[:, tail + 11] = np.log(np.maximum(state.lam, LOG_LAMBDA_FLOOR))
+    out[:, tail + 12] = leader_posterior(stats.top1, stats.top2)
+    return out
+
+
+#: Votes up to which :func:`leader_posterior` is exact (a table built as needed); above,
+#: the normal approximation with continuity correction (error below 1e-3 there).
+EXACT_POSTERIOR_VOTES = 1024
+_posterior_tables: dict[int, np.ndarray] = {}
+
+
+def _posterior_table(size: int) -> np.ndarray:
+    """``table[n, k] = P(Binomial(n, 1/2) <= k)`` for ``0 <= k <= n <= size`` (1 for
+    ``k > n``), by Pascal's recurrence on the probabilities, read-only and cached."""
+    table = _posterior_tables.get(size)
+    if table is None:
+        table = np.ones((size + 1, size + 1))
+        pmf = np.zeros(size + 1)
+        pmf[0] = 1.0
+        for n in range(size + 1):
+            if n:
+                pmf[1:n + 1] = 0.5 * (pmf[1:n + 1] + pmf[:n])
+                pmf[0] *= 0.5
+            table[n, :n + 1] = np.minimum(np.cumsum(pmf[:n + 1]), 1.0)
+        table.flags.writeable = False
+        _posterior_tables[size] = table
+    return table
+
+
+def leader_posterior(top1: np.ndarray | float, top2: np.ndarray | float) -> np.ndarray:
+    """Adaptive-Consistency's stop statistic for the votes of the leader and runner-up.
+
+    ``P(p > 1/2)`` for ``p ~ Beta(top1 + 1, top2 + 1)``, which for whole counts is
+    ``P(Binomial(top1 + top2 + 1, 1/2) <= top1)`` (the closed form of the Beta
+    integral that :func:`allocator.policies.self_consistency.beta_stop_probability`
+    reads from the reference package's numerical values). Exact up to
+    :data:`EXACT_POSTERIOR_VOTES` votes; the normal approximation above.
+
+    Args:
+        top1: votes of the leading answer (>= 0), scalar or array.
+        top2: votes of the runner-up (0 if none), ``<= top1``.
+
+    Returns:
+        float64 array of the broadcast shape (1/2 without votes).
+    """
+    a = np.asarray(top1, dtype=np.int64)
+    b = np.asarray(top2, dtype=np.int64)
+    n = a + b + 1
+    exact = n <= EXACT_POSTERIOR_VOTES
+    largest = int(n.max(initial=1))
+    size = 64 if largest <= 64 else 1 << (min(largest, EXACT_POSTERIOR_VOTES) - 1).bit_length()
+    out = np.empty(np.broadcast(a, b).shape)
+    if exact.all():
+        return _posterior_table(size)[n, a].astype(np.float64)
+    table = _posterior_table(size)
+    out[exact] = table[n[exact], a[exact]]
+    wide = ~exact
+    z = (a[wide] + 0.5 - n[wide] / 2.0) / np.sqrt(n[wide] / 4.0)
+    out[wide] = 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
     return out
 
 
@@ -540,6 +608,7 @@ class QueryState:
             self.cost,
             lam,
             math.log(max(lam, LOG_LAMBDA_FLOOR)),
+            float(leader_posterior(top1, top2)),
         )
         return values
 

@@ -48,13 +48,14 @@ def column(features: np.ndarray, name: str) -> np.ndarray:
 
 
 def test_names_are_versioned_and_ordered() -> None:
-    assert FEATURIZER_VERSION == 2
+    assert FEATURIZER_VERSION == 3
     assert NAMES[:4] == ["prior[cheap]", "prior[strong]", "log1p_samples[cheap]",
                          "log1p_samples[strong]"]
-    assert NAMES[-2:] == ["lambda", "log_lambda"]
-    assert len(NAMES) == len(set(NAMES)) == n_features(2) == 16
+    assert NAMES[-3:] == ["lambda", "log_lambda", "leader_posterior"]
+    assert len(NAMES) == len(set(NAMES)) == n_features(2) == 17
     low, high = feature_bounds(2)
-    assert low.shape == high.shape == (16,)
+    assert low.shape == high.shape == (17,)
+    assert (low[-1], high[-1]) == (0, 1)
     assert high[NAMES.index("leader_share")] == 1 and np.isinf(high[NAMES.index("cost_spent")])
 
 
@@ -63,7 +64,7 @@ def test_hand_computed_features() -> None:
     state = batch([[3, 1, 0]], samples=np.array([[4, 1]]), no_answer=np.array([1.0]),
                   cost=np.array([2.5]), lam=np.array([0.1]), prior=np.array([[0.2, 0.9]]))
     features = featurize(state)
-    assert features.dtype == np.float32 and features.shape == (1, 16)
+    assert features.dtype == np.float32 and features.shape == (1, 17)
     expected = {
         "prior[cheap]": 0.2,
         "prior[strong]": 0.9,
@@ -81,6 +82,8 @@ def test_hand_computed_features() -> None:
         "cost_spent": 2.5,
         "lambda": 0.1,
         "log_lambda": math.log(0.1),
+        # P(Binomial(3 + 1 + 1, 1/2) <= 3) = (1 + 5 + 10 + 10) / 32
+        "leader_posterior": 26 / 32,
     }
     assert set(expected) == set(NAMES)
     for name, value in expected.items():
@@ -88,6 +91,33 @@ def test_hand_computed_features() -> None:
     # lambda = 0 (allowed: a free trade-off) floors the log instead of -inf.
     free = featurize(batch([[1]], lam=np.array([0.0])))
     assert column(free, "log_lambda")[0] == pytest.approx(math.log(1e-6))
+
+
+def test_leader_posterior_is_adaptive_consistencys_beta_statistic() -> None:
+    """Equal to the reference package's integrals (as the AC policy reads them) on every
+    count pair up to 40 votes, to scipy's binomial CDF beyond the exact range, and the
+    same on the scalar path."""
+    from scipy.stats import binom
+
+    from allocator.featurizer import EXACT_POSTERIOR_VOTES, QueryState, leader_posterior
+    from allocator.policies.self_consistency import beta_stop_probability
+
+    top1, top2 = np.array([(a, b) for a in range(41) for b in range(a + 1) if a + b <= 40]).T
+    np.testing.assert_allclose(leader_posterior(top1, top2),
+                               beta_stop_probability(top1, top2), atol=1e-7)
+    big1 = np.array([400, 1500, 5000, 2600])
+    big2 = np.array([300, 1400, 4900, 2400])
+    wide = big1 + big2 + 1 > EXACT_POSTERIOR_VOTES
+    assert wide[1:].all() and not wide[0]
+    np.testing.assert_allclose(leader_posterior(big1, big2),
+                               binom.cdf(big1, big1 + big2 + 1, 0.5), atol=1e-3)
+    assert leader_posterior(big1[0], big2[0]) == pytest.approx(
+        binom.cdf(400, 701, 0.5), abs=1e-12)
+    assert leader_posterior(0, 0) == 0.5  # no votes: no evidence either way
+    state = QueryState(2)
+    for answer in ("a", "a", "b", "a", "c"):
+        state.add_sample(0, answer)
+    assert state.feature_values()[-1] == leader_posterior(3, 1)
 
 
 @pytest.mark.parametrize(
