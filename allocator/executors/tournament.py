@@ -25,8 +25,21 @@ Recorded: every sample (held until its tournament so that its row carries its sc
 and one ``verify`` row per judge vote: ``comparison`` (``t<tournament>r<round>c<group>``),
 ``candidates`` (JSON list of attempt ids, in the order shown), ``vote`` (the attempt id
 voted for, null if unparsable), ``winner``, ``tournament``, ``tournament_round``,
-``completion``; its ``answer`` is the voted candidate's answer and its ``cost`` the
-vote's tokens.
+``completion``, ``event``; its ``answer`` is the voted candidate's answer and its
+``cost`` the vote's tokens. Each VERIFY then writes one ``verification`` row (``kind``
+verify, ``cost`` 0): ``event`` (``<run>:t<tournament>``, shared by its votes), ``after``
+(the run's previous event, null for the first), ``drawn`` (JSON list of the attempt ids
+of every candidate the session held when it verified), ``scores`` (JSON object attempt
+id -> the score the session received, re-scores included) and ``winner``.
+
+Replay. A tournament's scores depend on the opponents drawn, so replay does not read
+them as absolute scores: :class:`envs.ReplayEnv` offers VERIFY on a tournament log only
+where the candidates drawn are exactly an event's ``drawn`` after exactly its ``after``,
+and then applies the event's logged ``scores`` and charges the cost of its votes: what
+the live session saw, exactly. (The knock-out pairs entrants in the order drawn; replay
+reproduces the logged outcome for the set drawn, whatever order replay drew it in.)
+A dethroned champion's earlier-verified twins (same answer) are re-scored with it, so the
+session's best verified answer is always the reigning champion's, as STOP returns.
 """
 
 from __future__ import annotations
@@ -119,27 +132,46 @@ class TournamentVoting(Executor):
         if comparisons_needed(len(entrants), self.group_size) > run.calls_left:
             return False
         run.extra["tournaments"] = number = run.extra.get("tournaments", 0) + 1
-        winner, won, played, cost = await self._tournament(run, entrants, number)
+        event = f"{run.log.run}:t{number}"
+        winner, won, played, cost = await self._tournament(run, entrants, number, event)
         run.extra["champion"] = winner
         scores = _scores(entrants, new, winner, won, played)
         dethroned = champion is not None and champion is not winner
         if dethroned:  # re-judged and beaten: the session must not keep its old 1.0
-            scores.update(_scores(entrants, [champion], winner, won, played))
+            old = _scores(entrants, [champion], winner, won, played)[champion.index]
+            # Nor may the old champion's twins verified earlier (they shared its 1.0): the
+            # session's best verified answer must be the new champion's, as STOP returns.
+            scores.update({drawn.index: old for drawn in run.candidates
+                           if state.is_verified[drawn.index]
+                           and drawn.answer == champion.answer})
         for drawn in new:
             run.update(drawn.attempt_id, score=scores[drawn.index])
         run.release(drawn.attempt_id for drawn in new)
+        self._record_event(run, event, winner, scores)
         run.verify(scores, cost, rescore=dethroned)
         return True
 
-    async def _tournament(self, run: RunState, entrants: list[Drawn], number: int
-                          ) -> tuple[Drawn, Counter[int], Counter[int], float]:
+    def _record_event(self, run: RunState, event: str, winner: Drawn,
+                      scores: Mapping[int, float]) -> None:
+        """The ``verification`` row: what this VERIFY showed the session, for replay."""
+        ids = {drawn.index: drawn.attempt_id for drawn in run.candidates}
+        run.record({
+            "kind": "verify", "arm": winner.arm, "answer": winner.answer, "cost": 0.0,
+            "role": "verification", "step": run.step, "event": event,
+            "after": run.extra.get("last_event"), "winner": winner.attempt_id,
+            "drawn": json.dumps([drawn.attempt_id for drawn in run.candidates]),
+            "scores": json.dumps({ids[index]: score for index, score in scores.items()})})
+        run.extra["last_event"] = event
+
+    async def _tournament(self, run: RunState, entrants: list[Drawn], number: int,
+                          event: str) -> tuple[Drawn, Counter[int], Counter[int], float]:
         alive, won, played, cost, level = list(entrants), Counter(), Counter(), 0.0, 0
         while len(alive) > 1:
             level += 1
             groups = [alive[i:i + self.group_size]
                       for i in range(0, len(alive), self.group_size)]
             results = await gather_or_cancel(
-                self._compare(run, group, f"t{number}r{level}c{c}", number, level)
+                self._compare(run, group, f"t{number}r{level}c{c}", number, level, event)
                 for c, group in enumerate(groups))
             for group, (winner, spent, judged) in zip(groups, results, strict=True):
                 cost += spent
@@ -150,7 +182,7 @@ class TournamentVoting(Executor):
         return alive[0], won, played, cost
 
     async def _compare(self, run: RunState, group: list[Drawn], comparison: str,
-                       number: int, level: int) -> tuple[Drawn, float, bool]:
+                       number: int, level: int, event: str) -> tuple[Drawn, float, bool]:
         """One group's winner, what its votes cost (votes recorded as they arrive), and
         whether the judge was asked (not for a lone candidate or an agreeing group)."""
         answers = {drawn.answer for drawn in group}
@@ -172,7 +204,7 @@ class TournamentVoting(Executor):
                 "cost": float(self.cost(completion)), "role": "vote", "step": run.step,
                 "verifier": "judge", "comparison": comparison, "candidates": shown,
                 "vote": voted.attempt_id if voted else None, "winner": winner.attempt_id,
-                "tournament": number, "tournament_round": level,
+                "tournament": number, "tournament_round": level, "event": event,
                 **completion_columns(outcome, completion)})
             cost += row["cost"]
         return winner, cost, True
