@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -146,28 +148,113 @@ def test_refine_and_verify_are_masked_without_support(tiny_log: AttemptLog) -> N
     assert reward == info["correct"] == 0.0
 
 
-def refine_log() -> AttemptLog:
+def refine_rows() -> list[dict]:
     """One query: a wrong sample; round 1 refines to x (right), round 2 to y (wrong)."""
-    return make_log([
+    return [
         {"query_id": "q", "answer": "s", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
         {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
-    ])
+    ]
 
 
-@pytest.mark.parametrize(("refines", "correct"), [(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.5)])
-def test_refine_draws_rounds_in_order(refines: int, correct: float) -> None:
-    env = ReplayEnv(refine_log())
+def test_refinements_that_do_not_say_what_they_saw_are_masked_with_a_note() -> None:
+    env = ReplayEnv(make_log(refine_rows()))
+    assert not env.pools.supports_refine
+    assert any("conditioned_on" in note for note in env.pools.notes)
+    env.reset(seed=0)
+    assert not env.action_masks()[2]
+    env.step(1)
+    assert not env.action_masks()[2]  # never simulated
+
+
+# The draft s (wrong) votes too: s ties x after one refinement, x and y tie after four.
+@pytest.mark.parametrize(("refines", "correct"), [(1, 0.5), (2, 1.0), (3, 1.0), (4, 0.5)])
+def test_simulated_refinements_draw_rounds_in_order_after_a_draft(refines: int,
+                                                                  correct: float) -> None:
+    env = ReplayEnv(make_log(refine_rows(), simulated=True))
     for seed in range(10):
         env.reset(seed=seed)
+        assert not env.action_masks()[2]  # never before a draft
+        env.step(1)
         for _ in range(refines):
             assert env.action_masks()[2]
             env.step(2)
         assert env.action_masks()[2] == (refines < 4)
         *_, info = env.step(STOP)
         assert info["correct"] == correct and info["n_refines"] == refines
+
+
+def workspace_log() -> AttemptLog:
+    """Drafts d1 (a, right), d2 (b, wrong); workspace S1 distilled {d1} (cost 10) with two
+    refinements; S2 distilled {d1, d2} (cost 20) with one; S3 distilled S1's two
+    refinements (cost 30) with one."""
+    def refine(aid: str, summary: str, sources: list[str], answer: str, correct: int,
+               round_: int) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "kind": "refine", "round": round_,
+                "answer": answer, "correct": correct, "cost": 1.0, "summary": summary,
+                "conditioned_on": json.dumps(sources)}
+
+    def summary(aid: str, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "kind": "verify", "answer": None,
+                "correct": 0, "cost": cost, "role": "summary"}
+
+    return make_log([
+        {"query_id": "q", "attempt_id": "d1", "answer": "a", "correct": 1, "cost": 2.0},
+        {"query_id": "q", "attempt_id": "d2", "answer": "b", "correct": 0, "cost": 2.0},
+        summary("S1", 10.0), summary("S2", 20.0), summary("S3", 30.0),
+        refine("r1", "S1", ["d1"], "a", 1, 1), refine("r2", "S1", ["d1"], "a", 1, 1),
+        refine("r3", "S2", ["d1", "d2"], "b", 0, 1),
+        refine("r4", "S3", ["r1", "r2"], "c", 0, 2),
+    ])
+
+
+def drawn_ids(env: ReplayEnv, log: AttemptLog, count: int) -> list[str]:
+    """The attempt ids of the first ``count`` candidates of the episode's deck."""
+    rows = env.pools.cand_row[env._start + np.array(env._deck[:count], dtype=np.int64)]
+    return [str(log.attempt_id[row]) for row in rows]
+
+
+def test_refine_is_offered_only_on_exactly_the_drafts_a_workspace_distilled() -> None:
+    log = workspace_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    seen = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        assert not env.action_masks()[2]  # never before a draft
+        env.step(1)
+        first = drawn_ids(env, log, 1)[0]
+        seen.add(first)
+        assert env.action_masks()[2] == (first == "d1")  # S1 distilled {d1} only
+        env.step(1)  # both drafts drawn: only S2 matches
+        assert env.action_masks()[2]
+        *_, info = env.step(2)
+        assert info["cost"] == 2.0 + 2.0 + 20.0 + 1.0  # S2's summary with its first draw
+        assert not env.action_masks()[2]  # S2 is spent, and nothing distilled r3
+    assert seen == {"d1", "d2"}
+
+
+def test_the_next_round_needs_every_refinement_of_the_round_in_use() -> None:
+    log = workspace_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        *_, info = env.step(1)
+        if drawn_ids(env, log, 1) == ["d1"]:
+            break
+    else:
+        pytest.fail("no seed drew d1 first")
+    costs = []
+    for _ in range(3):
+        assert env.action_masks()[2]
+        spent = info["cost"]
+        *_, info = env.step(2)
+        costs.append(info["cost"] - spent)
+    assert costs == [10.0 + 1.0, 1.0, 30.0 + 1.0]  # S1 opens, then S3 (round 2)
+    assert not env.action_masks()[2]
+    *_, info = env.step(STOP)
+    assert info["correct"] == 1.0 and info["n_refines"] == 3  # votes a, a, a, c
 
 
 def verify_log() -> AttemptLog:
