@@ -257,6 +257,87 @@ def test_the_next_round_needs_every_refinement_of_the_round_in_use() -> None:
     assert info["correct"] == 1.0 and info["n_refines"] == 3  # votes a, a, a, c
 
 
+def tournament_log() -> AttemptLog:
+    """Drafts d1 (a, right), d2 (b, wrong), d3 (b, wrong). Event t1 saw {d1, d2}: b won
+    (votes cost 5 + 6); t2, after t1, saw {d1, d2, d3}: a won, d2 and its twin re-scored."""
+    def draft(aid: str, answer: str, correct: int) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "answer": answer, "correct": correct,
+                "cost": 2.0, "score": 0.5}  # a tournament score: never replayed as absolute
+
+    def vote(event: str, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": f"v{cost:g}", "kind": "verify",
+                "answer": None, "correct": 0,
+                "cost": cost, "role": "vote", "event": event}
+
+    def event(name: str, after: str | None, drawn: list[str], scores: dict) -> dict:
+        return {"query_id": "q", "attempt_id": name, "kind": "verify", "answer": None,
+                "correct": 0,
+                "cost": 0.0, "role": "verification", "event": name, "after": after,
+                "drawn": json.dumps(drawn), "scores": json.dumps(scores)}
+
+    return make_log([
+        draft("d1", "a", 1), draft("d2", "b", 0), draft("d3", "b", 0),
+        vote("t1", 5.0), vote("t1", 6.0), event("t1", None, ["d1", "d2"],
+                                                {"d1": 0.0, "d2": 1.0}),
+        vote("t2", 7.0), event("t2", "t1", ["d1", "d2", "d3"],
+                               {"d3": 0.0, "d1": 1.0, "d2": 0.5}),
+    ])
+
+
+def test_tournament_verify_applies_the_logged_event_of_exactly_the_drawn_set() -> None:
+    log = tournament_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    assert env.pools.supports_verify and np.isnan(env.pools.cand_score).all()
+    outcomes = set()
+    for seed in range(16):
+        env.reset(seed=seed)
+        env.step(1)
+        assert not env.action_masks()[3]  # no event saw one draft alone
+        env.step(1)
+        pair = set(drawn_ids(env, log, 2))
+        assert env.action_masks()[3] == (pair == {"d1", "d2"})
+        if pair != {"d1", "d2"}:
+            continue
+        *_, info = env.step(3)
+        assert info["cost"] == 4.0 + 11.0  # two drafts, t1's two votes
+        assert env.query_state.verified == 2 and env.query_state.best_score == 1.0
+        env.step(1)  # d3
+        assert env.action_masks()[3]  # t2 follows t1 on {d1, d2, d3}
+        *_, info = env.step(3)
+        assert info["cost"] == 6.0 + 11.0 + 7.0
+        assert env.query_state.verified == 3
+        *_, info = env.step(STOP)
+        outcomes.add(info["correct"])
+        assert info["correct"] == 1.0  # t2's winner a, re-scores included
+    assert outcomes == {1.0}
+
+
+def test_verdicts_cost_what_the_log_says_and_unjudged_drafts_mask_verify() -> None:
+    """s1 (verdict 0.9, cost 4), s2 (verdict NaN, cost 5: still paid), s3 never judged."""
+    def verdict(target: str, score: float | None, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": f"v-{target}", "kind": "verify",
+                "answer": None, "correct": 0, "cost": cost, "score": score,
+                "role": "verdict", "target": target}
+
+    log = make_log([
+        {"query_id": "q", "attempt_id": "s1", "answer": "a", "correct": 1, "score": 0.9},
+        {"query_id": "q", "attempt_id": "s2", "answer": "b", "correct": 0},
+        {"query_id": "q", "attempt_id": "s3", "answer": "b", "correct": 0},
+        verdict("s1", 0.9, 4.0), verdict("s2", None, 5.0),
+    ])
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0, verify_cost=100.0)
+    for seed in range(12):
+        env.reset(seed=seed)
+        env.step(1)
+        first = drawn_ids(env, log, 1)[0]
+        assert env.action_masks()[3] == (first != "s3")
+        if first == "s3":
+            continue
+        *_, info = env.step(3)
+        assert info["cost"] == 1.0 + {"s1": 4.0, "s2": 5.0}[first]
+        assert env.query_state.verified == 1
+
+
 def verify_log() -> AttemptLog:
     """One query: the right answer a once (score .9), the wrong b three times (score .2)."""
     rows = [{"query_id": "q", "answer": "a", "correct": 1, "score": 0.9}]

@@ -113,6 +113,11 @@ class TrainConfig:
             and always exports the learned policy (``--no-safety-net``).
         validation_fraction: the share of the training queries held out as validation
             queries by the safety net (0.25; the policy trains on the rest).
+        verify_cost: the price of VERIFYing a candidate whose score has no logged verdict,
+            in the log's cost units (verdicts, judge votes and summaries are charged their
+            logged costs whatever this is); None (default): the log's, the mean cost of
+            its verdicts (:func:`envs.pools.log_verify_cost`, the rule ``allocator
+            evaluate --verify-cost`` defaults to). ``--verify-cost`` on the command line.
     """
 
     total_timesteps: int = 2_000_000
@@ -142,6 +147,7 @@ class TrainConfig:
     warm_start_steps: int | None = None
     safety_net: bool = True
     validation_fraction: float = 0.25
+    verify_cost: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("lambda_range", "net_arch", "eval_lambdas"):
@@ -152,6 +158,7 @@ class TrainConfig:
         self._check_numbers()
         self._check_choices()
         self._check_sequences()
+        self._check_verify_cost()
 
     # ------------------------------------------------------------- validation
     def _check_integers(self) -> None:
@@ -182,6 +189,12 @@ class TrainConfig:
                 interval = f"{'[' if inclusive else '('}{low}, {high}"
                 closing = ")" if half_open or high == math.inf else "]"
                 raise ParameterError(_OWNER, name, f"a number in {interval}{closing}", value)
+
+    def _check_verify_cost(self) -> None:
+        value = self.verify_cost
+        if value is not None and not (_is_number(value) and value >= 0):
+            raise ParameterError(_OWNER, "verify_cost", "None (the log's) or a finite "
+                                 "number >= 0 (log cost units per verified candidate)", value)
 
     def _check_choices(self) -> None:
         for name in ("normalize_observations", "safety_net"):
