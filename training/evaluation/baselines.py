@@ -243,5 +243,6 @@ def _difficulty_binned(context: BaselineContext) -> list[Policy]:
 
 
 # Builders of other modules register on import (kept last: they build on the names above).
+import training.evaluation.baselines_schedules  # noqa: E402
 import training.evaluation.baselines_verifier  # noqa: E402
 import training.evaluation.baselines_vote  # noqa: E402, F401

@@ -45,6 +45,7 @@ DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
     "blend-asc", "bayes-stop",
     "until-verified", "best-of-n", "weighted-vote", "round-robin", "cascade", "router",
+    "rtv", "pdr",
 )
 
 
