@@ -288,8 +288,10 @@ def _verdict_query(log: AttemptLog, n_queries: int) -> np.ndarray:
 
 def log_verify_cost(log: AttemptLog) -> float:
     """The verifier's cost per verified candidate the log records: the mean cost of its
-    verdicts (``verify`` rows with a ``target``; where the log has no ``target`` column,
-    every ``verify`` row), in the candidates' cost units; 0 when it has none.
+    verdicts, in the candidates' cost units; 0 when it has none. Verdicts are the
+    ``verify`` rows whose ``role`` is ``verdict`` in an executor log (judge votes,
+    summaries and tournament events are not), those with a ``target`` where there is no
+    ``role`` column, and every ``verify`` row in a log with neither.
 
     The one rule of the default ``verify_cost`` (the environments, ``allocator train``
     and ``allocator evaluate``). It prices VERIFY only for candidates whose score has no
@@ -297,8 +299,10 @@ def log_verify_cost(log: AttemptLog) -> float:
     are charged their own logged costs.
     """
     rows = log.kind == KIND_VERIFY
-    target = log.extra.get("target")
-    if target is not None:
+    role, target = log.extra.get("role"), log.extra.get("target")
+    if role is not None:
+        rows &= np.array([value == "verdict" for value in role.tolist()], dtype=bool)
+    elif target is not None:
         rows &= np.array([value is not None and value == value for value in target.tolist()],
                          dtype=bool)
     costs = log.cost[rows]
