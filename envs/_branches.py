@@ -53,7 +53,7 @@ __all__ = ["KEY_SEED", "Branches", "add_key", "build_branches", "workspace_keys"
 #: Seed of the candidates' signature keys.
 KEY_SEED = 0x5EED
 _MASK = (1 << 64) - 1
-TOURNAMENT_ROLES = ("vote", "verification")
+TOURNAMENT_ROLES = ("vote", "bye", "verification")
 
 
 def add_key(signature: int, key: int) -> int:

@@ -25,8 +25,12 @@ Recorded: every sample (held until its tournament so that its row carries its sc
 and one ``verify`` row per judge vote: ``comparison`` (``t<tournament>r<round>c<group>``),
 ``candidates`` (JSON list of attempt ids, in the order shown), ``vote`` (the attempt id
 voted for, null if unparsable), ``winner``, ``tournament``, ``tournament_round``,
-``completion``, ``event``; its ``answer`` is the voted candidate's answer and its
-``cost`` the vote's tokens. Each VERIFY then writes one ``verification`` row (``kind``
+``completion``, ``event``, ``decided_by`` (``"votes"``, or the tie-breaks that decided
+a tied comparison or one without any parsable vote: never silently the judge's);
+its ``answer`` is the voted candidate's answer and its ``cost`` the vote's tokens. A
+candidate that advances unjudged gets an explicit ``bye`` row (cost 0, ``winner``,
+``candidates``, ``decided_by``: ``"lone candidate"`` or ``"agreeing answers"``).
+Each VERIFY then writes one ``verification`` row (``kind``
 verify, ``cost`` 0): ``event`` (``<run>:t<tournament>``, shared by its votes), ``after``
 (the run's previous event, null for the first), ``drawn`` (JSON list of the attempt ids
 of every candidate the session held when it verified), ``scores`` (JSON object attempt
@@ -186,16 +190,23 @@ class TournamentVoting(Executor):
         """One group's winner, what its votes cost (votes recorded as they arrive), and
         whether the judge was asked (not for a lone candidate or an agreeing group)."""
         answers = {drawn.answer for drawn in group}
+        shown = json.dumps([drawn.attempt_id for drawn in group])
         if len(group) == 1 or (self.skip_agreeing and len(answers) == 1
                                and None not in answers):
+            run.record({  # an explicit bye: who advanced unjudged, and why
+                "kind": "verify", "arm": group[0].arm, "answer": group[0].answer,
+                "cost": 0.0, "role": "bye", "step": run.step, "comparison": comparison,
+                "candidates": shown, "winner": group[0].attempt_id,
+                "decided_by": "lone candidate" if len(group) == 1 else "agreeing answers",
+                "tournament": number, "tournament_round": level, "event": event})
             return group[0], 0.0, False
         messages = self._messages(self.judge_prompt, run.problem,
                                   candidates=_numbered(group), numbers=_numbers(len(group)))
         outcome = await run.call(("judge", comparison), messages, self.judge, n=self.votes)
         choices = [self.parse_vote(c.text, len(group)) for c in outcome.completions]
         winner = self._winner(run, group, choices)
+        decided_by = _decided_by(choices)
         cost = 0.0
-        shown = json.dumps([drawn.attempt_id for drawn in group])
         for completion, choice in zip(outcome.completions, choices, strict=True):
             voted = group[choice] if choice is not None else None
             row = run.record({
@@ -204,7 +215,8 @@ class TournamentVoting(Executor):
                 "cost": float(self.cost(completion)), "role": "vote", "step": run.step,
                 "verifier": "judge", "comparison": comparison, "candidates": shown,
                 "vote": voted.attempt_id if voted else None, "winner": winner.attempt_id,
-                "tournament": number, "tournament_round": level, "event": event,
+                "decided_by": decided_by, "tournament": number, "tournament_round": level,
+                "event": event,
                 **completion_columns(outcome, completion)})
             cost += row["cost"]
         return winner, cost, True
@@ -246,6 +258,19 @@ def _scores(entrants: Sequence[Drawn], new: Sequence[Drawn], winner: Drawn,
             best[drawn.answer] = max(best.get(drawn.answer, 0.0), own(drawn))
     return {drawn.index: best[drawn.answer] if drawn.answer is not None else own(drawn)
             for drawn in new}
+
+
+def _decided_by(choices: Sequence[int | None]) -> str:
+    """How a comparison's winner was decided (recorded on its votes): by the votes, or, on
+    a tie or without any parsable vote, by the tie-breaks (more samples of the answer,
+    then the earlier candidate), said so rather than passed off as the judge's choice."""
+    tally = Counter(choice for choice in choices if choice is not None)
+    if not tally:
+        return "no parsable vote: tie-breaks (answer support, then position)"
+    ranked = sorted(tally.values(), reverse=True)
+    if len(ranked) > 1 and ranked[0] == ranked[1]:
+        return "tied votes: tie-breaks (answer support, then position)"
+    return "votes"
 
 
 def comparisons_needed(entrants: int, group_size: int) -> int:

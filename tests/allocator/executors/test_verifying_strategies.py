@@ -147,6 +147,33 @@ def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
     scores = sorted((row["answer"], row["score"]) for row in result.rows
                     if row["kind"] == "sample")
     assert scores == [("3", 0.0), ("5", 0.5), ("7", 1.0), ("7", 1.0)]
+    byes = [row for row in result.rows if row["role"] == "bye"]
+    assert [(row["decided_by"], row["cost"]) for row in byes] == [("agreeing answers", 0.0)]
+    assert json.loads(byes[0]["candidates"]) == [row["attempt_id"] for row in result.rows
+                                                 if row["answer"] == "7"
+                                                 and row["kind"] == "sample"]
+
+
+def test_rtv_records_a_lone_candidates_bye_and_how_each_comparison_was_decided() -> None:
+    """Three entrants: (3, 5) is judged and 3 advances alone (a bye); the judge's replies
+    name no candidate in the final, so the tie-breaks decide it, and the rows say so."""
+    def judge(prompt: str) -> str:
+        return "Best: 2" if "The answer is 3" in prompt and "The answer is 5" in prompt \
+            else "I cannot tell."
+
+    client = ScriptedClient(samples={QUESTION: texts("3 5 8")}, judge=judge)
+    executor = TournamentVoting(client, ARMS, extract, votes=2, skip_agreeing=False,
+                                decider=make_policy("fixed-n", n=3, verify=True))
+    result = run(executor.arun(Problem("q1", QUESTION)))
+    rounds = {}
+    for row in result.rows:
+        if row["role"] in ("vote", "bye"):
+            rounds.setdefault((row["tournament_round"], row["role"]), set()).add(
+                row["decided_by"])
+    assert rounds == {(1, "vote"): {"votes"}, (1, "bye"): {"lone candidate"},
+                      (2, "vote"): {"no parsable vote: tie-breaks (answer support, then "
+                                    "position)"}}
+    assert result.answer == "5"  # the first candidate of the final (5 vs 8, no vote)
 
 
 def test_a_dethroned_champion_is_rescored_so_the_session_answers_as_the_executor() -> None:
