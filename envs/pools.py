@@ -23,6 +23,7 @@ batched environment so that they replay exactly the same episodes under the same
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -38,6 +39,7 @@ from envs._branches import Branches, build_branches, workspace_keys
 
 __all__ = [
     "Episode",
+    "ReplayNote",
     "ReplayPools",
     "ReplaySettings",
     "UniformStream",
@@ -50,6 +52,11 @@ __all__ = [
 ]
 
 LAMBDA_SAMPLING = ("uniform", "log-uniform")
+
+
+class ReplayNote(UserWarning):
+    """A log holds rows replay cannot replay exactly (they are masked; see
+    :attr:`ReplayPools.notes`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +218,8 @@ class ReplayPools:
         relative = _tournament_query(log)[query]
         score[relative] = np.nan
         branches.cand_verify_cost[relative] = np.nan
+        for note in branches.notes:  # what is masked, said once per log read
+            warnings.warn(f"{log.source or 'the log'}: {note}", ReplayNote, stacklevel=2)
         return cls(
             arms=tuple(log.arms),
             query_ids=log.query_ids,

@@ -16,6 +16,7 @@ from allocator.errors import ParameterError
 from allocator.featurizer import feature_names
 from allocator.logs.table import AttemptLog
 from envs import ReplayEnv
+from envs.pools import ReplayNote
 
 STOP = 0
 
@@ -160,7 +161,8 @@ def refine_rows() -> list[dict]:
 
 
 def test_refinements_that_do_not_say_what_they_saw_are_masked_with_a_note() -> None:
-    env = ReplayEnv(make_log(refine_rows()))
+    with pytest.warns(ReplayNote, match="conditioned_on"):
+        env = ReplayEnv(make_log(refine_rows()))
     assert not env.pools.supports_refine
     assert any("conditioned_on" in note for note in env.pools.notes)
     env.reset(seed=0)
