@@ -48,7 +48,8 @@ import numpy as np
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
 
-__all__ = ["KEY_SEED", "Branches", "add_key", "build_branches", "workspace_keys"]
+__all__ = ["KEY_SEED", "Branches", "add_key", "build_branches", "tournament_queries",
+           "workspace_keys"]
 
 #: Seed of the candidates' signature keys.
 KEY_SEED = 0x5EED
@@ -195,7 +196,7 @@ def build_branches(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray
     notes: list[str] = []
     ws = _workspaces(log, cand_row, cand_query, offsets, group_count, n_arms, ws_keys, key,
                      ids, notes)
-    tournament = _tournament_queries(log)
+    tournament = tournament_queries(log)
     ev = _events(log, cand_answer, offsets, key, ids, tournament, width, notes)
     verify_cost = _verdict_costs(log, cand_row.size, cand_query, ids)
     return Branches(cand_key=key, cand_verify_cost=verify_cost, **ws, **ev,
@@ -276,7 +277,7 @@ def _summary_costs(log: AttemptLog) -> dict[tuple[int, str], float]:
             for row in np.flatnonzero((log.kind == KIND_VERIFY) & (role == "summary"))}
 
 
-def _tournament_queries(log: AttemptLog) -> np.ndarray:
+def tournament_queries(log: AttemptLog) -> np.ndarray:
     """Whether each query has tournament rows (its candidates' scores are relative)."""
     role = _strings(log, "role")
     rows = np.isin(role.astype(str), TOURNAMENT_ROLES) & (log.kind == KIND_VERIFY)

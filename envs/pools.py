@@ -35,7 +35,7 @@ from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
-from envs._branches import Branches, build_branches, workspace_keys
+from envs._branches import Branches, build_branches, tournament_queries, workspace_keys
 
 __all__ = [
     "Episode",
@@ -215,7 +215,7 @@ class ReplayPools:
         score = log.score[rows].astype(np.float64)
         # A tournament's scores are relative to the opponents drawn: never replayed as
         # independent scores (VERIFY applies the logged events instead).
-        relative = _tournament_query(log)[query]
+        relative = tournament_queries(log)[query]
         score[relative] = np.nan
         branches.cand_verify_cost[relative] = np.nan
         for note in branches.notes:  # what is masked, said once per log read
@@ -276,13 +276,6 @@ def _candidates_by_group(log: AttemptLog
             dtype=np.int64)
     order = np.lexsort((candidates, group, query))
     return candidates[order], query[order], group[order], ws_keys
-
-
-def _tournament_query(log: AttemptLog) -> np.ndarray:
-    """Whether each query has tournament rows (votes or verification events)."""
-    from envs._branches import _tournament_queries
-
-    return _tournament_queries(log)
 
 
 def _verdict_query(log: AttemptLog, n_queries: int) -> np.ndarray:
