@@ -255,8 +255,9 @@ def _candidates_by_group(log: AttemptLog
 
     Returns:
         The rows, their query, their group (the arm for samples, ``A + rank`` of the
-        refinement's workspace within its query, workspaces sorted by key), and each
-        query's workspace keys in group order (:func:`envs._branches.workspace_keys`).
+        refinement's workspace within its query, workspaces sorted by round, then key),
+        and each query's workspace keys in group order
+        (:func:`envs._branches.workspace_keys`).
     """
     candidates = np.flatnonzero(log.kind != KIND_VERIFY)
     query = log.attempt_query[candidates].astype(np.int64)
@@ -265,10 +266,14 @@ def _candidates_by_group(log: AttemptLog
     ws_keys: list[list[str]] = [[] for _ in range(log.n_queries)]
     if is_refine.any():
         keys, _ = workspace_keys(log)
+        first_round: list[dict[str, int]] = [{} for _ in range(log.n_queries)]
         for row, q in zip(candidates[is_refine].tolist(), query[is_refine].tolist(),
                           strict=True):
-            ws_keys[q].append(keys[row])
-        ws_keys = [sorted(set(names)) for names in ws_keys]
+            rounds = first_round[q]
+            rounds[keys[row]] = min(rounds.get(keys[row], 1 << 30), int(log.round[row]))
+        # Workspaces in round order, then by key: later rounds after earlier ones.
+        ws_keys = [sorted(rounds, key=lambda name, rounds=rounds: (rounds[name], name))
+                   for rounds in first_round]
         rank = [{name: r for r, name in enumerate(names)} for names in ws_keys]
         group[is_refine] = len(log.arms) + np.array(
             [rank[q][keys[row]] for row, q in zip(candidates[is_refine].tolist(),
