@@ -325,6 +325,11 @@ def train(
         "--no-safety-net", help="Always export the learned policy (trained on every "
                                 "training query), even where a baseline beats it on "
                                 "validation queries.")] = False,
+    verify_cost: Annotated[float | None, typer.Option(
+        "--verify-cost", help="Price of verifying a candidate whose score has no logged "
+             "verdict, in the log's cost units (default: the mean cost of the log's "
+             "verdicts, 0 without any; verdicts and judge votes cost what the log says).",
+        min=0.0)] = None,
 ) -> None:
     """Train the learned allocator, export and calibrate its bundle, and evaluate it
     against every baseline on held-out queries.
@@ -339,7 +344,7 @@ def train(
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
                   alias=alias, calibrate=calibrate, target_cost=target_cost,
-                  no_safety_net=no_safety_net)
+                  no_safety_net=no_safety_net, verify_cost=verify_cost)
     except AllocatorError as error:
         raise _fail(error) from None
 

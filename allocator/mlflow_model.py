@@ -28,6 +28,10 @@ column               meaning
 ``cost_spent``       cost spent so far, in the log's units
 ``max_samples``      most attempts for this query (default: the bundle's cap per arm)
 ``supports_refine``  whether the executor can refine (default false: REFINE is masked)
+``supports_verify``  whether the executor can verify (default false: VERIFY is masked)
+``verified``         verifier results so far: ``{answer: best verified score}``, one
+                     verified attempt per answer named (default none); the other attempts
+                     are unverified, so VERIFY is allowed while some are
 ===================  =====================================================================
 
 Mappings and lists may also be given as JSON text (what a CSV or a form carries). Over
@@ -35,7 +39,7 @@ HTTP (``mlflow models serve``), send ``{"dataframe_records": [request, ...]}`` o
 ``{"inputs": [request, ...]}``. The
 policy's features depend on these counts only (not on the order of the attempts), so the
 state rebuilt here is the one a :class:`~allocator.session.Session` that observed the
-attempts one by one holds. Verification is not part of the request format.
+attempts one by one holds (the verified attempts first, then the others).
 
 The answer: one row per request with ``kind`` (``"stop"``, ``"sample"``, ``"refine"`` or
 ``"verify"``), ``arm`` (the arm to sample, else None) and ``index`` (the action index).
@@ -55,7 +59,7 @@ import mlflow.pyfunc
 BUNDLE_ARTIFACT = "bundle"
 #: The request columns (see the module docstring).
 REQUEST_COLUMNS = ("query", "lambda", "prior", "samples", "refines", "votes", "cost_spent",
-                   "max_samples", "supports_refine")
+                   "max_samples", "supports_refine", "supports_verify", "verified")
 
 
 def _missing(value: Any) -> bool:
@@ -124,7 +128,8 @@ class AllocatorModel(mlflow.pyfunc.PythonModel):
         session = oracle.session(
             get("query"), lambda_=None if get("lambda") is None else float(get("lambda")),
             prior=prior, max_samples=None if max_samples is None else int(max_samples),
-            supports_refine=bool(get("supports_refine") or False), supports_verify=False)
+            supports_refine=bool(get("supports_refine") or False),
+            supports_verify=bool(get("supports_verify") or False))
         samples = {str(arm): int(n) for arm, n in (_json(get("samples")) or {}).items()}
         refines = int(get("refines") or 0)
         answers = [answer for answer, count in (_json(get("votes")) or {}).items()
@@ -139,9 +144,38 @@ class AllocatorModel(mlflow.pyfunc.PythonModel):
         cost = float(get("cost_spent") or 0.0)
         if drawn == 0 and cost:
             raise ValueError("cost_spent without any attempt drawn")
-        for position, ((kind, arm), answer) in enumerate(zip(kinds, answers, strict=True)):
-            session.observe(AttemptResult(kind, arm, answer, cost if position == 0 else 0.0))
+        verified = {str(answer): float(score)
+                    for answer, score in (_json(get("verified")) or {}).items()}
+        attempts = _verified_first(list(zip(kinds, answers, strict=True)), verified)
+        scores = {}
+        for position, ((kind, arm), answer) in enumerate(attempts):
+            index = session.observe(AttemptResult(kind, arm, answer,
+                                                  cost if position == 0 else 0.0))
+            if position < len(verified):
+                scores[index] = verified[str(answer)]
+            if position + 1 == len(verified):
+                session.verify(scores, 0.0)
         return session.next_action()
+
+
+def _verified_first(attempts: list[tuple[tuple[str, Any], Any]], verified: Mapping[str, float]
+                    ) -> list[tuple[tuple[str, Any], Any]]:
+    """The attempts reordered: one attempt of each verified answer first (in the order
+    ``verified`` names them), then the others.
+
+    Raises:
+        ValueError: ``verified`` names an answer no attempt gave.
+    """
+    first, rest = [], list(attempts)
+    for answer in verified:
+        match = next((item for item in rest if item[1] is not None and str(item[1]) == answer),
+                     None)
+        if match is None:
+            raise ValueError(f"verified names the answer {answer!r}, which no attempt gave "
+                             "(list it in votes too)")
+        rest.remove(match)
+        first.append(match)
+    return first + rest
 
 
 mlflow.models.set_model(AllocatorModel())

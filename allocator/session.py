@@ -217,7 +217,8 @@ class Session:
     arms the executor serves, while fewer than ``max_samples`` attempts were drawn and
     fewer than the arm's cap (by default the largest pool of the arm the policy was
     trained on: see :meth:`~allocator.oracle.BudgetOracle.sample_caps`); ``refine``
-    while fewer than ``max_samples`` attempts were drawn, when the executor supports it;
+    while fewer than ``max_samples`` attempts were drawn, once a sample was drawn (a
+    refinement is conditioned on drafts, as in replay), when the executor supports it;
     ``verify`` when the executor supports it and candidates were drawn since the last
     verification.
 
@@ -308,7 +309,8 @@ class Session:
                         allowed |= bit
             else:
                 allowed |= self._served_bits
-            allowed |= self._refine_bit
+            if len(state.answers) > state.refines:  # a refinement needs a draft first
+                allowed |= self._refine_bit
         if self._fresh > 0:
             allowed |= self._verify_bit
         return allowed

@@ -28,6 +28,7 @@ def run_train(
     calibrate: bool = True,
     target_cost: float | None = None,
     no_safety_net: bool = False,
+    verify_cost: float | None = None,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -47,6 +48,7 @@ def run_train(
             majority-of-all accuracy.
         no_safety_net: always export the learned policy, trained on every training query
             (overrides the config's ``safety_net``).
+        verify_cost: overrides the config's ``verify_cost`` (None: keep it).
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
@@ -60,7 +62,8 @@ def run_train(
     overrides = {name: value for name, value in (("seed", seed),
                                                  ("total_timesteps", timesteps),
                                                  ("safety_net", False if no_safety_net
-                                                  else None))
+                                                  else None),
+                                                 ("verify_cost", verify_cost))
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,

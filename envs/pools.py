@@ -4,8 +4,9 @@
 rows are not candidates) so that an episode is a few integer lookups:
 
 - candidates of query ``q`` are ``cand_offsets[q]:cand_offsets[q + 1]``, ordered by
-  *group* (arm ``0..A-1`` for samples, then ``A + r`` for the ``r``-th refinement round
-  present in the log), then by log order;
+  *group* (arm ``0..A-1`` for samples, then ``A + k`` for the query's ``k``-th refinement
+  *workspace*: the summary its refinements were conditioned on, see
+  :mod:`envs._branches`), then by log order;
 - within a query, arm ``a``'s samples are the local positions
   ``arm_start[q, a] : arm_start[q, a] + arm_count[q, a]`` and refinements follow at
   ``refine_start[q]``; more generally, group ``g`` of query ``q`` holds the local positions
@@ -22,6 +23,7 @@ batched environment so that they replay exactly the same episodes under the same
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -33,19 +35,28 @@ from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
+from envs._branches import Branches, build_branches, tournament_queries, workspace_keys
 
 __all__ = [
     "Episode",
+    "ReplayNote",
     "ReplayPools",
     "ReplaySettings",
     "UniformStream",
     "draw_episode",
     "forced_query",
+    "log_verify_cost",
+    "logged_order",
     "shuffle_order",
     "stream_block",
 ]
 
 LAMBDA_SAMPLING = ("uniform", "log-uniform")
+
+
+class ReplayNote(UserWarning):
+    """A log holds rows replay cannot replay exactly (they are masked; see
+    :attr:`ReplayPools.notes`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,17 +68,23 @@ class ReplayPools:
         query_ids: query identifiers, shape (Q,).
         cand_offsets: candidate range of each query, shape (Q+1,).
         cand_row: the candidate's row in the log, shape (C,).
-        cand_group: arm for samples, ``A + round rank`` for refinements, shape (C,).
+        cand_group: arm for samples, ``A + workspace rank`` for refinements, shape (C,).
         cand_answer: query-local answer code, -1 for no answer, shape (C,).
         cand_correct: correctness in [0, 1], shape (C,).
         cand_cost: cost in the log's units, shape (C,).
         cand_score: verifier score, NaN where the log has none, shape (C,).
+        cand_verifiable: whether VERIFY reveals the candidate: it has a score or a logged
+            verdict (a verdict without a usable score still costs), shape (C,).
+        cand_blocks_verify: the candidate has no verdict in a query whose verifier
+            verdicts are logged (an executor never verified it): once it is drawn, a
+            verification cannot be replayed (the live verifier would have judged it too),
+            so VERIFY of independent scores is masked for the rest of the episode, (C,).
         arm_start: local position of each arm's first sample, shape (Q, A).
         arm_count: samples per query and arm, shape (Q, A).
         refine_start: local position of the first refinement, shape (Q,).
         refine_count: refinements per query, shape (Q,).
         group_start: local position of each group's first candidate, shape (Q, G) with
-            ``G = A + number of refinement rounds``.
+            ``G = A + most workspaces of a query``.
         group_count: candidates per query and group, shape (Q, G).
         cand_slot: the candidate's index inside its group (in log order), shape (C,).
         answer_offsets: distinct answers of query ``q`` are
@@ -75,6 +92,9 @@ class ReplayPools:
         answer_code: the log's answer code of each distinct answer, shape (D,).
         answer_correct: mean correctness of the query's candidates with that answer, (D,).
         mean_sample_cost: mean cost of the log's sample attempts (the default cost unit).
+        log_verify_cost: :func:`log_verify_cost` of the log (the default ``verify_cost``).
+        branches: the refinement workspaces and verification events
+            (:class:`envs._branches.Branches`).
     """
 
     arms: tuple[str, ...]
@@ -86,6 +106,8 @@ class ReplayPools:
     cand_correct: np.ndarray
     cand_cost: np.ndarray
     cand_score: np.ndarray
+    cand_verifiable: np.ndarray
+    cand_blocks_verify: np.ndarray
     arm_start: np.ndarray
     arm_count: np.ndarray
     refine_start: np.ndarray
@@ -97,6 +119,8 @@ class ReplayPools:
     answer_code: np.ndarray
     answer_correct: np.ndarray
     mean_sample_cost: float
+    log_verify_cost: float
+    branches: Branches
 
     # ------------------------------------------------------------------ shape
     @property
@@ -146,13 +170,19 @@ class ReplayPools:
 
     @property
     def supports_refine(self) -> bool:
-        """Whether any query has refinements."""
-        return bool(self.refine_count.any())
+        """Whether any query has refinements replay can draw exactly."""
+        return self.branches.has_workspaces
 
     @property
     def supports_verify(self) -> bool:
-        """Whether any candidate carries a verifier score."""
-        return bool((~np.isnan(self.cand_score)).any())
+        """Whether any candidate carries an independent verifier score, or any
+        tournament verification can be applied."""
+        return bool(self.cand_verifiable.any()) or self.branches.has_events
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the log cannot replay exactly (and replay therefore masks)."""
+        return self.branches.notes
 
     # --------------------------------------------------------------- building
     @classmethod
@@ -169,7 +199,7 @@ class ReplayPools:
                 "Fix: check the 'kind' column (refinements and verifier calls need samples "
                 "to start from)."
             )
-        rows, query, group = _candidates_by_group(log)
+        rows, query, group, ws_keys = _candidates_by_group(log)
         n_queries, n_arms = log.n_queries, len(log.arms)
         offsets = np.concatenate([[0], np.cumsum(np.bincount(query, minlength=n_queries))])
         n_groups = max(n_arms, int(group.max(initial=-1)) + 1)
@@ -179,6 +209,17 @@ class ReplayPools:
         local = np.arange(len(rows)) - offsets[query]
         local_answer, answer_offsets, answer_code, answer_correct = _local_answers(
             query, log.answer[rows], log.correct[rows], n_queries)
+        branches = build_branches(
+            log, rows, query, local_answer, group_count, n_arms, ws_keys,
+            max(int(np.diff(answer_offsets).max(initial=0)), 1))
+        score = log.score[rows].astype(np.float64)
+        # A tournament's scores are relative to the opponents drawn: never replayed as
+        # independent scores (VERIFY applies the logged events instead).
+        relative = tournament_queries(log)[query]
+        score[relative] = np.nan
+        branches.cand_verify_cost[relative] = np.nan
+        for note in branches.notes:  # what is masked, said once per log read
+            warnings.warn(f"{log.source or 'the log'}: {note}", ReplayNote, stacklevel=2)
         return cls(
             arms=tuple(log.arms),
             query_ids=log.query_ids,
@@ -188,7 +229,10 @@ class ReplayPools:
             cand_answer=local_answer,
             cand_correct=log.correct[rows].astype(np.float64),
             cand_cost=log.cost[rows].astype(np.float64),
-            cand_score=log.score[rows].astype(np.float64),
+            cand_score=score,
+            cand_verifiable=~np.isnan(score) | ~np.isnan(branches.cand_verify_cost),
+            cand_blocks_verify=_verdict_query(log, n_queries)[query] & ~relative
+            & np.isnan(branches.cand_verify_cost),
             arm_start=group_start[:, :n_arms],
             arm_count=group_count[:, :n_arms],
             refine_start=group_count[:, :n_arms].sum(axis=1),
@@ -200,25 +244,77 @@ class ReplayPools:
             answer_code=answer_code,
             answer_correct=answer_correct,
             mean_sample_cost=float(log.cost[sample_rows].mean()),
+            log_verify_cost=log_verify_cost(log),
+            branches=branches,
         )
 
 
-def _candidates_by_group(log: AttemptLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidates_by_group(log: AttemptLog
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
     """Rows of samples and refinements sorted by (query, group, log order).
 
     Returns:
-        The rows, their query, and their group: the arm for samples, ``A + rank`` of
-        the round for refinements (rounds ranked over the whole log).
+        The rows, their query, their group (the arm for samples, ``A + rank`` of the
+        refinement's workspace within its query, workspaces sorted by round, then key),
+        and each query's workspace keys in group order
+        (:func:`envs._branches.workspace_keys`).
     """
     candidates = np.flatnonzero(log.kind != KIND_VERIFY)
     query = log.attempt_query[candidates].astype(np.int64)
     group = log.arm[candidates].astype(np.int64)
     is_refine = log.kind[candidates] == KIND_REFINE
+    ws_keys: list[list[str]] = [[] for _ in range(log.n_queries)]
     if is_refine.any():
-        _, round_rank = np.unique(log.round[candidates][is_refine], return_inverse=True)
-        group[is_refine] = len(log.arms) + round_rank.ravel()
+        keys, _ = workspace_keys(log)
+        first_round: list[dict[str, int]] = [{} for _ in range(log.n_queries)]
+        for row, q in zip(candidates[is_refine].tolist(), query[is_refine].tolist(),
+                          strict=True):
+            rounds = first_round[q]
+            rounds[keys[row]] = min(rounds.get(keys[row], 1 << 30), int(log.round[row]))
+        # Workspaces in round order, then by key: later rounds after earlier ones.
+        ws_keys = [sorted(rounds, key=lambda name, rounds=rounds: (rounds[name], name))
+                   for rounds in first_round]
+        rank = [{name: r for r, name in enumerate(names)} for names in ws_keys]
+        group[is_refine] = len(log.arms) + np.array(
+            [rank[q][keys[row]] for row, q in zip(candidates[is_refine].tolist(),
+                                                  query[is_refine].tolist(), strict=True)],
+            dtype=np.int64)
     order = np.lexsort((candidates, group, query))
-    return candidates[order], query[order], group[order]
+    return candidates[order], query[order], group[order], ws_keys
+
+
+def _verdict_query(log: AttemptLog, n_queries: int) -> np.ndarray:
+    """Whether each query has verifier verdicts (``verify`` rows with a ``target``)."""
+    target = log.extra.get("target")
+    if target is None:
+        return np.zeros(n_queries, dtype=bool)
+    has = np.array([value is not None and value == value for value in target.tolist()],
+                   dtype=bool) & (log.kind == KIND_VERIFY)
+    return np.bincount(log.attempt_query[has], minlength=n_queries) > 0
+
+
+def log_verify_cost(log: AttemptLog) -> float:
+    """The verifier's cost per verified candidate the log records: the mean cost of its
+    verdicts, in the candidates' cost units; 0 when it has none. Verdicts are the
+    ``verify`` rows whose ``role`` is ``verdict`` in an executor log (judge votes,
+    summaries and tournament events are not), those with a ``target`` where there is no
+    ``role`` column, and every ``verify`` row in a log with neither.
+
+    The one rule of the default ``verify_cost`` (the environments, ``allocator train``
+    and ``allocator evaluate``). It prices VERIFY only for candidates whose score has no
+    logged verdict (a score column without verify rows); verdicts, votes and summaries
+    are charged their own logged costs.
+    """
+    rows = log.kind == KIND_VERIFY
+    role, target = log.extra.get("role"), log.extra.get("target")
+    if role is not None:
+        rows &= np.array([value == "verdict" for value in role.tolist()], dtype=bool)
+    elif target is not None:
+        rows &= np.array([value is not None and value == value for value in target.tolist()],
+                         dtype=bool)
+    costs = log.cost[rows]
+    costs = costs[np.isfinite(costs)]
+    return float(costs.mean()) if costs.size else 0.0
 
 
 def _local_answers(
@@ -273,7 +369,8 @@ class ReplaySettings:
         lambda_: the fixed price per cost unit (unused when ``lambda_range`` is set).
         lambda_range: ``(lo, hi)`` to draw lambda per episode, or None.
         lambda_sampling: ``"uniform"`` or ``"log-uniform"`` over ``lambda_range``.
-        verify_cost: verifier cost per newly verified candidate, in the log's cost units.
+        verify_cost: the price of verifying a candidate whose score has no logged verdict,
+            in the log's cost units (verdicts, votes and summaries cost what the log says).
         cost_unit: the cost that one unit of lambda prices.
         prior: per-query, per-arm predicted accuracy, shape (Q, A).
         queries: the queries episodes are drawn from (indices into the log).
@@ -298,13 +395,18 @@ class ReplaySettings:
         lambda_: float = 0.05,
         lambda_range: tuple[float, float] | None = None,
         lambda_sampling: str = "uniform",
-        verify_cost: float = 0.0,
+        verify_cost: float | None = None,
         cost_unit: float | None = None,
         prior: np.ndarray | None = None,
         queries: np.ndarray | list[int] | None = None,
         max_samples: int | None = None,
     ) -> ReplaySettings:
-        """Validate the parameters; errors name ``owner`` and the parameter."""
+        """Validate the parameters; errors name ``owner`` and the parameter.
+
+        ``verify_cost=None`` takes the log's (:func:`log_verify_cost`).
+        """
+        if verify_cost is None:
+            verify_cost = pools.log_verify_cost
         lambda_ = _number(owner, "lambda_", lambda_, 0.0)
         if lambda_range is not None:
             lambda_range = _lambda_range(owner, lambda_range, lambda_sampling)
@@ -345,6 +447,12 @@ class ReplaySettings:
             return lo + uniforms * (hi - lo)
         return np.exp(np.log(lo) + uniforms * (np.log(hi) - np.log(lo)))
 
+    def verify_costs(self, pools: ReplayPools) -> np.ndarray:
+        """What verifying each candidate costs: its logged verdicts' cost, else
+        ``verify_cost``, shape (C,)."""
+        logged = pools.branches.cand_verify_cost
+        return np.where(np.isnan(logged), self.verify_cost, logged)
+
     @property
     def lambda_high(self) -> float:
         """The largest lambda an episode can get."""
@@ -364,8 +472,14 @@ class ReplaySettings:
         high[tail + 8] = np.log1p(pools.refine_count.max(initial=0))
         scored = ~np.isnan(pools.cand_score)
         query = np.repeat(np.arange(pools.n_queries), pools.n_candidates)
-        spend = np.bincount(query, weights=pools.cand_cost + self.verify_cost * scored,
+        spend = np.bincount(query, weights=pools.cand_cost
+                            + self.verify_costs(pools) * pools.cand_verifiable,
                             minlength=pools.n_queries)
+        branches = pools.branches
+        for offsets, costs in ((branches.ws_offsets, branches.ws_cost),
+                               (branches.ev_offsets, branches.ev_cost)):
+            spend += np.bincount(np.repeat(np.arange(pools.n_queries), np.diff(offsets)),
+                                 weights=costs, minlength=pools.n_queries)
         high[tail + 9] = _widen(spend.max(initial=0.0) / self.cost_unit)
         low[tail + 7] = min(0.0, float(np.nanmin(pools.cand_score))) if scored.any() else 0.0
         high[tail + 7] = max(0.0, float(np.nanmax(pools.cand_score))) if scored.any() else 0.0
@@ -481,7 +595,10 @@ def draw_episode(
     then ``stream.take(rng, e + k)``: the lambda's uniform if there is a ``lambda_range``
     (``e = 1``, else 0) and one key per candidate of the query (``k``).
     ``options={"query": q}`` replaces the drawn query by ``q`` (an index into the log,
-    inside or outside ``settings.queries``) before the second read.
+    inside or outside ``settings.queries``) before the second read;
+    ``options={"order": "logged"}`` then replaces the keys by ``0, 1, 2...``: each group
+    is drawn in log order (an executor run's own draws, in the order it made them: how a
+    run's decisions are replayed exactly), after the same reads.
     """
     queries = settings.query_list
     query = queries[int(stream.take(rng, 1)[0] * len(queries))]
@@ -490,7 +607,19 @@ def draw_episode(
     extra = settings.lambda_range is not None
     values = stream.take(rng, extra + pools.candidate_counts[query])
     lam = float(settings.lambdas(values[:1])[0]) if extra else settings.lambda_
-    return Episode(query, lam, values[extra:])
+    keys = values[extra:]
+    if logged_order(options):
+        keys = np.arange(len(keys), dtype=np.float64)
+    return Episode(query, lam, keys)
+
+
+def logged_order(options: dict[str, Any] | None) -> bool:
+    """Whether a reset's options ask for the logged order (``"order": "logged"``; the
+    default ``"random"``)."""
+    order = (options or {}).get("order", "random")
+    if order not in ("random", "logged"):
+        raise ParameterError("reset", "options['order']", "'random' or 'logged'", order)
+    return order == "logged"
 
 
 def forced_query(query: Any, pools: ReplayPools) -> int:

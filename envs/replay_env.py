@@ -12,6 +12,7 @@ from gymnasium.error import ResetNeeded
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState
 from allocator.logs.table import AttemptLog
+from envs._branches import add_key
 from envs.pools import (
     ReplayPools,
     ReplaySettings,
@@ -56,14 +57,37 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     | 0           | ``STOP``: return the final answer; always allowed                   |
     | 1 .. A      | ``SAMPLE(arm)`` (arm = action - 1): draw the arm's next sample;     |
     |             | masked once the arm's pool for this query is empty                  |
-    | A + 1       | ``REFINE``: draw the query's next refinement (lowest unused round   |
-    |             | first, random order within a round); masked if none is left         |
+    | A + 1       | ``REFINE``: draw a refinement conditioned on exactly what was drawn |
+    |             | (see "Refinements"); masked where the log holds none                |
     | A + 2       | ``VERIFY``: reveal the verifier scores of every drawn, unverified   |
-    |             | candidate that has one (``verify_cost`` each); masked if none       |
+    |             | candidate that has one, or apply the logged tournament that saw     |
+    |             | exactly the candidates drawn (see "Verification"); masked if none   |
 
     ``SAMPLE`` and ``REFINE`` are also masked once ``max_samples`` attempts were drawn.
     Taking a masked action never raises: the episode ends as if ``STOP`` was taken, with
     ``info["invalid_action"] = True``.
+
+    ## Refinements
+
+    A refinement is conditioned on earlier candidates, so it is replayed only where the
+    live executor would have produced it: refinements are grouped by the workspace (the
+    summary) they were conditioned on, and REFINE draws the next refinement of the
+    workspace in use (random order within it) while it has any; otherwise it opens the
+    workspace whose sources are exactly the drafts drawn so far (the first round) or
+    exactly the refinements drawn from the workspace in use (the next round), and that
+    opening pays the workspace's logged summary cost. REFINE is never offered before a
+    draft. Refinements that do not record what they were conditioned on are never drawn
+    (on a simulated log, rounds open in order; see :mod:`envs._branches`).
+
+    ## Verification
+
+    A candidate's independent score (a verdict, a reward model's score) is revealed by
+    VERIFY at the cost of its logged verdicts (``verify_cost`` where the log has none).
+    A tournament's scores depend on the opponents drawn, so on a query with tournament
+    rows VERIFY instead applies a logged *event*: the scores the live session received
+    when it verified exactly the candidates drawn now, after exactly the events applied
+    so far; it costs the logged cost of the event's judge votes. Old tournament logs
+    without events get no VERIFY (``pools.notes`` says so).
 
     ## Observation Space
 
@@ -92,8 +116,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Rewards
 
-    Every attempt costs ``-lambda * cost / cost_unit`` (``VERIFY`` costs ``verify_cost``
-    per newly verified candidate); ``STOP`` (or a masked action) adds the correctness of the
+    Every attempt costs ``-lambda * cost / cost_unit`` (the first REFINE of a workspace
+    adds its summary's cost; ``VERIFY`` costs what its verdicts or votes cost); ``STOP``
+    (or a masked action) adds the correctness of the
     final answer, in [0, 1]. The return is thus ``correctness - lambda * cost / cost_unit``:
     with the default ``cost_unit`` (the log's mean sample cost), lambda is the price of an
     average sample in units of accuracy.
@@ -118,7 +143,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     ## Starting State
 
     A query drawn uniformly, nothing drawn yet, a lambda (fixed, or drawn from
-    ``lambda_range``), and the query's shuffled pools. ``reset(options={"query": q})``
+    ``lambda_range``), and the query's shuffled pools (``options={"order": "logged"}``:
+    in log order, which replays an executor run's own draws). ``reset(options={"query": q})``
     forces query ``q`` (an index into the log). All randomness comes from
     ``self.np_random``, read in blocks (:class:`envs.pools.UniformStream`) with the
     protocol of :func:`envs.pools.draw_episode`; :class:`envs.BatchedReplayVecEnv` follows
@@ -128,7 +154,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     ## Episode End
 
     The episode terminates on ``STOP`` or on a masked action. It cannot run forever: the
-    pools are finite and ``VERIFY`` is masked until a new scored candidate is drawn. There
+    pools are finite and ``VERIFY`` is masked until a new verifiable candidate is drawn (or
+    a logged event matches). There
     is no truncation (``max_samples`` masks further draws instead, so every episode ends
     with a graded answer).
 
@@ -152,7 +179,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         lambda_: the price of one cost unit (ignored when ``lambda_range`` is given).
         lambda_range: ``(lo, hi)``: draw lambda per episode in this range instead.
         lambda_sampling: ``"uniform"`` or ``"log-uniform"`` (needs ``lo > 0``).
-        verify_cost: the verifier's cost per newly verified candidate, in log cost units.
+        verify_cost: the price of verifying a candidate whose score has no logged verdict,
+            in log cost units; None (default): the log's
+            (:func:`envs.pools.log_verify_cost`).
         cost_unit: the cost that lambda prices; default: the log's mean sample cost.
         prior: predicted per-attempt accuracy, shape (Q, A); 0.5 everywhere by default.
         queries: indices of the queries episodes are drawn from (a train or test split).
@@ -180,7 +209,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         lambda_: float = 0.05,
         lambda_range: tuple[float, float] | None = None,
         lambda_sampling: str = "uniform",
-        verify_cost: float = 0.0,
+        verify_cost: float | None = None,
         cost_unit: float | None = None,
         prior: np.ndarray | None = None,
         queries: np.ndarray | list[int] | None = None,
@@ -202,6 +231,10 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(self.n_arms + 3)
         self.observation_space = self.settings.observation_space(self.pools)
         self._stream = UniformStream(stream_block(self.pools))
+        self._verify_costs = self.settings.verify_costs(self.pools).tolist()
+        self._verifiable = self.pools.cand_verifiable.tolist()
+        self._blocks = self.pools.cand_blocks_verify.astype(int).tolist()
+        self._lists = self.pools.branches.lists
         self._state: QueryState | None = None
         self._done = True
 
@@ -233,8 +266,19 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._deck = shuffle_order(episode.keys, groups).tolist()
         self._arm_start = pools.arm_start[query].tolist()
         self._arm_count = pools.arm_count[query].tolist()
-        self._refine_start = int(pools.refine_start[query])
-        self._refine_count = int(pools.refine_count[query])
+        branches = pools.branches
+        self._ws_range = (int(branches.ws_offsets[query]), int(branches.ws_offsets[query + 1]))
+        self._ev_range = (int(branches.ev_offsets[query]), int(branches.ev_offsets[query + 1]))
+        self._group_start = pools.group_start[query].tolist()
+        # Signatures of the drafts drawn, of every candidate drawn, of the refinements
+        # drawn from the workspace in use; that workspace, its refinements left; the last
+        # event applied (global indices, -1: none); local position -> candidate index.
+        self._sig_samples = self._sig_all = self._sig_ws = 0
+        self._n_ws = self._ws_left = 0
+        self._ws_cur = self._last_ev = -1
+        self._index_of: dict[int, int] = {}
+        self._pending_cost = 0.0
+        self._blocked = 0  # drawn candidates a logged verifier never judged
         self._state = QueryState(self.n_arms, prior=self.settings.prior[query], lam=episode.lam)
         self._correct_sum: dict[int, float] = {}
         self._hidden: dict[int, float] = {}
@@ -287,27 +331,64 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         mask[0] = True
         for arm in range(self.n_arms):
             mask[1 + arm] = room and state.samples[arm] < self._arm_count[arm]
-        mask[self.refine_action] = room and state.refines < self._refine_count
-        mask[self.verify_action] = bool(self._hidden)
+        mask[self.refine_action] = room and (self._ws_left > 0 or self._next_workspace() >= 0)
+        mask[self.verify_action] = ((bool(self._hidden) and not self._blocked)
+                                    or self._next_event() >= 0)
         return mask
 
-    def _draw(self, position: int, arm: int | None) -> float:
-        """Draw the candidate at a deck position; returns its cost (log units)."""
+    def _next_workspace(self) -> int:
+        """The workspace REFINE would open now (global index), -1 if none matches."""
+        state, lists = self._state, self._lists
+        assert state is not None
+        drafts = int(state.samples.sum())
+        if not drafts:
+            return -1
+        sig, size = ((self._sig_samples, drafts) if self._ws_cur < 0
+                     else (self._sig_ws, self._n_ws))
+        for w in range(*self._ws_range):
+            if lists["ws_ok"][w] and lists["ws_prev"][w] == self._ws_cur and (
+                    lists["ws_free"][w]
+                    or (lists["ws_sig"][w] == sig and lists["ws_nsrc"][w] == size)):
+                return w
+        return -1
+
+    def _next_event(self) -> int:
+        """The logged verification VERIFY would apply now (global index), -1 if none."""
+        state, lists = self._state, self._lists
+        assert state is not None
+        for e in range(*self._ev_range):
+            if (lists["ev_ok"][e] and lists["ev_prev"][e] == self._last_ev
+                    and lists["ev_sig"][e] == self._sig_all and lists["ev_n"][e] == state.drawn):
+                return e
+        return -1
+
+    def _draw(self, position: int, arm: int | None, extra: float = 0.0) -> float:
+        """Draw the candidate at a deck position; returns its cost (log units), plus
+        ``extra`` (a workspace's summary)."""
         pools, state = self.pools, self._state
         assert state is not None
-        row = self._start + self._deck[position]
+        local = self._deck[position]
+        row = self._start + local
         answer = int(pools.cand_answer[row])
-        cost = float(pools.cand_cost[row])
-        key = None if answer < 0 else answer
+        cost = float(pools.cand_cost[row]) + extra
+        key = self._lists["cand_key"][row]
+        self._sig_all = add_key(self._sig_all, key)
+        if arm is not None:
+            self._sig_samples = add_key(self._sig_samples, key)
+        self._last_key = key
+        vote = None if answer < 0 else answer
         normalised = cost / self.settings.cost_unit
-        index = (state.add_refine(key, normalised) if arm is None
-                 else state.add_sample(arm, key, normalised))
+        index = (state.add_refine(vote, normalised) if arm is None
+                 else state.add_sample(arm, vote, normalised))
+        self._index_of[local] = index
+        key = vote
         if key is not None:
             correct = float(pools.cand_correct[row])
             self._correct_sum[key] = self._correct_sum.get(key, 0.0) + correct
-        score = float(pools.cand_score[row])
-        if not np.isnan(score):
-            self._hidden[index] = score
+        self._blocked += self._blocks[row]
+        if self._verifiable[row]:
+            self._hidden[index] = float(pools.cand_score[row])  # NaN: no usable score
+            self._pending_cost += self._verify_costs[row]
         self._cost += cost
         return cost
 
@@ -321,25 +402,58 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         return cost
 
     def _draw_refine(self) -> float:
-        assert self._state is not None
-        return self._draw(self._refine_start + self._state.refines, None)
+        lists, extra = self._lists, 0.0
+        if self._ws_left == 0:  # open the next workspace, paying for its summary
+            w = self._next_workspace()
+            self._ws_cur, self._ws_left = w, lists["ws_count"][w]
+            self._sig_ws, self._n_ws = 0, 0
+            extra = lists["ws_cost"][w]
+        w = self._ws_cur
+        slot = lists["ws_count"][w] - self._ws_left
+        group = self.n_arms + w - self._ws_range[0]
+        cost = self._draw(self._group_start[group] + slot, None, extra)
+        self._ws_left -= 1
+        self._n_ws += 1
+        self._sig_ws = add_key(self._sig_ws, self._last_key)
+        return cost
 
     def _verify(self) -> float:
         assert self._state is not None
-        cost = self.settings.verify_cost * len(self._hidden)
+        event = self._next_event()
+        cost = self._pending_cost
+        if event >= 0:
+            cost = cost + self._lists["ev_cost"][event]
+            self._apply_event(event, cost)
+            self._cost += cost
+            return cost
         # This verification's scores summed per answer (in draw order), then added to the
         # running sums: the batched env's order of additions.
         batch: dict[int, float] = {}
         for index in sorted(self._hidden):
             answer = self._state.answers[index]
-            if answer is not None:
+            if answer is not None and not np.isnan(self._hidden[index]):
                 batch[answer] = batch.get(answer, 0.0) + self._hidden[index]
         for answer, total in batch.items():
             self._score_sum[answer] = self._score_sum.get(answer, 0.0) + total
         self._state.verify(self._hidden, cost / self.settings.cost_unit)
         self._hidden = {}
+        self._pending_cost = 0.0
+        self._blocked = 0  # drawn candidates a logged verifier never judged
         self._cost += cost
         return cost
+
+    def _apply_event(self, event: int, cost: float) -> None:
+        """Give the session's logged scores of a tournament event (re-scores included)."""
+        state, branches = self._state, self.pools.branches
+        assert state is not None
+        lo, hi = branches.ev_score_offsets[event], branches.ev_score_offsets[event + 1]
+        scores = {self._index_of[int(p)]: float(v) for p, v in
+                  zip(branches.ev_score_pos[lo:hi], branches.ev_score_val[lo:hi], strict=True)}
+        state.verify(scores, cost / self.settings.cost_unit, rescore=True)
+        best = branches.ev_best[event]
+        self._score_sum = {int(a): float(branches.ev_sum[event, a])
+                           for a in np.flatnonzero(best > -np.inf)}
+        self._last_ev = event
 
     def _final_answers(self) -> list[int]:
         """The answers tied for the final answer under the env's ``answer_rule``."""

@@ -38,7 +38,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats, featurize
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools, ReplaySettings, forced_query, stream_block
+from envs.pools import ReplayPools, ReplaySettings, forced_query, logged_order, stream_block
 from envs.replay_env import check_answer_rule
 
 __all__ = ["BatchedReplayVecEnv"]
@@ -125,7 +125,12 @@ class BatchedReplayVecEnv(VecEnv):
         self._stream_position = np.full(n, block, dtype=np.int64)
         self._key_base = np.zeros(n, dtype=np.int64)
         self._slots = np.arange(group_width)
-        self._refine_cum = np.cumsum(pools.group_count[:, arms:], axis=1)
+        # Workspaces and events (envs._branches): per query, their global indices.
+        branches = pools.branches
+        self._branches = branches
+        self._ws_table = branches.padded(branches.ws_offsets)
+        self._ev_table = branches.padded(branches.ev_offsets)
+        self._verify_costs = self.settings.verify_costs(pools)
         self._n_candidates = pools.n_candidates
         self._n_groups = pools.n_groups
         self._group_start = pools.group_start.reshape(-1)  # at query * n_groups + group
@@ -181,6 +186,22 @@ class BatchedReplayVecEnv(VecEnv):
         self._weighted = self.answer_rule == "weighted-vote"
         sums = (n, width) if self._weighted else (0, 0)
         self._pending_sum, self._verified_sum = np.zeros(sums), np.zeros(sums)
+        # Replay of refinements and tournaments (see envs.ReplayEnv): set signatures of the
+        # drafts drawn, of all candidates drawn and of the refinements drawn from the
+        # workspace in use; that workspace, its refinements left, how many were drawn;
+        # the last event applied; what REFINE / VERIFY would open / apply now; the
+        # pending verdicts' cost.
+        self._sig_samples = np.zeros(n, dtype=np.uint64)
+        self._sig_all = np.zeros(n, dtype=np.uint64)
+        self._sig_ws = np.zeros(n, dtype=np.uint64)
+        self._ws_cur = np.full(n, -1, dtype=np.int64)
+        self._ws_left = np.zeros(n, dtype=np.int64)
+        self._n_ws = np.zeros(n, dtype=np.int64)
+        self._last_ev = np.full(n, -1, dtype=np.int64)
+        self._next_ws = np.full(n, -1, dtype=np.int64)
+        self._next_ev = np.full(n, -1, dtype=np.int64)
+        self._pending_cost = np.zeros(n)
+        self._blocked = np.zeros(n, dtype=np.int64)  # drawn, never judged by the verifier
         self._mask = np.zeros((n, arms + 3), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * (arms + 3)
@@ -309,12 +330,11 @@ class BatchedReplayVecEnv(VecEnv):
         """
         pools, query, arms = self.pools, self._query[rows], self.n_arms
         column = group = actions - 1  # the draw's counter: its arm, or ``arms`` to refine
+        extra = 0.0
         refining = np.flatnonzero(actions > arms)
-        if refining.size:  # refinements come from the lowest round with some left
-            passed = (self._refine_cum[query[refining]]
-                      <= self._refines[rows[refining], None])
-            group = column.copy()
-            group[refining] = arms + passed.sum(axis=1)
+        if refining.size:
+            group, extra = self._enter_workspaces(rows[refining], query[refining],
+                                                  column, refining)
         at = query * self._n_groups + group
         local = self._group_start[at]
         first = rows * self._row_length + self._key_base[rows] + local
@@ -326,22 +346,53 @@ class BatchedReplayVecEnv(VecEnv):
         candidate = self._start[rows] + local + slot
         self._flat_counts[rows * self._counts.shape[1] + column] += 1
         answer = pools.cand_answer[candidate]
+        key = self._branches.cand_key[candidate]
+        self._sig_all[rows] += key
+        sampled = actions <= arms
+        self._sig_samples[rows[sampled]] += key[sampled]
+        if refining.size:
+            self._sig_ws[rows[refining]] += key[refining]
         self._vote(rows, answer, pools.cand_correct[candidate])
         self._count_arm_votes(rows, actions, answer)
-        sampled = actions <= arms
         self._last_arm[rows[sampled]] = actions[sampled] - 1
         same = (answer >= 0) & (answer == self._last_answer[rows])
         self._streak[rows] = np.where(answer < 0, 0, np.where(same, self._streak[rows] + 1, 1))
         self._last_answer[rows] = answer
         score = pools.cand_score[candidate]
         scored = ~np.isnan(score)
-        self._pending[rows[scored]] += 1
+        verifiable = pools.cand_verifiable[candidate]
+        self._blocked[rows] += pools.cand_blocks_verify[candidate]
+        self._pending[rows[verifiable]] += 1
+        self._pending_cost[rows[verifiable]] += self._verify_costs[candidate[verifiable]]
         kept = np.flatnonzero(scored & (answer >= 0))
         at = rows[kept] * self._floats.shape[1] + (8 + self._width) + answer[kept]  # pending_best
         self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
         if self._weighted:
             self._pending_sum[rows[kept], answer[kept]] += score[kept]
-        return pools.cand_cost[candidate]
+        return pools.cand_cost[candidate] + extra
+
+    def _enter_workspaces(self, rows: np.ndarray, query: np.ndarray, column: np.ndarray,
+                          refining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The groups refining rows draw from (the workspace in use, or the one they
+        open), and what each draw adds to its cost (an opened workspace's summary).
+
+        Args:
+            rows, query: the refining rows and their queries.
+            column: every drawing row's counter column (copied into the groups).
+            refining: where the refining rows are among the drawing rows.
+        """
+        branches = self._branches
+        opening = self._ws_left[rows] == 0
+        w = np.where(opening, self._next_ws[rows], self._ws_cur[rows])
+        self._ws_cur[rows] = w
+        self._ws_left[rows] = np.where(opening, branches.ws_count[w], self._ws_left[rows]) - 1
+        self._sig_ws[rows] = np.where(opening, np.uint64(0), self._sig_ws[rows])
+        self._n_ws[rows] = np.where(opening, 0, self._n_ws[rows]) + 1
+        group = column.copy()
+        group[refining] = self.n_arms + w - branches.ws_offsets[query]
+        extra = np.zeros(len(column))
+        extra[refining] = np.where(opening, branches.ws_cost[w], 0.0)
+        return group, extra
 
     def _count_arm_votes(self, rows: np.ndarray, actions: np.ndarray,
                          answer: np.ndarray) -> None:
@@ -385,20 +436,78 @@ class BatchedReplayVecEnv(VecEnv):
         count = self._pending[rows]
         self._verified[rows] += count
         self._pending[rows] = 0
-        return self.settings.verify_cost * count
+        cost = self._pending_cost[rows]
+        self._pending_cost[rows] = 0.0
+        event = self._next_ev[rows]
+        applying = np.flatnonzero(event >= 0)
+        if applying.size:
+            cost[applying] += self._apply_events(rows[applying], event[applying])
+        return cost
+
+    def _apply_events(self, rows: np.ndarray, event: np.ndarray) -> np.ndarray:
+        """Set rows to the state after their logged tournament events; their costs."""
+        branches = self._branches
+        best = branches.ev_best[event]
+        self._verified_best[rows] = best
+        self._best[rows] = best.max(axis=1, initial=-np.inf)
+        self._verified[rows] = branches.ev_verified[event]
+        if self._weighted:
+            self._verified_sum[rows] = branches.ev_sum[event]
+        self._last_ev[rows] = event
+        return branches.ev_cost[event]
 
     def _update_masks(self) -> None:
         """The masks of every row, from its state."""
         mask, counts, limits = self._mask, self._counts, self._limits
         mask[:, 0] = True
-        # Column by column (samples per arm, then refinements): numpy is slow on 2-D
-        # operations over a few strided columns.
-        for j in range(self.n_arms + 1):
+        # Column by column (samples per arm): numpy is slow on 2-D operations over a few
+        # strided columns.
+        arms = self.n_arms
+        for j in range(arms):
             np.less(counts[:, j], limits[:, j], out=mask[:, 1 + j])
+        drafts = self._total(counts[:, :arms])
+        if self._ws_table.shape[1]:
+            self._next_ws = self._match_workspaces(drafts)
+            np.greater(self._ws_left, 0, out=mask[:, arms + 1])
+            mask[:, arms + 1] |= self._next_ws >= 0
+        else:
+            mask[:, arms + 1] = False
         if self.settings.max_samples is not None:
-            room = self._total(counts[:, : self.n_arms + 1]) < self.settings.max_samples
-            mask[:, 1 : self.n_arms + 2] &= room[:, None]
-        np.greater(self._pending, 0, out=mask[:, self.n_arms + 2])
+            room = drafts + counts[:, arms] < self.settings.max_samples
+            mask[:, 1 : arms + 2] &= room[:, None]
+        np.greater(self._pending, 0, out=mask[:, arms + 2])
+        mask[:, arms + 2] &= self._blocked == 0
+        if self._ev_table.shape[1]:
+            self._next_ev = self._match_events(drafts + counts[:, arms])
+            mask[:, arms + 2] |= self._next_ev >= 0
+
+    def _match_workspaces(self, drafts: np.ndarray) -> np.ndarray:
+        """Per row, the workspace REFINE would open now (global index, -1: none): the
+        first of its query that follows the workspace in use and whose sources are
+        exactly the drafts drawn (none in use) or the refinements drawn from it."""
+        branches = self._branches
+        table = self._ws_table[self._query]
+        w = np.maximum(table, 0)
+        fresh = self._ws_cur < 0
+        sig = np.where(fresh, self._sig_samples, self._sig_ws)
+        size = np.where(fresh, drafts, self._n_ws)
+        same = (branches.ws_sig[w] == sig[:, None]) & (branches.ws_nsrc[w] == size[:, None])
+        ok = ((table >= 0) & branches.ws_ok[w] & (branches.ws_free[w] | same)
+              & (branches.ws_prev[w] == self._ws_cur[:, None]) & (drafts > 0)[:, None])
+        first = ok.argmax(axis=1)
+        return np.where(ok[self._arange, first], table[self._arange, first], -1)
+
+    def _match_events(self, drawn: np.ndarray) -> np.ndarray:
+        """Per row, the logged event VERIFY would apply now (global index, -1: none)."""
+        branches = self._branches
+        table = self._ev_table[self._query]
+        e = np.maximum(table, 0)
+        ok = ((table >= 0) & branches.ev_ok[e]
+              & (branches.ev_prev[e] == self._last_ev[:, None])
+              & (branches.ev_sig[e] == self._sig_all[:, None])
+              & (branches.ev_n[e] == drawn[:, None]))
+        first = ok.argmax(axis=1)
+        return np.where(ok[self._arange, first], table[self._arange, first], -1)
 
     @staticmethod
     def _exhausted_arms(samples: np.ndarray, limits: np.ndarray) -> np.ndarray:
@@ -539,6 +648,12 @@ class BatchedReplayVecEnv(VecEnv):
         else:
             self._lam[rows] = settings.lambda_
         self._key_base[rows] = start + extra
+        if options is not None:
+            for j, row in enumerate(rows.tolist()):
+                if logged_order(options[row]):  # keys 0, 1, 2...: each group in log order
+                    count = int(self._n_candidates[query[j]])
+                    at_keys = row * self._row_length + int(start[j]) + extra
+                    self._flat_streams[at_keys : at_keys + count] = np.arange(count)
         self._episode[rows] = self._query_table.take(query, axis=0)
         self._prior[rows] = settings.prior.take(query, axis=0)
         self._counts[rows] = 0
@@ -548,6 +663,14 @@ class BatchedReplayVecEnv(VecEnv):
         self._arm_votes[rows] = 0
         self._arm_leader[rows] = 0
         self._last_arm[rows] = -1
+        for name in ("_sig_samples", "_sig_all", "_sig_ws"):
+            getattr(self, name)[rows] = 0
+        self._ws_cur[rows] = -1
+        self._ws_left[rows] = 0
+        self._n_ws[rows] = 0
+        self._last_ev[rows] = -1
+        self._pending_cost[rows] = 0.0
+        self._blocked[rows] = 0
         if self._weighted:
             self._pending_sum[rows] = 0.0
             self._verified_sum[rows] = 0.0

@@ -309,17 +309,21 @@ class Executor:
     def _report(self, run: RunState, outcome: CallOutcome, *, kind: str, arm: str,
                 round_: int = 0, role: str | None = None, extra_cost: float = 0.0,
                 extra: Mapping[str, Any] | None = None) -> Drawn:
-        """Record a finished attempt and report it to the session."""
+        """Record a finished attempt and report it to the session.
+
+        ``extra_cost`` (a PDR round's summary) is added to the cost reported to the
+        session, not to the row: the call that cost it has its own row.
+        """
         completion = outcome.completions[0]
         answer = self._answer(completion.text)
-        cost = float(self.cost(completion)) + extra_cost
+        cost = float(self.cost(completion))
         row = run.record({
             "kind": kind, "arm": arm, "round": round_, "answer": answer, "cost": cost,
             "role": role or ("sample" if kind == "sample" else "refinement"),
             "step": run.step, **completion_columns(outcome, completion), **(extra or {}),
         }, hold=self.holds_candidates)
         index = run.observe(AttemptResult(kind, arm if kind == "sample" else None, answer,
-                                          cost))
+                                          cost + extra_cost))
         drawn = Drawn(index, row["attempt_id"], completion.text, answer, arm, kind, round_)
         run.candidates.append(drawn)
         return drawn
@@ -336,6 +340,8 @@ class Executor:
                 "answer": self._answer(completion.text),
                 "cost": float(self.cost(completion)), "reported": False,
                 "role": "sample" if kind == "sample" else "refinement",
+                **{key: outcome.info[key] for key in ("summary", "conditioned_on")
+                   if key in outcome.info},
                 **completion_columns(outcome, completion)})
 
     # ------------------------------------------------------------ helpers

@@ -20,19 +20,25 @@ repeat. Here the policy decides every step:
   over drafts and refinements (:meth:`Session.final_answer`): the final answer is "by
   vote or tournament", as the policy decides.
 
-Where the summary's cost goes. The log format has no row kind for a call that is
-neither a candidate nor a verification, and replay prices REFINE by the refinement rows'
-``cost``. So the summary's cost is charged to the first refinement of its round that
-the session observes: that refinement's ``cost`` (in the log and as reported to the
-session) is its own tokens plus the summary's. The summary itself is recorded as a
-``verify`` row (``role = "summary"``, never a candidate in replay) with ``cost`` 0,
-``call_cost`` its tokens and ``charged_to`` the refinement's attempt id; a summary no
-refinement was observed for keeps its cost on its own row. The ``cost`` column thus
-sums to what was spent, and each candidate row costs what the session was told.
+Where the summary's cost goes. Every call has its own row with its own ``cost``, so the
+``cost`` column sums to what was spent: the summary is recorded as a ``verify`` row
+(``role = "summary"``, never a candidate in replay) with its tokens in ``cost`` and
+``charged_to`` the attempt id of the round's first refinement. The session is told the
+summary's cost with that first refinement (its reported cost is the refinement's tokens
+plus the summary's), which is what replay charges too: the first REFINE of a round pays
+for its summary, whichever refinement of the round it draws.
+
+What a refinement was conditioned on. Each refinement row records ``summary`` (the
+summary row's attempt id: the round's *workspace*) and ``conditioned_on`` (a JSON list
+of the attempt ids the summary distilled: the drafts reported when the round began, or
+the previous round's refinements). Replay (:class:`envs.ReplayEnv`) offers REFINE only
+when those were exactly the candidates drawn, so a refinement is never replayed on other
+drafts than the ones it saw. The session masks REFINE until a draft was drawn.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,6 +75,7 @@ class _Summary:
     text: str
     attempt_id: str | None  # its row, held until charged (None: no distillation call)
     cost: float
+    sources: tuple[str, ...] = ()
     charged: bool = False
 
 
@@ -137,18 +144,23 @@ class ParallelDistillRefine(TournamentVoting):
         summary = summaries[round_]
         in_round = sum(drawn.round == round_ for drawn in refined)
         arm = self.refine_arm
+        conditioned = json.dumps(list(summary.sources))
         self._top_up(run, key, lambda: self._messages(
             self.refine_prompt, run.problem, summary=summary.text, round=round_),
-            self.arms[arm], limit=self.width - in_round, info={"round": round_, "arm": arm})
+            self.arms[arm], limit=self.width - in_round,
+            info={"round": round_, "arm": arm, "summary": summary.attempt_id,
+                  "conditioned_on": conditioned})
         if not run.inflight.available(key):
             return False
         outcome = await run.inflight.take(key)
-        charge = 0.0 if summary.charged or summary.attempt_id is None else summary.cost
+        first = not summary.charged and summary.attempt_id is not None
         drawn = self._report(run, outcome, kind="refine", arm=arm, round_=round_,
-                             extra_cost=charge, extra={"summary": summary.attempt_id})
-        if charge and summary.attempt_id is not None:
+                             extra_cost=summary.cost if first else 0.0,
+                             extra={"summary": summary.attempt_id,
+                                    "conditioned_on": conditioned})
+        if first and summary.attempt_id is not None:
             summary.charged = True
-            run.update(summary.attempt_id, cost=0.0, charged_to=drawn.attempt_id)
+            run.update(summary.attempt_id, charged_to=drawn.attempt_id)
             run.release([summary.attempt_id])
         return True
 
@@ -169,8 +181,10 @@ class ParallelDistillRefine(TournamentVoting):
             "kind": "verify", "arm": self.refine_arm, "round": round_, "answer": None,
             "cost": cost, "call_cost": cost, "charged_to": None, "role": "summary",
             "step": run.step, "sources": len(sources),
+            "conditioned_on": json.dumps([drawn.attempt_id for drawn in sources]),
             **completion_columns(outcome, completion)}, hold=True)
-        return _Summary(text, row["attempt_id"], cost)
+        return _Summary(text, row["attempt_id"], cost,
+                        tuple(drawn.attempt_id for drawn in sources))
 
 
 def _listed(candidates: list[Drawn]) -> str:

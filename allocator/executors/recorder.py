@@ -17,6 +17,9 @@ role            row
                 candidate's ``attempt_id``, ``score`` its score, ``call`` the verifier call)
 ``vote``        one tournament judge vote (``kind="verify"``; ``candidates``, ``vote``,
                 ``winner``, ``comparison``; ``answer`` is the voted candidate's answer)
+``bye``         a tournament candidate that advanced unjudged (``kind="verify"``, cost 0)
+``verification``  one tournament VERIFY: what the session was shown (``kind="verify"``,
+                cost 0; ``event``, ``after``, ``drawn``, ``scores``: replay applies it)
 ``summary``     a Parallel-Distill-Refine distillation (``kind="verify"``: not a candidate,
                 so replay never draws it; see the PDR executor for where its cost goes)
 ==============  =============================================================================

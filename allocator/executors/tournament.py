@@ -25,8 +25,25 @@ Recorded: every sample (held until its tournament so that its row carries its sc
 and one ``verify`` row per judge vote: ``comparison`` (``t<tournament>r<round>c<group>``),
 ``candidates`` (JSON list of attempt ids, in the order shown), ``vote`` (the attempt id
 voted for, null if unparsable), ``winner``, ``tournament``, ``tournament_round``,
-``completion``; its ``answer`` is the voted candidate's answer and its ``cost`` the
-vote's tokens.
+``completion``, ``event``, ``decided_by`` (``"votes"``, or the tie-breaks that decided
+a tied comparison or one without any parsable vote: never silently the judge's);
+its ``answer`` is the voted candidate's answer and its ``cost`` the vote's tokens. A
+candidate that advances unjudged gets an explicit ``bye`` row (cost 0, ``winner``,
+``candidates``, ``decided_by``: ``"lone candidate"`` or ``"agreeing answers"``).
+Each VERIFY then writes one ``verification`` row (``kind``
+verify, ``cost`` 0): ``event`` (``<run>:t<tournament>``, shared by its votes), ``after``
+(the run's previous event, null for the first), ``drawn`` (JSON list of the attempt ids
+of every candidate the session held when it verified), ``scores`` (JSON object attempt
+id -> the score the session received, re-scores included) and ``winner``.
+
+Replay. A tournament's scores depend on the opponents drawn, so replay does not read
+them as absolute scores: :class:`envs.ReplayEnv` offers VERIFY on a tournament log only
+where the candidates drawn are exactly an event's ``drawn`` after exactly its ``after``,
+and then applies the event's logged ``scores`` and charges the cost of its votes: what
+the live session saw, exactly. (The knock-out pairs entrants in the order drawn; replay
+reproduces the logged outcome for the set drawn, whatever order replay drew it in.)
+A dethroned champion's earlier-verified twins (same answer) are re-scored with it, so the
+session's best verified answer is always the reigning champion's, as STOP returns.
 """
 
 from __future__ import annotations
@@ -119,27 +136,46 @@ class TournamentVoting(Executor):
         if comparisons_needed(len(entrants), self.group_size) > run.calls_left:
             return False
         run.extra["tournaments"] = number = run.extra.get("tournaments", 0) + 1
-        winner, won, played, cost = await self._tournament(run, entrants, number)
+        event = f"{run.log.run}:t{number}"
+        winner, won, played, cost = await self._tournament(run, entrants, number, event)
         run.extra["champion"] = winner
         scores = _scores(entrants, new, winner, won, played)
         dethroned = champion is not None and champion is not winner
         if dethroned:  # re-judged and beaten: the session must not keep its old 1.0
-            scores.update(_scores(entrants, [champion], winner, won, played))
+            old = _scores(entrants, [champion], winner, won, played)[champion.index]
+            # Nor may the old champion's twins verified earlier (they shared its 1.0): the
+            # session's best verified answer must be the new champion's, as STOP returns.
+            scores.update({drawn.index: old for drawn in run.candidates
+                           if state.is_verified[drawn.index]
+                           and drawn.answer == champion.answer})
         for drawn in new:
             run.update(drawn.attempt_id, score=scores[drawn.index])
         run.release(drawn.attempt_id for drawn in new)
+        self._record_event(run, event, winner, scores)
         run.verify(scores, cost, rescore=dethroned)
         return True
 
-    async def _tournament(self, run: RunState, entrants: list[Drawn], number: int
-                          ) -> tuple[Drawn, Counter[int], Counter[int], float]:
+    def _record_event(self, run: RunState, event: str, winner: Drawn,
+                      scores: Mapping[int, float]) -> None:
+        """The ``verification`` row: what this VERIFY showed the session, for replay."""
+        ids = {drawn.index: drawn.attempt_id for drawn in run.candidates}
+        run.record({
+            "kind": "verify", "arm": winner.arm, "answer": winner.answer, "cost": 0.0,
+            "role": "verification", "step": run.step, "event": event,
+            "after": run.extra.get("last_event"), "winner": winner.attempt_id,
+            "drawn": json.dumps([drawn.attempt_id for drawn in run.candidates]),
+            "scores": json.dumps({ids[index]: score for index, score in scores.items()})})
+        run.extra["last_event"] = event
+
+    async def _tournament(self, run: RunState, entrants: list[Drawn], number: int,
+                          event: str) -> tuple[Drawn, Counter[int], Counter[int], float]:
         alive, won, played, cost, level = list(entrants), Counter(), Counter(), 0.0, 0
         while len(alive) > 1:
             level += 1
             groups = [alive[i:i + self.group_size]
                       for i in range(0, len(alive), self.group_size)]
             results = await gather_or_cancel(
-                self._compare(run, group, f"t{number}r{level}c{c}", number, level)
+                self._compare(run, group, f"t{number}r{level}c{c}", number, level, event)
                 for c, group in enumerate(groups))
             for group, (winner, spent, judged) in zip(groups, results, strict=True):
                 cost += spent
@@ -150,20 +186,27 @@ class TournamentVoting(Executor):
         return alive[0], won, played, cost
 
     async def _compare(self, run: RunState, group: list[Drawn], comparison: str,
-                       number: int, level: int) -> tuple[Drawn, float, bool]:
+                       number: int, level: int, event: str) -> tuple[Drawn, float, bool]:
         """One group's winner, what its votes cost (votes recorded as they arrive), and
         whether the judge was asked (not for a lone candidate or an agreeing group)."""
         answers = {drawn.answer for drawn in group}
+        shown = json.dumps([drawn.attempt_id for drawn in group])
         if len(group) == 1 or (self.skip_agreeing and len(answers) == 1
                                and None not in answers):
+            run.record({  # an explicit bye: who advanced unjudged, and why
+                "kind": "verify", "arm": group[0].arm, "answer": group[0].answer,
+                "cost": 0.0, "role": "bye", "step": run.step, "comparison": comparison,
+                "candidates": shown, "winner": group[0].attempt_id,
+                "decided_by": "lone candidate" if len(group) == 1 else "agreeing answers",
+                "tournament": number, "tournament_round": level, "event": event})
             return group[0], 0.0, False
         messages = self._messages(self.judge_prompt, run.problem,
                                   candidates=_numbered(group), numbers=_numbers(len(group)))
         outcome = await run.call(("judge", comparison), messages, self.judge, n=self.votes)
         choices = [self.parse_vote(c.text, len(group)) for c in outcome.completions]
         winner = self._winner(run, group, choices)
+        decided_by = _decided_by(choices)
         cost = 0.0
-        shown = json.dumps([drawn.attempt_id for drawn in group])
         for completion, choice in zip(outcome.completions, choices, strict=True):
             voted = group[choice] if choice is not None else None
             row = run.record({
@@ -172,7 +215,8 @@ class TournamentVoting(Executor):
                 "cost": float(self.cost(completion)), "role": "vote", "step": run.step,
                 "verifier": "judge", "comparison": comparison, "candidates": shown,
                 "vote": voted.attempt_id if voted else None, "winner": winner.attempt_id,
-                "tournament": number, "tournament_round": level,
+                "decided_by": decided_by, "tournament": number, "tournament_round": level,
+                "event": event,
                 **completion_columns(outcome, completion)})
             cost += row["cost"]
         return winner, cost, True
@@ -214,6 +258,19 @@ def _scores(entrants: Sequence[Drawn], new: Sequence[Drawn], winner: Drawn,
             best[drawn.answer] = max(best.get(drawn.answer, 0.0), own(drawn))
     return {drawn.index: best[drawn.answer] if drawn.answer is not None else own(drawn)
             for drawn in new}
+
+
+def _decided_by(choices: Sequence[int | None]) -> str:
+    """How a comparison's winner was decided (recorded on its votes): by the votes, or, on
+    a tie or without any parsable vote, by the tie-breaks (more samples of the answer,
+    then the earlier candidate), said so rather than passed off as the judge's choice."""
+    tally = Counter(choice for choice in choices if choice is not None)
+    if not tally:
+        return "no parsable vote: tie-breaks (answer support, then position)"
+    ranked = sorted(tally.values(), reverse=True)
+    if len(ranked) > 1 and ranked[0] == ranked[1]:
+        return "tied votes: tie-breaks (answer support, then position)"
+    return "votes"
 
 
 def comparisons_needed(entrants: int, group_size: int) -> int:

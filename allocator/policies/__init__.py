@@ -22,13 +22,18 @@ name                        class                                knob
 ``round-robin``             :class:`RoundRobin`                  ``max_samples``
 ``cascade``                 :class:`Cascade`                     ``tau``
 ``router``                  :class:`Router`                      ``threshold``
+``rtv``                     :class:`RTVSchedule`                 ``n``
+``pdr``                     :class:`PDRSchedule`                 ``refinements``
 ==========================  ===================================  ================
 
 ``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
 around a base policy, so that its decision logs support off-policy evaluation.
 ``until-verified``, ``best-of-n`` and ``weighted-vote`` (:mod:`allocator.policies.verifier`)
 VERIFY and answer by the verifier's scores. ``round-robin``, ``cascade`` and ``router``
-(:mod:`allocator.policies.multi_arm`) use several arms.
+(:mod:`allocator.policies.multi_arm`) use several arms. ``rtv`` and ``pdr``
+(:mod:`allocator.policies.rtv`, :mod:`allocator.policies.pdr`) are the fixed schedules of
+Recursive Tournament Voting and Parallel-Distill-Refine: they REFINE and VERIFY, for the
+executors of those strategies and their logs.
 """
 
 from allocator.policies.base import Policy
@@ -36,12 +41,14 @@ from allocator.policies.bayes_stop import BayesStop
 from allocator.policies.blend_asc import BlendASC
 from allocator.policies.difficulty_binned import DifficultyBinned
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
+from allocator.policies.pdr import PDRSchedule
 from allocator.policies.registry import (
     POLICIES,
     available_policies,
     make_policy,
     register_policy,
 )
+from allocator.policies.rtv import RTVSchedule
 from allocator.policies.self_consistency import (
     AdaptiveConsistency,
     ConfidenceThreshold,
@@ -63,7 +70,9 @@ __all__ = [
     "EarlyStoppingSC",
     "EpsilonGreedy",
     "FixedN",
+    "PDRSchedule",
     "Policy",
+    "RTVSchedule",
     "RoundRobin",
     "Router",
     "UntilVerified",

@@ -271,7 +271,8 @@ def test_refine_and_verify_only_when_supported(scripted, oracle_module: ModuleTy
     assert [str(a) for a in plain] == ["SAMPLE(b)", "SAMPLE(b)", "STOP"]
     refine = drive(scripted.session(max_samples=2, supports_refine=True),
                    answer_b(oracle_module))
-    assert [str(a) for a in refine] == ["REFINE", "REFINE", "STOP"]
+    # REFINE (preferred) is masked until a draft exists to be conditioned on.
+    assert [str(a) for a in refine] == ["SAMPLE(b)", "REFINE", "STOP"]
     session = scripted.session(max_samples=2, supports_verify=True)
     verify = drive(session, answer_b(oracle_module))
     # VERIFY is allowed only once something new was drawn, so it alternates with SAMPLE.

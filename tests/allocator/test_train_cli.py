@@ -47,7 +47,8 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", str(log_path), "-o", str(run_dir), "--config",
                                  str(config), "--timesteps", "4096", "--seed", "3", "--json",
-                                 "--mlflow", "--register", "ttc-test"])
+                                 "--mlflow", "--register", "ttc-test", "--verify-cost",
+                                 "0.75"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
 
@@ -57,6 +58,7 @@ def test_train_writes_bundle_report_plots_and_an_mlflow_run(tiny: tuple[Path, Pa
         assert (run_dir / png).read_bytes()[:8] == PNG
     assert (run_dir / "checkpoints" / "maskable_ppo_4096" / "checkpoint.json").is_file()
     assert "seed = 3" in (run_dir / "config.toml").read_text()
+    assert "verify_cost = 0.75" in (run_dir / "config.toml").read_text()
     assert summary["report"] == report
     assert summary["training"]["num_timesteps"] == 4096
 

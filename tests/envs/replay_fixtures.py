@@ -11,9 +11,13 @@ import pyarrow.csv as pv
 
 from allocator.logs.table import AttemptLog
 
+CANONICAL = ("query_id", "arm", "kind", "round", "answer", "correct", "cost", "score")
 
-def make_log(rows: list[dict]) -> AttemptLog:
-    """A log from a list of attempt dicts (missing optional columns take defaults)."""
+
+def make_log(rows: list[dict], *, simulated: bool = False) -> AttemptLog:
+    """A log from a list of attempt dicts (missing optional columns take defaults; other
+    keys, such as the executors' ``attempt_id``, ``summary`` or ``event``, become string
+    columns)."""
     columns = {
         "query_id": pa.array([r["query_id"] for r in rows], pa.string()),
         "arm": pa.array([r.get("arm", "default") for r in rows], pa.string()),
@@ -24,7 +28,11 @@ def make_log(rows: list[dict]) -> AttemptLog:
         "cost": pa.array([float(r.get("cost", 1.0)) for r in rows], pa.float64()),
         "score": pa.array([r.get("score") for r in rows], pa.float32()),
     }
-    log, _ = AttemptLog.from_arrow(pa.table(columns))
+    extras = sorted({key for row in rows for key in row} - set(CANONICAL))
+    for key in extras:
+        columns[key] = pa.array([None if r.get(key) is None else str(r[key]) for r in rows],
+                                pa.string())
+    log, _ = AttemptLog.from_arrow(pa.table(columns), simulated=simulated)
     return log
 
 
@@ -36,7 +44,9 @@ def random_log(
     refine_rounds: int = 2,
     scores: bool = True,
 ) -> AttemptLog:
-    """A random multi-arm log with empty pools, no-answers, refinements and scores."""
+    """A random multi-arm log with empty pools, no-answers, refinements and scores,
+    labelled simulated (its refinements depend on no particular draft, so replay opens
+    their rounds in order)."""
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
     for q in range(n_queries):
@@ -47,7 +57,7 @@ def random_log(
         for round_ in range(1, refine_rounds + 1):
             for _ in range(int(rng.integers(0, 3))):
                 rows.append(_attempt(rng, f"q{q}", arms[-1], "refine", round_, gold, scores))
-    return make_log(rows)
+    return make_log(rows, simulated=True)
 
 
 def _attempt(rng: np.random.Generator, query: str, arm: str, kind: str, round_: int,

@@ -46,11 +46,15 @@ def test_groups_slots_and_rows_are_consistent() -> None:
                 assert members[0] == pools.group_start[q, g]
                 assert pools.cand_slot[rows][members].tolist() == list(range(len(members)))
                 assert (np.diff(pools.cand_row[rows][members]) > 0).all()  # log order
-    # Samples come first, by arm; refinements by round.
+    # Samples come first, by arm; refinements (without a logged workspace) by the rank of
+    # their round among the query's rounds.
     is_refine = log.kind[pools.cand_row] == KIND_REFINE
     assert (pools.cand_group[~is_refine] == log.arm[pools.cand_row[~is_refine]]).all()
-    rounds = log.round[pools.cand_row[is_refine]]
-    assert (pools.cand_group[is_refine] == pools.n_arms + rounds - rounds.min()).all()
+    for q in range(pools.n_queries):
+        mine = is_refine & (query == q)
+        rounds = log.round[pools.cand_row[mine]]
+        rank = np.unique(rounds, return_inverse=True)[1].ravel()
+        assert (pools.cand_group[mine] == pools.n_arms + rank).all()
     # Local answers decode to the log's answers.
     has = pools.cand_answer >= 0
     decoded = pools.answer_code[pools.answer_offsets[query[has]] + pools.cand_answer[has]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from allocator.errors import ParameterError
 from allocator.featurizer import feature_names
 from allocator.logs.table import AttemptLog
 from envs import ReplayEnv
+from envs.pools import ReplayNote
 
 STOP = 0
 
@@ -146,28 +149,195 @@ def test_refine_and_verify_are_masked_without_support(tiny_log: AttemptLog) -> N
     assert reward == info["correct"] == 0.0
 
 
-def refine_log() -> AttemptLog:
+def refine_rows() -> list[dict]:
     """One query: a wrong sample; round 1 refines to x (right), round 2 to y (wrong)."""
-    return make_log([
+    return [
         {"query_id": "q", "answer": "s", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
         {"query_id": "q", "kind": "refine", "round": 2, "answer": "y", "correct": 0},
         {"query_id": "q", "kind": "refine", "round": 1, "answer": "x", "correct": 1},
-    ])
+    ]
 
 
-@pytest.mark.parametrize(("refines", "correct"), [(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.5)])
-def test_refine_draws_rounds_in_order(refines: int, correct: float) -> None:
-    env = ReplayEnv(refine_log())
+def test_refinements_that_do_not_say_what_they_saw_are_masked_with_a_note() -> None:
+    with pytest.warns(ReplayNote, match="conditioned_on"):
+        env = ReplayEnv(make_log(refine_rows()))
+    assert not env.pools.supports_refine
+    assert any("conditioned_on" in note for note in env.pools.notes)
+    env.reset(seed=0)
+    assert not env.action_masks()[2]
+    env.step(1)
+    assert not env.action_masks()[2]  # never simulated
+
+
+# The draft s (wrong) votes too: s ties x after one refinement, x and y tie after four.
+@pytest.mark.parametrize(("refines", "correct"), [(1, 0.5), (2, 1.0), (3, 1.0), (4, 0.5)])
+def test_simulated_refinements_draw_rounds_in_order_after_a_draft(refines: int,
+                                                                  correct: float) -> None:
+    env = ReplayEnv(make_log(refine_rows(), simulated=True))
     for seed in range(10):
         env.reset(seed=seed)
+        assert not env.action_masks()[2]  # never before a draft
+        env.step(1)
         for _ in range(refines):
             assert env.action_masks()[2]
             env.step(2)
         assert env.action_masks()[2] == (refines < 4)
         *_, info = env.step(STOP)
         assert info["correct"] == correct and info["n_refines"] == refines
+
+
+def workspace_log() -> AttemptLog:
+    """Drafts d1 (a, right), d2 (b, wrong); workspace S1 distilled {d1} (cost 10) with two
+    refinements; S2 distilled {d1, d2} (cost 20) with one; S3 distilled S1's two
+    refinements (cost 30) with one."""
+    def refine(aid: str, summary: str, sources: list[str], answer: str, correct: int,
+               round_: int) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "kind": "refine", "round": round_,
+                "answer": answer, "correct": correct, "cost": 1.0, "summary": summary,
+                "conditioned_on": json.dumps(sources)}
+
+    def summary(aid: str, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "kind": "verify", "answer": None,
+                "correct": 0, "cost": cost, "role": "summary"}
+
+    return make_log([
+        {"query_id": "q", "attempt_id": "d1", "answer": "a", "correct": 1, "cost": 2.0},
+        {"query_id": "q", "attempt_id": "d2", "answer": "b", "correct": 0, "cost": 2.0},
+        summary("S1", 10.0), summary("S2", 20.0), summary("S3", 30.0),
+        refine("r1", "S1", ["d1"], "a", 1, 1), refine("r2", "S1", ["d1"], "a", 1, 1),
+        refine("r3", "S2", ["d1", "d2"], "b", 0, 1),
+        refine("r4", "S3", ["r1", "r2"], "c", 0, 2),
+    ])
+
+
+def drawn_ids(env: ReplayEnv, log: AttemptLog, count: int) -> list[str]:
+    """The attempt ids of the first ``count`` candidates of the episode's deck."""
+    rows = env.pools.cand_row[env._start + np.array(env._deck[:count], dtype=np.int64)]
+    return [str(log.attempt_id[row]) for row in rows]
+
+
+def test_refine_is_offered_only_on_exactly_the_drafts_a_workspace_distilled() -> None:
+    log = workspace_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    seen = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        assert not env.action_masks()[2]  # never before a draft
+        env.step(1)
+        first = drawn_ids(env, log, 1)[0]
+        seen.add(first)
+        assert env.action_masks()[2] == (first == "d1")  # S1 distilled {d1} only
+        env.step(1)  # both drafts drawn: only S2 matches
+        assert env.action_masks()[2]
+        *_, info = env.step(2)
+        assert info["cost"] == 2.0 + 2.0 + 20.0 + 1.0  # S2's summary with its first draw
+        assert not env.action_masks()[2]  # S2 is spent, and nothing distilled r3
+    assert seen == {"d1", "d2"}
+
+
+def test_the_next_round_needs_every_refinement_of_the_round_in_use() -> None:
+    log = workspace_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        *_, info = env.step(1)
+        if drawn_ids(env, log, 1) == ["d1"]:
+            break
+    else:
+        pytest.fail("no seed drew d1 first")
+    costs = []
+    for _ in range(3):
+        assert env.action_masks()[2]
+        spent = info["cost"]
+        *_, info = env.step(2)
+        costs.append(info["cost"] - spent)
+    assert costs == [10.0 + 1.0, 1.0, 30.0 + 1.0]  # S1 opens, then S3 (round 2)
+    assert not env.action_masks()[2]
+    *_, info = env.step(STOP)
+    assert info["correct"] == 1.0 and info["n_refines"] == 3  # votes a, a, a, c
+
+
+def tournament_log() -> AttemptLog:
+    """Drafts d1 (a, right), d2 (b, wrong), d3 (b, wrong). Event t1 saw {d1, d2}: b won
+    (votes cost 5 + 6); t2, after t1, saw {d1, d2, d3}: a won, d2 and its twin re-scored."""
+    def draft(aid: str, answer: str, correct: int) -> dict:
+        return {"query_id": "q", "attempt_id": aid, "answer": answer, "correct": correct,
+                "cost": 2.0, "score": 0.5}  # a tournament score: never replayed as absolute
+
+    def vote(event: str, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": f"v{cost:g}", "kind": "verify",
+                "answer": None, "correct": 0,
+                "cost": cost, "role": "vote", "event": event}
+
+    def event(name: str, after: str | None, drawn: list[str], scores: dict) -> dict:
+        return {"query_id": "q", "attempt_id": name, "kind": "verify", "answer": None,
+                "correct": 0,
+                "cost": 0.0, "role": "verification", "event": name, "after": after,
+                "drawn": json.dumps(drawn), "scores": json.dumps(scores)}
+
+    return make_log([
+        draft("d1", "a", 1), draft("d2", "b", 0), draft("d3", "b", 0),
+        vote("t1", 5.0), vote("t1", 6.0), event("t1", None, ["d1", "d2"],
+                                                {"d1": 0.0, "d2": 1.0}),
+        vote("t2", 7.0), event("t2", "t1", ["d1", "d2", "d3"],
+                               {"d3": 0.0, "d1": 1.0, "d2": 0.5}),
+    ])
+
+
+def test_tournament_verify_applies_the_logged_event_of_exactly_the_drawn_set() -> None:
+    log = tournament_log()
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0)
+    assert env.pools.supports_verify and np.isnan(env.pools.cand_score).all()
+    outcomes = set()
+    for seed in range(16):
+        env.reset(seed=seed)
+        env.step(1)
+        assert not env.action_masks()[3]  # no event saw one draft alone
+        env.step(1)
+        pair = set(drawn_ids(env, log, 2))
+        assert env.action_masks()[3] == (pair == {"d1", "d2"})
+        if pair != {"d1", "d2"}:
+            continue
+        *_, info = env.step(3)
+        assert info["cost"] == 4.0 + 11.0  # two drafts, t1's two votes
+        assert env.query_state.verified == 2 and env.query_state.best_score == 1.0
+        env.step(1)  # d3
+        assert env.action_masks()[3]  # t2 follows t1 on {d1, d2, d3}
+        *_, info = env.step(3)
+        assert info["cost"] == 6.0 + 11.0 + 7.0
+        assert env.query_state.verified == 3
+        *_, info = env.step(STOP)
+        outcomes.add(info["correct"])
+        assert info["correct"] == 1.0  # t2's winner a, re-scores included
+    assert outcomes == {1.0}
+
+
+def test_verdicts_cost_what_the_log_says_and_unjudged_drafts_mask_verify() -> None:
+    """s1 (verdict 0.9, cost 4), s2 (verdict NaN, cost 5: still paid), s3 never judged."""
+    def verdict(target: str, score: float | None, cost: float) -> dict:
+        return {"query_id": "q", "attempt_id": f"v-{target}", "kind": "verify",
+                "answer": None, "correct": 0, "cost": cost, "score": score,
+                "role": "verdict", "target": target}
+
+    log = make_log([
+        {"query_id": "q", "attempt_id": "s1", "answer": "a", "correct": 1, "score": 0.9},
+        {"query_id": "q", "attempt_id": "s2", "answer": "b", "correct": 0},
+        {"query_id": "q", "attempt_id": "s3", "answer": "b", "correct": 0},
+        verdict("s1", 0.9, 4.0), verdict("s2", None, 5.0),
+    ])
+    env = ReplayEnv(log, cost_unit=1.0, lambda_=0.0, verify_cost=100.0)
+    for seed in range(12):
+        env.reset(seed=seed)
+        env.step(1)
+        first = drawn_ids(env, log, 1)[0]
+        assert env.action_masks()[3] == (first != "s3")
+        if first == "s3":
+            continue
+        *_, info = env.step(3)
+        assert info["cost"] == 1.0 + {"s1": 4.0, "s2": 5.0}[first]
+        assert env.query_state.verified == 1
 
 
 def verify_log() -> AttemptLog:

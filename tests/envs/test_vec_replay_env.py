@@ -248,3 +248,45 @@ def test_without_autoreset_finished_rows_freeze_and_snapshots_replay_them() -> N
     assert first == second and np.array_equal(cost, cost_again)
     with pytest.raises(ParameterError):
         BatchedReplayVecEnv(log, n_envs=2).snapshot()
+
+
+@pytest.fixture(scope="module")
+def executor_runs(tmp_path_factory: pytest.TempPathFactory) -> AttemptLog:
+    """Runs of all four executors: workspaces, summaries, verdicts, tournament events."""
+    from executor_logs import executor_log
+
+    return executor_log(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.mark.parametrize("answer_rule", ["default", "weighted-vote"])
+def test_agrees_on_an_executor_log(executor_runs: AttemptLog, answer_rule: str) -> None:
+    pools = BatchedReplayVecEnv(executor_runs, n_envs=1).pools
+    assert pools.supports_refine and pools.branches.has_events and pools.notes == ()
+    assert pools.branches.ws_cost[pools.branches.ws_ok].min() > 0  # summaries are charged
+    episodes = assert_agree(executor_runs, n_envs=16, seed=5, steps=600, invalid_rate=0.03,
+                            lambda_range=(0.0, 0.3), max_samples=9, answer_rule=answer_rule)
+    assert episodes > 1000
+
+
+def test_agrees_on_the_logged_order(executor_runs: AttemptLog) -> None:
+    venv = BatchedReplayVecEnv(executor_runs, n_envs=8, autoreset=False)
+    venv.set_options([{"query": q, "order": "logged"} for q in range(8)])
+    venv.seed(1)
+    observations = venv.reset()
+    singles = [ReplayEnv(executor_runs) for _ in range(8)]
+    for q, env in enumerate(singles):
+        obs, _ = env.reset(seed=1 + q, options={"query": q, "order": "logged"})
+        np.testing.assert_allclose(observations[q], obs, atol=1e-6)
+        # Each group in log order: the deck is the query's candidates in pool order.
+        assert env._deck == list(range(len(env._deck)))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        masks = venv.action_masks()
+        assert (masks == np.stack([env.action_masks() for env in singles])).all()
+        actions = choose(rng, masks, 0.0)
+        venv.step(actions)  # finished rows ignore their actions
+        for env, action in zip(singles, actions.tolist(), strict=True):
+            if not env._done:
+                env.step(action)
+    assert venv.finished.all()
+    np.testing.assert_allclose(venv.cost_spent(), [env._cost for env in singles])

@@ -79,8 +79,9 @@ class BaselineContext:
 
     @property
     def has_scores(self) -> bool:
-        """Whether the log's candidates carry verifier scores (VERIFY is possible)."""
-        return self.pools.supports_verify
+        """Whether the log's candidates carry independent verifier scores (VERIFY by
+        score is possible; a tournament's events are ``rtv``'s business)."""
+        return bool(self.pools.cand_verifiable.any())
 
     def pool(self, arm: int) -> int:
         """The largest pool of ``arm`` over the training queries (at least 1)."""
@@ -243,5 +244,6 @@ def _difficulty_binned(context: BaselineContext) -> list[Policy]:
 
 
 # Builders of other modules register on import (kept last: they build on the names above).
+import training.evaluation.baselines_schedules  # noqa: E402
 import training.evaluation.baselines_verifier  # noqa: E402
 import training.evaluation.baselines_vote  # noqa: E402, F401

@@ -45,6 +45,7 @@ DEFAULT_POLICIES = (
     "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
     "blend-asc", "bayes-stop",
     "until-verified", "best-of-n", "weighted-vote", "round-robin", "cascade", "router",
+    "rtv", "pdr",
 )
 
 
@@ -124,14 +125,11 @@ def split_queries(n_queries: int, test_fraction: float, seed: int) -> tuple[np.n
 
 
 def log_verify_cost(log: AttemptLog) -> float:
-    """The verifier's cost per verified candidate the log records: the mean cost of its
-    ``verify`` rows (one verdict per verified candidate), in the candidates' cost units;
-    0 when the log has no verify rows."""
-    from allocator.logs.schema import KIND_VERIFY
+    """The log's verifier cost per verified candidate: :func:`envs.pools.log_verify_cost`
+    (the one rule the environments and ``allocator train`` default to)."""
+    from envs.pools import log_verify_cost as rule
 
-    costs = log.cost[log.kind == KIND_VERIFY]
-    costs = costs[np.isfinite(costs)]
-    return float(costs.mean()) if costs.size else 0.0
+    return rule(log)
 
 
 def _default_arm(log: AttemptLog) -> int:

@@ -120,6 +120,11 @@ class TrainConfig:
             best-scoring one PPO passed through, the warm-started one included. None: an
             eighth of ``total_timesteps``; 0: no selection (the last iterate is
             exported). Needs validation queries (the safety net or calibration on).
+        verify_cost: the price of VERIFYing a candidate whose score has no logged verdict,
+            in the log's cost units (verdicts, judge votes and summaries are charged their
+            logged costs whatever this is); None (default): the log's, the mean cost of
+            its verdicts (:func:`envs.pools.log_verify_cost`, the rule ``allocator
+            evaluate --verify-cost`` defaults to). ``--verify-cost`` on the command line.
     """
 
     total_timesteps: int = 2_000_000
@@ -150,6 +155,7 @@ class TrainConfig:
     safety_net: bool = True
     validation_fraction: float = 0.25
     select_every: int | None = None
+    verify_cost: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("lambda_range", "net_arch", "eval_lambdas"):
@@ -160,6 +166,7 @@ class TrainConfig:
         self._check_numbers()
         self._check_choices()
         self._check_sequences()
+        self._check_verify_cost()
 
     # ------------------------------------------------------------- validation
     def _check_integers(self) -> None:
@@ -190,6 +197,12 @@ class TrainConfig:
                 interval = f"{'[' if inclusive else '('}{low}, {high}"
                 closing = ")" if half_open or high == math.inf else "]"
                 raise ParameterError(_OWNER, name, f"a number in {interval}{closing}", value)
+
+    def _check_verify_cost(self) -> None:
+        value = self.verify_cost
+        if value is not None and not (_is_number(value) and value >= 0):
+            raise ParameterError(_OWNER, "verify_cost", "None (the log's) or a finite "
+                                 "number >= 0 (log cost units per verified candidate)", value)
 
     def _check_choices(self) -> None:
         for name in ("normalize_observations", "safety_net"):

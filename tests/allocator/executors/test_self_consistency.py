@@ -160,7 +160,7 @@ def test_misuse_is_explained() -> None:
     plain = policy_session(make_policy("fixed-n"), ["small"])
     with pytest.raises(ParameterError, match="arms"):
         run(SelfConsistency(client, {"other": {}}, extract).arun(problem(), session=plain))
-    refine = policy_session(ScriptPolicy(drafts=0, refines=1), ["small"],
+    refine = policy_session(ScriptPolicy(drafts=1, refines=1), ["small"],
                             supports_refine=True)
     with pytest.raises(ParameterError, match="supports_refine=False"):
         run(SelfConsistency(client, ARMS, extract).arun(problem(), session=refine))

@@ -49,8 +49,10 @@ def test_policy_sessions_honour_what_the_executor_supports() -> None:
     plain = oracle.session()
     assert plain.allowed_actions().tolist() == [True, True, True, False, False]
     full = oracle.session(supports_refine=True, supports_verify=True, arms=["a"])
-    assert full.allowed_actions().tolist() == [True, True, False, True, False]
+    # REFINE needs a draft to be conditioned on: masked until a sample is drawn.
+    assert full.allowed_actions().tolist() == [True, True, False, False, False]
     full.observe(AttemptResult("sample", "a", "x", 4.0))
+    assert full.allowed_actions().tolist() == [True, True, False, True, True]
     assert full.state.cost == 2.0  # divided by the cost unit
     assert str(full.next_action()) == "REFINE"
     capped = oracle.session(max_samples_per_arm={"a": 0}, max_samples=5)
@@ -98,11 +100,13 @@ def test_session_factories_of_every_decider(scripted_oracle) -> None:
     flags = {"supports_refine": True, "supports_verify": False}
     from_policy = session_factory(make_policy("fixed-n", n=2), ["a", "b"], lambda_=0.1)
     session = from_policy(PROBLEM, arms=["a", "b"], **flags)
-    assert session.lambda_ == 0.1 and session.allowed_actions()[3]
+    assert session.lambda_ == 0.1 and not session.allowed_actions()[3]  # no draft yet
+    session.observe(AttemptResult("sample", "a", "x", 1.0))
+    assert session.allowed_actions()[3]
     assert session.query == PROBLEM.question
     from_oracle = session_factory(scripted_oracle, max_samples=3)
     session = from_oracle(PROBLEM, arms=["b", "extra"], **flags)
-    assert session.allowed_actions().tolist() == [True, False, True, True, False]
+    assert session.allowed_actions().tolist() == [True, False, True, False, False]
     np.testing.assert_allclose(session.prior, [0.5, 0.5])
     overriding = session_factory(scripted_oracle, supports_refine=False)
     assert not overriding(PROBLEM, arms=["a"], **flags).allowed_actions()[3]

@@ -32,7 +32,7 @@ from allocator.executors import (
 )
 from allocator.executors.tournament import comparisons_needed
 from allocator.policies import make_policy
-from allocator.session import Verification
+from allocator.session import AttemptResult, Verification
 from allocator.verifiers import Candidate, Problem, Verdict
 
 QUESTION = "Which number is best?"
@@ -147,6 +147,33 @@ def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
     scores = sorted((row["answer"], row["score"]) for row in result.rows
                     if row["kind"] == "sample")
     assert scores == [("3", 0.0), ("5", 0.5), ("7", 1.0), ("7", 1.0)]
+    byes = [row for row in result.rows if row["role"] == "bye"]
+    assert [(row["decided_by"], row["cost"]) for row in byes] == [("agreeing answers", 0.0)]
+    assert json.loads(byes[0]["candidates"]) == [row["attempt_id"] for row in result.rows
+                                                 if row["answer"] == "7"
+                                                 and row["kind"] == "sample"]
+
+
+def test_rtv_records_a_lone_candidates_bye_and_how_each_comparison_was_decided() -> None:
+    """Three entrants: (3, 5) is judged and 3 advances alone (a bye); the judge's replies
+    name no candidate in the final, so the tie-breaks decide it, and the rows say so."""
+    def judge(prompt: str) -> str:
+        return "Best: 2" if "The answer is 3" in prompt and "The answer is 5" in prompt \
+            else "I cannot tell."
+
+    client = ScriptedClient(samples={QUESTION: texts("3 5 8")}, judge=judge)
+    executor = TournamentVoting(client, ARMS, extract, votes=2, skip_agreeing=False,
+                                decider=make_policy("fixed-n", n=3, verify=True))
+    result = run(executor.arun(Problem("q1", QUESTION)))
+    rounds = {}
+    for row in result.rows:
+        if row["role"] in ("vote", "bye"):
+            rounds.setdefault((row["tournament_round"], row["role"]), set()).add(
+                row["decided_by"])
+    assert rounds == {(1, "vote"): {"votes"}, (1, "bye"): {"lone candidate"},
+                      (2, "vote"): {"no parsable vote: tie-breaks (answer support, then "
+                                    "position)"}}
+    assert result.answer == "5"  # the first candidate of the final (5 vs 8, no vote)
 
 
 def test_a_dethroned_champion_is_rescored_so_the_session_answers_as_the_executor() -> None:
@@ -236,15 +263,25 @@ def test_pdr_records_drafts_summaries_and_refinements_by_round() -> None:
     assert distills[0].prompt.count("Attempt ") == 3  # round 1 distils the drafts
     assert distills[1].prompt.count("Attempt ") == 2  # round 2 the round-1 refinements
     assert all("Most attempts say 7." in call.prompt for call in client.of_kind("refine"))
-    # The summary's cost is charged to the first refinement of its round.
+    # Each call's row holds its own cost; the session is charged the summary's cost with
+    # the first refinement of its round.
     summaries = [row for row in rows if row["role"] == "summary"]
     refinements = [row for row in rows if row["role"] == "refinement"]
-    assert all(row["cost"] == 0.0 and row["kind"] == "verify" for row in summaries)
+    assert all(row["cost"] == row["call_cost"] > 0 and row["kind"] == "verify"
+               for row in summaries)
     assert [row["charged_to"] for row in summaries] == [refinements[0]["attempt_id"],
                                                          refinements[2]["attempt_id"]]
     own = len(answer_text("7"))
-    assert refinements[0]["cost"] == own + summaries[0]["call_cost"]
-    assert refinements[1]["cost"] == own
+    assert [row["cost"] for row in refinements] == [own] * 4
+    reported = [event.cost for event in result.session.history
+                if isinstance(event, AttemptResult) and event.kind == "refine"]
+    assert reported == [own + summaries[0]["cost"], own, own + summaries[1]["cost"], own]
+    # What each refinement was conditioned on: the drafts, then round 1's refinements.
+    drafts = [row["attempt_id"] for row in rows if row["role"] == "sample"]
+    assert [json.loads(row["conditioned_on"]) for row in refinements] == [drafts] * 2 + [
+        [row["attempt_id"] for row in refinements[:2]]] * 2
+    assert [row["summary"] for row in refinements] == [
+        summaries[0]["attempt_id"]] * 2 + [summaries[1]["attempt_id"]] * 2
     assert result.session_cost == pytest.approx(sum(row["cost"] for row in rows))
     assert result.cost == pytest.approx(result.session_cost)
     assert result.answer == "7" and result.session.state.refines == 4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from policy_states import random_masks, random_states, stack
 
-from allocator.actions import STOP, mask_bits, sample_action, verify_action
+from allocator.actions import STOP, mask_bits, refine_action, sample_action, verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats
 from allocator.policies import POLICIES, Policy, available_policies, make_policy
@@ -42,6 +42,9 @@ BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
     "cascade": {"tau": [0.0, 1.2, "x"], "k": [0, 1.5], "arms": [(0, -1), (1, 1), [0]]},
     "router": {"threshold": [0.0, 2.0], "max_samples": [0], "prices": [(1.0, 0.0),
                (np.inf,), [1.0], "ab"], "price_weight": [-1.0, np.nan, "1", True]},
+    "rtv": {"n": [1, 0, 2.5, "8"], "arm": [-1]},
+    "pdr": {"drafts": [0, 1.5], "refinements": [-1, 2.5, "4"], "tournament": ["yes", 1],
+            "arm": [-1]},
 }
 
 #: "learned" needs an exported bundle: its contract is tested in tests/allocator/test_bundle.py.
@@ -103,8 +106,8 @@ def test_actions_are_int64_allowed_and_one_per_state(name: str, states) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_masked_sample_means_stop(name: str, states) -> None:
-    """Where it wanted to SAMPLE and no SAMPLE is allowed, a policy STOPs (a verifying
-    policy may VERIFY first; with VERIFY masked too it STOPs)."""
+    """Where it wanted to SAMPLE and no SAMPLE is allowed, a policy STOPs (a verifying or
+    refining policy may VERIFY or REFINE first; with those masked too it STOPs)."""
     samples = [sample_action(arm) for arm in range(ARMS)]
     for policy in instances(name):
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
@@ -114,8 +117,9 @@ def test_masked_sample_means_stop(name: str, states) -> None:
         no_sample = full.copy()
         no_sample[:, samples] = False
         after = mode(policy, states, no_sample)[wanted]
-        assert np.isin(after, (STOP, verify_action(ARMS))).all(), policy.describe()
-        no_sample[:, verify_action(ARMS)] = False
+        assert np.isin(after, (STOP, refine_action(ARMS), verify_action(ARMS))).all(), (
+            policy.describe())
+        no_sample[:, [refine_action(ARMS), verify_action(ARMS)]] = False
         assert (mode(policy, states, no_sample)[wanted] == STOP).all(), policy.describe()
 
 

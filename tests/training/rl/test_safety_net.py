@@ -194,8 +194,12 @@ def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None
     assert policy.describe() == decision.baseline.setting
     assert decision.baseline.accuracy >= decision.target_accuracy - decision.margin
     assert decision.baseline in decision.envelope
-    # Only the baselines that need verifier scores are skipped on this unscored log.
-    assert set(decision.skipped.values()) <= {"the log has no verifier scores"}
+    # Only the baselines that need verifier scores, tournaments or refinements are
+    # skipped on this unscored log.
+    from training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
+
+    assert set(decision.skipped.values()) <= {"the log has no verifier scores", NO_EVENTS,
+                                              NO_REFINEMENTS}
 
 
 TINY = TrainConfig(n_envs=64, n_steps=16, batch_size=512, n_orders=3, n_bootstrap=200,

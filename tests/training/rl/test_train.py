@@ -26,8 +26,10 @@ from training.rl.config import TrainConfig
 from training.rl.train import (
     TrainingMonitor,
     latest_checkpoint,
+    make_env,
     observation_normalization,
     policy_decisions,
+    replay_env,
     train_policy,
 )
 
@@ -96,7 +98,7 @@ def test_defaults_are_documented_and_sensible() -> None:
     TrainConfig(total_timesteps=1234, lambda_range=(0.0, 0.2), lambda_sampling="uniform",
                 net_arch=(32, 16, 8), activation="relu", learning_rate=3e-5,
                 eval_lambdas=(0.0, 0.05), arm="large", normalize_observations=False,
-                safety_net=False, validation_fraction=0.4),
+                safety_net=False, validation_fraction=0.4, verify_cost=2.5),
 ])
 def test_toml_round_trip(config: TrainConfig, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
@@ -137,6 +139,8 @@ def test_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
     ({"safety_net": 1}, "safety_net"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"validation_fraction": 0.0}, "validation_fraction"),
+    ({"verify_cost": -1.0}, "verify_cost"),
+    ({"verify_cost": "free"}, "verify_cost"),
 ])
 def test_invalid_values_name_the_parameter(changes: dict, parameter: str) -> None:
     with pytest.raises(ParameterError, match=repr(parameter)):
@@ -358,3 +362,15 @@ def test_checkpoint_code_never_unpickles(module: str) -> None:
     for word in ("import pickle", "torch.load", "PPO.load", ".load(checkpoint",
                  "allow_pickle=True", "import cloudpickle", "model.save("):
         assert word not in source, (module, word)
+
+
+@pytest.mark.parametrize("verify_cost", [None, 0.0, 3.5])
+def test_the_training_env_prices_verify_as_configured(log: AttemptLog,
+                                                      verify_cost: float | None) -> None:
+    from envs.pools import log_verify_cost
+
+    config = dataclasses.replace(SMALL, verify_cost=verify_cost, n_envs=2)
+    env = replay_env(make_env(log, queries=np.arange(log.n_queries), prior=None,
+                              config=config))
+    expected = log_verify_cost(log) if verify_cost is None else verify_cost
+    assert env.settings.verify_cost == expected
