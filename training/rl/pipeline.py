@@ -148,6 +148,14 @@ def _fit_queries(train: np.ndarray, config: TrainConfig, calibrating: bool
     return validation_split(train, config.seed, config.validation_fraction)
 
 
+def _verify_cost(log: AttemptLog, config: TrainConfig) -> float:
+    """The verifier's cost per candidate the policy trains with (``verify_cost``, else
+    the log's): the safety net and the calibration replay with it too."""
+    from envs.pools import log_verify_cost
+
+    return log_verify_cost(log) if config.verify_cost is None else float(config.verify_cost)
+
+
 def _selector(validation: np.ndarray, prior: np.ndarray, config: TrainConfig,
               monitor: Any) -> Any:
     """The validation model selection (:mod:`training.rl.selection`), or None (no
@@ -175,7 +183,8 @@ def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.n
         "validation queries")
     decision, policy = compare_on_validation(
         log, fit, validation, prior, str(bundle), config.evaluation_lambdas(),
-        n_orders=config.n_orders, seed=config.seed, progress=say)
+        n_orders=config.n_orders, seed=config.seed, verify_cost=_verify_cost(log, config),
+        progress=say)
     say(decision.reason)
     learned = bundle.parent / LEARNED_BUNDLE_DIR
     if decision.exported == "learned":
@@ -448,10 +457,11 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
         warnings.simplefilter("always")
         if goal == "accuracy":
             lam = calibrate_to_accuracy(bundle, log, validation, prior=prior,
-                                        seed=config.seed)
+                                        seed=config.seed,
+                                        verify_cost=_verify_cost(log, config))
         else:
             lam = calibrate(bundle, log, validation, float(goal), prior=prior,
-                            seed=config.seed)
+                            seed=config.seed, verify_cost=_verify_cost(log, config))
     manifest = read_bundle(bundle).manifest
     calibration = manifest["calibration"]
     return {"lambda": lam, "mean_cost": manifest["calibrated_mean_cost"],

@@ -330,6 +330,7 @@ def _baseline_candidates(context: Any, evaluator: Any, progress: Callable[[str],
 def compare_on_validation(
     log: AttemptLog, fit: np.ndarray, validation: np.ndarray, prior: np.ndarray,
     learned_bundle: str, lambdas: Sequence[float], *, n_orders: int, seed: int,
+    verify_cost: float = 0.0,
     progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[SafetyNetDecision, Policy]:
     """Replay the learned policy and every baseline on the validation queries; decide.
@@ -344,6 +345,8 @@ def compare_on_validation(
         lambdas: the prices the learned policy is replayed at.
         n_orders: seeded orders per validation query.
         seed: the run's seed.
+        verify_cost: the verifier's cost per candidate (log units), as the policy was
+            trained with: every replay, the baselines' settings included, pays it.
         progress: called with a short message per step.
 
     Returns:
@@ -356,11 +359,13 @@ def compare_on_validation(
     from training.evaluation.replay import ReplayEvaluator
 
     pools = ReplayPools.from_log(log)
-    context = BaselineContext(pools, np.asarray(fit), prior, n_orders=n_orders, seed=seed)
+    context = BaselineContext(pools, np.asarray(fit), prior, n_orders=n_orders, seed=seed,
+                              verify_cost=verify_cost)
 
     def replay(lam: float = 0.0) -> ReplayEvaluator:
         return ReplayEvaluator(pools, validation, n_orders=n_orders,
-                               seed=seed + ORDER_SEED_OFFSET, lambda_=lam, prior=prior)
+                               seed=seed + ORDER_SEED_OFFSET, lambda_=lam, prior=prior,
+                               verify_cost=verify_cost)
 
     baselines, skipped = _baseline_candidates(context, replay(), progress)
     progress("validation: the learned policy")

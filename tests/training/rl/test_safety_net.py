@@ -202,6 +202,42 @@ def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None
                                               NO_REFINEMENTS}
 
 
+def verify_everything_bundle(path: Path, arms: tuple[str, ...]) -> Path:
+    """A real bundle whose network prefers VERIFY, then sampling the first arm, then STOP:
+    it verifies every sample it draws."""
+    from allocator.actions import verify_action
+
+    width, actions = n_features(len(arms)), n_actions(len(arms))
+    bias = np.zeros(actions, np.float32)
+    bias[verify_action(len(arms))], bias[1], bias[0] = 3.0, 2.0, 1.0
+    weights = {"action_net.weight": np.zeros((actions, width), np.float32),
+               "action_net.bias": bias}
+    network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
+                                          "bias": "action_net.bias",
+                                          "shape": [actions, width], "activation": None}]}
+    return write_bundle(path, weights=weights, manifest={
+        "arms": list(arms), "lambda_range": [0.001, 0.3], "cost_unit": 1.0,
+        "network": network, "normalization": None, "run_id": None,
+        "log_fingerprint": "x"})
+
+
+def test_every_validation_replay_pays_the_verify_cost(tmp_path: Path) -> None:
+    """VERIFY costs in the safety net what it costs in training: a policy that verifies
+    each of its samples pays the price once per sample (at least one per query)."""
+    log = generate(SyntheticConfig(n_queries=60, with_scores=True), seed=1)
+    bundle = verify_everything_bundle(tmp_path / "bundle", log.arms)
+    fit, validation = validation_split(np.arange(40), seed=0, fraction=0.25)
+    prior = np.full((log.n_queries, len(log.arms)), 0.5)
+
+    def learned_cost(verify_cost: float) -> float:
+        decision, _ = compare_on_validation(log, fit, validation, prior, str(bundle),
+                                            (0.001,), n_orders=2, seed=0,
+                                            verify_cost=verify_cost)
+        return decision.learned[0].mean_cost
+
+    assert learned_cost(5.0) >= learned_cost(0.0) + 5.0
+
+
 TINY = TrainConfig(n_envs=64, n_steps=16, batch_size=512, n_orders=3, n_bootstrap=200,
                    checkpoint_every=2048, eval_lambdas=(0.001, 0.01, 0.1),
                    total_timesteps=4096)
