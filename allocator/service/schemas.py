@@ -313,8 +313,10 @@ class ReloadStatus(_Response):
 
 class HealthResponse(_Response):
     status: Literal["ok"]
-    model: ModelInfo
-    reload: ReloadStatus
+    model: ModelInfo | None = Field(None, description="the served bundle: only with the "
+                                    "token (or on a server started without one)")
+    reload: ReloadStatus | None = Field(None, description="the reloads: only with the "
+                                        "token (or on a server started without one)")
 
 
 class ReloadRequest(_Request):
@@ -338,8 +340,9 @@ class FieldProblem(_Response):
 class ErrorBody(_Response):
     """Every 4xx/5xx answer of the service."""
 
-    error: str = Field(description="a stable code: invalid_request, invalid_parameter, "
-                                   "unauthorized, payload_too_large, reload_failed, ...")
+    error: str = Field(description="a stable code: invalid_request (422: an invalid "
+                                   "value), unauthorized, payload_too_large, "
+                                   "reload_failed, ...")
     message: str
     fields: list[FieldProblem] = Field(default_factory=list)
     serving: ModelInfo | None = None
