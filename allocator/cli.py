@@ -325,6 +325,11 @@ def train(
         "--no-safety-net", help="Always export the learned policy (trained on every "
                                 "training query), even where a baseline beats it on "
                                 "validation queries.")] = False,
+    no_predictor: Annotated[bool, typer.Option(
+        "--no-predictor", help="Train without the difficulty predictor: every query's "
+                               "prior is a constant (0.5 per arm), the bundle holds no "
+                               "predictor and says so. For logs too small to cross-fit "
+                               "it.")] = False,
 ) -> None:
     """Train the learned allocator, export and calibrate its bundle, and evaluate it
     against every baseline on held-out queries.
@@ -339,7 +344,7 @@ def train(
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
                   alias=alias, calibrate=calibrate, target_cost=target_cost,
-                  no_safety_net=no_safety_net)
+                  no_safety_net=no_safety_net, predictor=not no_predictor)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -28,6 +28,7 @@ def run_train(
     calibrate: bool = True,
     target_cost: float | None = None,
     no_safety_net: bool = False,
+    predictor: bool = True,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -47,6 +48,8 @@ def run_train(
             majority-of-all accuracy.
         no_safety_net: always export the learned policy, trained on every training query
             (overrides the config's ``safety_net``).
+        predictor: fit the difficulty predictor; False: a constant prior, for logs too
+            small to cross-fit it (see :func:`training.rl.pipeline.run_training`).
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
@@ -65,7 +68,8 @@ def run_train(
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
                            resume=resume, register=register, alias=alias,
-                           calibrate=calibrate, target_cost=target_cost)
+                           calibrate=calibrate, target_cost=target_cost,
+                           predictor=predictor)
     console = stderr_console()
     if as_json:
         json.dump(json_safe(summary), sys.stdout, indent=2, allow_nan=False)
