@@ -258,3 +258,28 @@ def test_the_public_api() -> None:
     assert sorted(allocator.service.__all__) == [
         "API_PREFIX", "BackgroundServer", "INSTALL_HINT", "OracleHolder", "ReloadOutcome",
         "Served", "create_app", "run_server"]
+
+
+#: The request bodies (issue 14, item 19: their fields were documented only in code).
+REQUEST_BODIES = ["DecideRequest", "AttemptEvent", "VerifyEvent", "BudgetRequest",
+                  "AllocateRequest", "ReloadRequest"]
+
+
+@pytest.mark.parametrize("name", REQUEST_BODIES)
+def test_every_request_field_is_described(scripted_server: BackgroundServer,
+                                          name: str) -> None:
+    """In the OpenAPI schema (what /docs shows) and in the README's field table."""
+    schema = httpx.get(f"{scripted_server.url}/openapi.json").json()
+    properties = schema["components"]["schemas"][name]["properties"]
+    undescribed = [field for field, spec in properties.items() if not spec.get("description")]
+    assert not undescribed, f"{name}: {undescribed}"
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("<!-- request-fields -->"):
+                   readme.index("<!-- /request-fields -->")]
+    rows = {cell.strip().strip("`"): line.split("|")[2]
+            for line in table.splitlines() if line.startswith("| `")
+            for cell in line.split("|")[1].split(",")}
+    body = name.removesuffix("Request").removesuffix("Event").lower()
+    for key in properties:
+        assert key in rows, f"README's request-field table lacks {name}.{key}"
+        assert body in rows[key], f"README: {key} is not marked as in {body}"
