@@ -114,3 +114,12 @@ def test_train_without_the_predictor(tmp_path: Path, monkeypatch) -> None:
     np.testing.assert_array_equal(oracle.prior_for("What is 2 + 2?"), expected)
     assert summary["training"]["prior"] == "constant"
     assert not (tmp_path / "mlflow.db").exists()  # MLflow only with --mlflow
+
+
+def test_mlflow_is_opt_in_in_python_too() -> None:
+    """``run_training``'s default matches the command line's (issue 14, item 19)."""
+    import inspect
+
+    from training.rl.pipeline import run_training
+
+    assert inspect.signature(run_training).parameters["mlflow"].default is False

@@ -369,7 +369,7 @@ def run_training(
     run_dir: str | Path,
     config: TrainConfig | None = None,
     *,
-    mlflow: bool = True,
+    mlflow: bool = False,
     progress: bool = True,
     resume: bool = False,
     tracking_uri: str | None = None,
@@ -387,7 +387,8 @@ def run_training(
         run_dir: the run's folder (created): ``bundle/``, ``checkpoints/``,
             ``report.json``, ``pareto.png``, ``cost_distribution.png``, ``config.toml``.
         config: the training settings (defaults if None).
-        mlflow: log the run to MLflow.
+        mlflow: log the run to MLflow (off by default, as on the command line: nothing
+            is written to MLflow, and no ``mlflow.db``, unless asked).
         progress: print the steps and a training progress bar on stderr.
         resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
             split and the predictor are recomputed: they are deterministic).
