@@ -47,6 +47,7 @@ def run_evaluate(
     from training.evaluation.plots import plot_cost_distribution, plot_pareto
     from training.evaluation.report import (
         headline_table,
+        legend_lines,
         notes_lines,
         report_table,
         write_report,
@@ -84,6 +85,8 @@ def run_evaluate(
     else:
         console.print(report_table(report))
         console.print(headline_table(report))
+        for line in legend_lines():
+            console.print(f"[dim]{line}[/dim]", highlight=False)
     for line in notes_lines(report):  # skipped baselines (and why), oracle fallbacks
         console.print(line)
     difficulty_metrics = report.extra.get("difficulty", {}).get("pooled")

@@ -55,7 +55,12 @@ def run_train(
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
     """
     from allocator.console import stderr_console
-    from training.evaluation.report import headline_table, json_safe, report_table
+    from training.evaluation.report import (
+        headline_table,
+        json_safe,
+        legend_lines,
+        report_table,
+    )
     from training.rl.config import TrainConfig
     from training.rl.pipeline import run_training
 
@@ -77,6 +82,8 @@ def run_train(
     else:
         console.print(report_table(summary["report"]))
         console.print(headline_table(summary["report"]))
+        for line in legend_lines():
+            console.print(f"[dim]{line}[/dim]", highlight=False)
     if summary["safety_net"] is not None:
         console.print(f"safety net: {summary['safety_net']['reason']}")
     training = summary["training"]
