@@ -106,7 +106,7 @@ def write_my_runs(path: Path) -> Path:
     """A SIMULATED log in the README's ingest column names, as JSON Lines."""
     from allocator.logs.synthetic import SyntheticConfig, generate
 
-    log = generate(SyntheticConfig(n_queries=40), seed=3)
+    log = generate(SyntheticConfig(n_queries=20), seed=3)  # the predictor needs 17
     with path.open("w", encoding="utf-8") as out:
         for row in range(log.n_attempts):
             query = int(np.searchsorted(log.offsets, row, side="right") - 1)
@@ -126,10 +126,10 @@ def write_decisions(path: Path) -> Path:
     from allocator.policies import make_policy
     from training.evaluation.decision_log import record_decisions, write_decisions
 
-    log = generate(SyntheticConfig(n_queries=60), seed=4)
+    log = generate(SyntheticConfig(n_queries=30), seed=4)
     logging = make_policy("epsilon-greedy", base=make_policy("adaptive-consistency"),
                           epsilon=0.2)
-    return write_decisions(record_decisions(log, logging, episodes=300, seed=0,
+    return write_decisions(record_decisions(log, logging, episodes=120, seed=0,
                                             lambda_=0.01), path)
 
 
@@ -142,9 +142,10 @@ def prepare(folder: Path) -> dict[str, str]:
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     allocator = [str(folder / ".venv" / "bin" / "allocator")]
-    for command in (["synth", "-o", "train-log.parquet", "--queries", "40"],
+    for command in (["synth", "-o", "train-log.parquet", "--queries", "20"],
                     ["train", "train-log.parquet", "-o", "runs/first", "--config",
-                     "tiny.toml", "--timesteps", "1024", "--no-safety-net"]):
+                     "tiny.toml", "--timesteps", "512", "--no-safety-net",
+                     "--no-calibrate"]):
         (folder / "tiny.toml").write_text(TINY)
         subprocess.run(allocator + command, cwd=folder, env=env, check=True,
                        capture_output=True, timeout=300)
