@@ -50,7 +50,7 @@ policy was trained on (the manifest's ``max_pool``; bundles without it:
 saw. ``max_samples`` (most attempts in all) replaces these default caps;
 ``max_samples_per_arm`` sets an arm's cap. :meth:`BudgetOracle.defaults` lists every
 default and where it came from (``allocator inspect BUNDLE`` prints it,
-``GET /v1/health`` returns it).
+``GET /v1/health`` returns it to a caller with the token).
 
 Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
 learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
