@@ -402,6 +402,14 @@ class LearnedPolicy(Policy):
         policy._load()
         return policy
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The path only, as before loading: a copy in another process (a worker, a
+        Ray task) reads and verifies the bundle once on its first use there."""
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "path", state["path"])
+
     def _load(self) -> _Loaded:
         """What this policy decides with: read and verified once, then kept."""
         loaded = self.__dict__.get("_loaded")

@@ -404,6 +404,19 @@ def test_learned_policy_keeps_what_it_loaded(learned: ModuleType, bundle_path: P
     assert (before != after).any()
 
 
+def test_a_learned_policy_pickles_as_its_path(learned: ModuleType,
+                                              bundle_path: Path) -> None:
+    """A loaded policy travels to another process as its path (its verified bundle holds
+    read-only mappings) and decides the same there."""
+    import pickle
+
+    policy = learned.LearnedPolicy.from_bundle(bundle_path)
+    copy = pickle.loads(pickle.dumps(policy))
+    assert copy == policy and "_loaded" not in copy.__dict__
+    states, mask = random_states(5, 50)
+    np.testing.assert_array_equal(copy.act(states, mask), policy.act(states, mask))
+
+
 def test_learned_policy_refuses_other_arms_and_bad_masks(learned: ModuleType,
                                                          bundle_path: Path) -> None:
     policy = learned.LearnedPolicy.from_bundle(bundle_path)
