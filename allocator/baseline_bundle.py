@@ -203,9 +203,10 @@ def baseline_policy(bundle: Bundle) -> Policy:
 
 def bundle_policy(bundle: Bundle) -> Policy:
     """The policy that decides for a verified bundle: the learned network's
-    (:class:`~allocator.learned.LearnedPolicy`) or the baseline's."""
+    (:class:`~allocator.learned.LearnedPolicy`, built from this bundle, not read again) or
+    the baseline's."""
     if bundle.policy_kind == "baseline":
         return baseline_policy(bundle)
     from allocator.learned import LearnedPolicy
 
-    return LearnedPolicy.from_bundle(bundle.path)
+    return LearnedPolicy.from_bundle(bundle)

@@ -330,6 +330,11 @@ def train(
              "verdict, in the log's cost units (default: the mean cost of the log's "
              "verdicts, 0 without any; verdicts and judge votes cost what the log says).",
         min=0.0)] = None,
+    no_predictor: Annotated[bool, typer.Option(
+        "--no-predictor", help="Train without the difficulty predictor: every query's "
+                               "prior is a constant (0.5 per arm), the bundle holds no "
+                               "predictor and says so. For logs too small to cross-fit "
+                               "it.")] = False,
 ) -> None:
     """Train the learned allocator, export and calibrate its bundle, and evaluate it
     against every baseline on held-out queries.
@@ -344,7 +349,8 @@ def train(
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
                   alias=alias, calibrate=calibrate, target_cost=target_cost,
-                  no_safety_net=no_safety_net, verify_cost=verify_cost)
+                  no_safety_net=no_safety_net, verify_cost=verify_cost,
+                  predictor=not no_predictor)
     except AllocatorError as error:
         raise _fail(error) from None
 

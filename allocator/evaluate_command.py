@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from allocator.errors import AllocatorError
+
 __all__ = ["run_evaluate"]
 
 
@@ -36,10 +38,16 @@ def run_evaluate(
 
     from allocator.console import stderr_console
     from allocator.logs import read_log
-    from training.evaluation.evaluate import DEFAULT_POLICIES, EvaluationConfig, evaluate
+    from training.evaluation.evaluate import (
+        DEFAULT_POLICIES,
+        EvaluationConfig,
+        LogTooSmallError,
+        evaluate,
+    )
     from training.evaluation.plots import plot_cost_distribution, plot_pareto
     from training.evaluation.report import (
         headline_table,
+        legend_lines,
         notes_lines,
         report_table,
         write_report,
@@ -56,8 +64,11 @@ def run_evaluate(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
-        report, results = evaluate(
-            log, config, progress=lambda message: bar.update(task, description=message))
+        try:
+            report, results = evaluate(
+                log, config, progress=lambda message: bar.update(task, description=message))
+        except LogTooSmallError as error:  # name the file the user gave
+            raise AllocatorError(error.message(str(log_path))) from None
     output.mkdir(parents=True, exist_ok=True)
     path = write_report(report, output)
     plot_pareto(report, output / "pareto.png")
@@ -74,6 +85,8 @@ def run_evaluate(
     else:
         console.print(report_table(report))
         console.print(headline_table(report))
+        for line in legend_lines():
+            console.print(f"[dim]{line}[/dim]", highlight=False)
     for line in notes_lines(report):  # skipped baselines (and why), oracle fallbacks
         console.print(line)
     difficulty_metrics = report.extra.get("difficulty", {}).get("pooled")

@@ -22,9 +22,10 @@ replayed states, with the environment's masks and with random ones.
 :class:`LearnedPolicy` is the registered policy ``"learned"``: ``act`` featurizes the
 states with :func:`allocator.featurizer.featurize` (the featurizer the environment
 trained on; :func:`allocator.bundle.read_bundle` refuses a bundle made for another
-feature list) and takes the masked arg max. Its only field is the bundle path; the
-verified network is loaded on first use and cached per path (reloaded if the bundle's
-manifest changes on disk), so the policy stays a small hashable dataclass.
+feature list) and takes the masked arg max. Its only field is the bundle path, so the
+policy stays a small hashable dataclass; the verified bundle and its network are read once
+(on first use) and kept by the instance: a loaded policy never changes, whatever happens
+to the files on disk (load again to serve a rewritten bundle).
 
 The runtime's single-state path. A session's decision is one observation and one mask:
 there numpy's fixed cost per call (about twenty calls of half a microsecond) would be most
@@ -41,11 +42,9 @@ no torch, no stable-baselines3, no pickle.
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from allocator.actions import mask_bits, mask_of_bits, n_actions
-from allocator.bundle import MANIFEST_FILE, Bundle, read_bundle
+from allocator.bundle import Bundle, read_bundle
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, featurize
 from allocator.policies.base import Policy
@@ -329,52 +328,26 @@ class MLPPolicyNetwork:
 # ------------------------------------------------------------------ the policy
 @dataclass(frozen=True, eq=False)
 class _Loaded:
-    """A verified bundle, its network, the manifest signature it was read with, and when
-    that signature was last checked (``time.monotonic``)."""
+    """A verified bundle and its network, as read once."""
 
     bundle: Bundle
     network: MLPPolicyNetwork
-    signature: tuple[int, int, int]
-    checked: float = 0.0
 
 
-_CACHE: dict[str, _Loaded] = {}
-_CACHE_LOCK = threading.Lock()
-#: Seconds between two checks that a cached bundle was not rewritten on disk: a decision
-#: then costs no ``stat`` call, and a rewritten bundle is picked up within this delay.
-RECHECK_SECONDS = 1.0
+_LOAD_LOCK = threading.Lock()
 
 
-def _signature(path: str) -> tuple[int, int, int]:
-    """(inode, size, mtime) of the bundle's manifest: changes when the bundle is rewritten."""
-    try:
-        stat = os.stat(os.path.join(path, MANIFEST_FILE))
-    except OSError:
-        return (-1, -1, -1)
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+def _loaded_from(bundle: Bundle) -> _Loaded:
+    """The network of a verified learned bundle.
 
-
-def _load(path: str) -> _Loaded:
-    """The cached verified network of the bundle at ``path`` (verified again if rewritten;
-    the disk is looked at most once per :data:`RECHECK_SECONDS`)."""
-    key = os.path.abspath(path) if not os.path.isabs(path) else path
-    loaded = _CACHE.get(key)
-    now = time.monotonic()
-    if loaded is not None and now - loaded.checked < RECHECK_SECONDS:
-        return loaded
-    signature = _signature(key)
-    if loaded is not None and loaded.signature == signature:
-        _CACHE[key] = dataclasses.replace(loaded, checked=now)
-        return _CACHE[key]
-    with _CACHE_LOCK:
-        bundle = read_bundle(key)
-        if bundle.policy_kind != "network":
-            raise BundleError(f"holds a {bundle.policy_kind} policy, not a learned network "
-                              "(LearnedPolicy); load it with allocator.load(path), which "
-                              "serves either kind.", path=key)
-        loaded = _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle), signature, now)
-        _CACHE[key] = loaded
-    return loaded
+    Raises:
+        BundleError: the bundle holds a baseline, not a learned network.
+    """
+    if bundle.policy_kind != "network":
+        raise BundleError(f"holds a {bundle.policy_kind} policy, not a learned network "
+                          "(LearnedPolicy); load it with allocator.load(path), which "
+                          "serves either kind.", path=bundle.path)
+    return _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle))
 
 
 @register_policy
@@ -390,7 +363,9 @@ class LearnedPolicy(Policy):
 
     Args:
         path: the bundle directory (see :mod:`allocator.bundle`). The bundle is read and
-            verified on first use and cached per path.
+            verified once, on first use (or by :meth:`from_bundle`), and this policy keeps
+            what it read: a bundle rewritten on disk afterwards changes nothing here (load
+            it again for the new one; the HTTP service's reload does).
 
     Example:
         >>> policy = LearnedPolicy.from_bundle("runs/demo/bundle")  # doctest: +SKIP
@@ -411,25 +386,50 @@ class LearnedPolicy(Policy):
                                  "the path of an exported bundle directory", self.path)
 
     @classmethod
-    def from_bundle(cls, path: str | Path) -> LearnedPolicy:
-        """The policy of the bundle at ``path``, read and verified now.
+    def from_bundle(cls, path: str | Path | Bundle) -> LearnedPolicy:
+        """The policy of the bundle at ``path``, read and verified now (or of a bundle
+        already verified by :func:`allocator.bundle.read_bundle`, used as it is).
 
         Raises:
-            BundleError: the bundle is refused (see :func:`allocator.bundle.read_bundle`).
+            BundleError: the bundle is refused (see :func:`allocator.bundle.read_bundle`),
+                or it holds a baseline.
         """
+        if isinstance(path, Bundle):
+            policy = cls(os.fspath(path.path))
+            object.__setattr__(policy, "_loaded", _loaded_from(path))
+            return policy
         policy = cls(os.fspath(path))
-        _load(policy.path)
+        policy._load()
         return policy
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The path only, as before loading: a copy in another process (a worker, a
+        Ray task) reads and verifies the bundle once on its first use there."""
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "path", state["path"])
+
+    def _load(self) -> _Loaded:
+        """What this policy decides with: read and verified once, then kept."""
+        loaded = self.__dict__.get("_loaded")
+        if loaded is None:
+            with _LOAD_LOCK:
+                loaded = self.__dict__.get("_loaded")
+                if loaded is None:
+                    loaded = _loaded_from(read_bundle(self.path))
+                    object.__setattr__(self, "_loaded", loaded)
+        return loaded
 
     @property
     def bundle(self) -> Bundle:
-        """The verified bundle (read on first use)."""
-        return _load(self.path).bundle
+        """The verified bundle (read on first use, then kept)."""
+        return self._load().bundle
 
     @property
     def network(self) -> MLPPolicyNetwork:
-        """The numpy network (built on first use)."""
-        return _load(self.path).network
+        """The numpy network (built on first use, then kept)."""
+        return self._load().network
 
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         """The masked arg max of the network's logits on the featurized states.
@@ -447,7 +447,7 @@ class LearnedPolicy(Policy):
     def act_one(self, state: QueryState, mask: np.ndarray) -> int:
         """The decision on one query's state: :meth:`act`'s, with the scalar featurizer
         (:meth:`QueryState.features`) and :meth:`MLPPolicyNetwork.act_one`."""
-        loaded = _load(self.path)
+        loaded = self._load()
         if state.n_arms != len(loaded.bundle.arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
                                  f"a state over the bundle's {len(loaded.bundle.arms)} arms "
@@ -457,14 +457,14 @@ class LearnedPolicy(Policy):
     def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
         """A session's decisions: :meth:`act_one`'s, on the network loaded now.
 
-        The session keeps this network to its end (a bundle rewritten on disk meanwhile
-        serves the next sessions), and decides with :meth:`MLPPolicyNetwork.decide` on
-        :meth:`QueryState.feature_values`: no array is built per decision.
+        The policy keeps its network (see the class), and the session decides with
+        :meth:`MLPPolicyNetwork.decide` on :meth:`QueryState.feature_values`: no array is
+        built per decision.
 
         Raises:
             ParameterError: ``n_arms`` is not the bundle's number of arms.
         """
-        loaded = _load(self.path)
+        loaded = self._load()
         if n_arms != len(loaded.bundle.arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "n_arms",
                                  f"the bundle's {len(loaded.bundle.arms)} arms "
@@ -482,7 +482,7 @@ class LearnedPolicy(Policy):
         return network.probabilities(featurize(state), self._mask(state, mask))
 
     def _network_for(self, state: StateBatch) -> MLPPolicyNetwork:
-        loaded = _load(self.path)
+        loaded = self._load()
         arms = np.shape(state.samples)[1]
         if arms != len(loaded.bundle.arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "state",

@@ -36,7 +36,10 @@ column               meaning
 
 Mappings and lists may also be given as JSON text (what a CSV or a form carries). Over
 HTTP (``mlflow models serve``), send ``{"dataframe_records": [request, ...]}`` or
-``{"inputs": [request, ...]}``. The
+``{"inputs": [request, ...]}``. An invalid request (an unknown column, ``samples`` that is
+not ``{arm: count >= 0}`` over the bundle's arms, more votes than attempts, ``lambda``
+outside the bundle's range...) is refused with MLflow's ``INVALID_PARAMETER_VALUE`` (HTTP
+400) and a message naming the request and the field, never a stack trace. The
 policy's features depend on these counts only (not on the order of the attempts), so the
 state rebuilt here is the one a :class:`~allocator.session.Session` that observed the
 attempts one by one holds (the verified attempts first, then the others).
@@ -86,6 +89,61 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class RequestError(ValueError):
+    """One request field is invalid.
+
+    Args:
+        field: the request column at fault.
+        problem: what is wrong and what is expected.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"field {field!r}: {problem}")
+
+
+def _counts(field: str, value: Any, keys: tuple[str, ...] | None) -> dict[str, int]:
+    """``{key: count >= 0}`` (keys among ``keys`` when given), from a mapping or JSON."""
+    expected = ("a mapping {arm: count} over the bundle's arms " + str(list(keys))
+                if keys is not None else "a mapping {answer: count}")
+    try:
+        value = _json(value)
+    except json.JSONDecodeError:
+        raise RequestError(field, f"must be {expected}, got text that is not JSON "
+                                  f"{str(value)[:60]!r}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RequestError(field, f"must be {expected}, got {value!r:.60}")
+    counts = {}
+    for key, count in value.items():
+        if keys is not None and str(key) not in keys:
+            raise RequestError(field, f"must be {expected}: {key!r} is not an arm")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise RequestError(field, f"must be {expected} with integer counts >= 0, got "
+                                      f"{key!r}: {count!r:.30}")
+        counts[str(key)] = int(count)
+    return counts
+
+
+def _number(field: str, value: Any, *, integer: bool = False) -> float | int | None:
+    """A number >= 0 (an integer when asked), or None when missing."""
+    if value is None:
+        return None
+    kind = "an integer >= 0" if integer else "a number >= 0"
+    ok = (not isinstance(value, bool) and isinstance(value, int | float)
+          and (value == int(value) if integer and math.isfinite(value) else True)
+          and math.isfinite(value) and value >= 0)
+    if not ok:
+        raise RequestError(field, f"must be {kind}, got {value!r:.60}")
+    return int(value) if integer else float(value)
+
+
+#: The request field of each oracle parameter (for the oracle's own refusals).
+_FIELDS = {"lambda_": "lambda", "prior": "prior", "max_samples": "max_samples",
+           "query": "query", "metadata": "query"}
+
+
 def _rows(model_input: Any) -> list[dict[str, Any]]:
     """The requests as dicts: a DataFrame's records, a list of dicts, or one dict."""
     if hasattr(model_input, "to_dict"):  # a pandas DataFrame
@@ -109,43 +167,71 @@ class AllocatorModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
-        actions = [self.decide(row) for row in _rows(model_input)]
+        actions = [self._decide_or_refuse(number, row)
+                   for number, row in enumerate(_rows(model_input))]
         return pd.DataFrame({"kind": [a.kind for a in actions],
                              # object: None (JSON null) for non-sample actions, not NaN
                              "arm": pd.Series([a.arm for a in actions], dtype=object),
                              "index": [a.index for a in actions]})
 
+    def _decide_or_refuse(self, number: int, row: Mapping[str, Any]) -> Any:
+        """:meth:`decide`, its refusals as MLflow's INVALID_PARAMETER_VALUE (HTTP 400)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from allocator.errors import ParameterError
+
+        try:
+            return self.decide(row)
+        except RequestError as error:
+            message = str(error)
+        except ParameterError as error:
+            field = _FIELDS.get(error.parameter, error.parameter)
+            message = f"field {field!r}: {error}"
+        raise MlflowException(f"request {number}: {message} (see the request columns in "
+                              "allocator/mlflow_model.py or the README)",
+                              error_code=INVALID_PARAMETER_VALUE)
+
     def decide(self, row: Mapping[str, Any]) -> Any:
-        """The next :class:`~allocator.session.Action` of one request."""
+        """The next :class:`~allocator.session.Action` of one request.
+
+        Raises:
+            RequestError: a field is invalid (named).
+            ParameterError: the oracle refuses a value (lambda outside its range...).
+        """
         from allocator.session import AttemptResult
 
+        unknown = sorted(set(row) - set(REQUEST_COLUMNS))
+        if unknown:
+            raise RequestError(unknown[0], f"is not a request column; the columns are "
+                                           f"{list(REQUEST_COLUMNS)}")
         get = {key: (None if _missing(value) else value) for key, value in row.items()}.get
         oracle = self.oracle
-        prior = _json(get("prior"))
-        if isinstance(prior, Mapping):
-            prior = [float(prior[arm]) for arm in oracle.arms]
-        max_samples = get("max_samples")
+        prior = _prior(get("prior"), oracle.arms)
+        lam = get("lambda")
+        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, int | float)):
+            raise RequestError("lambda", f"must be a number, got {lam!r:.60}")
+        max_samples = _number("max_samples", get("max_samples"), integer=True)
         session = oracle.session(
-            get("query"), lambda_=None if get("lambda") is None else float(get("lambda")),
-            prior=prior, max_samples=None if max_samples is None else int(max_samples),
+            get("query"), lambda_=None if lam is None else float(lam),
+            prior=prior, max_samples=max_samples,
             supports_refine=bool(get("supports_refine") or False),
             supports_verify=bool(get("supports_verify") or False))
-        samples = {str(arm): int(n) for arm, n in (_json(get("samples")) or {}).items()}
-        refines = int(get("refines") or 0)
-        answers = [answer for answer, count in (_json(get("votes")) or {}).items()
-                   for _ in range(int(count))]
+        samples = _counts("samples", get("samples"), oracle.arms)
+        refines = _number("refines", get("refines"), integer=True) or 0
+        answers = [answer for answer, count in _counts("votes", get("votes"), None).items()
+                   for _ in range(count)]
         drawn = sum(samples.values()) + refines
         if len(answers) > drawn:
-            raise ValueError(f"votes ({len(answers)}) exceed the attempts drawn ({drawn}: "
-                             "samples + refines)")
+            raise RequestError("votes", f"counts {len(answers)} answers, more than the "
+                                        f"attempts drawn ({drawn}: samples + refines)")
         answers += [None] * (drawn - len(answers))
         kinds = [("sample", arm) for arm, n in samples.items() for _ in range(n)]
         kinds += [("refine", None)] * refines
-        cost = float(get("cost_spent") or 0.0)
+        cost = _number("cost_spent", get("cost_spent")) or 0.0
         if drawn == 0 and cost:
-            raise ValueError("cost_spent without any attempt drawn")
-        verified = {str(answer): float(score)
-                    for answer, score in (_json(get("verified")) or {}).items()}
+            raise RequestError("cost_spent", "must be 0 when no attempt was drawn")
+        verified = _verified(get("verified"))
         attempts = _verified_first(list(zip(kinds, answers, strict=True)), verified)
         scores = {}
         for position, ((kind, arm), answer) in enumerate(attempts):
@@ -164,18 +250,55 @@ def _verified_first(attempts: list[tuple[tuple[str, Any], Any]], verified: Mappi
     ``verified`` names them), then the others.
 
     Raises:
-        ValueError: ``verified`` names an answer no attempt gave.
+        RequestError: ``verified`` names an answer no attempt gave.
     """
     first, rest = [], list(attempts)
     for answer in verified:
         match = next((item for item in rest if item[1] is not None and str(item[1]) == answer),
                      None)
         if match is None:
-            raise ValueError(f"verified names the answer {answer!r}, which no attempt gave "
-                             "(list it in votes too)")
+            raise RequestError("verified", f"names the answer {answer!r}, which no attempt "
+                                           "gave (list it in votes too)")
         rest.remove(match)
         first.append(match)
     return first + rest
+
+
+def _verified(value: Any) -> dict[str, float]:
+    """The request's ``{answer: verifier score}`` (empty when missing)."""
+    try:
+        value = _json(value)
+    except json.JSONDecodeError:
+        raise RequestError("verified", "must be a mapping {answer: score}, got text that is "
+                                       f"not JSON {str(value)[:60]!r}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            for v in value.values()):
+        raise RequestError("verified", f"must be a mapping {{answer: score}} with finite "
+                                       f"scores, got {value!r:.60}")
+    return {str(answer): float(score) for answer, score in value.items()}
+
+
+def _prior(value: Any, arms: tuple[str, ...]) -> list[float] | None:
+    """The request's prior as a list in the bundle's arm order (None: not given)."""
+    try:
+        value = _json(value)
+    except json.JSONDecodeError:
+        value = str(value)
+    if value is None:
+        return None
+    expected = f"a list of {len(arms)} numbers in the arm order {list(arms)}, or {{arm: p}}"
+    if isinstance(value, Mapping):
+        if set(map(str, value)) != set(arms):
+            raise RequestError("prior", f"must be {expected}, got the keys "
+                                        f"{sorted(map(str, value))}")
+        value = [value[arm] for arm in arms]
+    if not isinstance(value, list | tuple) or any(
+            isinstance(p, bool) or not isinstance(p, int | float) for p in value):
+        raise RequestError("prior", f"must be {expected}, got {value!r:.60}")
+    return [float(p) for p in value]
 
 
 mlflow.models.set_model(AllocatorModel())

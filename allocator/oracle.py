@@ -50,7 +50,7 @@ policy was trained on (the manifest's ``max_pool``; bundles without it:
 saw. ``max_samples`` (most attempts in all) replaces these default caps;
 ``max_samples_per_arm`` sets an arm's cap. :meth:`BudgetOracle.defaults` lists every
 default and where it came from (``allocator inspect BUNDLE`` prints it,
-``GET /v1/health`` returns it).
+``GET /v1/health`` returns it to a caller with the token).
 
 Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
 learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
@@ -129,16 +129,17 @@ class BudgetOracle:
     Attributes:
         policy: the policy that decides: a :class:`~allocator.learned.LearnedPolicy`,
             or the baseline of a baseline bundle.
-        bundle: the verified bundle (its manifest as read at load time: load again
-            after calibrating).
+        bundle: the verified bundle, read once at load time: the oracle never looks at
+            the files again, so a bundle rewritten on disk (recalibrated, retrained)
+            needs a new :func:`load`.
 
     Raises:
         BundleError: the bundle is refused (tampered, made for other code...).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        # Verified here on every load: the policy's own cache is keyed by the manifest's
-        # file identity, which tampering with another file leaves unchanged.
+        # Read and verified once: the policy decides with this very bundle, and nothing
+        # here looks at the files again (a loaded oracle is immutable; load again).
         self.bundle: Bundle = read_bundle(path)
         self.policy = bundle_policy(self.bundle)
         manifest = self.bundle.manifest

@@ -29,6 +29,7 @@ def run_train(
     target_cost: float | None = None,
     no_safety_net: bool = False,
     verify_cost: float | None = None,
+    predictor: bool = True,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -49,12 +50,19 @@ def run_train(
         no_safety_net: always export the learned policy, trained on every training query
             (overrides the config's ``safety_net``).
         verify_cost: overrides the config's ``verify_cost`` (None: keep it).
+        predictor: fit the difficulty predictor; False: a constant prior, for logs too
+            small to cross-fit it (see :func:`training.rl.pipeline.run_training`).
 
     Returns:
         The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
     """
     from allocator.console import stderr_console
-    from training.evaluation.report import headline_table, json_safe, report_table
+    from training.evaluation.report import (
+        headline_table,
+        json_safe,
+        legend_lines,
+        report_table,
+    )
     from training.rl.config import TrainConfig
     from training.rl.pipeline import run_training
 
@@ -68,7 +76,8 @@ def run_train(
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
                            resume=resume, register=register, alias=alias,
-                           calibrate=calibrate, target_cost=target_cost)
+                           calibrate=calibrate, target_cost=target_cost,
+                           predictor=predictor)
     console = stderr_console()
     if as_json:
         json.dump(json_safe(summary), sys.stdout, indent=2, allow_nan=False)
@@ -76,6 +85,8 @@ def run_train(
     else:
         console.print(report_table(summary["report"]))
         console.print(headline_table(summary["report"]))
+        for line in legend_lines():
+            console.print(f"[dim]{line}[/dim]", highlight=False)
     if summary["safety_net"] is not None:
         console.print(f"safety net: {summary['safety_net']['reason']}")
     training = summary["training"]

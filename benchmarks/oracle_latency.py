@@ -214,16 +214,15 @@ def best_of_passes(oracle, log: AttemptLog) -> tuple[np.ndarray, list[list], lis
 def with_numpy_network(allocator, bundle: Path, folder: Path):
     """The same bundle loaded (from a copy) with the numpy forward pass: the baseline of
     the compiled kernel, measured in the same run."""
-    import dataclasses
     import shutil
 
     from allocator import learned
 
     copy = shutil.copytree(bundle, folder / "numpy-bundle")
     oracle = allocator.load(copy)
-    cached = learned._load(str(copy))
-    learned._CACHE[str(copy)] = dataclasses.replace(
-        cached, network=learned.MLPPolicyNetwork.from_bundle(cached.bundle, compiled=False))
+    loaded = oracle.policy._load()
+    object.__setattr__(oracle.policy, "_loaded", learned._Loaded(
+        loaded.bundle, learned.MLPPolicyNetwork.from_bundle(loaded.bundle, compiled=False)))
     assert oracle.policy.network.backend == "numpy"
     return oracle
 

@@ -34,6 +34,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from allocator.errors import ConverterError, ParameterError
+from allocator.logs._formats import (  # the JSON nesting guard every reader shares
+    MAX_JSON_DEPTH,
+    _count_openers,
+    _guard_lines,
+    _nesting_depth,
+    _Unsafe,
+)
 
 __all__ = [
     "Converted",
@@ -234,20 +241,47 @@ def read_json_records(
         if not raw.strip():
             continue
         try:
-            records.append((number, json.loads(raw)))
-        except json.JSONDecodeError as error:
-            problem = f"invalid JSON ({error.msg} at column {error.colno})."
+            records.append((number, _loads_line(raw)))
+        except (json.JSONDecodeError, _TooDeep) as error:
+            problem = (str(error) if isinstance(error, _TooDeep)
+                       else f"invalid JSON ({error.msg} at column {error.colno}).")
             if not skip_invalid:
                 raise ConverterError(problem, source=str(path), line=number,
-                                     fix=_JSON_FIX) from None
+                                     fix=_DEEP_FIX if isinstance(error, _TooDeep)
+                                     else _JSON_FIX) from None
             problems.append(Problem(str(path), number, problem))
     return records, problems
+
+
+class _TooDeep(ValueError):
+    """A JSON value nested deeper than :data:`MAX_JSON_DEPTH` (the message says how deep)."""
+
+
+_DEEP_FIX = "write records as flat objects: store a deep structure as a string, or drop it."
+
+
+def _loads_line(raw: str) -> Any:
+    """One JSON value, refused (:class:`_TooDeep`) when nested deeper than
+    :data:`MAX_JSON_DEPTH` (Python's parser would raise RecursionError, Arrow's crash)."""
+    data = raw.encode("utf-8", errors="surrogatepass")
+    if _count_openers(data, 0, len(data)) >= MAX_JSON_DEPTH:
+        depth = _nesting_depth(data)
+        if depth > MAX_JSON_DEPTH:
+            raise _TooDeep(f"the JSON is nested {depth} levels deep (at most "
+                           f"{MAX_JSON_DEPTH} are read).")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise _TooDeep(f"the JSON is nested too deep to read (at most {MAX_JSON_DEPTH} "
+                       "levels).") from None
 
 
 def _array_records(text: str, path: Path) -> list[tuple[int, Any]]:
     """Elements of a JSON array, each with the line it starts on."""
     try:
         json.loads(text)
+    except RecursionError:
+        pass  # the element nested too deep is named below
     except json.JSONDecodeError as error:
         raise ConverterError(
             f"invalid JSON ({error.msg} at column {error.colno}).", source=str(path),
@@ -264,7 +298,12 @@ def _array_records(text: str, path: Path) -> list[tuple[int, Any]]:
             return records
         line += text.count("\n", counted, position)
         counted = position
-        value, position = decoder.raw_decode(text, position)
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except RecursionError:
+            raise ConverterError(f"the JSON is nested too deep to read (at most "
+                                 f"{MAX_JSON_DEPTH} levels).", source=str(path), line=line,
+                                 fix=_DEEP_FIX) from None
         records.append((line, value))
 
 
@@ -283,8 +322,9 @@ def read_jsonl_table(
     """
     data = read_bytes(path)
     try:
+        _guard_lines(data, 0)  # a line that may nest too deep never reaches Arrow
         table = pa_json.read_json(pa.BufferReader(data))
-    except pa.ArrowInvalid:
+    except (pa.ArrowInvalid, _Unsafe):
         table = None
     if table is not None and table.num_rows:
         if table.num_rows == data.count(b"\n") + (not data.endswith(b"\n")):  # no blank line

@@ -10,14 +10,16 @@ path                       token   answer
 ``POST /v1/budget``        yes     an up-front number of samples (``BudgetOracle.budget``)
 ``POST /v1/allocate``      yes     samples per query under a total (``BudgetOracle.allocate``)
 ``POST /v1/admin/reload``  yes     reload the source now (the swap is atomic)
-``GET /v1/health``         no      status, the served bundle (id, MLflow version, arms,
-                                   lambda range, every default the oracle applies and
-                                   its source) and the last reload error
+``GET /v1/health``         no      ``{"status": "ok"}``; with the token (or on a server
+                                   without one) also the served bundle (id, MLflow version,
+                                   arms, lambda range, every default the oracle applies and
+                                   its source) and the reloads (count, last error)
 ``GET /openapi.json``      no      the OpenAPI schema (``/docs`` renders it)
 =========================  ======  ==========================================================
 
 Health and the schema stay open so that load balancers and clients can probe them
-without the token; they reveal the bundle's identity and the source, not the policy.
+without the token; without it health says only that the service is up (the details name
+paths and run ids), and a wrong token gets 401.
 ``/v1/decide`` runs on the event loop: a decision takes tens of microseconds, far less
 than a thread hop. ``/v1/budget`` and ``/v1/allocate`` compute in proportion to the
 request, so they run in worker threads within a time limit (503 past it; see
@@ -41,7 +43,12 @@ from fastapi.responses import JSONResponse
 from allocator.errors import AllocatorError, ParameterError
 from allocator.oracle import BudgetOracle
 from allocator.service import operations
-from allocator.service.guards import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, bearer_guard
+from allocator.service.guards import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    bearer_guard,
+    optional_bearer,
+)
 from allocator.service.problems import error_response, install_handlers
 from allocator.service.schemas import (
     AllocateRequest,
@@ -67,11 +74,12 @@ logger = logging.getLogger("allocator.service")
 API_PREFIX = "/v1"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "the oracle refused a value"},
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
     413: {"model": ErrorBody, "description": "request body over the limit"},
-    422: {"model": ErrorBody, "description": "the body breaks the schema or names what "
-                                             "the bundle lacks"},
+    422: {"model": ErrorBody, "description": "an invalid value in the body: it breaks the "
+                                             "schema, names what the bundle lacks, or the "
+                                             "oracle refuses it (lambda outside the "
+                                             "training range...)"},
     503: {"model": ErrorBody, "description": "a budget or allocate request took longer "
                                              "than the server's limit"},
 }
@@ -124,7 +132,7 @@ def create_app(
                            f"{API_PREFIX}/allocate": AllocateRequest,
                            f"{API_PREFIX}/admin/reload": ReloadRequest})
     guard = [] if token is None else [Depends(bearer_guard(token))]
-    app.include_router(_open_routes(holder, reload_interval), prefix=API_PREFIX)
+    app.include_router(_open_routes(holder, reload_interval, token), prefix=API_PREFIX)
     app.include_router(_guarded_routes(holder, off_loop), prefix=API_PREFIX, dependencies=guard,
                        responses=_ERRORS)
     return app
@@ -151,12 +159,19 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------ routes
-def _open_routes(holder: OracleHolder, interval: float | None) -> APIRouter:
+def _open_routes(holder: OracleHolder, interval: float | None,
+                 token: str | None) -> APIRouter:
     router = APIRouter(tags=["status"])
+    authenticated = optional_bearer(token)
 
-    @router.get("/health", response_model=HealthResponse)
-    async def health() -> HealthResponse:
-        """Status, the served bundle, and the last reload error (no token needed)."""
+    @router.get("/health", response_model=HealthResponse,
+                responses={401: {"model": ErrorBody, "description": "a wrong bearer token"}})
+    async def health(full: bool = Depends(authenticated)
+                     ) -> HealthResponse | JSONResponse:
+        """``{"status": "ok"}`` to anyone; with the token (or on a server started
+        without one) also the served bundle and the reloads."""
+        if not full:
+            return JSONResponse({"status": "ok"})
         return HealthResponse(
             status="ok", model=operations.model_info(holder.current),
             reload=ReloadStatus(interval=interval, reloads=holder.reloads,

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimitMiddleware", "bearer_guard"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimitMiddleware", "bearer_guard",
+           "optional_bearer"]
 
 #: The default largest request body, in bytes.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -147,6 +148,31 @@ def bearer_guard(token: str) -> Callable[..., Awaitable[None]]:
                                 "invalid_token")
 
     return check
+
+
+def optional_bearer(token: str | None) -> Callable[..., Awaitable[bool]]:
+    """A dependency telling whether the request may see details: True on a server
+    without a token, or with the right ``Authorization: Bearer <token>``; False without
+    the header. A wrong token gets 401, as on the guarded endpoints.
+
+    Args:
+        token: the expected token, or None (no authentication).
+    """
+    scheme = HTTPBearer(auto_error=False, description="the service's token "
+                                                      "(allocator serve --token-env)")
+    check = None if token is None else bearer_guard(token)
+
+    async def authenticated(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)],
+    ) -> bool:
+        if check is None:
+            return True
+        if credentials is None:
+            return False
+        await check(credentials)
+        return True
+
+    return authenticated
 
 
 def _unauthorized(message: str, error: str | None) -> HTTPException:

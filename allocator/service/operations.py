@@ -41,7 +41,7 @@ from allocator.session import AttemptResult, Session
 
 __all__ = ["RequestFieldError", "allocate", "budget", "decide", "model_info", "model_ref"]
 
-#: The wire names of the oracle's Python parameters (for the 400 answers).
+#: The wire names of the oracle's Python parameters (for the 422 answers).
 WIRE_NAMES = {"lambda_": "lambda", "result.arm": "arm"}
 
 

@@ -4,14 +4,16 @@ that names the field at fault and says how to fix it.
 =====  ======================  ===========================================================
 code   ``error``               when
 =====  ======================  ===========================================================
-400    ``invalid_parameter``   the oracle refused a value (lambda outside the training
-                               range, target_cost on an uncalibrated bundle...)
+400    ``invalid_request``     the HTTP request itself is malformed (a Content-Length
+                               that is not a number)
 401    ``unauthorized``        missing or wrong bearer token
 404    ``not_found``           no such endpoint
 413    ``payload_too_large``   the body exceeds the server's limit
-422    ``invalid_request``     the body breaks the schema (types, bounds, unknown fields,
-                               malformed JSON) or names what the bundle lacks (arms,
-                               candidates)
+422    ``invalid_request``     any invalid value in the body, whoever finds it: the
+                               schema (types, bounds, unknown fields, malformed JSON),
+                               the bundle (unknown arms, candidates) or the oracle
+                               (lambda outside the training range, target_cost on an
+                               uncalibrated bundle...)
 500    ``internal_error``      a bug: see the server log
 502    ``reload_failed``       a reload could not load the new bundle (the old one stays)
 503    ``timeout``             a batch request took longer than the server's limit
@@ -63,8 +65,8 @@ def error_response(status: int, error: str, message: str,
 
 
 def install_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
-    """Answer validation errors (422), the oracle's errors (400), HTTP errors and bugs
-    with :class:`ErrorBody` bodies.
+    """Answer validation errors and the oracle's refusals (both 422), HTTP errors and
+    bugs with :class:`ErrorBody` bodies.
 
     Args:
         app: the application.
@@ -89,8 +91,8 @@ def install_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
             expected = str(error).partition(" must be ")[2].rpartition(", got ")[0]
             fix = f"'{field}' must be {expected}" if expected else _SCHEMA_HINT
             problem = FieldProblem(field=field, problem=str(error), fix=fix)
-            return error_response(400, "invalid_parameter", str(error), [problem])
-        return error_response(400, "invalid_parameter", str(error))
+            return error_response(422, "invalid_request", str(error), [problem])
+        return error_response(422, "invalid_request", str(error))
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)

@@ -124,11 +124,14 @@ CandidateIndex = Annotated[int, Field(ge=0, strict=False)]  # JSON object keys a
 class AttemptEvent(_Request):
     """A sample of an arm, or a refinement, that the executor performed."""
 
-    kind: Literal["sample", "refine"]
+    kind: Literal["sample", "refine"] = Field(description="sample: a new independent "
+                                              "attempt of an arm; refine: an attempt "
+                                              "conditioned on the earlier ones")
     arm: Name | None = Field(None, description="the arm sampled; required for a sample "
                                                "when the bundle has several arms")
-    answer: Answer = None
-    cost: Cost
+    answer: Answer = Field(None, description="the attempt's extracted answer (text or "
+                                             "integer); null: no answer (it does not vote)")
+    cost: Cost = Field(description="what the attempt cost, finite, >= 0, in the log's units")
     score: float | None = Field(None, description="a verifier score already held for this "
                                                   "attempt; hidden until a verify event "
                                                   "without scores reveals it")
@@ -138,12 +141,12 @@ class VerifyEvent(_Request):
     """A verifier call on drawn, unverified candidates (numbered 0, 1, ... in the order
     the attempts appear in the history)."""
 
-    kind: Literal["verify"]
+    kind: Literal["verify"] = Field(description="a verifier call")
     scores: dict[CandidateIndex, float | None] | None = Field(
         None, max_length=MAX_HISTORY,
         description="candidate index -> score (null: verified without a usable score); "
                     "omitted: reveal the scores reported with the attempts")
-    cost: Cost
+    cost: Cost = Field(description="what the verifier call cost, in the log's units")
     rescore: bool = Field(False, description="also re-score candidates verified before "
                                              "(a tournament re-judging its champion)")
 
@@ -156,24 +159,32 @@ class DecideRequest(_Request):
 
     query: Text | None = Field(None, description="the query text (the bundle's difficulty "
                                                  "predictor reads it when no prior is given)")
-    metadata: Metadata | None = None
-    prior: Prior | None = None
+    metadata: Metadata | None = Field(None, description="the query's metadata columns for "
+                                      "the bundle's difficulty predictor")
+    prior: Prior | None = Field(None, description="per-attempt accuracy of every arm, "
+                                "{arm: p}; default: predicted from query and metadata, else "
+                                "the bundle's uninformed prior")
     lambda_: Lambda = None
     target_cost: Cost | None = Field(None, description="instead of lambda: the mean cost per "
                                                        "query to aim at (calibrated bundles)")
     arms: list[Name] | None = Field(None, min_length=1, max_length=MAX_ARMS,
                                     description="the arms the executor serves (default all)")
-    supports_refine: bool = False
-    supports_verify: bool = False
+    supports_refine: bool = Field(False, description="whether the executor can refine "
+                                  "(else REFINE is never asked)")
+    supports_verify: bool = Field(False, description="whether the executor can verify "
+                                  "(else VERIFY is never asked)")
     max_samples: int | None = Field(
         None, ge=0, le=MAX_SAMPLES_LIMIT,
         description="most attempts in all; given, it replaces the default caps per arm")
     max_samples_per_arm: Annotated[
         dict[Name, Annotated[int, Field(ge=0, le=MAX_SAMPLES_LIMIT)]],
-        Field(max_length=MAX_ARMS, description="most samples of the arms named (default: "
-                                               "the largest pool each arm had in "
-                                               "training, see /v1/health)")] | None = None
-    history: list[HistoryEvent] = Field(default_factory=list, max_length=MAX_HISTORY)
+        Field(max_length=MAX_ARMS)] | None = Field(
+            None, description="most samples of the arms named (default: the largest pool "
+                              "each arm had in training, see /v1/health)")
+    history: list[HistoryEvent] = Field(
+        default_factory=list, max_length=MAX_HISTORY,
+        description="every attempt and verifier call on this query so far, in order "
+                    "(the service keeps no state: send the whole history each time)")
 
 
 class ActionOut(_Response):
@@ -209,15 +220,18 @@ class DecideResponse(_Response):
 class BudgetRequest(_Request):
     """One query's up-front number of samples (``BudgetOracle.budget``)."""
 
-    query: Text | None = None
-    metadata: Metadata | None = None
-    prior: Prior | None = None
+    query: Text | None = Field(None, description="the query text (for the predicted prior)")
+    metadata: Metadata | None = Field(None, description="the query's metadata columns for "
+                                      "the bundle's difficulty predictor")
+    prior: Prior | None = Field(None, description="per-attempt accuracy of every arm, "
+                                "{arm: p}; default: predicted, else the uninformed prior")
     lambda_: Lambda = None
     max_samples: int | None = Field(
         None, ge=1, le=MAX_SAMPLES_LIMIT,
         description="the largest n considered for every arm (default: each arm's sample "
                     "cap, as sessions have; GET /v1/health lists them)")
-    arms: list[Name] | None = Field(None, min_length=1, max_length=MAX_ARMS)
+    arms: list[Name] | None = Field(None, min_length=1, max_length=MAX_ARMS,
+                                    description="the arms the executor serves (default all)")
 
 
 class BudgetResponse(_Response):
@@ -234,16 +248,23 @@ class AllocateRequest(_Request):
     Give the query texts (``queries``) or their number (``n_queries``), not both.
     """
 
-    queries: list[Text] | None = Field(None, min_length=1, max_length=MAX_BATCH)
-    n_queries: int | None = Field(None, ge=1, le=MAX_BATCH)
-    total_budget: Cost
-    priors: list[Prior] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+    queries: list[Text] | None = Field(None, min_length=1, max_length=MAX_BATCH,
+                                       description="the query texts (for their priors)")
+    n_queries: int | None = Field(None, ge=1, le=MAX_BATCH,
+                                  description="instead of queries: their number (each "
+                                              "gets the uninformed prior)")
+    total_budget: Cost = Field(description="the batch's total cost, in the log's units")
+    priors: list[Prior] | None = Field(None, min_length=1, max_length=MAX_BATCH,
+                                       description="per query, {arm: p} (default: "
+                                                   "predicted from the texts)")
     max_samples: int | None = Field(
         None, ge=1, le=MAX_SAMPLES_LIMIT,
         description="most samples per query (default: the arm's sample cap, as sessions "
                     "have; GET /v1/health lists them)")
-    arm: Name | None = None
-    metadata: list[Metadata] | None = Field(None, max_length=MAX_BATCH)
+    arm: Name | None = Field(None, description="the arm every query samples (default: the "
+                                              "arm predicted to answer the most queries)")
+    metadata: list[Metadata] | None = Field(None, max_length=MAX_BATCH,
+                                            description="per query, its metadata columns")
 
 
 class AllocateResponse(_Response):
@@ -319,8 +340,10 @@ class ReloadStatus(_Response):
 
 class HealthResponse(_Response):
     status: Literal["ok"]
-    model: ModelInfo
-    reload: ReloadStatus
+    model: ModelInfo | None = Field(None, description="the served bundle: only with the "
+                                    "token (or on a server started without one)")
+    reload: ReloadStatus | None = Field(None, description="the reloads: only with the "
+                                        "token (or on a server started without one)")
 
 
 class ReloadRequest(_Request):
@@ -344,8 +367,9 @@ class FieldProblem(_Response):
 class ErrorBody(_Response):
     """Every 4xx/5xx answer of the service."""
 
-    error: str = Field(description="a stable code: invalid_request, invalid_parameter, "
-                                   "unauthorized, payload_too_large, reload_failed, ...")
+    error: str = Field(description="a stable code: invalid_request (422: an invalid "
+                                   "value), unauthorized, payload_too_large, "
+                                   "reload_failed, ...")
     message: str
     fields: list[FieldProblem] = Field(default_factory=list)
     serving: ModelInfo | None = None

@@ -388,19 +388,33 @@ def test_learned_policy_is_registered_hashable_and_lazy(learned: ModuleType,
         learned.LearnedPolicy("")
 
 
-def test_learned_policy_sees_a_rewritten_bundle(learned: ModuleType, bundle_path: Path,
-                                                weights, monkeypatch) -> None:
-    """A rewritten bundle is read again once ``RECHECK_SECONDS`` have passed (0 here)."""
-    monkeypatch.setattr(learned, "RECHECK_SECONDS", 0.0)
+def test_learned_policy_keeps_what_it_loaded(learned: ModuleType, bundle_path: Path,
+                                             weights) -> None:
+    """A loaded policy keeps its network when the bundle is rewritten (issue 14, item
+    14); a new policy of the same path reads the new one."""
     policy = learned.LearnedPolicy.from_bundle(bundle_path)
     states, mask = random_states(2, 300)
     before = policy.act(states, mask)
     other = sb3_weights(seed=9)
     write_bundle(bundle_path, weights=other, manifest=manifest_for(other))
-    after = policy.act(states, mask)
+    np.testing.assert_array_equal(policy.act(states, mask), before)
+    after = learned.LearnedPolicy(str(bundle_path)).act(states, mask)
     expected = np.where(mask, reference_logits(other, featurize(states)), -np.inf)
     np.testing.assert_array_equal(after, expected.argmax(axis=1))
     assert (before != after).any()
+
+
+def test_a_learned_policy_pickles_as_its_path(learned: ModuleType,
+                                              bundle_path: Path) -> None:
+    """A loaded policy travels to another process as its path (its verified bundle holds
+    read-only mappings) and decides the same there."""
+    import pickle
+
+    policy = learned.LearnedPolicy.from_bundle(bundle_path)
+    copy = pickle.loads(pickle.dumps(policy))
+    assert copy == policy and "_loaded" not in copy.__dict__
+    states, mask = random_states(5, 50)
+    np.testing.assert_array_equal(copy.act(states, mask), policy.act(states, mask))
 
 
 def test_learned_policy_refuses_other_arms_and_bad_masks(learned: ModuleType,

@@ -18,6 +18,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -90,15 +91,15 @@ PREFERENCE = np.array([0.0, 1.0, 2.0, 3.0, 4.0], dtype=np.float32)
 
 
 def write_scripted(path: Path, *, preference: np.ndarray = PREFERENCE,
-                   **extra: object) -> Path:
+                   arms: tuple[str, ...] = SCRIPTED_ARMS, **extra: object) -> Path:
     """A bundle whose policy always prefers the same allowed action (one dense layer)."""
-    width, actions = n_features(len(SCRIPTED_ARMS)), n_actions(len(SCRIPTED_ARMS))
+    width, actions = n_features(len(arms)), n_actions(len(arms))
     weights = {"action_net.weight": np.zeros((actions, width), np.float32),
                "action_net.bias": preference.astype(np.float32)}
     network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
                                           "bias": "action_net.bias",
                                           "shape": [actions, width], "activation": None}]}
-    manifest = {"arms": list(SCRIPTED_ARMS), "lambda_range": [0.0, 0.4], "cost_unit": 2.0,
+    manifest = {"arms": list(arms), "lambda_range": [0.0, 0.4], "cost_unit": 2.0,
                 "network": network, "normalization": None, "run_id": None,
                 "log_fingerprint": "scripted", **extra}
     return write_bundle(path, weights=weights, manifest=manifest)
@@ -238,19 +239,45 @@ def test_the_single_state_path_decides_as_the_batch_path(trained: Trained,
     assert len(set(one_by_one)) >= 2  # not vacuous: the decisions vary
 
 
-def test_a_session_keeps_its_network_when_the_bundle_is_rewritten(
-        tmp_path: Path, oracle_module: ModuleType, monkeypatch) -> None:
-    """A session decides with the network of its start; sessions started after the bundle
-    was rewritten decide with the new one."""
-    monkeypatch.setattr(importlib.import_module("allocator.learned"), "RECHECK_SECONDS", 0.0)
-    path = write_scripted(tmp_path / "bundle")
-    oracle = oracle_module.load(path)
-    before = oracle.session()
-    assert str(before.next_action()) == "SAMPLE(b)"  # VERIFY and REFINE are not allowed
-    before.observe(oracle_module.AttemptResult("sample", "b", "7", 1.0))
-    write_scripted(path, preference=np.array([0.0, 2.0, 1.0, 3.0, 4.0]))  # now a over b
-    assert str(oracle.session().next_action()) == "SAMPLE(a)"
-    assert str(before.next_action()) == "SAMPLE(b)"
+#: Rewrites of a loaded bundle (issue 14, item 14): (name, keyword arguments of
+#: write_scripted). The old oracle must keep deciding as loaded after each.
+REWRITES = [
+    ("same arms, another preference", {"preference": np.array([0.0, 2.0, 1.0, 3.0, 4.0])}),
+    ("other arms", {"arms": ("x", "y", "z"),
+                    "preference": np.array([0.0, 0.5, 1.0, 2.0, 3.0, 4.0])}),
+]
+
+
+def test_a_loaded_oracle_is_immutable(tmp_path: Path, oracle_module: ModuleType) -> None:
+    """A loaded oracle keeps exactly what it loaded (manifest, network, one read of the
+    bundle), however long after its bundle is rewritten on disk; a new load reads the new
+    bundle (issue 14, item 14: it used to switch networks ~1 s later but keep the old
+    manifest, so decisions failed when the arms changed)."""
+    loaded = {}
+    for name, rewrite in REWRITES:
+        path = write_scripted(tmp_path / name.replace(" ", "-").replace(",", ""))
+        oracle = oracle_module.load(path)
+        assert oracle.policy.bundle is oracle.bundle  # one read, one hash check
+        session = oracle.session()
+        assert str(session.next_action()) == "SAMPLE(b)"  # VERIFY and REFINE not allowed
+        session.observe(oracle_module.AttemptResult("sample", "b", "7", 1.0))
+        loaded[name] = (path, oracle, session, oracle.policy.network)
+        write_scripted(path, **rewrite)
+    time.sleep(1.2)  # past the old path cache's re-check delay (1 s)
+    for name, (path, oracle, session, network) in loaded.items():
+        assert oracle.arms == SCRIPTED_ARMS, name
+        assert oracle.policy.network is network, name
+        assert str(session.next_action()) == "SAMPLE(b)", name
+        assert str(oracle.session().next_action()) == "SAMPLE(b)", name
+        assert set(oracle.budget(prior=[0.6, 0.6], lambda_=0.0)) == set(SCRIPTED_ARMS), name
+        fresh = oracle_module.load(path)
+        assert fresh.arms == REWRITES_ARMS[name], name
+        assert str(fresh.session().next_action()).startswith("SAMPLE("), name
+    renewed = oracle_module.load(loaded["same arms, another preference"][0])
+    assert str(renewed.session().next_action()) == "SAMPLE(a)"  # the new preference
+
+
+REWRITES_ARMS = {name: tuple(rewrite.get("arms", SCRIPTED_ARMS)) for name, rewrite in REWRITES}
 
 
 # ------------------------------------------------------------------ masks (scripted)

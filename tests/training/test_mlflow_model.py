@@ -200,6 +200,14 @@ def test_mlflow_models_serve_answers_decisions(trained: tuple[Path, list[str]],
                                       headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(call, timeout=60) as response:
             answered = json.loads(response.read())["predictions"]
+        bad = urllib.request.Request(  # a clear 400 naming the field, no stack trace
+            f"{url}/invocations", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"dataframe_records": [{"samples": 0}]}).encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=60)
+        assert refused.value.code == 400
+        error = json.loads(refused.value.read())
+        assert "field 'samples'" in error["message"] and "stack_trace" not in error
     finally:
         server.terminate()
         try:
@@ -208,3 +216,75 @@ def test_mlflow_models_serve_answers_decisions(trained: tuple[Path, list[str]],
             server.kill()
     got = [(row["kind"], row["arm"]) for row in answered]
     assert got == expected
+
+
+# ------------------------------------------------------------------ invalid requests
+def scripted_bundle(path: Path) -> Path:
+    """A hand-made bundle over the arms a and b, lambda in [0, 0.4] (no training)."""
+    from allocator.actions import n_actions
+    from allocator.bundle import write_bundle
+    from allocator.featurizer import n_features
+
+    width, actions = n_features(2), n_actions(2)
+    weights = {"action_net.weight": np.zeros((actions, width), np.float32),
+               "action_net.bias": np.arange(actions, dtype=np.float32)}
+    network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
+                                          "bias": "action_net.bias",
+                                          "shape": [actions, width], "activation": None}]}
+    return write_bundle(path, weights=weights, manifest={
+        "arms": ["a", "b"], "lambda_range": [0.0, 0.4], "cost_unit": 2.0, "network": network,
+        "normalization": None, "run_id": None, "log_fingerprint": "scripted"})
+
+
+#: (request, the field its refusal must name) (issue 14, item 19: `samples: 0` and
+#: other wrong values gave a stack trace)
+BAD_REQUESTS = [
+    ({"samples": 0}, "samples"),
+    ({"samples": 5}, "samples"),
+    ({"samples": "not json"}, "samples"),
+    ({"samples": {"z": 1}}, "samples"),
+    ({"samples": {"a": -1}}, "samples"),
+    ({"samples": {"a": 1.5}}, "samples"),
+    ({"samples": {"a": 1}, "votes": {"7": 2}}, "votes"),
+    ({"votes": [1, 2]}, "votes"),
+    ({"refines": -1}, "refines"),
+    ({"refines": "two"}, "refines"),
+    ({"lambda": "high"}, "lambda"),
+    ({"lambda": 5.0}, "lambda"),
+    ({"prior": [2.0, 0.5]}, "prior"),
+    ({"prior": {"a": 0.5}}, "prior"),
+    ({"prior": "x"}, "prior"),
+    ({"max_samples": -3}, "max_samples"),
+    ({"cost_spent": -1.0, "samples": {"a": 1}}, "cost_spent"),
+    ({"cost_spent": 3.0}, "cost_spent"),
+    ({"lamda": 0.1}, "lamda"),
+]
+
+
+@pytest.fixture(scope="module")
+def scripted_model(tmp_path_factory: pytest.TempPathFactory):
+    """The pyfunc model class itself, loaded on a scripted bundle as MLflow loads it."""
+    import mlflow.pyfunc
+
+    from allocator.mlflow_model import AllocatorModel
+
+    bundle = scripted_bundle(tmp_path_factory.mktemp("pyfunc-scripted") / "bundle")
+    model = AllocatorModel()
+    model.load_context(mlflow.pyfunc.PythonModelContext(artifacts={"bundle": str(bundle)},
+                                                        model_config={}))
+    return model
+
+
+@pytest.mark.parametrize(("row", "field"), BAD_REQUESTS, ids=[str(r) for r, _ in BAD_REQUESTS])
+def test_an_invalid_request_is_refused_naming_its_field(scripted_model, row: dict,
+                                                        field: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    good = {"samples": {"a": 1}, "votes": {"7": 1}, "lambda": 0.1}
+    with pytest.raises(MlflowException) as caught:
+        scripted_model.predict(None, [good, row])
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert caught.value.get_http_status_code() == 400
+    assert f"request 1: field {field!r}" in caught.value.message, caught.value.message
+    answered = scripted_model.predict(None, [good])  # the valid request alone answers
+    assert list(answered["kind"]) == ["sample"] or list(answered["kind"]) == ["stop"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from allocator.errors import ParameterError
+from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.policies import POLICIES
 from envs.pools import ReplayPools
@@ -34,6 +34,8 @@ from training.evaluation.statistics import policy_point
 __all__ = [
     "DEFAULT_POLICIES",
     "EvaluationConfig",
+    "LogTooSmallError",
+    "check_split_size",
     "evaluate",
     "fit_prior",
     "lambda_grid",
@@ -137,26 +139,128 @@ def _default_arm(log: AttemptLog) -> int:
     return int(np.argmax(counts))
 
 
-def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int
-              ) -> tuple[Any, np.ndarray]:
+#: Folds of the cross-fitted prior on the training queries.
+PRIOR_FOLDS = 3
+
+
+class LogTooSmallError(AllocatorError, ValueError):
+    """Too few queries: for any training query after the split, or for the cross-fitted
+    difficulty predictor.
+
+    Attributes:
+        source: the log's name (its file where known).
+        n_queries: queries in the log.
+        n_train: its training queries.
+        needed: training queries needed.
+        total: queries the log needs at the split's test fraction (None: unknown).
+        why: what needs them, in words.
+        predictor: whether skipping the predictor is a fix.
+    """
+
+    def __init__(self, source: str, n_queries: int, n_train: int, needed: int,
+                 total: int | None, why: str, *, predictor: bool) -> None:
+        self.source, self.n_queries, self.n_train = source, n_queries, n_train
+        self.needed, self.total, self.why, self.predictor = needed, total, why, predictor
+        super().__init__(self.message(source))
+
+    def message(self, source: str) -> str:
+        """The error's text, naming the log as ``source``."""
+        total = (f"at least {self.total} queries (at this test fraction)"
+                 if self.total is not None else f"at least {self.needed} training queries")
+        skip = (", or skip the predictor: `allocator train --no-predictor` (a constant "
+                "prior), `allocator evaluate --no-difficulty`" if self.predictor else "")
+        return (f"the log {source} is too small: it has {self.n_queries} queries, "
+                f"{self.n_train} of them for training, and {self.why} needs "
+                f"{self.needed} training queries. Use a log with {total}{skip}.")
+
+
+def check_split_size(log: AttemptLog, n_train: int, test_fraction: float) -> None:
+    """Refuse a split without a training query.
+
+    Raises:
+        LogTooSmallError: naming the log, its size and the size needed.
+    """
+    if n_train < 1:
+        raise LogTooSmallError(log.source or "(in memory)", log.n_queries, n_train, 1,
+                               min_log_queries(1, test_fraction),
+                               "a split into training and held-out queries",
+                               predictor=False)
+
+
+def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int, *,
+              test_fraction: float | None = None) -> tuple[Any, np.ndarray]:
     """The difficulty predictor fitted on the training queries, and the prior of every query.
 
     The prior holds out-of-fold predictions on the training queries (what a policy may
     train on) and the fitted predictor's predictions on the held-out queries. On a
     simulated log the columns and text that hold the true difficulty are left out.
 
+    Args:
+        log: the log.
+        train: the training queries.
+        test: the held-out queries.
+        seed: seed of the folds and the predictor.
+        test_fraction: the split's held-out share, to state the log size needed when it
+            is too small.
+
     Returns:
         ``(predictor, prior)``, prior of shape (queries, arms); 0.5 outside both sets.
+
+    Raises:
+        LogTooSmallError: too few training queries for the cross-fitted predictor (the
+            message names the log, the sizes, and the fixes).
     """
     from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor, cross_fit_predict
 
     predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
                                      text_features=False)
                  if log.simulated else DifficultyPredictor(random_state=seed))
+    check_prior_size(log, len(train), predictor, test_fraction)
     prior = np.full((log.n_queries, len(log.arms)), 0.5)
-    prior[train] = cross_fit_predict(predictor, log, train, n_splits=3, random_state=seed)
+    prior[train] = cross_fit_predict(predictor, log, train, n_splits=PRIOR_FOLDS,
+                                     random_state=seed)
     prior[test] = predictor.fit(log, train).predict(log, test)
     return predictor, prior
+
+
+def prior_min_training_queries(predictor: Any) -> int:
+    """The fewest training queries the cross-fitted prior can be fitted on: each of its
+    :data:`PRIOR_FOLDS` fits sees the queries outside the largest fold, and must hold
+    two queries per calibration fold of the predictor (one without calibration)."""
+    per_fit = (2 * int(predictor.calibration_splits)
+               if getattr(predictor, "calibration", None) is not None else 1)
+    n = PRIOR_FOLDS
+    while n - -(-n // PRIOR_FOLDS) < per_fit:
+        n += 1
+    return n
+
+
+def min_log_queries(training_needed: int, test_fraction: float) -> int:
+    """The fewest queries a log needs for :func:`split_queries` to leave
+    ``training_needed`` training queries."""
+    n = training_needed + 1
+    while n - max(1, round(test_fraction * n)) < training_needed:
+        n += 1
+    return n
+
+
+def check_prior_size(log: AttemptLog, n_train: int, predictor: Any,
+                     test_fraction: float | None) -> None:
+    """Refuse a split whose training queries are too few for the cross-fitted prior.
+
+    Raises:
+        LogTooSmallError: with the log, its number of queries, the number needed, and
+            the fixes (a larger log, or no predictor).
+    """
+    needed = prior_min_training_queries(predictor)
+    if n_train >= needed:
+        return
+    raise LogTooSmallError(log.source or "(in memory)", log.n_queries, n_train, needed,
+                           None if test_fraction is None
+                           else min_log_queries(needed, test_fraction),
+                           f"the difficulty predictor's cross-fitted prior ({PRIOR_FOLDS} "
+                           f"folds, each fitted with {predictor.calibration_splits}-fold "
+                           "calibration)", predictor=True)
 
 
 def lambda_grid(lambda_range: tuple[float, float] | list[float],
@@ -257,13 +361,15 @@ def evaluate(
     arm = log.arms.index(config.arm) if config.arm is not None else _default_arm(log)
     pools = ReplayPools.from_log(log)
     train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
+    check_split_size(log, len(train), config.test_fraction)
     difficulty_metrics: dict = {}
     if config.difficulty:
         from training.difficulty_metrics import evaluate_difficulty
 
         if prior is None:
             progress("fitting the difficulty predictor")
-            _, prior = fit_prior(log, train, test, config.seed)
+            _, prior = fit_prior(log, train, test, config.seed,
+                                 test_fraction=config.test_fraction)
         difficulty_metrics = evaluate_difficulty(prior[test], log, test)
     else:
         prior = None

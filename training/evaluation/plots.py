@@ -41,7 +41,11 @@ PARETO_WITH_COSTS_SIZE = (20.0, 5.5)
 #: The zoomed panel shows accuracies from this far below the target to ``ZOOM_ABOVE``
 #: above it.
 ZOOM_BELOW, ZOOM_ABOVE = 0.08, 0.04
-COST_SIZE = (9.0, 5.0)
+#: One panel of the per-query cost plot, in inches, and the panels per row.
+COST_PANEL = (4.5, 3.6)
+COST_COLUMNS = 3
+#: Characters per line of a panel's title.
+COST_TITLE_CHARS = 58
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -217,12 +221,15 @@ def cost_distribution_figure(
     simulated: bool = False,
     cost_unit: str | None = None,
 ) -> Figure:
-    """The distribution of per-query cost, as one ECDF per labelled result.
+    """The distribution of per-query cost: small multiples, one panel per labelled result.
 
-    Each query's cost is averaged over the random orders first (queries are the units).
+    Each panel draws its result's ECDF in colour over the others' in light grey (no curve
+    hides another), and its title names the policy, the setting it was replayed at (the
+    policy's description) and its mean. Each query's cost is averaged over the random
+    orders first (queries are the units). The panels share their axes.
 
     Args:
-        results: per label (e.g. ``"fixed-n n=8"``: the caller picks one knob per
+        results: per label (e.g. ``"fixed-n"``: the caller picks one setting per
             policy), the episode results.
         simulated: whether the log is simulated (said in the title).
         cost_unit: the log's cost unit, for the axis label.
@@ -230,13 +237,55 @@ def cost_distribution_figure(
     Returns:
         The figure (not saved).
     """
-    figure = _figure(COST_SIZE)
-    ax = figure.subplots()
-    _draw_ecdfs(ax, results, cost_unit)
-    ax.set_title(_title("Per-query cost", simulated), loc="left")
-    handles, labels = ax.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside right upper", fontsize="small")
+    curves = [(label, _setting(label, result), cost) for label, result in results.items()
+              if (cost := _per_query_cost(result)).size]
+    columns = max(1, min(COST_COLUMNS, len(curves)))
+    rows = max(1, math.ceil(len(curves) / columns))
+    figure = _figure((COST_PANEL[0] * columns, COST_PANEL[1] * rows + 0.6))
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
+    colors = _colors(len(curves))
+    for index, (label, setting, cost) in enumerate(curves):
+        ax = axes[index]
+        ax.ecdf(cost, color=colors[index], linewidth=2.0, zorder=3,
+                label=f"{label} (mean {cost.mean():,.4g})")
+        for other, (_, _, other_cost) in enumerate(curves):
+            if other != index:
+                ax.ecdf(other_cost, color="0.82", linewidth=0.8, zorder=1)
+        ax.set_title(f"{setting}\nmean {cost.mean():,.4g}", loc="left", fontsize="small")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(curves):]:
+        figure.delaxes(ax)
+    if curves:
+        _use_log_scale(axes[0], np.concatenate([cost for _, _, cost in curves]))
+    figure.supxlabel(f"{_cost_label(cost_unit)}, averaged over orders", fontsize="small")
+    figure.supylabel("share of queries at or below", fontsize="small")
+    figure.suptitle(_title("Per-query cost (each panel: one policy at one setting; the "
+                           "others in grey)", simulated), x=0.01, ha="left")
     return figure
+
+
+def _colors(count: int) -> list[str]:
+    """Matplotlib's default cycle, repeated as needed."""
+    return [f"C{i % 10}" for i in range(count)]
+
+
+def _per_query_cost(result: EpisodeResults) -> np.ndarray:
+    """Each query's cost averaged over the orders, finite values only."""
+    per_query = np.asarray(result.cost, dtype=float).reshape(result.n_queries, -1).mean(1)
+    return per_query[np.isfinite(per_query)]
+
+
+def _setting(label: str, result: EpisodeResults) -> str:
+    """The label and the replayed policy's description (numbers shortened), wrapped to
+    the panel's width: the description alone when it starts with the label."""
+    import textwrap
+
+    from training.evaluation.report import _shorten_numbers
+
+    setting = _shorten_numbers(result.policy or "")
+    text = (setting if setting.startswith(label) else
+            f"{label}: {setting}" if setting else label)
+    return "\n".join(textwrap.wrap(text, width=COST_TITLE_CHARS, break_on_hyphens=False))
 
 
 def _save(figure: Figure, path: str | os.PathLike[str], dpi: int) -> Path:

@@ -13,6 +13,7 @@ import enum
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ from rich.table import Table
 from training.evaluation.results import EvaluationReport, PolicyPoint
 
 __all__ = [
+    "LEGEND",
     "REPORT_NAME",
     "headline_table",
     "json_safe",
+    "legend_lines",
     "notes_lines",
     "read_report",
     "report_table",
@@ -81,13 +84,43 @@ _KNOB_ABBREVIATIONS = {"threshold": "thr", "window": "win", "lambda": "λ", "tar
                        "epsilon": "eps"}
 
 
+def short_number(value: object) -> str:
+    """A knob value compactly: floats in 3 significant digits, the shorter of the fixed
+    and the scientific form, exponents without padding (``1e-3``, ``1.58e-5``, ``0.0134``,
+    ``0.6``); anything else as ``str``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    forms = [_tidy_exponent(format(value, ".3g"))]
+    if value != 0 and abs(value) < 0.01:
+        mantissa, exponent = format(value, ".2e").split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        forms.append(f"{mantissa}e{int(exponent)}")
+    return min(forms, key=len)
+
+
+def _tidy_exponent(text: str) -> str:
+    """``1.58e-05`` as ``1.58e-5``, ``1e+06`` as ``1e6``."""
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+_LONG_NUMBER = re.compile(r"-?\d+\.\d{4,}(?:e[+-]?\d+)?")
+
+
+def _shorten_numbers(text: str) -> str:
+    """Long decimals in a setting's description in :func:`short_number`'s form."""
+    return _LONG_NUMBER.sub(lambda match: short_number(float(match.group())), text)
+
+
 def _knob(point: PolicyPoint) -> str:
     """``knob=value`` in a compact form, or a dash for a policy without a knob."""
     if point.knob is None:
         return _MISSING
-    value = point.value.item() if isinstance(point.value, np.generic) else point.value
-    text = format(value, ".3g") if isinstance(value, float) else str(value)
-    return f"{_KNOB_ABBREVIATIONS.get(point.knob, point.knob)}={text}"
+    return f"{_KNOB_ABBREVIATIONS.get(point.knob, point.knob)}={short_number(point.value)}"
 
 
 def _policy_label(name: str, deployable: bool) -> str:
@@ -108,7 +141,9 @@ def report_table(report: EvaluationReport) -> Table:
 
     Columns: policy, knob=value, accuracy [95% CI], mean cost [95% CI], mean samples,
     exhaustion rate, and the accuracy difference to the reference policy [95% CI, paired].
-    Hindsight oracles are marked "(oracle, not deployable)".
+    Hindsight oracles are marked "(oracle)". Consecutive settings of a policy that print
+    the same numbers share one row (``λ=1e-3 to 0.1``), and oracles whose rows are all the
+    same share one (``oracle = query-oracle``); :data:`LEGEND` explains the columns.
     """
     table = Table(title=f"Replay evaluation{_simulated_suffix(report)} "
                         f"(Δ accuracy vs {report.reference}; oracles: not deployable, fronts only)",
@@ -118,19 +153,53 @@ def report_table(report: EvaluationReport) -> Table:
     for header in ("accuracy [95% CI]", f"cost{_unit_suffix(report)} [95% CI]", "draws",
                    "exh.", "Δ accuracy [95% CI]"):
         table.add_column(header, justify="right", overflow="fold")
-    for name, points in report.points.items():
-        for point in points:
-            table.add_row(
-                _policy_label(name, point.deployable),
-                _knob(point),
-                _with_interval(point.accuracy, point.accuracy_ci),
-                _with_interval(point.mean_cost, point.mean_cost_ci, "compact"),
-                _number(point.mean_samples, ".3g"),
-                _number(point.exhaustion_rate, ".0%"),
-                _with_interval(point.difference, point.difference_ci, "+.3f"),
-                style=None if point.deployable else "dim",
-            )
+    for names, deployable, rows in _merge_same_oracles(
+            [(name, _deployable(report, name), _collapse(_point_rows(points)))
+             for name, points in report.points.items()]):
+        for knob, cells in rows:
+            table.add_row(_policy_label(" = ".join(names), deployable), knob, *cells,
+                          style=None if deployable else "dim")
     return table
+
+
+Row = tuple[str, tuple[str, ...]]
+
+
+def _point_rows(points: list[PolicyPoint]) -> list[Row]:
+    """(knob text, the other cells) per point."""
+    return [(_knob(point), (
+        _with_interval(point.accuracy, point.accuracy_ci),
+        _with_interval(point.mean_cost, point.mean_cost_ci, "compact"),
+        _number(point.mean_samples, ".3g"),
+        _number(point.exhaustion_rate, ".0%"),
+        _with_interval(point.difference, point.difference_ci, "+.3f"))) for point in points]
+
+
+def _collapse(rows: list[Row]) -> list[Row]:
+    """Consecutive rows that print the same numbers as one, their knobs as a range."""
+    merged: list[tuple[str, str, tuple[str, ...]]] = []
+    for knob, cells in rows:
+        if merged and merged[-1][2] == cells:
+            first, _, _ = merged[-1]
+            merged[-1] = (first, knob, cells)
+        else:
+            merged.append((knob, knob, cells))
+    return [(first if first == last else f"{first} to {last.partition('=')[2] or last}",
+             cells) for first, last, cells in merged]
+
+
+def _merge_same_oracles(policies: list[tuple[str, bool, list[Row]]]
+                        ) -> list[tuple[list[str], bool, list[Row]]]:
+    """Non-deployable policies whose rows are all the same, as one entry naming both."""
+    merged: list[tuple[list[str], bool, list[Row]]] = []
+    for name, deployable, rows in policies:
+        twin = next((entry for entry in merged if not deployable and not entry[1]
+                     and entry[2] == rows), None)
+        if twin is not None:
+            twin[0].append(name)
+        else:
+            merged.append(([name], deployable, rows))
+    return merged
 
 
 def _unit_suffix(report: EvaluationReport) -> str:
@@ -143,34 +212,88 @@ def headline_table(report: EvaluationReport) -> Table:
 
     The title gives the target accuracy (by default the envelope's top: the best accuracy
     any deployable baseline reaches) and the best baseline: the cheapest deployable
-    baseline point reaching it (non-inferior at 95%). Columns: the mean cost to reach the
-    target, the savings against the best baseline (its cost over the policy's: 2.0x = half
-    the cost) and the median share of the envelope-to-query-oracle gap closed (see
-    :mod:`training.evaluation.pareto`).
+    baseline point reaching it (non-inferior at 95%). Columns: each policy's best
+    accuracy, the mean cost to reach the target, the savings against the best baseline
+    (its cost over the policy's: 2.0x = half the cost) and the median share of the
+    envelope-to-query-oracle gap closed (see :mod:`training.evaluation.pareto`).
+    Accuracies are printed with the digits that tell each policy's best from the target
+    (a policy that misses a target of 0.727 never shows 0.727). Oracles with the same
+    numbers share a row. :data:`LEGEND` explains the terms.
     """
     headline = report.headline
     best = headline.best_baseline
-    best_text = (f"best baseline {best['setting']} at {_compact(best['cost'])}"
-                 if best else "no baseline reaches it")
+    best_accuracy = {name: max((p.accuracy for p in points if not _is_missing(p.accuracy)),
+                               default=None) for name, points in report.points.items()}
+    digits = _digits_apart(headline.target_accuracy, list(best_accuracy.values()))
+    best_text = (f"best baseline {_shorten_numbers(best['setting'])} at "
+                 f"{_compact(best['cost'])}" if best else "no baseline reaches it")
     table = Table(title=f"Headline{_simulated_suffix(report)}: target accuracy "
-                        f"{_number(headline.target_accuracy)} ({headline.target_source}); "
-                        f"{best_text}",
+                        f"{_number(headline.target_accuracy, f'.{digits}f')} "
+                        f"({headline.target_source}); {best_text}",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("policy", style="bold", overflow="fold")
-    for header in (f"cost to reach target{_unit_suffix(report)}", "savings vs best baseline",
-                   "gap closed"):
+    for header in ("best accuracy", f"cost to reach target{_unit_suffix(report)}",
+                   "savings vs best baseline", "gap closed"):
         table.add_column(header, justify="right", overflow="fold")
     names = list(dict.fromkeys([*report.points, *headline.cost_to_reach]))
-    for name in names:
-        deployable = _deployable(report, name)
-        table.add_row(
-            _policy_label(name, deployable),
-            _compact(headline.cost_to_reach.get(name)),
-            _ratio_text(headline.savings_vs_best_baseline.get(name)),
-            _number(headline.gap_closed.get(name), ".0%"),
-            style=None if deployable else "dim",
-        )
+    rows = [(name, _deployable(report, name), [("", (
+        _number(best_accuracy.get(name), f".{digits}f"),
+        _compact(headline.cost_to_reach.get(name)),
+        _ratio_text(headline.savings_vs_best_baseline.get(name)),
+        _number(headline.gap_closed.get(name), ".0%")))]) for name in names]
+    for merged, deployable, cells in _merge_same_oracles(rows):
+        table.add_row(_policy_label(" = ".join(merged), deployable), *cells[0][1],
+                      style=None if deployable else "dim")
     return table
+
+
+def _digits_apart(target: float | None, values: list[float | None], low: int = 3,
+                  high: int = 6) -> int:
+    """The fewest decimals (``low`` to ``high``) that print every value that differs from
+    the target differently from it."""
+    if _is_missing(target):
+        return low
+    for digits in range(low, high + 1):
+        shown = format(target, f".{digits}f")
+        if all(format(value, f".{digits}f") != shown for value in values
+               if not _is_missing(value) and abs(value - target) > 1e-12):
+            return digits
+    return high
+
+
+#: What the tables' terms mean (printed under them, and in the README).
+LEGEND = {
+    "envelope": "the Pareto front of every deployable baseline at every setting, on the "
+                "same held-out queries and orders; the target accuracy is its top unless "
+                "given.",
+    "reach (non-inferior)": "a point reaches the target when it is non-inferior at 95%: "
+                            "the upper end of its paired 95% interval against the "
+                            "reference is at least the target minus the reference's "
+                            "accuracy. A point a little below the target can reach it; "
+                            "best accuracy shows the digits that tell it from the target.",
+    "cost to reach target": "the lowest mean cost per query of a point that reaches the "
+                            "target (— where none does).",
+    "savings vs best baseline": "the best baseline's cost to reach the target divided by "
+                                "the policy's: 2.00x is half the cost, below 1x dearer.",
+    "gap closed": "the median, over the policy's front points where both are defined, of "
+                  "(its accuracy - the envelope's) / (the query-oracle's - the "
+                  "envelope's) at the same cost: 0% is the envelope, 100% the "
+                  "query-oracle, negative below the envelope. It covers every budget and "
+                  "savings only the target, so a policy can close much of the gap at low "
+                  "budgets and still cost more at the target.",
+    "exh. (exhausted)": "the share of episodes in which the policy wanted another sample "
+                        "after the query's logged pool ran out (SAMPLE is masked there: "
+                        "replay never invents samples).",
+    "Δ accuracy": "the paired difference with the reference on the same queries and "
+                  "orders, with its 95% bootstrap interval over queries.",
+    "(oracle)": "not deployable: it sees each query's outcomes; it bounds what any "
+                "deployable policy can do.",
+}
+
+
+def legend_lines() -> list[str]:
+    """The :data:`LEGEND`, one ``term: meaning`` line per term."""
+    return [f"{term}: {meaning}" for term, meaning in LEGEND.items()]
 
 
 def notes_lines(report: EvaluationReport) -> list[str]:

@@ -71,10 +71,17 @@ def _quiet(message: str) -> None:
 
 
 # ------------------------------------------------------------------ the steps
-def _split(log: AttemptLog, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    from training.evaluation.evaluate import split_queries
+def _split(log: AttemptLog, log_path: str | Path, config: TrainConfig
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The split by query; a log without a training query is refused (naming it)."""
+    from training.evaluation.evaluate import LogTooSmallError, check_split_size, split_queries
 
-    return split_queries(log.n_queries, config.test_fraction, config.seed)
+    train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
+    try:
+        check_split_size(log, len(train), config.test_fraction)
+    except LogTooSmallError as error:
+        raise AllocatorError(error.message(str(log_path))) from None
+    return train, test
 
 
 def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: TrainConfig,
@@ -83,11 +90,11 @@ def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: Tra
     from training.rl.export import export_bundle
 
     with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
-        predictor_dir = predictor.save(Path(folder) / "predictor")
         return export_bundle(
             model, path, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
             cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
-            predictor_dir=predictor_dir, extra=dict(extra))
+            predictor_dir=_saved_predictor(predictor, folder),
+            extra={**dict(extra), **_predictor_note(predictor)})
 
 
 def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray,
@@ -129,6 +136,43 @@ def _evaluate_trained(log: AttemptLog, log_path: str | Path, run_dir: Path, bund
             f"on its own with: allocator evaluate {log_path} --bundle {bundle} --seed "
             f"{config.seed} --test-fraction {config.test_fraction} --orders "
             f"{config.n_orders} -o {run_dir / 'evaluation'}") from error
+
+
+#: The manifest's ``difficulty_predictor`` field of a bundle trained without one.
+NO_PREDICTOR = {"kind": "none", "note": "trained with --no-predictor: every query's prior "
+                "is the constant uninformed prior (the replay environment's), whatever "
+                "its text"}
+
+
+def _prior(log: AttemptLog, log_path: str | Path, train: np.ndarray, test: np.ndarray,
+           config: TrainConfig, *, predictor: bool, say: Announce) -> tuple[Any, np.ndarray]:
+    """The difficulty predictor and the prior of every query (step 3); without the
+    predictor, None and the constant uninformed prior.
+
+    Raises:
+        AllocatorError: the log is too small for the predictor (naming ``log_path``).
+    """
+    from allocator.session import UNINFORMED_PRIOR
+    from training.evaluation.evaluate import LogTooSmallError, fit_prior
+
+    if not predictor:
+        say(f"no difficulty predictor: a constant prior {UNINFORMED_PRIOR:g} per arm")
+        return None, np.full((log.n_queries, len(log.arms)), UNINFORMED_PRIOR)
+    say("fitting the difficulty predictor (cross-fitted on the training queries)")
+    try:
+        return fit_prior(log, train, test, config.seed, test_fraction=config.test_fraction)
+    except LogTooSmallError as error:
+        raise AllocatorError(error.message(str(log_path))) from None
+
+
+def _saved_predictor(predictor: Any, folder: str) -> Path | None:
+    """The predictor saved under ``folder`` (None without one)."""
+    return None if predictor is None else predictor.save(Path(folder) / "predictor")
+
+
+def _predictor_note(predictor: Any) -> dict[str, Any]:
+    """Manifest fields that say a bundle holds no predictor (none when it holds one)."""
+    return {} if predictor is not None else {"difficulty_predictor": NO_PREDICTOR}
 
 
 # ------------------------------------------------------------------ the safety net
@@ -221,7 +265,8 @@ def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
         return write_baseline_bundle(
             path, policy, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
             cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
-            predictor_dir=predictor.save(Path(folder) / "predictor"), extra=dict(extra))
+            predictor_dir=_saved_predictor(predictor, folder),
+            extra={**dict(extra), **_predictor_note(predictor)})
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
@@ -349,7 +394,7 @@ def run_training(
     run_dir: str | Path,
     config: TrainConfig | None = None,
     *,
-    mlflow: bool = True,
+    mlflow: bool = False,
     progress: bool = True,
     resume: bool = False,
     tracking_uri: str | None = None,
@@ -358,6 +403,7 @@ def run_training(
     alias: str = "candidate",
     calibrate: bool = True,
     target_cost: float | None = None,
+    predictor: bool = True,
 ) -> dict[str, Any]:
     """Train, export, evaluate and report: the steps of the module docstring.
 
@@ -366,7 +412,8 @@ def run_training(
         run_dir: the run's folder (created): ``bundle/``, ``checkpoints/``,
             ``report.json``, ``pareto.png``, ``cost_distribution.png``, ``config.toml``.
         config: the training settings (defaults if None).
-        mlflow: log the run to MLflow.
+        mlflow: log the run to MLflow (off by default, as on the command line: nothing
+            is written to MLflow, and no ``mlflow.db``, unless asked).
         progress: print the steps and a training progress bar on stderr.
         resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
             split and the predictor are recomputed: they are deterministic).
@@ -380,6 +427,10 @@ def run_training(
             (step 5); False leaves it uncalibrated (the middle of the lambda range).
         target_cost: calibrate to this mean cost per query (log units) instead of to
             majority-of-all accuracy.
+        predictor: fit the difficulty predictor (step 3). False (``allocator train
+            --no-predictor``, for logs too small to cross-fit it): every query's prior is
+            the constant :data:`~allocator.session.UNINFORMED_PRIOR`, the bundle holds no
+            predictor and its manifest says so (``difficulty_predictor``).
 
     Returns:
         ``{"run_dir", "bundle", "learned_bundle", "report", "training", "mlflow_run_id",
@@ -397,6 +448,8 @@ def run_training(
         ParameterError: ``run_dir`` holds checkpoints and ``resume`` is False,
             ``register`` without ``mlflow``, ``target_cost`` without ``calibrate``, or an
             invalid setting.
+        AllocatorError: the log is too small for the difficulty predictor (the message
+            names the log, the sizes, and ``--no-predictor``).
     """
     from allocator.logs import read_log
     from training.tracking import DEFAULT_EXPERIMENT
@@ -415,12 +468,10 @@ def run_training(
     checkpoint = _checkpoint_to_resume(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
-    train, test = _split(log, config)
+    train, test = _split(log, log_path, config)
     say(f"split by query: {len(train)} training, {len(test)} held-out queries")
-    say("fitting the difficulty predictor (cross-fitted on the training queries)")
-    from training.evaluation.evaluate import fit_prior
-
-    predictor, prior = fit_prior(log, train, test, config.seed)
+    predictor, prior = _prior(log, log_path, train, test, config, predictor=predictor,
+                              say=say)
     tracking = _Tracking(mlflow, tracking_uri=tracking_uri,
                          experiment=experiment or DEFAULT_EXPERIMENT, run_name=run_dir.name,
                          tags={"log_fingerprint": log.fingerprint(), "log_source": log.source,
@@ -497,6 +548,7 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
     training = {"num_timesteps": int(model.num_timesteps), "seconds": round(seconds, 3),
                 "train_queries": len(train), "fit_queries": len(fit),
                 "validation_queries": len(validation), "test_queries": len(test),
+                "prior": "predicted" if predictor is not None else "constant",
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor),
                 "selection": None if selector is None else selector.summary()}

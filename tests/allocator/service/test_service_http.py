@@ -48,9 +48,14 @@ CASES = [
     Bad("lambda of the wrong type", 422, "lambda", {"lambda": "high"}),
     Bad("lambda given as a numeric string", 422, "lambda", {"lambda": "0.1"}),
     Bad("negative lambda", 422, "lambda", {"lambda": -0.1}),
-    Bad("lambda outside the training range", 400, "lambda", {"lambda": 5.0},
-        error="invalid_parameter"),
-    Bad("target_cost without calibration", 400, "target_cost", {"target_cost": 3.0}),
+    # one status for every invalid value, whoever finds it (issue 14, item 20: the schema
+    # answered 422, the oracle 400)
+    Bad("lambda outside the training range", 422, "lambda", {"lambda": 5.0},
+        error="invalid_request"),
+    Bad("target_cost without calibration", 422, "target_cost", {"target_cost": 3.0},
+        error="invalid_request"),
+    Bad("budget lambda outside the training range", 422, "lambda", {"lambda": 5.0},
+        path="/v1/budget", error="invalid_request"),
     Bad("unknown top-level field", 422, "lamda", {"lamda": 0.1}),
     Bad("unknown field in an event", 422, "history.0.colour",
         {"history": [{**SAMPLE, "colour": "red"}]}),
@@ -151,10 +156,16 @@ def test_the_errors_say_how_to_fix_them(scripted_client: httpx.Client) -> None:
     assert client.get("/v1/nowhere").json()["error"] == "not_found"
 
 
-def test_health_is_open_and_describes_the_served_bundle(scripted_server: BackgroundServer,
-                                                         scripted_oracle) -> None:
+def test_health_is_minimal_without_the_token(scripted_server: BackgroundServer,
+                                             scripted_oracle) -> None:
+    """Without the token health says only that the service is up; with it, the served
+    bundle and the reloads; a wrong token is refused (issue 14, item 20: health exposed
+    paths and run ids to anyone)."""
     server, oracle = scripted_server, scripted_oracle
-    body = httpx.get(f"{server.url}/v1/health").json()  # no token
+    assert httpx.get(f"{server.url}/v1/health").json() == {"status": "ok"}
+    wrong = httpx.get(f"{server.url}/v1/health", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
+    body = httpx.get(f"{server.url}/v1/health", headers=AUTH).json()
     model = body["model"]
     assert body["status"] == "ok" and model["arms"] == list(oracle.arms)
     assert model["lambda_range"] == list(oracle.lambda_range)
@@ -163,6 +174,14 @@ def test_health_is_open_and_describes_the_served_bundle(scripted_server: Backgro
                               "last_error_at": None}
     decided = httpx.post(f"{server.url}/v1/decide", json={}, headers=AUTH).json()
     assert decided["model"] == {"bundle_id": model["bundle_id"], "version": None}
+
+
+def test_health_is_full_without_authentication(scripted_oracle) -> None:
+    """A server started without a token (loopback) answers every detail to anyone."""
+    with BackgroundServer(create_app(scripted_oracle.bundle.path)) as server:
+        body = httpx.get(f"{server.url}/v1/health").json()
+    assert body["status"] == "ok" and body["model"]["arms"] == list(scripted_oracle.arms)
+    assert body["reload"]["reloads"] == 0
 
 
 def test_the_openapi_schema_lists_the_endpoints(scripted_server: BackgroundServer) -> None:
@@ -176,7 +195,8 @@ def test_the_openapi_schema_lists_the_endpoints(scripted_server: BackgroundServe
     request = schema["components"]["schemas"]["DecideRequest"]
     assert request["additionalProperties"] is False and "lambda" in request["properties"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
-    assert "security" not in schema["paths"]["/v1/health"]["get"]
+    # health takes the token optionally (details with it); anyone may call it
+    assert "401" in schema["paths"]["/v1/health"]["get"]["responses"]
 
 
 def test_create_app_refuses_bad_arguments(tmp_path: Path) -> None:
@@ -238,3 +258,28 @@ def test_the_public_api() -> None:
     assert sorted(allocator.service.__all__) == [
         "API_PREFIX", "BackgroundServer", "INSTALL_HINT", "OracleHolder", "ReloadOutcome",
         "Served", "create_app", "run_server"]
+
+
+#: The request bodies (issue 14, item 19: their fields were documented only in code).
+REQUEST_BODIES = ["DecideRequest", "AttemptEvent", "VerifyEvent", "BudgetRequest",
+                  "AllocateRequest", "ReloadRequest"]
+
+
+@pytest.mark.parametrize("name", REQUEST_BODIES)
+def test_every_request_field_is_described(scripted_server: BackgroundServer,
+                                          name: str) -> None:
+    """In the OpenAPI schema (what /docs shows) and in the README's field table."""
+    schema = httpx.get(f"{scripted_server.url}/openapi.json").json()
+    properties = schema["components"]["schemas"][name]["properties"]
+    undescribed = [field for field, spec in properties.items() if not spec.get("description")]
+    assert not undescribed, f"{name}: {undescribed}"
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("<!-- request-fields -->"):
+                   readme.index("<!-- /request-fields -->")]
+    rows = {cell.strip().strip("`"): line.split("|")[2]
+            for line in table.splitlines() if line.startswith("| `")
+            for cell in line.split("|")[1].split(",")}
+    body = name.removesuffix("Request").removesuffix("Event").lower()
+    for key in properties:
+        assert key in rows, f"README's request-field table lacks {name}.{key}"
+        assert body in rows[key], f"README: {key} is not marked as in {body}"

@@ -13,7 +13,8 @@ import pytest
 
 from training.evaluation.pareto import headline
 from training.evaluation.plots import (
-    COST_SIZE,
+    COST_COLUMNS,
+    COST_PANEL,
     DPI,
     PARETO_SIZE,
     PARETO_WITH_COSTS_SIZE,
@@ -141,24 +142,40 @@ def test_plot_pareto_with_results_adds_a_cost_panel(tmp_path):
                               round(PARETO_WITH_COSTS_SIZE[1] * DPI))
 
 
-def test_cost_distribution_plots_one_ecdf_per_result(tmp_path):
+def test_cost_distribution_plots_one_panel_per_result(tmp_path):
+    """Small multiples: each panel names the policy and its setting, draws its ECDF in
+    colour and the others in grey (issue 14, item 18: one panel hid curves under each
+    other and named no setting)."""
     rng = np.random.default_rng(0)
-    results = {"fixed-n n=8": make_results("fixed-n", np.full(30, 800.0)),
-               "learned lambda=0.001": make_results("learned", rng.uniform(100, 5000, 30))}
+    results = {"fixed-n": make_results("fixed-n(n=8)", np.full(30, 800.0)),
+               "learned": make_results("learned(lambda=0.0012345678)",
+                                       rng.uniform(100, 5000, 30)),
+               "esc": make_results("esc(window=5)", np.full(30, 300.0)),
+               "cascade": make_results("cascade(tau=0.7)", np.full(30, 150.0))}
     figure = cost_distribution_figure(results, simulated=True, cost_unit="tokens")
-    (ax,) = figure.axes
-    labels = legend_texts(figure)
-    assert labels[0] == "fixed-n n=8 (mean 800)"
-    assert labels[1].startswith("learned lambda=0.001 (mean ")
-    assert "SIMULATED" in ax.get_title(loc="left")
-    assert ax.get_xscale() == "log"                   # 100..5000 spans more than a decade
+    axes = figure.axes
+    assert len(axes) == 4
+    titles = [ax.get_title(loc="left") for ax in axes]
+    assert titles[0] == "fixed-n(n=8)\nmean 800"
+    assert titles[1].startswith("learned(lambda=0.00123)\nmean ")
+    assert "SIMULATED" in figure.get_suptitle()
+    assert axes[0].get_xscale() == "log"              # 100..5000 spans more than a decade
+    for ax in axes:
+        lines = ax.get_lines()
+        assert len(lines) == 4
+        own = [line for line in lines if line.get_color() != "0.82"]
+        assert len(own) == 1 and own[0].get_linewidth() > lines[-1].get_linewidth()
+        colors = {axes[i].get_lines()[0].get_color() for i in range(len(axes))}
+        assert len(colors) == 4  # each policy its own colour
     # The ECDF of a constant cost jumps from 0 to 1 at that cost.
-    xdata, ydata = ax.get_lines()[0].get_data()
+    xdata, ydata = axes[0].get_lines()[0].get_data()
     assert set(np.asarray(xdata)[np.isfinite(xdata)]) == {800.0}
     assert np.asarray(ydata).max() == pytest.approx(1.0)
     path = plot_cost_distribution(results, tmp_path / "cost.png")
     assert path.stat().st_size > 10_000
-    assert png_size(path) == (round(COST_SIZE[0] * DPI), round(COST_SIZE[1] * DPI))
+    rows, columns = 2, COST_COLUMNS
+    assert png_size(path) == (round(COST_PANEL[0] * columns * DPI),
+                              round((COST_PANEL[1] * rows + 0.6) * DPI))
 
 
 def test_the_per_query_cost_is_averaged_over_orders():
@@ -168,7 +185,7 @@ def test_the_per_query_cost_is_averaged_over_orders():
     (ax,) = cost_distribution_figure({"p": result}).axes
     xdata = np.asarray(ax.get_lines()[0].get_xdata())
     assert set(xdata[np.isfinite(xdata)]) == {2.0, 20.0}
-    assert legend_texts(ax.figure) == ["p (mean 11)"]
+    assert ax.get_title(loc="left") == "p\nmean 11"
 
 
 def test_importing_the_plots_module_does_not_import_matplotlib():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +13,12 @@ from rich.console import Console
 
 from training.evaluation.pareto import headline
 from training.evaluation.report import (
+    LEGEND,
     ORACLE_MARK,
     REPORT_NAME,
     headline_table,
     json_safe,
+    legend_lines,
     read_report,
     report_table,
     write_report,
@@ -157,3 +161,81 @@ def test_tables_fit_a_100_column_terminal_without_truncation(table_of):
     text = render(table_of(report), width=100)
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+# ------------------------------------------------------------------ issue 14, item 18
+def test_a_miss_never_prints_as_the_target():
+    """A policy whose best accuracy is 0.7268 misses a 0.727 target: the table prints
+    both with the digits that tell them apart (it showed 0.727 against 0.727)."""
+    points = {
+        "fixed-n": [make_point("fixed-n", "n", n, 100.0 * n, acc, difference=None)
+                    for n, acc in ((1, 0.6), (4, 0.727))],
+        "esc": [make_point("esc", "window", 5, 150.0, 0.7268, difference=None)],
+    }
+    report = EvaluationReport(log={"simulated": False}, config={}, points=points,
+                              reference="fixed-n(n=1)",
+                              headline=headline(points, target_accuracy=0.727))
+    assert report.headline.cost_to_reach["esc"] is None  # it misses
+    text = render(headline_table(report))
+    assert "target accuracy 0.7270" in text
+    (esc,) = [line for line in text.splitlines() if line.strip().startswith("esc")]
+    assert "0.7268" in esc and "0.727 " not in esc + " "
+    (fixed,) = [line for line in text.splitlines() if line.strip().startswith("fixed-n")]
+    assert "0.7270" in fixed and "1.00x" in fixed
+
+
+def test_same_oracle_rows_are_collapsed():
+    """Settings that print the same numbers share a row; two oracles with the same rows
+    share one (the report showed 25 near-duplicate oracle rows)."""
+    def sweep(name):
+        return [make_point(name, "lambda", lam, cost, acc, deployable=False)
+                for lam, cost, acc in ((1.0, 50.0, 0.5), (0.1, 80.0, 0.7), (1e-3, 100.0, 0.9),
+                                       (1.58e-5, 100.0, 0.9), (1e-6, 100.0, 0.9))]
+    report = make_report()
+    report.points.pop("query-oracle")
+    report.points["oracle"] = sweep("oracle")
+    report.points["query-oracle"] = sweep("query-oracle")
+    report = EvaluationReport(log=report.log, config=report.config, points=report.points,
+                              reference=report.reference,
+                              headline=headline(report.points, target_accuracy=0.8))
+    text = render(report_table(report))
+    oracle_lines = [line for line in text.splitlines() if line.strip().startswith("oracle")]
+    assert len(oracle_lines) == 3, text
+    assert all("oracle = query-oracle" in line for line in oracle_lines)
+    assert "λ=1e-3 to 1e-6" in text  # the three equal points as one range
+    head = render(headline_table(report))
+    assert len([line for line in head.splitlines()
+                if line.strip().startswith("oracle")]) == 1
+
+
+@pytest.mark.parametrize(("value", "shown"), [(0.001, "λ=1e-3"), (1.58e-05, "λ=1.58e-5"),
+                                              (0.0134, "λ=0.0134"), (0.25, "λ=0.25")])
+def test_knobs_print_compactly(value, shown):
+    report = make_report()
+    report.points["learned"] = [make_point("learned", "lambda", value, 100.0, 0.5)]
+    text = render(report_table(report), width=100)
+    assert shown in text and "…" not in text
+
+
+def test_long_settings_are_shortened_in_the_title():
+    report = make_report()
+    best = dict(report.headline.best_baseline, setting="until-verified(n=3, "
+                "tau=0.6001783609390259, arm=0)")
+    report = EvaluationReport(log=report.log, config=report.config, points=report.points,
+                              reference=report.reference,
+                              headline=dataclasses.replace(report.headline,
+                                                           best_baseline=best))
+    text = " ".join(render(headline_table(report)).split())
+    assert "until-verified(n=3, tau=0.6, arm=0)" in text
+
+
+def test_the_legend_explains_every_term_and_the_readme_has_it():
+    terms = " ".join(LEGEND)
+    for term in ("envelope", "non-inferior", "gap closed", "exh.", "exhausted", "savings",
+                 "oracle"):
+        assert term in terms
+    readme = " ".join((Path(__file__).resolve().parents[3] / "README.md").read_text()
+                      .split())
+    for line in legend_lines():
+        term, _, meaning = line.partition(": ")
+        assert f"**{term}**: {meaning}" in readme, term
