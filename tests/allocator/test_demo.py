@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import allocator
-from allocator.demo import DEMO_LOG, MARKER, _verdict, best_baseline, run_demo
+from allocator.cli.demo import DEMO_LOG, MARKER, _verdict, best_baseline, run_demo
 from allocator.errors import ParameterError
 from allocator.logs import read_log
 

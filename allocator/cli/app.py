@@ -273,7 +273,7 @@ def evaluate(
         help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
-    from allocator.evaluate_command import run_evaluate
+    from allocator.cli.evaluate_command import run_evaluate
 
     try:
         run_evaluate(log_path, output, policies=policy, arm=arm, orders=orders,
@@ -343,7 +343,7 @@ def train(
     validation queries carved from the training queries and exports the best: where a
     baseline wins, RUN_DIR/bundle is a baseline bundle (served the same way) and the
     learned one is in RUN_DIR/learned-bundle; the report says which and why."""
-    from allocator.train_command import run_train
+    from allocator.cli.train_command import run_train
 
     try:
         run_train(log_path, output, config_path=config, seed=seed, timesteps=timesteps,
@@ -376,7 +376,7 @@ def calibrate(
     """Find the lambda that meets a target mean cost per query (or reaches majority-of-all
     accuracy at least cost) and store it in the bundle, so that users ask for a budget,
     not a price."""
-    from allocator.calibrate_command import run_calibrate
+    from allocator.cli.calibrate_command import run_calibrate
 
     try:
         run_calibrate(bundle, log_path, target_cost, tolerance=tolerance, orders=orders,
@@ -394,7 +394,7 @@ def inspect(
 ) -> None:
     """Print every default the oracle uses for this bundle (lambda, sample cap per arm,
     prior per arm, target-cost range) and where each comes from."""
-    from allocator.inspect_command import run_inspect
+    from allocator.cli.inspect_command import run_inspect
 
     try:
         run_inspect(bundle, as_json=as_json)
@@ -425,7 +425,7 @@ def grade(
 ) -> None:
     """Grade the rows of recorded runs against reference answers, so that `allocator
     ingest` and `allocator train` accept them."""
-    from allocator.grade_command import run_grade
+    from allocator.cli.grade_command import run_grade
 
     try:
         run_grade(runs, references, out=out, query_col=query_col,
@@ -468,7 +468,7 @@ def demo(
     """Run the main job end to end on a built-in SIMULATED log (two priced arms, a
     verifier on the cheap one, a prompt length that predicts difficulty) and print the
     results."""
-    from allocator.demo import run_demo
+    from allocator.cli.demo import run_demo
 
     try:
         run_demo(output, seed=seed)
