@@ -345,6 +345,42 @@ def train(
 
 
 @app.command()
+def sweep(
+    log_path: Annotated[Path, typer.Argument(metavar="LOGS", help="A pool log (Parquet).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="SWEEP_DIR",
+        help="The sweep's folder: tune/ (Ray's trials), mlflow.db, best-bundle/, "
+             "report.json, plots, sweep.json.")],
+    config: Annotated[Path, typer.Option(
+        "--config", help="The sweep's TOML: [sweep] (trials, cpus_per_trial, reports...), "
+                         "[base] and [search] (TrainConfig settings).")],
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the interrupted sweep SWEEP_DIR holds.")] = False,
+    address: Annotated[str | None, typer.Option(
+        help="A Ray cluster (HOST:6379 of `ray start --head`; default: RAY_ADDRESS, else "
+             "an embedded local Ray).")] = None,
+    register_as: Annotated[str | None, typer.Option(
+        "--register-as", metavar="NAME",
+        help="Register the best bundle as a new version of this MLflow model.")] = None,
+    alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on "
+                                          "stdout.")] = False,
+) -> None:
+    """Search the training settings with Ray Tune: each trial an `allocator train`
+    pipeline scored on validation queries (ASHA stops the worst early, MLflow tracks
+    every trial); the best trial's bundle is exported to SWEEP_DIR/best-bundle and
+    evaluated on the test queries."""
+    from allocator.sweep_command import run_sweep_command
+
+    try:
+        run_sweep_command(log_path, output, config_path=config, resume=resume,
+                          address=address, register=register_as, alias=alias,
+                          as_json=as_json)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
 def calibrate(
     bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A bundle directory "
                                            "(rewritten with the calibration).")],
