@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -99,14 +100,8 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> s
         AllocatorError: the address does not answer within :data:`CONNECT_TIMEOUT_S`
             seconds, or Ray refuses it (the message names the address and the fix).
     """
-    if ray.is_initialized():
-        return "existing"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        return "local"
-    where = _host_port(address)
+    where = None if address is None else _host_port(address)
     if where is not None:
         try:
             socket.create_connection(where, timeout=CONNECT_TIMEOUT_S).close()
@@ -116,6 +111,12 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> s
                 "one there with `ray start --head` (workers join it with `ray start "
                 "--address HOST:6379`), or leave --address and RAY_ADDRESS unset for the "
                 "embedded local Ray.") from None
+    if ray.is_initialized():
+        return "existing"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address is None:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return "local"
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -277,18 +278,20 @@ def sweep_trial(params: dict[str, Any], *, data: SweepData, spec: SweepSpec,
             exported in the bundle (bytes, not a path: a worker on another machine has
             them too).
     """
-    from training.rl.train import TrainingMonitor, train_policy
+    from training.rl.train import TrainingMonitor, latest_checkpoint, train_policy
 
     config = spec.trial_config(params)
     monitor = TrainingMonitor()
-    reporter = ValidationReporter(data, config, math.ceil(config.total_timesteps
-                                                          / spec.reports), monitor)
     with tempfile.TemporaryDirectory(prefix="ttc-trial-") as folder:
-        resume_from = None
+        resume_from, resumed_steps = None, 0
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:  # a resumed trial: its latest training checkpoint
             resume_from = Path(checkpoint.to_directory(str(Path(folder) / "restored"))
                                ) / "policy"
+            resumed_steps = int(latest_checkpoint(resume_from).name.rpartition("_")[2])
+        monitor.record(resumed_steps, {"sweep/resumed_from_steps": float(resumed_steps)})
+        reporter = ValidationReporter(data, config, math.ceil(config.total_timesteps
+                                                              / spec.reports), monitor)
         model = train_policy(data.log, queries=data.fit, prior=data.prior, config=config,
                              callback=[monitor, reporter], resume_from=resume_from)
         final = Path(folder) / "final"
@@ -395,14 +398,16 @@ def _tuner(trainable: Any, spec: SweepSpec, sweep_dir: Path, callbacks: Sequence
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.reports + 1,
-                              grace_period=spec.grace_period,
-                              reduction_factor=spec.reduction_factor)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.reports + 1,
+                               grace_period=spec.grace_period,
+                               reduction_factor=spec.reduction_factor)
+                 if spec.early_stopping else None)
     return tune.Tuner(
         trainable, param_space=_param_space(spec),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="max", scheduler=scheduler, num_samples=spec.trials,
-            search_alg=BasicVariantGenerator(random_state=spec.search_seed)),
+            search_alg=BasicVariantGenerator(random_state=spec.search_seed,
+                                             max_concurrent=spec.max_concurrent)),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(sweep_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
@@ -471,15 +476,33 @@ def _log_best(uri: str, experiment_id: str, trial: Mapping[str, Any], report: An
 
 
 # ------------------------------------------------------------------ the results
-def _trials(grid: Any) -> list[dict[str, Any]]:
+def _statuses(experiment: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Tune's status of every trial (TERMINATED, ERROR, PENDING, PAUSED...) and its
+    settings, by id (a trial that never reported has no settings in its result)."""
+    from ray.tune import ExperimentAnalysis
+
+    return {trial.trial_id: (trial.status, dict(trial.config))
+            for trial in ExperimentAnalysis(str(experiment)).trials}
+
+
+def _status(result: Any, tune_status: str | None) -> str:
+    if result.error is not None or tune_status == "ERROR":
+        return "error"
+    if (result.metrics or {}).get("final"):
+        return "completed"
+    return "stopped early" if tune_status == "TERMINATED" else "unfinished"
+
+
+def _trials(grid: Any, statuses: Mapping[str, tuple[str, dict[str, Any]]]
+            ) -> list[dict[str, Any]]:
     """Every trial of the result grid, in trial order: settings, status, scores."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
-        status = ("error" if result.error is not None
-                  else "completed" if metrics.get("final") else "stopped early")
-        rows.append({"trial_id": metrics.get("trial_id") or Path(result.path).name,
-                     "config": dict(result.config or {}), "status": status,
+        trial_id = metrics.get("trial_id") or _trial_id(result.path, statuses)
+        status, config = statuses.get(trial_id, (None, dict(result.config or {})))
+        rows.append({"trial_id": trial_id, "config": config,
+                     "status": _status(result, status),
                      METRIC: metrics.get(METRIC), "reports": metrics.get("training_iteration"),
                      "num_timesteps": metrics.get("num_timesteps"),
                      "error": None if result.error is None else _first_line(result.error),
@@ -487,10 +510,17 @@ def _trials(grid: Any) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row["trial_id"])
 
 
+def _trial_id(path: str, statuses: Mapping[str, Any]) -> str:
+    """The id of the trial whose folder is ``path`` (a trial that never reported)."""
+    name = Path(path).name
+    return next((trial_id for trial_id in statuses if trial_id in name), name)
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    cause = [line for line in text if line.strip()][-1] if text else type(error).__name__
-    return f"{type(error).__name__}: {cause}"
+    """The exception's own line (``ValueError: ...``), out of Ray's traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    return (named or lines or [type(error).__name__])[-1][:500]
 
 
 def best_trial(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -654,8 +684,9 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
             experiment_id: str, register: str | None, alias: str,
             say: Callable[[str], None]) -> dict[str, Any]:
     """After the trials: sweep.json, and the best trial exported, evaluated, logged."""
-    trials = _trials(grid)
-    status = ("finished" if grid.num_terminated + grid.num_errors >= len(grid)
+    statuses = _statuses(Path(grid.experiment_path))
+    trials = _trials(grid, statuses)
+    status = ("finished" if all(s in ("TERMINATED", "ERROR") for s, _ in statuses.values())
               else "interrupted")
     summary: dict[str, Any] = {"sweep_dir": str(sweep_dir), "status": status,
                                "trials": [{k: v for k, v in t.items() if k[0] != "_"}

@@ -10,6 +10,8 @@ Three tables, each optional::
     grace_period = 1             # reports every trial gets before ASHA may stop it
     reduction_factor = 2         # ASHA keeps the best 1/reduction_factor at each rung
     search_seed = 0              # seed of the search's sampling (the same trials each run)
+    max_concurrent = 0           # trials running at once (0: as many as the CPUs allow)
+    early_stopping = true        # ASHA; false runs every trial to its end
 
     [base]                       # TrainConfig settings every trial shares
     total_timesteps = 200_000
@@ -68,6 +70,9 @@ class SweepSpec:
         grace_period: reports before ASHA may stop a trial.
         reduction_factor: ASHA's reduction factor.
         search_seed: seed of the search's sampling.
+        max_concurrent: trials running at once (0: as many as the CPUs allow; 1 runs
+            them in trial order, so ASHA's decisions do not depend on timing).
+        early_stopping: stop bad trials early with ASHA (True).
         source: where the spec was read from (for error messages).
     """
 
@@ -79,12 +84,17 @@ class SweepSpec:
     grace_period: int = 1
     reduction_factor: float = 2.0
     search_seed: int = 0
+    max_concurrent: int = 0
+    early_stopping: bool = True
     source: str = "sweep spec"
 
     def __post_init__(self) -> None:
         owner = f"SweepSpec ({self.source})"
+        if not isinstance(self.early_stopping, bool):
+            raise ParameterError(owner, "sweep.early_stopping", "true or false",
+                                 self.early_stopping)
         for name, low in (("trials", 1), ("reports", 1), ("grace_period", 1),
-                          ("search_seed", 0)):
+                          ("search_seed", 0), ("max_concurrent", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ParameterError(owner, f"sweep.{name}", f"an integer >= {low}", value)
@@ -141,7 +151,11 @@ def _check_distribution(base: TrainConfig, name: str, kind: str, values: tuple[A
     probes = values if not ranged else (values[0], values[1] - 1 if kind == "randint"
                                         else values[1])
     for value in probes:  # the config's own checks, on every value a trial may get
-        TrainConfig.from_dict({**base.to_dict(), name: value}, source=f"{owner} search")
+        try:
+            TrainConfig.from_dict({**base.to_dict(), name: value})
+        except ParameterError as error:
+            raise ParameterError(owner, f"search.{name}", f"values TrainConfig accepts "
+                                 f"({error})", value) from None
 
 
 def _ordered(values: tuple[Any, ...]) -> bool:
