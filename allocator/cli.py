@@ -271,6 +271,13 @@ def evaluate(
              "any baseline reaches).")] = None,
     cost_unit: Annotated[str | None, typer.Option(
         help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
+    ray_shards: Annotated[int | None, typer.Option(
+        "--ray", metavar="SHARDS", min=1,
+        help="Replay the policies sharded by query in SHARDS Ray tasks (the same report; "
+             "needs the ray extra).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="With --ray: a Ray cluster (default: RAY_ADDRESS, else an embedded local "
+             "Ray).")] = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
     from allocator.evaluate_command import run_evaluate
@@ -280,7 +287,8 @@ def evaluate(
                      test_fraction=test_fraction, seed=seed, reference=reference,
                      difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow,
                      bundle=bundle, verify_cost=verify_cost,
-                     target_accuracy=target_accuracy, cost_unit=cost_unit)
+                     target_accuracy=target_accuracy, cost_unit=cost_unit,
+                     ray_shards=ray_shards, address=address)
     except AllocatorError as error:
         raise _fail(error) from None
 
@@ -352,8 +360,8 @@ def sweep(
         help="The sweep's folder: tune/ (Ray's trials), mlflow.db, best-bundle/, "
              "report.json, plots, sweep.json.")],
     config: Annotated[Path, typer.Option(
-        "--config", help="The sweep's TOML: [sweep] (trials, cpus_per_trial, reports...), "
-                         "[base] and [search] (TrainConfig settings).")],
+        "--config", help="The sweep's TOML: tables sweep (trials, cpus_per_trial, "
+                         "reports...), base and search (TrainConfig settings).")],
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the interrupted sweep SWEEP_DIR holds.")] = False,
     address: Annotated[str | None, typer.Option(

@@ -39,13 +39,16 @@ interruption (Ctrl-C, a lost driver).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +92,15 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> str:
+def connect_ray(address: str | None = None, *, num_cpus: int | None = None,
+                owner: str = _OWNER) -> str:
     """Connect to Ray: the running session if any, a cluster at ``address`` (or
     ``RAY_ADDRESS``), else an embedded local Ray.
+
+    Args:
+        address: ``HOST:PORT`` (or ``ray://HOST:PORT``, ``auto``) of a running cluster.
+        num_cpus: the embedded Ray's CPUs (None: all).
+        owner: the command named in errors.
 
     Returns:
         ``"existing"``, ``"cluster"`` or ``"local"``.
@@ -107,7 +116,7 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> s
             socket.create_connection(where, timeout=CONNECT_TIMEOUT_S).close()
         except OSError as error:
             raise AllocatorError(
-                f"{_OWNER}: no Ray cluster answers at --address {address} ({error}). Start "
+                f"{owner}: no Ray cluster answers at --address {address} ({error}). Start "
                 "one there with `ray start --head` (workers join it with `ray start "
                 "--address HOST:6379`), or leave --address and RAY_ADDRESS unset for the "
                 "embedded local Ray.") from None
@@ -120,7 +129,7 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> s
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise AllocatorError(f"{_OWNER}: Ray refused --address {address}: {error}") from None
+        raise AllocatorError(f"{owner}: Ray refused --address {address}: {error}") from None
     return "cluster"
 
 
@@ -635,8 +644,9 @@ def run_sweep(
 
     Returns:
         ``{"sweep_dir", "status" ("finished" or "interrupted"), "trials", "best",
-        "bundle", "report", "mlflow", "summary"}`` (``best``, ``bundle``, ``report`` and
-        ``mlflow`` are None unless a trial completed and the sweep finished).
+        "bundle", "report", "mlflow", "summary", "seconds"}``: ``best``, ``bundle``,
+        ``report`` and ``mlflow`` are None unless a trial completed and the sweep
+        finished; ``seconds`` holds the wall time of the trials and of what follows.
 
     Raises:
         ParameterError: a folder holding a sweep without ``resume`` (or none with it),
@@ -676,8 +686,14 @@ def run_sweep(
         tuner._local_tuner.get_run_config().callbacks = tune_callbacks
     else:
         tuner = _tuner(trainable, spec, sweep_dir.resolve(), tune_callbacks)
-    grid = tuner.fit()
-    return _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's banners: stdout is --json's
+        grid = tuner.fit()
+    trials_seconds = time.perf_counter() - started
+    summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)
+    summary["seconds"] = {"trials": round(trials_seconds, 3),
+                          "after": round(time.perf_counter() - started - trials_seconds, 3)}
+    return summary
 
 
 def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: str,
