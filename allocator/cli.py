@@ -241,7 +241,8 @@ def formats() -> None:
 @app.command()
 def evaluate(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log (Parquet from "
-                                             "`allocator ingest`).")],
+                                             "`allocator ingest`), or a folder of Parquet "
+                                             "shards of one log.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.json "
                                          "and the plots.")] = Path("evaluation"),
     policy: Annotated[list[str] | None, typer.Option(

@@ -52,7 +52,12 @@ def run_evaluate(
     )
 
     console = stderr_console()
-    log = read_log(log_path)
+    if log_path.is_dir():  # a folder of Parquet shards
+        from training.evaluation.shards import read_log_shards
+
+        log = read_log_shards(log_path)
+    else:
+        log = read_log(log_path)
     config = EvaluationConfig(
         policies=tuple(policies) if policies else DEFAULT_POLICIES, arm=arm,
         test_fraction=test_fraction, n_orders=orders, seed=seed, reference=reference,

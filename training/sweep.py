@@ -657,6 +657,9 @@ def run_sweep(
     from training.rl.pipeline import _announcer
 
     sweep_dir = Path(sweep_dir)
+    # Tune's own progress tables off (verbose=0 is honoured by its classic reporter
+    # only): the progress is SweepProgress's.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     say = _announcer(progress)
     path = _check_folder(sweep_dir, resume)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -687,7 +690,7 @@ def run_sweep(
     else:
         tuner = _tuner(trainable, spec, sweep_dir.resolve(), tune_callbacks)
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # Ray's banners: stdout is --json's
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is --json's
         grid = tuner.fit()
     trials_seconds = time.perf_counter() - started
     summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)

@@ -59,7 +59,8 @@ def test_shards_cover_every_position_once(n: int, shards: int, expected: list) -
 def test_allocator_evaluate_ray_writes_the_single_process_report(local_ray,
                                                                  tmp_path) -> None:
     """The whole evaluation (every baseline, the learned policy at each lambda, the
-    oracles, intervals) through the command line: report.json byte for byte."""
+    oracles, intervals) through the command line, of a log stored as a folder of
+    Parquet shards: report.json byte for byte."""
     import json
 
     from typer.testing import CliRunner
@@ -69,8 +70,10 @@ def test_allocator_evaluate_ray_writes_the_single_process_report(local_ray,
     from tests.tiny_policy import export_tiny_bundle
 
     bundle, _ = export_tiny_bundle(tmp_path / "tiny", n_queries=100)
-    log_path = tmp_path / "log.parquet"
-    write_log(generate(SyntheticConfig(n_queries=100)), log_path)  # the bundle's log
+    log_path, log = tmp_path / "shards", generate(SyntheticConfig(n_queries=100))
+    log_path.mkdir()
+    for k, queries in enumerate(np.array_split(np.arange(100), 4)):  # the bundle's log
+        write_log(log.select_queries(queries), log_path / f"part-{k}.parquet")
     args = ["evaluate", str(log_path), "--bundle", str(bundle), "--orders", "2",
             "--seed", "1"]
     runner = CliRunner()
