@@ -312,8 +312,9 @@ def sweep_trial(params: dict[str, Any], *, data: SweepData, spec: SweepSpec,
 
 # ------------------------------------------------------------------ progress
 class SweepProgress(tune.Callback):
-    """A rich progress bar of finished trials, the best score so far, and one line per
-    trial that ends (completed, stopped early by ASHA, or crashed: its error)."""
+    """A rich progress bar of finished trials, the highest validation score any trial
+    reported so far (mid-training ones included), and one line per trial that ends
+    (completed, stopped early by ASHA, or crashed: where its error is)."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total, self.enabled = total, enabled
@@ -344,8 +345,9 @@ class SweepProgress(tune.Callback):
         if score is not None and (self.best is None or score > self.best):
             self.best = float(score)
         if self._progress is not None:
-            self._progress.update(self._task, description=f"best validation score "
-                                  f"{self.best:.4f}" if self.best is not None else "")
+            self._progress.update(self._task, description=f"highest validation score "
+                                  f"reported {self.best:.4f}" if self.best is not None
+                                  else "")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                           **info: Any) -> None:
