@@ -16,8 +16,10 @@ Adaptive-Consistency replayed on one order of every query, in one process
 (:func:`~training.evaluation.sharded.replay_sharded`, 8 tasks: each holds an eighth
 of the episodes). Printed: the log's attempts per
 second of each, whether the episodes are equal, and the driver's peak memory traced by
-``tracemalloc`` in each phase (numpy's buffers included; the pools Ray puts in its
-object store are shared memory, outside it). Building the log is not timed.
+``tracemalloc`` during each replay (numpy's buffers included): what the replay itself
+allocates in the driver. The log and its pools, built before (and held by the driver in
+both cases), are not counted, nor the copy Ray puts in its object store (shared
+memory). Building the log is not timed.
 
 Usage: ``python benchmarks/sweep_scaling.py [--timesteps 20000] [--attempts 10000000]``;
 several minutes on 2 cores.
