@@ -486,6 +486,27 @@ def _log_best(uri: str, experiment_id: str, trial: Mapping[str, Any], report: An
     return {"run_id": run_id, "registered": registered}
 
 
+@contextlib.contextmanager
+def _mlflow_globals_kept() -> Any:
+    """Put MLflow's process-wide tracking and registry URIs, and the
+    ``MLFLOW_TRACKING_URI`` variable, back as they were: Ray's ``MLflowLoggerCallback``
+    sets them to the sweep's store, which would send this process's later MLflow calls
+    (another sweep, an evaluation) there."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    uris = (tracking._tracking_uri, registry._registry_uri)
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = uris
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
 # ------------------------------------------------------------------ the results
 def _statuses(experiment: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     """Tune's status of every trial (TERMINATED, ERROR, PENDING, PAUSED...) and its
@@ -692,7 +713,7 @@ def run_sweep(
     else:
         tuner = _tuner(trainable, spec, sweep_dir.resolve(), tune_callbacks)
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is --json's
+    with contextlib.redirect_stdout(sys.stderr), _mlflow_globals_kept():  # stdout: --json's
         grid = tuner.fit()
     trials_seconds = time.perf_counter() - started
     summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)

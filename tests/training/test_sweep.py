@@ -56,6 +56,7 @@ def interrupt_at_first_score():
 
 def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
         local_ray, log_path: Path, tmp_path: Path) -> None:
+    import mlflow
     from mlflow import MlflowClient
 
     from allocator import load
@@ -63,6 +64,7 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     from training.sweep import SweepData, prepare_data, run_sweep, validation_score
 
     sweep_dir, the_spec = tmp_path / "sweep", spec()
+    before_uri = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
     first = run_sweep(log_path, sweep_dir, the_spec, progress=False,
                       callbacks=[interrupt_at_first_score()])
     assert first["status"] == "interrupted" and first["bundle"] is None
@@ -74,6 +76,8 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
 
     final = run_sweep(log_path, sweep_dir, the_spec, resume=True, progress=False)
     assert final["status"] == "finished"
+    # Ray's MLflow callback set the process's MLflow store to the sweep's: put back.
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before_uri
     trials = {t["config"]["n_envs"]: t for t in final["trials"]}
     assert trials[1] == before[1]  # the crashed trial is reported, not run again
     assert trials[16]["status"] == "completed" and trials[16]["num_timesteps"] == 2048
