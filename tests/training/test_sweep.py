@@ -55,7 +55,7 @@ def interrupt_at_first_score():
 
 
 def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
-        local_ray, log_path: Path, tmp_path: Path) -> None:
+        local_ray, log_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
     from mlflow import MlflowClient
 
@@ -64,6 +64,9 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     from training.sweep import SweepData, prepare_data, run_sweep, validation_score
 
     sweep_dir, the_spec = tmp_path / "sweep", spec()
+    store = f"sqlite:///{tmp_path / 'shared-mlflow.db'}"  # a shared server's, say
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root there is ./mlruns
     before_uri = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
     first = run_sweep(log_path, sweep_dir, the_spec, progress=False,
                       callbacks=[interrupt_at_first_score()])
@@ -74,7 +77,8 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     with pytest.raises(ParameterError, match="--resume"):
         run_sweep(log_path, sweep_dir, the_spec, progress=False)
 
-    final = run_sweep(log_path, sweep_dir, the_spec, resume=True, progress=False)
+    final = run_sweep(log_path, sweep_dir, the_spec, resume=True, progress=False,
+                      register="sweep-best", alias="champion")
     assert final["status"] == "finished"
     # Ray's MLflow callback set the process's MLflow store to the sweep's: put back.
     assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before_uri
@@ -109,13 +113,17 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     assert (sweep_dir / "pareto.png").stat().st_size > 0
 
     # MLflow: one run per trial (each with its settings) and the best run.
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    assert not (sweep_dir / "mlflow.db").exists()  # MLFLOW_TRACKING_URI was used
+    client = MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("ttc-allocator-sweep")
     runs = client.search_runs([experiment.experiment_id])
     trial_runs = [r for r in runs if r.data.tags.get("stage") == "sweep-trial"]
     assert {r.data.params["n_envs"] for r in trial_runs} == {"16", "1"}
     best = [r for r in runs if r.data.tags.get("stage") == "sweep-best"]
     assert [r.info.run_id for r in best] == [final["mlflow"]["run_id"]]
+    registered = load("models:/sweep-best@champion", dst_path=tmp_path / "registered")
+    assert registered.bundle.manifest["training_config"]["n_envs"] == 16
+    assert final["mlflow"]["registered"]["alias"] == "champion"
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     assert [t["status"] for t in summary["trials"]] == [t["status"] for t in final["trials"]]
 
