@@ -34,16 +34,15 @@ queries are never seen before step 5.
 
 A crashed trial is reported and the others go on; what finished trials reported stays in
 ``SWEEP_DIR/tune`` (Ray's experiment folder), which ``resume=True`` continues after an
-interruption (Ctrl-C, a lost driver).
+interruption (Ctrl-C, a lost driver). Steps 4 to 6's reading of the results, the best
+trial and MLflow are in :mod:`training.sweep_results`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import re
 import shutil
 import socket
 import sys
@@ -63,16 +62,25 @@ from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from training.rl.config import TrainConfig
 from training.sweep_config import SweepSpec
+from training.sweep_results import (
+    METRIC,
+    best_trial,
+    ensure_experiment,
+    evaluate_best,
+    export_best,
+    log_best,
+    mlflow_globals_kept,
+    read_trials,
+    sweep_tracking_uri,
+    trial_statuses,
+    write_summary,
+)
 
 __all__ = ["METRIC", "SweepData", "connect_ray", "run_sweep", "sweep_trial",
            "validation_score"]
 
-#: The metric trials report and ASHA and the best-trial choice maximise.
-METRIC = "validation_score"
 #: Ray's experiment folder inside SWEEP_DIR.
 TUNE_DIR = "tune"
-#: Where the best trial's bundle goes inside SWEEP_DIR.
-BEST_BUNDLE = "best-bundle"
 #: Offset of the validation orders' seed (the safety net's: distinct from training and
 #: test orders).
 VALIDATION_ORDER_OFFSET = 2
@@ -431,192 +439,6 @@ def _trainable(data: SweepData, spec: SweepSpec, predictor: Mapping[str, bytes])
         {"cpu": spec.cpus_per_trial})
 
 
-# ------------------------------------------------------------------ MLflow
-def sweep_tracking_uri(sweep_dir: Path, tracking_uri: str | None = None) -> str:
-    """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else ``SWEEP_DIR/mlflow.db``."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{(sweep_dir.resolve() / 'mlflow.db').as_posix()}"
-
-
-def _experiment(uri: str, name: str, sweep_dir: Path) -> str:
-    """The experiment's id; a new one keeps its artifacts in ``SWEEP_DIR/mlartifacts``
-    when the store is the sweep's own sqlite file."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    own = uri == f"sqlite:///{(sweep_dir.resolve() / 'mlflow.db').as_posix()}"
-    location = (sweep_dir.resolve() / "mlartifacts").as_uri() if own else None
-    return client.create_experiment(name, artifact_location=location)
-
-
-def _log_best(uri: str, experiment_id: str, trial: Mapping[str, Any], report: Any,
-              files: list[Path], bundle: Path, register: str | None, alias: str
-              ) -> dict[str, Any]:
-    """One more MLflow run for the sweep's result: the best trial's settings, its test
-    evaluation and bundle; registered as a new version of ``register`` if given."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    from training.tracking import evaluation_metrics, log_bundle_model
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    run = client.create_run(experiment_id, run_name=f"best-{trial['trial_id']}",
-                            tags={"stage": "sweep-best", "trial_id": trial["trial_id"]})
-    run_id = run.info.run_id
-    params = [Param(f"train.{k}", json.dumps(v)) for k, v in trial["config"].items()]
-    metrics = [Metric(k, float(v), 0, 0) for k, v in evaluation_metrics(report).items()
-               if math.isfinite(v)]
-    for start in range(0, max(len(params), len(metrics)), 100):
-        client.log_batch(run_id, params=params[start:start + 100],
-                         metrics=metrics[start:start + 100])
-    for path in files:
-        client.log_artifact(run_id, str(path))
-    client.log_artifacts(run_id, str(bundle), artifact_path="bundle")
-    registered = None
-    if register:
-        model_uri = log_bundle_model(bundle, run_id=run_id, tracking_uri=uri,
-                                     registered_name=register, alias=alias)
-        version = client.get_model_version_by_alias(register, alias)
-        registered = {"name": register, "version": int(version.version), "alias": alias,
-                      "uri": model_uri}
-    client.set_terminated(run_id, status="FINISHED")
-    return {"run_id": run_id, "registered": registered}
-
-
-@contextlib.contextmanager
-def _mlflow_globals_kept() -> Any:
-    """Put MLflow's process-wide tracking and registry URIs, and the
-    ``MLFLOW_TRACKING_URI`` variable, back as they were: Ray's ``MLflowLoggerCallback``
-    sets them to the sweep's store, which would send this process's later MLflow calls
-    (another sweep, an evaluation) there."""
-    from mlflow.tracking._model_registry import utils as registry
-    from mlflow.tracking._tracking_service import utils as tracking
-
-    variable = os.environ.get("MLFLOW_TRACKING_URI")
-    uris = (tracking._tracking_uri, registry._registry_uri)
-    try:
-        yield
-    finally:
-        tracking._tracking_uri, registry._registry_uri = uris
-        if variable is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = variable
-
-
-# ------------------------------------------------------------------ the results
-def _statuses(experiment: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Tune's status of every trial (TERMINATED, ERROR, PENDING, PAUSED...) and its
-    settings, by id (a trial that never reported has no settings in its result)."""
-    from ray.tune import ExperimentAnalysis
-
-    return {trial.trial_id: (trial.status, dict(trial.config))
-            for trial in ExperimentAnalysis(str(experiment)).trials}
-
-
-def _status(result: Any, tune_status: str | None) -> str:
-    if result.error is not None or tune_status == "ERROR":
-        return "error"
-    if (result.metrics or {}).get("final"):
-        return "completed"
-    return "stopped early" if tune_status == "TERMINATED" else "unfinished"
-
-
-def _trials(grid: Any, statuses: Mapping[str, tuple[str, dict[str, Any]]]
-            ) -> list[dict[str, Any]]:
-    """Every trial of the result grid, in trial order: settings, status, scores."""
-    rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or _trial_id(result.path, statuses)
-        status, config = statuses.get(trial_id, (None, dict(result.config or {})))
-        rows.append({"trial_id": trial_id, "config": config,
-                     "status": _status(result, status),
-                     METRIC: metrics.get(METRIC), "reports": metrics.get("training_iteration"),
-                     "num_timesteps": metrics.get("num_timesteps"),
-                     "error": None if result.error is None else _first_line(result.error),
-                     "_checkpoint": result.checkpoint})
-    return sorted(rows, key=lambda row: row["trial_id"])
-
-
-def _trial_id(path: str, statuses: Mapping[str, Any]) -> str:
-    """The id of the trial whose folder is ``path`` (a trial that never reported)."""
-    name = Path(path).name
-    return next((trial_id for trial_id in statuses if trial_id in name), name)
-
-
-def _first_line(error: BaseException) -> str:
-    """The exception's own line (``ValueError: ...``), out of Ray's traceback."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
-    return (named or lines or [type(error).__name__])[-1][:500]
-
-
-def best_trial(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The completed trial with the highest final validation score (ties: the first in
-    trial order); None when no trial completed."""
-    completed = [t for t in trials if t["status"] == "completed"]
-    if not completed:
-        return None
-    return max(completed, key=lambda t: (t[METRIC], -trials.index(t)))
-
-
-def _export_best(trial: Mapping[str, Any], sweep_dir: Path) -> Path:
-    from training.rl.pipeline import _remove_bundle_dir
-
-    target = sweep_dir / BEST_BUNDLE
-    _remove_bundle_dir(target)  # an earlier run's: refuses anything but a bundle
-    with tempfile.TemporaryDirectory(prefix="ttc-best-") as folder:
-        restored = Path(trial["_checkpoint"].to_directory(folder))
-        shutil.copytree(restored / "bundle", target)
-    return target
-
-
-def _evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
-                   bundle: Path, sweep_dir: Path, say: Callable[[str], None]
-                   ) -> tuple[Any, list[Path]]:
-    """Calibrate the best bundle on the validation queries, evaluate it on the test
-    queries beside every baseline, and write report.json and the plots."""
-    import dataclasses
-
-    from training.evaluation.evaluate import EvaluationConfig, evaluate
-    from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import write_report
-    from training.rl.calibrate import calibrate_to_accuracy
-
-    config = spec.trial_config(trial["config"])
-    say(f"calibrating the best bundle on the {len(data.validation)} validation queries")
-    lam = calibrate_to_accuracy(bundle, data.log, data.validation, prior=data.prior,
-                                seed=data.seed)
-    say(f"evaluating the best trial ({trial['trial_id']}) on {len(data.test)} test queries")
-    evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
-                                  n_orders=config.n_orders, seed=data.seed,
-                                  n_bootstrap=config.n_bootstrap, bundle=str(bundle),
-                                  learned_lambdas=config.evaluation_lambdas())
-    report, chosen = evaluate(data.log, evaluation, prior=data.prior, progress=say)
-    sweep = {"best_trial": trial["trial_id"], "best_config": trial["config"],
-             "validation_score": trial[METRIC], "calibrated_lambda": lam}
-    report = dataclasses.replace(report, extra={**report.extra, "sweep": sweep})
-    files = [write_report(report, sweep_dir), plot_pareto(report, sweep_dir / "pareto.png"),
-             plot_cost_distribution(chosen, sweep_dir / "cost_distribution.png",
-                                    simulated=data.log.simulated)]
-    return report, files
-
-
-def _write_summary(sweep_dir: Path, spec: SweepSpec, trials: list[dict[str, Any]],
-                   extra: Mapping[str, Any]) -> Path:
-    from training.evaluation.report import json_safe
-
-    rows = [{k: v for k, v in t.items() if not k.startswith("_")} for t in trials]
-    path = sweep_dir / "sweep.json"
-    path.write_text(json.dumps(json_safe({"spec": spec.describe(), "trials": rows, **extra}),
-                               indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 # ------------------------------------------------------------------ the sweep
 def _check_folder(sweep_dir: Path, resume: bool) -> Path:
     """Ray's experiment folder; refuses to start over an earlier sweep or to resume
@@ -693,7 +515,7 @@ def run_sweep(
     say(f"split by query: {len(data.fit)} fitting, {len(data.validation)} validation, "
         f"{len(data.test)} test queries")
     uri = sweep_tracking_uri(sweep_dir, tracking_uri)
-    experiment_id = _experiment(uri, experiment, sweep_dir)
+    experiment_id = ensure_experiment(uri, experiment, sweep_dir)
     with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
         files = _read_files(predictor.save(Path(folder) / "predictor"))
     trainable = _trainable(data, spec, files)
@@ -713,7 +535,7 @@ def run_sweep(
     else:
         tuner = _tuner(trainable, spec, sweep_dir.resolve(), tune_callbacks)
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr), _mlflow_globals_kept():  # stdout: --json's
+    with contextlib.redirect_stdout(sys.stderr), mlflow_globals_kept():  # stdout: --json's
         grid = tuner.fit()
     trials_seconds = time.perf_counter() - started
     summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)
@@ -726,8 +548,8 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
             experiment_id: str, register: str | None, alias: str,
             say: Callable[[str], None]) -> dict[str, Any]:
     """After the trials: sweep.json, and the best trial exported, evaluated, logged."""
-    statuses = _statuses(Path(grid.experiment_path))
-    trials = _trials(grid, statuses)
+    statuses = trial_statuses(Path(grid.experiment_path))
+    trials = read_trials(grid, statuses)
     status = ("finished" if all(s in ("TERMINATED", "ERROR") for s, _ in statuses.values())
               else "interrupted")
     summary: dict[str, Any] = {"sweep_dir": str(sweep_dir), "status": status,
@@ -740,12 +562,12 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
     elif best is None:
         say("[red]no trial completed[/red]: no bundle exported (see sweep.json)")
     else:
-        bundle = _export_best(best, sweep_dir)
-        report, files = _evaluate_best(data, spec, best, bundle, sweep_dir, say)
-        logged = _log_best(uri, experiment_id, best, report, files, bundle, register, alias)
+        bundle = export_best(best, sweep_dir)
+        report, files = evaluate_best(data, spec, best, bundle, sweep_dir, say)
+        logged = log_best(uri, experiment_id, best, report, files, bundle, register, alias)
         summary.update(best={k: v for k, v in best.items() if k[0] != "_"},
                        bundle=str(bundle), report=report, mlflow=logged)
-    summary["summary"] = str(_write_summary(sweep_dir, spec, trials,
+    summary["summary"] = str(write_summary(sweep_dir, spec, trials,
                                             {"status": status, "best": summary["best"],
                                              "mlflow": summary["mlflow"]}))
     return summary
