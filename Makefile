@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel of torch first: otherwise stable-baselines3 pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 $(KERNEL): $(STAMP) allocator/_mlpkernel.c setup.py
@@ -28,10 +28,11 @@ demo: $(STAMP) $(KERNEL)
 	$(BIN)/allocator demo --output demo-output
 
 # ALLOCATOR_REQUIRE_KERNEL: a package installed without its compiled kernel fails the
-# tests instead of skipping the kernel's rows.
+# tests instead of skipping the kernel's rows. ALLOCATOR_REQUIRE_RAY: the Ray tests (sweeps,
+# sharded evaluation) fail instead of skipping where the `ray` extra is missing.
 test: $(STAMP) $(KERNEL)
 	$(BIN)/ruff check .
-	ALLOCATOR_REQUIRE_KERNEL=1 $(BIN)/pytest -q
+	ALLOCATOR_REQUIRE_KERNEL=1 ALLOCATOR_REQUIRE_RAY=1 RAY_AUTH_MODE=disabled $(BIN)/pytest -q
 
 bench: $(STAMP) $(KERNEL)
 	$(BIN)/python benchmarks/env_throughput.py

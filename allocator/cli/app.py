@@ -241,7 +241,8 @@ def formats() -> None:
 @app.command()
 def evaluate(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log (Parquet from "
-                                             "`allocator ingest`).")],
+                                             "`allocator ingest`), or a folder of Parquet "
+                                             "shards of one log.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.json "
                                          "and the plots.")] = Path("evaluation"),
     policy: Annotated[list[str] | None, typer.Option(
@@ -271,6 +272,13 @@ def evaluate(
              "any baseline reaches).")] = None,
     cost_unit: Annotated[str | None, typer.Option(
         help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
+    ray_shards: Annotated[int | None, typer.Option(
+        "--ray", metavar="SHARDS", min=1,
+        help="Replay the policies sharded by query in SHARDS Ray tasks (the same report; "
+             "needs the ray extra).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="With --ray: a Ray cluster (default: RAY_ADDRESS, else an embedded local "
+             "Ray).")] = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
     from allocator.cli.evaluate_command import run_evaluate
@@ -280,7 +288,8 @@ def evaluate(
                      test_fraction=test_fraction, seed=seed, reference=reference,
                      difficulty=not no_difficulty, as_json=as_json, mlflow=mlflow,
                      bundle=bundle, verify_cost=verify_cost,
-                     target_accuracy=target_accuracy, cost_unit=cost_unit)
+                     target_accuracy=target_accuracy, cost_unit=cost_unit,
+                     ray_shards=ray_shards, address=address)
     except AllocatorError as error:
         raise _fail(error) from None
 
@@ -351,6 +360,42 @@ def train(
                   alias=alias, calibrate=calibrate, target_cost=target_cost,
                   no_safety_net=no_safety_net, verify_cost=verify_cost,
                   predictor=not no_predictor)
+    except AllocatorError as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def sweep(
+    log_path: Annotated[Path, typer.Argument(metavar="LOGS", help="A pool log (Parquet).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="SWEEP_DIR",
+        help="The sweep's folder: tune/ (Ray's trials), mlflow.db, best-bundle/, "
+             "report.json, plots, sweep.json.")],
+    config: Annotated[Path, typer.Option(
+        "--config", help="The sweep's TOML: tables sweep (trials, cpus_per_trial, "
+                         "reports...), base and search (TrainConfig settings).")],
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the interrupted sweep SWEEP_DIR holds.")] = False,
+    address: Annotated[str | None, typer.Option(
+        help="A Ray cluster (HOST:6379 of `ray start --head`; default: RAY_ADDRESS, else "
+             "an embedded local Ray).")] = None,
+    register_as: Annotated[str | None, typer.Option(
+        "--register-as", metavar="NAME",
+        help="Register the best bundle as a new version of this MLflow model.")] = None,
+    alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on "
+                                          "stdout.")] = False,
+) -> None:
+    """Search the training settings with Ray Tune: each trial an `allocator train`
+    pipeline scored on validation queries (ASHA stops the worst early, MLflow tracks
+    every trial); the best trial's bundle is exported to SWEEP_DIR/best-bundle and
+    evaluated on the test queries."""
+    from allocator.cli.sweep_command import run_sweep_command
+
+    try:
+        run_sweep_command(log_path, output, config_path=config, resume=resume,
+                          address=address, register=register_as, alias=alias,
+                          as_json=as_json)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -32,8 +32,14 @@ def run_evaluate(
     verify_cost: float | None = None,
     target_accuracy: float | None = None,
     cost_unit: str | None = None,
+    ray_shards: int | None = None,
+    address: str | None = None,
 ) -> dict:
-    """Evaluate, write report.json and the plots, print the tables; return the report."""
+    """Evaluate, write report.json and the plots, print the tables; return the report.
+
+    ``ray_shards``: replay every policy sharded by query in this many Ray tasks (on the
+    Ray at ``address``, ``RAY_ADDRESS``, or an embedded one); the report is the same.
+    """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from allocator.console import stderr_console
@@ -54,19 +60,26 @@ def run_evaluate(
     )
 
     console = stderr_console()
-    log = read_log(log_path)
+    if log_path.is_dir():  # a folder of Parquet shards
+        from training.evaluation.shards import read_log_shards
+
+        log = read_log_shards(log_path)
+    else:
+        log = read_log(log_path)
     config = EvaluationConfig(
         policies=tuple(policies) if policies else DEFAULT_POLICIES, arm=arm,
         test_fraction=test_fraction, n_orders=orders, seed=seed, reference=reference,
         difficulty=difficulty, bundle=None if bundle is None else str(bundle),
         verify_cost=verify_cost, target_accuracy=target_accuracy, cost_unit=cost_unit,
     )
+    replay = {} if ray_shards is None else {"replay": _ray_replay(ray_shards, address)}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         try:
             report, results = evaluate(
-                log, config, progress=lambda message: bar.update(task, description=message))
+                log, config, progress=lambda message: bar.update(task, description=message),
+                **replay)
         except LogTooSmallError as error:  # name the file the user gave
             raise AllocatorError(error.message(str(log_path))) from None
     output.mkdir(parents=True, exist_ok=True)
@@ -99,3 +112,18 @@ def run_evaluate(
             f"{difficulty_metrics['brier_baseline']:.3f})")
     console.print(f"wrote {path}, {output / 'pareto.png'}, {output / 'cost_distribution.png'}")
     return report.to_dict()
+
+
+def _ray_replay(n_shards: int, address: str | None):
+    """The sharded replay of :mod:`training.evaluation.sharded`, Ray connected."""
+    from allocator.errors import AllocatorError
+
+    try:
+        from training.evaluation.sharded import sharded_replay
+        from training.sweep import connect_ray
+    except ImportError as error:
+        raise AllocatorError(f"allocator evaluate --ray needs Ray ({error}): pip install "
+                             "'ttc-allocator[ray]'") from None
+    replay = sharded_replay(n_shards)
+    connect_ray(address, owner="allocator evaluate --ray")
+    return replay

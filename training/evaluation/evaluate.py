@@ -17,6 +17,7 @@ import numpy as np
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.policies import POLICIES
+from allocator.policies.base import Policy
 from envs.pools import ReplayPools
 from training.evaluation.baselines import BaselineContext, base_policy, build_sweeps
 from training.evaluation.oracles import (
@@ -282,10 +283,20 @@ def lambda_grid(lambda_range: tuple[float, float] | list[float],
     return tuple(sorted(float(f"{v:.6g}") for v in grid))
 
 
+def _replay(evaluator: ReplayEvaluator, policy: Policy) -> EpisodeResults:
+    """The default replay: every episode in this process."""
+    return evaluator.run(policy)
+
+
+#: Replays one policy on an evaluator's episodes (e.g. sharded across Ray workers, see
+#: :mod:`training.evaluation.sharded`); must return what ``evaluator.run(policy)`` does.
+Replay = Callable[[ReplayEvaluator, Policy], EpisodeResults]
+
+
 def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
                     prior: np.ndarray | None, reference: EpisodeResults,
-                    config: EvaluationConfig, verify_cost: float = 0.0
-                    ) -> tuple[list[PolicyPoint], EpisodeResults]:
+                    config: EvaluationConfig, verify_cost: float = 0.0,
+                    replay: Replay = _replay) -> tuple[list[PolicyPoint], EpisodeResults]:
     """The bundle's policy at each lambda, on the baselines' queries and orders; and the
     episodes of the point whose cost is nearest the reference's (for the plots)."""
     from allocator.learned import LearnedPolicy
@@ -297,9 +308,9 @@ def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
         prior = bundle_log_prior(config.bundle, log)[0]
     points, runs = [], []
     for lam in lambda_grid(policy.bundle.manifest["lambda_range"], config.learned_lambdas):
-        results = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
-                                  lambda_=lam, prior=prior,
-                                  verify_cost=verify_cost).run(policy)
+        results = replay(ReplayEvaluator(pools, test, n_orders=config.n_orders,
+                                         seed=config.seed, lambda_=lam, prior=prior,
+                                         verify_cost=verify_cost), policy)
         runs.append(results)
         points.append(policy_point(results, policy="learned", knob="lambda", value=lam,
                                    deployable=True, reference=reference,
@@ -340,6 +351,7 @@ def evaluate(
     *,
     progress: Callable[[str], None] = lambda message: None,
     prior: np.ndarray | None = None,
+    replay: Replay = _replay,
 ) -> tuple[EvaluationReport, dict[str, EpisodeResults]]:
     """Evaluate every configured policy on held-out queries of ``log``.
 
@@ -349,6 +361,9 @@ def evaluate(
         progress: called with a short message before each step (for progress bars).
         prior: the prior of :func:`fit_prior` on this config's split, if the caller has
             it already (the training pipeline does); fitted here otherwise.
+        replay: how each policy is replayed on the test queries (default: in this
+            process; :func:`training.evaluation.sharded.sharded_replay`: across Ray
+            workers, with the same episodes).
 
     Returns:
         The report, and per policy the episodes of its reference-setting point (for the
@@ -381,7 +396,7 @@ def evaluate(
                               seed=config.seed, verify_cost=verify_cost,
                               sweeps=dict(config.sweeps))
     progress("replaying the reference")
-    reference = evaluator.run(base_policy(config.reference, arm, context.pool(arm)))
+    reference = replay(evaluator, base_policy(config.reference, arm, context.pool(arm)))
     points: dict[str, list[PolicyPoint]] = {}
     chosen: dict[str, EpisodeResults] = {config.reference: reference}
     sweeps, skipped = build_sweeps(config.policies, context,
@@ -389,7 +404,7 @@ def evaluate(
     for name, policies in sweeps.items():
         points[name] = []
         for policy in policies:
-            results = evaluator.run(policy)
+            results = replay(evaluator, policy)
             points[name].append(policy_point(
                 results, policy=name, knob=type(policy).knob,
                 value=getattr(policy, type(policy).knob) if type(policy).knob else None,
@@ -399,7 +414,7 @@ def evaluate(
     if config.bundle is not None:
         progress("replaying the learned policy")
         points["learned"], chosen["learned"] = _learned_points(
-            log, pools, test, prior, reference, config, verify_cost)
+            log, pools, test, prior, reference, config, verify_cost, replay)
     oracle_summary: dict[str, Any] = {}
     if config.oracles:
         progress("tracing the oracles")
