@@ -164,11 +164,13 @@ def test_no_baseline_is_an_error() -> None:
 
 
 # ------------------------------------------------------------------ on a real replay
-def stop_at_once_bundle(path: Path, arms: tuple[str, ...]) -> Path:
-    """A real bundle whose network always prefers STOP: it never answers."""
+def scripted_bundle(path: Path, arms: tuple[str, ...], preference: dict[int, float]) -> Path:
+    """A real bundle whose network ignores its input: among the allowed actions it takes
+    the one with the highest ``preference`` (action index -> bias; others 0)."""
     width, actions = n_features(len(arms)), n_actions(len(arms))
     bias = np.zeros(actions, np.float32)
-    bias[0] = 10.0
+    for action, value in preference.items():
+        bias[action] = value
     weights = {"action_net.weight": np.zeros((actions, width), np.float32),
                "action_net.bias": bias}
     network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
@@ -178,6 +180,11 @@ def stop_at_once_bundle(path: Path, arms: tuple[str, ...]) -> Path:
         "arms": list(arms), "lambda_range": [0.001, 0.3], "cost_unit": 1.0,
         "network": network, "normalization": None, "run_id": None,
         "log_fingerprint": "x"})
+
+
+def stop_at_once_bundle(path: Path, arms: tuple[str, ...]) -> Path:
+    """A real bundle whose network always prefers STOP: it never answers."""
+    return scripted_bundle(path, arms, {0: 10.0})
 
 
 def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None:
@@ -203,22 +210,11 @@ def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None
 
 
 def verify_everything_bundle(path: Path, arms: tuple[str, ...]) -> Path:
-    """A real bundle whose network prefers VERIFY, then sampling the first arm, then STOP:
-    it verifies every sample it draws."""
+    """A real bundle that prefers VERIFY, then sampling the first arm, then STOP: it
+    verifies every sample it draws."""
     from allocator.actions import verify_action
 
-    width, actions = n_features(len(arms)), n_actions(len(arms))
-    bias = np.zeros(actions, np.float32)
-    bias[verify_action(len(arms))], bias[1], bias[0] = 3.0, 2.0, 1.0
-    weights = {"action_net.weight": np.zeros((actions, width), np.float32),
-               "action_net.bias": bias}
-    network = {"kind": "mlp", "layers": [{"weight": "action_net.weight",
-                                          "bias": "action_net.bias",
-                                          "shape": [actions, width], "activation": None}]}
-    return write_bundle(path, weights=weights, manifest={
-        "arms": list(arms), "lambda_range": [0.001, 0.3], "cost_unit": 1.0,
-        "network": network, "normalization": None, "run_id": None,
-        "log_fingerprint": "x"})
+    return scripted_bundle(path, arms, {verify_action(len(arms)): 3.0, 1: 2.0, 0: 1.0})
 
 
 def test_every_validation_replay_pays_the_verify_cost(tmp_path: Path) -> None:
