@@ -5,7 +5,7 @@ already read and hash-checked there: the predictor's files are plain names insid
 ``difficulty/`` listed in the manifest, ``difficulty.json`` names its model and text
 basis among them (never a path such as ``../x`` or ``/etc/passwd``), and the LightGBM
 model text passes :func:`allocator.lgbm_text.checked_model_text`. The predictor is later
-built from these bytes (``training.difficulty.DifficultyPredictor.from_files``), never
+built from these bytes (:meth:`allocator.predictor.DifficultyModel.from_files`), never
 from the files on disk.
 
 Pure Python: json and the model check only.
@@ -25,7 +25,7 @@ __all__ = ["PREDICTOR_CONFIG", "PREDICTOR_DIR", "check_predictor"]
 
 #: Sub-directory of the difficulty predictor's files.
 PREDICTOR_DIR = "difficulty"
-#: The difficulty predictor's settings file (``training.difficulty.CONFIG_FILE``).
+#: The difficulty predictor's settings file (:data:`allocator.predictor.CONFIG_FILE`).
 PREDICTOR_CONFIG = "difficulty.json"
 
 

@@ -85,7 +85,7 @@ def read_max_pool(manifest: Mapping[str, Any], arms: Sequence[str], path: Path |
 
 
 class _QueriesOnly:
-    """What :meth:`DifficultyPredictor.predict` reads of a log: the query table only."""
+    """What :meth:`DifficultyModel.predict` reads of a log: the query table only."""
 
     def __init__(self, queries: QueryTable) -> None:
         self.queries = queries
@@ -101,8 +101,8 @@ def predict_with(predictor: Any, arms: Sequence[str], texts: Sequence[str | None
     text is in training); metadata columns the rows lack are missing values.
 
     Args:
-        predictor: a fitted :class:`training.difficulty.DifficultyPredictor` without
-            user feature columns.
+        predictor: a fitted predictor without user feature columns
+            (:class:`allocator.predictor.DifficultyModel`, or training's estimator).
         arms: the arms, in the order of the output's columns.
         texts: the query texts.
         metadata: per query, its metadata.

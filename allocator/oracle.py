@@ -32,8 +32,8 @@ oracle, and the HTTP service) takes it from :meth:`BudgetOracle.prior_for`:
 1. an explicit ``prior`` wins;
 2. a query with a text or metadata, on a bundle with a difficulty predictor: the
    predictor's prediction (a missing text reads as the empty text, as in training, where
-   the log's missing texts are empty strings); this imports ``training.difficulty`` and
-   so scikit-learn and LightGBM, on first use only;
+   the log's missing texts are empty strings); this imports :mod:`allocator.predictor`
+   and so scikit-learn and LightGBM, on first use only;
 3. otherwise (no text and no metadata, or no predictor): the bundle's *uninformed prior*
    (:attr:`BudgetOracle.default_prior`), the manifest's ``default_prior``: recorded at
    export as the predictor's prediction for an empty text without metadata, which is
@@ -408,10 +408,10 @@ class BudgetOracle:
 
     def _load_predictor(self) -> Any:
         if self._predictor is None:
-            from training.difficulty import DifficultyPredictor  # scikit-learn: on demand
+            from allocator.predictor import DifficultyModel  # LightGBM: on demand
 
             try:  # from the bytes verified at load, never from the files on disk
-                predictor = DifficultyPredictor.from_files(self.bundle.predictor_files,
+                predictor = DifficultyModel.from_files(self.bundle.predictor_files,
                                                            source=str(self.bundle.predictor_dir))
             except AllocatorError as error:
                 raise BundleError(f"the bundled difficulty predictor cannot be loaded "

@@ -4,7 +4,7 @@
 
 - **Rows and target.** One model for all arms. A training row is a (query, arm) pair
   with at least one logged ``sample`` attempt; its features are the query's features
-  (:mod:`training.text_features`: metadata, text statistics, SVD of hashed n-grams, user
+  (:mod:`allocator.query_features`: metadata, text statistics, SVD of hashed n-grams, user
   columns) plus the arm as a categorical column; its label is the arm's empirical solve
   rate on the query (mean grade, in [0, 1]) and its weight the number of attempts. The
   objective is LightGBM's ``cross_entropy``, which takes fractional labels: with these
@@ -40,11 +40,9 @@ warns; pass ``exclude_metadata=SIMULATED_TRUTH, text_features=False`` to measure
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +56,33 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from allocator.errors import AllocatorError, ParameterError
-from allocator.lgbm_text import checked_model_text
 from allocator.logs.schema import KIND_SAMPLE
 from allocator.logs.table import AttemptLog
-from training.text_features import QueryFeatures, TextSettings
+from allocator.predictor import (
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_FILE,
+    TEXT_BASIS_FILE,
+    Calibration,
+    DifficultyModel,
+    check_queries,
+    design,
+    logit,
+    predict_difficulty,
+)
+from allocator.query_features import QueryFeatures, TextSettings
 
 __all__ = [
     "CALIBRATIONS",
+    "CONFIG_FILE",
+    "MODEL_FILE",
     "SIMULATED_TRUTH",
+    "TEXT_BASIS_FILE",
     "Calibration",
     "DifficultyPredictor",
     "cross_fit_predict",
+    "fit_calibration",
 ]
 
 #: Metadata columns of simulated logs that hold the true difficulty.
@@ -76,106 +90,36 @@ SIMULATED_TRUTH = ("difficulty", "component")
 #: Accepted values of ``calibration``.
 CALIBRATIONS = ("isotonic", "sigmoid", None)
 
-FORMAT = "ttc-allocator/difficulty-predictor"
-FORMAT_VERSION = 1
-MODEL_FILE = "difficulty.lgb.txt"
-CONFIG_FILE = "difficulty.json"
-TEXT_BASIS_FILE = "difficulty.text.npy"
 _OWNER = "DifficultyPredictor"
-_EPS = 1e-6
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
 # ------------------------------------------------------------------ calibration
-@dataclass(frozen=True, eq=False)
-class Calibration:
-    """A fitted monotone map from the booster's probability to a calibrated one.
+def fit_calibration(kind: str, p: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibration:
+    """A :class:`~allocator.predictor.Calibration` fitted on predictions ``p``,
+    fractional labels ``y`` and weights ``w``."""
+    if kind == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(p, y, sample_weight=w)
+        return Calibration(kind, iso.X_thresholds_.astype(np.float64),
+                   iso.y_thresholds_.astype(np.float64))
+    z, total = logit(p), w.sum()
 
-    Attributes:
-        kind: ``"isotonic"`` or ``"sigmoid"``.
-        x: isotonic thresholds (increasing); empty for a sigmoid.
-        y: isotonic values at the thresholds; empty for a sigmoid.
-        a: sigmoid slope on the logit.
-        b: sigmoid intercept.
-    """
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        s = theta[0] * z + theta[1]
+        # weighted cross-entropy with fractional labels, and its gradient
+        value = np.sum(w * (np.logaddexp(0.0, s) - y * s)) / total
+        residual = w * (1.0 / (1.0 + np.exp(-s)) - y) / total
+        return float(value), np.array([residual @ z, residual.sum()])
 
-    kind: str
-    x: np.ndarray
-    y: np.ndarray
-    a: float = 1.0
-    b: float = 0.0
-
-    def __call__(self, p: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (isotonic: linear between thresholds, clipped)."""
-        if self.kind == "isotonic":
-            return np.interp(p, self.x, self.y)
-        return 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
-
-    @classmethod
-    def fit(cls, kind: str, p: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibration:
-        """Fit on predictions ``p``, fractional labels ``y`` and weights ``w``."""
-        if kind == "isotonic":
-            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-            iso.fit(p, y, sample_weight=w)
-            return cls(kind, iso.X_thresholds_.astype(np.float64),
-                       iso.y_thresholds_.astype(np.float64))
-        z, total = _logit(p), w.sum()
-
-        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            s = theta[0] * z + theta[1]
-            # weighted cross-entropy with fractional labels, and its gradient
-            value = np.sum(w * (np.logaddexp(0.0, s) - y * s)) / total
-            residual = w * (1.0 / (1.0 + np.exp(-s)) - y) / total
-            return float(value), np.array([residual @ z, residual.sum()])
-
-        result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-        return cls(kind, np.empty(0), np.empty(0), float(result.x[0]), float(result.x[1]))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (floats round-trip exactly through JSON)."""
-        if self.kind == "isotonic":
-            return {"kind": self.kind, "x": self.x.tolist(), "y": self.y.tolist()}
-        return {"kind": self.kind, "a": self.a, "b": self.b}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        """Inverse of :meth:`to_dict`."""
-        if data["kind"] == "isotonic":
-            return cls("isotonic", np.array(data["x"], np.float64),
-                       np.array(data["y"], np.float64))
-        return cls("sigmoid", np.empty(0), np.empty(0), float(data["a"]), float(data["b"]))
+    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return Calibration(kind, np.empty(0), np.empty(0), float(result.x[0]), float(result.x[1]))
 
 
 # ---------------------------------------------------------------- log helpers
-def _check_queries(
-    log: AttemptLog, queries: np.ndarray | Sequence[int] | None, owner: str,
-    unique: bool = True,
-) -> np.ndarray:
-    if queries is None:
-        return np.arange(log.n_queries, dtype=np.int64)
-    array = np.asarray(queries)
-    expected = (f"a non-empty 1-d array of {'distinct ' if unique else ''}integer query "
-                f"indices in [0, {log.n_queries})")
-    if array.ndim != 1 or len(array) == 0 or array.dtype.kind not in "iu":
-        raise ParameterError(owner, "queries", expected, f"{array.dtype} array of shape "
-                             f"{array.shape}")
-    array = array.astype(np.int64)
-    if array.min() < 0 or array.max() >= log.n_queries:
-        raise ParameterError(owner, "queries", expected, f"values in [{array.min()}, "
-                             f"{array.max()}]")
-    if unique and len(np.unique(array)) != len(array):
-        raise ParameterError(owner, "queries", expected, "repeated indices")
-    return array
-
-
 def _solve_counts(log: AttemptLog, queries: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per (position in ``queries``, arm): sample attempts, sum of grades, sum of squares."""
     starts, stops = log.offsets[queries], log.offsets[queries + 1]
@@ -193,11 +137,6 @@ def _solve_counts(log: AttemptLog, queries: np.ndarray) -> tuple[np.ndarray, ...
         return np.bincount(key, weights=weights, minlength=size).reshape(len(queries), width)
 
     return count(None), count(grade[keep]), count(grade[keep] ** 2)
-
-
-def _design(query_features: np.ndarray, arm: np.ndarray) -> np.ndarray:
-    """The booster's input: the arm code in column 0, then the query's features."""
-    return np.column_stack([arm.astype(np.float64), query_features])
 
 
 # ------------------------------------------------------------------ estimator
@@ -229,7 +168,7 @@ class DifficultyPredictor(BaseEstimator):
 
     Attributes:
         arms_: arm names of the fitted log; prediction columns follow them.
-        features_: the fitted :class:`~training.text_features.QueryFeatures`.
+        features_: the fitted :class:`~allocator.query_features.QueryFeatures`.
         feature_names_: the booster's input columns (``arm`` first).
         booster_: the LightGBM booster.
         calibrator_: the :class:`Calibration`, or ``None``.
@@ -338,7 +277,7 @@ class DifficultyPredictor(BaseEstimator):
             AllocatorError: when the queries hold no graded sample attempt.
         """
         self._check_params()
-        queries = _check_queries(log, queries, f"{_OWNER}.fit")
+        queries = check_queries(log, queries, f"{_OWNER}.fit")
         if self.calibration is not None and len(queries) < 2 * self.calibration_splits:
             raise ParameterError(_OWNER, "calibration_splits", "at most half the number "
                                  f"of training queries ({len(queries)})",
@@ -349,7 +288,7 @@ class DifficultyPredictor(BaseEstimator):
             raise AllocatorError(f"{_OWNER}.fit: the training queries hold no graded "
                                  "'sample' attempt to learn from.")
         query_features, matrix = self._fit_features(log, queries, features)
-        x = _design(matrix[qi], ai)
+        x = design(matrix[qi], ai)
         y, w = hits[qi, ai] / n[qi, ai], n[qi, ai].astype(np.float64)
         categorical = [0] + [1 + i for i in query_features.categorical_indices]
         self.calibrator_ = (None if self.calibration is None
@@ -404,7 +343,7 @@ class DifficultyPredictor(BaseEstimator):
             test = np.isin(group, positions[held])
             booster = self._train(x[~test], y[~test], w[~test], categorical)
             out_of_fold[test] = booster.predict(x[test], num_threads=int(self.num_threads))
-        return Calibration.fit(str(self.calibration), out_of_fold, y, w)
+        return fit_calibration(str(self.calibration), out_of_fold, y, w)
 
     # -------------------------------------------------------------- predict
     def predict(
@@ -428,16 +367,8 @@ class DifficultyPredictor(BaseEstimator):
             ParameterError: for invalid queries, or a log/features that do not match.
         """
         check_is_fitted(self)
-        owner = f"{_OWNER}.predict"
-        queries = _check_queries(log, queries, owner, unique=False)
-        query_features = self.features_.transform(log, queries, features, owner)
-        width = len(self.arms_)
-        x = _design(np.repeat(query_features, width, axis=0),
-                    np.tile(np.arange(width), len(queries)))
-        p = self.booster_.predict(x, num_threads=int(self.num_threads))
-        if calibrated and self.calibrator_ is not None:
-            p = self.calibrator_(p)
-        return np.asarray(p, dtype=np.float64).reshape(len(queries), width)
+        return predict_difficulty(self, log, queries, features=features, calibrated=calibrated,
+                                  num_threads=int(self.num_threads), owner=f"{_OWNER}.predict")
 
     # ---------------------------------------------------------- persistence
     def save(self, path_dir: str | Path) -> Path:
@@ -474,109 +405,36 @@ class DifficultyPredictor(BaseEstimator):
 
     @classmethod
     def load(cls, path_dir: str | Path) -> DifficultyPredictor:
-        """Restore a predictor written by :meth:`save`.
-
-        Each file is read once; the files ``difficulty.json`` names must be plain names in
-        the same folder (see :meth:`from_files`).
+        """Restore a predictor written by :meth:`save` (see
+        :meth:`allocator.predictor.DifficultyModel.load`).
 
         Raises:
             AllocatorError: if the folder does not hold a saved predictor of this format,
                 or a file is malformed.
         """
-        folder = Path(path_dir)
-        try:
-            files = {CONFIG_FILE: (folder / CONFIG_FILE).read_bytes()}
-            named = json.loads(files[CONFIG_FILE]).get("files") or {}
-            for name in (named.get("model"), named.get("text_basis")):
-                if isinstance(name, str) and _is_plain_name(name) and name != CONFIG_FILE:
-                    files[name] = (folder / name).read_bytes()
-        except (OSError, ValueError, AttributeError) as error:
-            raise AllocatorError(f"{folder}: no readable {CONFIG_FILE} or model file "
-                                 f"({error}).") from error
-        return cls.from_files(files, source=str(folder))
+        return cls._from_model(DifficultyModel.load(path_dir))
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, source: str) -> DifficultyPredictor:
-        """Build a predictor from the bytes of its files (e.g. a bundle's, verified once
-        at load: :attr:`allocator.bundle.Bundle.predictor_files`), never touching disk.
-
-        The model text is checked (:func:`allocator.lgbm_text.checked_model_text`)
-        before LightGBM parses it, and only its trees are parsed; predictions run on one
+        """Build a predictor from the bytes of its files (see
+        :meth:`allocator.predictor.DifficultyModel.from_files`); predictions run on one
         thread (the saved ``num_threads`` is not trusted: the answers are the same).
-
-        Args:
-            files: file name -> bytes; ``difficulty.json`` and the files it names.
-            source: where the files come from (for messages).
 
         Raises:
             AllocatorError: a file is missing or malformed.
         """
-        config = _read_config(files, source)
-        try:
-            return cls._from_config(config, files, source)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            if isinstance(error, AllocatorError):
-                raise
-            raise AllocatorError(f"{source}/{CONFIG_FILE}: malformed settings ({error!r}); "
-                                 "save the predictor again.") from None
+        return cls._from_model(DifficultyModel.from_files(files, source=source))
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any], files: Mapping[str, bytes],
-                     source: str) -> DifficultyPredictor:
-        params = dict(config["params"])
-        for name in ("metadata_columns", "exclude_metadata"):
-            if params.get(name) is not None:
-                params[name] = tuple(params[name])
-        params["num_threads"] = 1
-        predictor = cls(**params)
-        model, basis = config["files"]["model"], config["files"]["text_basis"]
-        components = None if basis is None else _npy(files[basis], f"{source}/{basis}")
-        predictor.features_ = QueryFeatures.from_dict(config["features"], components)
-        try:
-            text = checked_model_text(files[model], len(config["feature_names"]))
-            predictor.booster_ = lgb.Booster(model_str=text)
-        except (ValueError, lgb.basic.LightGBMError) as error:
-            raise AllocatorError(f"{source}/{model}: not a valid LightGBM model of "
-                                 f"{len(config['feature_names'])} features ({error}).") from None
-        calibrator = config["calibrator"]
-        predictor.calibrator_ = None if calibrator is None else Calibration.from_dict(calibrator)
-        predictor.arms_ = tuple(config["arms"])
-        predictor.feature_names_ = list(config["feature_names"])
-        predictor.n_features_in_ = len(predictor.feature_names_)
+    def _from_model(cls, model: DifficultyModel) -> DifficultyPredictor:
+        predictor = cls(**{**model.params, "num_threads": 1})
+        predictor.features_ = model.features_
+        predictor.booster_ = model.booster_
+        predictor.calibrator_ = model.calibrator_
+        predictor.arms_ = model.arms_
+        predictor.feature_names_ = list(model.feature_names_)
+        predictor.n_features_in_ = model.n_features_in_
         return predictor
-
-
-def _is_plain_name(name: str) -> bool:
-    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
-
-
-def _read_config(files: Mapping[str, bytes], source: str) -> dict[str, Any]:
-    """``difficulty.json`` of this format, naming files among ``files`` (plain names)."""
-    try:
-        config = json.loads(files[CONFIG_FILE])
-        if config.get("format") != FORMAT or config.get("version") != FORMAT_VERSION:
-            raise AllocatorError(f"{source}/{CONFIG_FILE}: not a difficulty predictor of "
-                                 f"format {FORMAT} v{FORMAT_VERSION}.")
-        named = (config["files"]["model"], config["files"]["text_basis"])
-        features = config["feature_names"]
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise AllocatorError(f"{source}: no readable {CONFIG_FILE} ({error!r}).") from None
-    for i, name in enumerate(named):
-        if (name is not None or i == 0) and not (isinstance(name, str) and _is_plain_name(name)
-                                                 and name in files and name != CONFIG_FILE):
-            raise AllocatorError(f"{source}/{CONFIG_FILE} names the file {name!r}: expected a "
-                                 f"plain file name of the predictor's folder (one of "
-                                 f"{sorted(set(files) - {CONFIG_FILE})}), never a path.")
-    if not isinstance(features, list) or not features:
-        raise AllocatorError(f"{source}/{CONFIG_FILE}: no feature_names.")
-    return config
-
-
-def _npy(data: bytes, where: str) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise AllocatorError(f"{where}: not a readable .npy array ({error}).") from None
 
 
 # --------------------------------------------------------------- cross-fitting
@@ -607,7 +465,7 @@ def cross_fit_predict(
         Array of shape (len(queries), len(log.arms)), row ``i`` for ``queries[i]``.
     """
     owner = "cross_fit_predict"
-    queries = _check_queries(log, queries, owner)
+    queries = check_queries(log, queries, owner)
     if not (_is_int(n_splits) and 2 <= n_splits <= len(queries)):
         raise ParameterError(owner, "n_splits", f"an integer in [2, {len(queries)}]", n_splits)
     if not (_is_int(random_state) and random_state >= 0):

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
-from training.difficulty import _check_queries, _is_int, _solve_counts
+from allocator.predictor import check_queries
+from training.difficulty import _is_int, _solve_counts
 
 __all__ = ["evaluate_difficulty"]
 
@@ -48,7 +49,7 @@ def evaluate_difficulty(
         ``{"pooled": {...}, "per_arm": {arm: {...}}}``.
     """
     owner = "evaluate_difficulty"
-    queries = _check_queries(log, queries, owner, unique=False)
+    queries = check_queries(log, queries, owner, unique=False)
     p = np.asarray(predictions, dtype=np.float64)
     if p.shape != (len(queries), len(log.arms)) or not np.all((p >= 0) & (p <= 1)):
         given = f"shape {p.shape}" + (f", values in [{np.min(p)}, {np.max(p)}]" if p.size

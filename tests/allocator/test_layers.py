@@ -18,10 +18,7 @@ RUNTIME = ROOT / "allocator"
 TRAINING_SIDE = ("training", "envs")
 
 #: Arrows that remain, each with its reason (issue 13 tracks them).
-KNOWN = {
-    ("allocator/oracle.py", "training.difficulty"):
-        "the bundled difficulty predictor's inference still lives beside its fitting",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def imported_modules(path: Path) -> set[str]:

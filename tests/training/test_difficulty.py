@@ -425,3 +425,10 @@ def test_load_opens_no_file_outside_the_predictor_folder(tmp_path: Path, model: 
     (folder / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(AllocatorError, match="plain file name"):
         DifficultyPredictor.load(folder)
+
+
+def test_the_serving_model_knows_every_parameter_the_estimator_saves() -> None:
+    """The runtime refuses unknown saved parameters; it must know exactly the estimator's."""
+    from allocator.predictor import ESTIMATOR_PARAMS
+
+    assert set(DifficultyPredictor().get_params()) == ESTIMATOR_PARAMS
