@@ -277,7 +277,8 @@ def lambda_grid(lambda_range: tuple[float, float] | list[float],
 
     ``values`` if given; else :data:`LEARNED_GRID_POINTS` log-spaced over ``lambda_range``
     (with a lower end of 0: 0, then one fewer log-spaced from ``high / 1000`` to ``high``;
-    one value when the range is a point). Values are rounded to 6 significant digits, as reports print them.
+    one value when the range is a point). Values are rounded to 6 significant digits, as
+    reports print them.
     """
     if values is not None:
         return tuple(sorted({float(v) for v in values}))
