@@ -1,12 +1,15 @@
 """``allocator demo``: the main job end to end on a built-in SIMULATED log.
 
 The log (:data:`DEMO_LOG`) is simulated, not real LLM runs, and labelled so everywhere,
-but shaped like the logs users bring: two priced arms (a cheap weak model, ``small``,
-cost 1 per attempt, and a dear strong one, ``large``, cost 20, about the price ratio of a
-small and a frontier model), a verifier that scores the cheap arm's attempts only (AUROC
-about 0.98, like unit tests), and a query feature that predicts difficulty the way a
-prompt's length does, noisily (metadata ``length``, Spearman about 0.7 with the
-difficulty; the true difficulty stays hidden from every policy and predictor).
+but shaped like the logs users bring: three priced arms (``small``, cost 1 per attempt;
+``medium``, 4; ``large``, 16: the price steps of a small, a mid-size and a frontier
+model), a verifier that scores the attempts of the two cheaper arms only (AUROC about
+0.98, as unit tests are for code; the frontier model's answers are not checkable here),
+and a query feature that predicts difficulty the way a prompt's length does, noisily
+(metadata ``length``, Spearman about 0.7 with the difficulty; the true difficulty stays
+hidden from every policy and predictor). What pays on such a log is a per-query mix no
+single baseline runs: check cheap attempts, move up an arm when they keep failing, start
+higher when the prompt looks hard.
 
 Steps: generate the log and write it in the log format; print its per-arm statistics;
 train the learned allocator on the training half of its queries (``allocator train``'s
@@ -43,8 +46,9 @@ MARKER = "ALLOCATOR_DEMO_OUTPUT.txt"
 #: The demo's simulated log (see the module docstring).
 DEMO_LOG = SyntheticConfig(
     n_queries=400,
-    arms=(SyntheticArm("small", skill=0.45, cost_per_attempt=1.0, pool_size=16, scored=True),
-          SyntheticArm("large", skill=0.70, cost_per_attempt=20.0, pool_size=8,
+    arms=(SyntheticArm("small", skill=0.40, cost_per_attempt=1.0, pool_size=16, scored=True),
+          SyntheticArm("medium", skill=0.60, cost_per_attempt=4.0, pool_size=8, scored=True),
+          SyntheticArm("large", skill=0.75, cost_per_attempt=16.0, pool_size=4,
                        scored=False)),
     with_scores=True, score_separation=3.0, length_signal=2.0)
 

@@ -30,14 +30,14 @@ def test_demo_trains_exports_and_evaluates_and_runs_twice(tmp_path: Path) -> Non
     assert report["log"]["fingerprint"] == log.fingerprint()
     assert report["policies"]["learned"], "the learned policy is evaluated"
     # Realistic on purpose: a length that predicts difficulty, priced arms, a verifier on
-    # the cheap arm only.
+    # the two cheaper arms only.
     length = log.queries.metadata["length"].astype(float)
     difficulty = log.queries.metadata["difficulty"].astype(float)
     assert np.corrcoef(np.log(length), difficulty)[0, 1] > 0.5
     scored = {arm: bool(np.isfinite(log.score[log.arm == i]).any())
               for i, arm in enumerate(log.arms)}
-    assert scored == {arm.name: arm.scored for arm in DEMO_LOG.arms} == {"small": True,
-                                                                      "large": False}
+    assert scored == {arm.name: arm.scored for arm in DEMO_LOG.arms} == {
+        "small": True, "medium": True, "large": False}
     fixed = report["policies"]["fixed-n"]
     # The headline's target is the envelope's top: the best accuracy of any baseline.
     baselines = [p for name, points in report["policies"].items()

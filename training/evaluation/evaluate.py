@@ -73,7 +73,7 @@ class EvaluationConfig:
             as ``learned``), swept along ``learned_lambdas``. Its prior is the difficulty
             predictor fitted here on the training split (for a bundle trained on this log
             with the same seed, exactly the predictions it was trained and exported with).
-        learned_lambdas: the prices the learned policy is replayed at (default: eight
+        learned_lambdas: the prices the learned policy is replayed at (default: sixteen
             log-spaced over the bundle's lambda range).
         verify_cost: the verifier's cost per verified candidate, in the log's cost units,
             passed to every replay and the oracles. Default (None): read from the log
@@ -264,20 +264,29 @@ def check_prior_size(log: AttemptLog, n_train: int, predictor: Any,
                            "calibration)", predictor=True)
 
 
+#: Prices a learned policy is replayed at by default. Sixteen log-spaced values (neighbours
+#: about 1.7x apart over the default range): the baselines are swept over as many settings
+#: or more, and a coarser grid leaves gaps in the learned front that linear interpolation
+#: (what mixing two prices per query achieves) fills below the policy's own points.
+LEARNED_GRID_POINTS = 16
+
+
 def lambda_grid(lambda_range: tuple[float, float] | list[float],
                 values: tuple[float, ...] | None = None) -> tuple[float, ...]:
     """The prices a learned policy is evaluated at, increasing.
 
-    ``values`` if given; else eight log-spaced over ``lambda_range`` (with a lower end of
-    0: 0, then seven log-spaced from ``high / 1000`` to ``high``; one value when the range
-    is a point). Values are rounded to 6 significant digits, as reports print them.
+    ``values`` if given; else :data:`LEARNED_GRID_POINTS` log-spaced over ``lambda_range``
+    (with a lower end of 0: 0, then one fewer log-spaced from ``high / 1000`` to ``high``;
+    one value when the range is a point). Values are rounded to 6 significant digits, as
+    reports print them.
     """
     if values is not None:
         return tuple(sorted({float(v) for v in values}))
     low, high = (float(v) for v in lambda_range)
     if high <= low:
         return (low,)
-    count, start = (7, high / 1000.0) if low == 0 else (8, low)
+    points = LEARNED_GRID_POINTS
+    count, start = (points - 1, high / 1000.0) if low == 0 else (points, low)
     ratio = (high / start) ** (1.0 / (count - 1))
     grid = {start * ratio**k for k in range(count - 1)} | {high} | ({0.0} if low == 0 else set())
     return tuple(sorted(float(f"{v:.6g}") for v in grid))

@@ -98,7 +98,7 @@ class TrainConfig:
         test_fraction: share of queries held out for evaluation (0.5).
         n_orders: seeded random orders replayed per held-out query in the evaluation (20).
         eval_lambdas: the lambdas the learned policy is evaluated at (its Pareto sweep);
-            None: eight log-spaced values over ``lambda_range`` (see
+            None: sixteen log-spaced values over ``lambda_range`` (see
             :meth:`evaluation_lambdas`).
         arm: the arm the single-arm baselines sample in the evaluation (None: the arm
             with the most samples per query, as ``allocator evaluate`` does).
@@ -253,7 +253,7 @@ class TrainConfig:
     def evaluation_lambdas(self) -> tuple[float, ...]:
         """The lambdas the learned policy is evaluated at, increasing.
 
-        ``eval_lambdas`` if set; else eight values log-spaced over ``lambda_range``
+        ``eval_lambdas`` if set; else sixteen values log-spaced over ``lambda_range``
         (with ``lo == 0``: 0, then seven log-spaced from ``hi / 1000`` to ``hi``; a single
         value when ``lo == hi``).
         """

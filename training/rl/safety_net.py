@@ -23,11 +23,14 @@ of a validation split that is often a few dozen queries:
   ``target - margin``, or (2) it is **significantly below** an envelope point: at that
   point's cost, the learned front's accuracy (per query, interpolated between the two
   learned points around that cost; the cheapest learned point where the baseline point
-  is cheaper than all of them) is below the point's by more than 1.96 standard errors of
-  the paired per-query difference (without per-query results, more than 1.96 times the
-  point's own standard error). A baseline that reaches the target at less cost is such
-  a point wherever the gap is beyond noise; a cost difference inside the noise is not
-  evidence;
+  is cheaper than all of them) is below the point's by more than ``z`` standard errors of
+  the paired per-query difference (without per-query results, ``z`` times the point's
+  own standard error). The envelope has many points and each is a chance for noise to
+  look like a gap, so ``z`` holds the family of tests at the 95% level of one
+  (Bonferroni over the ``k`` points tested, one-sided at 2.5% as 1.96 is for one point:
+  :func:`critical_z`, 1.96 for one point, 2.81 for ten, 3.14 for thirty). A baseline
+  that reaches the target at less cost is such a point wherever the gap is beyond noise;
+  a cost difference inside the noise is not evidence;
 - the exported baseline is the cheapest baseline setting reaching ``target - margin``
   (an actual setting, not an interpolation); otherwise the **learned** bundle is exported.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -49,7 +53,7 @@ from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 
 __all__ = ["Candidate", "SafetyNetDecision", "choose", "compare_on_validation",
-           "noise_margin", "shortfall", "significantly_below"]
+           "critical_z", "noise_margin", "shortfall", "significantly_below"]
 
 #: Offset of the validation replays' order seed (distinct from training and test orders).
 ORDER_SEED_OFFSET = 2
@@ -206,12 +210,24 @@ def _learned_at(curve: Sequence[Candidate], cost: float) -> Candidate | None:
                      per_query=per_query)
 
 
-def shortfall(learned: Sequence[Candidate], point: Candidate) -> tuple[float, float] | None:
+def critical_z(tests: int) -> float:
+    """The z a gap must exceed, in standard errors, for ``tests`` simultaneous one-sided
+    tests to hold a family-wise error of 2.5% (Bonferroni; 1.96 for one test)."""
+    return NormalDist().inv_cdf(1.0 - 0.025 / max(1, tests))
+
+
+def shortfall(learned: Sequence[Candidate], point: Candidate, *, z: float = 1.96
+              ) -> tuple[float, float] | None:
     """How far the learned front lies below ``point`` at its cost, and the noise on it.
+
+    Args:
+        learned: the learned policy's points.
+        point: a baseline point.
+        z: standard errors in the returned half-width.
 
     Returns:
         ``(gap, half_width)``: ``gap`` > 0 means the learned front is below the point;
-        ``half_width`` is 1.96 standard errors of the paired per-query difference (of the
+        ``half_width`` is ``z`` standard errors of the paired per-query difference (of the
         point's own accuracy without per-query results). None where the learned front
         does not extend to the point's cost (cheaper learned points only).
     """
@@ -221,20 +237,24 @@ def shortfall(learned: Sequence[Candidate], point: Candidate) -> tuple[float, fl
     gap = point.accuracy - at.accuracy
     if _paired(at, point):
         difference = np.subtract(point.per_query, at.per_query)
-        return gap, float(1.96 * difference.std(ddof=1) / math.sqrt(len(difference)))
-    return gap, 1.96 * point.stderr
+        return gap, float(z * difference.std(ddof=1) / math.sqrt(len(difference)))
+    return gap, z * point.stderr
 
 
 def significantly_below(learned: Sequence[Candidate], envelope: Sequence[Candidate]
                         ) -> tuple[Candidate, float, float] | None:
-    """The envelope point the learned front is most clearly below beyond noise.
+    """The envelope point the learned front is most clearly below beyond noise, with the
+    noise corrected for testing every envelope point the front extends to
+    (:func:`critical_z`).
 
     Returns:
         ``(point, gap, half_width)`` for the point with the largest ``gap - half_width``
         among those where ``gap > half_width``; None where there is no such point.
     """
-    found = [(point, *measured) for point in envelope
-             if (measured := shortfall(learned, point)) is not None
+    tested = [point for point in envelope if shortfall(learned, point) is not None]
+    z = critical_z(len(tested))
+    found = [(point, *measured) for point in tested
+             if (measured := shortfall(learned, point, z=z)) is not None
              and measured[0] > measured[1] + 1e-12]
     return max(found, key=lambda item: item[1] - item[2], default=None)
 

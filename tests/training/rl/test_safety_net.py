@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 import allocator
 from allocator.actions import n_actions
@@ -24,6 +25,7 @@ from training.rl.safety_net import (
     choose,
     compare_on_validation,
     cost_to_reach,
+    critical_z,
     front,
     shortfall,
 )
@@ -97,13 +99,15 @@ def test_the_exported_baseline_is_the_cheapest_setting_reaching_the_target() -> 
         assert decision.baseline in reaching
         assert decision.baseline.mean_cost == min(p.mean_cost for p in reaching)
         learned_front = front(learned)
+        tested = [point for point in front(baselines)
+                  if point.mean_cost <= learned_front[-1].mean_cost]
+        # Bonferroni over the points tested, one-sided at 2.5% / k each (scipy's quantile)
+        z = float(norm.ppf(1 - 0.025 / max(1, len(tested))))
         evidence = []
-        for point in front(baselines):  # brute force: the learned front at each point's cost
-            if point.mean_cost > learned_front[-1].mean_cost:
-                continue
+        for point in tested:  # brute force: the learned front at each point's cost
             at = (learned_front[0].accuracy if point.mean_cost <= learned_front[0].mean_cost
                   else accuracy_at(learned, point.mean_cost))
-            if point.accuracy - at > 1.96 * point.stderr + 1e-12:
+            if point.accuracy - at > z * point.stderr + 1e-6:
                 evidence.append(point)
         reaches = max(p.accuracy for p in learned) >= goal
         assert decision.exported == ("learned" if reaches and not evidence else "baseline")
@@ -273,3 +277,28 @@ def test_train_exports_what_the_safety_net_chose(tmp_path: Path, safety_net: boo
     else:
         assert oracle.policy_kind == "network" and summary["learned_bundle"] == summary[
             "bundle"]
+
+
+@pytest.mark.parametrize("tests", [1, 2, 10, 30])
+def test_critical_z_holds_the_family_at_the_level_of_one_test(tests: int) -> None:
+    """k independent one-sided tests at critical_z(k): the chance that any fires under the
+    null is at most 2.5% (exactly 1 - (1 - 0.025/k)^k), and one test gets the usual 1.96."""
+    z = critical_z(tests)
+    single = float(norm.sf(z))
+    assert single == pytest.approx(0.025 / tests, rel=1e-9)
+    assert 1 - (1 - single) ** tests <= 0.025 + 1e-12
+    if tests == 1:
+        assert z == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_one_noisy_deficit_among_many_points_is_not_evidence() -> None:
+    """Twenty baseline points; the learned front equals them except 2.2 standard errors
+    below one: evidence for a single test (1.96), not for the family (critical_z(20))."""
+    baselines = [Candidate("b", f"s{i}", 0.3 + 0.03 * i, 1.0 + i, 0.01) for i in range(20)]
+    learned = [Candidate("learned", f"l{i}", p.accuracy - (0.022 if i == 7 else 0.0),
+                         p.mean_cost) for i, p in enumerate(baselines)]
+    assert choose(learned, baselines).exported == "learned"
+    assert shortfall(learned, baselines[7])[0] > 1.96 * 0.01
+    lower = [Candidate("learned", f"l{i}", p.accuracy - 0.05, p.mean_cost)
+             for i, p in enumerate(baselines)]  # 5 standard errors everywhere: evidence
+    assert choose(lower, baselines).exported == "baseline"

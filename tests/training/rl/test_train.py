@@ -22,6 +22,7 @@ from allocator.errors import ParameterError
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
 from envs import BatchedReplayVecEnv
+from training.evaluation.evaluate import LEARNED_GRID_POINTS
 from training.rl.config import TrainConfig
 from training.rl.train import (
     TrainingMonitor,
@@ -86,7 +87,7 @@ def test_defaults_are_documented_and_sensible() -> None:
     lo, hi = config.lambda_range
     lambdas = config.evaluation_lambdas()
     assert lambdas[0] == lo and lambdas[-1] == hi
-    assert list(lambdas) == sorted(set(lambdas)) and len(lambdas) == 8
+    assert list(lambdas) == sorted(set(lambdas)) and len(lambdas) == LEARNED_GRID_POINTS
     kwargs = config.policy_kwargs()
     assert kwargs["net_arch"] == {"pi": [64, 64], "vf": [64, 64]}
     assert kwargs["activation_fn"] is torch.nn.Tanh
