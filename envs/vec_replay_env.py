@@ -32,7 +32,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from numpy.lib.stride_tricks import sliding_window_view
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from allocator.errors import ParameterError
@@ -41,7 +41,7 @@ from allocator.logs.table import AttemptLog
 from envs.pools import ReplayPools, ReplaySettings, forced_query, logged_order, stream_block
 from envs.replay_env import check_answer_rule
 
-__all__ = ["BatchedReplayVecEnv"]
+__all__ = ["BatchedReplayVecEnv", "unwrap_replay_env"]
 
 
 class BatchedReplayVecEnv(VecEnv):
@@ -787,6 +787,21 @@ class BatchedReplayVecEnv(VecEnv):
     def cost_spent(self) -> np.ndarray:
         """Cost every row has spent in its current (or, finished, last) episode, log units."""
         return self._cost.copy()
+
+
+def unwrap_replay_env(env: VecEnv) -> BatchedReplayVecEnv:
+    """The batched replay env inside a (possibly wrapped, e.g. ``VecNormalize``) env.
+
+    Raises:
+        ParameterError: no :class:`BatchedReplayVecEnv` under the wrappers.
+    """
+    while isinstance(env, VecEnvWrapper):
+        env = env.venv
+    if not isinstance(env, BatchedReplayVecEnv):
+        raise ParameterError("unwrap_replay_env", "env",
+                             "a BatchedReplayVecEnv, or VecEnv wrappers around one",
+                             type(env).__name__)
+    return env
 
 
 def _root(array: np.ndarray) -> np.ndarray:

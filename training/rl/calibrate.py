@@ -363,7 +363,7 @@ def _accuracy_search(measure: Callable[[float], tuple[float, float]],
                      lambda_range: tuple[float, float], floor: float, grid_size: int,
                      max_iterations: int) -> tuple[float, bool]:
     """The least-cost lambda with accuracy >= ``floor`` (and whether one was found)."""
-    from training.evaluation.evaluate import lambda_grid
+    from training.evaluation.prices import lambda_grid
 
     low, high = (float(v) for v in lambda_range)
     grid = sorted(set(np.linspace(low, high, grid_size).tolist())
