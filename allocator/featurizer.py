@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.errors import ParameterError
 
 __all__ = [
@@ -438,9 +439,7 @@ class QueryState:
     arm_leader: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_arms, bool) or not isinstance(self.n_arms, int | np.integer) or (
-                self.n_arms < 1):
-            raise ParameterError("QueryState", "n_arms", "an integer >= 1", self.n_arms)
+        check_int("QueryState", "n_arms", self.n_arms, minimum=1)
         self.samples = np.zeros(self.n_arms, dtype=np.int64)
         self.arm_votes = [{} for _ in range(self.n_arms)]
         self.arm_leader = np.zeros(self.n_arms, dtype=np.int64)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
+from allocator._checks import check_int, check_number, is_int
 from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
@@ -343,22 +344,11 @@ def shuffle_order(keys: np.ndarray, groups: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- settings
 def _number(owner: str, name: str, value: Any, low: float, strict: bool = False) -> float:
     """``value`` as a finite float ``>= low`` (``> low`` if strict), else ParameterError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number < low or (strict and number == low):
-        relation = ">" if strict else ">="
-        raise ParameterError(owner, name, f"a finite number {relation} {low}", value)
-    return number
+    return check_number(owner, name, value, low=low, strict=strict)
 
 
 def _cap(owner: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ParameterError(owner, "max_samples", "an integer >= 1 or None", value)
-    return int(value)
+    return check_int(owner, "max_samples", value, minimum=1, none=True)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, eq=False)
@@ -624,8 +614,7 @@ def logged_order(options: dict[str, Any] | None) -> bool:
 
 def forced_query(query: Any, pools: ReplayPools) -> int:
     """Validate ``options["query"]`` of a reset."""
-    if isinstance(query, bool) or not isinstance(query, int | np.integer) or not (
-            0 <= query < pools.n_queries):
+    if not is_int(query, 0) or query >= pools.n_queries:
         raise ParameterError("reset", "options['query']",
                              f"a query index in [0, {pools.n_queries})", query)
     return int(query)

@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
+from allocator._checks import check_int
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats, featurize
 from allocator.logs.table import AttemptLog
@@ -87,8 +88,7 @@ class BatchedReplayVecEnv(VecEnv):
     def __init__(self, log: AttemptLog | ReplayPools, n_envs: int = 64, *,
                  autoreset: bool = True, answer_rule: str = "default",
                  **settings: Any) -> None:
-        if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
-            raise ParameterError("BatchedReplayVecEnv", "n_envs", "an integer >= 1", n_envs)
+        check_int("BatchedReplayVecEnv", "n_envs", n_envs, minimum=1)
         self.answer_rule = check_answer_rule("BatchedReplayVecEnv", answer_rule)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         self.settings = ReplaySettings.create(self.pools, "BatchedReplayVecEnv", **settings)

@@ -21,14 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("allocator", "envs", "training")
 
 
-def module_name(path: Path) -> str:
-    """The dotted module name of a file under :data:`ROOT`."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
 def all_modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
     """Every module of ``packages`` under ``root``, by dotted name."""
     return {module_name_under(root, path): path
@@ -36,6 +28,7 @@ def all_modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict
 
 
 def module_name_under(root: Path, path: Path) -> str:
+    """The dotted module name of a file under ``root``."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -48,26 +41,30 @@ def _type_checking_only(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Import statements anywhere in ``tree`` except in ``if TYPE_CHECKING:`` bodies."""
+def _imports(tree: ast.AST, type_only: bool = False) -> list[ast.Import | ast.ImportFrom]:
+    """Import statements anywhere in ``tree``; those in ``if TYPE_CHECKING:`` bodies only
+    with ``type_only``."""
     found: list[ast.Import | ast.ImportFrom] = []
     stack: list[ast.AST] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
-        if isinstance(node, ast.If) and _type_checking_only(node):
+        if not type_only and isinstance(node, ast.If) and _type_checking_only(node):
             stack.extend(node.orelse)  # the else branch runs
             continue
         stack.extend(ast.iter_child_nodes(node))
     return found
 
 
-def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The modules of ``modules`` that ``name`` (at ``path``) imports."""
+def imported(name: str, path: Path, modules: dict[str, Path], type_only: bool = False
+             ) -> set[str]:
+    """The modules of ``modules`` that ``name`` (at ``path``) imports (type-only imports
+    too with ``type_only``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
-    for node in _imports(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in _imports(tree, type_only):
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
             continue
@@ -83,11 +80,12 @@ def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return {target for target in targets if target in modules and target != name}
 
 
-def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES
-                 ) -> dict[str, set[str]]:
-    """Module -> the modules of ``packages`` it imports."""
+def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES, *,
+                 type_only: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (``type_only``: with the imports
+    under ``if TYPE_CHECKING:``)."""
     modules = all_modules(root, packages)
-    return {name: imported(name, path, modules) for name, path in modules.items()}
+    return {name: imported(name, path, modules, type_only) for name, path in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -188,5 +186,16 @@ def test_the_graph_reads_lazy_relative_and_skips_type_checking(toy: Path) -> Non
 
 
 def test_a_type_checking_import_closes_no_cycle(toy: Path) -> None:
-    (toy / "pkg" / "b.py").write_text("")
+    (toy / "pkg" / "sub" / "c.py").write_text("X = 1\n")  # b imports a; a b for types only
     assert cycles(import_graph(toy, ("pkg",))) == []
+    assert cycles(import_graph(toy, ("pkg",), type_only=True)) == [
+        ["pkg.a", "pkg.b", "pkg.a"]]
+
+
+def test_the_runtime_has_no_cycle_even_through_type_only_imports() -> None:
+    # Sessions are typed against the decision-source protocol, not the oracle; RunState
+    # is handed what it needs, not the executor: not even an annotation loops back.
+    found = cycles(import_graph(ROOT, ("allocator",), type_only=True))
+    assert not found, "type-only import cycles:\n" + "\n".join(
+        " -> ".join(cycle) for cycle in found)
+
