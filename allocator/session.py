@@ -22,15 +22,7 @@ from typing import Any
 import numpy as np
 
 from allocator._checks import check_cost, check_int, is_int
-from allocator.actions import (
-    STOP,
-    Action,
-    mask_of_bits,
-    n_actions,
-    refine_action,
-    sample_action,
-    verify_action,
-)
+from allocator.actions import Action, action_layout, has_room, mask_of_bits
 from allocator.decision_source import DecisionSource
 from allocator.errors import AllocatorError, ParameterError
 from allocator.featurizer import QueryState
@@ -231,7 +223,8 @@ class Session:
         self._verify = bool(supports_verify)
         self._max_samples = max_samples
         arms = len(oracle.arms)
-        self._n_actions = n_actions(arms)
+        self._layout = layout = action_layout(arms)
+        self._n_actions = layout.n
         policy = oracle.policy
         # An object with only act_one(state, mask) gets Policy's default: act_one on the
         # mask as a bool array.
@@ -240,11 +233,9 @@ class Session:
                                                                None))
             else Policy.decision_function(policy, arms))
         # The mask as an int bit set (bit a: action a allowed), from precomputed bits.
-        self._arm_bits = [(1 << sample_action(arm)) if ok else 0
-                          for arm, ok in enumerate(served.tolist())]
+        self._arm_bits = [bit if ok else 0
+                          for bit, ok in zip(layout.sample_bits, served.tolist(), strict=True)]
         self._served_bits = sum(self._arm_bits)
-        self._refine_bit = (1 << refine_action(arms)) if self._refine else 0
-        self._verify_bit = (1 << verify_action(arms)) if self._verify else 0
         self._limit_list = limits.tolist()
         self._limited = any(limit >= 0 for limit in self._limit_list)
         self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
@@ -282,22 +273,24 @@ class Session:
         return mask_of_bits(self._allowed(), self._n_actions)
 
     def _allowed(self) -> int:
-        """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed)."""
+        """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed): the
+        mask rule of :mod:`allocator.actions` on what this executor makes available."""
         state = self._state
-        allowed = 1 << STOP
-        if self._max_samples is None or len(state.answers) < self._max_samples:  # room
+        drawn = len(state.answers)
+        room = has_room(drawn, self._max_samples)
+        available = 0
+        if room:
             if self._limited:
-                for bit, limit, drawn in zip(self._arm_bits, self._limit_list,
+                for bit, limit, count in zip(self._arm_bits, self._limit_list,
                                              state.samples.tolist(), strict=True):
-                    if limit < 0 or drawn < limit:
-                        allowed |= bit
+                    if limit < 0 or count < limit:
+                        available |= bit
             else:
-                allowed |= self._served_bits
-            if len(state.answers) > state.refines:  # a refinement needs a draft first
-                allowed |= self._refine_bit
-        if self._fresh > 0:
-            allowed |= self._verify_bit
-        return allowed
+                available = self._served_bits
+        return self._layout.allowed_bits(
+            available, room=room,
+            refine=self._refine and drawn > state.refines,  # a refinement needs a draft
+            verify=self._verify and self._fresh > 0)
 
     # ------------------------------------------------------------ deciding
     def next_action(self) -> Action:

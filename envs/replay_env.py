@@ -9,8 +9,10 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from allocator.actions import STOP, action_layout, has_room
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState
+from allocator.final_answer import credit, leaders
 from allocator.logs.table import AttemptLog
 from envs._branches import add_key
 from envs.pools import (
@@ -228,7 +230,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         )
         self.render_mode = render_mode
         self.n_arms = self.pools.n_arms
-        self.action_space = spaces.Discrete(self.n_arms + 3)
+        self._layout = action_layout(self.n_arms)
+        self.action_space = spaces.Discrete(self._layout.n)
         self.observation_space = self.settings.observation_space(self.pools)
         self._stream = UniformStream(stream_block(self.pools))
         self._verify_costs = self.settings.verify_costs(self.pools).tolist()
@@ -241,13 +244,13 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     # ------------------------------------------------------------ action layout
     @property
     def refine_action(self) -> int:
-        """The index of ``REFINE``."""
-        return self.n_arms + 1
+        """The index of ``REFINE`` (:mod:`allocator.actions`)."""
+        return self._layout.refine
 
     @property
     def verify_action(self) -> int:
-        """The index of ``VERIFY``."""
-        return self.n_arms + 2
+        """The index of ``VERIFY`` (:mod:`allocator.actions`)."""
+        return self._layout.verify
 
     # -------------------------------------------------------------------- API
     def reset(
@@ -298,11 +301,12 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             raise ResetNeeded("ReplayEnv: call reset() before step() (the episode has ended).")
         action = int(action)
         valid = 0 <= action < len(self._mask) and bool(self._mask[action])
-        if action == 0 or not valid:
+        if action == STOP or not valid:
             return self._finish(invalid=not valid, action=action)
-        if action <= self.n_arms:
-            cost = self._draw_sample(action - 1)
-        elif action == self.refine_action:
+        arm = self._layout.arm_of(action)
+        if arm >= 0:
+            cost = self._draw_sample(arm)
+        elif action == self._layout.refine:
             cost = self._draw_refine()
         else:
             cost = self._verify()
@@ -325,16 +329,12 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _compute_mask(self) -> np.ndarray:
         state = self._state
         assert state is not None
-        cap = self.settings.max_samples
-        room = cap is None or state.drawn < cap
-        mask = np.zeros(self.n_arms + 3, dtype=bool)
-        mask[0] = True
-        for arm in range(self.n_arms):
-            mask[1 + arm] = room and state.samples[arm] < self._arm_count[arm]
-        mask[self.refine_action] = room and (self._ws_left > 0 or self._next_workspace() >= 0)
-        mask[self.verify_action] = ((bool(self._hidden) and not self._blocked)
-                                    or self._next_event() >= 0)
-        return mask
+        room = has_room(state.drawn, self.settings.max_samples)
+        return self._layout.allowed_mask(
+            [drawn < count for drawn, count in zip(state.samples.tolist(), self._arm_count,
+                                                   strict=True)],
+            room=room, refine=room and (self._ws_left > 0 or self._next_workspace() >= 0),
+            verify=(bool(self._hidden) and not self._blocked) or self._next_event() >= 0)
 
     def _next_workspace(self) -> int:
         """The workspace REFINE would open now (global index), -1 if none matches."""
@@ -460,24 +460,18 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         state = self._state
         assert state is not None
         if self.answer_rule == "weighted-vote" and self._score_sum:
-            table = self._score_sum
-        elif self.answer_rule == "last-arm":
-            table = state.arm_votes[self._last_arm] if self._last_arm >= 0 else {}
-        else:
-            return list(state.final_answers())  # type: ignore[arg-type]
-        if not table:
-            return []
-        top = max(table.values())
-        return [answer for answer, value in table.items() if value == top]
+            return leaders(self._score_sum)
+        if self.answer_rule == "last-arm":
+            return leaders(state.arm_votes[self._last_arm]  # type: ignore[arg-type]
+                           if self._last_arm >= 0 else {})
+        return list(state.final_answers())  # type: ignore[arg-type]
 
     def _correctness(self) -> float:
-        """Expected correctness of the final answer (ties share the credit)."""
+        """Expected correctness of the final answer (ties share the credit:
+        :func:`allocator.final_answer.credit`)."""
         assert self._state is not None
-        tied = sorted(self._final_answers())
-        if not tied:
-            return 0.0
-        votes = self._state.votes
-        return float(np.mean([self._correct_sum[a] / votes[a] for a in tied]))
+        return credit(self._final_answers(), self._correct_sum,
+                      self._state.votes)  # type: ignore[arg-type]
 
     def _finish(self, *, invalid: bool, action: int) -> tuple[np.ndarray, float, bool, bool,
                                                               dict[str, Any]]:
@@ -486,14 +480,14 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
         correct = self._correctness()
         info = self._info()
-        arm = action - 1
+        arm = self._layout.arm_of(action)
         info.update(
             correct=correct,
             n_samples=int(state.samples.sum()),
             n_refines=state.refines,
             n_verified=state.verified,
             invalid_action=invalid,
-            exhaustion_hit=bool(invalid and 0 <= arm < self.n_arms
+            exhaustion_hit=bool(invalid and arm >= 0
                                 and state.samples[arm] >= self._arm_count[arm]),
         )
         return state.features(), correct, True, False, info

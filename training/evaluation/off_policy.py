@@ -64,7 +64,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from allocator.errors import OffPolicySupportError, ParameterError
-from allocator.featurizer import featurize
+from allocator.featurizer import feature_layout, featurize
 from allocator.policies.base import Policy
 from training.evaluation.decision_log import OUTCOMES, DecisionLog, policy_probabilities
 
@@ -516,7 +516,9 @@ class DoublyRobust(OffPolicyEstimator):
         # carry) widened DR's interval past IPS's on a 49-effective-episode target of
         # date/GPT-3.5 (tests/training/evaluation/test_off_policy.py); revisit with a
         # larger check before adding it.
-        features = featurize(decisions.states())[:, :OUTCOME_FEATURES_END].astype(np.float64)
+        states = decisions.states()
+        end = outcome_features_end(states.samples.shape[1])
+        features = featurize(states)[:, :end].astype(np.float64)
         n_rows, n_act = decisions.n_decisions, decisions.masks().shape[1]
         target = data.returns_to_go()
         fold_of_episode = np.random.default_rng(seed).permutation(data.n_episodes) % self.folds
@@ -537,8 +539,10 @@ class DoublyRobust(OffPolicyEstimator):
         return out
 
 
-#: The outcome model's features: every featurizer column but the last (leader_posterior).
-OUTCOME_FEATURES_END = -1
+def outcome_features_end(n_arms: int) -> int:
+    """The outcome model's features end before this column: it reads every featurizer
+    column before ``leader_posterior`` (the version-2 features)."""
+    return feature_layout(n_arms).leader_posterior  # type: ignore[return-value]
 
 
 def _design(features: np.ndarray, actions: np.ndarray, n_act: int) -> np.ndarray:
