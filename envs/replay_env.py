@@ -93,8 +93,10 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
 
-    ``Box(2A + 12,)``, float32, made by :func:`allocator.featurizer.featurize` (the same
-    featurizer the runtime uses; bounds are tightened from the log):
+    ``Box(n_features(A),)`` (``2A + 13`` today), float32, made by
+    :func:`allocator.featurizer.featurize` (the same featurizer the runtime uses). The
+    features, their order and generic bounds are the spec's
+    (:mod:`allocator.feature_spec`); the bounds below are tightened from the log:
 
     | index      | observation                                                | min | max   |
     |------------|------------------------------------------------------------|-----|-------|
@@ -112,6 +114,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     | 2A + 9     | cost spent, in cost units                                  | 0   | pool  |
     | 2A + 10    | lambda                                                     | lo  | hi    |
     | 2A + 11    | log lambda: ln(max(lambda, 1e-6))                          | ln lo | ln hi |
+    | 2A + 12    | leader posterior: P(Binomial(top1 + top2 + 1, 1/2) <= top1) | 0   | 1     |
 
     "Votes" are drawn samples and refinements that gave an answer; "pool" bounds come from
     the log's largest pools and costs, "log" from its score range.
