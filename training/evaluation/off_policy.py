@@ -63,6 +63,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.errors import OffPolicySupportError, ParameterError
 from allocator.featurizer import feature_layout, featurize
 from allocator.policies.base import Policy
@@ -364,11 +365,8 @@ class OffPolicyEstimator(ABC):
 
 def _check_call(n_bootstrap: object, seed: object, confidence: object) -> None:
     owner = "OffPolicyEstimator.estimate"
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or (
-            n_bootstrap < 10):
-        raise ParameterError(owner, "n_bootstrap", "an integer >= 10", n_bootstrap)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ParameterError(owner, "seed", "an integer >= 0", seed)
+    check_int(owner, "n_bootstrap", n_bootstrap, minimum=10)
+    check_int(owner, "seed", seed, minimum=0)
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not (
             0 < float(confidence) < 1):
         raise ParameterError(owner, "confidence", "a number in (0, 1)", confidence)
@@ -485,8 +483,7 @@ class DoublyRobust(OffPolicyEstimator):
         for name, low in (("folds", 2), ("n_estimators", 1), ("num_leaves", 2),
                           ("min_child_samples", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ParameterError(owner, name, f"an integer >= {low}", value)
+            check_int(owner, name, value, minimum=low)
         if not (isinstance(self.learning_rate, numbers.Real) and 0 < self.learning_rate <= 1):
             raise ParameterError(owner, "learning_rate", "a number in (0, 1]",
                                  self.learning_rate)
