@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import keyword
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +93,12 @@ class FeatureLayout:
     Attributes:
         n_arms: number of arms ``A``.
         width: number of features.
+        pack: ``pack(**values) -> list[float]``: one state's features in column order,
+            from keyword arguments named as the layout's attributes (a list of ``A``
+            values for a per-arm feature, not modified, a number for a query feature); every feature
+            is required and no other is accepted (TypeError). The scalar featurizer's
+            fast path: a function built from the spec, as :mod:`dataclasses` builds
+            ``__init__``, about as fast as a hand-written concatenation.
         names: every column's name, in order.
         low: generic lower bound of every column.
         high: generic upper bound of every column.
@@ -112,6 +119,7 @@ class FeatureLayout:
             self._extend(feature, 1, per_arm=False)
         self.width = len(self.names)
         self.__dict__.update(self._positions)  # plain attributes: as fast as any
+        self.pack = _packer(self._positions)
 
     def _extend(self, feature: Feature, count: int, *, per_arm: bool) -> None:
         self.names += ([f"{feature.name}[{{}}]"] * count if per_arm else [feature.name])
@@ -132,6 +140,31 @@ class FeatureLayout:
         per_arm = iter(list(arms) * len(PER_ARM_FEATURES))
         return [name.format(next(per_arm)) if name.endswith("[{}]") else name
                 for name in self.names]
+
+
+def _packer(positions: dict[str, int | slice]) -> Callable[..., list[float]]:
+    """``pack(*, <every attribute>)``: the values concatenated in column order."""
+    ordered = sorted(positions, key=lambda name: _start(positions[name]))
+    parts, scalars = [], []
+    for name in ordered:
+        if isinstance(positions[name], slice):
+            if scalars:
+                parts.append(f"[{', '.join(scalars)}]")
+                scalars = []
+            parts.append(name)
+        else:
+            scalars.append(name)
+    if scalars:
+        parts.append(f"[{', '.join(scalars)}]")
+    source = (f"def pack(*, {', '.join(ordered)}):\n"
+              f"    return {' + '.join(parts)}\n")
+    namespace: dict[str, object] = {}
+    exec(compile(source, "<allocator.feature_spec pack>", "exec"), namespace)
+    return namespace["pack"]  # type: ignore[return-value]
+
+
+def _start(position: int | slice) -> int:
+    return position.start if isinstance(position, slice) else position
 
 
 @lru_cache(maxsize=64)

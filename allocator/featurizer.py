@@ -566,24 +566,23 @@ class QueryState:
         per_vote = 1.0 / max(voted, 1.0)
         best = max(self.best_by_answer.values()) if self.best_by_answer else 0.0
         lam = self.lam
-        f = feature_layout(self.n_arms)
-        values = [0.0] * f.width
-        values[f.prior] = self.prior.tolist()
-        values[f.log1p_samples] = [math.log1p(count) for count in samples]
-        values[f.log1p_drawn] = math.log1p(drawn)
-        values[f.leader_share] = top1 * per_vote
-        values[f.margin] = (top1 - top2) * per_vote
-        values[f.answer_entropy] = _scalar_entropy(voted, sum(v * math.log(v) for v in counts))
-        values[f.distinct_ratio] = len(counts) * per_vote
-        values[f.no_answer_share] = self.no_answer / max(drawn, 1.0)
-        values[f.has_verified] = float(self.verified > 0)
-        values[f.best_verified_score] = best
-        values[f.log1p_refines] = math.log1p(refines)
-        values[f.cost_spent] = self.cost
-        values[f.lambda_] = lam
-        values[f.log_lambda] = math.log(max(lam, LOG_LAMBDA_FLOOR))
-        values[f.leader_posterior] = float(leader_posterior(top1, top2))
-        return values
+        return feature_layout(self.n_arms).pack(
+            prior=self.prior.tolist(),
+            log1p_samples=[math.log1p(count) for count in samples],
+            log1p_drawn=math.log1p(drawn),
+            leader_share=top1 * per_vote,
+            margin=(top1 - top2) * per_vote,
+            answer_entropy=_scalar_entropy(voted, sum(v * math.log(v) for v in counts)),
+            distinct_ratio=len(counts) * per_vote,
+            no_answer_share=self.no_answer / max(drawn, 1.0),
+            has_verified=float(self.verified > 0),
+            best_verified_score=best,
+            log1p_refines=math.log1p(refines),
+            cost_spent=self.cost,
+            lambda_=lam,
+            log_lambda=math.log(max(lam, LOG_LAMBDA_FLOOR)),
+            leader_posterior=float(leader_posterior(top1, top2)),
+        )
 
 
 def _top_two(counts: list[int]) -> tuple[float, float]:

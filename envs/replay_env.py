@@ -271,7 +271,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         groups = pools.cand_group[self._start : int(pools.cand_offsets[query + 1])]
         self._deck = shuffle_order(episode.keys, groups).tolist()
         self._arm_start = pools.arm_start[query].tolist()
-        self._arm_count = pools.arm_count[query].tolist()
+        self._pool_sizes = pools.arm_count[query]
+        self._arm_count = self._pool_sizes.tolist()
         branches = pools.branches
         self._ws_range = (int(branches.ws_offsets[query]), int(branches.ws_offsets[query + 1]))
         self._ev_range = (int(branches.ev_offsets[query]), int(branches.ev_offsets[query + 1]))
@@ -332,10 +333,10 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _compute_mask(self) -> np.ndarray:
         state = self._state
         assert state is not None
-        room = has_room(state.drawn, self.settings.max_samples)
+        cap = self.settings.max_samples
+        room = cap is None or has_room(state.drawn, cap)  # drawn costs a sum: only if capped
         return self._layout.allowed_mask(
-            [drawn < count for drawn, count in zip(state.samples.tolist(), self._arm_count,
-                                                   strict=True)],
+            state.samples < self._pool_sizes,
             room=room, refine=room and (self._ws_left > 0 or self._next_workspace() >= 0),
             verify=(bool(self._hidden) and not self._blocked) or self._next_event() >= 0)
 

@@ -66,16 +66,23 @@ def test_both_featurizer_paths_and_both_envs_have_the_spec_width() -> None:
     assert (env.observation_space.high <= high).all()
 
 
-@pytest.mark.parametrize("path", ["featurize", "feature_values"])
-def test_every_feature_of_the_spec_has_a_formula_on_both_paths(path: str) -> None:
+def test_every_feature_of_the_spec_has_a_formula_on_both_paths() -> None:
     import allocator.featurizer as featurizer
 
-    source = inspect.getsource(featurizer.featurize if path == "featurize"
-                               else featurizer.QueryState.feature_values)
-    written = {feature.name for feature in (*PER_ARM_FEATURES, *QUERY_FEATURES)
-               if f"f.{feature.attribute}] =" in source}
-    missing = [f.name for f in (*PER_ARM_FEATURES, *QUERY_FEATURES) if f.name not in written]
-    assert not missing, f"features of the spec that {path} never writes: {missing}"
+    features = (*PER_ARM_FEATURES, *QUERY_FEATURES)
+    # The batch path writes each column by name...
+    source = inspect.getsource(featurizer.featurize)
+    missing = [f.name for f in features if f"f.{f.attribute}] =" not in source]
+    assert not missing, f"features of the spec that featurize never writes: {missing}"
+    # ... and the scalar path passes each by name to pack, which requires every feature.
+    source = inspect.getsource(featurizer.QueryState.feature_values)
+    missing = [f.name for f in features if f"{f.attribute}=" not in source]
+    assert not missing, f"features of the spec that feature_values never gives: {missing}"
+    parameters = inspect.signature(feature_layout(2).pack).parameters
+    assert list(parameters) == [f.attribute for f in features]
+    with pytest.raises(TypeError, match="leader_posterior"):
+        feature_layout(1).pack(**{f.attribute: [0.5] if f in PER_ARM_FEATURES else 0.0
+                                  for f in features[:-1]})
 
 
 def test_a_new_spec_entry_moves_the_positions_after_it(monkeypatch: pytest.MonkeyPatch
@@ -92,6 +99,10 @@ def test_a_new_spec_entry_moves_the_positions_after_it(monkeypatch: pytest.Monke
     assert after.names[after.votes_per_cost] == "votes_per_cost"
     assert after.high[after.votes_per_cost] == math.inf
     assert after.prior == before.prior and after.lambda_ == before.lambda_
+    values = {f.attribute: 1.0 for f in QUERY_FEATURES}
+    packed = after.pack(prior=[0.1, 0.2], log1p_samples=[0.3, 0.4], **values,
+                        votes_per_cost=7.0)
+    assert packed[after.votes_per_cost] == 7.0 and packed[after.prior] == [0.1, 0.2]
 
 
 def test_unknown_names_are_refused() -> None:
