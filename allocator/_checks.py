@@ -23,8 +23,10 @@ __all__ = ["check_cost", "check_int", "check_number", "check_prior", "is_int", "
 
 def is_int(value: object, minimum: int | None = None) -> TypeGuard[int | np.integer]:
     """Whether ``value`` is an integer (not a bool), ``>= minimum`` when given."""
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and (minimum is None or bool(value >= minimum)))
+    if type(value) is not int and (isinstance(value, bool)  # plain ints: the fast path
+                                   or not isinstance(value, numbers.Integral)):
+        return False
+    return minimum is None or bool(value >= minimum)  # type: ignore[operator]
 
 
 def is_real(value: object) -> TypeGuard[float | int | np.number]:
