@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from allocator._checks import is_int
 from allocator.errors import BundleError
 from allocator.logs.table import QueryTable
 
@@ -76,7 +77,7 @@ def read_max_pool(manifest: Mapping[str, Any], arms: Sequence[str], path: Path |
         return (np.full(len(arms), LEGACY_MAX_POOL, dtype=np.int64),
                 f"LEGACY_MAX_POOL ({LEGACY_MAX_POOL}: the bundle records no max_pool)")
     values = [field.get(arm) if isinstance(field, Mapping) else None for arm in arms]
-    if not all(_is_count(value) for value in values):
+    if not all(is_int(value, 0) for value in values):
         raise BundleError(f"manifest field {MAX_POOL_FIELD!r} must map every arm "
                           f"{list(arms)} to an integer >= 0, got {field!r}; "
                           "re-export the bundle.", path=path)
@@ -115,9 +116,3 @@ def predict_with(predictor: Any, arms: Sequence[str], texts: Sequence[str | None
     predicted = predictor.predict(_QueriesOnly(table), np.arange(len(texts)))
     order = [list(predictor.arms_).index(arm) for arm in arms]
     return np.clip(predicted[:, order], 0.0, 1.0)
-
-
-def _is_count(value: object) -> bool:
-    """Whether ``value`` is an integer (not a bool) >= 0."""
-    return (not isinstance(value, bool) and isinstance(value, int | np.integer)
-            and value >= 0)

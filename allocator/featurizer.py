@@ -49,6 +49,10 @@ A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (
                                   through a steep non-linear function)
 =====  =========================  =====================================================
 
+The positions, names and generic bounds come from the spec,
+:mod:`allocator.feature_spec` (named positions: ``feature_layout(A).leader_share``); the
+formulas below write and read every feature by those names.
+
 This module imports numpy only: it is part of the light runtime.
 """
 
@@ -60,7 +64,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.errors import ParameterError
+from allocator.feature_spec import LOG_LAMBDA_FLOOR, feature_layout
+from allocator.final_answer import final_answers
 
 __all__ = [
     "FEATURIZER_VERSION",
@@ -69,6 +76,7 @@ __all__ = [
     "StateBatch",
     "VoteStats",
     "feature_bounds",
+    "feature_layout",
     "feature_names",
     "featurize",
     "leader_posterior",
@@ -78,24 +86,6 @@ __all__ = [
 #: Version of the feature list; bump it whenever a feature changes meaning or order.
 FEATURIZER_VERSION = 3
 
-#: The floor under lambda in the ``log_lambda`` feature (lambda may be 0).
-LOG_LAMBDA_FLOOR = 1e-6
-
-_TAIL = (
-    "log1p_drawn",
-    "leader_share",
-    "margin",
-    "answer_entropy",
-    "distinct_ratio",
-    "no_answer_share",
-    "has_verified",
-    "best_verified_score",
-    "log1p_refines",
-    "cost_spent",
-    "lambda",
-    "log_lambda",
-    "leader_posterior",
-)
 
 
 def feature_names(arms: list[str] | tuple[str, ...]) -> list[str]:
@@ -105,18 +95,14 @@ def feature_names(arms: list[str] | tuple[str, ...]) -> list[str]:
         arms: arm names, in the order of the arm indices.
 
     Returns:
-        ``2 * len(arms) + 12`` names, in the column order of :func:`featurize`.
+        ``n_features(len(arms))`` names, in the column order of :func:`featurize`.
     """
-    return (
-        [f"prior[{arm}]" for arm in arms]
-        + [f"log1p_samples[{arm}]" for arm in arms]
-        + list(_TAIL)
-    )
+    return feature_layout(len(arms)).named(arms)
 
 
 def n_features(n_arms: int) -> int:
     """Number of features for ``n_arms`` arms."""
-    return 2 * n_arms + len(_TAIL)
+    return feature_layout(n_arms).width
 
 
 def feature_bounds(n_arms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,16 +113,8 @@ def feature_bounds(n_arms: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(low, high)``, float32 arrays of shape ``(n_features(n_arms),)``.
     """
-    tail = 2 * n_arms
-    low = np.zeros(n_features(n_arms), dtype=np.float32)
-    high = np.ones(n_features(n_arms), dtype=np.float32)
-    # log1p counts (per arm, drawn, refinements), cost and lambda: no upper bound a priori.
-    high[n_arms : tail + 1] = np.inf
-    high[[tail + 8, tail + 9, tail + 10, tail + 11]] = np.inf
-    low[tail + 11] = math.log(LOG_LAMBDA_FLOOR)
-    # Verifier scores are not bounded in general.
-    low[tail + 7], high[tail + 7] = -np.inf, np.inf
-    return low, high
+    layout = feature_layout(n_arms)
+    return (np.array(layout.low, dtype=np.float32), np.array(layout.high, dtype=np.float32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -306,23 +284,23 @@ def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
     batch, arms = samples.shape
     drawn = samples.sum(axis=1) + refines
     per_vote = 1.0 / np.maximum(stats.voted, 1.0)  # the vote ratios are 0 without votes
-    out = np.empty((batch, n_features(arms)), dtype=np.float32)
-    tail = 2 * arms
-    out[:, :arms] = state.prior
-    out[:, arms:tail] = np.log1p(samples)
-    out[:, tail] = np.log1p(drawn)
-    out[:, tail + 1] = stats.top1 * per_vote
-    out[:, tail + 2] = (stats.top1 - stats.top2) * per_vote
-    out[:, tail + 3] = _normalised_entropy(stats.voted, stats.vlogv)
-    out[:, tail + 4] = stats.distinct * per_vote
-    out[:, tail + 5] = state.no_answer / np.maximum(drawn, 1.0)
-    out[:, tail + 6] = np.greater(state.verified, 0)
-    out[:, tail + 7] = np.where(np.isnan(best), 0.0, best)
-    out[:, tail + 8] = np.log1p(refines)
-    out[:, tail + 9] = state.cost
-    out[:, tail + 10] = state.lam
-    out[:, tail + 11] = np.log(np.maximum(state.lam, LOG_LAMBDA_FLOOR))
-    out[:, tail + 12] = leader_posterior(stats.top1, stats.top2)
+    f = feature_layout(arms)
+    out = np.empty((batch, f.width), dtype=np.float32)
+    out[:, f.prior] = state.prior
+    out[:, f.log1p_samples] = np.log1p(samples)
+    out[:, f.log1p_drawn] = np.log1p(drawn)
+    out[:, f.leader_share] = stats.top1 * per_vote
+    out[:, f.margin] = (stats.top1 - stats.top2) * per_vote
+    out[:, f.answer_entropy] = _normalised_entropy(stats.voted, stats.vlogv)
+    out[:, f.distinct_ratio] = stats.distinct * per_vote
+    out[:, f.no_answer_share] = state.no_answer / np.maximum(drawn, 1.0)
+    out[:, f.has_verified] = np.greater(state.verified, 0)
+    out[:, f.best_verified_score] = np.where(np.isnan(best), 0.0, best)
+    out[:, f.log1p_refines] = np.log1p(refines)
+    out[:, f.cost_spent] = state.cost
+    out[:, f.lambda_] = state.lam
+    out[:, f.log_lambda] = np.log(np.maximum(state.lam, LOG_LAMBDA_FLOOR))
+    out[:, f.leader_posterior] = leader_posterior(stats.top1, stats.top2)
     return out
 
 
@@ -438,9 +416,7 @@ class QueryState:
     arm_leader: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_arms, bool) or not isinstance(self.n_arms, int | np.integer) or (
-                self.n_arms < 1):
-            raise ParameterError("QueryState", "n_arms", "an integer >= 1", self.n_arms)
+        check_int("QueryState", "n_arms", self.n_arms, minimum=1)
         self.samples = np.zeros(self.n_arms, dtype=np.int64)
         self.arm_votes = [{} for _ in range(self.n_arms)]
         self.arm_leader = np.zeros(self.n_arms, dtype=np.int64)
@@ -545,13 +521,10 @@ class QueryState:
         """The answers tied for the final answer (the caller breaks ties at random).
 
         The best-scoring verified answers if any candidate with an answer was verified;
-        else the majority-vote leaders; empty if no attempt gave an answer.
+        else the majority-vote leaders; empty if no attempt gave an answer (the rule of
+        :func:`allocator.final_answer.final_answers`).
         """
-        table = self.best_by_answer or self.votes
-        if not table:
-            return []
-        top = max(table.values())
-        return [answer for answer, value in table.items() if value == top]
+        return final_answers(self.best_by_answer, self.votes)
 
     def to_batch(self) -> StateBatch:
         """This state as a batch of one."""
@@ -593,24 +566,23 @@ class QueryState:
         per_vote = 1.0 / max(voted, 1.0)
         best = max(self.best_by_answer.values()) if self.best_by_answer else 0.0
         lam = self.lam
-        values = self.prior.tolist()
-        values += [math.log1p(count) for count in samples]
-        values += (
-            math.log1p(drawn),
-            top1 * per_vote,
-            (top1 - top2) * per_vote,
-            _scalar_entropy(voted, sum(v * math.log(v) for v in counts)),
-            len(counts) * per_vote,
-            self.no_answer / max(drawn, 1.0),
-            float(self.verified > 0),
-            best,
-            math.log1p(refines),
-            self.cost,
-            lam,
-            math.log(max(lam, LOG_LAMBDA_FLOOR)),
-            float(leader_posterior(top1, top2)),
+        return feature_layout(self.n_arms).pack(
+            prior=self.prior.tolist(),
+            log1p_samples=[math.log1p(count) for count in samples],
+            log1p_drawn=math.log1p(drawn),
+            leader_share=top1 * per_vote,
+            margin=(top1 - top2) * per_vote,
+            answer_entropy=_scalar_entropy(voted, sum(v * math.log(v) for v in counts)),
+            distinct_ratio=len(counts) * per_vote,
+            no_answer_share=self.no_answer / max(drawn, 1.0),
+            has_verified=float(self.verified > 0),
+            best_verified_score=best,
+            log1p_refines=math.log1p(refines),
+            cost_spent=self.cost,
+            lambda_=lam,
+            log_lambda=math.log(max(lam, LOG_LAMBDA_FLOOR)),
+            leader_posterior=float(leader_posterior(top1, top2)),
         )
-        return values
 
 
 def _top_two(counts: list[int]) -> tuple[float, float]:

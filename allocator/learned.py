@@ -19,7 +19,8 @@ lowest index, as ``torch.argmax`` does. A decision can therefore only differ fro
 within about 1e-6 of each other; the export test checks equality on more than 10,000
 replayed states, with the environment's masks and with random ones.
 
-:class:`LearnedPolicy` is the registered policy ``"learned"``: ``act`` featurizes the
+:class:`LearnedPolicy` is the registered policy ``"learned"`` (by entry, see
+:data:`allocator.policies.registry.ENTRIES`): ``act`` featurizes the
 states with :func:`allocator.featurizer.featurize` (the featurizer the environment
 trained on; :func:`allocator.bundle.read_bundle` refuses a bundle made for another
 feature list) and takes the masked arg max. Its only field is the bundle path, so the
@@ -57,7 +58,6 @@ from allocator.bundle import Bundle, read_bundle
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, featurize
 from allocator.policies.base import Policy
-from allocator.policies.registry import register_policy
 
 try:  # the compiled single-state forward pass, when the package was built with it
     from allocator._mlpkernel import Kernel as _Kernel
@@ -350,7 +350,6 @@ def _loaded_from(bundle: Bundle) -> _Loaded:
     return _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle))
 
 
-@register_policy
 @dataclass(frozen=True)
 class LearnedPolicy(Policy):
     """The learned allocator of an exported bundle (registered as ``"learned"``).

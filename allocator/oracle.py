@@ -63,10 +63,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 
+from allocator._checks import check_cost, check_int, check_prior
 from allocator.actions import n_actions
 from allocator.allocation import (
     batch_allocation,
@@ -85,8 +86,7 @@ from allocator.session import (
     AttemptResult,
     Session,
     Verification,
-    _cost,
-    check_max_samples,
+    open_session,
     sample_limits,
     served_mask,
 )
@@ -294,7 +294,7 @@ class BudgetOracle:
             ParameterError: the bundle has no calibration, the target is not a cost, or
                 it lies outside the calibrated range (the message names the range).
         """
-        target = _cost("BudgetOracle.lambda_for_cost", "target_cost", target_cost)
+        target = check_cost("BudgetOracle.lambda_for_cost", "target_cost", target_cost)
         if self._table is None:
             raise ParameterError(
                 "BudgetOracle", "target_cost",
@@ -360,7 +360,7 @@ class BudgetOracle:
                 needs user feature columns.
         """
         if prior is not None:
-            return _check_prior(owner, prior, (len(self.arms),))
+            return check_prior(owner, "prior", prior, (len(self.arms),))
         return self.predict_priors([query], None if metadata is None else [metadata])[0]
 
     def predict_priors(self, queries: Sequence[str | None],
@@ -466,15 +466,11 @@ class BudgetOracle:
                 calibration or outside its calibrated range.
         """
         owner = "BudgetOracle.session"
-        lam = self._lambda(owner, lambda_, target_cost)
-        served = served_mask(owner, self.arms, arms)
-        max_samples = check_max_samples(owner, max_samples)
-        limits = self.sample_caps(max_samples, max_samples_per_arm, owner=owner)
-        return Session(self, query=query, lambda_=lam,
-                       prior=self.prior_for(query, metadata, prior=prior, owner=owner),
-                       served=served,
-                       limits=limits, supports_refine=supports_refine,
-                       supports_verify=supports_verify, max_samples=max_samples)
+        return open_session(self, owner, query=query,
+                            lambda_=self._lambda(owner, lambda_, target_cost), prior=prior,
+                            metadata=metadata, arms=arms, supports_refine=supports_refine,
+                            supports_verify=supports_verify, max_samples=max_samples,
+                            max_samples_per_arm=max_samples_per_arm)
 
     def sample_caps(self, max_samples: int | None = None,
                     max_samples_per_arm: Mapping[str, int] | None = None, *,
@@ -577,7 +573,7 @@ class BudgetOracle:
         """
         owner = "BudgetOracle.allocate"
         n_max = self._budget_caps(owner, max_samples)
-        budget = _cost(owner, "total_budget", total_budget)
+        budget = check_cost(owner, "total_budget", total_budget)
         p = self._batch_priors(owner, queries, priors, metadata)
         candidates = [a for a in (range(len(self.arms)) if arm is None else [
             int(np.flatnonzero(served_mask(owner, self.arms, [arm]))[0])]) if n_max[a] >= 1]
@@ -594,7 +590,7 @@ class BudgetOracle:
         for every arm, else the sessions' default caps (:attr:`max_pool`)."""
         if max_samples is None:
             return self._max_pool.copy()
-        return np.full(len(self.arms), _positive_int(owner, "max_samples", max_samples),
+        return np.full(len(self.arms), check_int(owner, "max_samples", max_samples, minimum=1),
                        dtype=np.int64)
 
     def _batch_priors(self, owner: str, queries: Sequence[str] | int, priors: Any,
@@ -605,7 +601,7 @@ class BudgetOracle:
                                  queries)
         count = int(queries) if isinstance(queries, int | np.integer) else len(queries)
         if priors is not None:
-            return _check_prior(owner, priors, (count, len(self.arms)))
+            return check_prior(owner, "priors", priors, (count, len(self.arms)))
         if isinstance(queries, int | np.integer):
             return self.predict_priors([None] * count)
         return self.predict_priors(list(queries), metadata)
@@ -649,34 +645,6 @@ class BudgetOracle:
         return (f"BudgetOracle({str(self.bundle.path)!r}, arms={list(self.arms)}, "
                 f"lambda_range={list(self.lambda_range)}, default_lambda="
                 f"{self.default_lambda:g})")
-
-
-def _check_prior(owner: str, prior: Any, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        array = np.asarray(prior, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = np.full(1, np.nan)
-    if array.shape != shape or not ((array >= 0) & (array <= 1)).all():
-        raise ParameterError(owner, "prior" if len(shape) == 1 else "priors",
-                             f"an array of shape {shape} with values in [0, 1]", prior)
-    return array.copy()
-
-
-def _is_int_at_least(value: object, minimum: int) -> TypeGuard[int | np.integer]:
-    """Whether ``value`` is an integer (not a bool) >= ``minimum``."""
-    return (not isinstance(value, bool) and isinstance(value, int | np.integer)
-            and value >= minimum)
-
-
-def _positive_int(owner: str, name: str, value: object) -> int:
-    """``value`` as an int, checked >= 1.
-
-    Raises:
-        ParameterError: ``value`` is not an integer >= 1.
-    """
-    if not _is_int_at_least(value, 1):
-        raise ParameterError(owner, name, "an integer >= 1", value)
-    return int(value)
 
 
 # ------------------------------------------------------------------ loading

@@ -17,27 +17,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from allocator.actions import (
-    STOP,
-    mask_of_bits,
-    n_actions,
-    refine_action,
-    sample_action,
-    verify_action,
-)
+from allocator._checks import check_cost, check_int, is_int
+from allocator.actions import Action, action_layout, has_room, mask_of_bits
+from allocator.decision_source import DecisionSource
 from allocator.errors import AllocatorError, ParameterError
 from allocator.featurizer import QueryState
 from allocator.policies.base import Policy
 
-if TYPE_CHECKING:
-    from allocator.oracle import BudgetOracle
-
 __all__ = ["UNINFORMED_PRIOR", "Action", "AttemptResult", "Session", "Verification",
-           "check_max_samples", "sample_limits", "served_mask"]
+           "check_max_samples", "open_session", "sample_limits", "served_mask"]
 
 #: The per-arm prior of a query nothing is known about, where no difficulty predictor
 #: exists: the replay environment's default (``envs.pools``), hence what a policy trained
@@ -47,39 +39,6 @@ UNINFORMED_PRIOR = 0.5
 
 
 # ------------------------------------------------------------------ records
-@dataclass(frozen=True)
-class Action:
-    """What the policy asks the executor to do next.
-
-    Attributes:
-        kind: ``"stop"``, ``"sample"``, ``"refine"`` or ``"verify"``.
-        arm: the arm to sample (``kind == "sample"``), else None.
-        index: the action's index in the bundle's layout (see :mod:`allocator.actions`).
-    """
-
-    kind: str
-    arm: str | None
-    index: int
-
-    @classmethod
-    def of_index(cls, index: int, arms: tuple[str, ...]) -> Action:
-        """The action of an index in the layout of :mod:`allocator.actions`.
-
-        Args:
-            index: the action index, in ``[0, A + 3)``.
-            arms: the arm names, in the policy's arm order.
-        """
-        if index == STOP:
-            return cls("stop", None, index)
-        if index <= len(arms):
-            return cls("sample", arms[index - 1], index)
-        kind = "refine" if index == refine_action(len(arms)) else "verify"
-        return cls(kind, None, index)
-
-    def __str__(self) -> str:
-        return f"SAMPLE({self.arm})" if self.kind == "sample" else self.kind.upper()
-
-
 @dataclass(frozen=True)
 class AttemptResult:
     """What one attempt gave, as the executor reports it to :meth:`Session.observe`.
@@ -132,19 +91,8 @@ class Verification:
     rescore: bool = False
 
 
-def _cost(owner: str, name: str, value: object) -> float:
-    """``value`` as a float cost, checked finite and >= 0 (also used by the oracle).
-
-    Raises:
-        ParameterError: ``value`` is not such a cost (``owner`` and ``name`` say where).
-    """
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not math.isfinite(number) or number < 0:
-        raise ParameterError(owner, name, "a finite cost >= 0 (in the log's units)", value)
-    return number
+#: A cost's check (also used by the oracle): finite and >= 0, in the log's units.
+_cost = check_cost
 
 
 def served_mask(owner: str, arms: tuple[str, ...], served: Sequence[str] | str | None
@@ -172,7 +120,7 @@ def sample_limits(owner: str, arms: tuple[str, ...],
     """
     out = np.full(len(arms), -1, dtype=np.int64)
     for arm, limit in (limits or {}).items():
-        if arm not in arms or not _is_count(limit):
+        if arm not in arms or not is_int(limit, 0):
             raise ParameterError(owner, "max_samples_per_arm",
                                  f"arm -> integer >= 0 for arms in {list(arms)}", {arm: limit})
         out[arms.index(arm)] = int(limit)
@@ -185,24 +133,52 @@ def check_max_samples(owner: str, max_samples: object) -> int | None:
     Raises:
         ParameterError: not None and not an integer >= 0.
     """
-    if max_samples is None:
-        return None
-    if not _is_count(max_samples):
-        raise ParameterError(owner, "max_samples", "an integer >= 0 or None", max_samples)
-    return int(max_samples)  # type: ignore[call-overload]
+    return check_int(owner, "max_samples", max_samples, minimum=0, none=True)  # type: ignore[no-any-return]
 
 
-def _is_count(value: object) -> bool:
-    """Whether ``value`` is an integer (not a bool) >= 0."""
-    return (not isinstance(value, bool) and isinstance(value, int | np.integer)
-            and value >= 0)
+def open_session(source: DecisionSource, owner: str, *, query: str | None, lambda_: float,
+                 prior: Any, metadata: Mapping[str, Any] | None,
+                 arms: Sequence[str] | str | None, supports_refine: bool,
+                 supports_verify: bool, max_samples: object,
+                 max_samples_per_arm: Mapping[str, int] | None) -> Session:
+    """The one way sessions are opened (by :meth:`BudgetOracle.session
+    <allocator.oracle.BudgetOracle.session>` and :meth:`PolicyOracle.session
+    <allocator.executors.PolicyOracle.session>`): the arguments every source shares,
+    checked here once.
+
+    Args:
+        source: the decision source (see :mod:`allocator.decision_source`).
+        owner: who is asking (named in errors).
+        query: the query text.
+        lambda_: the price of one cost unit, already checked by the source (its range
+            is the source's business).
+        prior: an explicit per-arm prior, or None: ``source.prior_for(query, metadata)``.
+        metadata: the query's metadata, for the source's prior.
+        arms: the arms the executor serves (None: all).
+        supports_refine: whether REFINE may be chosen.
+        supports_verify: whether VERIFY may be chosen.
+        max_samples: most attempts (samples + refinements), or None.
+        max_samples_per_arm: most samples per arm (see ``source.sample_caps``).
+
+    Raises:
+        ParameterError: an invalid argument (the message names it and ``owner``).
+    """
+    served = served_mask(owner, source.arms, arms)
+    cap = check_max_samples(owner, max_samples)
+    limits = source.sample_caps(cap, max_samples_per_arm, owner=owner)
+    return Session(source, query=query, lambda_=lambda_,
+                   prior=source.prior_for(query, metadata, prior=prior, owner=owner),
+                   served=served, limits=limits, supports_refine=bool(supports_refine),
+                   supports_verify=bool(supports_verify), max_samples=cap)
 
 
 # ------------------------------------------------------------------ session
 class Session:
     """One query's decisions: ask :meth:`next_action`, perform it, report, repeat.
 
-    Create sessions with :meth:`~allocator.oracle.BudgetOracle.session`. The loop::
+    Create sessions with :meth:`~allocator.oracle.BudgetOracle.session` (or
+    :meth:`~allocator.executors.PolicyOracle.session`; both call :func:`open_session`).
+    The loop::
 
         session = oracle.session(query, lambda_=0.05)
         while (action := session.next_action()).kind != "stop":
@@ -233,7 +209,7 @@ class Session:
         prior: the per-arm prior the policy sees.
     """
 
-    def __init__(self, oracle: BudgetOracle, *, query: str | None, lambda_: float,
+    def __init__(self, oracle: DecisionSource, *, query: str | None, lambda_: float,
                  prior: np.ndarray, served: np.ndarray, limits: np.ndarray,
                  supports_refine: bool, supports_verify: bool,
                  max_samples: int | None) -> None:
@@ -247,7 +223,8 @@ class Session:
         self._verify = bool(supports_verify)
         self._max_samples = max_samples
         arms = len(oracle.arms)
-        self._n_actions = n_actions(arms)
+        self._layout = layout = action_layout(arms)
+        self._n_actions = layout.n
         policy = oracle.policy
         # An object with only act_one(state, mask) gets Policy's default: act_one on the
         # mask as a bool array.
@@ -256,11 +233,9 @@ class Session:
                                                                None))
             else Policy.decision_function(policy, arms))
         # The mask as an int bit set (bit a: action a allowed), from precomputed bits.
-        self._arm_bits = [(1 << sample_action(arm)) if ok else 0
-                          for arm, ok in enumerate(served.tolist())]
+        self._arm_bits = [bit if ok else 0
+                          for bit, ok in zip(layout.sample_bits, served.tolist(), strict=True)]
         self._served_bits = sum(self._arm_bits)
-        self._refine_bit = (1 << refine_action(arms)) if self._refine else 0
-        self._verify_bit = (1 << verify_action(arms)) if self._verify else 0
         self._limit_list = limits.tolist()
         self._limited = any(limit >= 0 for limit in self._limit_list)
         self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
@@ -298,22 +273,24 @@ class Session:
         return mask_of_bits(self._allowed(), self._n_actions)
 
     def _allowed(self) -> int:
-        """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed)."""
+        """:meth:`allowed_actions` as an int bit set (bit ``a``: action ``a`` allowed): the
+        mask rule of :mod:`allocator.actions` on what this executor makes available."""
         state = self._state
-        allowed = 1 << STOP
-        if self._max_samples is None or len(state.answers) < self._max_samples:  # room
+        drawn = len(state.answers)
+        room = has_room(drawn, self._max_samples)
+        available = 0
+        if room:
             if self._limited:
-                for bit, limit, drawn in zip(self._arm_bits, self._limit_list,
+                for bit, limit, count in zip(self._arm_bits, self._limit_list,
                                              state.samples.tolist(), strict=True):
-                    if limit < 0 or drawn < limit:
-                        allowed |= bit
+                    if limit < 0 or count < limit:
+                        available |= bit
             else:
-                allowed |= self._served_bits
-            if len(state.answers) > state.refines:  # a refinement needs a draft first
-                allowed |= self._refine_bit
-        if self._fresh > 0:
-            allowed |= self._verify_bit
-        return allowed
+                available = self._served_bits
+        return self._layout.allowed_bits(
+            available, room=room,
+            refine=self._refine and drawn > state.refines,  # a refinement needs a draft
+            verify=self._verify and self._fresh > 0)
 
     # ------------------------------------------------------------ deciding
     def next_action(self) -> Action:

@@ -31,8 +31,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
+from allocator._checks import check_int, check_number, is_int
 from allocator.errors import EnvironmentConfigError, ParameterError
-from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds
+from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds, feature_layout
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
 from envs._branches import Branches, build_branches, tournament_queries, workspace_keys
@@ -343,22 +344,11 @@ def shuffle_order(keys: np.ndarray, groups: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- settings
 def _number(owner: str, name: str, value: Any, low: float, strict: bool = False) -> float:
     """``value`` as a finite float ``>= low`` (``> low`` if strict), else ParameterError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number < low or (strict and number == low):
-        relation = ">" if strict else ">="
-        raise ParameterError(owner, name, f"a finite number {relation} {low}", value)
-    return number
+    return check_number(owner, name, value, low=low, strict=strict)
 
 
 def _cap(owner: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ParameterError(owner, "max_samples", "an integer >= 1 or None", value)
-    return int(value)
+    return check_int(owner, "max_samples", value, minimum=1, none=True)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, eq=False)
@@ -464,12 +454,11 @@ class ReplaySettings:
         Features the log cannot move (no refinements, no scores) keep a unit-wide box, so
         that no bound is degenerate.
         """
-        arms = pools.n_arms
-        low, high = feature_bounds(arms)
-        tail = 2 * arms
-        high[arms:tail] = np.log1p(pools.arm_count.max(axis=0))
-        high[tail] = np.log1p(pools.max_candidates)
-        high[tail + 8] = np.log1p(pools.refine_count.max(initial=0))
+        f = feature_layout(pools.n_arms)
+        low, high = feature_bounds(pools.n_arms)
+        high[f.log1p_samples] = np.log1p(pools.arm_count.max(axis=0))
+        high[f.log1p_drawn] = np.log1p(pools.max_candidates)
+        high[f.log1p_refines] = np.log1p(pools.refine_count.max(initial=0))
         scored = ~np.isnan(pools.cand_score)
         query = np.repeat(np.arange(pools.n_queries), pools.n_candidates)
         spend = np.bincount(query, weights=pools.cand_cost
@@ -480,14 +469,15 @@ class ReplaySettings:
                                (branches.ev_offsets, branches.ev_cost)):
             spend += np.bincount(np.repeat(np.arange(pools.n_queries), np.diff(offsets)),
                                  weights=costs, minlength=pools.n_queries)
-        high[tail + 9] = _widen(spend.max(initial=0.0) / self.cost_unit)
-        low[tail + 7] = min(0.0, float(np.nanmin(pools.cand_score))) if scored.any() else 0.0
-        high[tail + 7] = max(0.0, float(np.nanmax(pools.cand_score))) if scored.any() else 0.0
-        low[tail + 10] = self.lambda_ if self.lambda_range is None else self.lambda_range[0]
-        high[tail + 10] = _widen(self.lambda_high)
+        high[f.cost_spent] = _widen(spend.max(initial=0.0) / self.cost_unit)
+        score = f.best_verified_score
+        low[score] = min(0.0, float(np.nanmin(pools.cand_score))) if scored.any() else 0.0
+        high[score] = max(0.0, float(np.nanmax(pools.cand_score))) if scored.any() else 0.0
+        low[f.lambda_] = self.lambda_ if self.lambda_range is None else self.lambda_range[0]
+        high[f.lambda_] = _widen(self.lambda_high)
         # Logs: widened both ways by 1e-5 (float32 rounding of lambda and of the log).
-        low[tail + 11] = math.log(max(float(low[tail + 10]), LOG_LAMBDA_FLOOR)) - 1e-5
-        high[tail + 11] = math.log(max(self.lambda_high, LOG_LAMBDA_FLOOR)) + 1e-5
+        low[f.log_lambda] = math.log(max(float(low[f.lambda_]), LOG_LAMBDA_FLOOR)) - 1e-5
+        high[f.log_lambda] = math.log(max(self.lambda_high, LOG_LAMBDA_FLOOR)) + 1e-5
         # A feature the log cannot move (no refinements, no scores) keeps a unit-wide box.
         high = np.where(high > low, high, low + 1.0).astype(np.float32)
         return spaces.Box(low=low, high=high, dtype=np.float32)
@@ -624,8 +614,7 @@ def logged_order(options: dict[str, Any] | None) -> bool:
 
 def forced_query(query: Any, pools: ReplayPools) -> int:
     """Validate ``options["query"]`` of a reset."""
-    if isinstance(query, bool) or not isinstance(query, int | np.integer) or not (
-            0 <= query < pools.n_queries):
+    if not is_int(query, 0) or query >= pools.n_queries:
         raise ParameterError("reset", "options['query']",
                              f"a query index in [0, {pools.n_queries})", query)
     return int(query)

@@ -9,8 +9,10 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from allocator.actions import STOP, action_layout, has_room
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState
+from allocator.final_answer import credit, leaders
 from allocator.logs.table import AttemptLog
 from envs._branches import add_key
 from envs.pools import (
@@ -91,8 +93,10 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
 
-    ``Box(2A + 12,)``, float32, made by :func:`allocator.featurizer.featurize` (the same
-    featurizer the runtime uses; bounds are tightened from the log):
+    ``Box(n_features(A),)`` (``2A + 13`` today), float32, made by
+    :func:`allocator.featurizer.featurize` (the same featurizer the runtime uses). The
+    features, their order and generic bounds are the spec's
+    (:mod:`allocator.feature_spec`); the bounds below are tightened from the log:
 
     | index      | observation                                                | min | max   |
     |------------|------------------------------------------------------------|-----|-------|
@@ -110,6 +114,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     | 2A + 9     | cost spent, in cost units                                  | 0   | pool  |
     | 2A + 10    | lambda                                                     | lo  | hi    |
     | 2A + 11    | log lambda: ln(max(lambda, 1e-6))                          | ln lo | ln hi |
+    | 2A + 12    | leader posterior: P(Binomial(top1 + top2 + 1, 1/2) <= top1) | 0   | 1     |
 
     "Votes" are drawn samples and refinements that gave an answer; "pool" bounds come from
     the log's largest pools and costs, "log" from its score range.
@@ -228,7 +233,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         )
         self.render_mode = render_mode
         self.n_arms = self.pools.n_arms
-        self.action_space = spaces.Discrete(self.n_arms + 3)
+        self._layout = action_layout(self.n_arms)
+        self.action_space = spaces.Discrete(self._layout.n)
         self.observation_space = self.settings.observation_space(self.pools)
         self._stream = UniformStream(stream_block(self.pools))
         self._verify_costs = self.settings.verify_costs(self.pools).tolist()
@@ -241,13 +247,13 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     # ------------------------------------------------------------ action layout
     @property
     def refine_action(self) -> int:
-        """The index of ``REFINE``."""
-        return self.n_arms + 1
+        """The index of ``REFINE`` (:mod:`allocator.actions`)."""
+        return self._layout.refine
 
     @property
     def verify_action(self) -> int:
-        """The index of ``VERIFY``."""
-        return self.n_arms + 2
+        """The index of ``VERIFY`` (:mod:`allocator.actions`)."""
+        return self._layout.verify
 
     # -------------------------------------------------------------------- API
     def reset(
@@ -265,7 +271,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         groups = pools.cand_group[self._start : int(pools.cand_offsets[query + 1])]
         self._deck = shuffle_order(episode.keys, groups).tolist()
         self._arm_start = pools.arm_start[query].tolist()
-        self._arm_count = pools.arm_count[query].tolist()
+        self._pool_sizes = pools.arm_count[query]
+        self._arm_count = self._pool_sizes.tolist()
         branches = pools.branches
         self._ws_range = (int(branches.ws_offsets[query]), int(branches.ws_offsets[query + 1]))
         self._ev_range = (int(branches.ev_offsets[query]), int(branches.ev_offsets[query + 1]))
@@ -298,11 +305,12 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             raise ResetNeeded("ReplayEnv: call reset() before step() (the episode has ended).")
         action = int(action)
         valid = 0 <= action < len(self._mask) and bool(self._mask[action])
-        if action == 0 or not valid:
+        if action == STOP or not valid:
             return self._finish(invalid=not valid, action=action)
-        if action <= self.n_arms:
-            cost = self._draw_sample(action - 1)
-        elif action == self.refine_action:
+        arm = self._layout.arm_of(action)
+        if arm >= 0:
+            cost = self._draw_sample(arm)
+        elif action == self._layout.refine:
             cost = self._draw_refine()
         else:
             cost = self._verify()
@@ -326,15 +334,11 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         state = self._state
         assert state is not None
         cap = self.settings.max_samples
-        room = cap is None or state.drawn < cap
-        mask = np.zeros(self.n_arms + 3, dtype=bool)
-        mask[0] = True
-        for arm in range(self.n_arms):
-            mask[1 + arm] = room and state.samples[arm] < self._arm_count[arm]
-        mask[self.refine_action] = room and (self._ws_left > 0 or self._next_workspace() >= 0)
-        mask[self.verify_action] = ((bool(self._hidden) and not self._blocked)
-                                    or self._next_event() >= 0)
-        return mask
+        room = cap is None or has_room(state.drawn, cap)  # drawn costs a sum: only if capped
+        return self._layout.allowed_mask(
+            state.samples < self._pool_sizes,
+            room=room, refine=room and (self._ws_left > 0 or self._next_workspace() >= 0),
+            verify=(bool(self._hidden) and not self._blocked) or self._next_event() >= 0)
 
     def _next_workspace(self) -> int:
         """The workspace REFINE would open now (global index), -1 if none matches."""
@@ -460,24 +464,18 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         state = self._state
         assert state is not None
         if self.answer_rule == "weighted-vote" and self._score_sum:
-            table = self._score_sum
-        elif self.answer_rule == "last-arm":
-            table = state.arm_votes[self._last_arm] if self._last_arm >= 0 else {}
-        else:
-            return list(state.final_answers())  # type: ignore[arg-type]
-        if not table:
-            return []
-        top = max(table.values())
-        return [answer for answer, value in table.items() if value == top]
+            return leaders(self._score_sum)
+        if self.answer_rule == "last-arm":
+            return leaders(state.arm_votes[self._last_arm]  # type: ignore[arg-type]
+                           if self._last_arm >= 0 else {})
+        return list(state.final_answers())  # type: ignore[arg-type]
 
     def _correctness(self) -> float:
-        """Expected correctness of the final answer (ties share the credit)."""
+        """Expected correctness of the final answer (ties share the credit:
+        :func:`allocator.final_answer.credit`)."""
         assert self._state is not None
-        tied = sorted(self._final_answers())
-        if not tied:
-            return 0.0
-        votes = self._state.votes
-        return float(np.mean([self._correct_sum[a] / votes[a] for a in tied]))
+        return credit(self._final_answers(), self._correct_sum,
+                      self._state.votes)  # type: ignore[arg-type]
 
     def _finish(self, *, invalid: bool, action: int) -> tuple[np.ndarray, float, bool, bool,
                                                               dict[str, Any]]:
@@ -486,14 +484,14 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
         correct = self._correctness()
         info = self._info()
-        arm = action - 1
+        arm = self._layout.arm_of(action)
         info.update(
             correct=correct,
             n_samples=int(state.samples.sum()),
             n_refines=state.refines,
             n_verified=state.verified,
             invalid_action=invalid,
-            exhaustion_hit=bool(invalid and 0 <= arm < self.n_arms
+            exhaustion_hit=bool(invalid and arm >= 0
                                 and state.samples[arm] >= self._arm_count[arm]),
         )
         return state.features(), correct, True, False, info

@@ -32,16 +32,62 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from numpy.lib.stride_tricks import sliding_window_view
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
+from allocator._checks import check_int
+from allocator.actions import STOP, action_layout, has_room
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats, featurize
+from allocator.final_answer import credit_rows, final_answers_rows, leaders_rows
 from allocator.logs.table import AttemptLog
 from envs.pools import ReplayPools, ReplaySettings, forced_query, logged_order, stream_block
 from envs.replay_env import check_answer_rule
 
-__all__ = ["BatchedReplayVecEnv"]
+__all__ = ["BatchedReplayVecEnv", "StateColumns", "unwrap_replay_env"]
+
+
+class StateColumns:
+    """Named columns of the batched env's three state blocks, for ``A`` arms and ``K``
+    answer slots (each block is one array, cleared in one operation per reset).
+
+    ``counts`` (int64): :attr:`samples` per arm, then :attr:`refines` (so a draw counts in
+    column ``action - 1``: the action layout's SAMPLE(arm) and REFINE, shifted by STOP),
+    :attr:`pending` and :attr:`verified` candidates, :attr:`no_answer`, then
+    :attr:`votes` per answer (the no-answers sit just before the votes: an answer ``a``,
+    -1 for none, counts in column ``votes.start + a``).
+
+    ``floats``: the vote statistics :attr:`voted`, :attr:`top1`, :attr:`top2`,
+    :attr:`distinct`, :attr:`vlogv`; :attr:`cost` (log units) and :attr:`norm_cost` (cost
+    units); :attr:`correct_sum` per answer (these cleared to 0); then :attr:`best` (the
+    best verified score), :attr:`pending_best` and :attr:`verified_best` per answer
+    (these cleared to ``-inf``, from :attr:`cleared_to_inf` on).
+
+    ``episode`` (int64): the query's :attr:`limits` (samples per arm, refinements), where
+    its candidates :attr:`start`, and the :attr:`query`.
+    """
+
+    def __init__(self, n_arms: int, width: int) -> None:
+        arms = n_arms
+        self.samples = slice(0, arms)
+        self.refines, self.pending, self.verified, self.no_answer = range(arms, arms + 4)
+        self.votes = slice(arms + 4, arms + 4 + width)
+        self.n_counts = arms + 4 + width
+        (self.voted, self.top1, self.top2, self.distinct, self.vlogv, self.cost,
+         self.norm_cost) = range(7)
+        self.correct_sum = slice(7, 7 + width)
+        self.best = 7 + width
+        self.cleared_to_inf = self.best
+        self.pending_best = slice(8 + width, 8 + 2 * width)
+        self.verified_best = slice(8 + 2 * width, 8 + 3 * width)
+        self.n_floats = 8 + 3 * width
+        self.limits = slice(0, arms + 1)
+        self.start, self.query = arms + 1, arms + 2
+        self.n_episode = arms + 3
+        layout = action_layout(n_arms)
+        # A draw's counter column is its action - 1 (see above): the layouts must agree.
+        assert (self.samples.start, self.refines) == (layout.samples.start - 1,
+                                                      layout.refine - 1)
 
 
 class BatchedReplayVecEnv(VecEnv):
@@ -87,15 +133,15 @@ class BatchedReplayVecEnv(VecEnv):
     def __init__(self, log: AttemptLog | ReplayPools, n_envs: int = 64, *,
                  autoreset: bool = True, answer_rule: str = "default",
                  **settings: Any) -> None:
-        if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
-            raise ParameterError("BatchedReplayVecEnv", "n_envs", "an integer >= 1", n_envs)
+        check_int("BatchedReplayVecEnv", "n_envs", n_envs, minimum=1)
         self.answer_rule = check_answer_rule("BatchedReplayVecEnv", answer_rule)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         self.settings = ReplaySettings.create(self.pools, "BatchedReplayVecEnv", **settings)
         self.n_arms = self.pools.n_arms
+        self._layout = action_layout(self.n_arms)
         self.render_mode = None
         super().__init__(int(n_envs), self.settings.observation_space(self.pools),
-                         spaces.Discrete(self.n_arms + 3))
+                         spaces.Discrete(self._layout.n))
         self._allocate()
         self._actions = np.zeros(self.num_envs, dtype=np.int64)
         self.autoreset = bool(autoreset)
@@ -106,6 +152,7 @@ class BatchedReplayVecEnv(VecEnv):
         n, arms, width = self.num_envs, self.n_arms, self.pools.max_answers
         pools = self.pools
         self._width = width
+        self._cols = cols = StateColumns(arms, width)
         self._arange = np.arange(n)
         # Randomness: a generator per sub-environment and its current block of uniforms
         # (UniformStream's layout). An episode's candidate keys stay in the block, at
@@ -142,35 +189,34 @@ class BatchedReplayVecEnv(VecEnv):
         self._query_table = np.column_stack([
             pools.arm_count, pools.refine_count, pools.cand_offsets[:-1],
             np.arange(pools.n_queries)]).astype(np.int64)
-        self._episode = np.zeros((n, arms + 3), dtype=np.int64)
-        self._limits = self._episode[:, : arms + 1]
-        self._start = self._episode[:, arms + 1]
-        self._query = self._episode[:, arms + 2]
+        self._episode = np.zeros((n, cols.n_episode), dtype=np.int64)
+        self._limits = self._episode[:, cols.limits]
+        self._start = self._episode[:, cols.start]
+        self._query = self._episode[:, cols.query]
         self._lam = np.zeros(n)
         self._prior = np.zeros((n, arms))
-        # Per-row state in two matrices (one clear each); the named arrays are views.
-        # Integers: samples per arm and refinements (the column a draw counts in is its
-        # action - 1), pending and verified candidates, no-answers, then votes per answer
-        # (so that answer ``a``, -1 for none, counts in column ``arms + 4 + a``).
-        self._counts = np.zeros((n, arms + 4 + width), dtype=np.int64)
+        # Per-row state in two matrices (one clear each; columns: StateColumns); the named
+        # arrays are views.
+        self._counts = np.zeros((n, cols.n_counts), dtype=np.int64)
         self._flat_counts = self._counts.reshape(-1)  # a view
-        self._samples = self._counts[:, :arms]
-        (self._refines, self._pending, self._verified,
-         self._no_answer) = self._counts[:, arms : arms + 4].T
-        self._votes = self._counts[:, arms + 4 :]
-        # Floats: the vote statistics, costs and correctness sums (cleared to 0), then the
-        # best verified score, and the best score per answer, drawn but not yet verified
-        # and verified (cleared to -inf).
-        self._floats = np.zeros((n, 8 + 3 * width))
+        self._samples = self._counts[:, cols.samples]
+        self._refines, self._pending, self._verified, self._no_answer = (
+            self._counts[:, column] for column in (cols.refines, cols.pending, cols.verified,
+                                                   cols.no_answer))
+        self._votes = self._counts[:, cols.votes]
+        self._floats = np.zeros((n, cols.n_floats))
         self._flat_floats = self._floats.reshape(-1)  # a view
         (self._voted, self._top1, self._top2, self._distinct, self._vlogv,  # vote statistics
-         self._cost, self._norm_cost) = self._floats[:, :7].T
-        self._correct_sum = self._floats[:, 7 : 7 + width]
-        self._best = self._floats[:, 7 + width]
-        self._pending_best = self._floats[:, 8 + width : 8 + 2 * width]
-        self._verified_best = self._floats[:, 8 + 2 * width :]
-        self._fresh_floats = np.zeros(self._floats.shape[1])
-        self._fresh_floats[7 + width :] = -np.inf
+         self._cost, self._norm_cost) = (
+            self._floats[:, column] for column in (cols.voted, cols.top1, cols.top2,
+                                                   cols.distinct, cols.vlogv, cols.cost,
+                                                   cols.norm_cost))
+        self._correct_sum = self._floats[:, cols.correct_sum]
+        self._best = self._floats[:, cols.best]
+        self._pending_best = self._floats[:, cols.pending_best]
+        self._verified_best = self._floats[:, cols.verified_best]
+        self._fresh_floats = np.zeros(cols.n_floats)
+        self._fresh_floats[cols.cleared_to_inf :] = -np.inf
         # The answer streak (ESC): the latest answer and how many draws in a row gave it.
         self._streak = np.zeros(n, dtype=np.int64)
         self._last_answer = np.full(n, -1, dtype=np.int64)
@@ -202,9 +248,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._next_ev = np.full(n, -1, dtype=np.int64)
         self._pending_cost = np.zeros(n)
         self._blocked = np.zeros(n, dtype=np.int64)  # drawn, never judged by the verifier
-        self._mask = np.zeros((n, arms + 3), dtype=bool)
+        self._mask = np.zeros((n, self._layout.n), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
-        self._mask_index = self._arange * (arms + 3)
+        self._mask_index = self._arange * self._layout.n
         self._valid = np.ones(n, dtype=bool)
         # The observations of the last step (or reset): a stopped row's terminal one.
         self._observations = np.zeros((n, *self.observation_space.shape), dtype=np.float32)
@@ -313,12 +359,12 @@ class BatchedReplayVecEnv(VecEnv):
     # --------------------------------------------------------------- dynamics
     def _classify(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Split actions into stop (incl. masked ones), draw and verify, per env."""
-        in_range = actions.view(np.uint64) < self.n_arms + 3  # negatives wrap around
+        in_range = actions.view(np.uint64) < self._layout.n  # negatives wrap around
         allowed = self._flat_mask[self._mask_index + actions * in_range]
         self._valid = valid = in_range & allowed
         code = actions * valid  # the action if valid, else 0 (STOP)
-        stop = code == 0
-        verify = code == self.n_arms + 2
+        stop = code == STOP
+        verify = code == self._layout.verify
         return stop, ~(stop | verify), verify
 
     def _draw(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -328,10 +374,12 @@ class BatchedReplayVecEnv(VecEnv):
         smallest remaining key: the order :func:`envs.pools.shuffle_order` sorts the
         query's deck into in :class:`envs.ReplayEnv`.
         """
-        pools, query, arms = self.pools, self._query[rows], self.n_arms
-        column = group = actions - 1  # the draw's counter: its arm, or ``arms`` to refine
+        pools, query, layout = self.pools, self._query[rows], self._layout
+        # The draw's counter column (StateColumns): its arm, or ``arms`` to refine; also
+        # its group (a refinement's group is its workspace's, below).
+        column = group = actions - layout.samples.start
         extra = 0.0
-        refining = np.flatnonzero(actions > arms)
+        refining = np.flatnonzero(actions == layout.refine)
         if refining.size:
             group, extra = self._enter_workspaces(rows[refining], query[refining],
                                                   column, refining)
@@ -348,13 +396,13 @@ class BatchedReplayVecEnv(VecEnv):
         answer = pools.cand_answer[candidate]
         key = self._branches.cand_key[candidate]
         self._sig_all[rows] += key
-        sampled = actions <= arms
+        sampled = actions < layout.samples.stop
         self._sig_samples[rows[sampled]] += key[sampled]
         if refining.size:
             self._sig_ws[rows[refining]] += key[refining]
         self._vote(rows, answer, pools.cand_correct[candidate])
         self._count_arm_votes(rows, actions, answer)
-        self._last_arm[rows[sampled]] = actions[sampled] - 1
+        self._last_arm[rows[sampled]] = actions[sampled] - layout.samples.start
         same = (answer >= 0) & (answer == self._last_answer[rows])
         self._streak[rows] = np.where(answer < 0, 0, np.where(same, self._streak[rows] + 1, 1))
         self._last_answer[rows] = answer
@@ -365,7 +413,7 @@ class BatchedReplayVecEnv(VecEnv):
         self._pending[rows[verifiable]] += 1
         self._pending_cost[rows[verifiable]] += self._verify_costs[candidate[verifiable]]
         kept = np.flatnonzero(scored & (answer >= 0))
-        at = rows[kept] * self._floats.shape[1] + (8 + self._width) + answer[kept]  # pending_best
+        at = rows[kept] * self._cols.n_floats + self._cols.pending_best.start + answer[kept]
         self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
         if self._weighted:
             self._pending_sum[rows[kept], answer[kept]] += score[kept]
@@ -397,10 +445,11 @@ class BatchedReplayVecEnv(VecEnv):
     def _count_arm_votes(self, rows: np.ndarray, actions: np.ndarray,
                          answer: np.ndarray) -> None:
         """Count sampled answers per arm and raise each arm's leading count."""
-        kept = np.flatnonzero((actions <= self.n_arms) & (answer >= 0))
+        samples = self._layout.samples
+        kept = np.flatnonzero((actions < samples.stop) & (answer >= 0))
         if not kept.size:
             return
-        rows, arm, answer = rows[kept], actions[kept] - 1, answer[kept]
+        rows, arm, answer = rows[kept], actions[kept] - samples.start, answer[kept]
         at = (rows * self.n_arms + arm) * self._width + answer
         self._flat_arm_votes[at] += 1
         self._arm_leader[rows, arm] = np.maximum(self._arm_leader[rows, arm],
@@ -410,11 +459,12 @@ class BatchedReplayVecEnv(VecEnv):
         """Count the votes and update the vote statistics (one vote per row at most)."""
         has = answer >= 0
         # One counter per row: the answer's votes, or the no-answers (answer -1).
-        where = rows * self._counts.shape[1] + (answer + (self.n_arms + 4))
+        where = rows * self._cols.n_counts + (answer + self._cols.votes.start)
         before = self._flat_counts[where]
         self._flat_counts[where] = before + 1
         rows, answer, before = rows[has], answer[has], before[has]
-        self._flat_floats[rows * self._floats.shape[1] + 7 + answer] += correct[has]
+        self._flat_floats[rows * self._cols.n_floats + self._cols.correct_sum.start
+                          + answer] += correct[has]
         self._voted[rows] += 1
         # Top two counts: a leader's vote raises the top; any other vote may raise the second.
         top1, top2 = self._top1[rows], self._top2[rows]
@@ -457,29 +507,23 @@ class BatchedReplayVecEnv(VecEnv):
         return branches.ev_cost[event]
 
     def _update_masks(self) -> None:
-        """The masks of every row, from its state."""
-        mask, counts, limits = self._mask, self._counts, self._limits
-        mask[:, 0] = True
-        # Column by column (samples per arm): numpy is slow on 2-D operations over a few
-        # strided columns.
-        arms = self.n_arms
-        for j in range(arms):
-            np.less(counts[:, j], limits[:, j], out=mask[:, 1 + j])
-        drafts = self._total(counts[:, :arms])
+        """The masks of every row: the mask rule of :mod:`allocator.actions` on what each
+        row's pools make available."""
+        samples = self._samples
+        drafts = self._total(samples)
+        drawn = drafts + self._refines
+        refine: np.ndarray | bool = False
         if self._ws_table.shape[1]:
             self._next_ws = self._match_workspaces(drafts)
-            np.greater(self._ws_left, 0, out=mask[:, arms + 1])
-            mask[:, arms + 1] |= self._next_ws >= 0
-        else:
-            mask[:, arms + 1] = False
-        if self.settings.max_samples is not None:
-            room = drafts + counts[:, arms] < self.settings.max_samples
-            mask[:, 1 : arms + 2] &= room[:, None]
-        np.greater(self._pending, 0, out=mask[:, arms + 2])
-        mask[:, arms + 2] &= self._blocked == 0
+            refine = (self._ws_left > 0) | (self._next_ws >= 0)
+        verify = (self._pending > 0) & (self._blocked == 0)
         if self._ev_table.shape[1]:
-            self._next_ev = self._match_events(drafts + counts[:, arms])
-            mask[:, arms + 2] |= self._next_ev >= 0
+            self._next_ev = self._match_events(drawn)
+            verify |= self._next_ev >= 0
+        cap = self.settings.max_samples
+        self._layout.allowed_masks(
+            self._mask, samples < self._limits[:, self._cols.samples],
+            room=None if cap is None else has_room(drawn, cap), refine=refine, verify=verify)
 
     def _match_workspaces(self, drafts: np.ndarray) -> np.ndarray:
         """Per row, the workspace REFINE would open now (global index, -1: none): the
@@ -539,45 +583,33 @@ class BatchedReplayVecEnv(VecEnv):
             counts, floats: the rows of ``_counts`` and ``_floats`` (copies).
             rows: which rows they are (the answer rules read other arrays too).
         """
-        arms, width = self.n_arms, self._width
-        votes, top1, best = counts[:, arms + 4 :], floats[:, 1], floats[:, 7 + width]
-        # The final answers: those with the best verified score if any was verified (NaN
-        # matches none), else those with the most votes (top1; -1 matches none).
-        verified = best > -np.inf
-        leaders = np.where(verified | (top1 == 0), -1, top1.astype(np.int64))
-        tied = votes == leaders[:, None]
-        if verified.any():
-            tied |= floats[:, 8 + 2 * width :] == np.where(verified, best, np.nan)[:, None]
+        cols = self._cols
+        votes = counts[:, cols.votes]
+        # The final answers (allocator.final_answer); a final answer has votes (a verified
+        # score is a voting candidate's), so its credit is correctness sum / votes.
+        tied = final_answers_rows(votes, floats[:, cols.top1], floats[:, cols.best],
+                                  floats[:, cols.verified_best])
         if self.answer_rule == "weighted-vote":
             tied = self._weighted_tied(tied, floats, rows)
         elif self.answer_rule == "last-arm":
             tied = self._last_arm_tied(rows)
-        # The tied answers' mean correctness (correctness sum / votes: a final answer has
-        # votes, a verified score being a voting candidate's), 0 elsewhere.
-        answer_correct = np.zeros(tied.shape)
-        np.divide(floats[:, 7 : 7 + width], votes, out=answer_correct, where=tied)
-        n_tied = np.count_nonzero(tied, axis=1)
-        credit = answer_correct.sum(axis=1)
-        return np.where(n_tied > 0, credit / np.maximum(n_tied, 1), 0.0)
+        return credit_rows(tied, floats[:, cols.correct_sum], votes)
 
     def _weighted_tied(self, tied: np.ndarray, floats: np.ndarray,
                        rows: np.ndarray) -> np.ndarray:
         """The "weighted-vote" final answers: the answers whose verified scores sum
         highest, where any answer was verified; elsewhere ``tied`` (the default rule,
         then the majority vote)."""
-        has = floats[:, 8 + 2 * self._width :] > -np.inf  # a verified, scored candidate
-        sums = np.where(has, self._verified_sum[rows], -np.inf)
+        has = floats[:, self._cols.verified_best] > -np.inf  # a verified, scored candidate
         weighted = has.any(axis=1)
-        top = sums.max(axis=1, initial=-np.inf)
-        return np.where(weighted[:, None], has & (sums == top[:, None]), tied)
+        return np.where(weighted[:, None], leaders_rows(self._verified_sum[rows], has), tied)
 
     def _last_arm_tied(self, rows: np.ndarray) -> np.ndarray:
         """The "last-arm" final answers: the leaders among the last sampled arm's votes
         (none where no arm was sampled or it gave no answer)."""
         last = self._last_arm[rows]
         votes = self._arm_votes[rows, np.maximum(last, 0)]
-        top = votes.max(axis=1, initial=0)
-        return (votes == top[:, None]) & ((top > 0) & (last >= 0))[:, None]
+        return leaders_rows(votes, votes > 0) & (last >= 0)[:, None]
 
     def _finish(self, rows: np.ndarray, stop: np.ndarray, actions: np.ndarray,
                 rewards: np.ndarray) -> list[dict[str, Any]]:
@@ -586,25 +618,26 @@ class BatchedReplayVecEnv(VecEnv):
         A stop changes no state, so a finished row's terminal observation is the one the
         previous step (or reset) returned, kept in ``_observations``.
         """
-        arms = self.n_arms
+        arms, cols, layout = self.n_arms, self._cols, self._layout
         counts, floats = self._counts.take(rows, axis=0), self._floats.take(rows, axis=0)
-        episode = self._episode.take(rows, axis=0)  # limits, start, query
+        episode = self._episode.take(rows, axis=0)
+        limits = episode[:, cols.limits]
         correct = self._correctness(counts, floats, rows)
         rewards[rows] += correct
-        samples, invalid = counts[:, :arms], ~self._valid[rows]
+        samples, invalid = counts[:, cols.samples], ~self._valid[rows]
         # Pool exhaustion hit: a masked sample of an arm whose pool is empty.
         hit = np.zeros(len(rows), dtype=bool)
         bad = np.flatnonzero(invalid)
         if bad.size:
             taken = actions[rows[bad]]
-            arm = np.minimum(np.maximum(taken - 1, 0), arms - 1)
-            hit[bad] = ((taken >= 1) & (taken <= arms)
-                        & (samples[bad, arm] >= episode[bad, arm]))
+            arm = np.minimum(np.maximum(taken - layout.samples.start, 0), arms - 1)
+            hit[bad] = ((taken >= layout.samples.start) & (taken < layout.samples.stop)
+                        & (samples[bad, arm] >= limits[bad, arm]))
         columns = zip(
-            episode[:, arms + 2].tolist(), self._lam[rows].tolist(), floats[:, 5].tolist(),
-            self._exhausted_arms(samples, episode).tolist(), correct.tolist(),
-            self._total(samples).tolist(), counts[:, arms].tolist(),
-            counts[:, arms + 2].tolist(), invalid.tolist(), hit.tolist(),
+            episode[:, cols.query].tolist(), self._lam[rows].tolist(),
+            floats[:, cols.cost].tolist(), self._exhausted_arms(samples, limits).tolist(),
+            correct.tolist(), self._total(samples).tolist(), counts[:, cols.refines].tolist(),
+            counts[:, cols.verified].tolist(), invalid.tolist(), hit.tolist(),
             self._observations[rows], strict=True,
         )
         finished = iter([
@@ -787,6 +820,21 @@ class BatchedReplayVecEnv(VecEnv):
     def cost_spent(self) -> np.ndarray:
         """Cost every row has spent in its current (or, finished, last) episode, log units."""
         return self._cost.copy()
+
+
+def unwrap_replay_env(env: VecEnv) -> BatchedReplayVecEnv:
+    """The batched replay env inside a (possibly wrapped, e.g. ``VecNormalize``) env.
+
+    Raises:
+        ParameterError: no :class:`BatchedReplayVecEnv` under the wrappers.
+    """
+    while isinstance(env, VecEnvWrapper):
+        env = env.venv
+    if not isinstance(env, BatchedReplayVecEnv):
+        raise ParameterError("unwrap_replay_env", "env",
+                             "a BatchedReplayVecEnv, or VecEnv wrappers around one",
+                             type(env).__name__)
+    return env
 
 
 def _root(array: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from allocator._checks import check_int
 from allocator.errors import (
     AllocatorError,
     ExecutorError,
@@ -150,9 +151,8 @@ class Executor:
         if not callable(extract):
             raise ParameterError(owner, "extract", "a callable text -> answer or None",
                                  extract)
-        for name, value in (("parallelism", parallelism), ("max_llm_calls", max_llm_calls)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(owner, name, "an integer >= 1", value)
+        parallelism = check_int(owner, "parallelism", parallelism, minimum=1)
+        max_llm_calls = check_int(owner, "max_llm_calls", max_llm_calls, minimum=1)
         self.client = client
         self.arms = {name: dict(params) for name, params in arms.items()}
         self.extract = extract
@@ -189,7 +189,9 @@ class Executor:
         """
         problem = as_problem(problem)
         session = session if session is not None else self._new_session(problem)
-        run = RunState(self, problem, session, self._query_log(problem))
+        run = RunState(problem, session, self._query_log(problem),
+                       max_llm_calls=self.max_llm_calls, request=self._request,
+                       record_unused=self._record_unused)
         try:
             await self._drive(run)
             answer, text = self._final(run)
@@ -220,9 +222,8 @@ class Executor:
             ExecutorError: the first query that failed (the others are cancelled; their
                 completed calls are recorded).
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ParameterError(f"{type(self).__name__}.arun_many", "concurrency",
-                                 "an integer >= 1", concurrency)
+        concurrency = check_int(f"{type(self).__name__}.arun_many", "concurrency",
+                                concurrency, minimum=1)
         from allocator._aio import gather_or_cancel
 
         gate = asyncio.Semaphore(concurrency)

@@ -3,15 +3,17 @@ drew (:class:`Drawn`) and what it returns (:class:`RunResult`).
 
 :class:`RunState` wraps every call into the session and the recorder with a timer
 (:attr:`RunResult.decision_s`: the allocator's own time) and keeps the cost ledger:
-rows held for their scores count once they are written.
+rows held for their scores count once they are written. It is given what it needs of
+the executor (how to make a request, how to record an unused result, the call cap) and
+knows nothing else of it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from allocator.executors._pipeline import CallOutcome, InFlight
 from allocator.executors.recorder import QueryLog
@@ -19,10 +21,14 @@ from allocator.llm.protocol import Completion, Message
 from allocator.session import Action, AttemptResult, Session
 from allocator.verifiers.base import Problem
 
-if TYPE_CHECKING:
-    from allocator.executors.base import Executor
+__all__ = ["Drawn", "Request", "RunResult", "RunState", "UnusedRecorder", "completion_columns"]
 
-__all__ = ["Drawn", "RunResult", "RunState", "completion_columns"]
+#: ``request(key, seq, messages, params, n, info)``: one LLM request, awaited to its
+#: :class:`~allocator.executors._pipeline.CallOutcome`.
+Request = Callable[[Hashable, int, Sequence[Message], Mapping[str, Any], int, dict[str, Any]],
+                   Awaitable[CallOutcome]]
+#: ``record_unused(run, outcome)``: record a result that finished but was never reported.
+UnusedRecorder = Callable[["RunState", CallOutcome], None]
 
 
 @dataclass(frozen=True)
@@ -95,11 +101,23 @@ class RunState:
     Strategies read :attr:`session`, :attr:`problem`, :attr:`candidates` and keep their
     own state in :attr:`extra`; every session call and row goes through the timed
     methods below.
+
+    Args:
+        problem: the query.
+        session: its session.
+        log: where its rows go.
+        max_llm_calls: the most LLM requests the run may start.
+        request: makes one LLM request (see :data:`Request`).
+        record_unused: records a speculative result never reported (see
+            :data:`UnusedRecorder`); called by :meth:`finish`.
     """
 
-    def __init__(self, executor: Executor, problem: Problem, session: Session,
-                 log: QueryLog) -> None:
-        self.executor = executor
+    def __init__(self, problem: Problem, session: Session, log: QueryLog, *,
+                 max_llm_calls: int, request: Request, record_unused: UnusedRecorder
+                 ) -> None:
+        self.max_llm_calls = max_llm_calls
+        self._request = request
+        self._record_unused = record_unused
         self.problem = problem
         self.session = session
         self.log = log
@@ -169,29 +187,29 @@ class RunState:
     @property
     def calls_left(self) -> int:
         """LLM requests this run may still start (``max_llm_calls`` minus started)."""
-        return self.executor.max_llm_calls - self.calls
+        return self.max_llm_calls - self.calls
 
     def launch(self, key: Hashable, messages: Sequence[Message], params: Mapping[str, Any],
                *, n: int = 1, info: Mapping[str, Any] | None = None) -> None:
         """Start a request in the background (counted against the cap)."""
         self.calls += 1
         seq = self.inflight.next_seq()
-        self.inflight.launch(key, self.executor._request(key, seq, messages, params, n,
-                                                         dict(info or {})))
+        self.inflight.launch(key, self._request(key, seq, messages, params, n,
+                                                dict(info or {})))
 
     async def call(self, key: Hashable, messages: Sequence[Message],
                    params: Mapping[str, Any], *, n: int = 1) -> CallOutcome:
         """One request, awaited now (counted against the cap)."""
         self.calls += 1
         seq = self.inflight.next_seq()
-        return await self.executor._request(key, seq, messages, params, n, {})
+        return await self._request(key, seq, messages, params, n, {})
 
     async def finish(self) -> None:
         """Cancel what is in flight, record finished-but-unreported results, write held
         rows (idempotent)."""
         for outcome in await self.inflight.cancel_all():
             self.unused += 1
-            self.executor._record_unused(self, outcome)
+            self._record_unused(self, outcome)
         self.release()
 
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from allocator._checks import check_number, check_prior
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch
 from allocator.policies.base import Policy
@@ -31,9 +32,8 @@ from allocator.session import (
     UNINFORMED_PRIOR,
     Action,
     Session,
-    check_max_samples,
+    open_session,
     sample_limits,
-    served_mask,
 )
 from allocator.verifiers.base import Problem
 
@@ -41,12 +41,13 @@ __all__ = ["PolicyOracle", "SessionFactory", "policy_session", "session_factory"
 
 
 class PolicyOracle:
-    """A baseline policy dressed as an oracle: what :class:`Session` needs, and ``session``.
+    """A baseline policy as a decision source: what :class:`Session` needs, and ``session``.
 
-    :class:`~allocator.session.Session` reads four things of its oracle: ``arms``,
-    ``cost_unit``, ``policy`` (a :class:`Policy`: it calls ``act_one(QueryState, mask)``)
-    and ``action(index)``. This class supplies them for any policy, so baseline sessions
-    are real :class:`Session` objects: same masks, same state, same history.
+    It implements :class:`~allocator.decision_source.DecisionSource` (``arms``,
+    ``cost_unit``, ``policy``, ``action``, ``prior_for``, ``sample_caps``) for any policy
+    and opens its sessions with :func:`~allocator.session.open_session`, as
+    :class:`~allocator.oracle.BudgetOracle` does: baseline sessions are real
+    :class:`Session` objects, with the same masks, state and history.
 
     Args:
         policy: the deciding policy (e.g. ``make_policy("adaptive-consistency")``); its
@@ -80,9 +81,9 @@ class PolicyOracle:
                 isinstance(name, str) and name for name in names):
             raise ParameterError("PolicyOracle", "arms", "a non-empty list of distinct arm "
                                  "names", arms)
-        if not (isinstance(cost_unit, int | float) and np.isfinite(cost_unit)
-                and cost_unit > 0):
+        if not isinstance(cost_unit, int | float):
             raise ParameterError("PolicyOracle", "cost_unit", "a finite number > 0", cost_unit)
+        check_number("PolicyOracle", "cost_unit", cost_unit, strict=True)
         self.policy = policy if callable(getattr(policy, "act_one", None)) else _BatchOnly(
             policy)
         self.arms: tuple[str, ...] = names
@@ -131,27 +132,39 @@ class PolicyOracle:
             ParameterError: an invalid argument.
         """
         owner = "PolicyOracle.session"
+        return open_session(self, owner, query=query,
+                            lambda_=check_number(owner, "lambda_", lambda_), prior=prior,
+                            metadata=metadata, arms=arms, supports_refine=supports_refine,
+                            supports_verify=supports_verify, max_samples=max_samples,
+                            max_samples_per_arm=max_samples_per_arm)
+
+    def prior_for(self, query: str | None = None, metadata: Mapping[str, Any] | None = None,
+                  *, prior: Any = None, owner: str = "PolicyOracle.prior_for") -> np.ndarray:
+        """The prior the policy sees for one query, shape (A,): ``prior`` if given, else
+        the ``priors`` source's ``prior_for(query, metadata)``, else
+        :data:`~allocator.session.UNINFORMED_PRIOR` per arm.
+
+        Raises:
+            ParameterError: a prior (given or from the source) of another shape or with
+                values outside [0, 1].
+        """
         if prior is None and self.priors is not None:
             prior = self.priors.prior_for(query, metadata)
-        return Session(self, query=query, lambda_=_price(owner, lambda_),
-                       prior=self._prior(owner, prior),
-                       served=served_mask(owner, self.arms, arms),
-                       limits=sample_limits(owner, self.arms, max_samples_per_arm),
-                       supports_refine=bool(supports_refine),
-                       supports_verify=bool(supports_verify),
-                       max_samples=check_max_samples(owner, max_samples))
-
-    def _prior(self, owner: str, prior: Any) -> np.ndarray:
         if prior is None:
             return np.full(len(self.arms), UNINFORMED_PRIOR)
-        try:
-            array = np.asarray(prior, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = np.full(1, np.nan)
-        if array.shape != (len(self.arms),) or not ((array >= 0) & (array <= 1)).all():
-            raise ParameterError(owner, "prior", f"an array of shape ({len(self.arms)},) with "
-                                 "values in [0, 1]", prior)
-        return array.copy()
+        return check_prior(owner, "prior", prior, (len(self.arms),))
+
+    def sample_caps(self, max_samples: int | None = None,
+                    max_samples_per_arm: Mapping[str, int] | None = None, *,
+                    owner: str = "PolicyOracle.sample_caps") -> np.ndarray:
+        """The most samples per arm, int64 over :attr:`arms`: ``max_samples_per_arm``
+        where given, else no cap (-1); a baseline has no trained pool to stay within, so
+        ``max_samples`` changes nothing here (the session caps the attempts in all).
+
+        Raises:
+            ParameterError: an unknown arm, or a cap that is not an integer >= 0.
+        """
+        return sample_limits(owner, self.arms, max_samples_per_arm)
 
     def __repr__(self) -> str:
         policy = getattr(self.policy, "wrapped", self.policy)
@@ -276,14 +289,3 @@ def session_factory(decider: Any, arms: Sequence[str] | None = None,
         return decider  # type: ignore[no-any-return]
     raise ParameterError("session_factory", "decider", "a BudgetOracle, a PolicyOracle, a "
                          "Policy or a session factory", decider)
-
-
-def _price(owner: str, value: object) -> float:
-    """``lambda_`` as a float, checked finite and >= 0."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number < 0:
-        raise ParameterError(owner, "lambda_", "a finite number >= 0", value)
-    return number

@@ -34,6 +34,10 @@ VERIFY and answer by the verifier's scores. ``round-robin``, ``cascade`` and ``r
 (:mod:`allocator.policies.rtv`, :mod:`allocator.policies.pdr`) are the fixed schedules of
 Recursive Tournament Voting and Parallel-Distill-Refine: they REFINE and VERIFY, for the
 executors of those strategies and their logs.
+
+``learned`` (:class:`allocator.learned.LearnedPolicy`, a bundle's network) is registered
+by entry (:data:`allocator.policies.registry.ENTRIES`): its module is imported the first
+time the name is looked up, not when this package is imported.
 """
 
 from allocator.policies.base import Policy
@@ -81,7 +85,3 @@ __all__ = [
     "make_policy",
     "register_policy",
 ]
-
-# The learned policy (allocator.learned) registers itself; imported last, as it builds on
-# the modules above (a plain module import, so importing allocator.learned first works too).
-import allocator.learned  # noqa: F401

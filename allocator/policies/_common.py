@@ -5,10 +5,9 @@ Private: the baselines import these; users do not need them.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from allocator import _checks
 from allocator.actions import STOP, n_actions, sample_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
@@ -19,8 +18,7 @@ __all__ = ["check_fraction", "check_int", "check_mask", "check_positive", "leade
 
 def check_int(owner: str, name: str, value: object, minimum: int) -> None:
     """Raise :class:`ParameterError` unless ``value`` is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ParameterError(owner, name, f"an integer >= {minimum}", value)
+    _checks.check_int(owner, name, value, minimum=minimum)
 
 
 def check_fraction(owner: str, name: str, value: object, *, low: float = 0.0,
@@ -30,7 +28,7 @@ def check_fraction(owner: str, name: str, value: object, *, low: float = 0.0,
     The interval is ``[low, high]``, or ``(low, high]`` with ``open_low``.
     """
     bracket = "(" if open_low else "["
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = _checks.is_real(value)
     if ok:
         number = float(value)  # type: ignore[arg-type]
         ok = (number > low if open_low else number >= low) and number <= high
@@ -40,9 +38,9 @@ def check_fraction(owner: str, name: str, value: object, *, low: float = 0.0,
 
 def check_positive(owner: str, name: str, value: object) -> None:
     """Raise :class:`ParameterError` unless ``value`` is a finite real number > 0."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not np.isfinite(float(value)) or float(value) <= 0):
+    if not _checks.is_real(value):
         raise ParameterError(owner, name, "a finite number > 0", value)
+    _checks.check_number(owner, name, value, strict=True)
 
 
 def check_mask(owner: str, state: StateBatch, mask: np.ndarray, arm: int) -> np.ndarray:

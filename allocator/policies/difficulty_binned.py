@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 
+from allocator._checks import is_int
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
 from allocator.policies._common import check_int, check_mask, check_positive, sample_or_stop
@@ -211,8 +211,7 @@ class DifficultyBinned(Policy):
     def _checked_plan(self, plan: object) -> tuple[int, ...]:
         bins = len(self.edges) + 1
         ok = isinstance(plan, tuple | list | np.ndarray) and len(plan) == bins and all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0
-            for n in plan)
+            is_int(n, 0) for n in plan)
         if not ok:
             raise ParameterError(_OWNER, "samples_per_bin",
                                  f"{bins} integers >= 0 (one per bin), or set target", plan)
@@ -237,9 +236,7 @@ class DifficultyBinned(Policy):
                                  f"{bins} equal-length sequences of finite accuracies "
                                  "(N = 1, 2, ...)", np.shape(curves))
         counts = (1,) * bins if self.bin_counts is None else self.bin_counts
-        if len(counts) != bins or not all(isinstance(c, numbers.Integral)
-                                          and not isinstance(c, bool) and c >= 0
-                                          for c in counts):
+        if len(counts) != bins or not all(is_int(c, 0) for c in counts):
             raise ParameterError(_OWNER, "bin_counts", f"{bins} integers >= 0", counts)
         self._set("bin_curves", tuple(tuple(row) for row in curves.tolist()))
         self._set("bin_counts", tuple(int(c) for c in counts))

@@ -29,12 +29,12 @@ References:
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from allocator._checks import check_number, is_int, is_real
 from allocator.actions import STOP, sample_action, verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
@@ -60,7 +60,7 @@ def _owner(policy: Policy) -> str:
 def check_arms(owner: str, arms: object) -> None:
     """Raise :class:`ParameterError` unless ``arms`` is a tuple of distinct ints >= 0."""
     ok = isinstance(arms, tuple) and all(
-        isinstance(a, numbers.Integral) and not isinstance(a, bool) and a >= 0 for a in arms)
+        is_int(a, 0) for a in arms)
     if not ok or len(set(arms)) != len(arms):  # type: ignore[arg-type]
         raise ParameterError(owner, "arms", "a tuple of distinct arm indices >= 0 (empty: "
                              "every arm, in index order)", arms)
@@ -286,11 +286,10 @@ class Router(Policy):
         except (TypeError, ParameterError):
             raise ParameterError(owner, "prices", "a tuple of finite prices > 0, one per "
                                  "arm (empty: equal prices)", self.prices) from None
-        if (isinstance(self.price_weight, bool)
-                or not isinstance(self.price_weight, numbers.Real)
-                or not np.isfinite(float(self.price_weight)) or self.price_weight < 0):
+        if not is_real(self.price_weight):
             raise ParameterError(owner, "price_weight", "a finite number >= 0",
                                  self.price_weight)
+        check_number(owner, "price_weight", self.price_weight)
 
     def route(self, state: StateBatch) -> np.ndarray:
         """The arm each state is routed to, int64 of shape (B,).

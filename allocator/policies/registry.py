@@ -12,15 +12,66 @@ importing a class::
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 from allocator.errors import ParameterError
 from allocator.policies.base import Policy
 
-__all__ = ["POLICIES", "available_policies", "make_policy", "register_policy"]
+__all__ = ["ENTRIES", "POLICIES", "PolicyTable", "available_policies", "make_policy",
+           "register_policy"]
 
-#: Registered policy classes by name, in registration order.
-POLICIES: dict[str, type[Policy]] = {}
+#: Policies registered by entry, ``name -> "module:Class"``, imported on first lookup.
+#: The learned policy lives beside its network in :mod:`allocator.learned`, which builds
+#: on this package: importing it from here (or from the package's ``__init__``) would
+#: close an import cycle, and would load the bundle reader with every baseline.
+ENTRIES: dict[str, str] = {"learned": "allocator.learned:LearnedPolicy"}
+
+
+class PolicyTable(Mapping[str, type[Policy]]):
+    """The registered policy classes by name (a read-only mapping; register with
+    :func:`register_policy`).
+
+    Classes registered with the decorator are held as given, in registration order; a
+    name of :data:`ENTRIES` is resolved (its module imported, its class registered) the
+    first time it is looked up or the table is iterated. Membership needs no import.
+    """
+
+    def __init__(self, entries: Mapping[str, str]) -> None:
+        self._classes: dict[str, type[Policy]] = {}
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> type[Policy]:
+        if name not in self._classes and name in self._entries:
+            self._resolve(name)
+        return self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes or name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        for name in [n for n in self._entries if n not in self._classes]:
+            self._resolve(name)
+        return iter(list(self._classes))
+
+    def __len__(self) -> int:
+        return len(self._classes.keys() | self._entries.keys())
+
+    def _add(self, name: str, cls: type[Policy]) -> None:
+        self._classes[name] = cls
+
+    def _resolve(self, name: str) -> None:
+        module, _, attribute = self._entries[name].partition(":")
+        cls = getattr(importlib.import_module(module), attribute)
+        if getattr(cls, "name", None) != name:
+            raise ParameterError("POLICIES", name, f"the class {self._entries[name]} to be "
+                                 f"named {name!r}", getattr(cls, "name", None))
+        register_policy(cls)
+
+
+#: Registered policy classes by name, in registration order (entries once resolved).
+POLICIES = PolicyTable(ENTRIES)
 
 PolicyClass = TypeVar("PolicyClass", bound=type[Policy])
 
@@ -39,11 +90,16 @@ def register_policy(cls: PolicyClass) -> PolicyClass:
     if not dataclasses.is_dataclass(cls):
         raise ParameterError("register_policy", "cls",
                              "a frozen dataclass subclass of Policy", cls.__name__)
-    if name in POLICIES and POLICIES[name] is not cls:
+    known = POLICIES._classes.get(name)
+    if known is None and name in ENTRIES and ENTRIES[name] != f"{cls.__module__}:"\
+            f"{cls.__qualname__}":
+        raise ParameterError("register_policy", "name",
+                             f"a name not registered yet ({name!r} is {ENTRIES[name]})", name)
+    if known is not None and known is not cls:
         raise ParameterError("register_policy", "name",
                              f"a name not registered yet ({name!r} is "
-                             f"{POLICIES[name].__qualname__})", name)
-    POLICIES[name] = cls
+                             f"{known.__qualname__})", name)
+    POLICIES._add(name, cls)
     return cls
 
 

@@ -22,12 +22,12 @@ the policy object was used for before.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
 from allocator.policies._common import check_fraction
@@ -104,9 +104,7 @@ class EpsilonGreedy(Policy):
                                  f"a Policy or a registered policy name (one of "
                                  f"{sorted(POLICIES)})", self.base)
         check_fraction(_OWNER, "epsilon", self.epsilon)
-        if (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
-                or self.seed < 0):
-            raise ParameterError(_OWNER, "seed", "an integer >= 0", self.seed)
+        check_int(_OWNER, "seed", self.seed, minimum=0)
         # Not a field: it is not a hyperparameter (equality, hashing and describe() ignore it).
         object.__setattr__(self, "_rng", np.random.default_rng(int(self.seed)))
 

@@ -27,12 +27,12 @@ References:
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from allocator._checks import is_real
 from allocator.actions import verify_action
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch
@@ -51,8 +51,7 @@ def _owner(policy: Policy) -> str:
 
 def check_score(owner: str, name: str, value: object) -> None:
     """Raise :class:`ParameterError` unless ``value`` is a finite real number (a score)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not np.isfinite(float(value))):
+    if not is_real(value) or not np.isfinite(float(value)):
         raise ParameterError(owner, name, "a finite number (a verifier score)", value)
 
 

@@ -40,6 +40,7 @@ import anyio
 from fastapi import APIRouter, Body, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
+from allocator._checks import check_int
 from allocator.errors import AllocatorError, ParameterError
 from allocator.oracle import BudgetOracle
 from allocator.service import operations
@@ -148,8 +149,7 @@ def _check_arguments(token: str | None, interval: float | None, max_bytes: int) 
     if interval is not None and not (isinstance(interval, int | float) and interval > 0):
         raise ParameterError("create_app", "reload_interval", "a number of seconds > 0 or "
                              "None", interval)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
-        raise ParameterError("create_app", "max_body_bytes", "an integer >= 1024", max_bytes)
+    check_int("create_app", "max_body_bytes", max_bytes, minimum=1024)
 
 
 def _version() -> str:

@@ -17,6 +17,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from allocator._checks import check_int
 from allocator.errors import AllocatorError, ParameterError
 
 __all__ = ["DEFAULT_REQUEST_TIMEOUT", "DEFAULT_WORKERS", "OffLoop", "RequestTimeout"]
@@ -60,8 +61,7 @@ class OffLoop:
                 or not math.isfinite(timeout) or timeout <= 0):
             raise ParameterError("create_app", "request_timeout", "a finite number of "
                                  "seconds > 0", timeout)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ParameterError("create_app", "workers", "an integer >= 1", workers)
+        workers = check_int("create_app", "workers", workers, minimum=1)
         self.timeout = float(timeout)
         self.workers = workers
         self._limiter: anyio.CapacityLimiter | None = None

@@ -45,3 +45,50 @@ def test_random_masks_round_trip() -> None:
     for _ in range(200):
         mask = rng.random(int(rng.integers(1, 70))) < 0.5
         np.testing.assert_array_equal(mask_of_bits(mask_bits(mask), len(mask)), mask)
+
+
+# ------------------------------------------------------------------ the mask rule
+def rule(sample: tuple[bool, ...], room: bool, refine: bool, verify: bool) -> list[bool]:
+    """The mask rule as the module docstring states it, written out independently."""
+    return [True, *(room and ok for ok in sample), room and refine, verify]
+
+
+@pytest.mark.parametrize("n_arms", [1, 2, 3])
+def test_the_three_forms_of_the_mask_rule_agree_on_every_case(n_arms: int) -> None:
+    import itertools
+
+    from allocator.actions import action_layout
+
+    layout = action_layout(n_arms)
+    cases = list(itertools.product(*[(False, True)] * (n_arms + 3)))
+    for *sample, room, refine, verify in cases:
+        expected = rule(tuple(sample), room, refine, verify)
+        bits = sum(bit for bit, ok in zip(layout.sample_bits, sample, strict=True) if ok)
+        got = layout.allowed_bits(bits, room=room, refine=refine, verify=verify)
+        assert mask_of_bits(got, layout.n).tolist() == expected
+        assert layout.allowed_mask(list(sample), room=room, refine=refine,
+                                   verify=verify).tolist() == expected
+    # The batch form on all cases at once (room as an array, and None for no cap).
+    table = np.array(cases, dtype=bool)
+    sample, room, refine, verify = (table[:, :n_arms], table[:, n_arms],
+                                    table[:, n_arms + 1], table[:, n_arms + 2])
+    out = np.zeros((len(cases), layout.n), dtype=bool)
+    layout.allowed_masks(out, sample, room=room, refine=refine, verify=verify)
+    assert out.tolist() == [rule(tuple(s), r, f, v)
+                            for s, r, f, v in zip(sample, room, refine, verify, strict=True)]
+    layout.allowed_masks(out, sample, room=None, refine=refine, verify=verify)
+    assert out.tolist() == [rule(tuple(s), True, f, v)
+                            for s, f, v in zip(sample, refine, verify, strict=True)]
+
+
+def test_the_layout_names_every_position() -> None:
+    from allocator.actions import Action, action_layout, has_room
+
+    layout = action_layout(3)
+    assert (layout.stop, layout.refine, layout.verify, layout.n) == (STOP, 4, 5, 6)
+    assert list(range(layout.n))[layout.samples] == [sample_action(a) for a in range(3)]
+    assert [layout.arm_of(a) for a in range(-1, 7)] == [-1, -1, 0, 1, 2, -1, -1, -1]
+    assert [str(Action.of_index(a, ("x", "y", "z"))) for a in range(6)] == [
+        "STOP", "SAMPLE(x)", "SAMPLE(y)", "SAMPLE(z)", "REFINE", "VERIFY"]
+    assert has_room(3, None) and has_room(2, 3) and not has_room(3, 3)
+    assert has_room(np.array([2, 3]), 3).tolist() == [True, False]

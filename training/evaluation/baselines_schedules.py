@@ -13,7 +13,7 @@ from __future__ import annotations
 from allocator.policies.base import Policy
 from allocator.policies.pdr import PDRSchedule
 from allocator.policies.rtv import RTVSchedule
-from training.evaluation.baselines import (
+from training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

@@ -17,7 +17,7 @@ from allocator.policies.base import Policy
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import FixedN
 from allocator.policies.verifier import BestOfN, UntilVerified, WeightedVote
-from training.evaluation.baselines import (
+from training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

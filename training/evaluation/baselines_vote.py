@@ -20,7 +20,7 @@ import numpy as np
 from allocator.policies import BayesStop, BlendASC
 from allocator.policies.base import Policy
 from allocator.policies.bayes_stop import MAX_HORIZON
-from training.evaluation.baselines import (
+from training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

@@ -65,6 +65,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from allocator._checks import check_int
 from allocator.actions import action_names, n_actions
 from allocator.errors import LogFormatError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, VoteStats
@@ -443,8 +444,7 @@ def _check_recording(episodes: object, seed: object, top_k: object, batch_size: 
     owner = "record_decisions"
     for name, value, low in (("episodes", episodes, 1), ("seed", seed, 0),
                              ("top_k", top_k, 1), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ParameterError(owner, name, f"an integer >= {low}", value)
+        check_int(owner, name, value, minimum=low)
     if episode_queries is None:
         return None
     queries = np.asarray(episode_queries)

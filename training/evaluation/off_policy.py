@@ -63,8 +63,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.errors import OffPolicySupportError, ParameterError
-from allocator.featurizer import featurize
+from allocator.featurizer import feature_layout, featurize
 from allocator.policies.base import Policy
 from training.evaluation.decision_log import OUTCOMES, DecisionLog, policy_probabilities
 
@@ -364,11 +365,8 @@ class OffPolicyEstimator(ABC):
 
 def _check_call(n_bootstrap: object, seed: object, confidence: object) -> None:
     owner = "OffPolicyEstimator.estimate"
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or (
-            n_bootstrap < 10):
-        raise ParameterError(owner, "n_bootstrap", "an integer >= 10", n_bootstrap)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ParameterError(owner, "seed", "an integer >= 0", seed)
+    check_int(owner, "n_bootstrap", n_bootstrap, minimum=10)
+    check_int(owner, "seed", seed, minimum=0)
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not (
             0 < float(confidence) < 1):
         raise ParameterError(owner, "confidence", "a number in (0, 1)", confidence)
@@ -485,8 +483,7 @@ class DoublyRobust(OffPolicyEstimator):
         for name, low in (("folds", 2), ("n_estimators", 1), ("num_leaves", 2),
                           ("min_child_samples", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ParameterError(owner, name, f"an integer >= {low}", value)
+            check_int(owner, name, value, minimum=low)
         if not (isinstance(self.learning_rate, numbers.Real) and 0 < self.learning_rate <= 1):
             raise ParameterError(owner, "learning_rate", "a number in (0, 1]",
                                  self.learning_rate)
@@ -516,7 +513,9 @@ class DoublyRobust(OffPolicyEstimator):
         # carry) widened DR's interval past IPS's on a 49-effective-episode target of
         # date/GPT-3.5 (tests/training/evaluation/test_off_policy.py); revisit with a
         # larger check before adding it.
-        features = featurize(decisions.states())[:, :OUTCOME_FEATURES_END].astype(np.float64)
+        states = decisions.states()
+        end = outcome_features_end(states.samples.shape[1])
+        features = featurize(states)[:, :end].astype(np.float64)
         n_rows, n_act = decisions.n_decisions, decisions.masks().shape[1]
         target = data.returns_to_go()
         fold_of_episode = np.random.default_rng(seed).permutation(data.n_episodes) % self.folds
@@ -537,8 +536,10 @@ class DoublyRobust(OffPolicyEstimator):
         return out
 
 
-#: The outcome model's features: every featurizer column but the last (leader_posterior).
-OUTCOME_FEATURES_END = -1
+def outcome_features_end(n_arms: int) -> int:
+    """The outcome model's features end before this column: it reads every featurizer
+    column before ``leader_posterior`` (the version-2 features)."""
+    return feature_layout(n_arms).leader_posterior  # type: ignore[return-value]
 
 
 def _design(features: np.ndarray, actions: np.ndarray, n_act: int) -> np.ndarray:

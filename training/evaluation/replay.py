@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.actions import STOP, sample_action
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
@@ -69,9 +70,7 @@ class ReplayEvaluator:
         prior: np.ndarray | None = None,
         verify_cost: float = 0.0,
     ) -> None:
-        if isinstance(n_orders, bool) or not isinstance(n_orders, int | np.integer) or (
-                n_orders < 1):
-            raise ParameterError("ReplayEvaluator", "n_orders", "an integer >= 1", n_orders)
+        check_int("ReplayEvaluator", "n_orders", n_orders, minimum=1)
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         all_queries = np.arange(self.pools.n_queries)
         self.queries = all_queries if queries is None else np.asarray(queries, dtype=np.int64)

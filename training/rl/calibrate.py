@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from allocator._checks import check_int
 from allocator.bundle import Bundle, read_bundle, write_bundle
 from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
@@ -363,7 +364,7 @@ def _accuracy_search(measure: Callable[[float], tuple[float, float]],
                      lambda_range: tuple[float, float], floor: float, grid_size: int,
                      max_iterations: int) -> tuple[float, bool]:
     """The least-cost lambda with accuracy >= ``floor`` (and whether one was found)."""
-    from training.evaluation.evaluate import lambda_grid
+    from training.evaluation.prices import lambda_grid
 
     low, high = (float(v) for v in lambda_range)
     grid = sorted(set(np.linspace(low, high, grid_size).tolist())
@@ -391,8 +392,7 @@ def _check_arguments(bundle: Bundle, log: AttemptLog, target: object, tolerance:
     if tuple(log.arms) != bundle.arms:
         raise ParameterError("calibrate", "log",
                              f"a log over the bundle's arms {list(bundle.arms)}", list(log.arms))
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
-        raise ParameterError("calibrate", "grid_size", "an integer >= 2", grid_size)
+    check_int("calibrate", "grid_size", grid_size, minimum=2)
     return (_finite("calibrate", "target_mean_cost", target, strict=False),
             _finite("calibrate", "tolerance", tolerance, strict=True))
 

@@ -257,7 +257,7 @@ class TrainConfig:
         (with ``lo == 0``: 0, then seven log-spaced from ``hi / 1000`` to ``hi``; a single
         value when ``lo == hi``).
         """
-        from training.evaluation.evaluate import lambda_grid
+        from training.evaluation.prices import lambda_grid
 
         return lambda_grid(self.lambda_range, self.eval_lambdas)
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from allocator._checks import check_int
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, featurize
 from allocator.policies.base import Policy
@@ -97,8 +98,7 @@ class ValidationSelector(BaseCallback):
                  lambdas: Sequence[float], *, every: int, n_orders: int, seed: int,
                  sink: Any | None = None) -> None:
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ParameterError("ValidationSelector", "every", "an integer >= 1", every)
+        every = check_int("ValidationSelector", "every", every, minimum=1)
         if len(queries) == 0 or not lambdas:
             raise ParameterError("ValidationSelector", "queries", "at least one validation "
                                  "query and one lambda", (len(queries), len(lambdas)))

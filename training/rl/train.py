@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from envs.pools import ReplayPools
 from envs.vec_replay_env import BatchedReplayVecEnv
+from envs.vec_replay_env import unwrap_replay_env as replay_env
 from training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
 from training.rl.config import TrainConfig
 
@@ -93,14 +94,6 @@ def make_env(log: AttemptLog | ReplayPools, *, queries: np.ndarray, prior: np.nd
     if not config.normalize_observations:
         return env
     return VecNormalize(env, norm_obs=True, norm_reward=False, gamma=config.gamma)
-
-
-def replay_env(env: BatchedReplayVecEnv | VecNormalize) -> BatchedReplayVecEnv:
-    """The batched replay env inside a (possibly wrapped) training env."""
-    while isinstance(env, VecEnvWrapper):
-        env = env.venv
-    assert isinstance(env, BatchedReplayVecEnv)
-    return env
 
 
 def make_model(env: BatchedReplayVecEnv | VecNormalize, config: TrainConfig) -> MaskablePPO:

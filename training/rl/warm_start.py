@@ -159,7 +159,7 @@ class _Rollout:
 def _roll_out(env: VecEnv, expert: PricedExpert, steps: int) -> _Rollout:
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from training.rl.train import replay_env
+    from envs.vec_replay_env import unwrap_replay_env as replay_env
 
     venv = replay_env(env)
     rollout = _Rollout()

@@ -22,7 +22,7 @@ from allocator.errors import ParameterError
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
 from envs import BatchedReplayVecEnv
-from training.evaluation.evaluate import LEARNED_GRID_POINTS
+from training.evaluation.prices import LEARNED_GRID_POINTS
 from training.rl.config import TrainConfig
 from training.rl.train import (
     TrainingMonitor,
