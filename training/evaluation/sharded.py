@@ -27,15 +27,10 @@ import numpy as np
 from allocator.errors import ParameterError
 from allocator.policies.base import Policy
 from envs.pools import ReplayPools
-from envs.vec_replay_env import BatchedReplayVecEnv
-from training.evaluation.replay import ReplayEvaluator
+from training.evaluation.replay import SEED_STRIDE, ReplayEvaluator
 from training.evaluation.results import EpisodeResults
 
 __all__ = ["ShardEvaluator", "replay_sharded", "shard_bounds", "sharded_replay"]
-
-#: The seed stride per evaluation between orders' bases (ReplayEvaluator's).
-_SEED_STRIDE = 1_000_003
-
 
 class ShardEvaluator(ReplayEvaluator):
     """A :class:`ReplayEvaluator` over the positions ``[offset, offset + len(queries))``
@@ -56,19 +51,9 @@ class ShardEvaluator(ReplayEvaluator):
             raise ParameterError("ShardEvaluator", "offset", "an integer >= 0", offset)
         self.offset = int(offset)
 
-    def _start(self, answer_rule: str = "default") -> BatchedReplayVecEnv:
-        if answer_rule not in self._venvs:
-            venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
-                                       answer_rule=answer_rule, **self.settings)
-            venv.seed(self.seed * _SEED_STRIDE + self.offset * self.n_orders)
-            venv.set_options([{"query": int(q)}
-                              for q in np.repeat(self.queries, self.n_orders)])
-            venv.reset()
-            self._venvs[answer_rule] = (venv, venv.snapshot())
-            return venv
-        venv, initial = self._venvs[answer_rule]
-        venv.restore(initial)
-        return venv
+    def _episode_seed(self) -> int:
+        """The larger evaluation's seed of the shard's first episode."""
+        return self.seed * SEED_STRIDE + self.offset * self.n_orders
 
 
 def shard_bounds(n_queries: int, n_shards: int) -> list[tuple[int, int]]:
