@@ -282,8 +282,10 @@ def evaluate(
         help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
     ray_shards: Annotated[int | None, typer.Option(
         "--ray", metavar="SHARDS", min=1,
-        help="Replay the policies sharded by query in SHARDS Ray tasks, on --address (the "
-             "same report; needs the ray extra).")] = None,
+        help="Replay the test queries on SHARDS Ray workers (on --address), each reading "
+             "its own queries from the Parquet log or shards; this process reads only the "
+             "log's outline and training queries. The same report; needs the ray "
+             "extra.")] = None,
     address: _RayAddress = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""

@@ -9,12 +9,8 @@ the single process's episodes when its env is seeded from ``base + a * R``
 the single process's :class:`~training.evaluation.results.EpisodeResults`, equal array
 for array (:func:`replay_sharded`; the tests check it on every baseline).
 
-:func:`sharded_replay` plugs it into :func:`training.evaluation.evaluate.evaluate`
-(``allocator evaluate --ray``): every policy replay on the test queries (baselines, the
-learned policy at each lambda) runs sharded, so the report is the single process's,
-exactly. What stays in the driver: the split, the difficulty predictor and the baselines'
-settings (fitted on the training queries), the oracles, the statistics. The pools travel
-to the tasks through Ray's object store: the driver still reads the whole log.
+:class:`training.evaluation.shard_log.ShardedLog` runs it on Ray workers that read
+their own test queries from Parquet shards (``allocator evaluate --ray``).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from envs.pools import ReplayPools
 from training.evaluation.replay import SEED_STRIDE, ReplayEvaluator
 from training.evaluation.results import EpisodeResults
 
-__all__ = ["ShardEvaluator", "replay_sharded", "shard_bounds", "sharded_replay"]
+__all__ = ["ShardEvaluator", "replay_sharded", "shard_bounds"]
 
 class ShardEvaluator(ReplayEvaluator):
     """A :class:`ReplayEvaluator` over the positions ``[offset, offset + len(queries))``
@@ -98,18 +94,3 @@ def replay_sharded(pools: ReplayPools, queries: np.ndarray, policy: Policy, *,
         policy=parts[0].policy,
         **{name: np.concatenate([getattr(part, name) for part in parts])
            for name in ("correct", "cost", "samples", "exhausted")})
-
-
-def sharded_replay(n_shards: int) -> Any:
-    """A ``replay`` for :func:`~training.evaluation.evaluate.evaluate`: each policy's
-    replay on an evaluator's episodes, sharded in ``n_shards`` Ray tasks (exactly
-    ``evaluator.run(policy)``)."""
-    shard_bounds(1, n_shards)  # checks n_shards now
-
-    def replay(evaluator: ReplayEvaluator, policy: Policy) -> EpisodeResults:
-        settings = {"n_orders": evaluator.n_orders, "seed": evaluator.seed,
-                    **evaluator.settings}
-        return replay_sharded(evaluator.pools, evaluator.queries, policy,
-                              n_shards=n_shards, **settings)
-
-    return replay
