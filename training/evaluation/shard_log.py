@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from allocator.logs.schema import KIND_SAMPLE, META_SIMULATED
+from allocator.logs.schema import KIND_SAMPLE, META_SIMULATED, META_SOURCE
 from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 from envs.pools import ReplayPools
@@ -244,18 +244,21 @@ class ShardedLog:
         self.files = shard_files(path)
         check_shard_schemas(self.files)
         self.n_shards = n_shards
-        self.source = str(path)
+        path = Path(path)
+        named = b"" if path.is_dir() else (pq.read_schema(path).metadata or {}).get(
+            META_SOURCE, b"")
+        self.source = named.decode() or str(path)  # as read_log / read_log_shards name it
         self.simulated = all((pq.read_schema(f).metadata or {}).get(META_SIMULATED)
                              == b"true" for f in self.files)
         table = read_rows(self.files, OUTLINE_COLUMNS)
-        self.outline, _ = AttemptLog.from_arrow(table, source=self.source,
+        self.outline, _ = AttemptLog.from_arrow(table, source=str(path),
                                                 locate=lambda row: row + 1,
                                                 simulated=self.simulated)
         self._file_queries = self._queries_per_file(table)
         del table
         self.n_queries, self.arms = self.outline.n_queries, self.outline.arms
         samples = self.outline.kind == KIND_SAMPLE
-        self.coding = _Coding(self.source, self.simulated, self.arms, self.outline.answers,
+        self.coding = _Coding(str(path), self.simulated, self.arms, self.outline.answers,
                               float(self.outline.cost[samples].mean()),
                               log_verify_cost(self.outline))
         self._train: tuple[bytes, AttemptLog, ReplayPools] | None = None

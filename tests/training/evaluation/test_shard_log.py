@@ -79,3 +79,19 @@ def test_a_bundle_without_the_predictor_gives_the_single_process_report(
     single = report_text(read_log_shards(folder), config)
     assert json.loads(single)["policies"]["learned"]
     assert report_text(ShardedLog(folder, 2), config) == single
+
+
+def test_a_single_parquet_file_gives_the_single_process_report(local_ray,
+                                                               tmp_path: Path) -> None:
+    """One Parquet file (named in the report by the source its metadata records, as
+    ``read_log`` names it), read by workers like a shard folder."""
+    from allocator.logs import read_log, write_log
+    from training.evaluation.shard_log import ShardedLog
+
+    log = generate(SyntheticConfig(n_queries=40), seed=6)
+    log.source = "runs-2026-12.jsonl"
+    path = write_log(log, tmp_path / "log.parquet")
+    config = EvaluationConfig(n_orders=2, seed=3, n_bootstrap=50, policies=("fixed-n",))
+    single = report_text(read_log(path), config)
+    assert json.loads(single)["log"]["source"] == "runs-2026-12.jsonl"
+    assert report_text(ShardedLog(path, 2), config) == single
