@@ -8,30 +8,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from allocator.logs.parquet import log_to_arrow
 from allocator.logs.synthetic import SyntheticConfig, generate
+from tests.training.evaluation.row_shards import write_row_shards
 from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 from training.evaluation.report import json_safe
 from training.evaluation.shards import read_log_shards
 
 pytestmark = pytest.mark.slow
-
-
-def write_row_shards(log, folder: Path, n_files: int) -> Path:
-    """The log's rows cut into ``n_files`` Parquet files at row boundaries that fall
-    inside queries: a query's attempts span two files, as a writer cutting by size
-    leaves them."""
-    folder.mkdir()
-    table = log_to_arrow(log)
-    edges = np.linspace(0, table.num_rows, n_files + 1).astype(int) + 3
-    edges[0], edges[-1] = 0, table.num_rows
-    for k in range(n_files):
-        pq.write_table(table.slice(edges[k], edges[k + 1] - edges[k]),
-                       folder / f"part-{k:03d}.parquet")
-    return folder
 
 
 def report_text(log, config: EvaluationConfig) -> str:
