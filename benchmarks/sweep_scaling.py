@@ -9,17 +9,19 @@ holds one CPU. Printed: the trials' wall time per run and their ratio, and the b
 trial's settings and validation score per run (equal: trials are deterministic under
 their settings). The log is simulated (``allocator.logs.synthetic``, 200 queries).
 
-Sharded replay (``--attempts``, 10 million by default; ``--skip-sweep`` runs only
-this half): a simulated log of that many attempts (two arms, 24 attempts per query),
-Adaptive-Consistency replayed on one order of every query, in one process
-(:class:`~training.evaluation.replay.ReplayEvaluator`) and in Ray tasks on 2 CPUs
-(:func:`~training.evaluation.sharded.replay_sharded`, 8 tasks: each holds an eighth
-of the episodes). Printed: the log's attempts per
-second of each, whether the episodes are equal, and the driver's peak memory traced by
-``tracemalloc`` during each replay (numpy's buffers included): what the replay itself
-allocates in the driver. The log and its pools, built before (and held by the driver in
-both cases), are not counted, nor the copy Ray puts in its object store (shared
-memory). Building the log is not timed.
+Sharded evaluation (``--attempts``, 10 million by default; ``--skip-sweep`` runs only
+this half): a simulated log of that many attempts (two arms, 24 attempts per query)
+written as 8 Parquet shards; Adaptive-Consistency replayed on one order of every test
+query (half the queries), as ``allocator evaluate`` replays each policy: in one process
+(the whole log read with :func:`~training.evaluation.shards.read_log_shards`, its
+pools, :class:`~training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
+--ray 8`` does it on 2 CPUs (:class:`~training.evaluation.shard_log.ShardedLog`: the
+driver reads the outline and the training queries' rows, 8 Ray workers read their own
+test queries from the shards and replay them). Each runs in a fresh process; printed:
+the time from reading the log to the episodes, the log's attempts per second, whether
+the episodes are equal, and the **driver's peak resident memory** (``ru_maxrss`` of that
+process: the log, its pools and the replay; Ray's workers are other processes). Writing
+the log is not timed.
 
 Usage: ``python benchmarks/sweep_scaling.py [--timesteps 20000] [--attempts 10000000]``;
 several minutes on 2 cores.
@@ -32,6 +34,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -66,45 +69,78 @@ def run(cpus: int, log: Path, folder: Path, timesteps: int) -> dict:
             "best_config": best["config"], "best_score": best["validation_score"]}
 
 
-def replay_scaling(attempts: int) -> None:
-    """One process against 2 Ray tasks on a log of ``attempts`` attempts."""
+def _driver(variant: str, folder: str, queue: Any) -> None:
+    """One variant of the sharded-evaluation benchmark, in a fresh process: its seconds,
+    peak resident memory (MiB) and episodes, put on ``queue``."""
+    import resource
     import time
-    import tracemalloc
+
+    from training.evaluation.baselines import base_policy
+    from training.evaluation.evaluate import split_queries
+
+    started = time.perf_counter()
+    if variant == "one process":
+        from envs.pools import ReplayPools
+        from training.evaluation.replay import ReplayEvaluator
+        from training.evaluation.shards import read_log_shards
+
+        log = read_log_shards(folder)
+        _, test = split_queries(log.n_queries, 0.5, 0)
+        pools = ReplayPools.from_log(log)
+        policy = base_policy("adaptive-consistency", 0, int(pools.group_count[:, 0].max()))
+        results = ReplayEvaluator(pools, test, n_orders=1, seed=0).run(policy)
+    else:
+        from training.evaluation.shard_log import ShardedLog
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        view = ShardedLog(folder, 8)
+        train, test = split_queries(view.n_queries, 0.5, 0)
+        pools, _ = view.training(train)  # what evaluate reads for the baselines' settings
+        policy = base_policy("adaptive-consistency", 0, view.sample_depth(0))
+        results = view.test_replays(test, n_orders=1, seed=0, prior=None,
+                                    verify_cost=view.verify_cost()).run(policy)
+        ray.shutdown()
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    queue.put((seconds, peak, {f: getattr(results, f)
+                               for f in ("correct", "cost", "samples", "exhausted")}))
+
+
+def replay_scaling(attempts: int) -> None:
+    """One process against ``allocator evaluate --ray 8``'s workers on a sharded log of
+    ``attempts`` attempts."""
+    import multiprocessing
 
     import numpy as np
+    import pyarrow.parquet as pq
 
-    from envs.pools import ReplayPools
-    from training.evaluation.baselines import base_policy
-    from training.evaluation.replay import ReplayEvaluator
-    from training.evaluation.sharded import replay_sharded
+    from allocator.logs.parquet import log_to_arrow
 
-    log = generate(SyntheticConfig(n_queries=max(1, attempts // 24)), seed=0)
-    pools = ReplayPools.from_log(log)
-    queries = np.arange(log.n_queries)
-    policy = base_policy("adaptive-consistency", 0, int(pools.group_count[:, 0].max()))
-    settings = {"n_orders": 1, "seed": 0}
+    log = generate(SyntheticConfig(n_queries=max(2, attempts // 24)), seed=0)
+    n_attempts, n_queries = log.n_attempts, log.n_queries
     rows = {}
-    tracemalloc.start()
-    for name in ("one process", "8 Ray tasks on 2 CPUs"):
-        if name != "one process":
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        tracemalloc.reset_peak()
-        started = time.perf_counter()
-        if name == "one process":
-            results = ReplayEvaluator(pools, queries, **settings).run(policy)
-        else:
-            results = replay_sharded(pools, queries, policy, n_shards=8, **settings)
-        seconds = time.perf_counter() - started
-        rows[name] = (seconds, tracemalloc.get_traced_memory()[1], results)
-    ray.shutdown()
-    print(f"replay of {log.n_attempts:,} attempts ({log.n_queries:,} queries, one order "
-          "each, adaptive-consistency):")
+    with tempfile.TemporaryDirectory(prefix="sharded-eval-") as folder:
+        table = log_to_arrow(log)
+        del log
+        for k, queries in enumerate(np.array_split(np.arange(table.num_rows), 8)):
+            pq.write_table(table.slice(int(queries[0]), len(queries)),
+                           Path(folder) / f"part-{k:03d}.parquet")
+        del table
+        context = multiprocessing.get_context("spawn")
+        for name in ("one process", "8 Ray workers on 2 CPUs"):
+            queue = context.Queue()
+            process = context.Process(target=_driver, args=(name, folder, queue))
+            process.start()
+            rows[name] = queue.get()
+            process.join()
+    print(f"evaluation replay of {n_attempts:,} attempts in 8 Parquet shards "
+          f"({n_queries:,} queries, half of them test queries, one order each, "
+          "adaptive-consistency), from reading the log to the episodes:")
     for name, (seconds, peak, _) in rows.items():
-        print(f"  {name}: {seconds:.1f} s, {log.n_attempts / seconds:,.0f} attempts/s, "
-              f"driver peak {peak / 2**20:,.0f} MiB")
-    one, two = rows["one process"], rows["8 Ray tasks on 2 CPUs"]
-    same = all(np.array_equal(getattr(one[2], f), getattr(two[2], f))
-               for f in ("correct", "cost", "samples", "exhausted"))
+        print(f"  {name}: {seconds:.1f} s, {n_attempts / seconds:,.0f} attempts/s, "
+              f"driver peak resident memory {peak:,.0f} MiB")
+    one, two = rows["one process"], rows["8 Ray workers on 2 CPUs"]
+    same = all(np.array_equal(one[2][f], two[2][f]) for f in one[2])
     print(f"  speed-up {one[0] / two[0]:.2f}x; the same episodes: {'yes' if same else 'NO'}")
 
 

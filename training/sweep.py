@@ -19,11 +19,16 @@ The steps, in order (:func:`run_sweep`):
    params, its scores and training curves as metrics; the store is
    ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
 5. the best finished trial (highest final validation score; ties: the first trial) is
-   exported to ``SWEEP_DIR/best-bundle``, its default lambda calibrated on the
-   validation queries, evaluated on the **test** queries against every baseline as
-   ``allocator train`` evaluates (``report.json``, ``pareto.png``,
-   ``cost_distribution.png`` in ``SWEEP_DIR``), logged to MLflow as one more run and
-   optionally registered with an alias;
+   exported to ``SWEEP_DIR/best-bundle`` through ``allocator train``'s safety net
+   (:func:`training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
+   where a baseline beats it on the validation queries, ``best-bundle/`` is that
+   baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
+   ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
+   policy's default lambda is calibrated on the validation queries and it is evaluated
+   on the **test** queries against every baseline as ``allocator train`` evaluates
+   (``report.json``, ``pareto.png``, ``cost_distribution.png`` in ``SWEEP_DIR``); the
+   exported bundle is logged to MLflow as one more run and optionally registered with
+   an alias;
 6. ``SWEEP_DIR/sweep.json``: every trial's settings, status (completed, stopped early by
    ASHA, error and its message) and scores.
 
@@ -71,6 +76,7 @@ from training.sweep_results import (
     log_best,
     mlflow_globals_kept,
     read_trials,
+    safety_net_best,
     sweep_tracking_uri,
     trial_statuses,
     write_summary,
@@ -489,9 +495,12 @@ def run_sweep(
 
     Returns:
         ``{"sweep_dir", "status" ("finished" or "interrupted"), "trials", "best",
-        "bundle", "report", "mlflow", "summary", "seconds"}``: ``best``, ``bundle``,
-        ``report`` and ``mlflow`` are None unless a trial completed and the sweep
-        finished; ``seconds`` holds the wall time of the trials and of what follows.
+        "bundle", "learned_bundle", "exported", "safety_net", "report", "mlflow",
+        "summary", "seconds"}``: ``bundle`` is the exported bundle (the best trial's, or
+        the baseline's that the safety net chose: ``exported`` says ``"learned"`` or
+        ``"baseline"``, ``safety_net`` holds the decision), ``learned_bundle`` the best
+        trial's; all None unless a trial completed and the sweep finished;
+        ``seconds`` holds the wall time of the trials and of what follows.
 
     Raises:
         ParameterError: a folder holding a sweep without ``resume`` (or none with it),
@@ -538,16 +547,18 @@ def run_sweep(
     with contextlib.redirect_stdout(sys.stderr), mlflow_globals_kept():  # stdout: --json's
         grid = tuner.fit()
     trials_seconds = time.perf_counter() - started
-    summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias, say)
+    summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias,
+                      predictor, say)
     summary["seconds"] = {"trials": round(trials_seconds, 3),
                           "after": round(time.perf_counter() - started - trials_seconds, 3)}
     return summary
 
 
 def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: str,
-            experiment_id: str, register: str | None, alias: str,
+            experiment_id: str, register: str | None, alias: str, predictor: Any,
             say: Callable[[str], None]) -> dict[str, Any]:
-    """After the trials: sweep.json, and the best trial exported, evaluated, logged."""
+    """After the trials: sweep.json, and the best trial exported (through the safety
+    net), evaluated, logged."""
     statuses = trial_statuses(Path(grid.experiment_path))
     trials = read_trials(grid, statuses)
     status = ("finished" if all(s in ("TERMINATED", "ERROR") for s, _ in statuses.values())
@@ -555,7 +566,9 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
     summary: dict[str, Any] = {"sweep_dir": str(sweep_dir), "status": status,
                                "trials": [{k: v for k, v in t.items() if k[0] != "_"}
                                           for t in trials],
-                               "best": None, "bundle": None, "report": None, "mlflow": None}
+                               "best": None, "bundle": None, "learned_bundle": None,
+                               "exported": None, "safety_net": None, "report": None,
+                               "mlflow": None}
     best = best_trial(trials) if status == "finished" else None
     if status == "interrupted":
         say("[yellow]the sweep was interrupted[/yellow]: run it again with --resume")
@@ -563,11 +576,16 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
         say("[red]no trial completed[/red]: no bundle exported (see sweep.json)")
     else:
         bundle = export_best(best, sweep_dir)
-        report, files = evaluate_best(data, spec, best, bundle, sweep_dir, say)
+        safety, bundle, learned = safety_net_best(data, spec, best, bundle, predictor, say)
+        report, files = evaluate_best(data, spec, best, learned, sweep_dir, say, safety)
         logged = log_best(uri, experiment_id, best, report, files, bundle, register, alias)
         summary.update(best={k: v for k, v in best.items() if k[0] != "_"},
-                       bundle=str(bundle), report=report, mlflow=logged)
+                       bundle=str(bundle), learned_bundle=str(learned),
+                       exported=report.extra["sweep"]["exported"],
+                       safety_net=None if safety is None else safety.to_dict(),
+                       report=report, mlflow=logged)
     summary["summary"] = str(write_summary(sweep_dir, spec, trials,
                                             {"status": status, "best": summary["best"],
+                                             "exported": summary["exported"],
                                              "mlflow": summary["mlflow"]}))
     return summary

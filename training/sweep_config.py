@@ -36,7 +36,6 @@ start) only.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -110,8 +109,14 @@ class SweepSpec:
             _check_distribution(self.base, name, kind, values, owner)
 
     def trial_config(self, params: Mapping[str, Any]) -> TrainConfig:
-        """The TrainConfig of one trial: :attr:`base` with the sampled ``params``."""
-        return TrainConfig.from_dict({**self.base.to_dict(), **params}, source=self.source)
+        """The TrainConfig of one trial: :attr:`base` with the sampled ``params``.
+
+        Raises:
+            ParameterError: a value TrainConfig refuses (the message names the spec's
+                file and the key ``search.NAME``).
+        """
+        return _trial_config(self.base, params, f"SweepSpec ({self.source})",
+                             table="search")
 
     def describe(self) -> dict[str, Any]:
         """The spec as plain JSON types (for ``sweep.json``)."""
@@ -124,13 +129,12 @@ class SweepSpec:
 
 def _check_distribution(base: TrainConfig, name: str, kind: str, values: tuple[Any, ...],
                         owner: str) -> None:
-    """ParameterError unless ``name`` is searchable and every value it may take is valid."""
-    known = [f.name for f in fields(TrainConfig)]
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ParameterError(owner, f"search.{name}", f"a TrainConfig setting{hint}; "
-                             f"known settings: {', '.join(known)}", name)
+    """ParameterError unless ``name`` is searchable and every value it may take is valid.
+
+    The distribution's shape is checked here; the setting itself (a known TrainConfig
+    field, values it accepts) by building the TrainConfig of a trial at each end of the
+    distribution (:func:`_trial_config`): TrainConfig owns those rules.
+    """
     if name in FIXED_SPLIT_FIELDS:
         raise ParameterError(owner, f"search.{name}", "set in [base], not searched: one "
                              "split of training, validation and test queries serves every "
@@ -150,12 +154,22 @@ def _check_distribution(base: TrainConfig, name: str, kind: str, values: tuple[A
                              list(values))
     probes = values if not ranged else (values[0], values[1] - 1 if kind == "randint"
                                         else values[1])
-    for value in probes:  # the config's own checks, on every value a trial may get
-        try:
-            TrainConfig.from_dict({**base.to_dict(), name: value})
-        except ParameterError as error:
-            raise ParameterError(owner, f"search.{name}", f"values TrainConfig accepts "
-                                 f"({error})", value) from None
+    for value in probes:
+        _trial_config(base, {name: value}, owner, table="search")
+
+
+def _trial_config(base: TrainConfig, params: Mapping[str, Any], owner: str, *,
+                  table: str) -> TrainConfig:
+    """``base`` with ``params``, checked by TrainConfig itself; its error is re-raised
+    naming the spec (``owner``: the file) and the key as ``table.key``."""
+    try:
+        return TrainConfig.from_dict({**base.to_dict(), **params}, source="a trial")
+    except ParameterError as error:
+        name, value = next(((k, v) for k, v in params.items()
+                            if k == error.parameter),
+                           next(iter(params.items())))
+        raise ParameterError(owner, f"{table}.{name}", f"values TrainConfig accepts "
+                             f"({error})", value) from None
 
 
 def _ordered(values: tuple[Any, ...]) -> bool:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEST_BUNDLE", "METRIC", "best_trial", "ensure_experiment", "evaluate_best",
            "export_best", "log_best", "mlflow_globals_kept", "read_trials",
-           "sweep_tracking_uri", "trial_statuses", "write_summary"]
+           "safety_net_best", "sweep_tracking_uri", "trial_statuses", "write_summary"]
 
 #: The metric trials report and ASHA and the best-trial choice maximise.
 METRIC = "validation_score"
@@ -182,11 +182,40 @@ def export_best(trial: Mapping[str, Any], sweep_dir: Path) -> Path:
     return target
 
 
+def safety_net_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
+                    bundle: Path, predictor: Any, say: Callable[[str], None]
+                    ) -> tuple[Any, Path, Path]:
+    """``allocator train``'s safety net on the best trial's bundle
+    (:func:`training.rl.pipeline.apply_safety_net`): the learned policy against every
+    baseline on the validation queries (their orders seeded from the split's seed, as
+    the trials' scores); where a baseline wins, ``best-bundle/`` becomes its bundle and
+    the learned one moves to ``learned-bundle/`` beside it.
+
+    Returns:
+        The decision (None where the trial's ``safety_net`` is false), the exported
+        bundle's path and the learned bundle's path.
+    """
+    import dataclasses
+
+    from allocator.bundle import read_bundle
+    from training.rl.pipeline import apply_safety_net
+
+    config = spec.trial_config(trial["config"])
+    if not config.safety_net:
+        return None, bundle, bundle
+    cost_unit = float(read_bundle(bundle).manifest["cost_unit"])
+    return apply_safety_net(data.log, bundle, data.fit, data.validation, data.prior,
+                            predictor, dataclasses.replace(config, seed=data.seed),
+                            cost_unit, None, say)
+
+
 def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
-                   bundle: Path, sweep_dir: Path, say: Callable[[str], None]
-                   ) -> tuple[Any, list[Path]]:
-    """Calibrate the best bundle on the validation queries, evaluate it on the test
-    queries beside every baseline, and write report.json and the plots."""
+                  bundle: Path, sweep_dir: Path, say: Callable[[str], None],
+                  safety: Any = None) -> tuple[Any, list[Path]]:
+    """Calibrate the best trial's learned bundle on the validation queries, evaluate it
+    on the test queries beside every baseline, and write report.json and the plots
+    (with the safety net's decision, as ``allocator train``'s report: ``extra.safety_net``
+    and ``extra.sweep.exported``)."""
     import dataclasses
 
     from training.evaluation.evaluate import EvaluationConfig, evaluate
@@ -205,8 +234,11 @@ def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
                                   learned_lambdas=config.evaluation_lambdas())
     report, chosen = evaluate(data.log, evaluation, prior=data.prior, progress=say)
     sweep = {"best_trial": trial["trial_id"], "best_config": trial["config"],
-             "validation_score": trial[METRIC], "calibrated_lambda": lam}
-    report = dataclasses.replace(report, extra={**report.extra, "sweep": sweep})
+             "validation_score": trial[METRIC], "calibrated_lambda": lam,
+             "exported": "learned" if safety is None else safety.exported}
+    report = dataclasses.replace(report, extra={
+        **report.extra, "sweep": sweep,
+        **({"safety_net": safety.to_dict()} if safety is not None else {})})
     files = [write_report(report, sweep_dir), plot_pareto(report, sweep_dir / "pareto.png"),
              plot_cost_distribution(chosen, sweep_dir / "cost_distribution.png",
                                     simulated=data.log.simulated)]

@@ -54,6 +54,14 @@ GENERIC_FORMATS = ("auto", "jsonl", "csv", "parquet")
 
 _MAPPING_PANEL = "Column mapping (generic jsonl/csv/parquet tables)"
 
+# Options several commands share, declared once.
+#: ``--address`` of the commands that run on Ray (``evaluate --ray``, ``sweep``).
+_RayAddress = Annotated[str | None, typer.Option(
+    help="A Ray cluster to run on (HOST:PORT of `ray start --head`; default: RAY_ADDRESS, "
+         "else an embedded local Ray).")]
+#: ``--alias`` of the commands that register a bundle in MLflow (``train``, ``sweep``).
+_RegistryAlias = Annotated[str, typer.Option(help="Alias of the registered version.")]
+
 
 def _fail(error: Exception) -> typer.Exit:
     from allocator.console import stderr_console
@@ -274,11 +282,11 @@ def evaluate(
         help="Name of the log's cost unit for tables and plots (e.g. tokens, USD).")] = None,
     ray_shards: Annotated[int | None, typer.Option(
         "--ray", metavar="SHARDS", min=1,
-        help="Replay the policies sharded by query in SHARDS Ray tasks (the same report; "
-             "needs the ray extra).")] = None,
-    address: Annotated[str | None, typer.Option(
-        help="With --ray: a Ray cluster (default: RAY_ADDRESS, else an embedded local "
-             "Ray).")] = None,
+        help="Replay the test queries on SHARDS Ray workers (on --address), each reading "
+             "its own queries from the Parquet log or shards; this process reads only the "
+             "log's outline and training queries. The same report; needs the ray "
+             "extra.")] = None,
+    address: _RayAddress = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
     from allocator.cli.evaluate_command import run_evaluate
@@ -319,7 +327,7 @@ def train(
     register: Annotated[str | None, typer.Option(
         metavar="NAME", help="Register the bundle as a new version of this MLflow model "
                              "(load it with allocator.load('models:/NAME@ALIAS')).")] = None,
-    alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    alias: _RegistryAlias = "candidate",
     calibrate: Annotated[bool, typer.Option(
         "--calibrate/--no-calibrate",
         help="Calibrate the bundle's default lambda on a validation split of the training "
@@ -376,13 +384,11 @@ def sweep(
                          "reports...), base and search (TrainConfig settings).")],
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the interrupted sweep SWEEP_DIR holds.")] = False,
-    address: Annotated[str | None, typer.Option(
-        help="A Ray cluster (HOST:6379 of `ray start --head`; default: RAY_ADDRESS, else "
-             "an embedded local Ray).")] = None,
+    address: _RayAddress = None,
     register_as: Annotated[str | None, typer.Option(
         "--register-as", metavar="NAME",
         help="Register the best bundle as a new version of this MLflow model.")] = None,
-    alias: Annotated[str, typer.Option(help="Alias of the registered version.")] = "candidate",
+    alias: _RegistryAlias = "candidate",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on "
                                           "stdout.")] = False,
 ) -> None:

@@ -37,8 +37,10 @@ def run_evaluate(
 ) -> dict:
     """Evaluate, write report.json and the plots, print the tables; return the report.
 
-    ``ray_shards``: replay every policy sharded by query in this many Ray tasks (on the
-    Ray at ``address``, ``RAY_ADDRESS``, or an embedded one); the report is the same.
+    ``ray_shards``: replay every policy sharded by query on this many Ray workers (on the
+    Ray at ``address``, ``RAY_ADDRESS``, or an embedded one), each reading its own test
+    queries from the Parquet shards; the driver reads only the log's outline and its
+    training queries (:mod:`training.evaluation.shard_log`); the report is the same.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -60,7 +62,9 @@ def run_evaluate(
     )
 
     console = stderr_console()
-    if log_path.is_dir():  # a folder of Parquet shards
+    if ray_shards is not None:  # Ray workers read their own shards: see shard_log
+        log = _ray_log(log_path, ray_shards, address)
+    elif log_path.is_dir():  # a folder of Parquet shards
         from training.evaluation.shards import read_log_shards
 
         log = read_log_shards(log_path)
@@ -72,14 +76,12 @@ def run_evaluate(
         difficulty=difficulty, bundle=None if bundle is None else str(bundle),
         verify_cost=verify_cost, target_accuracy=target_accuracy, cost_unit=cost_unit,
     )
-    replay = {} if ray_shards is None else {"replay": _ray_replay(ray_shards, address)}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         try:
             report, results = evaluate(
-                log, config, progress=lambda message: bar.update(task, description=message),
-                **replay)
+                log, config, progress=lambda message: bar.update(task, description=message))
         except LogTooSmallError as error:  # name the file the user gave
             raise AllocatorError(error.message(str(log_path))) from None
     output.mkdir(parents=True, exist_ok=True)
@@ -114,16 +116,20 @@ def run_evaluate(
     return report.to_dict()
 
 
-def _ray_replay(n_shards: int, address: str | None):
-    """The sharded replay of :mod:`training.evaluation.sharded`, Ray connected."""
-    from allocator.errors import AllocatorError
+def _ray_log(log_path: Path, n_shards: int, address: str | None):
+    """The log as Ray workers read it (:class:`training.evaluation.shard_log.ShardedLog`),
+    Ray connected."""
+    from training.evaluation.shards import shard_files
 
     try:
-        from training.evaluation.sharded import sharded_replay
+        from training.evaluation.shard_log import ShardedLog
         from training.sweep import connect_ray
     except ImportError as error:
         raise AllocatorError(f"allocator evaluate --ray needs Ray ({error}): pip install "
                              "'ttc-allocator[ray]'") from None
-    replay = sharded_replay(n_shards)
+    if any(path.suffix not in (".parquet", ".pq") for path in shard_files(log_path)):
+        raise AllocatorError(f"allocator evaluate --ray reads Parquet logs (a file or a "
+                             f"folder of shards); {log_path} is not one: convert it with "
+                             "`allocator ingest`.")
     connect_ray(address, owner="allocator evaluate --ray")
-    return replay
+    return ShardedLog(log_path, n_shards)

@@ -65,6 +65,11 @@ def run_sweep_command(log_path: Path, sweep_dir: Path, *, config_path: Path,
     if summary["best"] is not None:
         console.print(f"best trial {summary['best']['trial_id']}: bundle {summary['bundle']}"
                       f"; report and plots in {sweep_dir}")
+        if summary["safety_net"] is not None:  # which bundle was exported, and why
+            console.print(f"safety net: exported the {summary['exported']} policy "
+                          f"({summary['safety_net']['reason']})"
+                          + (f"; the learned bundle is in {summary['learned_bundle']}"
+                             if summary["exported"] != "learned" else ""))
         registered = summary["mlflow"]["registered"]
         if registered:
             console.print(f"registered as {registered['uri']} (version "

@@ -94,9 +94,9 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     assert rows["training_iteration"].tolist() == [1, 2, 3, 4]
     assert rows["sweep/resumed_from_steps"].iloc[-1] >= 512
 
-    # The exported bundle is the trial's: rescored here, it gives the trial's score.
-    bundle = Path(final["bundle"])
-    assert bundle == sweep_dir / "best-bundle"
+    # The learned bundle is the trial's: rescored here, it gives the trial's score.
+    assert Path(final["bundle"]) == sweep_dir / "best-bundle"
+    bundle = Path(final["learned_bundle"])  # best-bundle/ itself unless a baseline won
     data, _ = prepare_data(read_log(log_path), TrainConfig(**TINY))
     assert isinstance(data, SweepData)
     config = the_spec.trial_config({"n_envs": 16})
@@ -104,6 +104,9 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
         trials[16]["validation_score"], abs=1e-12)
     allocator = load(bundle)
     assert allocator.bundle.manifest["training_config"]["n_envs"] == 16
+    # ... and best-bundle/ holds what the safety net exported (the registered one).
+    assert load(final["bundle"]).policy_kind == (
+        "network" if final["exported"] == "learned" else "baseline")
 
     # Evaluated on the test queries, as allocator train reports.
     report = json.loads((sweep_dir / "report.json").read_text())
@@ -123,9 +126,49 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     assert [r.info.run_id for r in best] == [final["mlflow"]["run_id"]]
     registered = load("models:/sweep-best@champion", dst_path=tmp_path / "registered")
     assert registered.bundle.manifest["training_config"]["n_envs"] == 16
+    assert registered.policy_kind == load(final["bundle"]).policy_kind
     assert final["mlflow"]["registered"]["alias"] == "champion"
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     assert [t["status"] for t in summary["trials"]] == [t["status"] for t in final["trials"]]
+
+
+def test_the_best_trial_goes_through_the_safety_net(local_ray, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learned policy made bad on purpose (trained, without a warm start, at prices so
+    high that stopping at once is best, so it answers nothing): the sweep exports the
+    best baseline instead, as allocator train does, and says so; the learned bundle is
+    kept beside it."""
+    from typer.testing import CliRunner
+
+    from allocator import load
+    from allocator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    # Enough validation queries (60) that the rule's noise margin is narrow.
+    log_path = write_log(generate(SyntheticConfig(n_queries=240), seed=1),
+                         tmp_path / "log.parquet")
+    bad = {**TINY, "n_envs": 16, "warm_start_steps": 0, "lambda_range": [5.0, 10.0],
+           "validation_fraction": 0.5}
+    config = tmp_path / "sweep.toml"
+    config.write_text("[sweep]\ntrials = 1\nreports = 1\nearly_stopping = false\n[base]\n"
+                      + "".join(f"{k} = {json.dumps(v)}\n" for k, v in bad.items()),
+                      encoding="utf-8")
+    sweep_dir = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["sweep", str(log_path), "-o", str(sweep_dir),
+                                      "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    decision = summary["safety_net"]
+    assert summary["exported"] == decision["exported"] == "baseline", decision["reason"]
+    exported = load(sweep_dir / "best-bundle")
+    assert exported.policy_kind == "baseline"
+    assert exported.policy.describe() == decision["baseline"]["setting"]
+    assert load(sweep_dir / "learned-bundle").policy_kind == "network"
+    assert summary["learned_bundle"] == str(sweep_dir / "learned-bundle")
+    report = json.loads((sweep_dir / "report.json").read_text())
+    assert report["extra"]["sweep"]["exported"] == "baseline"
+    assert report["extra"]["safety_net"]["baseline"] == decision["baseline"]
+    assert "safety net: exported the baseline policy" in result.stderr
 
 
 def test_an_unreachable_address_fails_within_seconds(local_ray) -> None:

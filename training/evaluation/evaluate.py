@@ -22,6 +22,7 @@ from envs.pools import ReplayPools
 from training.evaluation.baselines import BaselineContext, base_policy, build_sweeps
 from training.evaluation.oracles import (
     MAX_STATES,
+    QueryOracleFit,
     default_lambdas,
     hindsight_oracle,
     hindsight_values,
@@ -36,12 +37,15 @@ from training.evaluation.statistics import policy_point
 __all__ = [
     "DEFAULT_POLICIES",
     "EvaluationConfig",
+    "LogInProcess",
     "LogTooSmallError",
+    "TestReplays",
     "check_split_size",
     "evaluate",
     "fit_prior",
     "lambda_grid",
     "log_verify_cost",
+    "prior_predictor",
     "split_queries",
 ]
 
@@ -212,17 +216,26 @@ def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int, *
         LogTooSmallError: too few training queries for the cross-fitted predictor (the
             message names the log, the sizes, and the fixes).
     """
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor, cross_fit_predict
+    from training.difficulty import cross_fit_predict
 
-    predictor = (DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
-                                     text_features=False)
-                 if log.simulated else DifficultyPredictor(random_state=seed))
+    predictor = prior_predictor(log.simulated, seed)
     check_prior_size(log, len(train), predictor, test_fraction)
     prior = np.full((log.n_queries, len(log.arms)), 0.5)
     prior[train] = cross_fit_predict(predictor, log, train, n_splits=PRIOR_FOLDS,
                                      random_state=seed)
     prior[test] = predictor.fit(log, train).predict(log, test)
     return predictor, prior
+
+
+def prior_predictor(simulated: bool, seed: int) -> Any:
+    """The unfitted difficulty predictor :func:`fit_prior` fits: on a simulated log, the
+    columns and text that hold the true difficulty are left out."""
+    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+
+    if simulated:
+        return DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
+                                   text_features=False)
+    return DifficultyPredictor(random_state=seed)
 
 
 def prior_min_training_queries(predictor: Any) -> int:
@@ -265,34 +278,117 @@ def check_prior_size(log: AttemptLog, n_train: int, predictor: Any,
                            "calibration)", predictor=True)
 
 
-def _replay(evaluator: ReplayEvaluator, policy: Policy) -> EpisodeResults:
-    """The default replay: every episode in this process."""
-    return evaluator.run(policy)
+class TestReplays:
+    """Replays on the test queries in this process: the policies at any price, the
+    fixed-N curves, the oracles (every replay on the same seeded orders).
+
+    :class:`training.evaluation.shard_log.ShardedTestReplays` gives the same results with
+    the test queries spread over Ray workers.
+    """
+
+    def __init__(self, pools: ReplayPools, test: np.ndarray, *, n_orders: int, seed: int,
+                 prior: np.ndarray | None, verify_cost: float) -> None:
+        self.pools, self.test, self.prior, self.verify_cost = pools, test, prior, verify_cost
+        self.n_orders, self.seed = n_orders, seed
+        self._evaluators: dict[float, ReplayEvaluator] = {}
+
+    def evaluator(self, lambda_: float = 0.0) -> ReplayEvaluator:
+        """The evaluator of the test queries at price ``lambda_`` (built once)."""
+        if lambda_ not in self._evaluators:
+            self._evaluators[lambda_] = ReplayEvaluator(
+                self.pools, self.test, n_orders=self.n_orders, seed=self.seed,
+                lambda_=lambda_, prior=self.prior, verify_cost=self.verify_cost)
+        return self._evaluators[lambda_]
+
+    def run(self, policy: Policy, lambda_: float = 0.0) -> EpisodeResults:
+        """``policy`` replayed on every test episode, seeing price ``lambda_``."""
+        return self.evaluator(lambda_).run(policy)
+
+    def curves(self, arm: int) -> FixedNCurves:
+        """Fixed-N curves of ``arm`` on the test episodes."""
+        return self.evaluator().fixed_n_curves(arm)
+
+    def oracles(self, lambdas: np.ndarray, max_states: int
+                ) -> tuple[dict[str, np.ndarray], QueryOracleFit]:
+        """The hindsight oracle's values and the query-oracle's fit at ``lambdas``."""
+        evaluator = self.evaluator()
+        hindsight = hindsight_values(evaluator, lambdas, verify_cost=self.verify_cost)
+        return hindsight, query_oracle(evaluator, lambdas, verify_cost=self.verify_cost,
+                                       max_states=max_states, hindsight=hindsight)
 
 
-#: Replays one policy on an evaluator's episodes (e.g. sharded across Ray workers, see
-#: :mod:`training.evaluation.sharded`); must return what ``evaluator.run(policy)`` does.
-Replay = Callable[[ReplayEvaluator, Policy], EpisodeResults]
+class LogInProcess:
+    """What the evaluation reads of a log held whole in this process (the default view;
+    :class:`training.evaluation.shard_log.ShardedLog` is the one over Parquet shards read
+    by Ray workers, with the same results).
+
+    Args:
+        log: the log.
+    """
+
+    def __init__(self, log: AttemptLog) -> None:
+        self.log = log
+        self.source, self.n_queries, self.arms = log.source, log.n_queries, log.arms
+        self.simulated = log.simulated
+        self.pools = ReplayPools.from_log(log)
+
+    def default_arm(self) -> int:
+        """The arm with the most attempts."""
+        return _default_arm(self.log)
+
+    def verify_cost(self) -> float:
+        """:func:`log_verify_cost` of the log."""
+        return log_verify_cost(self.log)
+
+    def training(self, train: np.ndarray) -> tuple[ReplayPools, np.ndarray]:
+        """Pools holding the training queries, and their indices there."""
+        return self.pools, train
+
+    def fit_prior(self, train: np.ndarray, test: np.ndarray, seed: int,
+                  test_fraction: float) -> np.ndarray:
+        """:func:`fit_prior`'s prior of every query."""
+        return fit_prior(self.log, train, test, seed, test_fraction=test_fraction)[1]
+
+    def difficulty(self, prior: np.ndarray, test: np.ndarray) -> dict:
+        """The difficulty predictor's metrics on the test queries."""
+        from training.difficulty_metrics import evaluate_difficulty
+
+        return evaluate_difficulty(prior[test], self.log, test)
+
+    def bundle_prior(self, bundle: str, queries: np.ndarray) -> np.ndarray:
+        """A bundle's own prior (:func:`~training.rl.calibrate.bundle_log_prior`), shape
+        (log queries, arms), at least on ``queries``."""
+        from training.rl.calibrate import bundle_log_prior
+
+        return bundle_log_prior(bundle, self.log)[0]
+
+    def test_replays(self, test: np.ndarray, **settings: Any) -> TestReplays:
+        """The replays on the test queries (``n_orders``, ``seed``, ``prior``,
+        ``verify_cost``)."""
+        return TestReplays(self.pools, test, **settings)
+
+    def describe(self) -> dict[str, Any]:
+        """The report's ``log`` entries (less the cost unit)."""
+        return {"source": self.log.source, "fingerprint": self.log.fingerprint(),
+                "queries": self.log.n_queries, "attempts": self.log.n_attempts,
+                "arms": list(self.log.arms), "simulated": self.log.simulated}
 
 
-def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
-                    prior: np.ndarray | None, reference: EpisodeResults,
-                    config: EvaluationConfig, verify_cost: float = 0.0,
-                    replay: Replay = _replay) -> tuple[list[PolicyPoint], EpisodeResults]:
+def _learned_points(view: Any, replays: Any, reference: EpisodeResults,
+                    config: EvaluationConfig) -> tuple[list[PolicyPoint], EpisodeResults]:
     """The bundle's policy at each lambda, on the baselines' queries and orders; and the
     episodes of the point whose cost is nearest the reference's (for the plots)."""
     from allocator.learned import LearnedPolicy
 
     policy = LearnedPolicy.from_bundle(config.bundle)
-    if prior is None:  # no predictor fitted here: the bundle's own rule, as at run time
-        from training.rl.calibrate import bundle_log_prior
-
-        prior = bundle_log_prior(config.bundle, log)[0]
+    if replays.prior is None:  # no predictor fitted here: the bundle's own rule, as at run time
+        replays = view.test_replays(replays.test, n_orders=replays.n_orders,
+                                    seed=replays.seed,
+                                    prior=view.bundle_prior(config.bundle, replays.test),
+                                    verify_cost=replays.verify_cost)
     points, runs = [], []
     for lam in lambda_grid(policy.bundle.manifest["lambda_range"], config.learned_lambdas):
-        results = replay(ReplayEvaluator(pools, test, n_orders=config.n_orders,
-                                         seed=config.seed, lambda_=lam, prior=prior,
-                                         verify_cost=verify_cost), policy)
+        results = replays.run(policy, lam)
         runs.append(results)
         points.append(policy_point(results, policy="learned", knob="lambda", value=lam,
                                    deployable=True, reference=reference,
@@ -301,15 +397,13 @@ def _learned_points(log: AttemptLog, pools: ReplayPools, test: np.ndarray,
     return points, runs[nearest]
 
 
-def _oracle_points(evaluator: ReplayEvaluator, curves: list[FixedNCurves],
-                   reference: EpisodeResults, config: EvaluationConfig, verify_cost: float
+def _oracle_points(replays: Any, n_arms: int, reference: EpisodeResults,
+                   config: EvaluationConfig
                    ) -> tuple[dict[str, list[PolicyPoint]], dict[str, Any]]:
-    """Both oracles' fronts on the evaluator's episodes, and the query-oracle's summary
+    """Both oracles' fronts on the test episodes, and the query-oracle's summary
     (how many queries it solved exactly, with coarser cost classes, or by fallback)."""
-    lambdas = default_lambdas(curves)
-    hindsight = hindsight_values(evaluator, lambdas, verify_cost=verify_cost)
-    fit = query_oracle(evaluator, lambdas, verify_cost=verify_cost,
-                       max_states=config.oracle_max_states, hindsight=hindsight)
+    lambdas = default_lambdas([replays.curves(a) for a in range(n_arms)])
+    hindsight, fit = replays.oracles(lambdas, config.oracle_max_states)
     points: dict[str, list[PolicyPoint]] = {"oracle": [], "query-oracle": []}
     for k, lam in enumerate(lambdas):
         for name, results in (("oracle", hindsight_oracle(hindsight, lambdas, k)),
@@ -328,57 +422,56 @@ def _oracle_points(evaluator: ReplayEvaluator, curves: list[FixedNCurves],
 
 
 def evaluate(
-    log: AttemptLog,
+    log: Any,
     config: EvaluationConfig | None = None,
     *,
     progress: Callable[[str], None] = lambda message: None,
     prior: np.ndarray | None = None,
-    replay: Replay = _replay,
 ) -> tuple[EvaluationReport, dict[str, EpisodeResults]]:
     """Evaluate every configured policy on held-out queries of ``log``.
 
     Args:
-        log: a pool log.
+        log: a pool log (an :class:`~allocator.logs.table.AttemptLog`), or a view of one
+            with :class:`LogInProcess`'s methods: a
+            :class:`training.evaluation.shard_log.ShardedLog` replays the test queries
+            on Ray workers that read their own Parquet shards (the same report).
         config: settings (defaults if omitted).
         progress: called with a short message before each step (for progress bars).
         prior: the prior of :func:`fit_prior` on this config's split, if the caller has
             it already (the training pipeline does); fitted here otherwise.
-        replay: how each policy is replayed on the test queries (default: in this
-            process; :func:`training.evaluation.sharded.sharded_replay`: across Ray
-            workers, with the same episodes).
 
     Returns:
         The report, and per policy the episodes of its reference-setting point (for the
         cost-distribution plot).
     """
     config = config or EvaluationConfig()
-    if config.arm is not None and config.arm not in log.arms:
-        raise ParameterError("EvaluationConfig", "arm", f"one of the log's arms {list(log.arms)}",
-                             config.arm)
-    arm = log.arms.index(config.arm) if config.arm is not None else _default_arm(log)
-    pools = ReplayPools.from_log(log)
-    train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
-    check_split_size(log, len(train), config.test_fraction)
+    view = LogInProcess(log) if isinstance(log, AttemptLog) else log
+    if config.arm is not None and config.arm not in view.arms:
+        raise ParameterError("EvaluationConfig", "arm",
+                             f"one of the log's arms {list(view.arms)}", config.arm)
+    arm = view.arms.index(config.arm) if config.arm is not None else view.default_arm()
+    train, test = split_queries(view.n_queries, config.test_fraction, config.seed)
+    check_split_size(view, len(train), config.test_fraction)
     difficulty_metrics: dict = {}
     if config.difficulty:
-        from training.difficulty_metrics import evaluate_difficulty
-
         if prior is None:
             progress("fitting the difficulty predictor")
-            _, prior = fit_prior(log, train, test, config.seed,
-                                 test_fraction=config.test_fraction)
-        difficulty_metrics = evaluate_difficulty(prior[test], log, test)
+            prior = view.fit_prior(train, test, config.seed, config.test_fraction)
+        difficulty_metrics = view.difficulty(prior, test)
     else:
         prior = None
-    verify_cost = (log_verify_cost(log) if config.verify_cost is None
+    verify_cost = (view.verify_cost() if config.verify_cost is None
                    else float(config.verify_cost))
-    evaluator = ReplayEvaluator(pools, test, n_orders=config.n_orders, seed=config.seed,
+    replays = view.test_replays(test, n_orders=config.n_orders, seed=config.seed,
                                 prior=prior, verify_cost=verify_cost)
-    context = BaselineContext(pools, train, prior, n_orders=config.n_orders,
-                              seed=config.seed, verify_cost=verify_cost,
-                              sweeps=dict(config.sweeps))
+    train_pools, train_queries = view.training(train)
+    context = BaselineContext(train_pools, train_queries,
+                              None if prior is None else _training_prior(
+                                  prior, train, train_queries, train_pools.n_queries),
+                              n_orders=config.n_orders, seed=config.seed,
+                              verify_cost=verify_cost, sweeps=dict(config.sweeps))
     progress("replaying the reference")
-    reference = replay(evaluator, base_policy(config.reference, arm, context.pool(arm)))
+    reference = replays.run(base_policy(config.reference, arm, context.pool(arm)))
     points: dict[str, list[PolicyPoint]] = {}
     chosen: dict[str, EpisodeResults] = {config.reference: reference}
     sweeps, skipped = build_sweeps(config.policies, context,
@@ -386,7 +479,7 @@ def evaluate(
     for name, policies in sweeps.items():
         points[name] = []
         for policy in policies:
-            results = replay(evaluator, policy)
+            results = replays.run(policy)
             points[name].append(policy_point(
                 results, policy=name, knob=type(policy).knob,
                 value=getattr(policy, type(policy).knob) if type(policy).knob else None,
@@ -395,21 +488,18 @@ def evaluate(
             chosen.setdefault(name, results)
     if config.bundle is not None:
         progress("replaying the learned policy")
-        points["learned"], chosen["learned"] = _learned_points(
-            log, pools, test, prior, reference, config, verify_cost, replay)
+        points["learned"], chosen["learned"] = _learned_points(view, replays, reference,
+                                                               config)
     oracle_summary: dict[str, Any] = {}
     if config.oracles:
         progress("tracing the oracles")
-        curves = [evaluator.fixed_n_curves(a) for a in range(len(log.arms))]
-        oracle_points, oracle_summary = _oracle_points(evaluator, curves, reference, config,
-                                                       verify_cost)
+        oracle_points, oracle_summary = _oracle_points(replays, len(view.arms), reference,
+                                                       config)
         points.update(oracle_points)
     report = EvaluationReport(
-        log={"source": log.source, "fingerprint": log.fingerprint(),
-             "queries": log.n_queries, "attempts": log.n_attempts, "arms": list(log.arms),
-             "simulated": log.simulated, "cost_unit": config.cost_unit or "cost units"},
+        log={**view.describe(), "cost_unit": config.cost_unit or "cost units"},
         config={**{k: v for k, v in asdict(config).items() if k != "sweeps"},
-                "arm": log.arms[arm], "train_queries": len(train), "test_queries": len(test),
+                "arm": view.arms[arm], "train_queries": len(train), "test_queries": len(test),
                 "verify_cost": verify_cost,
                 "verify_cost_source": ("given" if config.verify_cost is not None else
                                        "the log's verify rows (mean cost per verdict)"
@@ -424,3 +514,12 @@ def evaluate(
                **({"query_oracle": oracle_summary} if oracle_summary else {})},
     )
     return report, chosen
+
+
+def _training_prior(prior: np.ndarray, train: np.ndarray, train_queries: np.ndarray,
+                    n_queries: int) -> np.ndarray:
+    """The training queries' prior, indexed as the training pools index them
+    (``train_queries``; 0.5 for any other query: the baselines never read it)."""
+    local = np.full((n_queries, prior.shape[1]), 0.5)
+    local[train_queries] = prior[train]
+    return local

@@ -531,22 +531,22 @@ def episode_decks(evaluator: ReplayEvaluator) -> list[list[list[np.ndarray]]]:
     """Each evaluation episode's draw order, per query, order and group.
 
     Reproduces the evaluator's episodes with the environments' own reset protocol
-    (:func:`envs.pools.draw_episode`, seeds ``seed * 1_000_003 + episode``): for the
-    i-th evaluation query in order r, ``decks[i][r][g]`` lists the query's local candidate
-    positions of group ``g`` in the order the environment draws them.
+    (:func:`envs.pools.draw_episode`, episode ``e`` seeded ``evaluator._episode_seed() + e``):
+    for the i-th evaluation query in order r, ``decks[i][r][g]`` lists the query's local
+    candidate positions of group ``g`` in the order the environment draws them.
     """
     pools = evaluator.pools
     from envs.pools import ReplaySettings
 
     settings = ReplaySettings.create(pools, "episode_decks")
     decks = []
-    episode = 0
+    episode = evaluator._episode_seed()
     for q in evaluator.queries.tolist():
         start, stop = int(pools.cand_offsets[q]), int(pools.cand_offsets[q + 1])
         groups = pools.cand_group[start:stop]
         per_order = []
         for _ in range(evaluator.n_orders):
-            rng, _ = seeding.np_random(evaluator.seed * 1_000_003 + episode)
+            rng, _ = seeding.np_random(episode)
             episode += 1
             keys = draw_episode(rng, UniformStream(stream_block(pools)), pools, settings,
                                 {"query": q}).keys

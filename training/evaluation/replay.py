@@ -22,7 +22,10 @@ from envs.pools import ReplayPools
 from envs.vec_replay_env import BatchedReplayVecEnv
 from training.evaluation.results import EpisodeResults
 
-__all__ = ["FixedNCurves", "ReplayEvaluator"]
+__all__ = ["SEED_STRIDE", "FixedNCurves", "ReplayEvaluator"]
+
+#: The distance between two seeds' first episodes (more than any evaluation's episodes).
+SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +101,12 @@ class ReplayEvaluator:
         """Episodes per policy: evaluation queries times orders."""
         return len(self.queries) * self.n_orders
 
+    def _episode_seed(self) -> int:
+        """The seed of the first episode (sub-environment ``k`` gets this plus ``k``):
+        ``seed * 1_000_003``, so the i-th query's order ``r`` gets
+        ``seed * 1_000_003 + i * R + r``."""
+        return self.seed * SEED_STRIDE
+
     def _start(self, answer_rule: str = "default") -> BatchedReplayVecEnv:
         """The batched env at the start of every evaluation episode.
 
@@ -108,7 +117,7 @@ class ReplayEvaluator:
         if answer_rule not in self._venvs:
             venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
                                        answer_rule=answer_rule, **self.settings)
-            venv.seed(self.seed * 1_000_003)
+            venv.seed(self._episode_seed())
             venv.set_options([{"query": int(q)}
                               for q in np.repeat(self.queries, self.n_orders)])
             venv.reset()

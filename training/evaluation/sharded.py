@@ -1,4 +1,4 @@
-"""Replay sharded by query across Ray tasks, on exactly the single process's orders.
+"""Replay sharded by query, on exactly the single process's orders.
 
 :class:`~training.evaluation.replay.ReplayEvaluator` seeds the episode of the i-th
 evaluation query in order ``r`` with ``seed * 1_000_003 + i * R + r`` (its batched env's
@@ -7,14 +7,9 @@ generator. A shard holding the evaluation positions ``[a, b)`` therefore replays
 the single process's episodes when its env is seeded from ``base + a * R``
 (:class:`ShardEvaluator`); concatenating the shards' episodes in position order gives
 the single process's :class:`~training.evaluation.results.EpisodeResults`, equal array
-for array (:func:`replay_sharded`; the tests check it on every baseline).
-
-:func:`sharded_replay` plugs it into :func:`training.evaluation.evaluate.evaluate`
-(``allocator evaluate --ray``): every policy replay on the test queries (baselines, the
-learned policy at each lambda) runs sharded, so the report is the single process's,
-exactly. What stays in the driver: the split, the difficulty predictor and the baselines'
-settings (fitted on the training queries), the oracles, the statistics. The pools travel
-to the tasks through Ray's object store: the driver still reads the whole log.
+for array. :class:`training.evaluation.shard_log.ShardedLog` runs one per Ray worker,
+each reading its own test queries from Parquet shards (``allocator evaluate --ray``; the
+tests check the episodes on every baseline).
 """
 
 from __future__ import annotations
@@ -25,16 +20,9 @@ from typing import Any
 import numpy as np
 
 from allocator.errors import ParameterError
-from allocator.policies.base import Policy
-from envs.pools import ReplayPools
-from envs.vec_replay_env import BatchedReplayVecEnv
-from training.evaluation.replay import ReplayEvaluator
-from training.evaluation.results import EpisodeResults
+from training.evaluation.replay import SEED_STRIDE, ReplayEvaluator
 
-__all__ = ["ShardEvaluator", "replay_sharded", "shard_bounds", "sharded_replay"]
-
-#: The seed stride per evaluation between orders' bases (ReplayEvaluator's).
-_SEED_STRIDE = 1_000_003
+__all__ = ["ShardEvaluator", "shard_bounds"]
 
 
 class ShardEvaluator(ReplayEvaluator):
@@ -56,75 +44,15 @@ class ShardEvaluator(ReplayEvaluator):
             raise ParameterError("ShardEvaluator", "offset", "an integer >= 0", offset)
         self.offset = int(offset)
 
-    def _start(self, answer_rule: str = "default") -> BatchedReplayVecEnv:
-        if answer_rule not in self._venvs:
-            venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
-                                       answer_rule=answer_rule, **self.settings)
-            venv.seed(self.seed * _SEED_STRIDE + self.offset * self.n_orders)
-            venv.set_options([{"query": int(q)}
-                              for q in np.repeat(self.queries, self.n_orders)])
-            venv.reset()
-            self._venvs[answer_rule] = (venv, venv.snapshot())
-            return venv
-        venv, initial = self._venvs[answer_rule]
-        venv.restore(initial)
-        return venv
+    def _episode_seed(self) -> int:
+        """The larger evaluation's seed of the shard's first episode."""
+        return self.seed * SEED_STRIDE + self.offset * self.n_orders
 
 
 def shard_bounds(n_queries: int, n_shards: int) -> list[tuple[int, int]]:
     """Contiguous position ranges ``[a, b)`` covering ``n_queries``, as even as possible
     (no empty shard: at most ``n_queries`` shards)."""
     if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ParameterError("replay_sharded", "n_shards", "an integer >= 1", n_shards)
+        raise ParameterError("shard_bounds", "n_shards", "an integer >= 1", n_shards)
     edges = np.linspace(0, n_queries, min(n_shards, max(n_queries, 1)) + 1).round()
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
-
-
-def _replay_shard(pools: ReplayPools, queries: np.ndarray, offset: int, policy: Policy,
-                  settings: dict[str, Any]) -> EpisodeResults:
-    return ShardEvaluator(pools, queries, offset=offset, **settings).run(policy)
-
-
-def replay_sharded(pools: ReplayPools, queries: np.ndarray, policy: Policy, *,
-                   n_shards: int, **settings: Any) -> EpisodeResults:
-    """Replay ``policy`` on ``queries`` in ``n_shards`` Ray tasks: the episodes of
-    ``ReplayEvaluator(pools, queries, **settings).run(policy)``, exactly.
-
-    Args:
-        pools: the log's replay pools (put in Ray's object store once).
-        queries: the evaluation queries, in order.
-        policy: the policy (sent to every task).
-        n_shards: tasks (contiguous ranges of queries).
-        **settings: ``n_orders``, ``seed``, ``lambda_``, ``prior``, ``verify_cost``.
-
-    Raises:
-        ParameterError: ``n_shards`` is not an integer >= 1.
-    """
-    import ray
-
-    queries = np.asarray(queries, dtype=np.int64)
-    task = ray.remote(_replay_shard)
-    pools_ref = ray.put(pools)
-    parts = ray.get([task.remote(pools_ref, queries[a:b], a, policy, settings)
-                     for a, b in shard_bounds(len(queries), n_shards)])
-    if not parts:
-        return ReplayEvaluator(pools, queries, **settings).run(policy)
-    return EpisodeResults(
-        policy=parts[0].policy,
-        **{name: np.concatenate([getattr(part, name) for part in parts])
-           for name in ("correct", "cost", "samples", "exhausted")})
-
-
-def sharded_replay(n_shards: int) -> Any:
-    """A ``replay`` for :func:`~training.evaluation.evaluate.evaluate`: each policy's
-    replay on an evaluator's episodes, sharded in ``n_shards`` Ray tasks (exactly
-    ``evaluator.run(policy)``)."""
-    shard_bounds(1, n_shards)  # checks n_shards now
-
-    def replay(evaluator: ReplayEvaluator, policy: Policy) -> EpisodeResults:
-        settings = {"n_orders": evaluator.n_orders, "seed": evaluator.seed,
-                    **evaluator.settings}
-        return replay_sharded(evaluator.pools, evaluator.queries, policy,
-                              n_shards=n_shards, **settings)
-
-    return replay

@@ -60,7 +60,7 @@ from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from training.rl.config import TrainConfig
 
-__all__ = ["run_training"]
+__all__ = ["apply_safety_net", "run_training"]
 
 #: Called with a short message before each step.
 Announce = Callable[[str], None]
@@ -213,13 +213,32 @@ def _selector(validation: np.ndarray, prior: np.ndarray, config: TrainConfig,
                               seed=config.seed, sink=monitor.record)
 
 
-def _safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.ndarray,
-                prior: np.ndarray, predictor: Any, config: TrainConfig, cost_unit: float,
-                run_id: str | None, say: Announce) -> tuple[Any, Path, Path]:
-    """Decide on the validation queries; export the baseline bundle where it wins.
+def apply_safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation: np.ndarray,
+                     prior: np.ndarray, predictor: Any, config: TrainConfig,
+                     cost_unit: float, run_id: str | None, say: Announce
+                     ) -> tuple[Any, Path, Path]:
+    """The safety net (step 5b): decide on the validation queries; where a baseline wins,
+    move the learned bundle to ``learned-bundle/`` beside ``bundle`` and export the
+    baseline's bundle at ``bundle``. ``allocator train`` and ``allocator sweep`` (its
+    best trial) both run it.
+
+    Args:
+        log: the log.
+        bundle: the learned policy's bundle directory (the exported one's place).
+        fit: the queries the policy trained on (the baselines' settings are chosen there).
+        validation: the validation queries.
+        prior: the per-query prior the policy trained with.
+        predictor: the fitted difficulty predictor (exported with a baseline bundle), or
+            None.
+        config: the training settings (seed of the validation orders, lambdas, orders,
+            verify cost, lambda range).
+        cost_unit: the cost unit the policy was trained in.
+        run_id: the MLflow run recorded in a baseline bundle, or None.
+        say: progress messages.
 
     Returns:
-        The decision, the exported bundle's path, and the learned bundle's path.
+        The decision (:class:`~training.rl.safety_net.SafetyNetDecision`), the exported
+        bundle's path, and the learned bundle's path.
     """
     from training.rl.safety_net import compare_on_validation
 
@@ -565,9 +584,9 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
         say("too few training queries to hold out validation queries: no safety net, "
             "not calibrated")
     if config.safety_net and len(validation):
-        safety, bundle, learned_bundle = _safety_net(log, bundle, fit, validation, prior,
-                                                     predictor, config, cost_unit,
-                                                     tracking.run_id, say)
+        safety, bundle, learned_bundle = apply_safety_net(
+            log, bundle, fit, validation, prior, predictor, config, cost_unit,
+            tracking.run_id, say)
     training["exported"] = "learned" if safety is None else safety.exported
     if calibration is not None and len(validation):
         say(f"calibrating the learned policy's default lambda on the {len(validation)} "

@@ -1,5 +1,6 @@
-"""Replay sharded by query across real Ray tasks (2 CPUs on loopback) gives the single
-process's episodes exactly, for every baseline the evaluation sweeps."""
+"""Replay sharded by query on real Ray workers (2 CPUs on loopback), each reading its own
+test queries from Parquet shards, gives the single process's episodes exactly, for every
+baseline the evaluation sweeps."""
 
 from __future__ import annotations
 
@@ -15,19 +16,27 @@ from training.evaluation.sharded import shard_bounds
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = {"n_orders": 3, "seed": 7, "lambda_": 0.01, "verify_cost": 0.5}
+SETTINGS = {"n_orders": 3, "seed": 7, "verify_cost": 0.5}
+LAMBDA = 0.01
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(local_ray, tmp_path_factory: pytest.TempPathFactory):
+    from tests.training.evaluation.row_shards import write_row_shards
+    from training.evaluation.shard_log import ShardedLog
+    from training.evaluation.shards import read_log_shards
+
     log = generate(SyntheticConfig(n_queries=50, with_scores=True, refine_rounds=1), seed=2)
-    pools = ReplayPools.from_log(log)
+    folder = write_row_shards(log, tmp_path_factory.mktemp("sharded") / "shards", 3)
+    pools = ReplayPools.from_log(read_log_shards(folder))
     train, test = split_queries(log.n_queries, 0.5, SETTINGS["seed"])
     prior = np.random.default_rng(0).uniform(0.2, 0.8, (log.n_queries, len(log.arms)))
     context = BaselineContext(pools, train, prior, n_orders=2, seed=SETTINGS["seed"],
                               verify_cost=SETTINGS["verify_cost"], sweeps={})
     sweeps, _ = build_sweeps(DEFAULT_POLICIES, context)
-    return pools, test, prior, {name: policies[-1] for name, policies in sweeps.items()}
+    workers = ShardedLog(folder, 3).test_replays(test, prior=prior, **SETTINGS)
+    return pools, test, prior, {name: policies[-1] for name, policies in sweeps.items()}, \
+        workers
 
 
 def test_every_baseline_applies(setup) -> None:
@@ -35,15 +44,13 @@ def test_every_baseline_applies(setup) -> None:
 
 
 @pytest.mark.parametrize("name", DEFAULT_POLICIES)
-def test_sharded_replay_equals_one_process_exactly(local_ray, setup, name: str) -> None:
-    from training.evaluation.sharded import replay_sharded
-
-    pools, test, prior, policies = setup
+def test_sharded_replay_equals_one_process_exactly(setup, name: str) -> None:
+    pools, test, prior, policies, workers = setup
     if name not in policies:
         pytest.skip(f"{name} does not apply to this log")
-    single = ReplayEvaluator(pools, test, prior=prior, **SETTINGS).run(policies[name])
-    sharded = replay_sharded(pools, test, policies[name], n_shards=3, prior=prior,
-                             **SETTINGS)
+    single = ReplayEvaluator(pools, test, prior=prior, lambda_=LAMBDA,
+                             **SETTINGS).run(policies[name])
+    sharded = workers.run(policies[name], LAMBDA)
     for field in ("correct", "cost", "samples", "exhausted"):
         assert np.array_equal(getattr(sharded, field), getattr(single, field)), field
     assert sharded.policy == single.policy
