@@ -352,6 +352,10 @@ class BatchedReplayVecEnv(VecEnv):
         self._sig_samples[rows[sampled]] += key[sampled]
         if refining.size:
             self._sig_ws[rows[refining]] += key[refining]
+        meanwhile = sampled & (self._ws_cur[rows] >= 0)  # drafts the next workspace reads
+        if meanwhile.any():
+            self._sig_ws[rows[meanwhile]] += key[meanwhile]
+            self._n_ws[rows[meanwhile]] += 1
         self._vote(rows, answer, pools.cand_correct[candidate])
         self._count_arm_votes(rows, actions, answer)
         self._last_arm[rows[sampled]] = actions[sampled] - 1
