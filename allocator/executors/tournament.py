@@ -333,6 +333,8 @@ class TournamentVoting(Executor):
         depth: Counter[int] = Counter()
         share = {drawn.index: 0.0 for drawn in entrants}
         level = 0
+        if len(alive) == 1:  # a lone entrant: champion by an explicit bye
+            await self._compare(run, alive, f"{label}r1c0", 1, columns, cache)
         while len(alive) > 1:
             level += 1
             groups = [alive[i:i + self.group_size]
