@@ -41,12 +41,10 @@ from typing import Any, ClassVar
 from allocator.executors.tournament import (
     DEFAULT_DISTILL_PROMPT,
     DEFAULT_REFINE_PROMPT,
-    NO_ATTEMPTS,
     TournamentVoting,
 )
 
-__all__ = ["DEFAULT_DISTILL_PROMPT", "DEFAULT_REFINE_PROMPT", "NO_ATTEMPTS",
-           "ParallelDistillRefine"]
+__all__ = ["DEFAULT_DISTILL_PROMPT", "DEFAULT_REFINE_PROMPT", "ParallelDistillRefine"]
 
 
 class ParallelDistillRefine(TournamentVoting):

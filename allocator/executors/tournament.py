@@ -124,14 +124,10 @@ DEFAULT_WINNERS_PROMPT = (
     "raise, and state the final answer at the end in the same format as asked."
 )
 
-#: The workspace when no candidate exists yet.
-NO_ATTEMPTS = "(no earlier attempts)"
-
-
 @dataclass
 class _Workspace:
     text: str
-    attempt_id: str | None  # its summary row, held until charged (None: no sources)
+    attempt_id: str  # its summary row, held until charged
     cost: float  # the row's own call plus its selection's calls
     sources: tuple[str, ...] = ()
     charged: bool = False
@@ -465,13 +461,13 @@ class TournamentVoting(Executor):
         if not run.inflight.available(key):
             return False
         outcome = await run.inflight.take(key)
-        first = not workspace.charged and workspace.attempt_id is not None
+        first = not workspace.charged
         drawn = self._report(run, outcome, kind="refine", arm=arm, round_=round_,
                              extra_cost=workspace.cost if first else 0.0,
                              extra={"summary": workspace.attempt_id,
                                     "conditioned_on": conditioned})
         rounds.filled += 1
-        if first and workspace.attempt_id is not None:
+        if first:
             workspace.charged = True
             run.update(workspace.attempt_id, charged_to=drawn.attempt_id)
             run.release([workspace.attempt_id])
@@ -488,8 +484,10 @@ class TournamentVoting(Executor):
                               ) -> _Workspace:
         """Round ``round_``'s workspace over ``sources`` (its ``summary`` row is held
         until the round's first refinement, which it is charged to)."""
-        if not sources:
-            return _Workspace(NO_ATTEMPTS, None, 0.0)
+        if not sources:  # sessions mask REFINE until a draft exists
+            raise ParameterError(f"{type(self).__name__}.arun", "session",
+                                 "a session that masks REFINE until a draft was drawn "
+                                 "(a workspace needs a candidate to distil)", None)
         ids = tuple(drawn.attempt_id for drawn in sources)
         row = run.record({
             "kind": "verify", "arm": self.refine_arm, "round": round_, "answer": None,
