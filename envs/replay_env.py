@@ -272,8 +272,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._ws_range = (int(branches.ws_offsets[query]), int(branches.ws_offsets[query + 1]))
         self._ev_range = (int(branches.ev_offsets[query]), int(branches.ev_offsets[query + 1]))
         self._group_start = pools.group_start[query].tolist()
-        # Signatures of the drafts drawn, of every candidate drawn, of the refinements
-        # drawn from the workspace in use; that workspace, its refinements left; the last
+        # Signatures of the drafts drawn, of every candidate drawn, of the candidates
+        # drawn since the workspace in use opened; that workspace, its refinements left; the last
         # event applied (global indices, -1: none); local position -> candidate index.
         self._sig_samples = self._sig_all = self._sig_ws = 0
         self._n_ws = self._ws_left = 0
