@@ -12,8 +12,11 @@ offers REFINE only where a refinement the live executor would have produced is l
   round's refinements share one summary, whatever was drawn since);
 - otherwise REFINE opens the workspace that follows the one in use (none yet: one that
   follows nothing) *and* whose sources are exactly the candidates the live executor
-  would have distilled: every draft drawn so far (round 1), or every refinement drawn
-  from the workspace in use (later rounds). Opening it charges its summary's logged cost.
+  would have distilled: every candidate drawn since the workspace in use was opened
+  (round 1: every draft drawn so far; later rounds: the refinements drawn from the
+  workspace in use and the drafts drawn meanwhile). Opening it charges its summary
+  row's logged cost and that of every row of its selection (rows whose ``workspace``
+  names the summary row: a tournament's votes and rollout summaries).
 
 A *free* workspace (refinement rows of a simulated log, which have no ``summary``: the
 simulator's refinements depend on no particular draft) matches on the order of rounds
@@ -45,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
+from allocator.logs.schema import KIND_REFINE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
 
 __all__ = ["KEY_SEED", "Branches", "add_key", "build_branches", "tournament_queries",
@@ -243,11 +246,11 @@ def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
             if not positions or any(p is None for p in positions):
                 masked += int(count[w])
                 continue
-            kinds = {int(log.kind[cand_row[p]]) for p in positions}
-            parents = {group_of.get(p, -1) for p in positions}
-            if kinds == {KIND_SAMPLE}:
+            refined = [p for p in positions if int(log.kind[cand_row[p]]) == KIND_REFINE]
+            parents = {group_of.get(p, -1) for p in refined}
+            if not refined:
                 prev[w] = -1
-            elif kinds == {KIND_REFINE} and len(parents) == 1:
+            elif len(parents) == 1:  # a round's refinements, and drafts drawn meanwhile
                 prev[w] = parents.pop()
             else:
                 masked += int(count[w])
@@ -270,11 +273,18 @@ def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
 
 
 def _summary_costs(log: AttemptLog) -> dict[tuple[int, str], float]:
-    """(query, summary attempt id) -> the summary row's logged cost."""
-    role = _strings(log, "role")
+    """(query, summary attempt id) -> what opening the workspace cost: its summary row's
+    logged cost plus that of every row of its selection (``workspace`` = its id)."""
+    role, workspace = _strings(log, "role"), _strings(log, "workspace")
     query = log.attempt_query
-    return {(int(query[row]), str(log.attempt_id[row])): float(log.cost[row])
-            for row in np.flatnonzero((log.kind == KIND_VERIFY) & (role == "summary"))}
+    verify = log.kind == KIND_VERIFY
+    costs = {(int(query[row]), str(log.attempt_id[row])): float(log.cost[row])
+             for row in np.flatnonzero(verify & (role == "summary"))}
+    for row in np.flatnonzero(verify & (workspace != None)).tolist():  # noqa: E711
+        name = (int(query[row]), str(workspace[row]))
+        if name in costs:
+            costs[name] += float(log.cost[row])
+    return costs
 
 
 def tournament_queries(log: AttemptLog) -> np.ndarray:

@@ -75,9 +75,11 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     live executor would have produced it: refinements are grouped by the workspace (the
     summary) they were conditioned on, and REFINE draws the next refinement of the
     workspace in use (random order within it) while it has any; otherwise it opens the
-    workspace whose sources are exactly the drafts drawn so far (the first round) or
-    exactly the refinements drawn from the workspace in use (the next round), and that
-    opening pays the workspace's logged summary cost. REFINE is never offered before a
+    workspace whose sources are exactly the candidates drawn since the workspace in use
+    was opened (the first round: the drafts drawn so far; the next round: the
+    refinements drawn from the workspace in use and the drafts drawn meanwhile), and that
+    opening pays the workspace's logged cost (its summary, or its selection's tournament).
+    REFINE is never offered before a
     draft. Refinements that do not record what they were conditioned on are never drawn
     (on a simulated log, rounds open in order; see :mod:`envs._branches`).
 
@@ -277,8 +279,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._ws_range = (int(branches.ws_offsets[query]), int(branches.ws_offsets[query + 1]))
         self._ev_range = (int(branches.ev_offsets[query]), int(branches.ev_offsets[query + 1]))
         self._group_start = pools.group_start[query].tolist()
-        # Signatures of the drafts drawn, of every candidate drawn, of the refinements
-        # drawn from the workspace in use; that workspace, its refinements left; the last
+        # Signatures of the drafts drawn, of every candidate drawn, of the candidates
+        # drawn since the workspace in use opened; that workspace, its refinements left; the last
         # event applied (global indices, -1: none); local position -> candidate index.
         self._sig_samples = self._sig_all = self._sig_ws = 0
         self._n_ws = self._ws_left = 0
@@ -400,6 +402,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         assert self._state is not None
         drawn = int(self._state.samples[arm])
         cost = self._draw(self._arm_start[arm] + drawn, arm)
+        if self._ws_cur >= 0:  # a draft drawn meanwhile: a source of the next workspace
+            self._n_ws += 1
+            self._sig_ws = add_key(self._sig_ws, self._last_key)
         self._last_arm = arm
         if drawn + 1 == self._arm_count[arm]:
             self._exhausted[arm] = True

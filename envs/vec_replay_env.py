@@ -233,8 +233,8 @@ class BatchedReplayVecEnv(VecEnv):
         sums = (n, width) if self._weighted else (0, 0)
         self._pending_sum, self._verified_sum = np.zeros(sums), np.zeros(sums)
         # Replay of refinements and tournaments (see envs.ReplayEnv): set signatures of the
-        # drafts drawn, of all candidates drawn and of the refinements drawn from the
-        # workspace in use; that workspace, its refinements left, how many were drawn;
+        # drafts drawn, of all candidates drawn and of the candidates drawn since the
+        # workspace in use opened; that workspace, its refinements left, how many were drawn;
         # the last event applied; what REFINE / VERIFY would open / apply now; the
         # pending verdicts' cost.
         self._sig_samples = np.zeros(n, dtype=np.uint64)
@@ -400,6 +400,10 @@ class BatchedReplayVecEnv(VecEnv):
         self._sig_samples[rows[sampled]] += key[sampled]
         if refining.size:
             self._sig_ws[rows[refining]] += key[refining]
+        meanwhile = sampled & (self._ws_cur[rows] >= 0)  # drafts the next workspace reads
+        if meanwhile.any():
+            self._sig_ws[rows[meanwhile]] += key[meanwhile]
+            self._n_ws[rows[meanwhile]] += 1
         self._vote(rows, answer, pools.cand_correct[candidate])
         self._count_arm_votes(rows, actions, answer)
         self._last_arm[rows[sampled]] = actions[sampled] - layout.samples.start
@@ -528,7 +532,7 @@ class BatchedReplayVecEnv(VecEnv):
     def _match_workspaces(self, drafts: np.ndarray) -> np.ndarray:
         """Per row, the workspace REFINE would open now (global index, -1: none): the
         first of its query that follows the workspace in use and whose sources are
-        exactly the drafts drawn (none in use) or the refinements drawn from it."""
+        exactly the drafts drawn (none in use) or the candidates drawn since it opened."""
         branches = self._branches
         table = self._ws_table[self._query]
         w = np.maximum(table, 0)

@@ -11,9 +11,10 @@ strategy                            SAMPLE          REFINE / VERIFY
 ==================================  ==============  =====================================
 :class:`SelfConsistency`            one more draw   (neither); STOP = majority vote
 :class:`BestOfN`                    one more draw   VERIFY = verifier on new candidates
-:class:`TournamentVoting` (RTV)     one more draw   VERIFY = knock-out with an LLM judge
-:class:`ParallelDistillRefine`      one more draft  REFINE = refine on a distilled summary;
-                                                    VERIFY = knock-out as RTV
+:class:`TournamentVoting` (RTV)     one more draw   VERIFY = bracket of summaries, V votes;
+                                                    REFINE = rollout on the top-K's summaries
+:class:`ParallelDistillRefine`      one more draft  REFINE = refine on a bounded workspace;
+                                                    VERIFY = final tournament as RTV
 ==================================  ==============  =====================================
 
 Who decides is the executor's ``decider``: ``allocator.load(bundle)`` (the learned

@@ -401,7 +401,8 @@ class Executor:
             cancelled=run.inflight.cancelled, unused=run.unused,
             actions=tuple(run.performed), stopped_by=run.stopped_by,
             rows=tuple(run.log.rows), session=run.session, decision_s=run.decision_s,
-            wall_s=time.perf_counter() - run.started)
+            wall_s=time.perf_counter() - run.started,
+            ranking=tuple(run.extra.get("top_k", ())))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(arms={list(self.arms)}, decider={self.decider!r}, "

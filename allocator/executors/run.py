@@ -76,6 +76,8 @@ class RunResult:
         session: the session (its history, state, final answer).
         decision_s: seconds spent in the session and the recorder.
         wall_s: seconds the run took.
+        ranking: the last tournament's top-K, champion first (RTV, PDR; empty
+            before any tournament and for the other strategies).
     """
 
     query_id: str
@@ -93,6 +95,7 @@ class RunResult:
     session: Session = field(repr=False)
     decision_s: float = 0.0
     wall_s: float = 0.0
+    ranking: tuple[Drawn, ...] = field(default=(), repr=False)
 
 
 class RunState:

@@ -1,236 +1,530 @@
-"""Recursive Tournament Voting: an LLM judge compares candidates in small groups, winners
-advance until one remains.
+"""Recursive Tournament Voting (Kim et al. 2026, arXiv 2604.16529) driven by a policy.
 
-The policy decides how many candidates to draw (SAMPLE) and whether to pay for
-comparisons (VERIFY). A VERIFY runs a knock-out tournament over the candidates drawn
-since the last one plus the reigning champion: candidates are split, in the order drawn,
-into groups of ``group_size`` (a last group of one advances without a comparison); each
-group is one judge request with ``n = votes`` completions, each completion a vote; the
-group's winner is the candidate with most votes (ties: the candidate whose answer has
-more samples, then the earlier one; no parsable vote: the first). Winners advance; with
-pairs, ``K`` entrants take ``ceil(log2 K)`` rounds. With ``skip_agreeing`` a group whose
-candidates share one answer needs no judge: its first candidate advances.
+The paper's pipeline: ``N`` rollouts, each turned into a *structured summary*; a
+single-elimination bracket over the summaries in groups of ``G``, each comparison asked
+``V`` times (default 8) with the candidates' positions randomised, the group's winner
+the majority of the ``V`` votes; the bracket's champion and its top ``K``; the top-K
+summaries condition a new wave of rollouts; a final tournament picks the answer. Here the
+policy decides each step:
 
-Scores (what :meth:`Session.verify` and the ``score`` column receive): each new
-candidate gets ``rounds won / rounds judged`` in its tournament (the winner 1.0; a
-winner never judged, e.g. the only entrant, 1.0), and candidates with the same answer
-share the best score among them (an agreeing group advances one twin unjudged: the other
-did not lose). A reigning champion that a new candidate beats is re-scored in the
-session (:meth:`Session.verify` with ``rescore``) with its result in the new
-tournament, so :meth:`Session.final_answer` is the last tournament's winner, as the
-executor's answer is (before any tournament: the majority vote); its log row keeps the
-score of the tournament it entered first.
+- SAMPLE(arm): one more rollout.
+- VERIFY: a tournament over the latest round's candidates not judged yet (plus the
+  reigning champion when it belongs to that round): groups of ``group_size``, in the
+  order drawn. Each candidate entering its first judged comparison gets one structured
+  summary (an LLM call, recorded; reused by later tournaments of the run); the judge
+  sees summaries, never raw completions (``summarise=False`` shows the raw texts). Each
+  comparison is ``votes`` judge requests, each showing the group in its own seeded order
+  (:func:`~allocator.executors.bracket.vote_orders`: balanced rotations, so pairs are
+  shown swapped in half the votes); the winner is the majority of the parsable votes;
+  unparsable replies are abstentions, recorded as such; ties follow
+  :func:`~allocator.executors.bracket.decide` (answer support, then a seeded draw) and
+  every vote row says which rule decided. A lone candidate, and with ``skip_agreeing``
+  a group whose candidates share one answer, advance by an explicit ``bye`` row.
+  Candidates of earlier rounds not judged yet are *superseded* (score 0): the answer
+  comes from the last round, as in the paper.
+- REFINE: one rollout of the next wave, conditioned on a *workspace*. The first REFINE
+  of a round builds it from every candidate drawn since the previous workspace (round
+  1: the drafts; later rounds: the previous round's rollouts and any draft drawn
+  meanwhile; the workspace does not persist across rounds). ``workspace="tournament"``
+  (RTV's recursion): a bracket over those candidates, run exactly as a VERIFY's, and the
+  structured summaries of its top ``top_k``; ``"top-k"``: the ``top_k`` candidates whose
+  answers most of them share (no call); ``"summary"``: one distillation call over all
+  of them. A round holds ``width`` rollouts (an int, or one width per round).
+- STOP: the last tournament's champion (:attr:`RunResult.ranking` holds its top-K);
+  before any tournament, the session's vote.
 
-Recorded: every sample (held until its tournament so that its row carries its score)
-and one ``verify`` row per judge vote: ``comparison`` (``t<tournament>r<round>c<group>``),
-``candidates`` (JSON list of attempt ids, in the order shown), ``vote`` (the attempt id
-voted for, null if unparsable), ``winner``, ``tournament``, ``tournament_round``,
-``completion``, ``event``, ``decided_by`` (``"votes"``, or the tie-breaks that decided
-a tied comparison or one without any parsable vote: never silently the judge's);
-its ``answer`` is the voted candidate's answer and its ``cost`` the vote's tokens. A
-candidate that advances unjudged gets an explicit ``bye`` row (cost 0, ``winner``,
-``candidates``, ``decided_by``: ``"lone candidate"`` or ``"agreeing answers"``).
-Each VERIFY then writes one ``verification`` row (``kind``
-verify, ``cost`` 0): ``event`` (``<run>:t<tournament>``, shared by its votes), ``after``
-(the run's previous event, null for the first), ``drawn`` (JSON list of the attempt ids
-of every candidate the session held when it verified), ``scores`` (JSON object attempt
-id -> the score the session received, re-scores included) and ``winner``.
+Scores (what :meth:`Session.verify` and the ``score`` column receive): each new entrant
+gets ``rounds won / rounds judged`` in its tournament (the champion 1.0), shared by
+answer (an agreeing group advances one twin unjudged: the other did not lose). A
+reigning champion beaten (or superseded) is re-scored with its twins, so the session's
+best verified answer is always the executor's answer.
 
-Replay. A tournament's scores depend on the opponents drawn, so replay does not read
-them as absolute scores: :class:`envs.ReplayEnv` offers VERIFY on a tournament log only
-where the candidates drawn are exactly an event's ``drawn`` after exactly its ``after``,
-and then applies the event's logged ``scores`` and charges the cost of its votes: what
-the live session saw, exactly. (The knock-out pairs entrants in the order drawn; replay
-reproduces the logged outcome for the set drawn, whatever order replay drew it in.)
-A dethroned champion's earlier-verified twins (same answer) are re-scored with it, so the
-session's best verified answer is always the reigning champion's, as STOP returns.
+Recorded rows (all ``kind`` verify, never candidates in replay): ``rollout summary``
+(``summarises``: the attempt id; its tokens in ``cost``); ``vote`` (one per judge
+request: ``comparison``, ``candidates`` (the group, JSON ids), ``shown`` (the order this
+vote saw), ``vote`` (null: abstained), ``abstained``, ``winner``, ``decided_by``,
+``tally``, ``tournament_round``); ``bye`` (cost 0, ``decided_by``: ``lone candidate`` or
+``agreeing answers``); per VERIFY one ``verification`` row (``event``, ``after``,
+``drawn``, ``scores``, ``winner``, ``top_k``, ``superseded``); per workspace one
+``summary`` row (``workspace_mode``, ``conditioned_on``: its sources, ``selected``,
+``charged_to``). A VERIFY's rows carry its ``event``; a workspace's selection rows carry
+``workspace`` (the summary row's attempt id); refinements carry ``summary`` and
+``conditioned_on``.
+
+Replay. :class:`envs.ReplayEnv` applies a VERIFY where the candidates drawn are exactly
+an event's ``drawn`` after exactly its ``after``, with its logged scores and the cost of
+every row of the event (votes and summaries); it opens a workspace where the candidates
+drawn since the previous one are exactly its ``conditioned_on``, charging its summary
+row and every row of its selection. The session is told a workspace's cost with its
+round's first refinement, as replay charges it.
+
+Deviations from the paper, and why: candidates are answers to one question, so a group
+whose candidates agree may skip the judge (``skip_agreeing``; off for the paper's
+behaviour) and ties fall back on answer support before the seeded draw; a VERIFY judges
+only what is new (plus the champion), because the policy may verify after every draw and
+re-judging old candidates would pay for the same comparisons again; the summary and the
+judge are LLM calls on the executor's client (the paper uses the agent's own model).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from allocator._aio import gather_or_cancel
 from allocator.errors import ParameterError
 from allocator.executors.base import Executor
+from allocator.executors.bracket import (
+    DEFAULT_JUDGE_PROMPT,
+    DEFAULT_ROLLOUT_SUMMARY_PROMPT,
+    comparison_rng,
+    comparisons_needed,
+    decide,
+    numbered,
+    numbers,
+    parse_vote,
+    rank,
+    vote_orders,
+)
 from allocator.executors.run import Drawn, RunState, completion_columns
 
-__all__ = ["DEFAULT_JUDGE_PROMPT", "TournamentVoting", "parse_vote"]
+__all__ = ["DEFAULT_DISTILL_PROMPT", "DEFAULT_JUDGE_PROMPT", "DEFAULT_REFINE_PROMPT",
+           "DEFAULT_ROLLOUT_SUMMARY_PROMPT", "DEFAULT_WINNERS_PROMPT", "WORKSPACES",
+           "TournamentVoting", "comparisons_needed", "parse_vote"]
 
-#: The judge prompt: fields ``question``, ``candidates`` (numbered texts), ``numbers``.
-DEFAULT_JUDGE_PROMPT = (
-    "Candidate solutions to one problem follow. Decide which candidate reaches the correct "
-    "final answer: check each one's reasoning yourself; do not favour an answer because "
-    "of its position.\n\n"
+#: Workspace selection rules (see the module docstring).
+WORKSPACES = ("summary", "top-k", "tournament")
+
+#: The distillation prompt: fields ``question``, ``candidates``, ``count``, ``max_words``.
+DEFAULT_DISTILL_PROMPT = (
     "Problem:\n{question}\n\n"
-    "{candidates}\n\n"
-    'Think briefly, then end with one line of the form "Best: <number>", naming the best '
-    "candidate ({numbers})."
+    "Below are {count} attempted solutions.\n\n{candidates}\n\n"
+    "Write a summary of at most {max_words} words for someone who will solve the problem "
+    "again: the approaches tried, the answers reached and how often, where the attempts "
+    "disagree, and any mistakes you can see. Do not write a full solution."
 )
 
-_VOTE = re.compile(r"best\W{0,3}(?:candidate\W{0,3})?(\d+)", re.IGNORECASE)
+#: The refinement prompt over a distilled workspace: fields ``question``, ``summary``,
+#: ``round``.
+DEFAULT_REFINE_PROMPT = (
+    "Problem:\n{question}\n\n"
+    "Summary of earlier attempts:\n{summary}\n\n"
+    "Using the summary, solve the problem again carefully, correcting any mistakes it "
+    "points out, and state the final answer at the end in the same format as asked."
+)
+
+#: The refinement prompt over selected attempts (top-k, tournament): same fields.
+DEFAULT_WINNERS_PROMPT = (
+    "Problem:\n{question}\n\n"
+    "The strongest earlier attempts, selected by comparison:\n{summary}\n\n"
+    "Building on them, solve the problem again carefully, avoiding the doubts they "
+    "raise, and state the final answer at the end in the same format as asked."
+)
+
+@dataclass
+class _Workspace:
+    text: str
+    attempt_id: str  # its summary row, held until charged
+    cost: float  # the row's own call plus its selection's calls
+    sources: tuple[str, ...] = ()
+    charged: bool = False
 
 
-def parse_vote(text: str, count: int) -> int | None:
-    """The candidate a judge's reply votes for, 0-based, or None.
+@dataclass
+class _Rounds:
+    current: int = 0  # the refinement round in progress (0: none yet)
+    filled: int = 0  # refinements of it reported
+    since: int = 0  # where the next workspace's sources start in run.candidates
+    workspace: _Workspace | None = None
 
-    Reads the last ``Best: <n>`` (1-based) in the reply, else a reply that is only a
-    number.
-    """
-    found = _VOTE.findall(text)
-    number = found[-1] if found else text.strip().rstrip(".")
-    if not number.isdigit():
-        return None
-    choice = int(number) - 1
-    return choice if 0 <= choice < count else None
+
+@dataclass
+class _Bracket:
+    champion: Drawn
+    ranking: list[Drawn]
+    won: Counter[int] = field(default_factory=Counter)
+    played: Counter[int] = field(default_factory=Counter)
+    cost: float = 0.0
 
 
 class TournamentVoting(Executor):
-    """Recursive Tournament Voting (RTV) with an LLM judge.
+    """Recursive Tournament Voting (RTV) with an LLM judge; see the module docstring.
 
     Args:
-        client: the LLM client (samples and judge).
+        client: the LLM client (rollouts, summaries, judge).
         arms: arm name -> request parameters.
         extract: ``text -> answer``.
         judge: request parameters of the judge (default: the first arm's).
-        votes: judge completions per comparison (one request with ``n = votes``).
-        group_size: candidates per comparison (2 = pairs).
+        votes: judge requests per comparison (``V``), each with its own order.
+        group_size: candidates per comparison (``G``; 2 = pairs).
+        top_k: how many of a bracket's best make its top-K (``K``).
+        summarise: show the judge per-rollout structured summaries (else raw texts).
+        summary: request parameters of the rollout summaries (default: the judge's);
+            ``max_tokens`` is set to ``summary_max_tokens``.
+        summary_prompt: the rollout summary's template (fields ``question``,
+            ``solution``, ``max_words``).
         judge_prompt: the judge's template (fields ``question``, ``candidates``,
             ``numbers`` and the problem's metadata).
-        parse_vote: ``(reply, count) -> 0-based choice or None``.
-        skip_agreeing: a group whose candidates share one answer advances its first
-            candidate without asking the judge.
-        **kwargs: the other arguments of :class:`~allocator.executors.base.Executor`.
+        parse_vote: ``(reply, count) -> 0-based position shown, or None``.
+        skip_agreeing: a group whose candidates share one answer advances one of them
+            by a bye, without the judge.
+        seed: seeds every comparison's orders and draws (with the query and label).
+        workspace: how a REFINE round's workspace is built: ``"tournament"``,
+            ``"top-k"`` or ``"summary"``.
+        width: rollouts per refinement round (an int, or one per round, the last
+            repeated); default 8 (RTV: one wave as large as the first), 4 for PDR.
+        refine_arm: the arm whose parameters refinements use (default: the first).
+        refine_prompt: the refinement template (fields ``question``, ``summary``,
+            ``round``); default by ``workspace``.
+        distill: request parameters of the distillation (default: the refine arm's).
+        distill_prompt: the ``"summary"`` workspace's template (fields ``question``,
+            ``candidates``, ``count``, ``max_words``).
+        summary_max_tokens: ``max_tokens`` of summaries and distillations.
+        summary_max_chars: a summary (and each text a workspace lists) is cut to this.
+        summary_max_words: the length asked for in the prompts.
+        **kwargs: the other arguments of :class:`~allocator.executors.base.Executor`
+            (``max_llm_calls`` defaults to 512 here: a bracket of 8 with ``V = 8``
+            alone is 56 judge requests).
     """
 
     name: ClassVar[str] = "rtv"
     supports_verify: ClassVar[bool] = True
+    supports_refine: ClassVar[bool] = True
     holds_candidates: ClassVar[bool] = True
+    default_workspace: ClassVar[str] = "tournament"
+    default_width: ClassVar[int] = 8
 
     def __init__(self, client: Any, arms: Any, extract: Any, *,
-                 judge: Mapping[str, Any] | None = None, votes: int = 3,
-                 group_size: int = 2, judge_prompt: str = DEFAULT_JUDGE_PROMPT,
+                 judge: Mapping[str, Any] | None = None, votes: int = 8,
+                 group_size: int = 2, top_k: int = 2, summarise: bool = True,
+                 summary: Mapping[str, Any] | None = None,
+                 summary_prompt: str = DEFAULT_ROLLOUT_SUMMARY_PROMPT,
+                 judge_prompt: str = DEFAULT_JUDGE_PROMPT,
                  parse_vote: Callable[[str, int], int | None] = parse_vote,
-                 skip_agreeing: bool = True, **kwargs: Any) -> None:
+                 skip_agreeing: bool = True, seed: int = 0, workspace: str | None = None,
+                 width: int | Sequence[int] | None = None, refine_arm: str | None = None,
+                 refine_prompt: str | None = None, distill: Mapping[str, Any] | None = None,
+                 distill_prompt: str = DEFAULT_DISTILL_PROMPT, summary_max_tokens: int = 512,
+                 summary_max_chars: int = 4000, summary_max_words: int = 200,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("max_llm_calls", 512)
         super().__init__(client, arms, extract, **kwargs)
-        for name, value, least in (("votes", votes, 1), ("group_size", group_size, 2)):
+        owner = type(self).__name__
+        for name, value, least in (("votes", votes, 1), ("group_size", group_size, 2),
+                                   ("top_k", top_k, 1), ("seed", seed, 0),
+                                   ("summary_max_tokens", summary_max_tokens, 1),
+                                   ("summary_max_chars", summary_max_chars, 1),
+                                   ("summary_max_words", summary_max_words, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ParameterError("TournamentVoting", name, f"an integer >= {least}", value)
+                raise ParameterError(owner, name, f"an integer >= {least}", value)
+        workspace = self.default_workspace if workspace is None else workspace
+        if workspace not in WORKSPACES:
+            raise ParameterError(owner, "workspace", f"one of {WORKSPACES}", workspace)
+        width = self.default_width if width is None else width
+        widths = (width,) if isinstance(width, int) else tuple(width)
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                             for w in widths):
+            raise ParameterError(owner, "width", "an integer >= 1 or a non-empty sequence "
+                                 "of them (one per round)", width)
+        self.refine_arm = refine_arm if refine_arm is not None else next(iter(self.arms))
+        if self.refine_arm not in self.arms:
+            raise ParameterError(owner, "refine_arm", f"one of the arms {list(self.arms)}",
+                                 refine_arm)
         self.judge = dict(judge) if judge is not None else dict(next(iter(self.arms.values())))
-        self.votes = votes
-        self.group_size = group_size
-        self.judge_prompt = judge_prompt
+        self.votes, self.group_size, self.top_k = votes, group_size, top_k
+        self.summarise, self.seed, self.workspace = bool(summarise), seed, workspace
+        self.summary = {**(summary if summary is not None else self.judge),
+                        "max_tokens": summary_max_tokens}
+        self.summary_prompt, self.judge_prompt = summary_prompt, judge_prompt
         self.parse_vote = parse_vote
         self.skip_agreeing = bool(skip_agreeing)
+        self.widths = widths
+        self.refine_prompt = refine_prompt if refine_prompt is not None else (
+            DEFAULT_REFINE_PROMPT if workspace == "summary" else DEFAULT_WINNERS_PROMPT)
+        self.distill = {**(distill if distill is not None else self.arms[self.refine_arm]),
+                        "max_tokens": summary_max_tokens}
+        self.distill_prompt = distill_prompt
+        self.summary_max_tokens = summary_max_tokens
+        self.summary_max_chars = summary_max_chars
+        self.summary_max_words = summary_max_words
+
+    @property
+    def width(self) -> int:
+        """The first round's width."""
+        return self.widths[0]
+
+    def round_width(self, round_: int) -> int:
+        """Rollouts in refinement round ``round_`` (1-based; the last width repeats)."""
+        return self.widths[min(round_, len(self.widths)) - 1]
 
     # ------------------------------------------------------------ VERIFY
     async def _verify(self, run: RunState) -> bool:
         state = run.session.state
         new = [drawn for drawn in run.candidates if not state.is_verified[drawn.index]]
+        latest = max((drawn.round for drawn in run.candidates), default=0)
         champion: Drawn | None = run.extra.get("champion")
-        entrants = ([champion] if champion is not None else []) + new
-        if comparisons_needed(len(entrants), self.group_size) > run.calls_left:
+        fresh = [drawn for drawn in new if drawn.round == latest]
+        superseded = [drawn for drawn in new if drawn.round < latest]
+        reigning = champion is not None and (champion.round == latest or not fresh)
+        entrants = ([champion] if reigning and champion is not None else []) + fresh
+        entrants = entrants or new  # (cannot happen: the latest round was judged)
+        cache: dict[int, str] = run.extra.setdefault("verify_summaries", {})
+        if self._bracket_calls(entrants, cache) > run.calls_left:
             return False
         run.extra["tournaments"] = number = run.extra.get("tournaments", 0) + 1
         event = f"{run.log.run}:t{number}"
-        winner, won, played, cost = await self._tournament(run, entrants, number, event)
-        run.extra["champion"] = winner
-        scores = _scores(entrants, new, winner, won, played)
-        dethroned = champion is not None and champion is not winner
-        if dethroned:  # re-judged and beaten: the session must not keep its old 1.0
-            old = _scores(entrants, [champion], winner, won, played)[champion.index]
-            # Nor may the old champion's twins verified earlier (they shared its 1.0): the
-            # session's best verified answer must be the new champion's, as STOP returns.
+        bracket = await self._bracket(run, entrants, f"t{number}",
+                                      {"event": event, "tournament": number}, cache)
+        winner = bracket.champion
+        scores = _scores(entrants, fresh, winner, bracket.won, bracket.played)
+        scores.update({drawn.index: 0.0 for drawn in superseded})
+        rescore = champion is not None and champion is not winner
+        if rescore and champion is not None:  # beaten or superseded: not its old 1.0
+            old = (_scores(entrants, [champion], winner, bracket.won, bracket.played)
+                   [champion.index] if reigning else 0.0)
+            # Nor its twins verified earlier (they shared its score): the session's best
+            # verified answer must be the new champion's, as STOP returns.
             scores.update({drawn.index: old for drawn in run.candidates
                            if state.is_verified[drawn.index]
                            and drawn.answer == champion.answer})
+        run.extra["champion"], run.extra["top_k"] = winner, bracket.ranking[: self.top_k]
         for drawn in new:
             run.update(drawn.attempt_id, score=scores[drawn.index])
         run.release(drawn.attempt_id for drawn in new)
-        self._record_event(run, event, winner, scores)
-        run.verify(scores, cost, rescore=dethroned)
+        self._record_event(run, event, bracket, scores, superseded)
+        run.verify(scores, bracket.cost, rescore=rescore)
         return True
 
-    def _record_event(self, run: RunState, event: str, winner: Drawn,
-                      scores: Mapping[int, float]) -> None:
+    def _record_event(self, run: RunState, event: str, bracket: _Bracket,
+                      scores: Mapping[int, float], superseded: Sequence[Drawn]) -> None:
         """The ``verification`` row: what this VERIFY showed the session, for replay."""
         ids = {drawn.index: drawn.attempt_id for drawn in run.candidates}
+        winner = bracket.champion
         run.record({
             "kind": "verify", "arm": winner.arm, "answer": winner.answer, "cost": 0.0,
             "role": "verification", "step": run.step, "event": event,
             "after": run.extra.get("last_event"), "winner": winner.attempt_id,
             "drawn": json.dumps([drawn.attempt_id for drawn in run.candidates]),
-            "scores": json.dumps({ids[index]: score for index, score in scores.items()})})
+            "scores": json.dumps({ids[index]: score for index, score in scores.items()}),
+            "top_k": json.dumps([d.attempt_id for d in bracket.ranking[: self.top_k]]),
+            "superseded": json.dumps([drawn.attempt_id for drawn in superseded])})
         run.extra["last_event"] = event
 
-    async def _tournament(self, run: RunState, entrants: list[Drawn], number: int,
-                          event: str) -> tuple[Drawn, Counter[int], Counter[int], float]:
-        alive, won, played, cost, level = list(entrants), Counter(), Counter(), 0.0, 0
+    # ------------------------------------------------------------ the bracket
+    def _bracket_calls(self, entrants: Sequence[Drawn], cache: Mapping[int, str]) -> int:
+        """The most LLM requests a bracket over ``entrants`` makes."""
+        if len(entrants) < 2:
+            return 0
+        summaries = sum(drawn.index not in cache for drawn in entrants) if self.summarise else 0
+        return comparisons_needed(len(entrants), self.group_size) * self.votes + summaries
+
+    async def _bracket(self, run: RunState, entrants: Sequence[Drawn], label: str,
+                       columns: Mapping[str, Any], cache: dict[int, str]) -> _Bracket:
+        """A single-elimination bracket over ``entrants`` (groups in the order given);
+        every row it records carries ``columns`` (the event, or the workspace)."""
+        alive, result = list(entrants), _Bracket(entrants[0], [])
+        depth: Counter[int] = Counter()
+        share = {drawn.index: 0.0 for drawn in entrants}
+        level = 0
+        if len(alive) == 1:  # a lone entrant: champion by an explicit bye
+            await self._compare(run, alive, f"{label}r1c0", 1, columns, cache)
         while len(alive) > 1:
             level += 1
             groups = [alive[i:i + self.group_size]
                       for i in range(0, len(alive), self.group_size)]
-            results = await gather_or_cancel(
-                self._compare(run, group, f"t{number}r{level}c{c}", number, level, event)
+            outcomes = await gather_or_cancel(
+                self._compare(run, group, f"{label}r{level}c{c}", level, columns, cache)
                 for c, group in enumerate(groups))
-            for group, (winner, spent, judged) in zip(groups, results, strict=True):
-                cost += spent
+            for group, (winner, spent, judged, shares) in zip(groups, outcomes, strict=True):
+                result.cost += spent
+                share.update(shares)
+                depth[winner.index] += 1
                 if judged:
-                    played.update(drawn.index for drawn in group)
-                    won[winner.index] += 1
-            alive = [winner for winner, _, _ in results]
-        return alive[0], won, played, cost
+                    result.played.update(drawn.index for drawn in group)
+                    result.won[winner.index] += 1
+            alive = [winner for winner, *_ in outcomes]
+        result.champion = alive[0]
+        by_index = {drawn.index: drawn for drawn in entrants}
+        order = [drawn.index for drawn in entrants]
+        result.ranking = [by_index[i] for i in rank(order, depth, share, alive[0].index)]
+        return result
 
-    async def _compare(self, run: RunState, group: list[Drawn], comparison: str,
-                       number: int, level: int, event: str) -> tuple[Drawn, float, bool]:
-        """One group's winner, what its votes cost (votes recorded as they arrive), and
-        whether the judge was asked (not for a lone candidate or an agreeing group)."""
+    async def _compare(self, run: RunState, group: list[Drawn], label: str, level: int,
+                       columns: Mapping[str, Any], cache: dict[int, str]
+                       ) -> tuple[Drawn, float, bool, dict[int, float]]:
+        """One group: its winner, what it cost, whether the judge was asked, and each
+        member's share of the parsable votes."""
         answers = {drawn.answer for drawn in group}
-        shown = json.dumps([drawn.attempt_id for drawn in group])
+        ids = json.dumps([drawn.attempt_id for drawn in group])
         if len(group) == 1 or (self.skip_agreeing and len(answers) == 1
                                and None not in answers):
             run.record({  # an explicit bye: who advanced unjudged, and why
                 "kind": "verify", "arm": group[0].arm, "answer": group[0].answer,
-                "cost": 0.0, "role": "bye", "step": run.step, "comparison": comparison,
-                "candidates": shown, "winner": group[0].attempt_id,
+                "cost": 0.0, "role": "bye", "step": run.step, "comparison": label,
+                "candidates": ids, "winner": group[0].attempt_id,
                 "decided_by": "lone candidate" if len(group) == 1 else "agreeing answers",
-                "tournament": number, "tournament_round": level, "event": event})
-            return group[0], 0.0, False
-        messages = self._messages(self.judge_prompt, run.problem,
-                                  candidates=_numbered(group), numbers=_numbers(len(group)))
-        outcome = await run.call(("judge", comparison), messages, self.judge, n=self.votes)
-        choices = [self.parse_vote(c.text, len(group)) for c in outcome.completions]
-        winner = self._winner(run, group, choices)
-        decided_by = _decided_by(choices)
-        cost = 0.0
-        for completion, choice in zip(outcome.completions, choices, strict=True):
-            voted = group[choice] if choice is not None else None
-            row = run.record({
-                "kind": "verify", "arm": (voted or winner).arm,
-                "answer": voted.answer if voted else None,
-                "cost": float(self.cost(completion)), "role": "vote", "step": run.step,
-                "verifier": "judge", "comparison": comparison, "candidates": shown,
-                "vote": voted.attempt_id if voted else None, "winner": winner.attempt_id,
-                "decided_by": decided_by, "tournament": number, "tournament_round": level,
-                "event": event,
-                **completion_columns(outcome, completion)})
-            cost += row["cost"]
-        return winner, cost, True
-
-    def _winner(self, run: RunState, group: Sequence[Drawn], choices: Sequence[int | None]
-                ) -> Drawn:
+                "tournament_round": level, **columns})
+            return group[0], 0.0, False, {drawn.index: 1.0 for drawn in group}
+        texts, spent = await self._judge_texts(run, group, columns, cache)
+        rng = comparison_rng(self.seed, run.problem.query_id, label)
+        cast = await gather_or_cancel(
+            self._vote(run, group, texts, order, label, level, columns)
+            for order in vote_orders(len(group), self.votes, rng))
+        choices = [choice for choice, _, _ in cast]
+        support = [run.session.state.votes.get(drawn.answer, 0)
+                   if drawn.answer is not None else 0 for drawn in group]
+        position, decided_by = decide(choices, support, rng)
+        winner = group[position]
         tally = Counter(choice for choice in choices if choice is not None)
-        support = run.session.state.votes
+        counted = sum(tally.values())
+        for _, attempt_id, _ in cast:
+            run.update(attempt_id, winner=winner.attempt_id, decided_by=decided_by,
+                       tally=json.dumps({group[p].attempt_id: tally[p]
+                                         for p in range(len(group))}))
+        run.release(attempt_id for _, attempt_id, _ in cast)
+        shares = {drawn.index: tally[p] / counted if counted else 0.0
+                  for p, drawn in enumerate(group)}
+        return winner, spent + sum(cost for *_, cost in cast), True, shares
 
-        def rank(position: int) -> tuple[int, int, int]:
-            answer = group[position].answer
-            return tally[position], support.get(answer, 0) if answer is not None else 0, -position
+    async def _vote(self, run: RunState, group: list[Drawn], texts: Sequence[str],
+                    order: Sequence[int], label: str, level: int,
+                    columns: Mapping[str, Any]) -> tuple[int | None, str, float]:
+        """One judge request showing ``group`` in ``order``: the group position it voted
+        for (None: abstained), its row (held until the comparison is decided), cost."""
+        messages = self._messages(self.judge_prompt, run.problem,
+                                  candidates=numbered([texts[p] for p in order]),
+                                  numbers=numbers(len(group)))
+        outcome = await run.call(("judge", label), messages, self.judge)
+        completion = outcome.completions[0]
+        picked = self.parse_vote(completion.text, len(group))
+        choice = None if picked is None else order[picked]
+        voted = None if choice is None else group[choice]
+        row = run.record({
+            "kind": "verify", "arm": (voted or group[0]).arm,
+            "answer": voted.answer if voted else None, "cost": float(self.cost(completion)),
+            "role": "vote", "step": run.step, "verifier": "judge", "comparison": label,
+            "candidates": json.dumps([drawn.attempt_id for drawn in group]),
+            "shown": json.dumps([group[p].attempt_id for p in order]),
+            "vote": voted.attempt_id if voted else None, "abstained": voted is None,
+            "winner": None, "decided_by": None, "tournament_round": level, **columns,
+            **completion_columns(outcome, completion)}, hold=True)
+        return choice, row["attempt_id"], float(row["cost"])
 
-        return group[max(range(len(group)), key=rank)]
+    async def _judge_texts(self, run: RunState, group: Sequence[Drawn],
+                           columns: Mapping[str, Any], cache: dict[int, str]
+                           ) -> tuple[list[str], float]:
+        """What the judge sees of each member (its structured summary, made once per
+        cache), and what the summaries made now cost."""
+        if not self.summarise:
+            return [drawn.text for drawn in group], 0.0
+        missing = [drawn for drawn in group if drawn.index not in cache]
+        costs = await gather_or_cancel(self._summarise_rollout(run, drawn, columns, cache)
+                                       for drawn in missing)
+        return [cache[drawn.index] for drawn in group], sum(costs)
+
+    async def _summarise_rollout(self, run: RunState, drawn: Drawn,
+                                 columns: Mapping[str, Any], cache: dict[int, str]) -> float:
+        messages = self._messages(self.summary_prompt, run.problem, solution=drawn.text,
+                                  max_words=self.summary_max_words)
+        outcome = await run.call(("rollout summary", drawn.attempt_id), messages,
+                                 self.summary)
+        completion = outcome.completions[0]
+        cache[drawn.index] = completion.text.strip()[: self.summary_max_chars]
+        cost = float(self.cost(completion))
+        run.record({"kind": "verify", "arm": drawn.arm, "answer": None, "cost": cost,
+                    "role": "rollout summary", "step": run.step,
+                    "summarises": drawn.attempt_id, **columns,
+                    **completion_columns(outcome, completion)})
+        return cost
+
+    # ------------------------------------------------------------ REFINE
+    async def _refine(self, run: RunState) -> bool:
+        rounds: _Rounds = run.extra.setdefault("rounds", _Rounds())
+        if rounds.workspace is None or rounds.filled >= self.round_width(rounds.current):
+            sources = run.candidates[rounds.since:]
+            if self._workspace_calls(sources) + 1 > run.calls_left:
+                return False  # no room for the workspace and one refinement
+            workspace = await self._open_workspace(run, rounds.current + 1, sources)
+            rounds.current, rounds.filled = rounds.current + 1, 0
+            rounds.since, rounds.workspace = len(run.candidates), workspace
+        workspace, round_, arm = rounds.workspace, rounds.current, self.refine_arm
+        key = ("refine", round_)
+        conditioned = json.dumps(list(workspace.sources))
+        self._top_up(run, key, lambda: self._messages(
+            self.refine_prompt, run.problem, summary=workspace.text, round=round_),
+            self.arms[arm], limit=self.round_width(round_) - rounds.filled,
+            info={"round": round_, "arm": arm, "summary": workspace.attempt_id,
+                  "conditioned_on": conditioned})
+        if not run.inflight.available(key):
+            return False
+        outcome = await run.inflight.take(key)
+        first = not workspace.charged
+        drawn = self._report(run, outcome, kind="refine", arm=arm, round_=round_,
+                             extra_cost=workspace.cost if first else 0.0,
+                             extra={"summary": workspace.attempt_id,
+                                    "conditioned_on": conditioned})
+        rounds.filled += 1
+        if first:
+            workspace.charged = True
+            run.update(workspace.attempt_id, charged_to=drawn.attempt_id)
+            run.release([workspace.attempt_id])
+        return True
+
+    def _workspace_calls(self, sources: Sequence[Drawn]) -> int:
+        if not sources or self.workspace == "top-k":
+            return 0
+        if self.workspace == "summary":
+            return 1
+        return self._bracket_calls(sources, {})
+
+    async def _open_workspace(self, run: RunState, round_: int, sources: Sequence[Drawn]
+                              ) -> _Workspace:
+        """Round ``round_``'s workspace over ``sources`` (its ``summary`` row is held
+        until the round's first refinement, which it is charged to)."""
+        if not sources:  # sessions mask REFINE until a draft exists
+            raise ParameterError(f"{type(self).__name__}.arun", "session",
+                                 "a session that masks REFINE until a draft was drawn "
+                                 "(a workspace needs a candidate to distil)", None)
+        ids = tuple(drawn.attempt_id for drawn in sources)
+        row = run.record({
+            "kind": "verify", "arm": self.refine_arm, "round": round_, "answer": None,
+            "cost": 0.0, "call_cost": 0.0, "charged_to": None, "role": "summary",
+            "workspace_mode": self.workspace, "step": run.step, "sources": len(sources),
+            "conditioned_on": json.dumps(ids)}, hold=True)
+        workspace_id = row["attempt_id"]
+        if self.workspace == "summary":
+            text, own = await self._distil(run, workspace_id, round_, sources)
+            return _Workspace(text, workspace_id, own, ids)
+        if self.workspace == "top-k":
+            chosen = _top_by_support(sources, self.top_k)
+            selection_cost = 0.0
+            texts = [drawn.text.strip()[: self.summary_max_chars] for drawn in chosen]
+        else:
+            cache: dict[int, str] = {}
+            bracket = await self._bracket(run, sources, f"w{round_}",
+                                          {"workspace": workspace_id}, cache)
+            chosen, selection_cost = bracket.ranking[: self.top_k], bracket.cost
+            texts = [cache.get(drawn.index, drawn.text.strip()[: self.summary_max_chars])
+                     for drawn in chosen]
+        run.update(workspace_id, selected=json.dumps([drawn.attempt_id for drawn in chosen]))
+        return _Workspace(numbered(texts, "Attempt"), workspace_id, selection_cost, ids)
+
+    async def _distil(self, run: RunState, workspace_id: str, round_: int,
+                      sources: Sequence[Drawn]) -> tuple[str, float]:
+        messages = self._messages(
+            self.distill_prompt, run.problem,
+            candidates=numbered([drawn.text for drawn in sources], "Attempt"),
+            count=len(sources), max_words=self.summary_max_words)
+        outcome = await run.call(("distill", round_), messages, self.distill)
+        completion = outcome.completions[0]
+        cost = float(self.cost(completion))
+        run.update(workspace_id, cost=cost, call_cost=cost,
+                   selected=json.dumps([drawn.attempt_id for drawn in sources]),
+                   **completion_columns(outcome, completion))
+        return completion.text.strip()[: self.summary_max_chars], cost
 
     # ------------------------------------------------------------ STOP
     def _final(self, run: RunState) -> tuple[str | None, str | None]:
@@ -238,6 +532,21 @@ class TournamentVoting(Executor):
         if champion is None or champion.answer is None:
             return super()._final(run)
         return champion.answer, champion.text
+
+
+def _top_by_support(sources: Sequence[Drawn], k: int) -> list[Drawn]:
+    """The ``k`` sources whose answers most sources share (ties: the order drawn), at
+    most one per answer first, then the rest in the same order."""
+    support = Counter(drawn.answer for drawn in sources if drawn.answer is not None)
+    ranked = sorted(range(len(sources)),
+                    key=lambda i: (-support.get(sources[i].answer, 0), i))
+    seen: set[str | None] = set()
+    first, rest = [], []
+    for i in ranked:
+        answer = sources[i].answer
+        (rest if answer in seen else first).append(sources[i])
+        seen.add(answer)
+    return (first + rest)[:k]
 
 
 def _scores(entrants: Sequence[Drawn], new: Sequence[Drawn], winner: Drawn,
@@ -258,37 +567,3 @@ def _scores(entrants: Sequence[Drawn], new: Sequence[Drawn], winner: Drawn,
             best[drawn.answer] = max(best.get(drawn.answer, 0.0), own(drawn))
     return {drawn.index: best[drawn.answer] if drawn.answer is not None else own(drawn)
             for drawn in new}
-
-
-def _decided_by(choices: Sequence[int | None]) -> str:
-    """How a comparison's winner was decided (recorded on its votes): by the votes, or, on
-    a tie or without any parsable vote, by the tie-breaks (more samples of the answer,
-    then the earlier candidate), said so rather than passed off as the judge's choice."""
-    tally = Counter(choice for choice in choices if choice is not None)
-    if not tally:
-        return "no parsable vote: tie-breaks (answer support, then position)"
-    ranked = sorted(tally.values(), reverse=True)
-    if len(ranked) > 1 and ranked[0] == ranked[1]:
-        return "tied votes: tie-breaks (answer support, then position)"
-    return "votes"
-
-
-def comparisons_needed(entrants: int, group_size: int) -> int:
-    """Judge requests of a knock-out over ``entrants`` candidates (at most; agreeing
-    groups may skip theirs)."""
-    total = 0
-    while entrants > 1:
-        full, rest = divmod(entrants, group_size)
-        total += full + (rest > 1)
-        entrants = full + (rest > 0)
-    return total
-
-
-def _numbered(group: Sequence[Drawn]) -> str:
-    return "\n\n".join(f"Candidate {i}:\n{drawn.text.strip()}"
-                       for i, drawn in enumerate(group, start=1))
-
-
-def _numbers(count: int) -> str:
-    names = [str(i) for i in range(1, count + 1)]
-    return f"{', '.join(names[:-1])} or {names[-1]}"

@@ -1,23 +1,25 @@
-"""Parallel-Distill-Refine as a fixed schedule: drafts, refinement rounds, a final
-tournament.
+"""Parallel-Distill-Refine as a fixed schedule: drafts, refinement rounds, the last
+round's answer.
 
 Madaan et al. 2025 (arXiv 2510.01123) draw ``M`` drafts in parallel, distil them into a
-bounded workspace, refine conditioned on it, and repeat for ``R`` rounds. As a policy:
-SAMPLE ``arm`` until ``drafts`` drafts are drawn, then REFINE until ``refinements``
-refinements are drawn (with :class:`~allocator.executors.ParallelDistillRefine` a round
-is ``width`` refinements of one workspace, so ``refinements = R * width``: the default 8
-is two rounds at the executor's default width 4), then, with ``tournament``, VERIFY once
-(the executor's knock-out over the candidates, whose champion answers), then STOP.
+bounded workspace, refine conditioned on it, and repeat for ``R`` rounds; the answer is
+the last round's output. As a policy: SAMPLE ``arm`` until ``drafts`` drafts are drawn,
+then REFINE until ``refinements`` refinements are drawn (with
+:class:`~allocator.executors.ParallelDistillRefine` the rounds and their widths, and
+how each workspace is selected, are the executor's ``width`` and ``workspace``: the
+default 8 refinements are two rounds at its default width 4), then, with
+``tournament``, VERIFY once: the executor's final tournament over the *last round's*
+candidates, whose champion answers (a last round of width 1 needs no judge). Then STOP.
 
 Where REFINE is masked (a log without refinements, or none conditioned on exactly the
-drafts drawn) it stops refining; where VERIFY is masked it answers by the vote. The
+candidates drawn) it stops refining; where VERIFY is masked it answers by the vote. The
 evaluator runs it only on logs with refinements (its sweep raises ``NotApplicable``
 elsewhere).
 
-Deviations from the paper, and why: the paper's final answer is the last round's output;
-here the executor's answer is the tournament's champion (``tournament=True``) or the vote
-over drafts and refinements; per-round widths and the workspace's selection rule are the
-executor's settings (a policy only chooses the actions).
+Deviations from the paper, and why: with ``tournament=False`` the answer is the
+session's vote over drafts and refinements (the rule every strategy and replay share);
+the widths, the workspace's selection rule and its bound are the executor's settings (a
+policy only chooses the actions).
 """
 
 from __future__ import annotations

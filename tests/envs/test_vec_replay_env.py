@@ -262,7 +262,8 @@ def executor_runs(tmp_path_factory: pytest.TempPathFactory) -> AttemptLog:
 def test_agrees_on_an_executor_log(executor_runs: AttemptLog, answer_rule: str) -> None:
     pools = BatchedReplayVecEnv(executor_runs, n_envs=1).pools
     assert pools.supports_refine and pools.branches.has_events and pools.notes == ()
-    assert pools.branches.ws_cost[pools.branches.ws_ok].min() > 0  # summaries are charged
+    charged = pools.branches.ws_cost[pools.branches.ws_ok]  # summaries and selections
+    assert charged.min() >= 0 and (charged > 0).any()  # (a bracket of byes costs 0)
     episodes = assert_agree(executor_runs, n_envs=16, seed=5, steps=600, invalid_rate=0.03,
                             lambda_range=(0.0, 0.3), max_samples=9, answer_rule=answer_rule)
     assert episodes > 1000

@@ -12,6 +12,7 @@ most calls in flight at once, and the calls cancelled; a reply can be :data:`HAN
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -35,7 +36,7 @@ class Call:
     """One request the client received."""
 
     number: int
-    kind: str  # "sample", "judge", "distill", "refine"
+    kind: str  # "sample", "judge", "rollout summary", "distill", "refine"
     prompt: str
     n: int
     params: dict[str, Any]
@@ -107,6 +108,8 @@ class ScriptedClient:
             return self.judge(call.prompt)
         if call.kind == "distill":
             return self.summary
+        if call.kind == "rollout summary":
+            return rollout_summary(call.prompt)
         if call.kind == "refine":
             self._next_refine += 1
             return self.refinements[self._next_refine - 1]
@@ -122,11 +125,20 @@ class ScriptedClient:
 def _kind(prompt: str) -> str:
     if prompt.startswith("Candidate solutions"):
         return "judge"
+    if "Summarise this attempt" in prompt:
+        return "rollout summary"
     if "attempted solutions" in prompt:
         return "distill"
-    if "Summary of earlier attempts" in prompt:
+    if "Summary of earlier attempts" in prompt or "strongest earlier attempts" in prompt:
         return "refine"
     return "sample"
+
+
+def rollout_summary(prompt: str) -> str:
+    """A structured summary of the attempt a summary prompt shows: its last answer line
+    kept verbatim (so judges that read answers read the same in summaries)."""
+    found = re.findall(r"The answer is \S+", prompt)
+    return "Approach: scripted.\nFinal answer: " + (found[-1] if found else "none")
 
 
 def answer_text(answer: str) -> str:

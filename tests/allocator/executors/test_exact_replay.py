@@ -46,6 +46,7 @@ SEEDS = range(8)
 DISTILL = "Attempts ({count}):\n{candidates}\n\nSummarise in {max_words} words.\n\n{question}"
 REFINE = "Round {round}. Notes from earlier attempts:\n{summary}\n\nSolve again:\n{question}"
 JUDGE = "{candidates}\n\nWhich candidate is right ({numbers})?\n\n{question}"
+SUMMARY = "Attempt:\n{solution}\n\nSummarise it in {max_words} words.\n\n{question}"
 
 
 class RandomDecisions:
@@ -92,16 +93,20 @@ def executors(client: Any, seed: int, recorder: RunRecorder) -> dict[str, Any]:
     date = get_extractor("date")
     common = {"decider": RandomDecisions(seed), "recorder": recorder, "max_llm_calls": 40}
     arms = {ARM: {"temperature": 0.7}}
-    tournament = {"judge_prompt": JUDGE, "votes": 2}
+    tournament = {"judge_prompt": JUDGE, "summary_prompt": SUMMARY, "votes": 2,
+                  "refine_prompt": REFINE, "distill_prompt": DISTILL, "seed": seed}
     return {
         "self-consistency": lambda: SelfConsistency(client, arms, date, **common),
         "best-of-n": lambda: BestOfN(client, arms, date, verifier=LLMJudge(
             client, votes=2, template="Candidate answer: {answer}\n\n{question}",
             parse=judge_vote), **common),
-        "rtv": lambda: TournamentVoting(client, arms, date, **tournament, **common),
-        "pdr": lambda: ParallelDistillRefine(client, arms, date, width=2,
-                                             distill_prompt=DISTILL, refine_prompt=REFINE,
+        "rtv": lambda: TournamentVoting(client, arms, date, width=2, **tournament,
+                                        **common),
+        "pdr": lambda: ParallelDistillRefine(client, arms, date, width=(2, 1),
                                              **tournament, **common),
+        "pdr-top-k": lambda: ParallelDistillRefine(client, arms, date, width=2,
+                                                   workspace="top-k", **tournament,
+                                                   **common),
     }
 
 
@@ -137,7 +142,8 @@ def replay(path: Path, result: RunResult, seed: int) -> dict[str, Any]:
 
 
 @pytest.mark.public_logs
-@pytest.mark.parametrize("strategy", ["self-consistency", "best-of-n", "rtv", "pdr"])
+@pytest.mark.parametrize("strategy", ["self-consistency", "best-of-n", "rtv", "pdr",
+                                      "pdr-top-k"])
 def test_replaying_a_live_run_reproduces_its_correctness_and_cost(
         public_logs: Path, tmp_path: Path, strategy: str) -> None:
     records = contested(mot_sources(public_logs, DATE_MODEL)[DATE_MODEL])
@@ -160,5 +166,6 @@ def test_replaying_a_live_run_reproduces_its_correctness_and_cost(
                 assert result.correct in grades
                 assert info["correct"] == pytest.approx(np.mean(grades)), seed
     wanted = {"self-consistency": {"sample", "stop"}, "best-of-n": {"sample", "verify"},
-              "rtv": {"sample", "verify"}, "pdr": {"sample", "refine", "verify"}}[strategy]
+              "rtv": {"sample", "refine", "verify"}, "pdr": {"sample", "refine", "verify"},
+              "pdr-top-k": {"sample", "refine", "verify"}}[strategy]
     assert wanted <= kinds

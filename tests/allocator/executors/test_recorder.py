@@ -91,7 +91,8 @@ def test_the_recorded_file_reads_back_as_a_log_with_kinds_rounds_and_costs(
     kinds = {(row["role"], row["kind"]) for row in rows}
     assert kinds == {("sample", "sample"), ("refinement", "refine"), ("verdict", "verify"),
                      ("vote", "verify"), ("summary", "verify"),
-                     ("verification", "verify"), ("bye", "verify")}
+                     ("rollout summary", "verify"), ("verification", "verify"),
+                     ("bye", "verify")}
     assert log.supports_refine and log.supports_verify
 
 

@@ -29,11 +29,14 @@ def largest_judge(prompt: str) -> str:
 
 
 def runs(path: Path) -> dict[str, object]:
-    """An RTV run of ``rtv`` (n=4) and a PDR run of ``pdr`` (3 drafts, 4 refinements)."""
+    """An RTV run of ``rtv`` (4 rollouts, a wave of 2) and a PDR run of ``pdr`` (3
+    drafts, 4 refinements)."""
     with RunRecorder(path) as recorder:
         rtv = TournamentVoting(
-            ScriptedClient(samples={QUESTION: texts("3 9 5 7")}, judge=largest_judge),
-            ARMS, extract, decider=make_policy("rtv", n=4), votes=3, recorder=recorder)
+            ScriptedClient(samples={QUESTION: texts("3 9 5 7")}, refinements=texts("9 4"),
+                           judge=largest_judge),
+            ARMS, extract, decider=make_policy("rtv", n=4, refinements=2), votes=3,
+            recorder=recorder)
         pdr = ParallelDistillRefine(
             ScriptedClient(samples={QUESTION: texts("3 3 4")}, refinements=texts("8 6 8 2"),
                            judge=largest_judge),
@@ -46,7 +49,7 @@ def runs(path: Path) -> dict[str, object]:
 def test_the_executors_follow_the_schedules(tmp_path: Path) -> None:
     results = runs(tmp_path / "runs.jsonl")
     assert [str(a) for a in results["rtv"].actions] == ["SAMPLE(small)"] * 4 + [
-        "VERIFY", "STOP"]
+        "REFINE"] * 2 + ["VERIFY", "STOP"]
     assert results["rtv"].answer == "9" and results["rtv"].correct == 1.0
     assert [str(a) for a in results["pdr"].actions] == ["SAMPLE(small)"] * 3 + [
         "REFINE"] * 4 + ["VERIFY", "STOP"]
@@ -59,7 +62,7 @@ def test_replay_of_the_schedule_matches_its_live_run_in_every_order(tmp_path: Pa
     results = runs(tmp_path / "runs.jsonl")
     log, _ = read_attempts(tmp_path / "runs.jsonl")
     query = log.query_ids.tolist().index(f"q-{name}")
-    policy = make_policy(name, **({"n": 4} if name == "rtv" else
+    policy = make_policy(name, **({"n": 4, "refinements": 2} if name == "rtv" else
                                   {"drafts": 3, "refinements": 4}))
     env = ReplayEnv(log, lambda_=0.0, cost_unit=1.0)
     live = results[name]

@@ -111,22 +111,32 @@ def test_rtv_with_pairs_takes_ceil_log2_k_rounds_and_records_every_vote(k: int) 
     client = ScriptedClient(samples={QUESTION: texts(" ".join(answers))},
                             judge=largest_judge)
     policy = make_policy("fixed-n", n=k, verify=True)
-    executor = TournamentVoting(client, ARMS, extract, decider=policy, votes=3,
+    executor = TournamentVoting(client, ARMS, extract, decider=policy, votes=4,
                                 judge={"model": "judge-model", "temperature": 1.0})
     result = run(executor.arun(Problem("q1", QUESTION, reference=max(answers, key=int))))
     assert result.answer == max(answers, key=int) and result.correct == 1.0
+    # V = 4 judge requests per comparison, one vote each, every one with its own order.
     judge_calls = client.of_kind("judge")
-    assert len(judge_calls) == k - 1 == comparisons_needed(k, 2)
-    assert all(call.n == 3 and call.params["model"] == "judge-model" for call in judge_calls)
+    assert len(judge_calls) == 4 * (k - 1) == 4 * comparisons_needed(k, 2)
+    assert all(call.n == 1 and call.params["model"] == "judge-model" for call in judge_calls)
+    # The judge sees one structured summary per rollout, never the raw completions.
+    assert len(client.of_kind("rollout summary")) == k
+    assert all("Final answer: The answer is" in call.prompt
+               and "Let me think" not in call.prompt for call in judge_calls)
     votes = [row for row in result.rows if row["role"] == "vote"]
-    assert len(votes) == 3 * (k - 1)
-    rounds = {row["tournament_round"] for row in votes}
-    assert max(rounds) == math.ceil(math.log2(k))
+    assert len(votes) == 4 * (k - 1)
+    assert max(row["tournament_round"] for row in votes) == math.ceil(math.log2(k))
+    by_comparison: dict[str, list[dict]] = {}
     for row in votes:
-        shown = json.loads(row["candidates"])
-        assert len(shown) == 2 and row["vote"] == row["winner"] and row["vote"] in shown
-        assert row["answer"] == max((r["answer"] for r in result.rows
-                                     if r["attempt_id"] in shown), key=int)
+        by_comparison.setdefault(row["comparison"], []).append(row)
+    for rows in by_comparison.values():
+        group = json.loads(rows[0]["candidates"])
+        shown = Counter(tuple(json.loads(row["shown"])) for row in rows)
+        assert shown == {tuple(group): 2, tuple(reversed(group)): 2}  # balanced swaps
+        assert all(row["vote"] == row["winner"] and not row["abstained"]
+                   and row["decided_by"] == "majority" for row in rows)
+        assert rows[0]["answer"] == max((r["answer"] for r in result.rows
+                                         if r["attempt_id"] in group), key=int)
     # Scores: rounds won / rounds played; the champion 1.0.
     samples = {row["answer"]: row["score"] for row in result.rows if row["kind"] == "sample"}
     assert samples[result.answer] == 1.0
@@ -134,6 +144,11 @@ def test_rtv_with_pairs_takes_ceil_log2_k_rounds_and_records_every_vote(k: int) 
                if answer != result.answer)
     assert result.session.final_answer() == result.answer
     assert result.session_cost == pytest.approx(sum(row["cost"] for row in result.rows))
+    # The top-K: the champion, then the finalist it beat.
+    final = max(votes, key=lambda row: row["tournament_round"])
+    [finalist] = set(json.loads(final["candidates"])) - {final["winner"]}
+    assert [drawn.attempt_id for drawn in result.ranking] == [final["winner"], finalist]
+    assert result.ranking[0].answer == result.answer
 
 
 def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
@@ -143,7 +158,7 @@ def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
     executor = TournamentVoting(client, ARMS, extract, votes=3,
                                 decider=make_policy("fixed-n", n=4, verify=True))
     result = run(executor.arun(Problem("q1", QUESTION, reference="7")))
-    assert result.answer == "7" and len(client.of_kind("judge")) == 2
+    assert result.answer == "7" and len(client.of_kind("judge")) == 2 * 3
     scores = sorted((row["answer"], row["score"]) for row in result.rows
                     if row["kind"] == "sample")
     assert scores == [("3", 0.0), ("5", 0.5), ("7", 1.0), ("7", 1.0)]
@@ -154,26 +169,32 @@ def test_rtv_agreeing_twins_share_their_score_and_skip_the_judge() -> None:
                                                  and row["kind"] == "sample"]
 
 
-def test_rtv_records_a_lone_candidates_bye_and_how_each_comparison_was_decided() -> None:
-    """Three entrants: (3, 5) is judged and 3 advances alone (a bye); the judge's replies
-    name no candidate in the final, so the tie-breaks decide it, and the rows say so."""
+def test_rtv_records_byes_abstentions_and_the_rule_that_decided() -> None:
+    """Three entrants: (3, 5) is judged, 5 by every vote, and 8 advances alone (a bye);
+    in the final the judge's replies name no candidate: every vote is an abstention,
+    recorded as such, and the tie rule decides (5 and 8 have one rollout each: the
+    seeded draw), never silently."""
     def judge(prompt: str) -> str:
-        return "Best: 2" if "The answer is 3" in prompt and "The answer is 5" in prompt \
-            else "I cannot tell."
+        if "The answer is 3" in prompt:
+            return f"Best: {1 + int(prompt.index('is 5') > prompt.index('is 3'))}"
+        return "I cannot tell."
 
     client = ScriptedClient(samples={QUESTION: texts("3 5 8")}, judge=judge)
     executor = TournamentVoting(client, ARMS, extract, votes=2, skip_agreeing=False,
                                 decider=make_policy("fixed-n", n=3, verify=True))
     result = run(executor.arun(Problem("q1", QUESTION)))
-    rounds = {}
+    rounds: dict[tuple[int, str], set[str]] = {}
     for row in result.rows:
         if row["role"] in ("vote", "bye"):
             rounds.setdefault((row["tournament_round"], row["role"]), set()).add(
                 row["decided_by"])
-    assert rounds == {(1, "vote"): {"votes"}, (1, "bye"): {"lone candidate"},
-                      (2, "vote"): {"no parsable vote: tie-breaks (answer support, then "
-                                    "position)"}}
-    assert result.answer == "5"  # the first candidate of the final (5 vs 8, no vote)
+    assert rounds == {(1, "vote"): {"majority"}, (1, "bye"): {"lone candidate"},
+                      (2, "vote"): {"no parsable vote: seeded draw"}}
+    final = [row for row in result.rows if row["role"] == "vote"
+             and row["tournament_round"] == 2]
+    assert all(row["abstained"] and row["vote"] is None for row in final)
+    assert result.answer in ("5", "8")
+    assert json.loads(final[0]["tally"]) == dict.fromkeys(json.loads(final[0]["candidates"]), 0)
 
 
 def test_a_dethroned_champion_is_rescored_so_the_session_answers_as_the_executor() -> None:
@@ -189,8 +210,10 @@ def test_a_dethroned_champion_is_rescored_so_the_session_answers_as_the_executor
                      if isinstance(event, Verification)]
     assert [v.rescore for v in verifications] == [False, True]
     assert verifications[1].scores[1] == 0.0  # the candidate "6", beaten by 9
+    # The champion's summary is made once and reused by the second tournament.
+    assert len(client.of_kind("rollout summary")) == 4
     replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
-        supports_verify=True))
+        supports_verify=True, supports_refine=True))
 
 
 def test_rtv_extends_the_tournament_with_the_champion_and_new_candidates() -> None:
@@ -223,6 +246,47 @@ class ScriptPolicyTwice(ScriptPolicy):
         return np.array([sample_action(0) if drawn < 4 else STOP])
 
 
+def test_rtv_recursion_conditions_a_new_wave_on_the_top_k_then_judges_it() -> None:
+    """``rtv`` (4 rollouts, a wave of 3): the first REFINE runs a bracket over the
+    rollouts and conditions the wave on its top-2's summaries (9 and 7); the final
+    tournament judges the wave alone (the rollouts are superseded) and answers."""
+    client = ScriptedClient(samples={QUESTION: texts("3 9 5 7")},
+                            refinements=texts("8 11 4"), judge=largest_judge)
+    policy = make_policy("rtv", n=4, refinements=3)
+    executor = TournamentVoting(client, ARMS, extract, votes=2, top_k=2, decider=policy)
+    result = run(executor.arun(Problem("q1", QUESTION, reference="11")))
+    assert [str(a) for a in result.actions] == ["SAMPLE(small)"] * 4 + ["REFINE"] * 3 + [
+        "VERIFY", "STOP"]
+    assert result.answer == "11" and result.correct == 1.0
+    rows = {row["attempt_id"]: row for row in result.rows}
+    drafts = [row for row in result.rows if row["role"] == "sample"]
+    [workspace] = [row for row in result.rows if row["role"] == "summary"]
+    assert workspace["workspace_mode"] == "tournament"
+    assert [rows[i]["answer"] for i in json.loads(workspace["selected"])] == ["9", "7"]
+    selection = [row for row in result.rows if row.get("workspace") == workspace["attempt_id"]]
+    assert {row["role"] for row in selection} >= {"vote", "rollout summary"}
+    assert all(row.get("event") is None for row in selection)
+    for call in client.of_kind("refine"):  # conditioned on the winners' summaries only
+        assert re.findall(r"The answer is (\d+)", call.prompt) == ["9", "7"]
+    # The session pays for the workspace (its bracket) with the wave's first rollout.
+    wave = [row for row in result.rows if row["role"] == "refinement"]
+    first = next(event for event in result.session.history
+                 if isinstance(event, AttemptResult) and event.kind == "refine")
+    assert workspace["charged_to"] == wave[0]["attempt_id"] and workspace["cost"] == 0.0
+    assert first.cost == pytest.approx(wave[0]["cost"] + sum(row["cost"] for row in selection))
+    # The final tournament: the wave only; the first rollouts are superseded (score 0).
+    [event] = [row for row in result.rows if row["role"] == "verification"]
+    assert json.loads(event["superseded"]) == [row["attempt_id"] for row in drafts]
+    assert all(row["score"] == 0.0 for row in drafts)
+    final = [row for row in result.rows if row.get("event") == event["event"]
+             and row["role"] == "vote"]
+    assert {rows[row["vote"]]["round"] for row in final} == {1}
+    assert [drawn.answer for drawn in result.ranking] == ["11", "4"]  # 4: a bye, a final
+    assert result.session_cost == pytest.approx(sum(row["cost"] for row in result.rows))
+    replay_by_hand(result.session, PolicyOracle(policy, ["small"]).session(
+        supports_verify=True, supports_refine=True))
+
+
 def test_parse_vote_reads_the_last_best_line() -> None:
     assert parse_vote("Best: 2", 2) == 1
     assert parse_vote("best candidate #1 ... Best: 3", 3) == 2
@@ -232,15 +296,22 @@ def test_parse_vote_reads_the_last_best_line() -> None:
     assert [comparisons_needed(k, 3) for k in (1, 2, 3, 4, 9, 10)] == [0, 1, 1, 2, 4, 5]
 
 
-def test_rtv_judge_failure_keeps_the_votes_already_cast() -> None:
+def test_rtv_judge_failure_writes_every_vote_already_cast(tmp_path) -> None:
+    from allocator.executors import RunRecorder
+    from allocator.logs import read_attempts
+
     client = ScriptedClient(samples={QUESTION: texts("1 2 3 4")}, judge=largest_judge,
                             fail_at={5: LLMError("judge down")})
-    executor = TournamentVoting(client, ARMS, extract,
-                                decider=make_policy("fixed-n", n=4, verify=True), votes=2)
-    with pytest.raises(ExecutorError, match="judge down"):
+    path = tmp_path / "runs.jsonl"
+    executor = TournamentVoting(client, ARMS, extract, summarise=False, votes=2,
+                                decider=make_policy("fixed-n", n=4, verify=True))
+    with RunRecorder(path) as recorder, pytest.raises(ExecutorError, match="judge down"):
+        executor.recorder = recorder
         run(executor.arun(Problem("q1", QUESTION, reference="4")))
-    finished_judge = [call for call in client.of_kind("judge") if call.finished]
-    assert len(finished_judge) == 1  # call 4 finished, call 5 failed
+    finished = [call for call in client.of_kind("judge") if call.finished]
+    log, _ = read_attempts(path)
+    roles = log.extra["role"].tolist()
+    assert finished and roles.count("vote") == len(finished)
 
 
 # ------------------------------------------------------------------ PDR
@@ -289,25 +360,28 @@ def test_pdr_records_drafts_summaries_and_refinements_by_round() -> None:
         supports_refine=True))
 
 
-def test_pdr_final_answer_is_the_tournament_champion_when_the_policy_pays_for_one() -> None:
-    """Drafts 3 3 3, refinements 9 9: the vote says 3 (three to two), the judge prefers
-    9: a VERIFY runs the tournament over drafts and refinements and its winner answers."""
+def test_pdr_answers_from_the_last_round_through_its_final_tournament() -> None:
+    """Drafts 3 3 3, refinements 9 5 (one round): the vote says 3 (three to two); the
+    final VERIFY judges the last round alone (the drafts are superseded, score 0), and its
+    champion, 9, answers."""
     def client() -> ScriptedClient:
-        return ScriptedClient(samples={QUESTION: texts("3 3 3")}, refinements=texts("9 9"),
+        return ScriptedClient(samples={QUESTION: texts("3 3 3")}, refinements=texts("9 5"),
                               summary="Two answers: 3 and 9.", judge=largest_judge)
 
     voted = ParallelDistillRefine(client(), ARMS, extract, width=2,
                                   decider=ScriptPolicy(drafts=3, refines=2))
     assert run(voted.arun(Problem("q1", QUESTION))).answer == "3"  # no VERIFY: the vote
-    judged = ParallelDistillRefine(client(), ARMS, extract, width=2, votes=1,
+    scripted = client()
+    judged = ParallelDistillRefine(scripted, ARMS, extract, width=2, votes=2,
                                    decider=ScriptPolicy(drafts=3, refines=2, verify=True))
     result = run(judged.arun(Problem("q2", QUESTION)))
     assert [str(a) for a in result.actions][-2:] == ["VERIFY", "STOP"]
-    assert result.answer == "9"
-    assert any(row["role"] == "vote" for row in result.rows)
-    scored = {row["attempt_id"]: row["score"] for row in result.rows
+    assert result.answer == "9" and result.session.final_answer() == "9"
+    judged_texts = " ".join(call.prompt for call in scripted.of_kind("judge"))
+    assert "The answer is 3" not in judged_texts and len(scripted.of_kind("judge")) == 2
+    scored = {row["answer"]: row["score"] for row in result.rows
               if row["role"] in ("sample", "refinement")}
-    assert len(scored) == 5 and all(score is not None for score in scored.values())
+    assert scored == {"3": 0.0, "9": 1.0, "5": 0.0}
 
 
 def test_pdr_refinements_run_in_parallel_within_a_round() -> None:
