@@ -300,7 +300,7 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "run_id": manifest["run_id"],
         "log_fingerprint": manifest["log_fingerprint"],
         "created_at": manifest.get("created_at")
-        or _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds"),
+        or _datetime.datetime.now(_datetime.UTC).isoformat(timespec="seconds"),
     }
     if content["run_id"] is not None and not isinstance(content["run_id"], str):
         raise ParameterError("write_bundle", "manifest['run_id']", "a string or None",

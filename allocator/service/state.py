@@ -49,7 +49,7 @@ logger = logging.getLogger("allocator.service")
 
 
 def _now() -> str:
-    return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
+    return _datetime.datetime.now(_datetime.UTC).isoformat(timespec="seconds")
 
 
 def bundle_id(folder: str | os.PathLike[str]) -> str:
