@@ -251,11 +251,12 @@ def significantly_below(learned: Sequence[Candidate], envelope: Sequence[Candida
         ``(point, gap, half_width)`` for the point with the largest ``gap - half_width``
         among those where ``gap > half_width``; None where there is no such point.
     """
-    tested = [point for point in envelope if shortfall(learned, point) is not None]
+    # each point's gap and one standard error, measured once; z follows from their number
+    tested = [(point, *measured) for point in envelope
+              if (measured := shortfall(learned, point, z=1.0)) is not None]
     z = critical_z(len(tested))
-    found = [(point, *measured) for point in tested
-             if (measured := shortfall(learned, point, z=z)) is not None
-             and measured[0] > measured[1] + 1e-12]
+    found = [(point, gap, z * stderr) for point, gap, stderr in tested
+             if gap > z * stderr + 1e-12]
     return max(found, key=lambda item: item[1] - item[2], default=None)
 
 
