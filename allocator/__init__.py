@@ -1,15 +1,20 @@
 """ttc-allocator: decide, query by query, how much test-time compute an LLM should spend.
 
 The runtime package. It imports numpy and pyarrow only; heavy libraries (torch,
-stable-baselines3, mlflow, fastapi) stay out of its import path. :func:`load` imports the
+stable-baselines3, mlflow, fastapi) stay out of its import path. The training side is
+``allocator.envs`` and ``allocator.training`` (the ``envs/`` and ``training/`` folders of
+the repository, see :mod:`allocator._layout`); only ``allocator.cli`` imports it. :func:`load`
+imports the
 budget oracle (numpy, safetensors) when called, not when ``allocator`` is imported.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from allocator._layout import link_checkout_layers
 from allocator.errors import AllocatorError, LogFormatError
 from allocator.logs import AttemptLog, QueryTable
 
@@ -20,6 +25,8 @@ __all__ = ["AllocatorError", "AttemptLog", "LogFormatError", "QueryTable", "__ve
            "load"]
 
 __version__ = "0.1.0"
+
+link_checkout_layers(Path(__file__).resolve().parent)
 
 
 def load(path_or_uri: str | os.PathLike[str], *, dst_path: str | os.PathLike[str] | None = None,

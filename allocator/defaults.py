@@ -1,6 +1,6 @@
 """The oracle's defaults that a bundle records: the uninformed prior and the sample cap.
 
-Two optional manifest fields, written at export (:mod:`training.rl.export`) and read by
+Two optional manifest fields, written at export (:mod:`allocator.training.rl.export`) and read by
 :class:`allocator.oracle.BudgetOracle` (see its module docstring for the rules):
 
 - ``default_prior``: ``{"values": {arm: p}, "source": text}``, the prior of a query

@@ -15,6 +15,7 @@ __all__ = [
     "ExecutorError",
     "LLMError",
     "LogFormatError",
+    "MissingExtraError",
     "OffPolicySupportError",
     "ParameterError",
     "VerifierError",
@@ -156,3 +157,16 @@ class ExecutorError(AllocatorError, RuntimeError):
     def __init__(self, message: str, *, query_id: str | None = None) -> None:
         self.query_id = query_id
         super().__init__(message if query_id is None else f"query {query_id!r}: {message}")
+
+
+class MissingExtraError(AllocatorError, ImportError):
+    """A feature needs an optional extra that is not installed (the message says which
+    extra and the ``pip install`` line that adds it).
+
+    Attributes:
+        extra: the extra's name (``train``, ``serve``, ``mlflow``...).
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        self.extra = extra
+        super().__init__(message)

@@ -9,7 +9,7 @@ featurizer's formulas (:func:`allocator.featurizer.featurize` and
 :meth:`~allocator.featurizer.QueryState.feature_values`), its names
 (:func:`~allocator.featurizer.feature_names`) and generic bounds
 (:func:`~allocator.featurizer.feature_bounds`), the replay environments' bounds tightened
-from a log (:meth:`envs.pools.ReplaySettings.observation_space`) and the off-policy
+from a log (:meth:`allocator.envs.pools.ReplaySettings.observation_space`) and the off-policy
 outcome model. Adding a feature is one :class:`Feature` here, its formula in the
 featurizer (both paths) and its test; positions, widths, names and bounds follow.
 

@@ -13,8 +13,8 @@ is tied. This is the rule of :mod:`allocator.logs.votes` for a plain vote (a tes
 that they agree). The session instead returns one answer, the first seen of the tied ones
 (:meth:`allocator.session.Session.final_answer`).
 
-Each rule has a scalar form (a session, :class:`envs.ReplayEnv`) and a form over a batch
-of rows (:class:`envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``); tests check
+Each rule has a scalar form (a session, :class:`allocator.envs.ReplayEnv`) and a form over a batch
+of rows (:class:`allocator.envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``); tests check
 that the two agree on random states.
 
 This module imports numpy only.

@@ -1,7 +1,7 @@
 """The allocator as an MLflow pyfunc model, logged "from code" (this file; no pickle).
 
 MLflow copies this file into the logged model and runs it on load; the bundle travels as
-the model's artifact ``bundle``. :func:`training.tracking.log_bundle_model` logs it::
+the model's artifact ``bundle``. :func:`allocator.training.tracking.log_bundle_model` logs it::
 
     mlflow.pyfunc.log_model(python_model="allocator/mlflow_model.py",
                             artifacts={"bundle": "RUN_DIR/bundle"}, ...)

@@ -280,7 +280,7 @@ class BudgetOracle:
     def lambda_for_cost(self, target_cost: float) -> float:
         """The lambda whose calibrated mean cost per query is ``target_cost``.
 
-        Reads the calibration table written by :func:`training.rl.calibrate.calibrate`:
+        Reads the calibration table written by :func:`allocator.training.rl.calibrate.calibrate`:
         the calibrated target maps to the calibrated lambda exactly; other targets are
         interpolated linearly on the table made non-increasing in lambda (a running
         minimum). A target outside the measured costs (:attr:`calibrated_cost_range`)
@@ -299,7 +299,7 @@ class BudgetOracle:
             raise ParameterError(
                 "BudgetOracle", "target_cost",
                 "used with a calibrated bundle only: this bundle has no calibration table. "
-                "Run training.rl.calibrate.calibrate(bundle, log, queries, target) on "
+                "Run allocator.training.rl.calibrate.calibrate(bundle, log, queries, target) on "
                 "validation queries first, or pass lambda_=...", target_cost)
         calibration = self.bundle.manifest[CALIBRATION_FIELD]
         if target == calibration.get("target_mean_cost"):
@@ -678,6 +678,9 @@ def load(path_or_uri: str | os.PathLike[str], *, dst_path: str | os.PathLike[str
 def _download(uri: str, dst_path: str | os.PathLike[str] | None,
               tracking_uri: str | None) -> Path:
     """Download an MLflow URI's artifacts (imports mlflow: seconds)."""
+    from allocator.extras import require_extra
+
+    require_extra("mlflow", f"loading {uri!r}")
     import mlflow.artifacts  # the one heavy import of the runtime, for URIs only
     from mlflow.exceptions import MlflowException
 

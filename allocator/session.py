@@ -32,7 +32,7 @@ __all__ = ["UNINFORMED_PRIOR", "Action", "AttemptResult", "Session", "Verificati
            "check_max_samples", "open_session", "sample_limits", "served_mask"]
 
 #: The per-arm prior of a query nothing is known about, where no difficulty predictor
-#: exists: the replay environment's default (``envs.pools``), hence what a policy trained
+#: exists: the replay environment's default (``allocator.envs.pools``), hence what a policy trained
 #: without a predictor always saw. A bundle records its own uninformed prior (see
 #: :mod:`allocator.oracle`); this is the fallback of bundles and baselines without one.
 UNINFORMED_PRIOR = 0.5

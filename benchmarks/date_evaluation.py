@@ -33,8 +33,8 @@ def main() -> int:
         print(f"skipped: {RAW} not found (the public logs live in ../shared)")
         return 0
     from allocator.converters import convert
-    from training.evaluation.evaluate import EvaluationConfig, evaluate
-    from training.evaluation.plots import plot_pareto
+    from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
+    from allocator.training.evaluation.plots import plot_pareto
 
     log, _ = convert(RAW, "mot-cascade", tasks="date", models="gpt-3.5-turbo",
                      configs="cot1_40")

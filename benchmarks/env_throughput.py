@@ -2,9 +2,9 @@
 
 Runs random *valid* actions (masks read as MaskablePPO reads them) on:
 
-- the single :class:`envs.ReplayEnv`;
+- the single :class:`allocator.envs.ReplayEnv`;
 - SB3's ``DummyVecEnv`` over ``n`` single envs (the baseline of the ratios);
-- :class:`envs.BatchedReplayVecEnv` with ``n`` and more sub-environments.
+- :class:`allocator.envs.BatchedReplayVecEnv` with ``n`` and more sub-environments.
 
 The log is synthetic (built here: two arms, 40 samples per query and arm, verifier scores
 on every sample); the date/GPT-3.5 log from ``../shared`` is added when present.
@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from allocator.envs import BatchedReplayVecEnv, ReplayEnv, ReplayPools
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv, ReplayEnv, ReplayPools
 
 SHARED_DATE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "public-logs"
                / "mot_cascade" / "samples.csv.gz")

@@ -2,7 +2,7 @@
 
 A *decision* is one policy action in one episode: every attempt drawn plus the final
 STOP, i.e. ``results.samples.sum() + results.samples.size`` for a
-:class:`training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
+:class:`allocator.training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
 (``fixed-n`` with n = 5, ``adaptive-consistency``, ``esc``, ``confidence-threshold``,
 ``difficulty-binned``, the last reading a constant 0.5 prior) is replayed on R seeded
 orders of every query: one warm-up run, then the best of 3 timed runs. The first run
@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from allocator.actions import STOP, n_actions, sample_action
+from allocator.envs.pools import ReplayPools
 from allocator.featurizer import QueryState
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
 from allocator.policies import Policy, make_policy
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 PUBLIC_LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "public-logs"
 TARGET = 1_000_000  # decisions per second

@@ -1,7 +1,7 @@
 """Latency of the budget oracle: load time, per-decision latency, batch rate, training rate.
 
 1. A small MaskablePPO is trained (about 30k steps, one torch thread) on
-   ``envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
+   ``allocator.envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
    temporary directory; or the bundle given as ``argv[1]`` is used (then the training
    row is skipped).
 2. In fresh subprocesses (``sys.executable -c ...``): the wall time of
@@ -67,8 +67,8 @@ def train_bundle(log: AttemptLog, folder: Path) -> tuple[Path, float, int]:
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from envs import BatchedReplayVecEnv
-    from training.rl.export import export_bundle
+    from allocator.envs import BatchedReplayVecEnv
+    from allocator.training.rl.export import export_bundle
 
     class FirstStep(BaseCallback):
         """Records the time and step count at the first env step."""
@@ -182,7 +182,7 @@ def act_seconds(policy, states: list) -> np.ndarray:
 # ------------------------------------------------------------------ 4. batch rate
 def batch_rate(policy, log: AttemptLog, seconds: float = 1.0) -> float:
     """Decisions per second of ``LearnedPolicy.act`` on BATCH replay-env states."""
-    from envs import BatchedReplayVecEnv
+    from allocator.envs import BatchedReplayVecEnv
 
     env = BatchedReplayVecEnv(log, n_envs=BATCH, lambda_range=LAMBDA_RANGE)
     env.seed(1)

@@ -1,6 +1,7 @@
 """The learned allocator's quality bar on five real logs (issue 4), measured, not assumed.
 
-For each log below, ``allocator train``'s pipeline (:func:`training.rl.pipeline.run_training`)
+For each log below, ``allocator train``'s pipeline
+(:func:`allocator.training.rl.pipeline.run_training`)
 splits the queries in half, fits the difficulty predictor on the training half, trains
 MaskablePPO, exports the bundle and evaluates it against every baseline on the held-out
 half (20 seeded orders per query, bootstrap intervals over queries). Then the bar:
@@ -10,9 +11,9 @@ sample the best arm (the best majority-of-all accuracy on the whole log), and
 "majority-of-all" is that arm's.
 
 The headline is measured against the **envelope** (the front of every deployable baseline
-at every setting on the held-out queries; :mod:`training.evaluation.pareto`): the target
+at every setting on the held-out queries; :mod:`allocator.training.evaluation.pareto`): the target
 accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
-difference with AC(0.95) (:func:`training.evaluation.pareto.reaches`, the one definition).
+difference with AC(0.95) (:func:`allocator.training.evaluation.pareto.reaches`, the one definition).
 
 1. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
    the learned front's cost range, the learned front's (interpolated) accuracy is not
@@ -216,7 +217,7 @@ def _interp(costs: list[float], accuracies: list[float], cost: float) -> float |
 
 
 def _point(data: dict[str, Any]) -> Any:
-    from training.evaluation.results import PolicyPoint
+    from allocator.training.evaluation.results import PolicyPoint
 
     fields = PolicyPoint.__dataclass_fields__
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
@@ -231,7 +232,7 @@ def quality_bar(report: dict[str, Any], *, rich: bool = False) -> dict[str, Any]
         rich: the log has several arms or a verifier score (bar 2 asks for 2x, and
             counts only when the safety net exported the learned policy).
     """
-    from training.evaluation.pareto import cheapest_reaching
+    from allocator.training.evaluation.pareto import cheapest_reaching
 
     headline = report["headline"]
     target = headline["target_accuracy"]
@@ -309,8 +310,8 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
     arm = best_arm(log)
     start = time.perf_counter()
     if train:
-        from training.rl.config import TrainConfig
-        from training.rl.pipeline import run_training
+        from allocator.training.rl.config import TrainConfig
+        from allocator.training.rl.pipeline import run_training
 
         path = write_log(log, folder / f"{name}.parquet")
         result = run_training(path, folder / name,
@@ -319,9 +320,9 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
         report = json.loads((folder / name / "report.json").read_text())
         steps = int(result["training"]["num_timesteps"])
     else:
-        from training.evaluation.evaluate import EvaluationConfig, evaluate
-        from training.evaluation.plots import plot_pareto
-        from training.evaluation.report import write_report
+        from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
+        from allocator.training.evaluation.plots import plot_pareto
+        from allocator.training.evaluation.report import write_report
 
         evaluation, _ = evaluate(log, EvaluationConfig(arm=arm, cost_unit=unit),
                                  progress=lambda message: print(f"   {message}",

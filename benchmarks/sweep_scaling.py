@@ -13,9 +13,9 @@ Sharded evaluation (``--attempts``, 10 million by default; ``--skip-sweep`` runs
 this half): a simulated log of that many attempts (two arms, 24 attempts per query)
 written as 8 Parquet shards; Adaptive-Consistency replayed on one order of every test
 query (half the queries), as ``allocator evaluate`` replays each policy: in one process
-(the whole log read with :func:`~training.evaluation.shards.read_log_shards`, its
-pools, :class:`~training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
---ray 8`` does it on 2 CPUs (:class:`~training.evaluation.shard_log.ShardedLog`: the
+(the whole log read with :func:`~allocator.training.evaluation.shards.read_log_shards`, its
+pools, :class:`~allocator.training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
+--ray 8`` does it on 2 CPUs (:class:`~allocator.training.evaluation.shard_log.ShardedLog`: the
 driver reads the outline and the training queries' rows, 8 Ray workers read their own
 test queries from the shards and replay them). Each runs in a fresh process; printed:
 the time from reading the log to the episodes, the log's attempts per second, whether
@@ -40,8 +40,8 @@ import ray
 
 from allocator.logs import write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
-from training.sweep import run_sweep
-from training.sweep_config import spec_from_dict
+from allocator.training.sweep import run_sweep
+from allocator.training.sweep_config import spec_from_dict
 
 
 def sweep_spec(timesteps: int):
@@ -75,14 +75,14 @@ def _driver(variant: str, folder: str, queue: Any) -> None:
     import resource
     import time
 
-    from training.evaluation.baselines import base_policy
-    from training.evaluation.evaluate import split_queries
+    from allocator.training.evaluation.baselines import base_policy
+    from allocator.training.evaluation.evaluate import split_queries
 
     started = time.perf_counter()
     if variant == "one process":
-        from envs.pools import ReplayPools
-        from training.evaluation.replay import ReplayEvaluator
-        from training.evaluation.shards import read_log_shards
+        from allocator.envs.pools import ReplayPools
+        from allocator.training.evaluation.replay import ReplayEvaluator
+        from allocator.training.evaluation.shards import read_log_shards
 
         log = read_log_shards(folder)
         _, test = split_queries(log.n_queries, 0.5, 0)
@@ -90,7 +90,7 @@ def _driver(variant: str, folder: str, queue: Any) -> None:
         policy = base_policy("adaptive-consistency", 0, int(pools.group_count[:, 0].max()))
         results = ReplayEvaluator(pools, test, n_orders=1, seed=0).run(policy)
     else:
-        from training.evaluation.shard_log import ShardedLog
+        from allocator.training.evaluation.shard_log import ShardedLog
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         view = ShardedLog(folder, 8)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from envs.pools import ReplayPools, ReplaySettings
-from envs.replay_env import ReplayEnv
-from envs.vec_replay_env import BatchedReplayVecEnv
+from allocator.envs.pools import ReplayPools, ReplaySettings
+from allocator.envs.replay_env import ReplayEnv
+from allocator.envs.vec_replay_env import BatchedReplayVecEnv
 
 __all__ = ["REPLAY_ENV_ID", "BatchedReplayVecEnv", "ReplayEnv", "ReplayPools", "ReplaySettings"]
 
@@ -23,4 +23,4 @@ __all__ = ["REPLAY_ENV_ID", "BatchedReplayVecEnv", "ReplayEnv", "ReplayPools", "
 REPLAY_ENV_ID = "ttc/Replay-v0"
 
 if REPLAY_ENV_ID not in gym.registry:
-    gym.register(id=REPLAY_ENV_ID, entry_point="envs.replay_env:ReplayEnv")
+    gym.register(id=REPLAY_ENV_ID, entry_point="allocator.envs.replay_env:ReplayEnv")

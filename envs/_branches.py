@@ -1,6 +1,6 @@
 """What replay needs to draw refinements and apply tournament verifications exactly.
 
-Built by :meth:`envs.pools.ReplayPools.from_log` beside the candidate layout.
+Built by :meth:`allocator.envs.pools.ReplayPools.from_log` beside the candidate layout.
 
 Workspaces (REFINE). The refinements of a query are grouped by *workspace*: the summary
 they were conditioned on (the executors' ``summary`` column). A workspace ``w`` says what

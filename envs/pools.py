@@ -6,7 +6,7 @@ rows are not candidates) so that an episode is a few integer lookups:
 - candidates of query ``q`` are ``cand_offsets[q]:cand_offsets[q + 1]``, ordered by
   *group* (arm ``0..A-1`` for samples, then ``A + k`` for the query's ``k``-th refinement
   *workspace*: the summary its refinements were conditioned on, see
-  :mod:`envs._branches`), then by log order;
+  :mod:`allocator.envs._branches`), then by log order;
 - within a query, arm ``a``'s samples are the local positions
   ``arm_start[q, a] : arm_start[q, a] + arm_count[q, a]`` and refinements follow at
   ``refine_start[q]``; more generally, group ``g`` of query ``q`` holds the local positions
@@ -32,11 +32,11 @@ import numpy as np
 from gymnasium import spaces
 
 from allocator._checks import check_int, check_number, is_int
+from allocator.envs._branches import Branches, build_branches, tournament_queries, workspace_keys
 from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds, feature_layout
 from allocator.logs.schema import KIND_REFINE, KIND_SAMPLE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
-from envs._branches import Branches, build_branches, tournament_queries, workspace_keys
 
 __all__ = [
     "Episode",
@@ -95,7 +95,7 @@ class ReplayPools:
         mean_sample_cost: mean cost of the log's sample attempts (the default cost unit).
         log_verify_cost: :func:`log_verify_cost` of the log (the default ``verify_cost``).
         branches: the refinement workspaces and verification events
-            (:class:`envs._branches.Branches`).
+            (:class:`allocator.envs._branches.Branches`).
     """
 
     arms: tuple[str, ...]
@@ -258,7 +258,7 @@ def _candidates_by_group(log: AttemptLog
         The rows, their query, their group (the arm for samples, ``A + rank`` of the
         refinement's workspace within its query, workspaces sorted by round, then key),
         and each query's workspace keys in group order
-        (:func:`envs._branches.workspace_keys`).
+        (:func:`allocator.envs._branches.workspace_keys`).
     """
     candidates = np.flatnonzero(log.kind != KIND_VERIFY)
     query = log.attempt_query[candidates].astype(np.int64)
@@ -353,7 +353,7 @@ def _cap(owner: str, value: Any) -> int | None:
 
 @dataclass(frozen=True, eq=False)
 class ReplaySettings:
-    """Validated parameters of a replay environment (see :class:`envs.ReplayEnv`).
+    """Validated parameters of a replay environment (see :class:`allocator.envs.ReplayEnv`).
 
     Attributes:
         lambda_: the fixed price per cost unit (unused when ``lambda_range`` is set).

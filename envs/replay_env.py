@@ -10,12 +10,8 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from allocator.actions import STOP, action_layout, has_room
-from allocator.errors import ParameterError
-from allocator.featurizer import QueryState
-from allocator.final_answer import credit, leaders
-from allocator.logs.table import AttemptLog
-from envs._branches import add_key
-from envs.pools import (
+from allocator.envs._branches import add_key
+from allocator.envs.pools import (
     ReplayPools,
     ReplaySettings,
     UniformStream,
@@ -23,6 +19,10 @@ from envs.pools import (
     shuffle_order,
     stream_block,
 )
+from allocator.errors import ParameterError
+from allocator.featurizer import QueryState
+from allocator.final_answer import credit, leaders
+from allocator.logs.table import AttemptLog
 
 __all__ = ["ANSWER_RULES", "ReplayEnv", "check_answer_rule"]
 
@@ -81,7 +81,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     opening pays the workspace's logged cost (its summary, or its selection's tournament).
     REFINE is never offered before a
     draft. Refinements that do not record what they were conditioned on are never drawn
-    (on a simulated log, rounds open in order; see :mod:`envs._branches`).
+    (on a simulated log, rounds open in order; see :mod:`allocator.envs._branches`).
 
     ## Verification
 
@@ -153,8 +153,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     ``lambda_range``), and the query's shuffled pools (``options={"order": "logged"}``:
     in log order, which replays an executor run's own draws). ``reset(options={"query": q})``
     forces query ``q`` (an index into the log). All randomness comes from
-    ``self.np_random``, read in blocks (:class:`envs.pools.UniformStream`) with the
-    protocol of :func:`envs.pools.draw_episode`; :class:`envs.BatchedReplayVecEnv` follows
+    ``self.np_random``, read in blocks (:class:`allocator.envs.pools.UniformStream`) with the
+    protocol of :func:`allocator.envs.pools.draw_episode`;
+    :class:`allocator.envs.BatchedReplayVecEnv` follows
     the same protocol, so its sub-environment ``i`` seeded with ``s`` replays exactly the
     episodes of a ``ReplayEnv`` reset with seed ``s``.
 
@@ -181,14 +182,14 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
 
     Args:
-        log: the graded log, or its :class:`envs.pools.ReplayPools` (to share one
+        log: the graded log, or its :class:`allocator.envs.pools.ReplayPools` (to share one
             precomputation between many environments).
         lambda_: the price of one cost unit (ignored when ``lambda_range`` is given).
         lambda_range: ``(lo, hi)``: draw lambda per episode in this range instead.
         lambda_sampling: ``"uniform"`` or ``"log-uniform"`` (needs ``lo > 0``).
         verify_cost: the price of verifying a candidate whose score has no logged verdict,
             in log cost units; None (default): the log's
-            (:func:`envs.pools.log_verify_cost`).
+            (:func:`allocator.envs.pools.log_verify_cost`).
         cost_unit: the cost that lambda prices; default: the log's mean sample cost.
         prior: predicted per-attempt accuracy, shape (Q, A); 0.5 everywhere by default.
         queries: indices of the queries episodes are drawn from (a train or test split).

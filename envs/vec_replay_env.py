@@ -14,9 +14,9 @@ Memory: about ``n_envs * (stream block + (6 + arms / 2) * distinct answers) * 8`
 ``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
 sub-environments on a log of 40 samples per query.
 
-Sub-environment ``i`` replays exactly the episodes of a :class:`envs.ReplayEnv` reset with
+Sub-environment ``i`` replays exactly the episodes of a :class:`allocator.envs.ReplayEnv` reset with
 the same seed: both read their episodes' uniforms with the protocol of
-:func:`envs.pools.draw_episode` from a generator created as Gymnasium creates
+:func:`allocator.envs.pools.draw_episode` from a generator created as Gymnasium creates
 ``np_random`` (the batched env gathers the reads of all resetting sub-environments in one
 numpy operation), and both step with the same rules.
 With ``venv.seed(s)``, sub-environment ``i`` gets seed ``s + i`` (SB3's convention).
@@ -37,12 +37,18 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 
 from allocator._checks import check_int
 from allocator.actions import STOP, action_layout, has_room
+from allocator.envs.pools import (
+    ReplayPools,
+    ReplaySettings,
+    forced_query,
+    logged_order,
+    stream_block,
+)
+from allocator.envs.replay_env import check_answer_rule
 from allocator.errors import ParameterError
 from allocator.featurizer import StateBatch, VoteStats, featurize
 from allocator.final_answer import credit_rows, final_answers_rows, leaders_rows
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools, ReplaySettings, forced_query, logged_order, stream_block
-from envs.replay_env import check_answer_rule
 
 __all__ = ["BatchedReplayVecEnv", "StateColumns", "unwrap_replay_env"]
 
@@ -94,12 +100,12 @@ class BatchedReplayVecEnv(VecEnv):
     """``n_envs`` replay environments stepped together in numpy (an SB3 ``VecEnv``).
 
     The semantics (actions, masks, rewards, final answer, info keys) are those of
-    :class:`envs.ReplayEnv`; see its documentation. Differences that come from the
+    :class:`allocator.envs.ReplayEnv`; see its documentation. Differences that come from the
     ``VecEnv`` API:
 
     - finished sub-environments reset automatically; the terminal step's info holds
       ``terminal_observation`` and ``TimeLimit.truncated`` (always False) beside the
-      terminal keys of :class:`envs.ReplayEnv` (``query``, ``lambda``, ``cost``,
+      terminal keys of :class:`allocator.envs.ReplayEnv` (``query``, ``lambda``, ``cost``,
       ``exhausted``, ``correct``, ``n_samples``, ``n_refines``, ``n_verified``,
       ``invalid_action``, ``exhaustion_hit``);
     - infos of non-terminal steps are empty dicts (building per-step dicts would cost
@@ -113,15 +119,15 @@ class BatchedReplayVecEnv(VecEnv):
     :meth:`state` returns every sub-environment's state as a featurizer ``StateBatch``.
 
     Args:
-        log: the graded log, or its :class:`envs.pools.ReplayPools`.
+        log: the graded log, or its :class:`allocator.envs.pools.ReplayPools`.
         n_envs: number of sub-environments.
         autoreset: reset finished sub-environments at once (SB3's convention). With
             False a finished sub-environment keeps its final state, ignores further
             actions and is listed in :attr:`finished` until the next :meth:`reset`: what
             an evaluator replaying fixed episodes wants.
-        answer_rule: the final-answer rule of :class:`envs.ReplayEnv` (``"default"``,
+        answer_rule: the final-answer rule of :class:`allocator.envs.ReplayEnv` (``"default"``,
             ``"weighted-vote"`` or ``"last-arm"``).
-        **settings: the parameters of :class:`envs.ReplayEnv` (``lambda_``,
+        **settings: the parameters of :class:`allocator.envs.ReplayEnv` (``lambda_``,
             ``lambda_range``, ``lambda_sampling``, ``verify_cost``, ``cost_unit``,
             ``prior``, ``queries``, ``max_samples``).
 
@@ -172,7 +178,7 @@ class BatchedReplayVecEnv(VecEnv):
         self._stream_position = np.full(n, block, dtype=np.int64)
         self._key_base = np.zeros(n, dtype=np.int64)
         self._slots = np.arange(group_width)
-        # Workspaces and events (envs._branches): per query, their global indices.
+        # Workspaces and events (allocator.envs._branches): per query, their global indices.
         branches = pools.branches
         self._branches = branches
         self._ws_table = branches.padded(branches.ws_offsets)
@@ -232,7 +238,8 @@ class BatchedReplayVecEnv(VecEnv):
         self._weighted = self.answer_rule == "weighted-vote"
         sums = (n, width) if self._weighted else (0, 0)
         self._pending_sum, self._verified_sum = np.zeros(sums), np.zeros(sums)
-        # Replay of refinements and tournaments (see envs.ReplayEnv): set signatures of the
+        # Replay of refinements and tournaments (see allocator.envs.ReplayEnv): set signatures of
+        # the
         # drafts drawn, of all candidates drawn and of the candidates drawn since the
         # workspace in use opened; that workspace, its refinements left, how many were drawn;
         # the last event applied; what REFINE / VERIFY would open / apply now; the
@@ -371,8 +378,8 @@ class BatchedReplayVecEnv(VecEnv):
         """Draw the next candidate for each row (a sample or a refinement); its cost.
 
         The next candidate of a group (an arm, a refinement round) is the one with the
-        smallest remaining key: the order :func:`envs.pools.shuffle_order` sorts the
-        query's deck into in :class:`envs.ReplayEnv`.
+        smallest remaining key: the order :func:`allocator.envs.pools.shuffle_order` sorts the
+        query's deck into in :class:`allocator.envs.ReplayEnv`.
         """
         pools, query, layout = self.pools, self._query[rows], self._layout
         # The draw's counter column (StateColumns): its arm, or ``arms`` to refine; also
@@ -563,7 +570,7 @@ class BatchedReplayVecEnv(VecEnv):
 
         An arm is drawn only while samples remain (its mask), so its pool is empty once
         its samples reach the pool's size, after at least one draw (an empty pool is not
-        counted, as in :class:`envs.ReplayEnv`).
+        counted, as in :class:`allocator.envs.ReplayEnv`).
         """
         exhausted = np.zeros(len(samples), dtype=np.int64)
         for arm in range(samples.shape[1]):  # a few columns: faster than 2-D operations
@@ -664,7 +671,7 @@ class BatchedReplayVecEnv(VecEnv):
                     options: list[dict[str, Any]] | None = None) -> None:
         """Draw new episodes for ``rows`` and clear their state (masks: :meth:`_update_masks`).
 
-        The vectorised form of :func:`envs.pools.draw_episode`: the same reads of each
+        The vectorised form of :func:`allocator.envs.pools.draw_episode`: the same reads of each
         row's own uniform stream, for all rows at once.
         """
         pools, settings = self.pools, self.settings

@@ -124,7 +124,7 @@ def write_decisions(path: Path) -> Path:
     """A decision log of an epsilon-greedy logging policy on a SIMULATED log."""
     from allocator.logs.synthetic import SyntheticConfig, generate
     from allocator.policies import make_policy
-    from training.evaluation.decision_log import record_decisions, write_decisions
+    from allocator.training.evaluation.decision_log import record_decisions, write_decisions
 
     log = generate(SyntheticConfig(n_queries=30), seed=4)
     logging = make_policy("epsilon-greedy", base=make_policy("adaptive-consistency"),

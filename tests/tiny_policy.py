@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 
+from allocator.envs import BatchedReplayVecEnv
 from allocator.logs import AttemptLog
 from allocator.logs.synthetic import SyntheticConfig, generate
-from envs import BatchedReplayVecEnv
-from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+from allocator.training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
 
 #: The price range the tiny policies train over.
 LAMBDA_RANGE = (0.0, 0.2)
@@ -43,7 +43,7 @@ def fit_tiny_predictor(log: AttemptLog, queries: np.ndarray | None = None
 def export_tiny_bundle(folder: Path, n_queries: int = 100) -> tuple[Path, list[str]]:
     """A tiny policy trained on the predictor's priors, exported with that predictor into
     ``folder / "bundle"``; and the log's query texts (for requests that predict a prior)."""
-    from training.rl.export import export_bundle
+    from allocator.training.rl.export import export_bundle
 
     log = generate(SyntheticConfig(n_queries=n_queries))
     predictor = fit_tiny_predictor(log)

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.predictor import check_queries
-from training.difficulty import _is_int, _solve_counts
+from allocator.training.difficulty import _is_int, _solve_counts
 
 __all__ = ["evaluate_difficulty"]
 

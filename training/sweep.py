@@ -5,13 +5,13 @@ The steps, in order (:func:`run_sweep`):
 1. connect to Ray (:func:`connect_ray`): an embedded local Ray by default, a cluster
    with ``address`` (or ``RAY_ADDRESS``); an unreachable address fails within seconds;
 2. read the log and split it once for every trial (``[base]``'s seed): training and test
-   queries (:func:`training.evaluation.evaluate.split_queries`), the training queries
-   into fitting and validation queries (:func:`training.rl.calibrate.validation_split`),
+   queries (:func:`allocator.training.evaluation.evaluate.split_queries`), the training queries
+   into fitting and validation queries (:func:`allocator.training.rl.calibrate.validation_split`),
    and the difficulty prior cross-fitted on the training queries
-   (:func:`training.evaluation.evaluate.fit_prior`), as ``allocator train`` does;
+   (:func:`allocator.training.evaluation.evaluate.fit_prior`), as ``allocator train`` does;
 3. the trials (:func:`sweep_trial`), each on its own CPU allotment
    (``tune.with_resources``): MaskablePPO trained on the fitting queries as in
-   ``allocator train`` (:func:`training.rl.train.train_policy`, warm start included),
+   ``allocator train`` (:func:`allocator.training.rl.train.train_policy`, warm start included),
    reporting its **validation score** ``sweep.reports`` times while it trains (with a
    checkpoint each time, so an interrupted trial resumes), so that ASHA stops the worst
    early; a trial that ends exports its bundle and reports the bundle's score;
@@ -20,7 +20,7 @@ The steps, in order (:func:`run_sweep`):
    ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
 5. the best finished trial (highest final validation score; ties: the first trial) is
    exported to ``SWEEP_DIR/best-bundle`` through ``allocator train``'s safety net
-   (:func:`training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
+   (:func:`allocator.training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
    where a baseline beats it on the validation queries, ``best-bundle/`` is that
    baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
    ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
@@ -40,7 +40,7 @@ queries are never seen before step 5.
 A crashed trial is reported and the others go on; what finished trials reported stays in
 ``SWEEP_DIR/tune`` (Ray's experiment folder), which ``resume=True`` continues after an
 interruption (Ctrl-C, a lost driver). Steps 4 to 6's reading of the results, the best
-trial and MLflow are in :mod:`training.sweep_results`.
+trial and MLflow are in :mod:`allocator.training.sweep_results`.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from training.rl.config import TrainConfig
-from training.sweep_config import SweepSpec
-from training.sweep_results import (
+from allocator.training.rl.config import TrainConfig
+from allocator.training.sweep_config import SweepSpec
+from allocator.training.sweep_results import (
     METRIC,
     best_trial,
     ensure_experiment,
@@ -179,8 +179,8 @@ def prepare_data(log: AttemptLog, base: TrainConfig) -> tuple[SweepData, Any]:
     Raises:
         ParameterError: too few training queries to hold out validation queries.
     """
-    from training.evaluation.evaluate import fit_prior, log_verify_cost, split_queries
-    from training.rl.calibrate import validation_split
+    from allocator.training.evaluation.evaluate import fit_prior, log_verify_cost, split_queries
+    from allocator.training.rl.calibrate import validation_split
 
     train, test = split_queries(log.n_queries, base.test_fraction, base.seed)
     fit, validation = validation_split(train, base.seed, base.validation_fraction)
@@ -203,9 +203,9 @@ def validation_score(bundle: str | Path, data: SweepData, config: TrainConfig
     Rewards are ``correct - lambda * cost / cost_unit``, the training objective (the
     bundle's cost unit); every trial replays the same seeded orders.
     """
+    from allocator.envs.pools import ReplayPools
     from allocator.learned import LearnedPolicy
-    from envs.pools import ReplayPools
-    from training.evaluation.replay import ReplayEvaluator
+    from allocator.training.evaluation.replay import ReplayEvaluator
 
     policy = LearnedPolicy.from_bundle(bundle)
     cost_unit = float(policy.bundle.manifest["cost_unit"])
@@ -224,8 +224,8 @@ def validation_score(bundle: str | Path, data: SweepData, config: TrainConfig
 
 def _export(model: Any, data: SweepData, config: TrainConfig, path: Path,
             predictor_dir: Path | None) -> Path:
-    from training.rl.export import export_bundle
-    from training.rl.train import replay_env
+    from allocator.training.rl.export import export_bundle
+    from allocator.training.rl.train import replay_env
 
     return export_bundle(
         model, path, arms=list(data.log.arms), lambda_range=tuple(config.lambda_range),
@@ -274,8 +274,8 @@ def _report(model: Any, config: TrainConfig, folder: Path, metrics: dict[str, fl
             monitor: Any, final: bool = False) -> None:
     """``tune.report`` the metrics, with ``folder`` as the checkpoint after the policy's
     training checkpoint is written into ``folder/policy``."""
-    from training.rl.checkpoints import save_checkpoint
-    from training.rl.train import CHECKPOINT_PREFIX, observation_normalization
+    from allocator.training.rl.checkpoints import save_checkpoint
+    from allocator.training.rl.train import CHECKPOINT_PREFIX, observation_normalization
 
     steps = int(model.num_timesteps)
     save_checkpoint(model, folder / "policy" / f"{CHECKPOINT_PREFIX}_{steps}", config,
@@ -301,7 +301,7 @@ def sweep_trial(params: dict[str, Any], *, data: SweepData, spec: SweepSpec,
             exported in the bundle (bytes, not a path: a worker on another machine has
             them too).
     """
-    from training.rl.train import TrainingMonitor, latest_checkpoint, train_policy
+    from allocator.training.rl.train import TrainingMonitor, latest_checkpoint, train_policy
 
     config = spec.trial_config(params)
     monitor = TrainingMonitor()
@@ -481,7 +481,7 @@ def run_sweep(
         log_path: a pool log (Parquet).
         sweep_dir: the sweep's folder (created): ``tune/`` (Ray's experiment),
             ``mlflow.db``, ``best-bundle/``, ``report.json``, the plots, ``sweep.json``.
-        spec: the sweep (:func:`training.sweep_config.read_sweep_spec`).
+        spec: the sweep (:func:`allocator.training.sweep_config.read_sweep_spec`).
         resume: continue the interrupted sweep in ``sweep_dir``.
         address: a Ray cluster (None: ``RAY_ADDRESS``, else an embedded local Ray; a
             Ray already initialised in this process is used as is).
@@ -508,7 +508,7 @@ def run_sweep(
         AllocatorError: Ray unreachable at ``address``.
     """
     from allocator.logs import read_log
-    from training.rl.pipeline import _announcer
+    from allocator.training.rl.pipeline import _announcer
 
     sweep_dir = Path(sweep_dir)
     # Tune's own progress tables off (verbose=0 is honoured by its classic reporter

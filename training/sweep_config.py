@@ -25,7 +25,7 @@ Three tables, each optional::
 A distribution is one of ``choice`` (a list of values), ``grid`` (every value, each
 combined with the other grids and repeated ``trials`` times: Tune's ``grid_search``),
 ``uniform``, ``loguniform`` (``[low, high]`` floats) or ``randint`` (``[low, high)``
-integers). Any field of :class:`training.rl.config.TrainConfig` may be set in ``[base]``
+integers). Any field of :class:`allocator.training.rl.config.TrainConfig` may be set in ``[base]``
 or searched, except those that would move the split between training and test queries
 (``test_fraction``, ``validation_fraction``): every trial is scored on the same
 validation queries and the best one is evaluated on the same test queries. ``seed`` in
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.errors import ParameterError
-from training.rl.config import TrainConfig
+from allocator.training.rl.config import TrainConfig
 
 __all__ = ["DISTRIBUTIONS", "FIXED_SPLIT_FIELDS", "SweepSpec", "read_sweep_spec"]
 

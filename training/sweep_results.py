@@ -1,9 +1,9 @@
-"""The results of ``allocator sweep`` (:mod:`training.sweep`): every trial's status and
+"""The results of ``allocator sweep`` (:mod:`allocator.training.sweep`): every trial's status and
 scores read back from Ray's experiment folder, the best trial chosen, exported,
 calibrated and evaluated on the test queries, ``sweep.json``, and the MLflow side (the
 sweep's store, the best trial's run and registration).
 
-Kept apart from :mod:`training.sweep` (the search itself) so that each file holds one
+Kept apart from :mod:`allocator.training.sweep` (the search itself) so that each file holds one
 concept; it imports Ray only to read the experiment's trials.
 """
 
@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.sweep_config import SweepSpec
+from allocator.training.sweep_config import SweepSpec
 
 if TYPE_CHECKING:
-    from training.sweep import SweepData
+    from allocator.training.sweep import SweepData
 
 __all__ = ["BEST_BUNDLE", "METRIC", "best_trial", "ensure_experiment", "evaluate_best",
            "export_best", "log_best", "mlflow_globals_kept", "read_trials",
@@ -64,7 +64,7 @@ def log_best(uri: str, experiment_id: str, trial: Mapping[str, Any], report: Any
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    from training.tracking import evaluation_metrics, log_bundle_model
+    from allocator.training.tracking import evaluation_metrics, log_bundle_model
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.create_run(experiment_id, run_name=f"best-{trial['trial_id']}",
@@ -172,7 +172,7 @@ def export_best(trial: Mapping[str, Any], sweep_dir: Path) -> Path:
     """Copy the trial's final bundle (from its last Ray checkpoint) to
     ``SWEEP_DIR/best-bundle``, replacing an earlier sweep's bundle there (and refusing
     anything else at that path)."""
-    from training.rl.pipeline import _remove_bundle_dir
+    from allocator.training.rl.pipeline import _remove_bundle_dir
 
     target = sweep_dir / BEST_BUNDLE
     _remove_bundle_dir(target)  # an earlier run's: refuses anything but a bundle
@@ -186,7 +186,7 @@ def safety_net_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
                     bundle: Path, predictor: Any, say: Callable[[str], None]
                     ) -> tuple[Any, Path, Path]:
     """``allocator train``'s safety net on the best trial's bundle
-    (:func:`training.rl.pipeline.apply_safety_net`): the learned policy against every
+    (:func:`allocator.training.rl.pipeline.apply_safety_net`): the learned policy against every
     baseline on the validation queries (their orders seeded from the split's seed, as
     the trials' scores); where a baseline wins, ``best-bundle/`` becomes its bundle and
     the learned one moves to ``learned-bundle/`` beside it.
@@ -198,7 +198,7 @@ def safety_net_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
     import dataclasses
 
     from allocator.bundle import read_bundle
-    from training.rl.pipeline import apply_safety_net
+    from allocator.training.rl.pipeline import apply_safety_net
 
     config = spec.trial_config(trial["config"])
     if not config.safety_net:
@@ -218,10 +218,10 @@ def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
     and ``extra.sweep.exported``)."""
     import dataclasses
 
-    from training.evaluation.evaluate import EvaluationConfig, evaluate
-    from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import write_report
-    from training.rl.calibrate import calibrate_to_accuracy
+    from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
+    from allocator.training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from allocator.training.evaluation.report import write_report
+    from allocator.training.rl.calibrate import calibrate_to_accuracy
 
     config = spec.trial_config(trial["config"])
     say(f"calibrating the best bundle on the {len(data.validation)} validation queries")
@@ -249,7 +249,7 @@ def write_summary(sweep_dir: Path, spec: SweepSpec, trials: list[dict[str, Any]]
                    extra: Mapping[str, Any]) -> Path:
     """Write ``SWEEP_DIR/sweep.json``: the spec, every trial (settings, status, score,
     error) and ``extra``; its path."""
-    from training.evaluation.report import json_safe
+    from allocator.training.evaluation.report import json_safe
 
     rows = [{k: v for k, v in t.items() if not k.startswith("_")} for t in trials]
     path = sweep_dir / "sweep.json"

@@ -38,6 +38,7 @@ finds the bundle in the model's artifacts.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -48,8 +49,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.report import REPORT_NAME, json_safe, write_report
-from training.evaluation.results import EvaluationReport, PolicyPoint
+from allocator.training.evaluation.report import REPORT_NAME, json_safe, write_report
+from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -277,8 +278,16 @@ def log_evaluation(
 
 
 # ------------------------------------------------------------------ the bundle as a model
+def _module_file(name: str) -> str:
+    """A module's source file, found without importing it (this one imports mlflow)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:  # pragma: no cover - a broken install
+        raise ImportError(f"cannot find {name}; reinstall ttc-allocator")
+    return spec.origin
+
+
 #: The models-from-code file: MLflow copies it into the model and runs it on load.
-MODEL_CODE = Path(__file__).resolve().parents[1] / "allocator" / "mlflow_model.py"
+MODEL_CODE = Path(_module_file("allocator.mlflow_model"))
 #: Distributions the pyfunc model needs beside the project itself (the runtime's, and the
 #: difficulty predictor's when the bundle holds one).
 _RUNTIME_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "safetensors")

@@ -70,6 +70,18 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _require_extra(extra: str, purpose: str) -> None:
+    """Exit with the install line where ``extra`` is missing (a serving-only install)."""
+    from rich.markup import escape  # the install line holds brackets: [train]
+
+    from allocator.extras import require_extra
+
+    try:
+        require_extra(extra, purpose)
+    except AllocatorError as error:
+        raise _fail(AllocatorError(escape(str(error)))) from None
+
+
 def _parse_options(pairs: list[str]) -> dict[str, str]:
     options = {}
     for pair in pairs:
@@ -289,6 +301,7 @@ def evaluate(
     address: _RayAddress = None,
 ) -> None:
     """Replay every policy on held-out queries: accuracy, cost, intervals, Pareto fronts."""
+    _require_extra("train", "allocator evaluate")
     from allocator.cli.evaluate_command import run_evaluate
 
     try:
@@ -360,6 +373,7 @@ def train(
     validation queries carved from the training queries and exports the best: where a
     baseline wins, RUN_DIR/bundle is a baseline bundle (served the same way) and the
     learned one is in RUN_DIR/learned-bundle; the report says which and why."""
+    _require_extra("train", "allocator train")
     from allocator.cli.train_command import run_train
 
     try:
@@ -396,6 +410,7 @@ def sweep(
     pipeline scored on validation queries (ASHA stops the worst early, MLflow tracks
     every trial); the best trial's bundle is exported to SWEEP_DIR/best-bundle and
     evaluated on the test queries."""
+    _require_extra("train", "allocator sweep")
     from allocator.cli.sweep_command import run_sweep_command
 
     try:
@@ -427,6 +442,7 @@ def calibrate(
     """Find the lambda that meets a target mean cost per query (or reaches majority-of-all
     accuracy at least cost) and store it in the bundle, so that users ask for a budget,
     not a price."""
+    _require_extra("train", "allocator calibrate")
     from allocator.cli.calibrate_command import run_calibrate
 
     try:
@@ -519,6 +535,7 @@ def demo(
     """Run the main job end to end on a built-in SIMULATED log (two priced arms, a
     verifier on the cheap one, a prompt length that predicts difficulty) and print the
     results."""
+    _require_extra("train", "allocator demo")
     from allocator.cli.demo import run_demo
 
     try:

@@ -1,10 +1,10 @@
 """The body of ``allocator calibrate``: the lambda that meets a target mean cost.
 
 Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
-lambda that spends it on validation queries (bisection, :func:`training.rl.calibrate.
+lambda that spends it on validation queries (bisection, :func:`allocator.training.rl.calibrate.
 calibrate`) and stores it in the bundle, where ``oracle.session(query)`` and
 ``target_cost=`` read it. Without a target cost, the lambda is the cheapest that reaches
-majority-of-all accuracy (:func:`training.rl.calibrate.calibrate_to_accuracy`), as
+majority-of-all accuracy (:func:`allocator.training.rl.calibrate.calibrate_to_accuracy`), as
 ``allocator train`` calibrates by default.
 
 Validation queries must be queries the policy was not trained on, and never the test
@@ -35,14 +35,14 @@ def validation_queries(manifest: dict[str, Any], log: Any) -> tuple[np.ndarray |
     """
     if manifest.get("log_fingerprint") != log.fingerprint():
         return None, f"all {log.n_queries:,} queries of the log (not the training log)"
-    from training.evaluation.evaluate import split_queries
+    from allocator.training.evaluation.evaluate import split_queries
 
     config = manifest.get("training_config") or {}
     fraction, seed = float(config.get("test_fraction", 0.5)), int(config.get("seed", 0))
     train, held_out = split_queries(log.n_queries, fraction, seed)
     validation = manifest.get("validation") or {}
     if validation.get("queries"):
-        from training.rl.calibrate import validation_split
+        from allocator.training.rl.calibrate import validation_split
 
         share = float(validation["fraction"])
         _, queries = validation_split(train, int(validation["seed"]), share)
@@ -74,7 +74,7 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
     from allocator.bundle import read_bundle
     from allocator.console import stderr_console
     from allocator.logs import read_log
-    from training.rl.calibrate import calibrate, calibrate_to_accuracy
+    from allocator.training.rl.calibrate import calibrate, calibrate_to_accuracy
 
     manifest = read_bundle(bundle).manifest
     log = read_log(log_path)

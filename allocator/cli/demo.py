@@ -92,7 +92,7 @@ NEAR_TARGET = 0.01
 
 
 def _curve(report: dict[str, Any], names: list[str]) -> list[Any]:
-    from training.rl.safety_net import Candidate
+    from allocator.training.rl.safety_net import Candidate
 
     return [Candidate(name, str(p["value"]), p["accuracy"], p["mean_cost"])
             for name in names for p in report["policies"].get(name, [])]
@@ -102,7 +102,7 @@ def _verdict(report: dict[str, Any]) -> str:
     """The learned policy's cost to reach the target beside the best baseline's; where it
     does not reach the target, also its cheapest point within :data:`NEAR_TARGET` of it
     beside what the baselines pay for that accuracy."""
-    from training.rl.safety_net import cost_to_reach, front
+    from allocator.training.rl.safety_net import cost_to_reach, front
 
     target = report["headline"]["target_accuracy"]
     learned = report["headline"]["cost_to_reach"].get("learned")
@@ -150,9 +150,9 @@ def run_demo(output: Path, *, seed: int = 0, timesteps: int = DEMO_TIMESTEPS,
             demo.
     """
     from allocator.console import stderr_console, summary_table
-    from training.evaluation.report import headline_table, report_table
-    from training.rl.config import TrainConfig
-    from training.rl.pipeline import run_training
+    from allocator.training.evaluation.report import headline_table, report_table
+    from allocator.training.rl.config import TrainConfig
+    from allocator.training.rl.pipeline import run_training
 
     console = stderr_console()
     _claim(output)

@@ -40,20 +40,20 @@ def run_evaluate(
     ``ray_shards``: replay every policy sharded by query on this many Ray workers (on the
     Ray at ``address``, ``RAY_ADDRESS``, or an embedded one), each reading its own test
     queries from the Parquet shards; the driver reads only the log's outline and its
-    training queries (:mod:`training.evaluation.shard_log`); the report is the same.
+    training queries (:mod:`allocator.training.evaluation.shard_log`); the report is the same.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from allocator.console import stderr_console
     from allocator.logs import read_log
-    from training.evaluation.evaluate import (
+    from allocator.training.evaluation.evaluate import (
         DEFAULT_POLICIES,
         EvaluationConfig,
         LogTooSmallError,
         evaluate,
     )
-    from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import (
+    from allocator.training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from allocator.training.evaluation.report import (
         headline_table,
         legend_lines,
         notes_lines,
@@ -65,7 +65,7 @@ def run_evaluate(
     if ray_shards is not None:  # Ray workers read their own shards: see shard_log
         log = _ray_log(log_path, ray_shards, address)
     elif log_path.is_dir():  # a folder of Parquet shards
-        from training.evaluation.shards import read_log_shards
+        from allocator.training.evaluation.shards import read_log_shards
 
         log = read_log_shards(log_path)
     else:
@@ -90,7 +90,7 @@ def run_evaluate(
     plot_cost_distribution(results, output / "cost_distribution.png",
                            simulated=log.simulated)
     if mlflow:
-        from training.tracking import log_evaluation
+        from allocator.training.tracking import log_evaluation
 
         run_id = log_evaluation(report, output)
         console.print(f"logged to MLflow run {run_id}")
@@ -117,13 +117,13 @@ def run_evaluate(
 
 
 def _ray_log(log_path: Path, n_shards: int, address: str | None):
-    """The log as Ray workers read it (:class:`training.evaluation.shard_log.ShardedLog`),
+    """The log as Ray workers read it (:class:`allocator.training.evaluation.shard_log.ShardedLog`),
     Ray connected."""
-    from training.evaluation.shards import shard_files
+    from allocator.training.evaluation.shards import shard_files
 
     try:
-        from training.evaluation.shard_log import ShardedLog
-        from training.sweep import connect_ray
+        from allocator.training.evaluation.shard_log import ShardedLog
+        from allocator.training.sweep import connect_ray
     except ImportError as error:
         raise AllocatorError(f"allocator evaluate --ray needs Ray ({error}): pip install "
                              "'ttc-allocator[ray]'") from None

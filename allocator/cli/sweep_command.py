@@ -16,9 +16,9 @@ __all__ = ["run_sweep_command"]
 
 
 def _import_sweep():
-    """:func:`training.sweep.run_sweep`, or a clear error where Ray is missing."""
+    """:func:`allocator.training.sweep.run_sweep`, or a clear error where Ray is missing."""
     try:
-        from training.sweep import run_sweep
+        from allocator.training.sweep import run_sweep
     except ImportError as error:
         if "ray" not in str(error):
             raise
@@ -35,7 +35,7 @@ def run_sweep_command(log_path: Path, sweep_dir: Path, *, config_path: Path,
     Args:
         log_path: the pool log.
         sweep_dir: the sweep's folder.
-        config_path: the sweep's TOML (:mod:`training.sweep_config`).
+        config_path: the sweep's TOML (:mod:`allocator.training.sweep_config`).
         resume: continue the interrupted sweep in ``sweep_dir``.
         address: a Ray cluster's address (None: ``RAY_ADDRESS`` or an embedded Ray).
         register: register the best bundle as a new version of this MLflow model.
@@ -43,14 +43,14 @@ def run_sweep_command(log_path: Path, sweep_dir: Path, *, config_path: Path,
         as_json: print the summary as JSON on stdout instead of the table.
 
     Returns:
-        The sweep's summary (:func:`training.sweep.run_sweep`) as plain JSON types.
+        The sweep's summary (:func:`allocator.training.sweep.run_sweep`) as plain JSON types.
     """
-    from training.sweep_config import read_sweep_spec
+    from allocator.training.sweep_config import read_sweep_spec
 
     spec = read_sweep_spec(config_path)
     run_sweep = _import_sweep()
     from allocator.console import stderr_console
-    from training.evaluation.report import headline_table, json_safe
+    from allocator.training.evaluation.report import headline_table, json_safe
 
     summary = run_sweep(log_path, sweep_dir, spec, resume=resume, address=address,
                         register=register, alias=alias, progress=not as_json)

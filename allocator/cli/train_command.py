@@ -51,20 +51,20 @@ def run_train(
             (overrides the config's ``safety_net``).
         verify_cost: overrides the config's ``verify_cost`` (None: keep it).
         predictor: fit the difficulty predictor; False: a constant prior, for logs too
-            small to cross-fit it (see :func:`training.rl.pipeline.run_training`).
+            small to cross-fit it (see :func:`allocator.training.rl.pipeline.run_training`).
 
     Returns:
-        The summary of :func:`training.rl.pipeline.run_training`, as plain JSON types.
+        The summary of :func:`allocator.training.rl.pipeline.run_training`, as plain JSON types.
     """
     from allocator.console import stderr_console
-    from training.evaluation.report import (
+    from allocator.training.evaluation.report import (
         headline_table,
         json_safe,
         legend_lines,
         report_table,
     )
-    from training.rl.config import TrainConfig
-    from training.rl.pipeline import run_training
+    from allocator.training.rl.config import TrainConfig
+    from allocator.training.rl.pipeline import run_training
 
     config = TrainConfig.from_toml(config_path) if config_path else TrainConfig()
     overrides = {name: value for name, value in (("seed", seed),

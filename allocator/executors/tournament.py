@@ -51,7 +51,7 @@ vote saw), ``vote`` (null: abstained), ``abstained``, ``winner``, ``decided_by``
 ``workspace`` (the summary row's attempt id); refinements carry ``summary`` and
 ``conditioned_on``.
 
-Replay. :class:`envs.ReplayEnv` applies a VERIFY where the candidates drawn are exactly
+Replay. :class:`allocator.envs.ReplayEnv` applies a VERIFY where the candidates drawn are exactly
 an event's ``drawn`` after exactly its ``after``, with its logged scores and the cost of
 every row of the event (votes and summaries); it opens a workspace where the candidates
 drawn since the previous one are exactly its ``conditioned_on``, charging its summary

@@ -33,7 +33,7 @@ class Policy(ABC):
         stochastic: True when :meth:`act` draws at random (then :meth:`probabilities`
             is the policy's definition, and two calls of ``act`` may differ).
         answer_rule: the final-answer rule the policy is replayed with (an
-            ``answer_rule`` of :class:`envs.ReplayEnv`: ``"default"``, ``"weighted-vote"``
+            ``answer_rule`` of :class:`allocator.envs.ReplayEnv`: ``"default"``, ``"weighted-vote"``
             or ``"last-arm"``); the evaluator reads it.
     """
 

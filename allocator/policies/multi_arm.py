@@ -185,7 +185,7 @@ class Cascade(Policy):
 
     Final answer: as in the paper, the majority among the accepting (or last) arm's own
     samples: the policy's ``answer_rule`` is ``"last-arm"``, which the evaluator replays
-    it with (see :class:`envs.ReplayEnv`); the rejected arms' votes do not count. A
+    it with (see :class:`allocator.envs.ReplayEnv`); the rejected arms' votes do not count. A
     runtime session answers with its own rule (the majority of every vote), which
     differs only when the rejected arms' votes outweigh the accepting arm's leader.
 

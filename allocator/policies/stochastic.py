@@ -1,6 +1,6 @@
 """Stochastic policies: exploration around a base policy, for logging decisions.
 
-Off-policy estimators (:mod:`training.evaluation.off_policy`) can only evaluate a policy
+Off-policy estimators (:mod:`allocator.training.evaluation.off_policy`) can only evaluate a policy
 from decisions a *logging* policy took if the logging policy gives every action the
 evaluated policy might take a probability above zero. A deterministic baseline gives one
 action probability 1 and every other 0, so logs written by it only evaluate itself.
@@ -14,7 +14,7 @@ Randomness: :meth:`EpsilonGreedy.act` draws one uniform number per state, from t
 the ``seed`` field when the policy is built. A freshly built policy therefore replays the
 same draws; every call advances its generator (two equal policies that were called a
 different number of times draw differently). :meth:`EpsilonGreedy.probabilities` is
-deterministic. :func:`training.evaluation.decision_log.record_decisions` does not use
+deterministic. :func:`allocator.training.evaluation.decision_log.record_decisions` does not use
 the policy's generator: it draws every action from :meth:`~EpsilonGreedy.probabilities`
 with generators derived from its own ``seed``, so a decision log is reproducible whatever
 the policy object was used for before.
@@ -67,7 +67,7 @@ class EpsilonGreedy(Policy):
     0 otherwise (``base(a | s)`` is the base policy's :meth:`~Policy.probabilities`: 1 on
     its action for a deterministic baseline). So with ``epsilon > 0`` every allowed action
     has probability at least ``epsilon / k``: logs written by this policy support
-    off-policy evaluation of any policy (see :mod:`training.evaluation.off_policy`). With
+    off-policy evaluation of any policy (see :mod:`allocator.training.evaluation.off_policy`). With
     ``epsilon = 0`` it is the base policy.
 
     Randomness: see the module docstring (``seed`` seeds the generator ``act`` uses when

@@ -1,7 +1,7 @@
 """Verifier-aware baselines: sample until a candidate verifies, or best-of-N by score.
 
 Both sample one arm (field ``arm``) and VERIFY: the environment (or the runtime) then
-answers with the best-scoring verified candidate (see :class:`envs.ReplayEnv`), and a
+answers with the best-scoring verified candidate (see :class:`allocator.envs.ReplayEnv`), and a
 VERIFY costs ``verify_cost`` per newly verified candidate, exactly as the environment
 counts it. Both STOP where their SAMPLE is masked, and VERIFY only where VERIFY is allowed
 (a drawn candidate with a score is still unverified): they never return a masked action.
@@ -155,7 +155,7 @@ class WeightedVote(BestOfN):
     verified once, ``verify_cost`` each); the final answer is the answer whose verified
     candidates' scores *sum* highest, not the single best-scored candidate: its
     ``answer_rule`` is ``"weighted-vote"``, which the evaluator replays it with (see
-    :class:`envs.ReplayEnv`). CISC weights each sample's vote by the model's own
+    :class:`allocator.envs.ReplayEnv`). CISC weights each sample's vote by the model's own
     confidence; here the weights are the log's verifier scores (expected >= 0). A
     runtime session answers with its own rule (the best verified candidate).
 

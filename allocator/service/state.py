@@ -278,6 +278,9 @@ class OracleHolder:
             self.last_error = self.last_error_at = None
 
     def _resolve_alias(self, model: _ModelUri) -> str:
+        from allocator.extras import require_extra
+
+        require_extra("mlflow", f"serving {self._source!r}")
         from mlflow import MlflowClient  # an MLflow source imports mlflow anyway
         from mlflow.exceptions import MlflowException
 

@@ -59,7 +59,7 @@ def good_weights() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def predictor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+    from allocator.training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
 
     log = generate(SyntheticConfig(n_queries=80))
     predictor = DifficultyPredictor(n_estimators=10, exclude_metadata=SIMULATED_TRUTH,
@@ -243,7 +243,7 @@ def test_a_huge_num_threads_is_dropped_and_predictions_kept(bundle: Path) -> Non
     np.testing.assert_array_equal(oracle.predict_priors(QUERIES), before)
     # the serving model always predicts on one thread; the estimator rebuilt from the
     # same files does not trust the saved thread count either
-    from training.difficulty import DifficultyPredictor
+    from allocator.training.difficulty import DifficultyPredictor
 
     rebuilt = DifficultyPredictor.from_files(oracle.bundle.predictor_files, source="bundle")
     assert rebuilt.num_threads == 1

@@ -69,7 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     pytest.importorskip("torch")
     from tiny_policy import fit_tiny_predictor, train_tiny_policy
 
-    from training.rl.export import export_bundle
+    from allocator.training.rl.export import export_bundle
 
     folder = tmp_path_factory.mktemp("oracle")
     config = SyntheticConfig(n_queries=150)
@@ -142,8 +142,8 @@ def test_sessions_decide_as_the_policy_in_the_evaluators_episodes(
     """Each evaluator episode replayed by a ReplayEnv seeded as the evaluator seeds it
     (seed * 1_000_003 + episode), its draws fed to a Session: same masks, features and
     decisions at every step, the same cost and attempts as the evaluator reports."""
-    from envs import ReplayEnv
-    from training.evaluation.replay import ReplayEvaluator
+    from allocator.envs import ReplayEnv
+    from allocator.training.evaluation.replay import ReplayEvaluator
 
     log, prior = trained.log, trained.prior
     oracle = oracle_module.load(trained.bundle)

@@ -66,8 +66,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     pytest.importorskip("torch")
     from tiny_policy import LAMBDA_RANGE, train_tiny_policy
 
-    from training.evaluation.evaluate import fit_prior, split_queries
-    from training.rl.export import export_bundle
+    from allocator.training.evaluation.evaluate import fit_prior, split_queries
+    from allocator.training.rl.export import export_bundle
 
     folder = tmp_path_factory.mktemp("defaults")
     simulated = generate(SyntheticConfig(n_queries=120))
@@ -146,7 +146,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
 
 def training_prior(trained: Trained, text: str | None, metadata: dict | None) -> np.ndarray:
     """The prior training and replay give a held-out log query in this state."""
-    from training.rl.calibrate import bundle_log_prior
+    from allocator.training.rl.calibrate import bundle_log_prior
 
     log = with_queries(trained.log, text, (metadata or {}).get("task"))
     prior, source = bundle_log_prior(trained.bundle, log)

@@ -120,6 +120,6 @@ def test_mlflow_is_opt_in_in_python_too() -> None:
     """``run_training``'s default matches the command line's (issue 14, item 19)."""
     import inspect
 
-    from training.rl.pipeline import run_training
+    from allocator.training.rl.pipeline import run_training
 
     assert inspect.signature(run_training).parameters["mlflow"].default is False

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluation.pareto import headline
-from training.evaluation.results import EvaluationReport, PolicyPoint
+from allocator.training.evaluation.pareto import headline
+from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality_bar

@@ -8,9 +8,9 @@ import pytest
 from replay_fixtures import make_log, random_log
 from test_vec_replay_env import assert_agree
 
+from allocator.envs import BatchedReplayVecEnv, ReplayEnv
+from allocator.envs.replay_env import ANSWER_RULES
 from allocator.errors import ParameterError
-from envs import BatchedReplayVecEnv, ReplayEnv
-from envs.replay_env import ANSWER_RULES
 
 #: One query: answer "a" twice at 0.4 (sum 0.8, right), "b" once at 0.7 (wrong).
 SPLIT = [

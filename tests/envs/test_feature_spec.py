@@ -17,6 +17,7 @@ import pytest
 import replay_fixtures
 
 import allocator.feature_spec as spec
+from allocator.envs import BatchedReplayVecEnv, ReplayEnv, ReplayPools
 from allocator.feature_spec import PER_ARM_FEATURES, QUERY_FEATURES, Feature, FeatureLayout
 from allocator.featurizer import (
     QueryState,
@@ -26,7 +27,6 @@ from allocator.featurizer import (
     featurize,
     n_features,
 )
-from envs import BatchedReplayVecEnv, ReplayEnv, ReplayPools
 
 
 @pytest.mark.parametrize("arms", [("a",), ("a", "b"), ("a", "b", "c")])

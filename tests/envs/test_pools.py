@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 from replay_fixtures import make_log, random_log
 
+from allocator.envs.pools import ReplayPools, ReplaySettings, UniformStream, shuffle_order
 from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.logs.schema import KIND_REFINE, KIND_VERIFY
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools, ReplaySettings, UniformStream, shuffle_order
 
 
 def test_tiny_layout(tiny_log: AttemptLog) -> None:

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pytest
 from replay_fixtures import mot_log
 
+from allocator.envs import BatchedReplayVecEnv
 from allocator.logs.schema import KIND_SAMPLE
 from allocator.logs.table import AttemptLog
 from allocator.logs.votes import majority_correctness
-from envs import BatchedReplayVecEnv
 
 pytestmark = pytest.mark.public_logs
 

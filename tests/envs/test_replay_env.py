@@ -11,12 +11,12 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 from replay_fixtures import make_log
 
-import envs
+import allocator.envs
+from allocator.envs import ReplayEnv
+from allocator.envs.pools import ReplayNote
 from allocator.errors import ParameterError
 from allocator.featurizer import feature_names
 from allocator.logs.table import AttemptLog
-from envs import ReplayEnv
-from envs.pools import ReplayNote
 
 STOP = 0
 
@@ -27,7 +27,7 @@ def feature_index(env: ReplayEnv, name: str) -> int:
 
 
 def make(log: AttemptLog, **settings: object) -> gym.Env:
-    return gym.make(envs.REPLAY_ENV_ID, log=log, **settings)
+    return gym.make(allocator.envs.REPLAY_ENV_ID, log=log, **settings)
 
 
 def random_episode(env: ReplayEnv, rng: np.random.Generator, *,
@@ -46,7 +46,7 @@ def random_episode(env: ReplayEnv, rng: np.random.Generator, *,
 
 # ------------------------------------------------------------------ conformance
 def test_registered_and_checked(tiny_log: AttemptLog, rich_log: AttemptLog) -> None:
-    assert envs.REPLAY_ENV_ID in gym.registry
+    assert allocator.envs.REPLAY_ENV_ID in gym.registry
     for log, settings in ((tiny_log, {}),
                           (rich_log, {"verify_cost": 0.5, "lambda_range": (0.01, 0.3)})):
         env = make(log, **settings)

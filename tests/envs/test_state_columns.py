@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import replay_fixtures
 
-from envs import BatchedReplayVecEnv
-from envs.vec_replay_env import StateColumns
+from allocator.envs import BatchedReplayVecEnv
+from allocator.envs.vec_replay_env import StateColumns
 
 
 def covered(columns: list[int | slice], width: int) -> list[int]:

@@ -10,10 +10,10 @@ from replay_fixtures import random_log
 from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from allocator.envs import BatchedReplayVecEnv, ReplayEnv
 from allocator.errors import ParameterError
 from allocator.featurizer import featurize
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv, ReplayEnv
 
 TERMINAL_KEYS = ("query", "lambda", "cost", "exhausted", "correct", "n_samples", "n_refines",
                  "n_verified", "invalid_action", "exhaustion_hit")

@@ -9,8 +9,8 @@ from replay_fixtures import make_log
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.utils import get_action_masks
 
+from allocator.envs import BatchedReplayVecEnv
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv
 
 LAMBDA = 0.1
 

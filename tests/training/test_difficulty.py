@@ -24,7 +24,7 @@ from allocator.converters import convert
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog, QueryTable
-from training.difficulty import (
+from allocator.training.difficulty import (
     CONFIG_FILE,
     MODEL_FILE,
     SIMULATED_TRUTH,
@@ -32,7 +32,7 @@ from training.difficulty import (
     DifficultyPredictor,
     cross_fit_predict,
 )
-from training.difficulty_metrics import evaluate_difficulty
+from allocator.training.difficulty_metrics import evaluate_difficulty
 
 TRUTH_FREE = {"exclude_metadata": SIMULATED_TRUTH, "text_features": False}
 #: One LightGBM thread in tests: on a busy 2-core runner two OpenMP threads made the

@@ -2,7 +2,7 @@
 
 A real (small) MaskablePPO is trained on a simulated log (about 2 s on one thread, the
 recipe of ``tests/allocator/test_oracle.py``) and exported with its difficulty
-predictor; :func:`training.tracking.log_bundle_model` logs it to a SQLite store under
+predictor; :func:`allocator.training.tracking.log_bundle_model` logs it to a SQLite store under
 tmp_path and registers it. ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict``
 must answer, for random states, the action a :class:`~allocator.session.Session` that
 observed the same attempts one by one would take, and so must ``mlflow models serve -m
@@ -29,7 +29,7 @@ import pytest
 
 import allocator
 from allocator.session import AttemptResult
-from training.tracking import log_bundle_model
+from allocator.training.tracking import log_bundle_model
 
 #: The lambda range the tiny bundle trains over (tests/tiny_policy.py: LAMBDA_RANGE).
 TINY_LAMBDA_RANGE = (0.0, 0.2)

@@ -32,7 +32,7 @@ def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def spec(**sweep: object):
-    from training.sweep_config import spec_from_dict
+    from allocator.training.sweep_config import spec_from_dict
 
     # n_envs = 1 with n_steps = 1 makes rollouts of one step, on which PPO's update
     # fails: a trial that crashes after it started (valid settings, a failing run). It
@@ -60,8 +60,8 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     from mlflow import MlflowClient
 
     from allocator import load
-    from training.rl.config import TrainConfig
-    from training.sweep import SweepData, prepare_data, run_sweep, validation_score
+    from allocator.training.rl.config import TrainConfig
+    from allocator.training.sweep import SweepData, prepare_data, run_sweep, validation_score
 
     sweep_dir, the_spec = tmp_path / "sweep", spec()
     store = f"sqlite:///{tmp_path / 'shared-mlflow.db'}"  # a shared server's, say
@@ -172,7 +172,7 @@ def test_the_best_trial_goes_through_the_safety_net(local_ray, tmp_path: Path,
 
 
 def test_an_unreachable_address_fails_within_seconds(local_ray) -> None:
-    from training.sweep import CONNECT_TIMEOUT_S, connect_ray
+    from allocator.training.sweep import CONNECT_TIMEOUT_S, connect_ray
 
     with socket.socket() as probe:  # a port nobody listens on any more
         probe.bind(("127.0.0.1", 0))
@@ -184,7 +184,7 @@ def test_an_unreachable_address_fails_within_seconds(local_ray) -> None:
 
 def test_resuming_a_folder_without_a_sweep_is_refused(local_ray, log_path: Path,
                                                       tmp_path: Path) -> None:
-    from training.sweep import run_sweep
+    from allocator.training.sweep import run_sweep
 
     with pytest.raises(ParameterError, match="drop --resume"):
         run_sweep(log_path, tmp_path / "empty", spec(), resume=True, progress=False)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from allocator.errors import ParameterError
-from training.rl.config import TrainConfig
-from training.sweep_config import read_sweep_spec, spec_from_dict
+from allocator.training.rl.config import TrainConfig
+from allocator.training.sweep_config import read_sweep_spec, spec_from_dict
 
 BAD_SPECS = [  # (tables, words the message must hold)
     ({"search": {"learning_rat": {"choice": [1e-3]}}},

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluation.pareto import headline
-from training.evaluation.plots import plot_pareto
-from training.evaluation.report import REPORT_NAME, read_report, write_report
-from training.evaluation.results import EvaluationReport, PolicyPoint
-from training.tracking import (
+from allocator.training.evaluation.pareto import headline
+from allocator.training.evaluation.plots import plot_pareto
+from allocator.training.evaluation.report import REPORT_NAME, read_report, write_report
+from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
+from allocator.training.tracking import (
     evaluation_metrics,
     evaluation_params,
     log_evaluation,
@@ -197,6 +197,7 @@ def test_headline_names_that_collide_stay_separate():
 
 
 def test_importing_the_tracking_module_does_not_import_mlflow():
-    code = "import sys, training.tracking; assert 'mlflow' not in sys.modules, 'mlflow imported'"
+    code = ("import sys, allocator.training.tracking; "
+            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).resolve().parents[2])

@@ -14,9 +14,10 @@ with :func:`register_sweep`; a builder that does not apply to a log raises
 :class:`NotApplicable` with the reason, which the report lists.
 
 This module holds the machinery the builders build on; import
-:mod:`training.evaluation.baselines`, which also imports (and so registers) the builders
-of :mod:`~training.evaluation.baselines_schedules`,
-:mod:`~training.evaluation.baselines_verifier` and :mod:`~training.evaluation.baselines_vote`.
+:mod:`allocator.training.evaluation.baselines`, which also imports (and so registers) the builders
+of :mod:`~allocator.training.evaluation.baselines_schedules`,
+:mod:`~allocator.training.evaluation.baselines_verifier` and
+:mod:`~allocator.training.evaluation.baselines_vote`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from functools import cached_property
 
 import numpy as np
 
+from allocator.envs.pools import ReplayPools
 from allocator.policies import POLICIES, make_policy
 from allocator.policies.base import Policy
-from envs.pools import ReplayPools
-from training.evaluation.replay import FixedNCurves, ReplayEvaluator
-from training.evaluation.results import EpisodeResults
+from allocator.training.evaluation.replay import FixedNCurves, ReplayEvaluator
+from allocator.training.evaluation.results import EpisodeResults
 
 __all__ = [
     "BASELINE_SWEEPS",

@@ -1,11 +1,11 @@
 """Sweep builders of the fixed schedules of RTV and PDR (``rtv``, ``pdr``).
 
-Registered when :mod:`training.evaluation.baselines` is imported. They apply only to logs
+Registered when :mod:`allocator.training.evaluation.baselines` is imported. They apply only to logs
 that replay their actions exactly: ``rtv`` to logs with tournament verification events
 (written by :class:`~allocator.executors.TournamentVoting` or
 :class:`~allocator.executors.ParallelDistillRefine`), ``pdr`` to logs with refinements
 that record what they were conditioned on; elsewhere they raise
-:class:`~training.evaluation.baselines.NotApplicable` with the reason.
+:class:`~allocator.training.evaluation.baselines.NotApplicable` with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from allocator.policies.base import Policy
 from allocator.policies.pdr import PDRSchedule
 from allocator.policies.rtv import RTVSchedule
-from training.evaluation.baseline_sweeps import (
+from allocator.training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

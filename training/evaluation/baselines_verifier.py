@@ -1,10 +1,10 @@
 """Sweep builders of the verifier-aware and multi-arm baselines.
 
-Registered when :mod:`training.evaluation.baselines` is imported (its last line imports
+Registered when :mod:`allocator.training.evaluation.baselines` is imported (its last line imports
 this module). Every choice (arm, acceptance score, arm order, prices) is made on the
-training queries of the :class:`~training.evaluation.baselines.BaselineContext`; a
+training queries of the :class:`~allocator.training.evaluation.baselines.BaselineContext`; a
 baseline that does not apply to the log raises
-:class:`~training.evaluation.baselines.NotApplicable` with the reason.
+:class:`~allocator.training.evaluation.baselines.NotApplicable` with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from allocator.policies.base import Policy
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import FixedN
 from allocator.policies.verifier import BestOfN, UntilVerified, WeightedVote
-from training.evaluation.baseline_sweeps import (
+from allocator.training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

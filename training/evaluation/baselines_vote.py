@@ -9,8 +9,8 @@
 
 Both read only ``context.train`` (the held-out queries are never looked at) and are
 swept on every arm; on a multi-arm log the settings on the training queries' front are
-kept (:func:`training.evaluation.baselines.train_front`). Registered on import (the
-last line of :mod:`training.evaluation.baselines` imports this module).
+kept (:func:`allocator.training.evaluation.baselines.train_front`). Registered on import (the
+last line of :mod:`allocator.training.evaluation.baselines` imports this module).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from allocator.policies import BayesStop, BlendASC
 from allocator.policies.base import Policy
 from allocator.policies.bayes_stop import MAX_HORIZON
-from training.evaluation.baseline_sweeps import (
+from allocator.training.evaluation.baseline_sweeps import (
     BaselineContext,
     NotApplicable,
     register_sweep,

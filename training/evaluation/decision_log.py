@@ -4,9 +4,9 @@ A *pool log* (:class:`allocator.logs.table.AttemptLog`) holds many attempts per 
 replays any policy exactly. A *decision log* is what a deployed policy leaves behind: one
 path per query (one action per decision, the others never happened), with the
 probability the policy gave each action. Off-policy estimators
-(:mod:`training.evaluation.off_policy`) evaluate other policies from it.
+(:mod:`allocator.training.evaluation.off_policy`) evaluate other policies from it.
 
-:func:`record_decisions` writes one by running a policy in :class:`envs.ReplayEnv` on a
+:func:`record_decisions` writes one by running a policy in :class:`allocator.envs.ReplayEnv` on a
 pool log, which is also how the estimators are validated: on a pool log, replay gives the
 truth they must recover.
 
@@ -67,14 +67,14 @@ import pyarrow.parquet as pq
 
 from allocator._checks import check_int
 from allocator.actions import action_names, n_actions
+from allocator.envs.pools import ReplayPools
+from allocator.envs.replay_env import ReplayEnv
 from allocator.errors import LogFormatError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, VoteStats
 from allocator.logs.parquet import write_parquet_atomically
 from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 from allocator.policies.stochastic import sample_actions
-from envs.pools import ReplayPools
-from envs.replay_env import ReplayEnv
 
 __all__ = [
     "DECISION_LOG_VERSION",
@@ -109,7 +109,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "probabilities": ("float64", "actions"), "reward": ("float64", ""),
     "step_cost": ("float64", ""), "terminal": ("bool", ""), "correct": ("float64", ""),
 }
-_FIX = ("record decision logs with training.evaluation.decision_log.record_decisions, or "
+_FIX = ("record decision logs with allocator.training.evaluation.decision_log.record_decisions, or "
         "check the logging code writes the column as documented in that module")
 
 
@@ -510,7 +510,7 @@ def record_decisions(
     batch_size: int = 128,
     **env_settings: Any,
 ) -> DecisionLog:
-    """Run ``policy`` in :class:`envs.ReplayEnv` on a pool log and log every decision.
+    """Run ``policy`` in :class:`allocator.envs.ReplayEnv` on a pool log and log every decision.
 
     Each decision's action is drawn from ``policy.probabilities`` (so the logged
     propensity is, by construction, the probability of the logged action; for a
@@ -521,7 +521,7 @@ def record_decisions(
     ``numpy.random.SeedSequence(seed)``), so the log does not depend on ``batch_size``.
 
     Args:
-        log: the pool log (or its precomputed :class:`envs.pools.ReplayPools`).
+        log: the pool log (or its precomputed :class:`allocator.envs.pools.ReplayPools`).
         policy: the logging policy (stochastic for logs meant for off-policy evaluation,
             e.g. :class:`allocator.policies.stochastic.EpsilonGreedy`).
         episodes: number of episodes (each one query, drawn by the environment).
@@ -531,7 +531,7 @@ def record_decisions(
         episode_queries: optional query index per episode (forces the query, e.g. every
             query ``R`` times for a stratified replay); default: drawn by the environment.
         batch_size: episodes run side by side (the policy decides for all in one call).
-        **env_settings: further :class:`envs.ReplayEnv` arguments (``queries``,
+        **env_settings: further :class:`allocator.envs.ReplayEnv` arguments (``queries``,
             ``prior``, ``max_samples``, ``verify_cost``, ``cost_unit``, ...).
 
     Returns:

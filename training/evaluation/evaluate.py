@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from allocator.envs.pools import ReplayPools
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.policies import POLICIES
 from allocator.policies.base import Policy
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, base_policy, build_sweeps
-from training.evaluation.oracles import (
+from allocator.training.evaluation.baselines import BaselineContext, base_policy, build_sweeps
+from allocator.training.evaluation.oracles import (
     MAX_STATES,
     QueryOracleFit,
     default_lambdas,
@@ -28,11 +28,11 @@ from training.evaluation.oracles import (
     hindsight_values,
     query_oracle,
 )
-from training.evaluation.pareto import headline, pareto_front
-from training.evaluation.prices import lambda_grid
-from training.evaluation.replay import FixedNCurves, ReplayEvaluator
-from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
-from training.evaluation.statistics import policy_point
+from allocator.training.evaluation.pareto import headline, pareto_front
+from allocator.training.evaluation.prices import lambda_grid
+from allocator.training.evaluation.replay import FixedNCurves, ReplayEvaluator
+from allocator.training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
+from allocator.training.evaluation.statistics import policy_point
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -133,9 +133,9 @@ def split_queries(n_queries: int, test_fraction: float, seed: int) -> tuple[np.n
 
 
 def log_verify_cost(log: AttemptLog) -> float:
-    """The log's verifier cost per verified candidate: :func:`envs.pools.log_verify_cost`
+    """The log's verifier cost per verified candidate: :func:`allocator.envs.pools.log_verify_cost`
     (the one rule the environments and ``allocator train`` default to)."""
-    from envs.pools import log_verify_cost as rule
+    from allocator.envs.pools import log_verify_cost as rule
 
     return rule(log)
 
@@ -216,7 +216,7 @@ def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int, *
         LogTooSmallError: too few training queries for the cross-fitted predictor (the
             message names the log, the sizes, and the fixes).
     """
-    from training.difficulty import cross_fit_predict
+    from allocator.training.difficulty import cross_fit_predict
 
     predictor = prior_predictor(log.simulated, seed)
     check_prior_size(log, len(train), predictor, test_fraction)
@@ -230,7 +230,7 @@ def fit_prior(log: AttemptLog, train: np.ndarray, test: np.ndarray, seed: int, *
 def prior_predictor(simulated: bool, seed: int) -> Any:
     """The unfitted difficulty predictor :func:`fit_prior` fits: on a simulated log, the
     columns and text that hold the true difficulty are left out."""
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+    from allocator.training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
 
     if simulated:
         return DifficultyPredictor(random_state=seed, exclude_metadata=SIMULATED_TRUTH,
@@ -282,7 +282,7 @@ class TestReplays:
     """Replays on the test queries in this process: the policies at any price, the
     fixed-N curves, the oracles (every replay on the same seeded orders).
 
-    :class:`training.evaluation.shard_log.ShardedTestReplays` gives the same results with
+    :class:`allocator.training.evaluation.shard_log.ShardedTestReplays` gives the same results with
     the test queries spread over Ray workers.
     """
 
@@ -319,7 +319,7 @@ class TestReplays:
 
 class LogInProcess:
     """What the evaluation reads of a log held whole in this process (the default view;
-    :class:`training.evaluation.shard_log.ShardedLog` is the one over Parquet shards read
+    :class:`allocator.training.evaluation.shard_log.ShardedLog` is the one over Parquet shards read
     by Ray workers, with the same results).
 
     Args:
@@ -351,14 +351,14 @@ class LogInProcess:
 
     def difficulty(self, prior: np.ndarray, test: np.ndarray) -> dict:
         """The difficulty predictor's metrics on the test queries."""
-        from training.difficulty_metrics import evaluate_difficulty
+        from allocator.training.difficulty_metrics import evaluate_difficulty
 
         return evaluate_difficulty(prior[test], self.log, test)
 
     def bundle_prior(self, bundle: str, queries: np.ndarray) -> np.ndarray:
-        """A bundle's own prior (:func:`~training.rl.calibrate.bundle_log_prior`), shape
+        """A bundle's own prior (:func:`~allocator.training.rl.calibrate.bundle_log_prior`), shape
         (log queries, arms), at least on ``queries``."""
-        from training.rl.calibrate import bundle_log_prior
+        from allocator.training.rl.calibrate import bundle_log_prior
 
         return bundle_log_prior(bundle, self.log)[0]
 
@@ -433,7 +433,7 @@ def evaluate(
     Args:
         log: a pool log (an :class:`~allocator.logs.table.AttemptLog`), or a view of one
             with :class:`LogInProcess`'s methods: a
-            :class:`training.evaluation.shard_log.ShardedLog` replays the test queries
+            :class:`allocator.training.evaluation.shard_log.ShardedLog` replays the test queries
             on Ray workers that read their own Parquet shards (the same report).
         config: settings (defaults if omitted).
         progress: called with a short message before each step (for progress bars).

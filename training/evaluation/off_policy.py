@@ -1,6 +1,6 @@
 """Off-policy estimators: the value of a policy from decisions another policy took.
 
-A decision log (:class:`training.evaluation.decision_log.DecisionLog`) holds one path per
+A decision log (:class:`allocator.training.evaluation.decision_log.DecisionLog`) holds one path per
 episode, taken by a *logging* policy ``mu`` that recorded the probability of every action.
 The estimators here give the mean value of a *target* policy ``pi`` from it, in the style
 of Open Bandit Pipeline: small frozen dataclasses (hyperparameters as fields), the data as
@@ -67,7 +67,7 @@ from allocator._checks import check_int
 from allocator.errors import OffPolicySupportError, ParameterError
 from allocator.featurizer import feature_layout, featurize
 from allocator.policies.base import Policy
-from training.evaluation.decision_log import OUTCOMES, DecisionLog, policy_probabilities
+from allocator.training.evaluation.decision_log import OUTCOMES, DecisionLog, policy_probabilities
 
 __all__ = [
     "DEFAULT_ESTIMATORS",

@@ -63,10 +63,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from gymnasium.utils import seeding
 
+from allocator.envs.pools import ReplayPools, UniformStream, draw_episode, stream_block
 from allocator.errors import ParameterError
-from envs.pools import ReplayPools, UniformStream, draw_episode, stream_block
-from training.evaluation.replay import FixedNCurves, ReplayEvaluator
-from training.evaluation.results import EpisodeResults
+from allocator.training.evaluation.replay import FixedNCurves, ReplayEvaluator
+from allocator.training.evaluation.results import EpisodeResults
 
 __all__ = [
     "ORACLES",
@@ -531,12 +531,13 @@ def episode_decks(evaluator: ReplayEvaluator) -> list[list[list[np.ndarray]]]:
     """Each evaluation episode's draw order, per query, order and group.
 
     Reproduces the evaluator's episodes with the environments' own reset protocol
-    (:func:`envs.pools.draw_episode`, episode ``e`` seeded ``evaluator._episode_seed() + e``):
+    (:func:`allocator.envs.pools.draw_episode`, episode ``e`` seeded ``evaluator._episode_seed() +
+    e``):
     for the i-th evaluation query in order r, ``decks[i][r][g]`` lists the query's local
     candidate positions of group ``g`` in the order the environment draws them.
     """
     pools = evaluator.pools
-    from envs.pools import ReplaySettings
+    from allocator.envs.pools import ReplaySettings
 
     settings = ReplaySettings.create(pools, "episode_decks")
     decks = []

@@ -1,6 +1,6 @@
 """Pareto fronts over a policy's knob sweep, and the headline numbers read off them.
 
-Every function here takes :class:`~training.evaluation.results.PolicyPoint` lists (one
+Every function here takes :class:`~allocator.training.evaluation.results.PolicyPoint` lists (one
 policy's points along its knob sweep) and is pure: no randomness, no I/O.
 
 Conventions:
@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from training.evaluation.results import Headline, PolicyPoint
+from allocator.training.evaluation.results import Headline, PolicyPoint
 
 __all__ = [
     "accuracy_at_cost",
@@ -249,7 +249,7 @@ def headline(
         learned: the name of the policy that is not a baseline.
 
     Returns:
-        The :class:`~training.evaluation.results.Headline`, with an entry per policy in
+        The :class:`~allocator.training.evaluation.results.Headline`, with an entry per policy in
         every dict.
     """
     baselines = envelope_points(points_by_policy,

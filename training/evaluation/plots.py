@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.evaluation.pareto import pareto_front
-from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
+from allocator.training.evaluation.pareto import pareto_front
+from allocator.training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -280,7 +280,7 @@ def _setting(label: str, result: EpisodeResults) -> str:
     the panel's width: the description alone when it starts with the label."""
     import textwrap
 
-    from training.evaluation.report import _shorten_numbers
+    from allocator.training.evaluation.report import _shorten_numbers
 
     setting = _shorten_numbers(result.policy or "")
     text = (setting if setting.startswith(label) else

@@ -1,7 +1,7 @@
 """The prices (lambdas) a learned policy is evaluated and calibrated at.
 
-Its own module so that the evaluation (:mod:`training.evaluation.evaluate`), the
-calibration (:mod:`training.rl.calibrate`) and the training configuration read one grid
+Its own module so that the evaluation (:mod:`allocator.training.evaluation.evaluate`), the
+calibration (:mod:`allocator.training.rl.calibrate`) and the training configuration read one grid
 without importing each other.
 """
 

@@ -15,12 +15,12 @@ import numpy as np
 
 from allocator._checks import check_int
 from allocator.actions import STOP, sample_action
+from allocator.envs.pools import ReplayPools
+from allocator.envs.vec_replay_env import BatchedReplayVecEnv
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
-from envs.pools import ReplayPools
-from envs.vec_replay_env import BatchedReplayVecEnv
-from training.evaluation.results import EpisodeResults
+from allocator.training.evaluation.results import EpisodeResults
 
 __all__ = ["SEED_STRIDE", "FixedNCurves", "ReplayEvaluator"]
 

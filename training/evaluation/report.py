@@ -22,7 +22,7 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
-from training.evaluation.results import EvaluationReport, PolicyPoint
+from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
 
 __all__ = [
     "LEGEND",
@@ -215,7 +215,7 @@ def headline_table(report: EvaluationReport) -> Table:
     baseline point reaching it (non-inferior at 95%). Columns: each policy's best
     accuracy, the mean cost to reach the target, the savings against the best baseline
     (its cost over the policy's: 2.0x = half the cost) and the median share of the
-    envelope-to-query-oracle gap closed (see :mod:`training.evaluation.pareto`).
+    envelope-to-query-oracle gap closed (see :mod:`allocator.training.evaluation.pareto`).
     Accuracies are printed with the digits that tell each policy's best from the target
     (a policy that misses a target of 0.727 never shows 0.727). Oracles with the same
     numbers share a row. :data:`LEGEND` explains the terms.

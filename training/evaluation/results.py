@@ -93,7 +93,7 @@ class PolicyPoint:
 @dataclass(frozen=True)
 class Headline:
     """The numbers a reader wants first, against the envelope of every deployable baseline
-    (definitions in :mod:`training.evaluation.pareto`).
+    (definitions in :mod:`allocator.training.evaluation.pareto`).
 
     Attributes:
         target_accuracy: the accuracy to reach: by default the envelope's top (the best

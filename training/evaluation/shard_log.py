@@ -1,7 +1,7 @@
 """A log stored as Parquet shards, evaluated by Ray workers that read their own shards.
 
 ``allocator evaluate --ray`` (:class:`ShardedLog`, a view of the log that
-:func:`training.evaluation.evaluate.evaluate` takes in place of an
+:func:`allocator.training.evaluation.evaluate.evaluate` takes in place of an
 :class:`~allocator.logs.table.AttemptLog`) never holds the whole table in the driver:
 
 - the driver reads the **outline**: only the columns :data:`OUTLINE_COLUMNS` (no texts,
@@ -15,7 +15,7 @@
   the rows of **its own test queries** from the Parquet files that hold them (the
   outline says which; paths and query ids are sent, not data), and replays every
   policy, the fixed-N curves and the oracles there, seeded as the single process seeds
-  them (:class:`~training.evaluation.sharded.ShardEvaluator`); the driver concatenates
+  them (:class:`~allocator.training.evaluation.sharded.ShardEvaluator`); the driver concatenates
   their episodes in query order.
 
 Every partial log is coded as the whole log codes it (its arms, its answer vocabulary),
@@ -37,14 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from allocator.envs.pools import ReplayPools
 from allocator.logs.schema import KIND_SAMPLE, META_SIMULATED, META_SOURCE
 from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
-from envs.pools import ReplayPools
-from training.evaluation.oracles import QueryOracleFit
-from training.evaluation.replay import FixedNCurves
-from training.evaluation.results import EpisodeResults
-from training.evaluation.shards import check_shard_schemas, shard_files
+from allocator.training.evaluation.oracles import QueryOracleFit
+from allocator.training.evaluation.replay import FixedNCurves
+from allocator.training.evaluation.results import EpisodeResults
+from allocator.training.evaluation.shards import check_shard_schemas, shard_files
 
 __all__ = ["OUTLINE_COLUMNS", "READS", "ShardedLog", "ShardedTestReplays", "read_rows"]
 
@@ -125,7 +125,7 @@ class _ShardWorker:
         return predictor.predict(self.log, np.arange(self.log.n_queries))
 
     def bundle_prior(self, bundle: str) -> np.ndarray:
-        from training.rl.calibrate import bundle_log_prior
+        from allocator.training.rl.calibrate import bundle_log_prior
 
         return bundle_log_prior(bundle, self.log)[0]
 
@@ -133,7 +133,7 @@ class _ShardWorker:
         self.settings[key] = settings
 
     def _evaluator(self, key: int, lambda_: float) -> Any:
-        from training.evaluation.sharded import ShardEvaluator
+        from allocator.training.evaluation.sharded import ShardEvaluator
 
         if (key, lambda_) not in self.evaluators:
             self.evaluators[key, lambda_] = ShardEvaluator(
@@ -154,7 +154,7 @@ class _ShardWorker:
 
     def oracles(self, key: int, lambdas: np.ndarray, max_states: int
                 ) -> tuple[dict[str, np.ndarray], QueryOracleFit]:
-        from training.evaluation.oracles import hindsight_values, query_oracle
+        from allocator.training.evaluation.oracles import hindsight_values, query_oracle
 
         evaluator = self._evaluator(key, 0.0)
         cost = self.settings[key]["verify_cost"]
@@ -164,7 +164,7 @@ class _ShardWorker:
 
 
 class ShardedTestReplays:
-    """:class:`~training.evaluation.evaluate.TestReplays` on Ray workers: the same
+    """:class:`~allocator.training.evaluation.evaluate.TestReplays` on Ray workers: the same
     results, each worker replaying its own test queries.
 
     Attributes:
@@ -222,23 +222,23 @@ class ShardedTestReplays:
 
 
 class ShardedLog:
-    """A folder of Parquet shards, as :func:`~training.evaluation.evaluate.evaluate`
+    """A folder of Parquet shards, as :func:`~allocator.training.evaluation.evaluate.evaluate`
     reads it with Ray workers (see the module docstring): the methods of
-    :class:`~training.evaluation.evaluate.LogInProcess`.
+    :class:`~allocator.training.evaluation.evaluate.LogInProcess`.
 
     Args:
         path: the shard folder (or one Parquet file).
         n_shards: Ray workers, each with a contiguous range of the test queries.
 
     Raises:
-        LogFormatError: see :func:`~training.evaluation.shards.check_shard_schemas`, and
+        LogFormatError: see :func:`~allocator.training.evaluation.shards.check_shard_schemas`, and
             the format's rules on the outline's columns.
         ParameterError: ``n_shards`` is not an integer >= 1.
     """
 
     def __init__(self, path: str | Path, n_shards: int) -> None:
-        from training.evaluation.evaluate import log_verify_cost
-        from training.evaluation.sharded import shard_bounds
+        from allocator.training.evaluation.evaluate import log_verify_cost
+        from allocator.training.evaluation.sharded import shard_bounds
 
         shard_bounds(1, n_shards)  # checks n_shards
         self.files = shard_files(path)
@@ -284,7 +284,7 @@ class ShardedLog:
         return int(np.argmax(np.bincount(self.outline.arm, minlength=len(self.arms))))
 
     def verify_cost(self) -> float:
-        """:func:`~envs.pools.log_verify_cost` of the log."""
+        """:func:`~allocator.envs.pools.log_verify_cost` of the log."""
         return self.coding.verify_cost
 
     def sample_depth(self, arm: int) -> int:
@@ -296,7 +296,7 @@ class ShardedLog:
     def difficulty(self, prior: np.ndarray, test: np.ndarray) -> dict:
         """The difficulty predictor's metrics on the test queries (their outcomes are
         in the outline)."""
-        from training.difficulty_metrics import evaluate_difficulty
+        from allocator.training.difficulty_metrics import evaluate_difficulty
 
         return evaluate_difficulty(prior[test], self.outline, test)
 
@@ -320,12 +320,12 @@ class ShardedLog:
 
     def fit_prior(self, train: np.ndarray, test: np.ndarray, seed: int,
                   test_fraction: float) -> np.ndarray:
-        """:func:`~training.evaluation.evaluate.fit_prior`'s prior: fitted here on the
+        """:func:`~allocator.training.evaluation.evaluate.fit_prior`'s prior: fitted here on the
         training queries, predicted by the workers on their test queries."""
         import ray
 
-        from training.difficulty import cross_fit_predict
-        from training.evaluation.evaluate import (
+        from allocator.training.difficulty import cross_fit_predict
+        from allocator.training.evaluation.evaluate import (
             PRIOR_FOLDS,
             check_prior_size,
             prior_predictor,
@@ -349,7 +349,7 @@ class ShardedLog:
         position ranges."""
         import ray
 
-        from training.evaluation.sharded import shard_bounds
+        from allocator.training.evaluation.sharded import shard_bounds
 
         test = np.asarray(test, dtype=np.int64)
         if self._workers is None or self._workers[0] != test.tobytes():

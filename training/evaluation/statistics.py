@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.evaluation.results import EpisodeResults, PolicyPoint
+from allocator.training.evaluation.results import EpisodeResults, PolicyPoint
 
 __all__ = ["bootstrap_mean_ci", "paired_difference", "policy_point"]
 

@@ -5,7 +5,7 @@ Users think in budgets ("on average 6 samples' worth per query"), the policy in 
 corresponds to one lambda, found on validation queries:
 
 1. replay the bundle's :class:`~allocator.learned.LearnedPolicy` with the
-   :class:`~training.evaluation.replay.ReplayEvaluator` (the same seeded orders for every
+   :class:`~allocator.training.evaluation.replay.ReplayEvaluator` (the same seeded orders for every
    lambda) at a grid of lambdas over the bundle's ``lambda_range``: mean cost per query;
 2. take the first adjacent pair of grid points whose costs straddle the target and
    bisect between them, keeping one end above and one below the target, until the mean
@@ -58,13 +58,13 @@ import numpy as np
 
 from allocator._checks import check_int
 from allocator.bundle import Bundle, read_bundle, write_bundle
+from allocator.envs.pools import ReplayPools
 from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.schema import KIND_SAMPLE
 from allocator.logs.table import AttemptLog
 from allocator.oracle import ARM_COST_FIELD, CALIBRATED_LAMBDA_FIELD, CALIBRATION_FIELD
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 __all__ = ["ACCURACY_MARGIN", "VALIDATION_FRACTION", "LambdaSearch", "arm_mean_costs",
            "bundle_log_prior", "calibrate", "calibrate_to_accuracy", "majority_of_all",
@@ -364,7 +364,7 @@ def _accuracy_search(measure: Callable[[float], tuple[float, float]],
                      lambda_range: tuple[float, float], floor: float, grid_size: int,
                      max_iterations: int) -> tuple[float, bool]:
     """The least-cost lambda with accuracy >= ``floor`` (and whether one was found)."""
-    from training.evaluation.prices import lambda_grid
+    from allocator.training.evaluation.prices import lambda_grid
 
     low, high = (float(v) for v in lambda_range)
     grid = sorted(set(np.linspace(low, high, grid_size).tolist())

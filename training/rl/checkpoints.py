@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from training.rl.config import TrainConfig
+    from allocator.training.rl.config import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "MANIFEST", "MODEL_SETTINGS", "load_checkpoint",
            "save_checkpoint"]

@@ -14,7 +14,7 @@ refused with an error that names them (a typo must not silently train with a def
     seed = 3
 
 Lambda is the price of one *cost unit*, the log's mean sample cost (see
-:class:`envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
+:class:`allocator.envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
 one correct answer. An episode's reward is ``correct - lambda * cost`` summed over its
 steps, so the discount is 1 (episodic cost accounting, nothing to discount).
 """
@@ -104,26 +104,26 @@ class TrainConfig:
             with the most samples per query, as ``allocator evaluate`` does).
         n_bootstrap: bootstrap resamples per confidence interval of the evaluation (1000).
         warm_start_steps: environment steps of the best baseline's rollout that the
-            network is behaviour-cloned on before PPO (:mod:`training.rl.warm_start`);
+            network is behaviour-cloned on before PPO (:mod:`allocator.training.rl.warm_start`);
             None: an eighth of ``total_timesteps`` (the cloning costs about as much per
             step as PPO); 0: start PPO from a random network. Not counted in
             ``total_timesteps``.
         safety_net: after training, compare the learned policy with every deployable
             baseline on validation queries carved from the training queries, and export
             the best (a baseline bundle where the learned policy loses; see
-            :mod:`training.rl.safety_net`). True; False trains on every training query
+            :mod:`allocator.training.rl.safety_net`). True; False trains on every training query
             and always exports the learned policy (``--no-safety-net``).
         validation_fraction: the share of the training queries held out as validation
             queries by the safety net (0.25; the policy trains on the rest).
         select_every: environment steps between scores of the policy on the validation
-            queries (:mod:`training.rl.selection`): the exported policy is the
+            queries (:mod:`allocator.training.rl.selection`): the exported policy is the
             best-scoring one PPO passed through, the warm-started one included. None: an
             eighth of ``total_timesteps``; 0: no selection (the last iterate is
             exported). Needs validation queries (the safety net or calibration on).
         verify_cost: the price of VERIFYing a candidate whose score has no logged verdict,
             in the log's cost units (verdicts, judge votes and summaries are charged their
             logged costs whatever this is); None (default): the log's, the mean cost of
-            its verdicts (:func:`envs.pools.log_verify_cost`, the rule ``allocator
+            its verdicts (:func:`allocator.envs.pools.log_verify_cost`, the rule ``allocator
             evaluate --verify-cost`` defaults to). ``--verify-cost`` on the command line.
     """
 
@@ -257,7 +257,7 @@ class TrainConfig:
         (with ``lo == 0``: 0, then seven log-spaced from ``hi / 1000`` to ``hi``; a single
         value when ``lo == hi``).
         """
-        from training.evaluation.prices import lambda_grid
+        from allocator.training.evaluation.prices import lambda_grid
 
         return lambda_grid(self.lambda_range, self.eval_lambdas)
 

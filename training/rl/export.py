@@ -166,7 +166,7 @@ def uninformed_prior(arms: list[str], predictor_dir: str | Path | None) -> dict[
         return {"values": {arm: UNINFORMED_PRIOR for arm in arms},
                 "source": "the replay environment's prior (trained without a difficulty "
                           "predictor)"}
-    from training.difficulty import DifficultyPredictor
+    from allocator.training.difficulty import DifficultyPredictor
 
     predictor = DifficultyPredictor.load(predictor_dir)
     if predictor.features_.n_user_features:

@@ -1,9 +1,9 @@
 """The learning curve of a training run: what PPO's episodes earned as training went on.
 
-:class:`training.rl.train.TrainingMonitor` records, once per rollout, the mean return
+:class:`allocator.training.rl.train.TrainingMonitor` records, once per rollout, the mean return
 (correctness - lambda * cost units), correctness, cost and samples of the episodes that
 ended in it (lambda drawn per episode from the training range, as the policy trains), and
-:class:`training.rl.selection.ValidationSelector` the policy's score on the validation
+:class:`allocator.training.rl.selection.ValidationSelector` the policy's score on the validation
 queries (the score that picks the exported policy). This
 module keeps those records as ``learning_curve.json`` and draws them as
 ``learning_curve.png`` beside the run's report: a curve still rising at the end says
@@ -11,7 +11,7 @@ module keeps those records as ``learning_curve.json`` and draws them as
 PPO phase undid the warm start.
 
 matplotlib is imported inside the plotting function and pyplot is not used (as in
-:mod:`training.evaluation.plots`).
+:mod:`allocator.training.evaluation.plots`).
 """
 
 from __future__ import annotations

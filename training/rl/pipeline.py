@@ -3,20 +3,20 @@
 The steps, in order (:func:`run_training`):
 
 1. read the log;
-2. split it by query (seeded, :func:`training.evaluation.evaluate.split_queries`);
+2. split it by query (seeded, :func:`allocator.training.evaluation.evaluate.split_queries`);
 3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the training
    queries, the predictor fitted on all training queries for the held-out ones and for
    the bundle;
-4. train MaskablePPO (:func:`training.rl.train.train_policy`, warm-started from the best
+4. train MaskablePPO (:func:`allocator.training.rl.train.train_policy`, warm-started from the best
    baseline at every price) on the training queries less a validation share
-   (``validation_fraction``, :func:`training.rl.calibrate.validation_split`), with
+   (``validation_fraction``, :func:`allocator.training.rl.calibrate.validation_split`), with
    checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
    the validation queries among those PPO passed through (the warm-started one
-   included; :mod:`training.rl.selection`, ``select_every``);
+   included; :mod:`allocator.training.rl.selection`, ``select_every``);
 5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
    difficulty predictor, the largest pool per arm the policy trained on and its
    uninformed prior; no pickle);
-5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
+5b. the safety net (:mod:`allocator.training.rl.safety_net`, unless ``safety_net = false``):
    compare the learned policy with every deployable baseline on the validation queries;
    where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
    ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
@@ -24,14 +24,14 @@ The steps, in order (:func:`run_training`):
    (``extra.safety_net``);
 5c. calibrate the learned bundle's default lambda on the same validation queries (by
    default the cheapest lambda that reaches majority-of-all accuracy there,
-   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
+   :func:`~allocator.training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
    the bundle, registered or not, is useful as is;
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
-   (:func:`training.evaluation.evaluate.evaluate`), and the learned policy (whichever
+   (:func:`allocator.training.evaluation.evaluate.evaluate`), and the learned policy (whichever
    bundle was exported), loaded from its bundle as the runtime loads it, swept along
    lambda (its knob is the price in its state), on the same seeded orders;
 7. write ``report.json``, ``pareto.png``, ``cost_distribution.png`` and the learning curve
-   (``learning_curve.json`` + ``.png``, :mod:`training.rl.learning_curve`) to ``RUN_DIR``;
+   (``learning_curve.json`` + ``.png``, :mod:`allocator.training.rl.learning_curve`) to ``RUN_DIR``;
 8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
    run still shows them), training curves as ``train/...`` metrics while training runs,
    the evaluation as ``eval/...`` metrics and params, the report, plots, config and
@@ -58,7 +58,7 @@ import numpy as np
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from training.rl.config import TrainConfig
+from allocator.training.rl.config import TrainConfig
 
 __all__ = ["apply_safety_net", "run_training"]
 
@@ -74,7 +74,11 @@ def _quiet(message: str) -> None:
 def _split(log: AttemptLog, log_path: str | Path, config: TrainConfig
            ) -> tuple[np.ndarray, np.ndarray]:
     """The split by query; a log without a training query is refused (naming it)."""
-    from training.evaluation.evaluate import LogTooSmallError, check_split_size, split_queries
+    from allocator.training.evaluation.evaluate import (
+        LogTooSmallError,
+        check_split_size,
+        split_queries,
+    )
 
     train, test = split_queries(log.n_queries, config.test_fraction, config.seed)
     try:
@@ -87,7 +91,7 @@ def _split(log: AttemptLog, log_path: str | Path, config: TrainConfig
 def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: TrainConfig,
             cost_unit: float, run_id: str | None, extra: Mapping[str, Any]) -> Path:
     """The bundle, with the difficulty predictor saved beside the policy."""
-    from training.rl.export import export_bundle
+    from allocator.training.rl.export import export_bundle
 
     with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
         return export_bundle(
@@ -105,7 +109,7 @@ def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray
     Returns:
         The report, and per policy the episodes of one point for the cost plot.
     """
-    from training.evaluation.evaluate import EvaluationConfig, evaluate
+    from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
 
     evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
                                   n_orders=config.n_orders, seed=config.seed,
@@ -153,7 +157,7 @@ def _prior(log: AttemptLog, log_path: str | Path, train: np.ndarray, test: np.nd
         AllocatorError: the log is too small for the predictor (naming ``log_path``).
     """
     from allocator.session import UNINFORMED_PRIOR
-    from training.evaluation.evaluate import LogTooSmallError, fit_prior
+    from allocator.training.evaluation.evaluate import LogTooSmallError, fit_prior
 
     if not predictor:
         say(f"no difficulty predictor: a constant prior {UNINFORMED_PRIOR:g} per arm")
@@ -187,7 +191,7 @@ def _fit_queries(train: np.ndarray, config: TrainConfig, calibrating: bool
     query; none either with fewer than two training queries)."""
     if not (config.safety_net or calibrating):
         return train, train[:0]
-    from training.rl.calibrate import validation_split
+    from allocator.training.rl.calibrate import validation_split
 
     return validation_split(train, config.seed, config.validation_fraction)
 
@@ -195,18 +199,18 @@ def _fit_queries(train: np.ndarray, config: TrainConfig, calibrating: bool
 def _verify_cost(log: AttemptLog, config: TrainConfig) -> float:
     """The verifier's cost per candidate the policy trains with (``verify_cost``, else
     the log's): the safety net and the calibration replay with it too."""
-    from envs.pools import log_verify_cost
+    from allocator.envs.pools import log_verify_cost
 
     return log_verify_cost(log) if config.verify_cost is None else float(config.verify_cost)
 
 
 def _selector(validation: np.ndarray, prior: np.ndarray, config: TrainConfig,
               monitor: Any) -> Any:
-    """The validation model selection (:mod:`training.rl.selection`), or None (no
+    """The validation model selection (:mod:`allocator.training.rl.selection`), or None (no
     validation queries, or ``select_every = 0``)."""
     if not len(validation) or config.selection_interval() == 0:
         return None
-    from training.rl.selection import ValidationSelector
+    from allocator.training.rl.selection import ValidationSelector
 
     return ValidationSelector(validation, prior, config.evaluation_lambdas(),
                               every=config.selection_interval(), n_orders=config.n_orders,
@@ -237,10 +241,10 @@ def apply_safety_net(log: AttemptLog, bundle: Path, fit: np.ndarray, validation:
         say: progress messages.
 
     Returns:
-        The decision (:class:`~training.rl.safety_net.SafetyNetDecision`), the exported
+        The decision (:class:`~allocator.training.rl.safety_net.SafetyNetDecision`), the exported
         bundle's path, and the learned bundle's path.
     """
-    from training.rl.safety_net import compare_on_validation
+    from allocator.training.rl.safety_net import compare_on_validation
 
     say(f"safety net: the learned policy against every baseline on {len(validation)} "
         "validation queries")
@@ -290,8 +294,8 @@ def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
                    ) -> list[Path]:
-    from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import write_report
+    from allocator.training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from allocator.training.evaluation.report import write_report
 
     return [write_report(report, run_dir),
             plot_pareto(report, run_dir / "pareto.png"),
@@ -321,7 +325,7 @@ class _Tracking:
             return
         from mlflow import MlflowClient
 
-        from training.tracking import resolve_tracking_uri
+        from allocator.training.tracking import resolve_tracking_uri
 
         self.uri = uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -368,7 +372,7 @@ class _Tracking:
         with an alias: ``mlflow models serve -m models:/NAME@ALIAS`` answers decisions,
         and ``allocator.load("models:/NAME@ALIAS")`` finds the bundle in its artifacts.
         """
-        from training.tracking import log_bundle_model
+        from allocator.training.tracking import log_bundle_model
 
         uri = log_bundle_model(bundle, run_id=self.run_id, tracking_uri=self.uri,
                                registered_name=name, alias=alias)
@@ -387,7 +391,7 @@ def _train_params(config: TrainConfig) -> dict[str, str]:
 
 
 def _eval_params(report: Any) -> dict[str, str]:
-    from training.tracking import evaluation_params
+    from allocator.training.tracking import evaluation_params
 
     params = evaluation_params(report)
     return {key if key.startswith("log.") else f"eval.{key}": value
@@ -397,7 +401,7 @@ def _eval_params(report: Any) -> dict[str, str]:
 # ---------------------------------------------------------------------- pipeline
 def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from (None: start afresh); refuses to mix two runs."""
-    from training.rl.train import latest_checkpoint
+    from allocator.training.rl.train import latest_checkpoint
 
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is not None and not resume:
@@ -456,12 +460,12 @@ def run_training(
         "safety_net", "registered"}``: the paths (``bundle`` is the exported one,
         ``learned_bundle`` the learned policy's: the same unless the safety net exported
         a baseline), the
-        :class:`~training.evaluation.results.EvaluationReport` (``report.json``), and the
+        :class:`~allocator.training.evaluation.results.EvaluationReport` (``report.json``), and the
         training summary (timesteps, seconds, the last ``train/`` metrics), and the
         registered model version (``{"name", "version", "alias", "uri"}``, or None), and
-        the safety net's decision (:class:`~training.rl.safety_net.SafetyNetDecision` as
+        the safety net's decision (:class:`~allocator.training.rl.safety_net.SafetyNetDecision` as
         a dict, or None when it is off).
-        ``training.evaluation.report.json_safe`` turns it into plain JSON.
+        ``allocator.training.evaluation.report.json_safe`` turns it into plain JSON.
 
     Raises:
         ParameterError: ``run_dir`` holds checkpoints and ``resume`` is False,
@@ -471,7 +475,7 @@ def run_training(
             names the log, the sizes, and ``--no-predictor``).
     """
     from allocator.logs import read_log
-    from training.tracking import DEFAULT_EXPERIMENT
+    from allocator.training.tracking import DEFAULT_EXPERIMENT
 
     config = config or TrainConfig()
     run_dir = Path(run_dir)
@@ -521,7 +525,7 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
     import warnings
 
     from allocator.bundle import read_bundle
-    from training.rl.calibrate import calibrate, calibrate_to_accuracy
+    from allocator.training.rl.calibrate import calibrate, calibrate_to_accuracy
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -546,8 +550,8 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
          tracking: _Tracking, progress: bool, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
     """Steps 4 to 8 (see the module docstring)."""
-    from training.rl.train import TrainingMonitor, replay_env, train_policy
-    from training.tracking import evaluation_metrics
+    from allocator.training.rl.train import TrainingMonitor, replay_env, train_policy
+    from allocator.training.tracking import evaluation_metrics
 
     fit, validation = _fit_queries(train, config, calibration is not None)
     say("training MaskablePPO" + (f" (resuming from {checkpoint.name})" if checkpoint else "")
@@ -612,8 +616,8 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
 
 def _write_learning_curve(monitor: Any, run_dir: Path, config: TrainConfig, simulated: bool,
                           checkpoint: Path | None) -> list[Path]:
-    """``learning_curve.json`` + ``.png`` (:mod:`training.rl.learning_curve`)."""
-    from training.rl.learning_curve import write_learning_curve
+    """``learning_curve.json`` + ``.png`` (:mod:`allocator.training.rl.learning_curve`)."""
+    from allocator.training.rl.learning_curve import write_learning_curve
 
     return write_learning_curve(monitor.history, run_dir, simulated=simulated,
                                 warm_start_steps=0 if checkpoint else config.warm_start_budget())

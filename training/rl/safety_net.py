@@ -4,9 +4,9 @@ A learned allocator is worth deploying only if it is never worse than what a use
 run without training. After training, :func:`compare_on_validation` replays the learned
 policy (along its lambda sweep) and every deployable baseline (every registered
 deterministic baseline, each at the settings its sweep builder
-:func:`training.evaluation.baselines.build_sweep` chooses on the *fitting* queries) on
+:func:`allocator.training.evaluation.baselines.build_sweep` chooses on the *fitting* queries) on
 the *validation* queries: a deterministic share of the training queries that the policy
-was not trained on (:func:`training.rl.calibrate.validation_split`, shared with the
+was not trained on (:func:`allocator.training.rl.calibrate.validation_split`, shared with the
 calibration). The held-out test queries are never used.
 
 The rule (:func:`choose`), on the validation queries. The learned policy is the default
@@ -333,7 +333,7 @@ def _baselines() -> list[str]:
 def _baseline_candidates(context: Any, evaluator: Any, progress: Callable[[str], None]
                          ) -> tuple[list[tuple[Candidate, Policy]], dict[str, str]]:
     from allocator.baseline_bundle import exportable
-    from training.evaluation.baselines import build_sweeps
+    from allocator.training.evaluation.baselines import build_sweeps
 
     found: list[tuple[Candidate, Policy]] = []
     sweeps, skipped = build_sweeps(_baselines(), context,
@@ -360,7 +360,8 @@ def compare_on_validation(
         log: the training log.
         fit: the queries the policy was trained on (the baselines' settings are chosen on
             them too).
-        validation: the validation queries (from :func:`training.rl.calibrate.validation_split`).
+        validation: the validation queries (from
+        :func:`allocator.training.rl.calibrate.validation_split`).
         prior: the per-query prior the policy was trained with (out-of-fold).
         learned_bundle: the learned policy's bundle directory.
         lambdas: the prices the learned policy is replayed at.
@@ -374,10 +375,10 @@ def compare_on_validation(
         The decision, and the chosen baseline policy (to export when the decision says
         ``"baseline"``).
     """
+    from allocator.envs.pools import ReplayPools
     from allocator.learned import LearnedPolicy
-    from envs.pools import ReplayPools
-    from training.evaluation.baselines import BaselineContext
-    from training.evaluation.replay import ReplayEvaluator
+    from allocator.training.evaluation.baselines import BaselineContext
+    from allocator.training.evaluation.replay import ReplayEvaluator
 
     pools = ReplayPools.from_log(log)
     context = BaselineContext(pools, np.asarray(fit), prior, n_orders=n_orders, seed=seed,

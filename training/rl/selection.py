@@ -2,10 +2,10 @@
 
 PPO's last iterate is not always its best: on a few hundred training queries it can
 drift away from the warm start's behaviour-cloned baseline (see
-:mod:`training.rl.warm_start`) and end below it. As Stable-Baselines3's ``EvalCallback``
+:mod:`allocator.training.rl.warm_start`) and end below it. As Stable-Baselines3's ``EvalCallback``
 keeps a best model, :class:`ValidationSelector` scores the policy on the **validation**
 queries (carved from the training queries by
-:func:`training.rl.calibrate.validation_split`; the test queries are never used) when PPO
+:func:`allocator.training.rl.calibrate.validation_split`; the test queries are never used) when PPO
 starts (the warm-started policy) and every ``every`` steps, and at the end puts back the
 weights (and observation statistics) of the best-scoring one.
 
@@ -49,7 +49,7 @@ class ModelPolicy(Policy):
     model: Any = field(repr=False)
 
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
-        from training.rl.train import policy_decisions
+        from allocator.training.rl.train import policy_decisions
 
         return policy_decisions(self.model, featurize(state), mask)
 
@@ -59,7 +59,7 @@ def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndar
                      n_orders: int, seed: int) -> float:
     """The model's mean over ``lambdas`` of validation accuracy - lambda * cost units
     (module docstring)."""
-    from training.evaluation.replay import ReplayEvaluator
+    from allocator.training.evaluation.replay import ReplayEvaluator
 
     policy = ModelPolicy(model)
     rewards = []
@@ -130,7 +130,7 @@ class ValidationSelector(BaseCallback):
         self._next = steps + self.every
 
     def _on_training_start(self) -> None:
-        from training.rl.train import replay_env
+        from allocator.training.rl.train import replay_env
 
         env = replay_env(self.training_env)
         self._replay = {"pools": env.pools, "cost_unit": env.settings.cost_unit,

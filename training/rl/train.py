@@ -3,7 +3,7 @@
 One policy serves every trade-off: each episode draws its lambda (the price of a cost
 unit) from ``config.lambda_range`` and the policy observes it, so a user picks the
 trade-off at inference without retraining. The difficulty prior in the observation must
-be *out-of-fold* for the training queries (:func:`training.difficulty.cross_fit_predict`):
+be *out-of-fold* for the training queries (:func:`allocator.training.difficulty.cross_fit_predict`):
 a policy trained on the predictor's in-sample output learns to trust an overconfident
 predictor.
 
@@ -16,11 +16,11 @@ one thread is also the fastest.
 Checkpoints are folders ``maskable_ppo_<num_timesteps>/`` in ``checkpoint_dir``, written
 at rollout boundaries (after an update, so that a checkpoint's ``num_timesteps`` counts
 exactly the experience its weights have learned from) every ``config.checkpoint_every``
-steps and when training ends. They hold no pickle (:mod:`training.rl.checkpoints`: the
+steps and when training ends. They hold no pickle (:mod:`allocator.training.rl.checkpoints`: the
 policy's and the optimizer's tensors as safetensors, the observation statistics as plain
 arrays, the rest as JSON, every file hashed); SB3's ``.zip``, which runs code when
 loaded, is neither written nor read. They exist only to resume an interrupted run; the
-runtime reads the bundle of :mod:`training.rl.export`.
+runtime reads the bundle of :mod:`allocator.training.rl.export`.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecNormalize
 
+from allocator.envs.pools import ReplayPools
+from allocator.envs.vec_replay_env import BatchedReplayVecEnv
+from allocator.envs.vec_replay_env import unwrap_replay_env as replay_env
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools
-from envs.vec_replay_env import BatchedReplayVecEnv
-from envs.vec_replay_env import unwrap_replay_env as replay_env
-from training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
-from training.rl.config import TrainConfig
+from allocator.training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
+from allocator.training.rl.config import TrainConfig
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -218,7 +218,7 @@ class CheckpointCallback(BaseCallback):
 
     A checkpoint is written at the start of a rollout, after the previous update, so its
     weights have learned from exactly the ``num_timesteps`` steps its name says: the
-    folder ``<folder>/maskable_ppo_<num_timesteps>/`` (:mod:`training.rl.checkpoints`,
+    folder ``<folder>/maskable_ppo_<num_timesteps>/`` (:mod:`allocator.training.rl.checkpoints`,
     no pickle).
 
     Args:
@@ -406,9 +406,9 @@ def train_policy(
 
 def _warm_start(model: MaskablePPO, queries: np.ndarray, prior: np.ndarray | None,
                 config: TrainConfig) -> dict[str, float]:
-    """Behaviour-clone the best baseline at every price (:mod:`training.rl.warm_start`);
+    """Behaviour-clone the best baseline at every price (:mod:`allocator.training.rl.warm_start`);
     its ``train/warm_start_*`` metrics."""
-    from training.rl.warm_start import clone_expert, fit_expert
+    from allocator.training.rl.warm_start import clone_expert, fit_expert
 
     venv = replay_env(model.get_env())
     expert = fit_expert(venv.pools, queries, prior, cost_unit=venv.settings.cost_unit,

@@ -5,7 +5,7 @@ rule already knows, and at small prices (where the accuracy/cost trade-offs of m
 sit) it often never gets there. So training starts from the best deployable baseline:
 
 1. :func:`fit_expert` replays every baseline setting that applies to the log (the
-   evaluator's sweep builders, :mod:`training.evaluation.baselines`) on the *training*
+   evaluator's sweep builders, :mod:`allocator.training.evaluation.baselines`) on the *training*
    queries, and keeps their mean accuracy and cost. At a price ``lambda`` the expert plays
    the setting with the best ``accuracy - lambda * cost`` (cost in cost units): the best
    baseline at that price, as measured on the training queries.
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from allocator.actions import STOP
+from allocator.envs.pools import ReplayPools
 from allocator.featurizer import StateBatch, VoteStats
 from allocator.policies import POLICIES
 from allocator.policies.base import Policy
-from envs.pools import ReplayPools
 
 if TYPE_CHECKING:
     from sb3_contrib import MaskablePPO
@@ -113,8 +113,8 @@ def fit_expert(pools: ReplayPools, train: np.ndarray, prior: np.ndarray | None, 
     Returns:
         The expert; settings that do not apply to the log are left out.
     """
-    from training.evaluation.baselines import BaselineContext, build_sweeps
-    from training.evaluation.evaluate import DEFAULT_POLICIES
+    from allocator.training.evaluation.baselines import BaselineContext, build_sweeps
+    from allocator.training.evaluation.evaluate import DEFAULT_POLICIES
 
     context = BaselineContext(pools, np.asarray(train, dtype=np.int64), prior,
                               n_orders=n_orders, seed=seed, verify_cost=verify_cost)
@@ -159,7 +159,7 @@ class _Rollout:
 def _roll_out(env: VecEnv, expert: PricedExpert, steps: int) -> _Rollout:
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from envs.vec_replay_env import unwrap_replay_env as replay_env
+    from allocator.envs.vec_replay_env import unwrap_replay_env as replay_env
 
     venv = replay_env(env)
     rollout = _Rollout()
@@ -198,7 +198,7 @@ def clone_expert(model: MaskablePPO, expert: PricedExpert, *, steps: int, epochs
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # reproducible sums, as in training (training.rl.train)
+    torch.set_num_threads(1)  # reproducible sums, as in training (allocator.training.rl.train)
     try:
         return _clone(model, expert, steps=steps, epochs=epochs, batch_size=batch_size,
                       seed=seed)

@@ -26,6 +26,7 @@ from replay_server import mot_sources, start_replay_server
 
 from allocator.actions import STOP
 from allocator.answers import get_extractor
+from allocator.envs import ReplayEnv
 from allocator.executors import (
     BestOfN,
     ParallelDistillRefine,
@@ -38,7 +39,6 @@ from allocator.executors.recorder import normalise_reference
 from allocator.featurizer import StateBatch
 from allocator.logs import read_attempts
 from allocator.verifiers import LLMJudge, Problem
-from envs import ReplayEnv
 
 DATE_MODEL = "gpt-3.5-turbo/date_cot1_40"
 ARM = "gpt-3.5"

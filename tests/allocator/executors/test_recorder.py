@@ -97,7 +97,7 @@ def test_the_recorded_file_reads_back_as_a_log_with_kinds_rounds_and_costs(
 
 
 def test_run_then_ingest_then_summarize_and_replay(tmp_path: Path) -> None:
-    from envs import ReplayEnv
+    from allocator.envs import ReplayEnv
 
     path = tmp_path / "runs.jsonl"
     record_every_strategy(path)

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from executor_scripts import ARMS, ScriptedClient, extract, run, texts
 
+from allocator.envs import ReplayEnv
+from allocator.envs.pools import ReplayPools
 from allocator.executors import ParallelDistillRefine, RunRecorder, TournamentVoting
 from allocator.logs import read_attempts
 from allocator.policies import make_policy
+from allocator.training.evaluation.baselines import BaselineContext, build_sweeps
+from allocator.training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
 from allocator.verifiers import Problem
-from envs import ReplayEnv
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, build_sweeps
-from training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
 
 QUESTION = "Which number is best?"
 

@@ -29,6 +29,7 @@ from executor_scripts import (
 )
 from replay_server import start_replay_server
 
+from allocator.envs import ReplayEnv
 from allocator.executors import (
     ParallelDistillRefine,
     PolicyOracle,
@@ -49,7 +50,6 @@ from allocator.executors.bracket import (
 from allocator.logs import read_attempts
 from allocator.policies import make_policy
 from allocator.verifiers import Problem
-from envs import ReplayEnv
 
 QUESTION = "Which number is best?"
 

@@ -22,7 +22,7 @@ from allocator.actions import STOP, n_actions, sample_action
 from allocator.featurizer import QueryState
 from allocator.policies import BayesStop
 from allocator.policies.bayes_stop import fit_prior, prior_grid, stopping_values
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 #: A known prior with three kinds of answers (correct, one wrong, diffuse wrong ones).
 THREE_KINDS = (((0.7, 0.2, 0.1), (0.4, 0.4, 0.2), (0.2, 0.5, 0.3), (0.9, 0.0, 0.1)),

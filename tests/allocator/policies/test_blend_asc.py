@@ -11,12 +11,12 @@ from policy_states import one_arm_log, run_episode
 from scipy.special import betaln
 
 from allocator.actions import STOP, sample_action
+from allocator.envs.pools import ReplayPools
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import BlendASC
 from allocator.policies.blend_asc import blend_table, calibrate, threshold_for
 from allocator.policies.self_consistency import beta_stop_probability
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 
 @pytest.mark.parametrize(("a", "b", "asc_error", "ppr_error"), [

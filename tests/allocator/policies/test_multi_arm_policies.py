@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from verifier_logs import Drawn, final_correctness, make_log, random_scored_log, run_env
 
+from allocator.envs.pools import ReplayPools
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch
 from allocator.policies import AdaptiveConsistency, Cascade, RoundRobin, Router
 from allocator.policies.self_consistency import beta_stop_probability
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 VERIFY_COST = 0.5
 

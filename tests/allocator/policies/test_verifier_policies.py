@@ -10,10 +10,10 @@ import pytest
 from verifier_logs import Drawn, final_correctness, make_log, random_scored_log, run_env
 
 from allocator.actions import STOP, sample_action, verify_action
+from allocator.envs.pools import ReplayPools
 from allocator.featurizer import QueryState
 from allocator.policies import BestOfN, FixedN, UntilVerified, WeightedVote, make_policy
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 VERIFY_COST = 0.5
 

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from allocator.actions import STOP, sample_action, verify_action
+from allocator.envs import ReplayEnv
+from allocator.envs.pools import ReplayPools
 from allocator.logs.table import AttemptLog
-from envs import ReplayEnv
-from envs.pools import ReplayPools
 
 
 def make_log(rows: list[dict]) -> AttemptLog:

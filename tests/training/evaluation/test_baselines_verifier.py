@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from allocator.envs.pools import ReplayPools
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import UntilVerified
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
-from training.evaluation.baselines_verifier import (
+from allocator.training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
+from allocator.training.evaluation.baselines_verifier import (
     NO_PRIOR,
     NO_SCORES,
     ONE_ARM,
@@ -24,7 +24,7 @@ from training.evaluation.baselines_verifier import (
     train_prices,
     train_scores,
 )
-from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
+from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
 
 VERIFIER = ("until-verified", "best-of-n", "weighted-vote")
 MULTI_ARM = ("round-robin", "cascade", "router")

@@ -8,12 +8,12 @@ import itertools
 import numpy as np
 import pytest
 
+from allocator.envs.pools import ReplayPools
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import BayesStop, BlendASC
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
-from training.evaluation.baselines_vote import vote_counts
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
+from allocator.training.evaluation.baselines_vote import vote_counts
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 NAMES = ("blend-asc", "bayes-stop")
 

@@ -16,7 +16,7 @@ from allocator.featurizer import StateBatch, featurize
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.policies import Policy, make_policy
 from allocator.policies.stochastic import EpsilonGreedy
-from training.evaluation.decision_log import (
+from allocator.training.evaluation.decision_log import (
     SCHEMA,
     DecisionLog,
     read_decisions,

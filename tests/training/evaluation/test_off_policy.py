@@ -43,8 +43,8 @@ from allocator.featurizer import QueryState
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import make_policy
 from allocator.policies.stochastic import EpsilonGreedy, sample_actions
-from training.evaluation.decision_log import DecisionLog, record_decisions
-from training.evaluation.off_policy import (
+from allocator.training.evaluation.decision_log import DecisionLog, record_decisions
+from allocator.training.evaluation.off_policy import (
     DEFAULT_ESTIMATORS,
     IPS,
     SNIPS,

@@ -11,20 +11,20 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from allocator.envs.pools import ReplayPools
 from allocator.logs import AttemptLog
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate
 from allocator.policies import POLICIES
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
-from training.evaluation.evaluate import fit_prior, split_queries
-from training.evaluation.oracles import (
+from allocator.training.evaluation.baselines import BaselineContext, NotApplicable, build_sweep
+from allocator.training.evaluation.evaluate import fit_prior, split_queries
+from allocator.training.evaluation.oracles import (
     default_lambdas,
     episode_decks,
     hindsight_values,
     query_oracle,
     solve_query,
 )
-from training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.replay import ReplayEvaluator
 
 
 def make_log(rows: list[dict]) -> AttemptLog:
@@ -356,7 +356,7 @@ def test_a_trained_learned_policy_stays_below_the_query_oracle(tmp_path) -> None
     from tiny_policy import export_tiny_bundle
 
     from allocator.learned import LearnedPolicy
-    from training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
+    from allocator.training.difficulty import SIMULATED_TRUTH, DifficultyPredictor
 
     bundle, _ = export_tiny_bundle(tmp_path, n_queries=100)
     log = generate(SyntheticConfig(n_queries=100))
@@ -418,7 +418,12 @@ def test_no_baseline_lies_above_the_query_oracle_on_public_logs(public_logs, nam
 def test_vectorised_and_graph_dp_agree_without_scores(seed: int) -> None:
     """The two DP implementations (numpy grid for unscored pools, state graph for the
     general case) give the same optimum on random unscored pools with refinements."""
-    from training.evaluation.oracles import _backward, _QueryProblem, _solve_unscored, _types
+    from allocator.training.evaluation.oracles import (
+        _backward,
+        _QueryProblem,
+        _solve_unscored,
+        _types,
+    )
 
     rng = np.random.default_rng(seed)
     rows = []

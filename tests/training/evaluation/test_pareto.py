@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from training.evaluation.pareto import (
+from allocator.training.evaluation.pareto import (
     accuracy_at_cost,
     cost_to_reach,
     gap_closed_curve,
@@ -16,7 +16,7 @@ from training.evaluation.pareto import (
     pareto_front,
     reaches,
 )
-from training.evaluation.results import PolicyPoint
+from allocator.training.evaluation.results import PolicyPoint
 
 
 def point(cost: float, accuracy: float, policy: str = "p", value: object = None) -> PolicyPoint:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluation.pareto import headline
-from training.evaluation.plots import (
+from allocator.training.evaluation.pareto import headline
+from allocator.training.evaluation.plots import (
     COST_COLUMNS,
     COST_PANEL,
     DPI,
@@ -23,7 +23,7 @@ from training.evaluation.plots import (
     plot_cost_distribution,
     plot_pareto,
 )
-from training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
+from allocator.training.evaluation.results import EpisodeResults, EvaluationReport, PolicyPoint
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -189,7 +189,7 @@ def test_the_per_query_cost_is_averaged_over_orders():
 
 
 def test_importing_the_plots_module_does_not_import_matplotlib():
-    code = ("import sys, training.evaluation.plots; "
+    code = ("import sys, allocator.training.evaluation.plots; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

@@ -15,15 +15,15 @@ from allocator.logs import AttemptLog, read_log, write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.policies import make_policy
 from allocator.policies.base import Policy
-from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
-from training.evaluation.oracles import (
+from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
+from allocator.training.evaluation.oracles import (
     default_lambdas,
     hindsight_oracle,
     hindsight_values,
     query_oracle,
 )
-from training.evaluation.replay import ReplayEvaluator
-from training.evaluation.statistics import bootstrap_mean_ci, paired_difference
+from allocator.training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.statistics import bootstrap_mean_ci, paired_difference
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_bootstrap_intervals_and_paired_differences() -> None:
     se = values.std(ddof=1) / np.sqrt(len(values))
     assert low < values.mean() < high
     assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
-    from training.evaluation.results import EpisodeResults
+    from allocator.training.evaluation.results import EpisodeResults
 
     shape = (50, 3)
     a = EpisodeResults("a", rng.random(shape), np.ones(shape), np.ones(shape),
@@ -257,7 +257,7 @@ def test_episodes_as_long_as_the_env_allows_are_replayed() -> None:
 def test_verify_cost_is_read_from_the_logs_verify_rows() -> None:
     import pyarrow as pa
 
-    from training.evaluation.evaluate import log_verify_cost
+    from allocator.training.evaluation.evaluate import log_verify_cost
 
     def log_of(kinds: list[str], costs: list[float]) -> AttemptLog:
         n = len(kinds)

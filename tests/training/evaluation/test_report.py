@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from training.evaluation.pareto import headline
-from training.evaluation.report import (
+from allocator.training.evaluation.pareto import headline
+from allocator.training.evaluation.report import (
     LEGEND,
     ORACLE_MARK,
     REPORT_NAME,
@@ -23,7 +23,7 @@ from training.evaluation.report import (
     report_table,
     write_report,
 )
-from training.evaluation.results import EvaluationReport, PolicyPoint
+from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
 
 
 def make_point(policy: str, knob: str | None, value, cost: float, accuracy: float, *,

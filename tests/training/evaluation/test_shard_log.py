@@ -12,10 +12,10 @@ import pytest
 
 from allocator.logs.parquet import log_to_arrow
 from allocator.logs.synthetic import SyntheticConfig, generate
+from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
+from allocator.training.evaluation.report import json_safe
+from allocator.training.evaluation.shards import read_log_shards
 from tests.training.evaluation.row_shards import write_row_shards
-from training.evaluation.evaluate import EvaluationConfig, evaluate, split_queries
-from training.evaluation.report import json_safe
-from training.evaluation.shards import read_log_shards
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,8 @@ def test_workers_reading_their_shards_give_the_single_process_report(
         local_ray, tmp_path: Path) -> None:
     """Scores, verifier baselines, refinement rounds and the oracles (every policy of
     the default list), queries spanning files; and what the driver read."""
-    from training.evaluation import shard_log
-    from training.evaluation.shard_log import OUTLINE_COLUMNS, ShardedLog
+    from allocator.training.evaluation import shard_log
+    from allocator.training.evaluation.shard_log import OUTLINE_COLUMNS, ShardedLog
 
     log = generate(SyntheticConfig(n_queries=48, with_scores=True, refine_rounds=1), seed=5)
     folder = write_row_shards(log, tmp_path / "shards", 4)
@@ -55,8 +55,8 @@ def test_a_bundle_without_the_predictor_gives_the_single_process_report(
         local_ray, tmp_path: Path) -> None:
     """The learned policy replayed with its bundle's own prior (no predictor fitted
     here), which the workers compute on their queries."""
+    from allocator.training.evaluation.shard_log import ShardedLog
     from tests.tiny_policy import export_tiny_bundle
-    from training.evaluation.shard_log import ShardedLog
 
     bundle, _ = export_tiny_bundle(tmp_path / "tiny", n_queries=60)
     folder = write_row_shards(generate(SyntheticConfig(n_queries=60)), tmp_path / "s", 3)
@@ -72,7 +72,7 @@ def test_a_single_parquet_file_gives_the_single_process_report(local_ray,
     """One Parquet file (named in the report by the source its metadata records, as
     ``read_log`` names it), read by workers like a shard folder."""
     from allocator.logs import read_log, write_log
-    from training.evaluation.shard_log import ShardedLog
+    from allocator.training.evaluation.shard_log import ShardedLog
 
     log = generate(SyntheticConfig(n_queries=40), seed=6)
     log.source = "runs-2026-12.jsonl"

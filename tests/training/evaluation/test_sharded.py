@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from allocator.envs.pools import ReplayPools
 from allocator.logs.synthetic import SyntheticConfig, generate
-from envs.pools import ReplayPools
-from training.evaluation.baselines import BaselineContext, build_sweeps
-from training.evaluation.evaluate import DEFAULT_POLICIES, split_queries
-from training.evaluation.replay import ReplayEvaluator
-from training.evaluation.sharded import shard_bounds
+from allocator.training.evaluation.baselines import BaselineContext, build_sweeps
+from allocator.training.evaluation.evaluate import DEFAULT_POLICIES, split_queries
+from allocator.training.evaluation.replay import ReplayEvaluator
+from allocator.training.evaluation.sharded import shard_bounds
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,9 @@ LAMBDA = 0.01
 
 @pytest.fixture(scope="module")
 def setup(local_ray, tmp_path_factory: pytest.TempPathFactory):
+    from allocator.training.evaluation.shard_log import ShardedLog
+    from allocator.training.evaluation.shards import read_log_shards
     from tests.training.evaluation.row_shards import write_row_shards
-    from training.evaluation.shard_log import ShardedLog
-    from training.evaluation.shards import read_log_shards
 
     log = generate(SyntheticConfig(n_queries=50, with_scores=True, refine_rounds=1), seed=2)
     folder = write_row_shards(log, tmp_path_factory.mktemp("sharded") / "shards", 3)

@@ -13,7 +13,7 @@ import pytest
 from allocator.errors import LogFormatError
 from allocator.logs import write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
-from training.evaluation.shards import read_log_shards, shard_files
+from allocator.training.evaluation.shards import read_log_shards, shard_files
 
 
 def write_shards(folder: Path, n_queries: int = 30, parts: int = 3) -> Path:

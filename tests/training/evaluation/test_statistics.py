@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluation.results import EpisodeResults
-from training.evaluation.statistics import bootstrap_mean_ci, paired_difference, policy_point
+from allocator.training.evaluation.results import EpisodeResults
+from allocator.training.evaluation.statistics import (
+    bootstrap_mean_ci,
+    paired_difference,
+    policy_point,
+)
 
 
 def episodes(correct: list[list[float]], cost: float = 1.0) -> EpisodeResults:

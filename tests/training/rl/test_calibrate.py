@@ -21,14 +21,14 @@ from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 
 import allocator
 from allocator.bundle import WEIGHTS_FILE, read_bundle
+from allocator.envs.pools import ReplayPools
 from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools
-from training.difficulty import DifficultyPredictor
-from training.evaluation.replay import ReplayEvaluator
-from training.rl.calibrate import (
+from allocator.training.difficulty import DifficultyPredictor
+from allocator.training.evaluation.replay import ReplayEvaluator
+from allocator.training.rl.calibrate import (
     ACCURACY_MARGIN,
     VALIDATION_FRACTION,
     _accuracy_search,
@@ -39,7 +39,7 @@ from training.rl.calibrate import (
     search_lambda,
     validation_split,
 )
-from training.rl.export import export_bundle
+from allocator.training.rl.export import export_bundle
 
 TRAIN = np.arange(100)
 VALIDATION = np.arange(100, 150)

@@ -29,13 +29,13 @@ from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 from torch import nn
 
 from allocator.bundle import MANIFEST_FILE, PREDICTOR_DIR, WEIGHTS_FILE, read_bundle
+from allocator.envs import BatchedReplayVecEnv
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import featurize, n_features
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv
-from training.difficulty import DifficultyPredictor
-from training.rl.export import export_bundle, network_description, policy_weights
+from allocator.training.difficulty import DifficultyPredictor
+from allocator.training.rl.export import export_bundle, network_description, policy_weights
 
 REPO = Path(__file__).resolve().parents[3]
 #: Random-rollout length and width: 48 steps x 256 sub-environments = 12,288 states.

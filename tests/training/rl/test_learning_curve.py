@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from training.rl.learning_curve import CURVES, curve_rows, write_learning_curve
+from allocator.training.rl.learning_curve import CURVES, curve_rows, write_learning_curve
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

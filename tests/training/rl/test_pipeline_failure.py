@@ -12,8 +12,8 @@ from allocator.bundle import write_bundle
 from allocator.errors import AllocatorError
 from allocator.featurizer import n_features
 from allocator.logs.synthetic import SyntheticConfig, generate
-from training.rl.config import TrainConfig
-from training.rl.pipeline import _evaluate_trained
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.pipeline import _evaluate_trained
 
 
 def other_arms_bundle(path: Path) -> Path:

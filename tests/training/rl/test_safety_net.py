@@ -17,9 +17,9 @@ from allocator.errors import ParameterError
 from allocator.featurizer import n_features
 from allocator.logs import write_log
 from allocator.logs.synthetic import SyntheticConfig, generate
-from training.rl.calibrate import validation_split
-from training.rl.config import TrainConfig
-from training.rl.safety_net import (
+from allocator.training.rl.calibrate import validation_split
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.safety_net import (
     Candidate,
     accuracy_at,
     choose,
@@ -207,7 +207,7 @@ def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None
     assert decision.baseline in decision.envelope
     # Only the baselines that need verifier scores, tournaments or refinements are
     # skipped on this unscored log.
-    from training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
+    from allocator.training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
 
     assert set(decision.skipped.values()) <= {"the log has no verifier scores", NO_EVENTS,
                                               NO_REFINEMENTS}
@@ -246,7 +246,7 @@ TINY = TrainConfig(n_envs=64, n_steps=16, batch_size=512, n_orders=3, n_bootstra
 @pytest.mark.slow
 @pytest.mark.parametrize("safety_net", [True, False])
 def test_train_exports_what_the_safety_net_chose(tmp_path: Path, safety_net: bool) -> None:
-    from training.rl.pipeline import run_training
+    from allocator.training.rl.pipeline import run_training
 
     log_path = write_log(generate(SyntheticConfig(n_queries=120), seed=0),
                          tmp_path / "log.parquet")

@@ -1,4 +1,4 @@
-"""Model selection on the validation queries (:mod:`training.rl.selection`)."""
+"""Model selection on the validation queries (:mod:`allocator.training.rl.selection`)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from allocator.envs.pools import ReplayPools
 from allocator.errors import ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools
-from training.evaluation.replay import ReplayEvaluator
-from training.rl.config import TrainConfig
-from training.rl.export import export_bundle
-from training.rl.selection import (
+from allocator.training.evaluation.replay import ReplayEvaluator
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.export import export_bundle
+from allocator.training.rl.selection import (
     ORDER_SEED_OFFSET,
     ValidationSelector,
     validation_score,
 )
-from training.rl.train import TrainingMonitor, replay_env, train_policy
+from allocator.training.rl.train import TrainingMonitor, replay_env, train_policy
 
 SMALL = TrainConfig(total_timesteps=8192, n_envs=64, n_steps=32, batch_size=512,
                     n_epochs=10, seed=0, warm_start_steps=2048)

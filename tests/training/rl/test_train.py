@@ -18,13 +18,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback
 
+from allocator.envs import BatchedReplayVecEnv
 from allocator.errors import ParameterError
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
-from envs import BatchedReplayVecEnv
-from training.evaluation.prices import LEARNED_GRID_POINTS
-from training.rl.config import TrainConfig
-from training.rl.train import (
+from allocator.training.evaluation.prices import LEARNED_GRID_POINTS
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.train import (
     TrainingMonitor,
     latest_checkpoint,
     make_env,
@@ -368,7 +368,7 @@ def test_checkpoint_code_never_unpickles(module: str) -> None:
 @pytest.mark.parametrize("verify_cost", [None, 0.0, 3.5])
 def test_the_training_env_prices_verify_as_configured(log: AttemptLog,
                                                       verify_cost: float | None) -> None:
-    from envs.pools import log_verify_cost
+    from allocator.envs.pools import log_verify_cost
 
     config = dataclasses.replace(SMALL, verify_cost=verify_cost, n_envs=2)
     env = replay_env(make_env(log, queries=np.arange(log.n_queries), prior=None,

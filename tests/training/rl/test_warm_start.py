@@ -8,14 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from allocator.envs.pools import ReplayPools
 from allocator.featurizer import featurize
 from allocator.logs.synthetic import SyntheticConfig, generate
 from allocator.logs.table import AttemptLog
 from allocator.policies import make_policy
-from envs.pools import ReplayPools
-from training.evaluation.evaluate import split_queries
-from training.rl.config import TrainConfig
-from training.rl.train import (
+from allocator.training.evaluation.evaluate import split_queries
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.train import (
     TrainingMonitor,
     make_env,
     make_model,
@@ -23,7 +23,7 @@ from training.rl.train import (
     replay_env,
     train_policy,
 )
-from training.rl.warm_start import PricedExpert, clone_expert, fit_expert, take_rows
+from allocator.training.rl.warm_start import PricedExpert, clone_expert, fit_expert, take_rows
 
 
 @pytest.fixture(scope="module")
