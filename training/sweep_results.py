@@ -18,12 +18,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from training.sweep_config import SweepSpec
-
-if TYPE_CHECKING:
-    from training.sweep import SweepData
+from training.sweep_data import SweepData
 
 __all__ = ["BEST_BUNDLE", "METRIC", "best_trial", "ensure_experiment", "evaluate_best",
            "export_best", "log_best", "mlflow_globals_kept", "read_trials",
