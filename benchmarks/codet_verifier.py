@@ -86,7 +86,8 @@ def load_tasks(data: Path, limit: int | None) -> list[Task]:
 
 
 def match_task(prompt: str, tasks: Iterable[Task]) -> Task | None:
-    """The task whose prompt the test-generation prompt starts with."""
+    """The task whose prompt the test-generation prompt starts with (the test file is
+    sorted by task id as a string, not in the order of ``problems.jsonl.gz``)."""
     found = [task for task in tasks if prompt.startswith(task.prompt.rstrip())]
     if len(found) > 1:
         raise RuntimeError(f"ambiguous test prompt: {[t.task_id for t in found]}")

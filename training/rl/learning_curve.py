@@ -1,7 +1,8 @@
 """The learning curve of a training run: what PPO's episodes earned as training went on.
 
 :class:`training.rl.train.TrainingMonitor` records, once per rollout, the mean return,
-correctness, cost and samples of the episodes that ended in it, and
+correctness, cost and samples of the episodes that ended in it (lambda drawn per episode
+from the training range, as the policy trains), and
 :class:`training.rl.selection.ValidationSelector` the policy's validation score (the score
 that picks the exported policy). :func:`write_learning_curve` keeps those records as
 ``learning_curve.json`` and draws them (:func:`plot_learning_curve`) as
