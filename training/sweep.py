@@ -165,8 +165,9 @@ def prepare_data(log: AttemptLog, base: TrainConfig) -> tuple[SweepData, Any]:
                              "trials are scored on validation queries carved from them)",
                              f"{len(train)} training queries")
     predictor, prior = fit_prior(log, train, test, base.seed)
+    verify_cost = log_verify_cost(log) if base.verify_cost is None else float(base.verify_cost)
     return SweepData(log=log, fit=fit, validation=validation, test=test, prior=prior,
-                     seed=base.seed, verify_cost=log_verify_cost(log)), predictor
+                     seed=base.seed, verify_cost=verify_cost), predictor
 
 
 # ------------------------------------------------------------------ scoring
