@@ -1,31 +1,10 @@
 """Answer extraction and normalisation: turn a generation into a vote.
 
-Self-consistency and every voting strategy compare the *answers* of generations, not
-their text. An :class:`Extractor` finds the final answer in a generation and normalises
-it, so that votes compare like with like (``"5"``, ``"5.0"``, ``"$5"`` and ``"5."`` are
-one vote). Extractors live in a registry by name, one per kind of task:
-
-* ``number`` (alias ``math``): the last ``\\boxed{...}`` if any (None when it holds no
-  number); else the answer after the last marker ("the answer is", ``Answer:``,
-  ``ans =``, ``#### ``, a line starting ``A:``); else the last number in the text.
-  Normal form: ``"1234.5"``, ``"-7"``, ``"2/3"`` (see :func:`normalize_number`). A
-  multi-part answer (``"ans = 86 glasses and 42 plates"``) votes its first number.
-* ``choice`` (alias ``mc``): the letter after "answer is"/``Answer:``/``A:``, else the last
-  ``(B)``, else a reply that is one letter; letters :data:`CHOICE_LETTERS`. Normal form
-  ``"B"``.
-* ``date``: the date after the last marker, else the last date; ``5/1/2021``,
-  ``1-1-1963``, ``2021-05-01``, ``May 1, 2021``, ``1st of May 2021``. Normal form
-  ``"05/01/2021"`` (MM/DD/YYYY, as the BIG-bench date task asks).
-* ``code``: the last fenced python block (else the last fenced block), else the whole
-  text. Normal form: the code without trailing spaces or surrounding blank lines.
-
-Markers: the last marker followed by text on its line decides; when that text holds no
-answer of the kind (``"A: it depends on the year"``) the extractor returns None rather
-than an earlier number or date. Every extractor returns ``None`` when the text holds no
-answer of its kind (a vote for nobody). Generations that run on into a new few-shot
-question (a ``"Q:"``/``"Question"`` line after an ``"A:"`` line, common with base
-models) are cut before it: the answer to *this* question is the one before the made-up
-next question.
+Voting strategies compare the *answers* of generations, not their text. An
+:class:`Extractor` finds the final answer in a generation and normalises it, so that
+``"5"``, ``"5.0"``, ``"$5"`` and ``"5."`` are one vote. Extractors live in a registry by
+name (:func:`get_extractor`, :func:`register_extractor`); :func:`extract` lists the
+built-in ones (``number``, ``choice``, ``date``, ``code``) and their rules.
 
 Example:
     >>> extract("So she pays $1,250.00 in total. The answer is $1,250.", "number")
@@ -132,6 +111,30 @@ def get_extractor(name: str) -> Extractor:
 
 def extract(text: str, kind: str) -> str | None:
     """The normalised answer of ``text`` for a task of ``kind``, or None.
+
+    The built-in extractors:
+
+    * ``number`` (alias ``math``): the last ``\\boxed{...}`` if any (None when it holds no
+      number); else the answer after the last marker ("the answer is", ``Answer:``,
+      ``ans =``, ``#### ``, a line starting ``A:``); else the last number in the text.
+      Normal form: ``"1234.5"``, ``"-7"``, ``"2/3"`` (see :func:`normalize_number`). A
+      multi-part answer (``"ans = 86 glasses and 42 plates"``) votes its first number.
+    * ``choice`` (alias ``mc``): the letter after "answer is"/``Answer:``/``A:``, else the last
+      ``(B)``, else a reply that is one letter; letters :data:`CHOICE_LETTERS`. Normal form
+      ``"B"``.
+    * ``date``: the date after the last marker, else the last date; ``5/1/2021``,
+      ``1-1-1963``, ``2021-05-01``, ``May 1, 2021``, ``1st of May 2021``. Normal form
+      ``"05/01/2021"`` (MM/DD/YYYY, as the BIG-bench date task asks).
+    * ``code``: the last fenced python block (else the last fenced block), else the whole
+      text. Normal form: the code without trailing spaces or surrounding blank lines.
+
+    Markers: the last marker followed by text on its line decides; when that text holds no
+    answer of the kind (``"A: it depends on the year"``) the extractor returns None rather
+    than an earlier number or date. Every extractor returns ``None`` when the text holds no
+    answer of its kind (a vote for nobody). Generations that run on into a new few-shot
+    question (a ``"Q:"``/``"Question"`` line after an ``"A:"`` line, common with base
+    models) are cut before it: the answer to *this* question is the one before the made-up
+    next question.
 
     Args:
         text: a generation.

@@ -1,30 +1,10 @@
 """Baseline bundles: a registered baseline policy at one setting, served as a learned one is.
 
 ``allocator train``'s safety net exports a baseline where it beats the learned policy on
-the validation queries (see :mod:`allocator.training.rl.pipeline`). Such a bundle holds no weights:
-its manifest's ``policy`` field names the policy and its parameters::
-
-    "policy": {"kind": "baseline", "name": "adaptive-consistency",
-               "params": {"threshold": 0.9, "max_samples": 16, "arm": 0}}
-
-and everything else (format, fields, feature schema, file hashes, the optional difficulty
-predictor) is a learned bundle's and is checked the same way by
-:func:`allocator.bundle.read_bundle`. :func:`allocator.load` returns the same
-:class:`~allocator.oracle.BudgetOracle`: sessions, ``budget``, ``allocate``, the HTTP
-service and the executors drive the baseline through the same
-:class:`~allocator.policies.base.Policy` interface (``decision_function``) they drive the
-learned network through.
-
-Lambda. A baseline has its own knob (a threshold, a number of samples...), fixed in the
-bundle at the setting chosen on validation queries (the cheapest one reaching the
-validation target). Its decisions do not read lambda: a session's ``lambda_`` (accepted in
-the bundle's ``lambda_range``, the range the learned policy of the same run was trained
-on, so that callers' code works whichever bundle the run exported) changes nothing, and
-another trade-off means another setting: export it with :func:`write_baseline_bundle`.
-The manifest's ``lambda`` field says so.
-
-Parameters travel as JSON: tuples become lists on the way out and tuples again on the way
-in, so the policy rebuilt by :func:`baseline_policy` equals the exported one.
+the validation queries. :func:`write_baseline_bundle` writes such a bundle (no weights: the
+manifest names the policy and its parameters, and says how lambda is treated);
+:func:`baseline_policy` rebuilds the policy and :func:`bundle_policy` returns the policy of
+any bundle, learned or baseline.
 """
 
 from __future__ import annotations
@@ -116,7 +96,33 @@ def write_baseline_bundle(
     predictor_dir: str | Path | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Export a baseline policy at one setting as a bundle (no weights; see the module).
+    """Export a baseline policy at one setting as a bundle (no weights).
+
+    ``allocator train``'s safety net exports a baseline where it beats the learned policy on
+    the validation queries (see :mod:`training.rl.pipeline`). Such a bundle holds no weights:
+    its manifest's ``policy`` field names the policy and its parameters::
+
+        "policy": {"kind": "baseline", "name": "adaptive-consistency",
+                   "params": {"threshold": 0.9, "max_samples": 16, "arm": 0}}
+
+    and everything else (format, fields, feature schema, file hashes, the optional difficulty
+    predictor) is a learned bundle's and is checked the same way by
+    :func:`allocator.bundle.read_bundle`. :func:`allocator.load` returns the same
+    :class:`~allocator.oracle.BudgetOracle`: sessions, ``budget``, ``allocate``, the HTTP
+    service and the executors drive the baseline through the same
+    :class:`~allocator.policies.base.Policy` interface (``decision_function``) they drive the
+    learned network through.
+
+    Lambda. A baseline has its own knob (a threshold, a number of samples...), fixed in the
+    bundle at the setting chosen on validation queries (the cheapest one reaching the
+    validation target). Its decisions do not read lambda: a session's ``lambda_`` (accepted in
+    the bundle's ``lambda_range``, the range the learned policy of the same run was trained
+    on, so that callers' code works whichever bundle the run exported) changes nothing, and
+    another trade-off means another setting: export it with :func:`write_baseline_bundle`.
+    The manifest's ``lambda`` field says so.
+
+    Parameters travel as JSON: tuples become lists on the way out and tuples again on the way
+    in, so the policy rebuilt by :func:`baseline_policy` equals the exported one.
 
     Args:
         path: the bundle directory (replaced if it holds a bundle, see

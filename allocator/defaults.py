@@ -1,7 +1,8 @@
 """The oracle's defaults that a bundle records: the uninformed prior and the sample cap.
 
-Two optional manifest fields, written at export (:mod:`allocator.training.rl.export`) and read by
-:class:`allocator.oracle.BudgetOracle` (see its module docstring for the rules):
+Two optional manifest fields, written at export (:mod:`training.rl.export`) and read by
+:class:`allocator.oracle.BudgetOracle` (rules: :meth:`~allocator.oracle.BudgetOracle.prior_for`
+and :meth:`~allocator.oracle.BudgetOracle.sample_caps`):
 
 - ``default_prior``: ``{"values": {arm: p}, "source": text}``, the prior of a query
   without text or metadata: the bundled predictor's prediction for an empty text

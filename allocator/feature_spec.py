@@ -13,7 +13,7 @@ from a log (:meth:`allocator.envs.pools.ReplaySettings.observation_space`) and t
 outcome model. Adding a feature is one :class:`Feature` here, its formula in the
 featurizer (both paths) and its test; positions, widths, names and bounds follow.
 
-The meaning of each feature is documented in :mod:`allocator.featurizer`.
+The meaning of each feature is documented in :func:`allocator.featurizer.featurize`.
 
 This module imports nothing beyond the standard library.
 """

@@ -1,59 +1,12 @@
 """One state, one featurizer: what has happened on a query, as the policy's observation.
 
-The replay environment, the batched training environment, the baselines, the exported
-bundle and the HTTP service all turn "what has happened so far on this query" into an
-observation with the functions of this module, so that training and serving cannot drift
-apart. The feature list is versioned (:data:`FEATURIZER_VERSION`); a bundle records the
-version and :func:`feature_names` so that a mismatch is caught at load time.
-
-Two entry points:
-
-- :class:`StateBatch` + :func:`featurize`: a batch of states as numpy arrays (what the
-  batched environment holds), featurised in a few vectorised numpy operations.
-- :class:`QueryState`: one query's state, updated attempt by attempt (what the runtime and
-  the single replay environment hold); :meth:`QueryState.to_batch` feeds :func:`featurize`.
-
-Features, in order (``A`` arms; "votes" are the drawn attempts that have an answer, from
-samples and refinements alike):
-
-=====  =========================  =====================================================
-index  name                       value
-=====  =========================  =====================================================
-0..    ``prior[<arm>]``           predicted per-attempt accuracy of each arm (A values)
-A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (A values)
-2A     ``log1p_drawn``            ``log1p`` of all attempts drawn (samples + refinements)
-+1     ``leader_share``           votes of the leading answer / votes (0 without votes)
-+2     ``margin``                 (votes of leader - votes of runner-up) / votes
-+3     ``answer_entropy``         entropy of the vote shares / ``log(votes)`` (in [0, 1];
-                                  0 with fewer than two votes)
-+4     ``distinct_ratio``         distinct answers / votes (0 without votes)
-+5     ``no_answer_share``        attempts without an answer / attempts drawn
-+6     ``has_verified``           1 once any candidate has been verified, else 0
-+7     ``best_verified_score``    best verifier score among verified candidates with an
-                                  answer (0 if none)
-+8     ``log1p_refines``          ``log1p`` of the refinements drawn
-+9     ``cost_spent``             cost spent so far, in cost units (mean sample cost)
-+10    ``lambda``                 the price of one cost unit
-+11    ``log_lambda``             ``ln(max(lambda, 1e-6))``: prices from 0.001 to 0.3
-                                  differ as much on this scale as their ratio says
-                                  (version 2; after standardisation, lambda alone barely
-                                  separates 0.001 from 0.01, where the trade-offs of
-                                  most logs sit)
-+12    ``leader_posterior``       ``P(Binomial(top1 + top2 + 1, 1/2) <= top1)``: the
-                                  posterior probability, under a uniform prior, that the
-                                  leading answer's share exceeds the runner-up's
-                                  (Adaptive-Consistency's Beta stopping statistic,
-                                  :func:`leader_posterior`); 1/2 without votes (version
-                                  3: the statistic the strongest vote-only stoppers
-                                  threshold, which the counts' log and shares carry only
-                                  through a steep non-linear function)
-=====  =========================  =====================================================
-
-The positions, names and generic bounds come from the spec,
-:mod:`allocator.feature_spec` (named positions: ``feature_layout(A).leader_share``); the
-formulas below write and read every feature by those names.
-
-This module imports numpy only: it is part of the light runtime.
+The replay environments, the baselines, the exported bundle and the HTTP service all build
+observations with this module, so that training and serving cannot drift apart:
+:class:`StateBatch` + :func:`featurize` for a batch of states (vectorised numpy), and
+:class:`QueryState` for one query updated attempt by attempt (:meth:`QueryState.to_batch`
+feeds :func:`featurize`). The features are listed in :func:`featurize`; the list is
+versioned (:data:`FEATURIZER_VERSION`) and a bundle records it with :func:`feature_names`,
+so a mismatch is caught at load time. Imports numpy only (the light runtime).
 """
 
 from __future__ import annotations
@@ -266,6 +219,46 @@ def _normalised_entropy(voted: np.ndarray, vlogv: np.ndarray) -> np.ndarray:
 
 def featurize(state: StateBatch, stats: VoteStats | None = None) -> np.ndarray:
     """The observation of every state of a batch.
+
+    Features, in order (``A`` arms; "votes" are the drawn attempts that have an answer, from
+    samples and refinements alike):
+
+    =====  =========================  =====================================================
+    index  name                       value
+    =====  =========================  =====================================================
+    0..    ``prior[<arm>]``           predicted per-attempt accuracy of each arm (A values)
+    A..    ``log1p_samples[<arm>]``   ``log1p`` of the samples drawn from each arm (A values)
+    2A     ``log1p_drawn``            ``log1p`` of all attempts drawn (samples + refinements)
+    +1     ``leader_share``           votes of the leading answer / votes (0 without votes)
+    +2     ``margin``                 (votes of leader - votes of runner-up) / votes
+    +3     ``answer_entropy``         entropy of the vote shares / ``log(votes)`` (in [0, 1];
+                                      0 with fewer than two votes)
+    +4     ``distinct_ratio``         distinct answers / votes (0 without votes)
+    +5     ``no_answer_share``        attempts without an answer / attempts drawn
+    +6     ``has_verified``           1 once any candidate has been verified, else 0
+    +7     ``best_verified_score``    best verifier score among verified candidates with an
+                                      answer (0 if none)
+    +8     ``log1p_refines``          ``log1p`` of the refinements drawn
+    +9     ``cost_spent``             cost spent so far, in cost units (mean sample cost)
+    +10    ``lambda``                 the price of one cost unit
+    +11    ``log_lambda``             ``ln(max(lambda, 1e-6))``: prices from 0.001 to 0.3
+                                      differ as much on this scale as their ratio says
+                                      (version 2; after standardisation, lambda alone barely
+                                      separates 0.001 from 0.01, where the trade-offs of
+                                      most logs sit)
+    +12    ``leader_posterior``       ``P(Binomial(top1 + top2 + 1, 1/2) <= top1)``: the
+                                      posterior probability, under a uniform prior, that the
+                                      leading answer's share exceeds the runner-up's
+                                      (Adaptive-Consistency's Beta stopping statistic,
+                                      :func:`leader_posterior`); 1/2 without votes (version
+                                      3: the statistic the strongest vote-only stoppers
+                                      threshold, which the counts' log and shares carry only
+                                      through a steep non-linear function)
+    =====  =========================  =====================================================
+
+    The positions, names and generic bounds come from the spec,
+    :mod:`allocator.feature_spec` (named positions: ``feature_layout(A).leader_share``); the
+    formulas below write and read every feature by those names.
 
     Args:
         state: the batch of states.

@@ -1,23 +1,10 @@
 """The final answer and its credit: one rule for the session and both replay environments.
 
-Which answers are tied for the final answer (:func:`final_answers`): those with the best
-verified score if any candidate with an answer was verified with a usable score, else
-the majority-vote leaders; none when no attempt gave an answer. Baselines that answer
-otherwise pick another table (scores summed per answer, one arm's votes) and take its
-:func:`leaders`.
-
-What a final answer is worth in replay (:func:`credit`): a tie is broken uniformly at
-random, so the expected correctness is the mean correctness of the tied answers, an
-answer's correctness being the mean over the drawn attempts that gave it; 0 when nothing
-is tied. This is the rule of :mod:`allocator.logs.votes` for a plain vote (a test checks
-that they agree). The session instead returns one answer, the first seen of the tied ones
-(:meth:`allocator.session.Session.final_answer`).
-
-Each rule has a scalar form (a session, :class:`allocator.envs.ReplayEnv`) and a form over a batch
-of rows (:class:`allocator.envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``); tests check
-that the two agree on random states.
-
-This module imports numpy only.
+:func:`final_answers` says which answers are tied for the final answer (:func:`leaders` of
+a table), :func:`credit` what a final answer is worth in replay. Each rule has a scalar
+form (a session, :class:`envs.ReplayEnv`) and a form over a batch of rows
+(:class:`envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``, the ``*_rows``
+functions); tests check that the two agree on random states. Imports numpy only.
 """
 
 from __future__ import annotations
@@ -45,6 +32,11 @@ def final_answers(best_by_answer: Mapping[Answer, float],
                   votes: Mapping[Answer, int]) -> list[Answer]:
     """The answers tied for the final answer (the caller breaks ties).
 
+    The tied answers are those with the best verified score if any candidate with an answer
+    was verified with a usable score, else the majority-vote leaders; none when no attempt
+    gave an answer. Baselines that answer otherwise pick another table (scores summed per
+    answer, one arm's votes) and take its :func:`leaders`.
+
     Args:
         best_by_answer: best verified score per answer (answers verified with a score).
         votes: votes per answer.
@@ -55,6 +47,13 @@ def final_answers(best_by_answer: Mapping[Answer, float],
 def credit(tied: Iterable[Answer], correct_sum: Mapping[Answer, float],
            votes: Mapping[Answer, int]) -> float:
     """Expected correctness of a final answer drawn uniformly among ``tied``.
+
+    What a final answer is worth in replay: a tie is broken uniformly at random, so the
+    expected correctness is the mean correctness of the tied answers, an answer's
+    correctness being the mean over the drawn attempts that gave it; 0 when nothing is tied.
+    This is the rule of :mod:`allocator.logs.votes` for a plain vote (a test checks that
+    they agree). The session instead returns one answer, the first seen of the tied ones
+    (:meth:`allocator.session.Session.final_answer`).
 
     Args:
         tied: the tied answers (orderable: they are averaged in sorted order).

@@ -1,24 +1,10 @@
 """A structural check of LightGBM's text model format, before LightGBM parses it.
 
-LightGBM trusts its model text: a truncated file, a child index out of range or arrays
-of the wrong length make its parser or its predictions abort or crash the process (C++
+LightGBM trusts its model text: a truncated file, a child index out of range or arrays of
+the wrong length make its parser or its predictions abort or crash the process (C++
 exceptions thrown inside OpenMP regions, reads past the end of arrays). A bundle's
-difficulty model is therefore checked here, in pure Python, and only the checked part
-is given to LightGBM (:func:`checked_model_text`):
-
-- the header: one class and one tree per iteration, ``max_feature_idx`` equal to the
-  predictor's feature count, as many ``feature_names`` and ``feature_infos``, one
-  ``tree_sizes`` entry per tree, each the exact length of its tree's text (LightGBM
-  seeks to these offsets);
-- every tree: ``num_leaves`` in [1, :data:`MAX_LEAVES`], every per-node array of
-  ``num_leaves - 1`` entries and per-leaf array of ``num_leaves`` entries, split
-  features below the feature count, children that index existing nodes and leaves and
-  form one tree (every node and leaf reached once from the root), categorical splits
-  that index existing category sets, finite leaf values, no linear trees;
-- ``end of trees``; what follows it (importances, the training parameters such as
-  ``num_threads``, pandas categories) is dropped: predictions do not use it.
-
-Pure Python: no LightGBM import.
+difficulty model is therefore checked here, in pure Python (no LightGBM import), and only
+the checked part is given to LightGBM (:func:`checked_model_text`, which lists the checks).
 """
 
 from __future__ import annotations
@@ -53,6 +39,20 @@ class _Refused(Exception):
 
 def checked_model_text(data: bytes, n_features: int) -> str:
     """The model text up to ``end of trees``, after checking its structure.
+
+    The checks:
+
+    - the header: one class and one tree per iteration, ``max_feature_idx`` equal to the
+      predictor's feature count, as many ``feature_names`` and ``feature_infos``, one
+      ``tree_sizes`` entry per tree, each the exact length of its tree's text (LightGBM
+      seeks to these offsets);
+    - every tree: ``num_leaves`` in [1, :data:`MAX_LEAVES`], every per-node array of
+      ``num_leaves - 1`` entries and per-leaf array of ``num_leaves`` entries, split
+      features below the feature count, children that index existing nodes and leaves and
+      form one tree (every node and leaf reached once from the root), categorical splits
+      that index existing category sets, finite leaf values, no linear trees;
+    - ``end of trees``; what follows it (importances, the training parameters such as
+      ``num_threads``, pandas categories) is dropped: predictions do not use it.
 
     Args:
         data: the bytes of a LightGBM text model (``Booster.save_model``).

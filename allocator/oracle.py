@@ -1,61 +1,13 @@
 """The budget oracle: a trained bundle as a decision service that any executor can drive.
 
-:func:`load` (also ``allocator.load``) reads a bundle and returns a :class:`BudgetOracle`.
-The oracle offers three ways to spend test-time compute:
+:func:`load` (also ``allocator.load``) reads a bundle and returns a :class:`BudgetOracle`,
+which decides step by step (:meth:`~BudgetOracle.session`), up front
+(:meth:`~BudgetOracle.budget`) or for a batch under a total budget
+(:meth:`~BudgetOracle.allocate`). The session's classes and the allocation functions are
+re-exported here. Example::
 
-- **Step by step** (:meth:`BudgetOracle.session`): a :class:`~allocator.session.Session`
-  per query asks the learned policy for the next :class:`~allocator.session.Action`, the
-  executor performs it and reports an :class:`~allocator.session.AttemptResult` (or
-  verifier scores), until ``stop`` (see :mod:`allocator.session`). The tests replay logged
-  queries and compare decision by decision with the replay environment.
-- **Up front** (:meth:`BudgetOracle.budget`): one number of samples for one arm, for
-  executors that must ask for ``n`` completions in one request.
-- **For a batch under a total budget** (:meth:`BudgetOracle.allocate`): samples per
-  query by predicted marginal gain (Damani et al. 2024, "Learning How Hard to Think:
-  Input-Adaptive Allocation of LM Computation"), never exceeding the total. The maths of
-  both lives in :mod:`allocator.allocation`.
-
-The session's classes and the allocation functions are re-exported here.
-
-Units. Costs an executor reports (:attr:`AttemptResult.cost`, :meth:`Session.verify`)
-and every cost the oracle returns or accepts (``target_cost``, ``total_budget``,
-:attr:`Session.cost_spent`) are in the *log's* units (tokens, characters, dollars: what
-the training log's ``cost`` column held, and what the evaluator reports). The policy
-itself sees costs divided by the bundle's ``cost_unit`` (the training log's mean sample
-cost), and ``lambda`` is the price of one such unit in units of accuracy.
-
-The prior: one rule. The policy's observation starts with a predicted per-attempt accuracy
-per arm; every entry point (:meth:`BudgetOracle.session`, :meth:`~BudgetOracle.budget`,
-:meth:`~BudgetOracle.allocate`, :class:`~allocator.executors.PolicyOracle` given this
-oracle, and the HTTP service) takes it from :meth:`BudgetOracle.prior_for`:
-
-1. an explicit ``prior`` wins;
-2. a query with a text or metadata, on a bundle with a difficulty predictor: the
-   predictor's prediction (a missing text reads as the empty text, as in training, where
-   the log's missing texts are empty strings); this imports :mod:`allocator.predictor`
-   and so scikit-learn and LightGBM, on first use only;
-3. otherwise (no text and no metadata, or no predictor): the bundle's *uninformed prior*
-   (:attr:`BudgetOracle.default_prior`), the manifest's ``default_prior``: recorded at
-   export as the predictor's prediction for an empty text without metadata, which is
-   exactly what rule 2 gives and what the policy saw in training for such a query. A
-   bundle trained without a predictor records the replay environment's prior
-   (:data:`~allocator.session.UNINFORMED_PRIOR`, what its policy always saw). Older
-   bundles without the field derive it the same way (the predictor on an empty text,
-   else :data:`~allocator.session.UNINFORMED_PRIOR`).
-
-The sample cap. A session masks ``SAMPLE(arm)`` once the arm has drawn its cap, as the
-replay environment masks an exhausted pool: by default the largest pool of the arm the
-policy was trained on (the manifest's ``max_pool``; bundles without it:
-:data:`~allocator.defaults.LEGACY_MAX_POOL`), so a policy never runs past what it ever
-saw. ``max_samples`` (most attempts in all) replaces these default caps;
-``max_samples_per_arm`` sets an arm's cap. :meth:`BudgetOracle.defaults` lists every
-default and where it came from (``allocator inspect BUNDLE`` prints it,
-``GET /v1/health`` returns it to a caller with the token).
-
-Light imports. This module imports numpy and the runtime modules (bundle, featurizer,
-learned policy, session, allocation) only. The two heavy paths are explicit: an MLflow
-URI in :func:`load` imports mlflow (to download the bundle), and a predicted prior
-imports scikit-learn.
+    oracle = allocator.load("runs/first/bundle")
+    session = oracle.session("What is 17 * 24?", lambda_=0.01)
 """
 
 from __future__ import annotations
@@ -121,6 +73,40 @@ class BudgetOracle:
     safety net where a baseline beat the learned policy on validation queries); every
     method below works the same for both. A baseline does not read lambda: its knob is
     fixed in the bundle (see :mod:`allocator.baseline_bundle`).
+
+    Three ways to spend test-time compute:
+
+    - **Step by step** (:meth:`session`): a :class:`~allocator.session.Session` per query
+      asks the policy for the next :class:`~allocator.session.Action`, the executor
+      performs it and reports an :class:`~allocator.session.AttemptResult` (or verifier
+      scores), until ``stop`` (see :mod:`allocator.session`). The tests replay logged
+      queries and compare decision by decision with the replay environment.
+    - **Up front** (:meth:`budget`): one number of samples for one arm, for executors
+      that must ask for ``n`` completions in one request.
+    - **For a batch under a total budget** (:meth:`allocate`): samples per query by
+      predicted marginal gain (Damani et al. 2024, "Learning How Hard to Think:
+      Input-Adaptive Allocation of LM Computation"), never exceeding the total. The maths
+      of both lives in :mod:`allocator.allocation`.
+
+    Units. Costs an executor reports (:attr:`AttemptResult.cost`, :meth:`Session.verify`)
+    and every cost the oracle returns or accepts (``target_cost``, ``total_budget``,
+    :attr:`Session.cost_spent`) are in the *log's* units (tokens, characters, dollars:
+    what the training log's ``cost`` column held, and what the evaluator reports). The
+    policy itself sees costs divided by the bundle's ``cost_unit`` (the training log's
+    mean sample cost), and ``lambda`` is the price of one such unit in units of accuracy.
+
+    The prior of every entry point (sessions, :meth:`budget`, :meth:`allocate`,
+    :class:`~allocator.executors.PolicyOracle` given this oracle, the HTTP service)
+    follows one rule, :meth:`prior_for`'s. The sample cap: a session masks
+    ``SAMPLE(arm)`` once the arm has drawn its cap, as the replay environment masks an
+    exhausted pool (:meth:`sample_caps`). :meth:`defaults` lists every default and where
+    it came from (``allocator inspect BUNDLE`` prints it, ``GET /v1/health`` returns it
+    to a caller with the token).
+
+    Light imports: this class imports numpy and the runtime modules (bundle,
+    featurizer, learned policy, session, allocation) only; a predicted prior imports
+    scikit-learn and LightGBM on first use (and an MLflow URI in :func:`load` imports
+    mlflow).
 
     Args:
         path: the bundle directory (read and verified by
@@ -209,7 +195,7 @@ class BudgetOracle:
 
     @property
     def default_prior(self) -> np.ndarray:
-        """The uninformed prior per arm (rule 3 of the module docstring), shape (A,)."""
+        """The uninformed prior per arm (rule 3 of :meth:`prior_for`), shape (A,)."""
         return self._uninformed()[0].copy()
 
     @property
@@ -344,7 +330,23 @@ class BudgetOracle:
     # ------------------------------------------------------------ priors
     def prior_for(self, query: str | None = None, metadata: Mapping[str, Any] | None = None,
                   *, prior: Any = None, owner: str = "BudgetOracle.prior_for") -> np.ndarray:
-        """The prior the policy sees for one query: the rule of the module docstring.
+        """The prior the policy sees for one query (the policy's observation starts with
+        a predicted per-attempt accuracy per arm); one rule for every entry point:
+
+        1. an explicit ``prior`` wins;
+        2. a query with a text or metadata, on a bundle with a difficulty predictor: the
+           predictor's prediction (a missing text reads as the empty text, as in
+           training, where the log's missing texts are empty strings); this imports
+           :mod:`allocator.predictor` and so scikit-learn and LightGBM, on first use only;
+        3. otherwise (no text and no metadata, or no predictor): the bundle's *uninformed
+           prior* (:attr:`default_prior`), the manifest's ``default_prior``: recorded at
+           export as the predictor's prediction for an empty text without metadata,
+           which is exactly what rule 2 gives and what the policy saw in training for
+           such a query. A bundle trained without a predictor records the replay
+           environment's prior (:data:`~allocator.session.UNINFORMED_PRIOR`, what its
+           policy always saw). Older bundles without the field derive it the same way
+           (the predictor on an empty text, else
+           :data:`~allocator.session.UNINFORMED_PRIOR`).
 
         Args:
             query: the query text (None or empty: no text).
@@ -366,8 +368,8 @@ class BudgetOracle:
     def predict_priors(self, queries: Sequence[str | None],
                        metadata: Sequence[Mapping[str, Any] | None] | None = None
                        ) -> np.ndarray:
-        """Per-attempt accuracy per arm of each query, shape (Q, A), by the rule of the
-        module docstring (:meth:`prior_for` of each query).
+        """Per-attempt accuracy per arm of each query, shape (Q, A), by the rule of
+        :meth:`prior_for` (:meth:`prior_for` of each query).
 
         Args:
             queries: query texts (None: no text).
@@ -450,7 +452,7 @@ class BudgetOracle:
                 units), mapped to a lambda by the bundle's calibration table
                 (:meth:`lambda_for_cost`); needs a calibrated bundle.
             prior: predicted per-attempt accuracy per arm, shape (A,). Default:
-                :meth:`prior_for` (the rule of the module docstring).
+                :meth:`prior_for` (its rule).
             arms: the arms the executor can serve (default all); others are never asked.
             supports_refine: whether the executor can refine (else REFINE is masked).
             supports_verify: whether the executor can verify (else VERIFY is masked).
@@ -477,10 +479,11 @@ class BudgetOracle:
                     owner: str = "BudgetOracle.sample_caps") -> np.ndarray:
         """The most samples per arm a session allows, int64 over :attr:`arms` (-1: none).
 
-        The default is :attr:`max_pool` (the largest pool the policy was trained on: the
-        replay environment masks SAMPLE there too); a ``max_samples`` given lifts these
-        defaults (the caller caps the attempts in all); ``max_samples_per_arm`` sets the
-        cap of the arms it names.
+        The default is :attr:`max_pool` (the largest pool the policy was trained on, so a
+        policy never runs past what it ever saw: the replay environment masks SAMPLE
+        there too; bundles without ``max_pool``: :data:`~allocator.defaults.LEGACY_MAX_POOL`);
+        a ``max_samples`` given lifts these defaults (the caller caps the attempts in
+        all); ``max_samples_per_arm`` sets the cap of the arms it names.
 
         Raises:
             ParameterError: an arm not in the bundle, or a cap that is not an integer >= 0.

@@ -1,36 +1,10 @@
 """Per-query features for the difficulty predictor: text, metadata and user columns.
 
-:class:`QueryFeatures` is the fitted, serialisable feature map. :meth:`QueryFeatures.fit`
-learns what little needs learning on the *training* queries (metadata column kinds,
-category vocabularies, the SVD basis of the hashed text); :meth:`~QueryFeatures.transform`
-turns any queries of any log into a dense float64 matrix, one row per query.
-
-Columns, in order:
-
-==========================  ==========================================================
-block                       values
-==========================  ==========================================================
-``meta:<name>`` (cat.)      code of the category in the fitted vocabulary (the
-                            ``max_categories`` most frequent values); NaN for a missing
-                            or unseen value. Declared categorical to LightGBM.
-``meta:<name>`` (numeric)   the value as float (NaN where missing).
-``stat:<name>``             simple text statistics (:data:`TEXT_STATISTICS`), on the
-                            full text.
-``text:svd<k>``             the text's hashed word 1-2-grams and char_wb 3-5-grams
-                            (binary, l2-normalised per analyzer, first ``max_chars``
-                            characters) projected on a truncated-SVD basis fitted on
-                            the training queries.
-``user:<k>``                user-supplied numeric features (``features`` argument).
-==========================  ==========================================================
-
-Why SVD and not the raw hashed columns: LightGBM on tens of thousands of (query, arm)
-rows with ~400 non-zero hashed n-grams per row takes minutes; 64 SVD components keep the
-signal (same held-out quality on reasoning-gym) and fit in about a second.
-
-Persistence is pickle-free: :meth:`~QueryFeatures.to_dict` gives JSON-ready settings
-(hashing parameters, metadata vocabularies); the SVD basis is a plain float64 array that
-the caller stores with ``numpy.save`` and passes back to :meth:`~QueryFeatures.from_dict`.
-The HashingVectorizers are stateless and are rebuilt from their parameters.
+:class:`QueryFeatures` is the fitted, serialisable (pickle-free) feature map:
+:meth:`QueryFeatures.fit` learns what little needs learning on the *training* queries
+(metadata column kinds, category vocabularies, the SVD basis of the hashed text);
+:meth:`~QueryFeatures.transform` turns any queries of any log into a dense float64 matrix,
+one row per query (its columns are listed in :class:`QueryFeatures`).
 """
 
 from __future__ import annotations
@@ -194,7 +168,34 @@ def text_statistics(texts: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class QueryFeatures:
-    """A fitted per-query feature map (see the module docstring for the columns).
+    """A fitted per-query feature map: any queries of any log as a dense float64 matrix.
+
+    Columns, in order:
+
+    ==========================  ==========================================================
+    block                       values
+    ==========================  ==========================================================
+    ``meta:<name>`` (cat.)      code of the category in the fitted vocabulary (the
+                                ``max_categories`` most frequent values); NaN for a missing
+                                or unseen value. Declared categorical to LightGBM.
+    ``meta:<name>`` (numeric)   the value as float (NaN where missing).
+    ``stat:<name>``             simple text statistics (:data:`TEXT_STATISTICS`), on the
+                                full text.
+    ``text:svd<k>``             the text's hashed word 1-2-grams and char_wb 3-5-grams
+                                (binary, l2-normalised per analyzer, first ``max_chars``
+                                characters) projected on a truncated-SVD basis fitted on
+                                the training queries.
+    ``user:<k>``                user-supplied numeric features (``features`` argument).
+    ==========================  ==========================================================
+
+    The text goes through an SVD basis rather than the raw hashed columns: LightGBM on many
+    (query, arm) rows with hundreds of non-zero hashed n-grams each is slow to fit, and a small
+    SVD basis keeps the signal at a fraction of the fitting time.
+
+    Persistence is pickle-free: :meth:`~QueryFeatures.to_dict` gives JSON-ready settings
+    (hashing parameters, metadata vocabularies); the SVD basis is a plain float64 array that
+    the caller stores with ``numpy.save`` and passes back to :meth:`~QueryFeatures.from_dict`.
+    The HashingVectorizers are stateless and are rebuilt from their parameters.
 
     Attributes:
         text: the text settings.
@@ -336,7 +337,7 @@ class QueryFeatures:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict:
-        """JSON-ready settings (the SVD basis travels separately, see the module doc)."""
+        """JSON-ready settings (the SVD basis travels separately, see the class docstring)."""
         return {
             "text": {"enabled": self.text.enabled, "n_features": self.text.n_features,
                      "n_components": self.text.n_components, "max_chars": self.text.max_chars,

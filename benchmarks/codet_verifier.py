@@ -2,39 +2,20 @@
 
 Data: ``../shared/data/public-logs/codet_humaneval`` (microsoft/CodeT, MIT): 100
 CodeGen-16B completions for each of the 164 HumanEval problems with ``passed`` (the
-official tests), and 100 model-written test continuations per problem. The test file is
-matched to its problem by prompt (it is sorted by task id as a string, not in the order
-of ``problems.jsonl.gz``).
-
-Method (as CodeT's code at 35f54d6): from each generated test sample, the first 5 valid
-``assert`` cases that mention the entry point (:func:`allocator.verifiers.code.extract_asserts`);
-the union over the 100 samples, deduplicated, is the problem's test set (at most 500;
-50.8 on average, 9 problems get none). Every distinct completion runs against every test
-case of its problem in one sandboxed subprocess (:func:`allocator.verifiers.sandbox.run_tests`,
-0.1 CPU-second per test case as CodeT's 0.1 s timeout, 1 s wall per test case, 10 s per
-candidate) on a process pool. Then:
-
-- ``random``: pass@1 of a random sample (the mean of ``passed``);
-- ``verifier``: pass@1 of the sample with the highest fraction of tests passed, ties
-  broken uniformly at random (in expectation: the mean ``passed`` of the tied top);
-  ``verifier_weighted``: the same with each test counted as often as it was generated;
-- ``dual agreement``: CodeT's ranking: samples are grouped by the exact set of tests they
-  pass; a group scores sqrt(samples in it) x (tests it passes, each counted as often as
-  the generated samples wrote it) (``dual_agreement_linear``: samples x tests, the
-  paper's formula); the best group(s) are picked, ties merged. Problems where no sample
-  passes any test fall back to ``random``, as in CodeT;
-- AUC of the verifier score for predicting ``passed`` (pooled, and averaged within
-  problems), and the number of problems whose top-ranked sample passes.
+official tests), and 100 model-written test continuations per problem, matched to their
+problem by prompt. Every distinct completion runs against its problem's generated tests in
+the sandbox (:func:`score_all` gives the method, as CodeT's code), and :func:`report`
+compares the rankings (random, most tests passed, CodeT's dual agreement) and the score's
+AUC. The README's "Verifiers" section keeps the results and the run time.
 
 Writes ``report.json``, ``scores.png`` and ``scores.jsonl.gz`` (per-sample scores: data
 derived, never commit) under ``--out`` (default ``benchmarks/results/codet_verifier/``,
-gitignored).
+gitignored). ``--check-official`` also runs every distinct completion against HumanEval's
+official suite (3 CPU-seconds, as HumanEval's harness) and reports the agreement with
+``passed``.
 
-``--check-official`` also runs every distinct completion against HumanEval's official
-suite (3 CPU-seconds, as HumanEval's harness) and reports the agreement with ``passed``.
-
-Run: ``nice -n 10 .venv/bin/python benchmarks/codet_verifier.py`` (about 20 minutes on 2
-cores; ``--limit-problems 10`` for a quick look; ``--from-scores`` re-reads the scores).
+Run: ``nice -n 10 .venv/bin/python benchmarks/codet_verifier.py`` (``--limit-problems 10``
+for a quick look; ``--from-scores`` re-reads the scores).
 """
 
 from __future__ import annotations
@@ -105,7 +86,8 @@ def load_tasks(data: Path, limit: int | None) -> list[Task]:
 
 
 def match_task(prompt: str, tasks: Iterable[Task]) -> Task | None:
-    """The task whose prompt the test-generation prompt starts with."""
+    """The task whose prompt the test-generation prompt starts with (the test file is
+    sorted by task id as a string, not in the order of ``problems.jsonl.gz``)."""
     found = [task for task in tasks if prompt.startswith(task.prompt.rstrip())]
     if len(found) > 1:
         raise RuntimeError(f"ambiguous test prompt: {[t.task_id for t in found]}")
@@ -140,7 +122,16 @@ def run_official_chunk(prompt: str, completions: list[str], suite: str) -> list[
 
 
 def score_all(tasks: list[Task], workers: int, console: Console) -> dict[tuple[str, str], tuple]:
-    """(task id, completion) -> (bits, status) for every distinct completion with tests."""
+    """(task id, completion) -> (bits, status) for every distinct completion with tests.
+
+    Method (as CodeT's code at 35f54d6): from each generated test sample, the first 5 valid
+    ``assert`` cases that mention the entry point
+    (:func:`allocator.verifiers.code.extract_asserts`); the union over the 100 samples,
+    deduplicated, is the problem's test set (at most 500). Every distinct completion runs
+    against every test case of its problem in one sandboxed subprocess
+    (:func:`allocator.verifiers.sandbox.run_tests`, 0.1 CPU-second per test case as CodeT's
+    0.1 s timeout, 1 s wall per test case, 10 s per candidate) on a process pool.
+    """
     jobs = [(task.task_id, chunk, run_chunk, (task.prompt, chunk, task.tests))
             for task in tasks if task.tests for chunk in chunks(distinct(task), CHUNK)]
     return run_pool("generated tests", jobs, workers, console)
@@ -271,7 +262,22 @@ def official_agreement(tasks: list[Task], official: dict[tuple, bool]) -> dict:
 
 
 def report(tasks: list[Task], rows: list[dict], seconds: float) -> dict:
-    """The aggregate numbers (no per-sample data)."""
+    """The aggregate numbers (no per-sample data).
+
+    The rankings compared:
+
+    - ``random``: pass@1 of a random sample (the mean of ``passed``);
+    - ``verifier``: pass@1 of the sample with the highest fraction of tests passed, ties
+      broken uniformly at random (in expectation: the mean ``passed`` of the tied top);
+      ``verifier_weighted``: the same with each test counted as often as it was generated;
+    - ``dual agreement``: CodeT's ranking: samples are grouped by the exact set of tests they
+      pass; a group scores sqrt(samples in it) x (tests it passes, each counted as often as
+      the generated samples wrote it) (``dual_agreement_linear``: samples x tests, the
+      paper's formula); the best group(s) are picked, ties merged. Problems where no sample
+      passes any test fall back to ``random``, as in CodeT;
+    - AUC of the verifier score for predicting ``passed`` (pooled, and averaged within
+      problems), and the number of problems whose top-ranked sample passes.
+    """
     by_task: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_task[row["task_id"]].append(row)

@@ -9,8 +9,9 @@ Runs random *valid* actions (masks read as MaskablePPO reads them) on:
 The log is synthetic (built here: two arms, 40 samples per query and arm, verifier scores
 on every sample); the date/GPT-3.5 log from ``../shared`` is added when present.
 Random valid actions make short episodes (2 to 3 steps), so resets weigh as much as
-they ever will. Usage: ``python benchmarks/env_throughput.py [--seconds 2.0]``; about
-40 s with the default.
+they ever will. The README's "Performance" section keeps the results.
+
+Usage: ``python benchmarks/env_throughput.py [--seconds 2.0]``.
 """
 
 from __future__ import annotations

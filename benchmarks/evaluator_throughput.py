@@ -1,31 +1,16 @@
 """Decisions per second of the replay evaluator, on one core, as ratios to a naive loop.
 
-A *decision* is one policy action in one episode: every attempt drawn plus the final
-STOP, i.e. ``results.samples.sum() + results.samples.size`` for a
-:class:`allocator.training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
-(``fixed-n`` with n = 5, ``adaptive-consistency``, ``esc``, ``confidence-threshold``,
-``difficulty-binned``, the last reading a constant 0.5 prior) is replayed on R seeded
-orders of every query: one warm-up run, then the best of 3 timed runs. The first run
-of an evaluator builds the batched env (one generator seeded per episode), resets and
-snapshots it: that setup is reported on its own line (first run minus the best run), for
-the first evaluator of the process (which also pays first-touch page faults on the
-env's arrays) and for a second one built on the same log.
-
-The baseline of the ratios, measured in the same run: a plain Python loop replaying the
-same policy one query at a time, as a naive evaluator would: for each query and order,
-shuffle each arm's sample rows with numpy, feed the drawn samples to an
-:class:`allocator.featurizer.QueryState` and ask ``policy.act(state.to_batch(), mask)``
-on a batch of one until STOP. It runs on the first queries only (all R orders), and its
-rate is per decision. Its episodes use other orders than the evaluator's, so only the
-order-free policies (``fixed-n``, ``difficulty-binned``) are checked to draw exactly the
-same attempts per episode.
-
+Each baseline at its defaults is replayed on R seeded orders of every query by
+:class:`training.evaluation.replay.ReplayEvaluator` (:func:`run` defines a decision and
+the timing) and by a plain Python loop, the baseline of the ratios (:func:`naive_replay`).
 Logs: a synthetic log (built here: 1,000 queries, arm 0 with 40 samples per query) and,
 when ``../shared/data/public-logs`` is here, date / gpt-3.5-turbo / cot1_40 (369 queries
 x 40 samples), both with R = 20. Threads are limited to one (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1, set before numpy is imported) and
-the process is pinned to one CPU where the OS allows it.
-Usage: ``python benchmarks/evaluator_throughput.py [--naive-queries 50]``; about 10 s.
+the process is pinned to one CPU where the OS allows it. The README's "Performance"
+section keeps the results.
+
+Usage: ``python benchmarks/evaluator_throughput.py [--naive-queries 50]``.
 """
 
 from __future__ import annotations
@@ -97,6 +82,15 @@ def naive_replay(policy: Policy, pools: ReplayPools, queries: range, prior: np.n
                  n_orders: int, seed: int = 0) -> tuple[np.ndarray, int, float]:
     """Replay ``policy`` one query and one order at a time with a :class:`QueryState`.
 
+    The baseline of the ratios, measured in the same run: a plain Python loop replaying the
+    same policy one query at a time, as a naive evaluator would: for each query and order,
+    shuffle each arm's sample rows with numpy, feed the drawn samples to an
+    :class:`allocator.featurizer.QueryState` and ask ``policy.act(state.to_batch(), mask)``
+    on a batch of one until STOP. It runs on the first queries only (all R orders), and its
+    rate is per decision. Its episodes use other orders than the evaluator's, so only the
+    order-free policies (``fixed-n``, ``difficulty-binned``) are checked to draw exactly the
+    same attempts per episode.
+
     Returns:
         Attempts drawn per episode, shape (len(queries), n_orders); decisions (attempts +
         one STOP per episode); seconds.
@@ -152,6 +146,19 @@ def setup_seconds(log: AttemptLog, prior: np.ndarray, best_fixed_n: float) -> fl
 
 
 def run(name: str, log: AttemptLog, naive_queries: int) -> None:
+    """Time every baseline's replay of ``log`` against the naive loop, and print the table.
+
+    A *decision* is one policy action in one episode: every attempt drawn plus the final
+    STOP, i.e. ``results.samples.sum() + results.samples.size`` for a
+    :class:`training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
+    (``fixed-n`` with n = 5, ``adaptive-consistency``, ``esc``, ``confidence-threshold``,
+    ``difficulty-binned``, the last reading a constant 0.5 prior) is replayed on R seeded
+    orders of every query: one warm-up run, then the best of 3 timed runs. The first run
+    of an evaluator builds the batched env (one generator seeded per episode), resets and
+    snapshots it: that setup is reported on its own line (first run minus the best run), for
+    the first evaluator of the process (which also pays first-touch page faults on the
+    env's arrays) and for a second one built on the same log.
+    """
     print(f"\n{name}: {log!r}, R = {N_ORDERS}")
     prior = np.full((log.n_queries, len(log.arms)), 0.5)
     started = time.perf_counter()

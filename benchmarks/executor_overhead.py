@@ -1,17 +1,10 @@
 """The allocator's share of wall time per LLM call in a strategy executor.
 
 Runs :class:`allocator.executors.SelfConsistency` over an in-process LLM client whose
-every request takes a fixed simulated latency (``asyncio.sleep``), with the decisions
-of a baseline policy (or of a trained bundle, ``--bundle``) and every call recorded to
-a JSONL file, and splits the wall time of each run into:
-
-- *decide + record*: time in ``session.next_action`` / ``observe`` / ``verify`` and in
-  the recorder (``RunResult.decision_s``);
-- *awaiting the client*: time the simulated requests took;
-- *executor machinery*: the rest (tasks, prompt rendering, answer extraction); shown
-  for ``--parallelism 1`` only, where requests do not overlap.
-
-It prints the per-call times and the allocator's share of wall time, as ratios.
+every request takes a fixed simulated latency (``asyncio.sleep``), with the decisions of a
+baseline policy (or of a trained bundle, ``--bundle``) and every call recorded to a JSONL
+file; prints the per-call times (:func:`measure` splits them) and the allocator's share of
+wall time, as ratios. The README's "Performance" section keeps the results.
 
 Usage: ``.venv/bin/python benchmarks/executor_overhead.py [--latency 0.02] [--queries 20]
 [--samples 8] [--policy fixed-n] [--parallelism 1] [--bundle DIR]``
@@ -73,6 +66,14 @@ def decider(args: argparse.Namespace) -> Any:
 
 
 async def measure(args: argparse.Namespace, log: Path) -> dict[str, float]:
+    """One executor run; its wall time split into:
+
+    - *decide + record*: time in ``session.next_action`` / ``observe`` / ``verify`` and in
+      the recorder (``RunResult.decision_s``);
+    - *awaiting the client*: time the simulated requests took;
+    - *executor machinery*: the rest (tasks, prompt rendering, answer extraction); shown
+      for ``--parallelism 1`` only, where requests do not overlap.
+    """
     client = SleepyClient(args.latency)
     chosen = decider(args)
     arms = list(chosen.arms) if hasattr(chosen, "arms") else ["default"]

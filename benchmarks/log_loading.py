@@ -9,7 +9,9 @@ decodes columns: no validation, no grouping). Each figure is the best of two pro
 Finally estimates the in-memory size of a 10-million-attempt log from the arrays of the
 1-million one.
 
-Run: ``.venv/bin/python benchmarks/log_loading.py`` (about a minute; ``--attempts N``).
+The README's "Performance" section keeps the results.
+
+Run: ``.venv/bin/python benchmarks/log_loading.py`` (``--attempts N``).
 """
 
 from __future__ import annotations

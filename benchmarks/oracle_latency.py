@@ -1,25 +1,12 @@
 """Latency of the budget oracle: load time, per-decision latency, batch rate, training rate.
 
-1. A small MaskablePPO is trained (about 30k steps, one torch thread) on
-   ``allocator.envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
-   temporary directory; or the bundle given as ``argv[1]`` is used (then the training
-   row is skipped).
-2. In fresh subprocesses (``sys.executable -c ...``): the wall time of
-   ``import allocator; allocator.load(bundle)``, and whether ``torch`` or
-   ``stable_baselines3`` were imported by it (target: under 1 s, no torch).
-3. Per-decision latency (p50, p99; each decision's best of three identical replays, as
-   for the reference) of a loaded oracle's ``session.next_action()`` plus
-   ``observe()``, replaying synthetic queries' logged answers (each query's attempts in a
-   random order, drawn as the policy asks), against the reference package's
-   ``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop`` on the same answer
-   prefixes (the non-empty ones: it refuses an empty list), measured in this run; and the
-   raw ``LearnedPolicy.act`` on a batch of one (target: our p50 no slower). The same
-   sessions again with the numpy forward pass instead of the compiled kernel (the
-   fallback where the package was built without a C compiler): what the kernel saves.
-4. Decisions per second of ``LearnedPolicy.act`` on 10,000 states of the replay env.
-5. Training env-steps per second (``MaskablePPO.learn``, from its first env step).
+:func:`main` lists the measurements: the time to import and load a bundle (target: under
+1 s, no torch), the per-decision latency of a session against the reference
+``adaptiveconsistency`` package (target: our p50 no slower), the compiled kernel against
+the numpy forward pass, ``LearnedPolicy.act``'s batch rate, and MaskablePPO's training
+steps per second. The README's "Performance" section keeps the results.
 
-Usage: ``python benchmarks/oracle_latency.py [BUNDLE]``; about 30 s.
+Usage: ``python benchmarks/oracle_latency.py [BUNDLE]``.
 """
 
 from __future__ import annotations
@@ -234,6 +221,27 @@ def quantiles_us(values: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
+    """Measure the oracle and print the table.
+
+    1. A small MaskablePPO is trained (about 30k steps, one torch thread) on
+       ``envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
+       temporary directory; or the bundle given as ``argv[1]`` is used (then the training
+       row is skipped).
+    2. In fresh subprocesses (``sys.executable -c ...``): the wall time of
+       ``import allocator; allocator.load(bundle)``, and whether ``torch`` or
+       ``stable_baselines3`` were imported by it (target: under 1 s, no torch).
+    3. Per-decision latency (p50, p99; each decision's best of three identical replays, as
+       for the reference) of a loaded oracle's ``session.next_action()`` plus
+       ``observe()``, replaying synthetic queries' logged answers (each query's attempts in a
+       random order, drawn as the policy asks), against the reference package's
+       ``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop`` on the same answer
+       prefixes (the non-empty ones: it refuses an empty list), measured in this run; and the
+       raw ``LearnedPolicy.act`` on a batch of one (target: our p50 no slower). The same
+       sessions again with the numpy forward pass instead of the compiled kernel (the
+       fallback where the package was built without a C compiler): what the kernel saves.
+    4. Decisions per second of ``LearnedPolicy.act`` on 10,000 states of the replay env.
+    5. Training env-steps per second (``MaskablePPO.learn``, from its first env step).
+    """
     started = time.perf_counter()
     log = generate(SyntheticConfig(n_queries=REPLAY_QUERIES), seed=0)
     rows: list[tuple[str, str, str]] = []

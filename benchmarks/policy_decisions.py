@@ -1,20 +1,10 @@
 """Decisions per second of the batched baselines, and Adaptive-Consistency vs its authors'.
 
-States: ``B`` = 10,000 prefixes of real answer sequences (a random query of date /
-gpt-3.5-turbo / cot1_40 from ``../shared``, a random order, a random length 1..40), or
-of synthetic sequences where the log is absent. Every timed call gets a fresh
-``StateBatch`` (``StateBatch.vote_stats()`` caches), either with the votes only (the
-policy computes the vote statistics) or with ``stats`` given (as the batched
-environment maintains them).
+:func:`main` says which states are timed (prefixes of real answer sequences of the date
+log, or synthetic ones) and how the reference package is compared, after checking the
+decisions agree. The README's "Performance" section keeps the results.
 
-Then the verifier and multi-arm baselines on simulated 3-arm states with verifier scores
-and per-arm leading counts.
-
-Then :class:`AdaptiveConsistency` against the reference package (``adaptiveconsistency``,
-``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop(answers)``) on the same states:
-the per-decision latency of each, batched and for a single state (B = 1), as ratios
-measured in this run, after checking the decisions agree. Usage:
-``python benchmarks/policy_decisions.py [--seconds 1.0]``; about 20 s.
+Usage: ``python benchmarks/policy_decisions.py [--seconds 1.0]``.
 """
 
 from __future__ import annotations
@@ -219,6 +209,23 @@ def versus_reference(fields: dict[str, np.ndarray], prefixes: list[list[int]],
 
 
 def main() -> None:
+    """Time the batched baselines and Adaptive-Consistency against the reference package.
+
+    States: ``B`` = 10,000 prefixes of real answer sequences (a random query of date /
+    gpt-3.5-turbo / cot1_40 from ``../shared``, a random order, a random length 1..40), or
+    of synthetic sequences where the log is absent. Every timed call gets a fresh
+    ``StateBatch`` (``StateBatch.vote_stats()`` caches), either with the votes only (the
+    policy computes the vote statistics) or with ``stats`` given (as the batched
+    environment maintains them).
+
+    Then the verifier and multi-arm baselines on simulated 3-arm states with verifier scores
+    and per-arm leading counts.
+
+    Then :class:`AdaptiveConsistency` against the reference package (``adaptiveconsistency``,
+    ``AC(stop_criteria=BetaStoppingCriteria(0.95)).should_stop(answers)``) on the same states:
+    the per-decision latency of each, batched and for a single state (B = 1), as ratios
+    measured in this run, after checking the decisions agree.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     args = parser.parse_args()

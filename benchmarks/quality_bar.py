@@ -1,65 +1,20 @@
-"""The learned allocator's quality bar on five real logs (issue 4), measured, not assumed.
+"""The learned allocator's quality bar on the real logs (issue 4), measured, not assumed.
 
-For each log below, ``allocator train``'s pipeline
-(:func:`allocator.training.rl.pipeline.run_training`)
-splits the queries in half, fits the difficulty predictor on the training half, trains
-MaskablePPO, exports the bundle and evaluates it against every baseline on the held-out
-half (20 seeded orders per query, bootstrap intervals over queries). Then the bar:
-
-On logs with several arms the single-arm baselines (fixed-N, adaptive-consistency...)
-sample the best arm (the best majority-of-all accuracy on the whole log), and
-"majority-of-all" is that arm's.
-
-The headline is measured against the **envelope** (the front of every deployable baseline
-at every setting on the held-out queries; :mod:`allocator.training.evaluation.pareto`): the target
-accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
-difference with AC(0.95) (:func:`allocator.training.evaluation.pareto.reaches`, the one definition).
-
-1. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
-   the learned front's cost range, the learned front's (interpolated) accuracy is not
-   below the lower end of that point's 95% interval;
-2. **cheaper than the best baseline**: the learned policy reaches the target at no more
-   than half the cost of the cheapest baseline point that reaches it on logs with several
-   arms or a verifier score, at no more than its cost on single-arm vote-only logs; on
-   logs with arms or a verifier this counts only when the safety net exported the learned
-   policy (the bundle a user gets);
-3. **the gap closed**: the median, over matched costs, of the share of the gap between
-   the envelope and the query-oracle that the learned front closes (reported, no bar).
-
-Each trained log also writes its learning curve (``<log>_learning_curve.png``: PPO's
-episode return, correctness and cost per rollout) and the safety net's decision.
-
-``--no-train`` runs the baselines and the oracles only (no learned policy): the envelope,
-the best baseline and the oracles' coverage in minutes.
-
-The logs (``../shared/data/public-logs``; costs in characters unless priced):
-
-- ``date-gpt35``: date understanding, GPT-3.5, ``cot1_40`` (40 samples per query);
-- ``date-llama2``: date understanding, Llama-2-13B, ``cot1`` (20 samples);
-- ``gsm8k-llama2``: GSM8K, Llama-2-13B, ``pot1`` (about 22 samples);
-- ``date-cascade``: date understanding, Llama-2-13B ``cot1`` (20), GPT-3.5 ``cot1`` (20)
-  and GPT-4 ``cot1`` (3) as three arms, costs in US dollars per million queries at the
-  public output-token prices of the time (characters / 4 tokens; GPT-4 $60, GPT-3.5-turbo
-  $2, Llama-2-13B $0.22 per million tokens; prompt tokens left out: the same few-shot
-  prompt goes with every call);
-- ``rg-easy``: reasoning-gym easy, ten models as arms (the questions every model
-  answered), costs in response characters;
-- ``rg-hard``: reasoning-gym hard, ten models as arms, one sample each;
-- ``swe-bench-pro``: SWE-bench Pro, the 14 agent configurations as arms (one run each),
-  costs in agent turns;
-- ``codet``: CodeT HumanEval, 100 CodeGen-16B samples per problem, with the share of
-  CodeT's generated tests a sample passes as its verifier ``score`` (from
-  ``benchmarks/codet_verifier.py``'s ``scores.jsonl.gz``; skipped until that has run).
-  Running the tests is counted as free (the log has no verify rows; pass
-  ``verify_cost`` to change it).
+For each log of :data:`LOGS`, ``allocator train``'s pipeline
+(:func:`training.rl.pipeline.run_training`) splits the queries in half, fits the difficulty
+predictor on the training half, trains MaskablePPO, exports the bundle and evaluates it
+against every baseline on the held-out half (20 seeded orders per query, bootstrap
+intervals over queries); :func:`quality_bar` applies the bar. Each trained log also writes
+its learning curve and the safety net's decision. ``--no-train`` runs the baselines and
+the oracles only (the envelope, the best baseline and the oracles' coverage).
 
 Writes ``benchmarks/results/quality_bar/<log>_pareto.png`` and ``quality_bar.json``
 (``<log>_baselines.png`` and ``baselines.json`` with ``--no-train``; aggregate numbers
-only: no logged data) and prints the README's table. Runs train in a
-temporary folder, without MLflow.
+only: no logged data) and prints the README's table; the README's "Results" section keeps
+the numbers and run times. Runs train in a temporary folder, without MLflow.
 
 Usage: ``.venv/bin/python benchmarks/quality_bar.py [--timesteps N] [--only NAME ...]
-[--no-train]`` (about 2-4 minutes per log on 2 cores with the default 2M steps).
+[--no-train]``
 """
 
 from __future__ import annotations
@@ -176,6 +131,26 @@ def codet() -> Any:
                          "score": np.where(score == score, score, np.nan)})
 
 
+#: The logs (``../shared/data/public-logs``; costs in characters unless priced):
+#:
+#: - ``date-gpt35``: date understanding, GPT-3.5, ``cot1_40`` (40 samples per query);
+#: - ``date-llama2``: date understanding, Llama-2-13B, ``cot1`` (20 samples);
+#: - ``gsm8k-llama2``: GSM8K, Llama-2-13B, ``pot1`` (about 22 samples);
+#: - ``date-cascade``: date understanding, Llama-2-13B ``cot1`` (20), GPT-3.5 ``cot1`` (20)
+#:   and GPT-4 ``cot1`` (3) as three arms, costs in US dollars per million queries at the
+#:   public output-token prices of the time (characters / 4 tokens; GPT-4 $60, GPT-3.5-turbo
+#:   $2, Llama-2-13B $0.22 per million tokens; prompt tokens left out: the same few-shot
+#:   prompt goes with every call);
+#: - ``rg-easy``: reasoning-gym easy, ten models as arms (the questions every model
+#:   answered), costs in response characters;
+#: - ``rg-hard``: reasoning-gym hard, ten models as arms, one sample each;
+#: - ``swe-bench-pro``: SWE-bench Pro, the 14 agent configurations as arms (one run each),
+#:   costs in agent turns;
+#: - ``codet``: CodeT HumanEval, 100 CodeGen-16B samples per problem, with the share of
+#:   CodeT's generated tests a sample passes as its verifier ``score`` (from
+#:   ``benchmarks/codet_verifier.py``'s ``scores.jsonl.gz``; skipped until that has run).
+#:   Running the tests is counted as free (the log has no verify rows; pass
+#:   ``verify_cost`` to change it).
 LOGS: dict[str, tuple[str, str, Callable[[], Any]]] = {
     "date-gpt35": ("date / GPT-3.5 / cot1_40", "chars", date_gpt35),
     "date-llama2": ("date / Llama-2-13B / cot1", "chars", date_llama2),
@@ -225,7 +200,23 @@ def _point(data: dict[str, Any]) -> Any:
 
 
 def quality_bar(report: dict[str, Any], *, rich: bool = False) -> dict[str, Any]:
-    """The three checks of the module docstring, from an evaluation report.
+    """The three checks of the bar, from an evaluation report.
+
+    The headline is measured against the **envelope** (the front of every deployable baseline
+    at every setting on the held-out queries; :mod:`training.evaluation.pareto`): the target
+    accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
+    difference with AC(0.95) (:func:`training.evaluation.pareto.reaches`, the one definition).
+
+    1. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
+       the learned front's cost range, the learned front's (interpolated) accuracy is not
+       below the lower end of that point's 95% interval;
+    2. **cheaper than the best baseline**: the learned policy reaches the target at no more
+       than half the cost of the cheapest baseline point that reaches it on logs with several
+       arms or a verifier score, at no more than its cost on single-arm vote-only logs; on
+       logs with arms or a verifier this counts only when the safety net exported the learned
+       policy (the bundle a user gets);
+    3. **the gap closed**: the median, over matched costs, of the share of the gap between
+       the envelope and the query-oracle that the learned front closes (reported, no bar).
 
     Args:
         report: ``report.json``.
@@ -290,7 +281,8 @@ def quality_bar(report: dict[str, Any], *, rich: bool = False) -> dict[str, Any]
 def best_arm(log: Any) -> str | None:
     """The single-arm baselines' arm: the one with the best majority-of-all accuracy on
     the whole log (None for one arm). Choosing it with the test queries' outcomes favours
-    the baselines, never the learned policy."""
+    the baselines, never the learned policy. On logs with several arms the single-arm
+    baselines (fixed-N, adaptive-consistency...) sample it, and "majority-of-all" is its."""
     from allocator.logs.summary import summarize
 
     if len(log.arms) == 1:

@@ -1,27 +1,11 @@
 """Latency and throughput of the HTTP decision service, against in-process decisions.
 
-1. A bundle: the one given with ``--bundle``, else a policy of the trained shape (two
-   arms, 15 -> 64 -> 64 -> 5, tanh; seeded random weights: the arithmetic of a trained
-   one, without training) written to a temporary directory.
-2. ``allocator serve BUNDLE`` in a subprocess on a free loopback port, with a bearer
-   token (the auth check is part of every request), log level warning.
-3. 300 decide requests: random histories of 0 to 8 samples (answers, costs), an
-   explicit prior, a lambda. For each: the in-process latency of ``Session.next_action``
-   alone (session built and history replayed outside the timer) and of the whole
-   in-process work of a request (``oracle.session`` + the replay + ``next_action``), best
-   of 3 identical runs each.
-4. The service under 1, 8 and 32 concurrent clients (httpx.AsyncClient in this process,
-   one connection each, each client sending its requests one after the other):
-   latency p50/p99 per request as the client sees it, and requests per second; plus
-   ``GET /v1/health`` at 1 client, the HTTP floor. Every answer is checked (status
-   200 and the in-process action).
+:func:`main` serves a bundle with ``allocator serve`` on loopback, times decide requests
+under 1, 8 and 32 concurrent clients and the same decisions in process, and prints the
+ratios (its docstring lists the steps); the README's "Performance" section keeps the
+results.
 
-Prints the table and the ratios (service p50 / in-process p50); ``--json`` prints the
-numbers as JSON instead. Client and server share the machine's cores: on 2 cores the
-client's own work is a large part of what is measured.
-
-Usage: ``python benchmarks/service_latency.py [--bundle DIR] [--requests 1500] [--json]``;
-about 15 s.
+Usage: ``python benchmarks/service_latency.py [--bundle DIR] [--requests 1500] [--json]``.
 """
 
 from __future__ import annotations
@@ -196,6 +180,28 @@ async def load(url: str, token: str, cases: list[dict[str, Any]],
 
 # ------------------------------------------------------------------ report
 def main() -> int:
+    """Measure the service against in-process decisions; print the table (or JSON).
+
+    1. A bundle: the one given with ``--bundle``, else a policy of the trained shape (two
+       arms, 15 -> 64 -> 64 -> 5, tanh; seeded random weights: the arithmetic of a trained
+       one, without training) written to a temporary directory.
+    2. ``allocator serve BUNDLE`` in a subprocess on a free loopback port, with a bearer
+       token (the auth check is part of every request), log level warning.
+    3. 300 decide requests: random histories of 0 to 8 samples (answers, costs), an
+       explicit prior, a lambda. For each: the in-process latency of ``Session.next_action``
+       alone (session built and history replayed outside the timer) and of the whole
+       in-process work of a request (``oracle.session`` + the replay + ``next_action``), best
+       of 3 identical runs each.
+    4. The service under 1, 8 and 32 concurrent clients (httpx.AsyncClient in this process,
+       one connection each, each client sending its requests one after the other):
+       latency p50/p99 per request as the client sees it, and requests per second; plus
+       ``GET /v1/health`` at 1 client, the HTTP floor. Every answer is checked (status
+       200 and the in-process action).
+
+    Prints the table and the ratios (service p50 / in-process p50); ``--json`` prints the
+    numbers as JSON instead. Client and server share the machine's cores: on 2 cores the
+    client's own work is a large part of what is measured.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, help="a bundle directory (default: a "
                         "random policy of the trained shape)")

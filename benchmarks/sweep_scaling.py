@@ -2,29 +2,11 @@
 the same best trial; and the replay of a 10-million-attempt log sharded over 2 Ray
 workers against one process.
 
-The same sweep (the same 8 sampled settings: ``search_seed`` fixed; ASHA off, so that
-every trial runs to its end whatever the timing and the two runs are comparable) runs on
-an embedded local Ray started with ``num_cpus=1``, then with ``num_cpus=2``; each trial
-holds one CPU. Printed: the trials' wall time per run and their ratio, and the best
-trial's settings and validation score per run (equal: trials are deterministic under
-their settings). The log is simulated (``allocator.logs.synthetic``, 200 queries).
+:func:`sweep_scaling` and :func:`replay_scaling` (``--skip-sweep`` runs only the latter)
+say what each half runs and prints; the README's "Sweeps and sharded evaluation on Ray"
+section keeps the results.
 
-Sharded evaluation (``--attempts``, 10 million by default; ``--skip-sweep`` runs only
-this half): a simulated log of that many attempts (two arms, 24 attempts per query)
-written as 8 Parquet shards; Adaptive-Consistency replayed on one order of every test
-query (half the queries), as ``allocator evaluate`` replays each policy: in one process
-(the whole log read with :func:`~allocator.training.evaluation.shards.read_log_shards`, its
-pools, :class:`~allocator.training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
---ray 8`` does it on 2 CPUs (:class:`~allocator.training.evaluation.shard_log.ShardedLog`: the
-driver reads the outline and the training queries' rows, 8 Ray workers read their own
-test queries from the shards and replay them). Each runs in a fresh process; printed:
-the time from reading the log to the episodes, the log's attempts per second, whether
-the episodes are equal, and the **driver's peak resident memory** (``ru_maxrss`` of that
-process: the log, its pools and the replay; Ray's workers are other processes). Writing
-the log is not timed.
-
-Usage: ``python benchmarks/sweep_scaling.py [--timesteps 20000] [--attempts 10000000]``;
-several minutes on 2 cores.
+Usage: ``python benchmarks/sweep_scaling.py [--timesteps 20000] [--attempts 10000000]``.
 """
 
 from __future__ import annotations
@@ -108,7 +90,22 @@ def _driver(variant: str, folder: str, queue: Any) -> None:
 
 def replay_scaling(attempts: int) -> None:
     """One process against ``allocator evaluate --ray 8``'s workers on a sharded log of
-    ``attempts`` attempts."""
+    ``attempts`` attempts.
+
+    Sharded evaluation (``--attempts``, 10 million by default; ``--skip-sweep`` runs only
+    this half): a simulated log of that many attempts (two arms, 24 attempts per query)
+    written as 8 Parquet shards; Adaptive-Consistency replayed on one order of every test
+    query (half the queries), as ``allocator evaluate`` replays each policy: in one process
+    (the whole log read with :func:`~training.evaluation.shards.read_log_shards`, its
+    pools, :class:`~training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
+    --ray 8`` does it on 2 CPUs (:class:`~training.evaluation.shard_log.ShardedLog`: the
+    driver reads the outline and the training queries' rows, 8 Ray workers read their own
+    test queries from the shards and replay them). Each runs in a fresh process; printed:
+    the time from reading the log to the episodes, the log's attempts per second, whether
+    the episodes are equal, and the **driver's peak resident memory** (``ru_maxrss`` of that
+    process: the log, its pools and the replay; Ray's workers are other processes). Writing
+    the log is not timed.
+    """
     import multiprocessing
 
     import numpy as np
@@ -158,7 +155,15 @@ def main() -> None:
 
 
 def sweep_scaling(timesteps: int) -> None:
-    """The 8-trial sweep on 1 CPU, then on 2."""
+    """The 8-trial sweep on 1 CPU, then on 2.
+
+    The same sweep (the same 8 sampled settings: ``search_seed`` fixed; ASHA off, so that
+    every trial runs to its end whatever the timing and the two runs are comparable) runs on
+    an embedded local Ray started with ``num_cpus=1``, then with ``num_cpus=2``; each trial
+    holds one CPU. Printed: the trials' wall time per run and their ratio, and the best
+    trial's settings and validation score per run (equal: trials are deterministic under
+    their settings). The log is simulated (``allocator.logs.synthetic``, 200 queries).
+    """
     with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as folder:
         log = Path(folder) / "log.parquet"
         write_log(generate(SyntheticConfig(n_queries=200), seed=0), log)

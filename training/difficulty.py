@@ -1,41 +1,10 @@
 """The difficulty predictor: per query and arm, the chance that ONE attempt is correct.
 
-:class:`DifficultyPredictor` is a scikit-learn-contract estimator on LightGBM:
-
-- **Rows and target.** One model for all arms. A training row is a (query, arm) pair
-  with at least one logged ``sample`` attempt; its features are the query's features
-  (:mod:`allocator.query_features`: metadata, text statistics, SVD of hashed n-grams, user
-  columns) plus the arm as a categorical column; its label is the arm's empirical solve
-  rate on the query (mean grade, in [0, 1]) and its weight the number of attempts. The
-  objective is LightGBM's ``cross_entropy``, which takes fractional labels: with these
-  weights it is exactly the log-loss of the individual attempts.
-- **Calibration** (``calibration="isotonic"|"sigmoid"``): the training queries are split
-  into ``calibration_splits`` folds *by query*; boosters trained on the other folds
-  predict each fold, and an isotonic map (or a Platt sigmoid on the logit) is fitted on
-  these out-of-fold predictions against the attempts' outcomes. The final booster is then
-  trained on all training queries with the same settings (so it equals the booster of a
-  ``calibration=None`` predictor) and the map is applied to its output. No data is held
-  back from the booster; the price is ``calibration_splits`` extra fits. (scikit-learn's
-  ``CalibratedClassifierCV`` needs binary labels and a classifier; this model has
-  fractional labels, so the map is fitted directly and stored as its numbers: isotonic
-  thresholds, applied with ``numpy.interp``, or the sigmoid's ``a, b``.)
-- **Cross-fitting**: :func:`cross_fit_predict` gives out-of-fold predictions for the
-  training queries (k-fold over queries, seeded), so that nothing downstream (the RL
-  policy) trains on the predictor's in-sample output.
-- **Metrics** (`allocator.training.difficulty_metrics`) on held-out queries: Spearman with the
-  empirical solve rate, AUROC for never-solved queries, attempt-weighted Brier score
-  against a constant-per-arm baseline, and expected calibration error.
-- **Persistence** without pickle: :meth:`DifficultyPredictor.save` writes
-  ``difficulty.lgb.txt`` (LightGBM text model), ``difficulty.json`` (parameters, arms,
-  feature settings with category vocabularies and hashing parameters, the calibration
-  map) and, with text features, ``difficulty.text.npy`` (the SVD basis, a plain float64
-  array). :meth:`DifficultyPredictor.load` needs numpy, lightgbm and scikit-learn only
-  and predicts exactly as the saved object did.
-
-Leakage: simulated logs (:mod:`allocator.logs.synthetic`) keep the true difficulty in
-their metadata (``difficulty``, ``component``) *and in the query text* ("Simulated query
-17 (difficulty 0.42)"). Fitting on such a log with those columns or with text features
-warns; pass ``exclude_metadata=SIMULATED_TRUTH, text_features=False`` to measure quality.
+:class:`DifficultyPredictor` is a scikit-learn-contract estimator on LightGBM (one model
+for all arms, calibrated out of fold, saved without pickle); :func:`cross_fit_predict`
+gives out-of-fold predictions for the training queries, so that nothing downstream (the
+RL policy) trains on the predictor's in-sample output. The class docstring covers rows,
+target, calibration, metrics, persistence and the leakage guard on simulated logs.
 """
 
 from __future__ import annotations
@@ -143,6 +112,41 @@ def _solve_counts(log: AttemptLog, queries: np.ndarray) -> tuple[np.ndarray, ...
 class DifficultyPredictor(BaseEstimator):
     """Predicts, per query and arm, the probability that one attempt is correct.
 
+    - **Rows and target.** One model for all arms. A training row is a (query, arm) pair
+      with at least one logged ``sample`` attempt; its features are the query's features
+      (:mod:`allocator.query_features`: metadata, text statistics, SVD of hashed n-grams, user
+      columns) plus the arm as a categorical column; its label is the arm's empirical solve
+      rate on the query (mean grade, in [0, 1]) and its weight the number of attempts. The
+      objective is LightGBM's ``cross_entropy``, which takes fractional labels: with these
+      weights it is exactly the log-loss of the individual attempts.
+    - **Calibration** (``calibration="isotonic"|"sigmoid"``): the training queries are split
+      into ``calibration_splits`` folds *by query*; boosters trained on the other folds
+      predict each fold, and an isotonic map (or a Platt sigmoid on the logit) is fitted on
+      these out-of-fold predictions against the attempts' outcomes. The final booster is then
+      trained on all training queries with the same settings (so it equals the booster of a
+      ``calibration=None`` predictor) and the map is applied to its output. No data is held
+      back from the booster; the price is ``calibration_splits`` extra fits. (scikit-learn's
+      ``CalibratedClassifierCV`` needs binary labels and a classifier; this model has
+      fractional labels, so the map is fitted directly and stored as its numbers: isotonic
+      thresholds, applied with ``numpy.interp``, or the sigmoid's ``a, b``.)
+    - **Cross-fitting**: :func:`cross_fit_predict` gives out-of-fold predictions for the
+      training queries (k-fold over queries, seeded), so that nothing downstream (the RL
+      policy) trains on the predictor's in-sample output.
+    - **Metrics** (`training.difficulty_metrics`) on held-out queries: Spearman with the
+      empirical solve rate, AUROC for never-solved queries, attempt-weighted Brier score
+      against a constant-per-arm baseline, and expected calibration error.
+    - **Persistence** without pickle: :meth:`DifficultyPredictor.save` writes
+      ``difficulty.lgb.txt`` (LightGBM text model), ``difficulty.json`` (parameters, arms,
+      feature settings with category vocabularies and hashing parameters, the calibration
+      map) and, with text features, ``difficulty.text.npy`` (the SVD basis, a plain float64
+      array). :meth:`DifficultyPredictor.load` needs numpy, lightgbm and scikit-learn only
+      and predicts exactly as the saved object did.
+
+    Leakage: simulated logs (:mod:`allocator.logs.synthetic`) keep the true difficulty in
+    their metadata (``difficulty``, ``component``) *and in the query text* ("Simulated query
+    17 (difficulty 0.42)"). Fitting on such a log with those columns or with text features
+    warns; pass ``exclude_metadata=SIMULATED_TRUTH, text_features=False`` to measure quality.
+
     Args:
         n_estimators: boosting rounds.
         learning_rate: LightGBM shrinkage.
@@ -150,7 +154,7 @@ class DifficultyPredictor(BaseEstimator):
         min_child_samples: minimum (query, arm) rows per leaf.
         max_bin: histogram bins per feature (63 is ~10x faster than 255 here, same skill).
         feature_fraction: share of features tried per tree.
-        calibration: ``"isotonic"``, ``"sigmoid"`` or ``None`` (see the module docstring).
+        calibration: ``"isotonic"``, ``"sigmoid"`` or ``None`` (see **Calibration** above).
         calibration_splits: query folds for the out-of-fold calibration fits.
         text_features: use the query text (statistics and hashed n-grams).
         text_n_features: hashed columns per analyzer (word 1-2-grams, char_wb 3-5-grams).

@@ -54,7 +54,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +64,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from allocator.training.rl.config import TrainConfig
-from allocator.training.sweep_config import SweepSpec
-from allocator.training.sweep_results import (
+from training.rl.config import TrainConfig
+from training.sweep_config import SweepSpec
+from training.sweep_data import SweepData
+from training.sweep_results import (
     METRIC,
     best_trial,
     ensure_experiment,
@@ -148,30 +148,6 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None,
 
 
 # ------------------------------------------------------------------ the shared data
-@dataclass(frozen=True)
-class SweepData:
-    """What every trial shares: the log, its one split and the difficulty prior.
-
-    Attributes:
-        log: the pool log.
-        fit: the training queries the policies train on.
-        validation: the training queries that score the trials.
-        test: the held-out queries (only the best trial is evaluated on them).
-        prior: per query, per arm, the difficulty predictor's output (cross-fitted on
-            the training queries).
-        seed: the split's seed (``[base]``'s).
-        verify_cost: the verifier's cost per candidate (log units).
-    """
-
-    log: AttemptLog
-    fit: np.ndarray
-    validation: np.ndarray
-    test: np.ndarray
-    prior: np.ndarray
-    seed: int
-    verify_cost: float
-
-
 def prepare_data(log: AttemptLog, base: TrainConfig) -> tuple[SweepData, Any]:
     """The split and prior of ``allocator train`` with ``base``'s settings; and the
     fitted difficulty predictor (exported with the best bundle).
@@ -189,8 +165,9 @@ def prepare_data(log: AttemptLog, base: TrainConfig) -> tuple[SweepData, Any]:
                              "trials are scored on validation queries carved from them)",
                              f"{len(train)} training queries")
     predictor, prior = fit_prior(log, train, test, base.seed)
+    verify_cost = log_verify_cost(log) if base.verify_cost is None else float(base.verify_cost)
     return SweepData(log=log, fit=fit, validation=validation, test=test, prior=prior,
-                     seed=base.seed, verify_cost=log_verify_cost(log)), predictor
+                     seed=base.seed, verify_cost=verify_cost), predictor
 
 
 # ------------------------------------------------------------------ scoring

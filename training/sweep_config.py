@@ -1,37 +1,8 @@
 """The settings of ``allocator sweep``: a TOML file read into a :class:`SweepSpec`.
 
-Three tables, each optional::
-
-    # sweep.toml
-    [sweep]                      # how the search runs
-    trials = 8                   # trials sampled from [search] (Tune's num_samples)
-    cpus_per_trial = 1           # each trial's CPU allotment (tune.with_resources)
-    reports = 4                  # validation scores reported per trial (ASHA's rungs)
-    grace_period = 1             # reports every trial gets before ASHA may stop it
-    reduction_factor = 2         # ASHA keeps the best 1/reduction_factor at each rung
-    search_seed = 0              # seed of the search's sampling (the same trials each run)
-    max_concurrent = 0           # trials running at once (0: as many as the CPUs allow)
-    early_stopping = true        # ASHA; false runs every trial to its end
-
-    [base]                       # TrainConfig settings every trial shares
-    total_timesteps = 200_000
-
-    [search]                     # TrainConfig settings searched, one distribution each
-    learning_rate = { loguniform = [1e-4, 3e-3] }
-    net_arch = { choice = [[32], [64, 64]] }
-    seed = { choice = [0, 1, 2] }
-    lambda_range = { choice = [[0.001, 0.3], [0.01, 0.3]] }
-
-A distribution is one of ``choice`` (a list of values), ``grid`` (every value, each
-combined with the other grids and repeated ``trials`` times: Tune's ``grid_search``),
-``uniform``, ``loguniform`` (``[low, high]`` floats) or ``randint`` (``[low, high)``
-integers). Any field of :class:`allocator.training.rl.config.TrainConfig` may be set in ``[base]``
-or searched, except those that would move the split between training and test queries
-(``test_fraction``, ``validation_fraction``): every trial is scored on the same
-validation queries and the best one is evaluated on the same test queries. ``seed`` in
-``[base]`` seeds that split, the difficulty predictor and the validation and test
-orders; searched, ``seed`` seeds each trial's training (environment, network, warm
-start) only.
+:func:`read_sweep_spec` reads the file (its docstring shows the three tables ``[sweep]``,
+``[base]`` and ``[search]``, and the distributions a setting may be searched over);
+:func:`spec_from_dict` builds a spec from the tables as a mapping.
 """
 
 from __future__ import annotations
@@ -193,7 +164,40 @@ def _parse_search(table: Mapping[str, Any], source: str) -> dict[str, tuple[str,
 
 
 def read_sweep_spec(path: str | Path) -> SweepSpec:
-    """Read a sweep's TOML file (see the module docstring).
+    """Read a sweep's TOML file.
+
+    Three tables, each optional::
+
+        # sweep.toml
+        [sweep]                      # how the search runs
+        trials = 8                   # trials sampled from [search] (Tune's num_samples)
+        cpus_per_trial = 1           # each trial's CPU allotment (tune.with_resources)
+        reports = 4                  # validation scores reported per trial (ASHA's rungs)
+        grace_period = 1             # reports every trial gets before ASHA may stop it
+        reduction_factor = 2         # ASHA keeps the best 1/reduction_factor at each rung
+        search_seed = 0              # seed of the search's sampling (the same trials each run)
+        max_concurrent = 0           # trials running at once (0: as many as the CPUs allow)
+        early_stopping = true        # ASHA; false runs every trial to its end
+
+        [base]                       # TrainConfig settings every trial shares
+        total_timesteps = 200_000
+
+        [search]                     # TrainConfig settings searched, one distribution each
+        learning_rate = { loguniform = [1e-4, 3e-3] }
+        net_arch = { choice = [[32], [64, 64]] }
+        seed = { choice = [0, 1, 2] }
+        lambda_range = { choice = [[0.001, 0.3], [0.01, 0.3]] }
+
+    A distribution is one of ``choice`` (a list of values), ``grid`` (every value, each
+    combined with the other grids and repeated ``trials`` times: Tune's ``grid_search``),
+    ``uniform``, ``loguniform`` (``[low, high]`` floats) or ``randint`` (``[low, high)``
+    integers). Any field of :class:`training.rl.config.TrainConfig` may be set in ``[base]``
+    or searched, except those that would move the split between training and test queries
+    (``test_fraction``, ``validation_fraction``): every trial is scored on the same
+    validation queries and the best one is evaluated on the same test queries. ``seed`` in
+    ``[base]`` seeds that split, the difficulty predictor and the validation and test
+    orders; searched, ``seed`` seeds each trial's training (environment, network, warm
+    start) only.
 
     Raises:
         ParameterError: invalid TOML, an unknown table or key (the message names it and

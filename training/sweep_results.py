@@ -18,12 +18,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from allocator.training.sweep_config import SweepSpec
-
-if TYPE_CHECKING:
-    from allocator.training.sweep import SweepData
+from training.sweep_config import SweepSpec
+from training.sweep_data import SweepData
 
 __all__ = ["BEST_BUNDLE", "METRIC", "best_trial", "ensure_experiment", "evaluate_best",
            "export_best", "log_best", "mlflow_globals_kept", "read_trials",
@@ -226,12 +224,13 @@ def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
     config = spec.trial_config(trial["config"])
     say(f"calibrating the best bundle on the {len(data.validation)} validation queries")
     lam = calibrate_to_accuracy(bundle, data.log, data.validation, prior=data.prior,
-                                seed=data.seed)
+                                seed=data.seed, verify_cost=data.verify_cost)
     say(f"evaluating the best trial ({trial['trial_id']}) on {len(data.test)} test queries")
     evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
                                   n_orders=config.n_orders, seed=data.seed,
                                   n_bootstrap=config.n_bootstrap, bundle=str(bundle),
-                                  learned_lambdas=config.evaluation_lambdas())
+                                  learned_lambdas=config.evaluation_lambdas(),
+                                  verify_cost=data.verify_cost)
     report, chosen = evaluate(data.log, evaluation, prior=data.prior, progress=say)
     sweep = {"best_trial": trial["trial_id"], "best_config": trial["config"],
              "validation_score": trial[METRIC], "calibrated_lambda": lam,

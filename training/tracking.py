@@ -1,39 +1,10 @@
 """MLflow tracking of an evaluation: one run with its settings, numbers, report and plots.
 
-MLflow is imported inside :func:`log_evaluation`, never at module import (it takes
-seconds). The run is written through an :class:`mlflow.MlflowClient` bound to one tracking
-URI, so logging changes no global MLflow state (no ``set_tracking_uri``, no active run).
-
-What a run holds:
-
-- **params**: the evaluation config, flattened with dots (``bootstrap.replicates``), and
-  the log description under ``log.`` (lists and other non-scalars as JSON text).
-- **metrics** (step 0), per policy and knob value::
-
-      eval/<policy>/<knob>_<value>/accuracy        (and accuracy_ci_low, accuracy_ci_high)
-      eval/<policy>/<knob>_<value>/mean_cost       (and mean_cost_ci_low, mean_cost_ci_high)
-      eval/<policy>/<knob>_<value>/mean_samples
-      eval/<policy>/<knob>_<value>/exhaustion_rate
-      eval/<policy>/<knob>_<value>/difference      (and difference_ci_low, difference_ci_high)
-
-  (``default`` in place of ``<knob>_<value>`` for a policy without a knob), and the
-  headline: ``eval/headline/target_accuracy``, ``eval/headline/best_baseline_cost`` and
-  ``eval/headline/<cost_to_reach|savings_vs_best_baseline|gap_closed>/<policy>``.
-  MLflow names may hold only letters, digits, ``_ - . /`` and spaces: any other
-  character (``=`` included) becomes ``_``, a ``/`` inside a policy name or knob value
-  becomes ``_`` too (the namespace keeps its depth), and points whose prefixes collide
-  after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>`` segment
-  (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN, infinities) are not logged;
-  ``report.json`` keeps them as null.
-- **tags**: ``log_fingerprint``, ``simulated`` (``"true"``/``"false"``), ``log_source``,
-  ``reference``.
-- **artifacts**: ``report.json`` and every ``*.png`` directly in the evaluation folder.
-
-:func:`log_bundle_model` logs a policy bundle as an MLflow pyfunc model "from code"
-(:mod:`allocator.mlflow_model`, the bundle as its artifact; no pickle) and optionally
-registers it under an alias, so that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")``
-and ``mlflow models serve`` answer decisions, and ``allocator.load("models:/NAME@ALIAS")``
-finds the bundle in the model's artifacts.
+:func:`log_evaluation` writes the run (its docstring lists the params, metrics, tags and
+artifacts) through an :class:`mlflow.MlflowClient` bound to one tracking URI, so logging
+changes no global MLflow state (no ``set_tracking_uri``, no active run);
+:func:`log_bundle_model` logs a policy bundle as a pickle-free pyfunc model and registers
+it under an alias. MLflow is imported inside the functions, never at module import.
 """
 
 from __future__ import annotations
@@ -159,7 +130,7 @@ def _unique(keys: Iterable[str]) -> list[str]:
 
 
 def evaluation_metrics(report: EvaluationReport) -> dict[str, float]:
-    """Every finite number of the report, by MLflow metric name (see the module docstring)."""
+    """Every finite number of the report, by MLflow metric name (see :func:`log_evaluation`)."""
     points = [point for points in report.points.values() for point in points]
     prefixes = _unique(metric_key(point) for point in points)
     values: dict[str, float | None] = {}
@@ -243,6 +214,31 @@ def log_evaluation(
     artifact_location: str | None = None,
 ) -> str:
     """Log an evaluation to MLflow as one finished run.
+
+    What a run holds:
+
+    - **params**: the evaluation config, flattened with dots (``bootstrap.replicates``), and
+      the log description under ``log.`` (lists and other non-scalars as JSON text).
+    - **metrics** (step 0), per policy and knob value::
+
+          eval/<policy>/<knob>_<value>/accuracy        (and accuracy_ci_low, accuracy_ci_high)
+          eval/<policy>/<knob>_<value>/mean_cost       (and mean_cost_ci_low, mean_cost_ci_high)
+          eval/<policy>/<knob>_<value>/mean_samples
+          eval/<policy>/<knob>_<value>/exhaustion_rate
+          eval/<policy>/<knob>_<value>/difference      (and difference_ci_low, difference_ci_high)
+
+      (``default`` in place of ``<knob>_<value>`` for a policy without a knob), and the
+      headline: ``eval/headline/target_accuracy``, ``eval/headline/best_baseline_cost`` and
+      ``eval/headline/<cost_to_reach|savings_vs_best_baseline|gap_closed>/<policy>``.
+      MLflow names may hold only letters, digits, ``_ - . /`` and spaces: any other
+      character (``=`` included) becomes ``_``, a ``/`` inside a policy name or knob value
+      becomes ``_`` too (the namespace keeps its depth), and points whose prefixes collide
+      after that get a ``_2``, ``_3``... suffix on the ``<knob>_<value>`` segment
+      (``eval/p/n_1_2/accuracy``). Missing numbers (None, NaN, infinities) are not logged;
+      ``report.json`` keeps them as null.
+    - **tags**: ``log_fingerprint``, ``simulated`` (``"true"``/``"false"``), ``log_source``,
+      ``reference``.
+    - **artifacts**: ``report.json`` and every ``*.png`` directly in the evaluation folder.
 
     Args:
         report: the evaluation report.
@@ -336,6 +332,10 @@ def log_bundle_model(
     alias: str | None = None,
 ) -> str:
     """Log a bundle as an MLflow pyfunc model from code, and register it when asked.
+
+    Registered under an alias, ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")`` and
+    ``mlflow models serve`` answer decisions, and ``allocator.load("models:/NAME@ALIAS")``
+    finds the bundle in the model's artifacts.
 
     The model is :mod:`allocator.mlflow_model` (logged as a file, not a pickled
     instance) with the bundle directory as its artifact ``bundle``; its request format is

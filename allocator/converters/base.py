@@ -1,17 +1,6 @@
 """What every converter shares: the :class:`Converter` base, the result it hands to
 :func:`allocator.converters.convert`, readers and answer normalisation.
 
-A converter turns a third-party file (or folder) into one Arrow table with the log's
-canonical column names (``attempt_id, query_id, arm, kind, round, answer, correct, cost,
-score``), query-level columns prefixed ``query.`` and any extra per-attempt columns worth
-keeping. It does not validate grades or costs itself: invalid values ride along and are
-rejected (or reported, with ``skip_invalid``) by :meth:`AttemptLog.from_arrow`, so the
-rules live in one place. What a converter does report itself is what never becomes a row:
-a line that is not JSON, a record without the fields that identify an attempt. Such
-records raise :class:`~allocator.errors.ConverterError` naming the file and line, or, with
-``skip_invalid``, come back as :class:`Problem` entries that end up among the rejected
-rows. Nothing is dropped silently.
-
 Readers are gzip-aware by content (the ``1f 8b`` magic bytes), not by file name, and
 report a truncated gzip stream as such.
 """
@@ -111,10 +100,24 @@ class Converted:
 class Converter(ABC):
     """Turns one third-party log format into the project's attempt table.
 
+    A converter turns a third-party file (or folder) into one Arrow table with the log's
+    canonical column names (``attempt_id, query_id, arm, kind, round, answer, correct, cost,
+    score``), query-level columns prefixed ``query.`` and any extra per-attempt columns worth
+    keeping. It does not validate grades or costs itself: invalid values ride along and are
+    rejected (or reported, with ``skip_invalid``) by :meth:`AttemptLog.from_arrow`, so the
+    rules live in one place. What a converter does report itself is what never becomes a row:
+    a line that is not JSON, a record without the fields that identify an attempt. Such
+    records raise :class:`~allocator.errors.ConverterError` naming the file and line, or, with
+    ``skip_invalid``, come back as :class:`Problem` entries that end up among the rejected
+    rows. Nothing is dropped silently.
+
     Subclasses set :attr:`name` (the format's registry key) and :attr:`description`
     (one line), and implement :meth:`_read` with their options as keyword-only
     arguments (documented in the subclass). Options arrive by name from the Python API
     or the command line, so list-valued options also accept a comma-separated string.
+
+    Subclasses document their source format (``Source format``), its mapping to the log's
+    columns (``Mapping:``) and their options (``Options:``) in the class docstring.
     """
 
     name: ClassVar[str]

@@ -1,22 +1,7 @@
 """Converter for CodeT's HumanEval samples (microsoft/CodeT, CodeGen-16B, 100 per problem).
 
-Source format: a folder holding ``samples.jsonl.gz`` (one completion per line:
-``task_id``, ``sample_idx``, ``completion``, ``passed``, ``completion_chars``) and
-``problems.jsonl.gz`` (the HumanEval problems: ``task_id``, ``prompt``, ``entry_point``,
-``test``...), or the samples file itself (the problems file is then looked for beside
-it; without it the queries have no text).
-
-Mapping:
-
-- ``query_id`` = ``task_id``; one arm, ``codegen-16b`` (option ``model`` renames it).
-- ``correct`` = ``passed`` (the official ``check()`` run on prompt + completion).
-- ``answer`` = the completion with whitespace normalised (every run of whitespace
-  becomes one space, ends stripped), so that completions differing only in layout vote
-  together. Majority voting over programs is still a poor selector: this set is meant
-  for verifier-based selection (CodeT's generated tests).
-- ``cost`` = ``completion_chars``.
-- ``query.text`` = the problem's prompt, ``query.entry_point``; extra column
-  ``sample_idx``.
+:class:`CodeTConverter` (registered as ``codet``) documents the source format and its
+mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -68,6 +53,24 @@ def _problem_columns(path: Path, task_ids: pa.ChunkedArray) -> dict[str, pa.Arra
 
 class CodeTConverter(Converter):
     """CodeT HumanEval completions graded by the official tests.
+
+    Source format: a folder holding ``samples.jsonl.gz`` (one completion per line:
+    ``task_id``, ``sample_idx``, ``completion``, ``passed``, ``completion_chars``) and
+    ``problems.jsonl.gz`` (the HumanEval problems: ``task_id``, ``prompt``, ``entry_point``,
+    ``test``...), or the samples file itself (the problems file is then looked for beside
+    it; without it the queries have no text).
+
+    Mapping:
+
+    - ``query_id`` = ``task_id``; one arm, ``codegen-16b`` (option ``model`` renames it).
+    - ``correct`` = ``passed`` (the official ``check()`` run on prompt + completion).
+    - ``answer`` = the completion with whitespace normalised (every run of whitespace
+      becomes one space, ends stripped), so that completions differing only in layout vote
+      together. Majority voting over programs is still a poor selector: this set is meant
+      for verifier-based selection (CodeT's generated tests).
+    - ``cost`` = ``completion_chars``.
+    - ``query.text`` = the problem's prompt, ``query.entry_point``; extra column
+      ``sample_idx``.
 
     Options:
         model: the arm's name (default ``codegen-16b``).

@@ -1,52 +1,7 @@
 """Converter for lm-evaluation-harness sample logs (``lm_eval ... --log_samples``).
 
-Source format: ``samples_<task>_<timestamp>.jsonl`` files (plain or gzip), which the
-harness writes under ``<output_path>/<model>/``. One line per document *and filter*:
-``doc_id``, ``doc`` (the dataset row), ``target``, ``arguments`` (the requests: the
-prompt and the generation settings), ``resps`` (one list of raw responses per request;
-with ``repeats: N`` a generation task has one request with N responses in
-``resps[0]``), ``filtered_resps`` (the responses after the filter pipeline), ``filter``
-(its name, e.g. ``strict-match``, ``flexible-extract``, ``maj@64``), ``metrics`` (the
-names of the per-document metrics) and the metric values themselves (``exact_match``,
-``acc``...). The harness turns every response into a string when it saves the file.
-
-Mapping:
-
-- one arm per ``(model, filter)``: ``<model>/<filter>``. The model label is the option
-  ``model`` or, by default, the name of the folder holding the file (the harness names
-  it after the model). Pick one filter with the option ``filter``.
-- ``query_id`` = ``<task>/<doc_id>``, the task read from the file name.
-  ``query.text`` = the first text field of ``doc`` among ``question``, ``problem``,
-  ``query``, ``prompt``, ``input``, ``text``, ``ctx``, else the prompt of the first
-  request; ``query.task``; ``query.target`` = the target as text.
-- generation tasks: one attempt per raw response in ``resps[0]``, ``cost`` = its
-  length in characters (the log has no token counts).
-
-  * When the filter kept one answer per response (``filtered_resps[0]`` is a list as
-    long as ``resps[0]``, or there is a single response), the attempt's answer is the
-    filtered response, normalised (:func:`~allocator.converters.base.normalize_answer`);
-    the harness's ``[invalid]`` (nothing matched) is no answer.
-  * When the filter reduced N > 1 responses to one value (``take_first``, or a majority
-    vote as in ``maj@k`` filters), the filtered value describes the group, not a
-    response; each response's answer is then extracted from its raw text with
-    :func:`~allocator.converters.base.extract_final_answer` (``\\boxed{}``, ``####``,
-    "The answer is", last number). The extra column ``answer_source`` says which
-    (``filter`` or ``extracted``).
-  * Grading: the per-document metrics grade a *document*, not a response (with N
-    responses ``exact_match`` is for the filtered value only). So with a single
-    response the harness's own metric is used when it is a number in [0, 1] (the first
-    of ``metrics``, or the option ``metric``); otherwise every answer is compared with
-    the normalised ``target`` (after ``####`` for GSM8K-style worked solutions),
-    numbers numerically. ``grading="compare"`` always compares.
-- multiple-choice (log-likelihood) tasks: one attempt per document, answer = the index
-  of the choice with the highest log-likelihood, correct = the ``acc`` metric (else
-  answer == target), cost = 1.
-- ``attempt_id`` = ``<file name>:<line>#<response index>``; extra column
-  ``response_idx``.
-
-A small example lives in ``data/examples/lm_eval/`` (a repeats-4 self-consistency run
-with collapsing and per-response filters, a single-response GSM8K run, and a
-multiple-choice task).
+:class:`LmEvalConverter` (registered as ``lm-eval``) documents the source format and its
+mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -245,6 +200,54 @@ class _Rows:
 
 class LmEvalConverter(Converter):
     """lm-evaluation-harness ``--log_samples`` output.
+
+    Source format: ``samples_<task>_<timestamp>.jsonl`` files (plain or gzip), which the
+    harness writes under ``<output_path>/<model>/``. One line per document *and filter*:
+    ``doc_id``, ``doc`` (the dataset row), ``target``, ``arguments`` (the requests: the
+    prompt and the generation settings), ``resps`` (one list of raw responses per request;
+    with ``repeats: N`` a generation task has one request with N responses in
+    ``resps[0]``), ``filtered_resps`` (the responses after the filter pipeline), ``filter``
+    (its name, e.g. ``strict-match``, ``flexible-extract``, ``maj@64``), ``metrics`` (the
+    names of the per-document metrics) and the metric values themselves (``exact_match``,
+    ``acc``...). The harness turns every response into a string when it saves the file.
+
+    Mapping:
+
+    - one arm per ``(model, filter)``: ``<model>/<filter>``. The model label is the option
+      ``model`` or, by default, the name of the folder holding the file (the harness names
+      it after the model). Pick one filter with the option ``filter``.
+    - ``query_id`` = ``<task>/<doc_id>``, the task read from the file name.
+      ``query.text`` = the first text field of ``doc`` among ``question``, ``problem``,
+      ``query``, ``prompt``, ``input``, ``text``, ``ctx``, else the prompt of the first
+      request; ``query.task``; ``query.target`` = the target as text.
+    - generation tasks: one attempt per raw response in ``resps[0]``, ``cost`` = its
+      length in characters (the log has no token counts).
+
+      * When the filter kept one answer per response (``filtered_resps[0]`` is a list as
+        long as ``resps[0]``, or there is a single response), the attempt's answer is the
+        filtered response, normalised (:func:`~allocator.converters.base.normalize_answer`);
+        the harness's ``[invalid]`` (nothing matched) is no answer.
+      * When the filter reduced N > 1 responses to one value (``take_first``, or a majority
+        vote as in ``maj@k`` filters), the filtered value describes the group, not a
+        response; each response's answer is then extracted from its raw text with
+        :func:`~allocator.converters.base.extract_final_answer` (``\\boxed{}``, ``####``,
+        "The answer is", last number). The extra column ``answer_source`` says which
+        (``filter`` or ``extracted``).
+      * Grading: the per-document metrics grade a *document*, not a response (with N
+        responses ``exact_match`` is for the filtered value only). So with a single
+        response the harness's own metric is used when it is a number in [0, 1] (the first
+        of ``metrics``, or the option ``metric``); otherwise every answer is compared with
+        the normalised ``target`` (after ``####`` for GSM8K-style worked solutions),
+        numbers numerically. ``grading="compare"`` always compares.
+    - multiple-choice (log-likelihood) tasks: one attempt per document, answer = the index
+      of the choice with the highest log-likelihood, correct = the ``acc`` metric (else
+      answer == target), cost = 1.
+    - ``attempt_id`` = ``<file name>:<line>#<response index>``; extra column
+      ``response_idx``.
+
+    A small example lives in ``data/examples/lm_eval/`` (a repeats-4 self-consistency run
+    with collapsing and per-response filters, a single-response GSM8K run, and a
+    multiple-choice task).
 
     Options:
         model: the model label of the arms (default: the folder holding each file).

@@ -1,45 +1,7 @@
 """Converter for the raw result files of "LLM cascades with mixture of thought" (MoT).
 
-Source format (MurongYue/LLM_MoT_cascade, ICLR 2024): one folder per model,
-``GPT3_result/`` (gpt-3.5-turbo), ``GPT4_result/`` (gpt-4), ``llama2_13B_result/``
-(llama-2-13b), each holding ``<task>_<config>.json[.gz]`` files. A file is one JSON list
-with one object per question: ``question``, ``answer`` (the gold answer; in the Llama-2
-date files a dict ``{option: 0/1}`` whose 1-valued key is the gold), ``generated`` (the
-full generations), ``results`` (the answer the authors extracted from each generation;
-``null`` where a program failed), ``result_counter`` and ``prediction`` (unused).
-
-Mapping:
-
-- one arm per ``<model>/<config>`` (``gpt-4/pot1``, ``gpt-3.5-turbo/cot1_40``,
-  ``llama-2-13b/pot1_V2``...); greedy configs are arms too (usually one sample). A folder
-  with another name keeps its name as the model.
-- ``query_id`` = ``<task>/<index of the question in the file>``: the same question is the
-  same query across models and configs. ``query.text`` = question, ``query.task`` = task,
-  ``query.gold`` = the normalised gold answer.
-- one attempt per entry of ``results``, paired by position with ``generated`` (as the
-  data's curator did for ``samples.csv.gz``). In program-of-thought files ``generated``
-  can be longer than ``results`` (programs that failed to run were left out of
-  ``results``, without saying which): generations without a result are not attempts.
-  ``cost`` = length of the paired generation in characters (no token counts were
-  logged); a result without a generation gets no cost and is rejected.
-- ``answer`` = the extracted result, normalised (rules below); ``null`` results are
-  attempts without an answer (graded 0, they never win a vote).
-- extra column ``sample_idx`` (position in ``results``).
-
-Normalisation and grading reproduce ``is_correct``, ``answer`` and ``gen_chars`` of the
-curator's ``samples.csv.gz`` on every one of its 255,841 rows (the tests check it):
-
-- numbers (JSON numbers, and text such as ``"1,218"`` that is a number once the
-  thousands commas go) become ``str(round(x, 4))``: ``18`` -> ``"18.0"``,
-  ``179.99999999999997`` -> ``"180.0"``, ``12.666666`` -> ``"12.6667"``;
-- date task: whitespace is stripped; the first ``M/D/YYYY`` anywhere in the text is the
-  answer, zero-padded to ``MM/DD/YYYY``; otherwise a first line that is exactly a date
-  written with a month name (``"Jul 30, 2002"``, ``"June 1, 2021."``) is converted;
-  otherwise the stripped text is kept as it is (and cannot match a gold date);
-- other text is lower-cased;
-- correct when both answers are numbers within a relative tolerance of ``1e-4``
-  (``19999.5`` matches ``20000``, ``279.9`` does not match ``280``), else when the
-  normalised strings are equal.
+:class:`MotCascadeConverter` (registered as ``mot-cascade``) documents the source format
+and its mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -256,6 +218,47 @@ def _check_record(record: Any) -> str | None:
 
 class MotCascadeConverter(Converter):
     """MoT-cascade raw results (GPT-3.5/GPT-4/Llama-2 on six reasoning tasks).
+
+    Source format (MurongYue/LLM_MoT_cascade, ICLR 2024): one folder per model,
+    ``GPT3_result/`` (gpt-3.5-turbo), ``GPT4_result/`` (gpt-4), ``llama2_13B_result/``
+    (llama-2-13b), each holding ``<task>_<config>.json[.gz]`` files. A file is one JSON list
+    with one object per question: ``question``, ``answer`` (the gold answer; in the Llama-2
+    date files a dict ``{option: 0/1}`` whose 1-valued key is the gold), ``generated`` (the
+    full generations), ``results`` (the answer the authors extracted from each generation;
+    ``null`` where a program failed), ``result_counter`` and ``prediction`` (unused).
+
+    Mapping:
+
+    - one arm per ``<model>/<config>`` (``gpt-4/pot1``, ``gpt-3.5-turbo/cot1_40``,
+      ``llama-2-13b/pot1_V2``...); greedy configs are arms too (usually one sample). A folder
+      with another name keeps its name as the model.
+    - ``query_id`` = ``<task>/<index of the question in the file>``: the same question is the
+      same query across models and configs. ``query.text`` = question, ``query.task`` = task,
+      ``query.gold`` = the normalised gold answer.
+    - one attempt per entry of ``results``, paired by position with ``generated`` (as the
+      data's curator did for ``samples.csv.gz``). In program-of-thought files ``generated``
+      can be longer than ``results`` (programs that failed to run were left out of
+      ``results``, without saying which): generations without a result are not attempts.
+      ``cost`` = length of the paired generation in characters (no token counts were
+      logged); a result without a generation gets no cost and is rejected.
+    - ``answer`` = the extracted result, normalised (rules below); ``null`` results are
+      attempts without an answer (graded 0, they never win a vote).
+    - extra column ``sample_idx`` (position in ``results``).
+
+    Normalisation and grading reproduce ``is_correct``, ``answer`` and ``gen_chars`` of the
+    curator's ``samples.csv.gz`` on every one of its 255,841 rows (the tests check it):
+
+    - numbers (JSON numbers, and text such as ``"1,218"`` that is a number once the
+      thousands commas go) become ``str(round(x, 4))``: ``18`` -> ``"18.0"``,
+      ``179.99999999999997`` -> ``"180.0"``, ``12.666666`` -> ``"12.6667"``;
+    - date task: whitespace is stripped; the first ``M/D/YYYY`` anywhere in the text is the
+      answer, zero-padded to ``MM/DD/YYYY``; otherwise a first line that is exactly a date
+      written with a month name (``"Jul 30, 2002"``, ``"June 1, 2021."``) is converted;
+      otherwise the stripped text is kept as it is (and cannot match a gold date);
+    - other text is lower-cased;
+    - correct when both answers are numbers within a relative tolerance of ``1e-4``
+      (``19999.5`` matches ``20000``, ``279.9`` does not match ``280``), else when the
+      normalised strings are equal.
 
     Options:
         tasks: keep only these tasks (``date``, ``gsm``, ``asdiv``, ``crepe``,

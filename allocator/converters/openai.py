@@ -1,45 +1,7 @@
 """Converter for OpenAI-compatible chat completion responses.
 
-Source format: one JSON object per line (or one JSON array of them). Each record holds a
-chat completion response (``choices[].message.content``, optional
-``choices[].logprobs.content[].logprob``, ``choices[].finish_reason``,
-``usage.completion_tokens``, ``model``) and says which query it answers and what the
-gold answer is, in one of three shapes:
-
-- a wrapper: ``{"query_id": ..., "target": ..., "response": {<completion>}}`` (optional
-  ``arm``, ``text``);
-- a Batch API output line: ``{"custom_id": ..., "response": {"status_code": 200,
-  "body": {<completion>}}, "error": null}`` with ``target`` beside ``custom_id`` (a
-  failed request is reported, not converted);
-- a bare completion with ``"metadata": {"query_id": ..., "target": ...}``.
-
-``target`` may also be spelled ``answer`` or ``gold``; ``text`` may be ``question`` or
-``prompt``. A record without a query id or a gold answer cannot be graded and is
-reported (or set aside with ``skip_invalid``).
-
-Mapping:
-
-- one attempt per choice (``n > 1`` gives several samples in one response);
-  ``query_id`` as given; ``arm`` = the option ``arm``, else the record's ``arm``, else
-  the completion's ``model``.
-- ``answer`` = the final answer extracted from the message content
-  (:func:`~allocator.converters.base.extract_final_answer`: the last ``\\boxed{}``, the
-  text after ``####``, "The answer is X", else the last number), normalised;
-  ``correct`` = 1.0 when it equals the normalised target (numbers compared
-  numerically), else 0.0. No extractable answer counts as wrong and does not vote.
-- ``cost`` (option ``cost="tokens"``, the default): ``usage.completion_tokens`` covers
-  the whole response, all choices together. It is split among the choices in
-  proportion to their token counts when every choice has logprobs (their
-  ``logprobs.content`` lengths), so that the costs still add up to what was billed
-  (reasoning tokens included); otherwise evenly. Without usage, the logprob token
-  counts are the costs; with neither, the record is reported. ``cost="chars"`` uses the
-  length of each choice's content instead.
-- ``score`` = the mean token logprob of the choice when logprobs exist (a confidence
-  signal), else missing.
-- ``query.text`` when the record carries one; ``query.target``; extra columns
-  ``finish_reason`` and ``choice_index``; ``attempt_id`` = ``<file name>:<line>#<index>``.
-
-``data/examples/openai/chat_completions.jsonl`` shows the three record shapes.
+:class:`OpenAIConverter` (registered as ``openai``) documents the source format and its
+mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -155,6 +117,47 @@ class _Rows:
 
 class OpenAIConverter(Converter):
     """OpenAI-compatible chat completions, one graded attempt per choice.
+
+    Source format: one JSON object per line (or one JSON array of them). Each record holds a
+    chat completion response (``choices[].message.content``, optional
+    ``choices[].logprobs.content[].logprob``, ``choices[].finish_reason``,
+    ``usage.completion_tokens``, ``model``) and says which query it answers and what the
+    gold answer is, in one of three shapes:
+
+    - a wrapper: ``{"query_id": ..., "target": ..., "response": {<completion>}}`` (optional
+      ``arm``, ``text``);
+    - a Batch API output line: ``{"custom_id": ..., "response": {"status_code": 200,
+      "body": {<completion>}}, "error": null}`` with ``target`` beside ``custom_id`` (a
+      failed request is reported, not converted);
+    - a bare completion with ``"metadata": {"query_id": ..., "target": ...}``.
+
+    ``target`` may also be spelled ``answer`` or ``gold``; ``text`` may be ``question`` or
+    ``prompt``. A record without a query id or a gold answer cannot be graded and is
+    reported (or set aside with ``skip_invalid``).
+
+    Mapping:
+
+    - one attempt per choice (``n > 1`` gives several samples in one response);
+      ``query_id`` as given; ``arm`` = the option ``arm``, else the record's ``arm``, else
+      the completion's ``model``.
+    - ``answer`` = the final answer extracted from the message content
+      (:func:`~allocator.converters.base.extract_final_answer`: the last ``\\boxed{}``, the
+      text after ``####``, "The answer is X", else the last number), normalised;
+      ``correct`` = 1.0 when it equals the normalised target (numbers compared
+      numerically), else 0.0. No extractable answer counts as wrong and does not vote.
+    - ``cost`` (option ``cost="tokens"``, the default): ``usage.completion_tokens`` covers
+      the whole response, all choices together. It is split among the choices in
+      proportion to their token counts when every choice has logprobs (their
+      ``logprobs.content`` lengths), so that the costs still add up to what was billed
+      (reasoning tokens included); otherwise evenly. Without usage, the logprob token
+      counts are the costs; with neither, the record is reported. ``cost="chars"`` uses the
+      length of each choice's content instead.
+    - ``score`` = the mean token logprob of the choice when logprobs exist (a confidence
+      signal), else missing.
+    - ``query.text`` when the record carries one; ``query.target``; extra columns
+      ``finish_reason`` and ``choice_index``; ``attempt_id`` = ``<file name>:<line>#<index>``.
+
+    ``data/examples/openai/chat_completions.jsonl`` shows the three record shapes.
 
     Options:
         arm: the arm of every attempt (default: the record's ``arm``, else ``model``).

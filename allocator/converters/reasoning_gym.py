@@ -1,32 +1,7 @@
 """Converter for reasoning-gym evaluation samples (open-thought/reasoning-gym-eval).
 
-Source format: JSON Lines (gzip or plain), one graded sample per line: ``difficulty``
-(``easy``/``hard``), ``model``, ``run``, ``category``, ``task``, ``seed``, ``q_idx``,
-``question``, ``expected_answer``, ``sample_idx``, ``model_answer`` (``null`` where no
-answer was extracted), ``score`` (the task's own verifier, in [0, 1]) and
-``response_chars``.
-
-Mapping:
-
-- ``query_id`` = ``<difficulty>/<task>/<q_idx>``. The key is *meant* to name the same
-  question for every model, but for a few procedurally generated tasks (``arc_agi``,
-  ``codeio``, ``rubiks_cube``, ``figlet_font``...) the runs of different models drew
-  different questions under one key (580 of the 10,050 keys in the public file). A key
-  whose rows carry more than one question text is split: each text becomes its own
-  query ``<difficulty>/<task>/<q_idx>~<first 8 hex digits of the text's SHA-1>``.
-  Pooling answers to different questions in one vote would be wrong, and the README's
-  "about 4,500 easy questions shared by all 10 models" counts queries this way.
-- ``arm`` = ``model``; ``answer`` = ``model_answer`` as logged (``null`` = no answer);
-  ``correct`` = 1.0 if ``score >= 0.99`` else 0.0 (a missing score gives a missing grade,
-  which the validation rejects); ``cost`` = ``response_chars``.
-- query columns: ``query.text`` (question), ``query.task``, ``query.category``,
-  ``query.difficulty``, ``query.seed``.
-- extra columns: ``task_score`` (the raw score), ``expected_answer`` (one reference
-  form: equivalent forms differ between runs, so it is not query-level), ``run``,
-  ``sample_idx``.
-
-Conversion is columnar (Arrow's JSON reader and compute kernels): the public 191,050-row
-file converts in about two seconds.
+:class:`ReasoningGymConverter` (registered as ``reasoning-gym``) documents the source
+format and its mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -87,6 +62,33 @@ def _query_keys(table: pa.Table) -> pa.ChunkedArray:
 
 class ReasoningGymConverter(Converter):
     """reasoning-gym-eval samples: many models on procedurally generated tasks.
+
+    Source format: JSON Lines (gzip or plain), one graded sample per line: ``difficulty``
+    (``easy``/``hard``), ``model``, ``run``, ``category``, ``task``, ``seed``, ``q_idx``,
+    ``question``, ``expected_answer``, ``sample_idx``, ``model_answer`` (``null`` where no
+    answer was extracted), ``score`` (the task's own verifier, in [0, 1]) and
+    ``response_chars``.
+
+    Mapping:
+
+    - ``query_id`` = ``<difficulty>/<task>/<q_idx>``. The key is *meant* to name the same
+      question for every model, but for a few procedurally generated tasks (``arc_agi``,
+      ``codeio``, ``rubiks_cube``, ``figlet_font``...) the runs of different models drew
+      different questions under one key (580 of the 10,050 keys in the public file). A key
+      whose rows carry more than one question text is split: each text becomes its own
+      query ``<difficulty>/<task>/<q_idx>~<first 8 hex digits of the text's SHA-1>``.
+      Pooling answers to different questions in one vote would be wrong, and the README's
+      "about 4,500 easy questions shared by all 10 models" counts queries this way.
+    - ``arm`` = ``model``; ``answer`` = ``model_answer`` as logged (``null`` = no answer);
+      ``correct`` = 1.0 if ``score >= 0.99`` else 0.0 (a missing score gives a missing grade,
+      which the validation rejects); ``cost`` = ``response_chars``.
+    - query columns: ``query.text`` (question), ``query.task``, ``query.category``,
+      ``query.difficulty``, ``query.seed``.
+    - extra columns: ``task_score`` (the raw score), ``expected_answer`` (one reference
+      form: equivalent forms differ between runs, so it is not query-level), ``run``,
+      ``sample_idx``.
+
+    Conversion is columnar (Arrow's JSON reader and compute kernels).
 
     Options:
         difficulty: keep only these difficulties (``easy``, ``hard``).

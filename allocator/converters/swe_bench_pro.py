@@ -1,34 +1,7 @@
 """Converter for SWE-bench Pro agent runs (nilenso/swe-bench-pro-cost-token-time-analysis).
 
-Source format: a CSV (gzip or plain) with one agent run per row: ``agent_run_id``,
-``metadata.instance_id``, ``metadata.model_name`` (the agent configuration, e.g.
-``"GPT-5 High - paper"``, ``"Claude 4 Sonnet - 10132025"``), ``metadata.resolved``
-(true/false), ``metadata.turns``, ``tag``, ``created_at``.
-
-Mapping:
-
-- ``query_id`` = ``metadata.instance_id``; ``query.repo`` = the ``owner/name`` read from
-  instance ids of the form ``instance_<owner>__<name>-<commit>...``.
-- ``arm``: by default the configuration name exactly as logged, one arm per
-  configuration (14 in the public file, one run per instance each). This reproduces the
-  published per-configuration resolve rates (.06 for GPT-4o to .44 for Claude 4.5
-  Sonnet). Some models were run twice, in the paper and again later
-  (``"Claude Sonnet 4 - paper"`` and ``"Claude 4 Sonnet - 10132025"``, the two
-  ``"Gemini 2.5 Pro Preview"`` runs). Those are repeated attempts of one model, but
-  not exchangeable ones: the scaffold changed between the runs (Claude Sonnet 4 resolves
-  .20 of its instances in 19 turns on average in the paper run, .43 in 62 turns in the
-  re-run). Option ``merge_reruns=True`` maps them to one arm anyway (the run label
-  after `` - ``/`` -- `` is dropped and ``Claude 4 Sonnet`` is spelled ``Claude Sonnet
-  4``), which gives those arms two samples per instance; the run label is kept in the
-  extra columns ``configuration`` and ``run``.
-- ``correct`` = ``metadata.resolved``; ``cost`` = ``metadata.turns`` (the cost proxy;
-  no tokens were logged).
-- ``answer`` = ``agent_run_id``. An agent run ends in a patch, not a votable answer;
-  every run gets a distinct answer, so a "majority vote" over runs is a uniformly random
-  pick among them (its expected correctness is the mean), never a spurious agreement.
-- ``attempt_id`` = ``agent_run_id``; extra column ``created_at``.
-
-Row ``r`` of the table is line ``r + 2`` of the CSV (header on line 1).
+:class:`SweBenchProConverter` (registered as ``swe-bench-pro``) documents the source
+format and its mapping to the log's columns.
 """
 
 from __future__ import annotations
@@ -71,6 +44,36 @@ def _repo(instance: str | None) -> str | None:
 
 class SweBenchProConverter(Converter):
     """SWE-bench Pro agent runs: resolved or not, and turns, per instance and configuration.
+
+    Source format: a CSV (gzip or plain) with one agent run per row: ``agent_run_id``,
+    ``metadata.instance_id``, ``metadata.model_name`` (the agent configuration, e.g.
+    ``"GPT-5 High - paper"``, ``"Claude 4 Sonnet - 10132025"``), ``metadata.resolved``
+    (true/false), ``metadata.turns``, ``tag``, ``created_at``.
+
+    Mapping:
+
+    - ``query_id`` = ``metadata.instance_id``; ``query.repo`` = the ``owner/name`` read from
+      instance ids of the form ``instance_<owner>__<name>-<commit>...``.
+    - ``arm``: by default the configuration name exactly as logged, one arm per
+      configuration (14 in the public file, one run per instance each). This reproduces the
+      published per-configuration resolve rates (.06 for GPT-4o to .44 for Claude 4.5
+      Sonnet). Some models were run twice, in the paper and again later
+      (``"Claude Sonnet 4 - paper"`` and ``"Claude 4 Sonnet - 10132025"``, the two
+      ``"Gemini 2.5 Pro Preview"`` runs). Those are repeated attempts of one model, but
+      not exchangeable ones: the scaffold changed between the runs (Claude Sonnet 4 resolves
+      .20 of its instances in 19 turns on average in the paper run, .43 in 62 turns in the
+      re-run). Option ``merge_reruns=True`` maps them to one arm anyway (the run label
+      after `` - ``/`` -- `` is dropped and ``Claude 4 Sonnet`` is spelled ``Claude Sonnet
+      4``), which gives those arms two samples per instance; the run label is kept in the
+      extra columns ``configuration`` and ``run``.
+    - ``correct`` = ``metadata.resolved``; ``cost`` = ``metadata.turns`` (the cost proxy;
+      no tokens were logged).
+    - ``answer`` = ``agent_run_id``. An agent run ends in a patch, not a votable answer;
+      every run gets a distinct answer, so a "majority vote" over runs is a uniformly random
+      pick among them (its expected correctness is the mean), never a spurious agreement.
+    - ``attempt_id`` = ``agent_run_id``; extra column ``created_at``.
+
+    Row ``r`` of the table is line ``r + 2`` of the CSV (header on line 1).
 
     Options:
         merge_reruns: map repeated runs of one model (paper run and re-run) to one arm.

@@ -2,35 +2,9 @@
 
 :class:`OpenAIClient` implements :class:`allocator.llm.LLMClient` over ``httpx`` against
 any server that speaks ``POST {base_url}/chat/completions``: vLLM, llama.cpp's server,
-SGLang, OpenAI, gateways such as LiteLLM or OpenRouter.
-
-Configuration, argument first, then environment:
-
-=============  ======================  =====================================
-argument       environment variable    default
-=============  ======================  =====================================
-``base_url``   ``OPENAI_BASE_URL``     ``https://api.openai.com/v1``
-``api_key``    ``OPENAI_API_KEY``      none (local servers need no key)
-``model``      ``ALLOCATOR_MODEL``     required
-=============  ======================  =====================================
-
-``base_url`` ends in ``/v1`` as with the official SDK (``http://localhost:8000/v1``).
-
-Failures: 429, 408, 5xx, timeouts, dropped or refused connections and 2xx bodies that
-are not JSON (truncated) are retried up to
-``max_retries`` times with exponential backoff and jitter (``Retry-After`` /
-``retry-after-ms`` honoured, capped at ``max_backoff``); any other 4xx fails at once.
-Either way the caller gets one :class:`~allocator.errors.LLMError` whose message says
-the likely fix. Cancelling the task awaiting :meth:`OpenAIClient.complete` aborts the
-HTTP request (httpx closes the connection), so executors can stop samples in flight.
-
-Tokens (:func:`parse_chat_completion`): the response's ``usage.prompt_tokens`` is split
-evenly across its ``n`` choices (a float share each). A choice's ``completion_tokens``
-is the length of its ``logprobs.content`` when the server returned logprobs (an exact
-per-choice count); otherwise the response total ``usage.completion_tokens`` (or, when a
-server gives only ``total_tokens``, that total less the prompt tokens) is split evenly
-in integers, the remainder going to the first choices, so that the parts add up to the
-total. A reply without ``usage`` gives 0 completion tokens and ``prompt_tokens=None``.
+SGLang, OpenAI, gateways such as LiteLLM or OpenRouter. Its docstring covers
+configuration, retries and cancellation; :func:`parse_chat_completion` how tokens are
+counted per choice.
 """
 
 from __future__ import annotations
@@ -63,6 +37,26 @@ _OWNER = "OpenAIClient"
 
 class OpenAIClient:
     """Chat completions from an OpenAI-compatible server, with retries and a concurrency cap.
+
+    Configuration, argument first, then environment:
+
+    =============  ======================  =====================================
+    argument       environment variable    default
+    =============  ======================  =====================================
+    ``base_url``   ``OPENAI_BASE_URL``     ``https://api.openai.com/v1``
+    ``api_key``    ``OPENAI_API_KEY``      none (local servers need no key)
+    ``model``      ``ALLOCATOR_MODEL``     required
+    =============  ======================  =====================================
+
+    ``base_url`` ends in ``/v1`` as with the official SDK (``http://localhost:8000/v1``).
+
+    Failures: 429, 408, 5xx, timeouts, dropped or refused connections and 2xx bodies that
+    are not JSON (truncated) are retried up to
+    ``max_retries`` times with exponential backoff and jitter (``Retry-After`` /
+    ``retry-after-ms`` honoured, capped at ``max_backoff``); any other 4xx fails at once.
+    Either way the caller gets one :class:`~allocator.errors.LLMError` whose message says
+    the likely fix. Cancelling the task awaiting :meth:`OpenAIClient.complete` aborts the
+    HTTP request (httpx closes the connection), so executors can stop samples in flight.
 
     Safe to call concurrently from one event loop (use one client per event loop). Use
     it as ``async with OpenAIClient(...) as client:`` or call :meth:`aclose` when done.
@@ -258,6 +252,14 @@ def parse_chat_completion(payload: Any, n: int, *, url: str | None = None,
                           attempts: int = 1) -> list[Completion]:
     """The completions of a decoded ``chat.completion`` reply.
 
+    Tokens: the response's ``usage.prompt_tokens`` is split
+    evenly across its ``n`` choices (a float share each). A choice's ``completion_tokens``
+    is the length of its ``logprobs.content`` when the server returned logprobs (an exact
+    per-choice count); otherwise the response total ``usage.completion_tokens`` (or, when a
+    server gives only ``total_tokens``, that total less the prompt tokens) is split evenly
+    in integers, the remainder going to the first choices, so that the parts add up to the
+    total. A reply without ``usage`` gives 0 completion tokens and ``prompt_tokens=None``.
+
     Args:
         payload: the decoded JSON body.
         n: the number of completions asked for.
@@ -325,7 +327,7 @@ def _choice_index(choice: Any) -> float:
 
 def _completion_tokens(usage: Mapping[str, Any], logprobs: list[tuple[float, ...] | None],
                        n: int) -> list[int]:
-    """Per-choice completion tokens (see the module docstring)."""
+    """Per-choice completion tokens (see :func:`parse_chat_completion`)."""
     if all(lp is not None for lp in logprobs):
         return [len(lp) for lp in logprobs if lp is not None]
     total = _number_or_none(usage.get("completion_tokens"))

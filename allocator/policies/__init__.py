@@ -1,9 +1,12 @@
 """Allocation policies: the baselines behind one interface and a registry by name.
 
-Every policy is a small frozen dataclass implementing :class:`Policy` (``act`` on a
-batch of states and action masks); :func:`make_policy` builds one by its registered name.
-Importing this package needs numpy only (Adaptive-Consistency imports scipy the first
-time it decides).
+Every policy is a small frozen dataclass implementing :class:`Policy` (``act`` on a batch
+of states and action masks); :func:`make_policy` builds one by its registered name (each
+class's docstring says what it decides; each module groups a family: self-consistency,
+verifier, multi-arm, schedules of RTV and PDR, stochastic). ``learned`` (a bundle's
+network) is registered by entry and imported on first lookup
+(:data:`allocator.policies.registry.ENTRIES`). Importing this package needs numpy only
+(Adaptive-Consistency imports scipy the first time it decides).
 
 ==========================  ===================================  ================
 name                        class                                knob
@@ -25,19 +28,6 @@ name                        class                                knob
 ``rtv``                     :class:`RTVSchedule`                 ``n``
 ``pdr``                     :class:`PDRSchedule`                 ``refinements``
 ==========================  ===================================  ================
-
-``epsilon-greedy`` (:mod:`allocator.policies.stochastic`) is stochastic: it explores
-around a base policy, so that its decision logs support off-policy evaluation.
-``until-verified``, ``best-of-n`` and ``weighted-vote`` (:mod:`allocator.policies.verifier`)
-VERIFY and answer by the verifier's scores. ``round-robin``, ``cascade`` and ``router``
-(:mod:`allocator.policies.multi_arm`) use several arms. ``rtv`` and ``pdr``
-(:mod:`allocator.policies.rtv`, :mod:`allocator.policies.pdr`) are the fixed schedules of
-Recursive Tournament Voting and Parallel-Distill-Refine: they REFINE and VERIFY, for the
-executors of those strategies and their logs.
-
-``learned`` (:class:`allocator.learned.LearnedPolicy`, a bundle's network) is registered
-by entry (:data:`allocator.policies.registry.ENTRIES`): its module is imported the first
-time the name is looked up, not when this package is imported.
 """
 
 from allocator.policies.base import Policy

@@ -2,48 +2,10 @@
 
 After Huang, Ma and Zhou 2026, "Optimal Bayesian Stopping for Efficient Inference of
 Consistent LLM Answers" (arXiv 2602.05395): a prior over a query's answer distribution,
-fitted on other queries, turns "when to stop sampling" into a Bayesian optimal-stopping
-problem whose state need only hold the counts of the two most frequent answers (their
-"L-aggregated" state with L = 3: the top count, the second count, and the rest lumped).
-
-The model (our own formulation, written from the paper's abstract and summaries; its
-methods section was not readable here):
-
-- a query's attempts are i.i.d. draws of three kinds: the correct answer ``A`` with
-  share ``a``, one wrong answer ``B`` with share ``b``, and *diffuse* answers ``D`` with
-  share ``d = 1 - a - b``, each a fresh answer never seen before (scattered wrong
-  answers). A drawn pool shuffled in a random order is again an i.i.d. sequence, so the
-  model holds for exact replay without replacement too.
-- the prior is a finite mixture ``sum_j weights[j] * delta(shares[j])`` over
-  ``(a, b, d)``, fitted on the *training* queries by maximum likelihood
-  (:func:`fit_prior`: the nonparametric maximum-likelihood mixture on a grid, by EM).
-- under this model at most two answers repeat, so the sorted vote counts are
-  ``(top1, top2, 1, ..., 1)``: the state ``(n, top1, top2)`` (``n`` = votes) is a
-  sufficient statistic, and the posterior is a sum over which observed answer is ``A``
-  and which is ``B`` (:func:`stopping_model`).
-- STOP earns, in expectation under the posterior, the credit of the majority vote (ties
-  share it, as the replay environment grades them); each SAMPLE costs ``price`` (per
-  sample, the environment's lambda with one sample as the cost unit). The decision table
-  is the exact optimum of that problem up to ``horizon`` votes, by backward induction
-  (:func:`stopping_values`), computed once per (prior, price, horizon, objective) and
-  cached, so :meth:`BayesStop.act` is a table lookup.
-- the credit (``objective``): ``"mode"`` (the default, the paper's target): the majority
-  vote is the mode of the query's answer distribution (``A`` if ``a > b``, ``B`` if
-  ``b > a``); ``"correct"``: the majority vote is the correct answer ``A``. With
-  ``"correct"`` more votes can *lower* the expected credit, because the final answer is
-  the majority, not the posterior's best guess: where the prior says the leading answer
-  is often a consistent wrong one, the optimal rule stops at a tie (half credit) rather
-  than let further votes confirm the likely-wrong leader. That is optimal for the prior,
-  but it cannot reach the accuracy of the majority of all samples: on date / GPT-3.5
-  (cot1_40, half the queries held out) ``"correct"`` levels off at 0.787 however low the
-  price, while ``"mode"`` reaches 0.791 (the majority of all) at 9.5 samples. Hence the
-  default; both are Bayes-optimal for their own credit.
-
-On real logs, where a third answer may repeat, the table is read at the state's
-``(votes, top1, top2)`` with the rest lumped, which is the paper's L = 3 aggregation.
-Attempts without an answer do not vote: they cost a sample and do not move the state.
-A query whose pool holds fewer than ``horizon`` samples stops when it runs out (the
-mask), which the table does not anticipate.
+fitted on other queries (:func:`fit_prior`), turns "when to stop sampling" into a Bayesian
+optimal-stopping problem on the counts of the two most frequent answers, solved exactly by
+backward induction (:func:`stopping_values`). :class:`BayesStop` is the policy and
+documents the model.
 """
 
 from __future__ import annotations
@@ -375,18 +337,55 @@ class BayesStop(Policy):
     """Bayes-optimal stopping under a prior fitted on training queries (Huang et al. 2026).
 
     "Optimal Bayesian Stopping for Efficient Inference of Consistent LLM Answers" (arXiv
-    2602.05395), see the module docstring for the model: with ``n`` votes, ``top1`` for
-    the leading answer and ``top2`` for the runner-up, SAMPLE(arm) exactly when one more
-    sample is worth more than its ``price`` under the optimal continuation, i.e. when the
-    backward-induction value of sampling exceeds the posterior expected credit of
-    stopping now (ties stop); at ``horizon`` votes, or when the arm's pool is exhausted
-    (masked), STOP.
+    2602.05395), under the model below: with ``n`` votes, ``top1`` for the leading answer
+    and ``top2`` for the runner-up, SAMPLE(arm) exactly when one more sample is worth more
+    than its ``price`` under the optimal continuation, i.e. when the backward-induction
+    value of sampling exceeds the posterior expected credit of stopping now (ties stop); at
+    ``horizon`` votes, or when the arm's pool is exhausted (masked), STOP.
 
     The knob is ``price`` (expected credit one sample must buy), not a posterior
     threshold: the price is the environment's lambda, for which the table is the exact
     Bayes optimum of ``credit - price * samples``, so sweeping it traces the
     Bayes-optimal front of the fitted prior; a threshold on the posterior would be a
     myopic rule with no such guarantee.
+
+    The model (our own formulation, written from the paper's abstract and summaries; its
+    methods section was not readable here):
+
+    - a query's attempts are i.i.d. draws of three kinds: the correct answer ``A`` with
+      share ``a``, one wrong answer ``B`` with share ``b``, and *diffuse* answers ``D`` with
+      share ``d = 1 - a - b``, each a fresh answer never seen before (scattered wrong
+      answers). A drawn pool shuffled in a random order is again an i.i.d. sequence, so the
+      model holds for exact replay without replacement too.
+    - the prior is a finite mixture ``sum_j weights[j] * delta(shares[j])`` over
+      ``(a, b, d)``, fitted on the *training* queries by maximum likelihood
+      (:func:`fit_prior`: the nonparametric maximum-likelihood mixture on a grid, by EM).
+    - under this model at most two answers repeat, so the sorted vote counts are
+      ``(top1, top2, 1, ..., 1)``: the state ``(n, top1, top2)`` (``n`` = votes) is a
+      sufficient statistic, and the posterior is a sum over which observed answer is ``A``
+      and which is ``B`` (:func:`stopping_model`).
+    - STOP earns, in expectation under the posterior, the credit of the majority vote (ties
+      share it, as the replay environment grades them); each SAMPLE costs ``price`` (per
+      sample, the environment's lambda with one sample as the cost unit). The decision table
+      is the exact optimum of that problem up to ``horizon`` votes, by backward induction
+      (:func:`stopping_values`), computed once per (prior, price, horizon, objective) and
+      cached, so :meth:`BayesStop.act` is a table lookup.
+    - the credit (``objective``): ``"mode"`` (the default, the paper's target): the majority
+      vote is the mode of the query's answer distribution (``A`` if ``a > b``, ``B`` if
+      ``b > a``); ``"correct"``: the majority vote is the correct answer ``A``. With
+      ``"correct"`` more votes can *lower* the expected credit, because the final answer is
+      the majority, not the posterior's best guess: where the prior says the leading answer
+      is often a consistent wrong one, the optimal rule stops at a tie (half credit) rather
+      than let further votes confirm the likely-wrong leader. That is optimal for the prior,
+      but it cannot reach the accuracy of the majority of all samples: on date / GPT-3.5
+      ``"correct"`` levels off below it however low the price, while ``"mode"`` reaches it.
+      Hence the default; both are Bayes-optimal for their own credit.
+
+    On real logs, where a third answer may repeat, the table is read at the state's
+    ``(votes, top1, top2)`` with the rest lumped, which is the paper's L = 3 aggregation.
+    Attempts without an answer do not vote: they cost a sample and do not move the state.
+    A query whose pool holds fewer than ``horizon`` samples stops when it runs out (the
+    mask), which the table does not anticipate.
 
     Build it fitted with :meth:`fit` (the prior is the maximum-likelihood mixture on the
     training queries, :func:`fit_prior`); unfitted, the prior is uniform on the grid of

@@ -1,42 +1,9 @@
 """Blend-ASC (Feng, Alonso and Odonnat 2025), as a per-query stopping rule with a budget knob.
 
-"Optimal Self-Consistency for Efficient Reasoning with Large Language Models" (arXiv
-2511.12309) allocates a dataset's sample budget across questions dynamically: the next
-sample goes to the question whose current votes are the least conclusive, ranked by a
-blend of two statistics of the leader's and the runner-up's vote counts, and it has no
-hyperparameter besides the budget. Only summaries of the method were readable here (the
-search tool's pages corpus holds the abstract and secondary summaries, not the methods
-section), so this is our reconstruction, and these are its choices:
-
-- the two statistics, for ``a`` votes of the leader and ``b`` of the runner-up:
-  Adaptive-Consistency's Beta criterion (Aggarwal et al. 2023), as an error level
-  ``e_ASC = 1 - P(p > 1/2)`` for ``p ~ Beta(a + 1, b + 1)``; and the one-versus-one
-  prior-posterior-ratio test (PPR-1v1: leader against runner-up, uniform prior on the
-  leader's share of their votes), as its anytime-valid p-value
-  ``e_PPR = min(1, 1 / R)`` with ``R = prior(1/2) / posterior(1/2) = 2^(a+b) B(a+1, b+1)``.
-- the blend: the geometric mean of the two error levels,
-  ``log e = (log e_ASC + log e_PPR) / 2``, equal weights, so nothing to tune. The paper
-  blends the questions' *ranks* under the two statistics; ranks exist only among the
-  questions of one batch, while this policy decides each query on its own (online, one
-  query at a time as the runtime serves them), so the blend is of the statistics on a
-  common scale instead: a deviation.
-- the budget: the paper's budget is a global average (total samples / questions). A
-  global allocator that always samples the least conclusive question ends with every
-  question's statistic at (about) one common level, the level at which the budget runs
-  out. The per-query equivalent is a threshold: sample until ``log e <= log delta``,
-  with ``delta`` the level at which the *training* queries spend ``budget`` samples on
-  average (:func:`calibrate`, by replaying the rule on every training query in seeded
-  random orders; the largest spend not above the budget). So the knob is the budget,
-  the threshold is fitted, and the mean spend on held-out queries matches the budget
-  only as well as the training queries predict it. The statistic takes finitely many
-  values, so the reachable spends are a finite set: in particular nothing lies between
-  one sample (every query stops at its first vote) and the spend of the next level,
-  which needs a second agreeing vote (about 3 to 5 samples on the logs we tried); a
-  budget in between buys one sample. The global allocator fills that gap by breaking
-  ties between questions at random, which a deterministic per-query rule cannot.
-
-It samples one arm, stops at ``max_samples`` samples or when the pool runs out (the
-mask), and the environment takes the majority vote.
+:class:`BlendASC` samples one arm until a blend of Adaptive-Consistency's and PPR-1v1's
+error levels falls to the threshold at which the training queries spend the budget
+(:func:`calibrate`). It is our reconstruction of arXiv 2511.12309 from summaries of it; the
+class docstring says what is implemented and where it deviates from the paper.
 """
 
 from __future__ import annotations
@@ -203,13 +170,48 @@ def threshold_for(calibration: tuple[tuple[float, float], ...], budget: float) -
 class BlendASC(Policy):
     """Blend-ASC's stopping rule for a budget of samples per query (Feng et al. 2025).
 
+    SAMPLE(arm) until the blend of Adaptive-Consistency's and PPR-1v1's error levels for
+    the leader's and runner-up's votes falls to the threshold at which the calibration
+    queries spend ``budget`` samples per query on average, or ``max_samples`` samples are
+    drawn, or the pool runs out. Without a vote it samples.
+
     "Optimal Self-Consistency for Efficient Reasoning with Large Language Models" (arXiv
-    2511.12309), reconstructed from summaries (see the module docstring for exactly what
-    is implemented and how it deviates): SAMPLE(arm) until the blend of
-    Adaptive-Consistency's and PPR-1v1's error levels for the leader's and runner-up's
-    votes falls to the threshold at which the calibration queries spend ``budget``
-    samples per query on average, or ``max_samples`` samples are drawn, or the pool runs
-    out. Without a vote it samples.
+    2511.12309) allocates a dataset's sample budget across questions dynamically: the next
+    sample goes to the question whose current votes are the least conclusive, ranked by a
+    blend of two statistics of the leader's and the runner-up's vote counts, and it has no
+    hyperparameter besides the budget. Only summaries of the method were readable here (the
+    search tool's pages corpus holds the abstract and secondary summaries, not the methods
+    section), so this is our reconstruction, and these are its choices:
+
+    - the two statistics, for ``a`` votes of the leader and ``b`` of the runner-up:
+      Adaptive-Consistency's Beta criterion (Aggarwal et al. 2023), as an error level
+      ``e_ASC = 1 - P(p > 1/2)`` for ``p ~ Beta(a + 1, b + 1)``; and the one-versus-one
+      prior-posterior-ratio test (PPR-1v1: leader against runner-up, uniform prior on the
+      leader's share of their votes), as its anytime-valid p-value
+      ``e_PPR = min(1, 1 / R)`` with ``R = prior(1/2) / posterior(1/2) = 2^(a+b) B(a+1, b+1)``.
+    - the blend: the geometric mean of the two error levels,
+      ``log e = (log e_ASC + log e_PPR) / 2``, equal weights, so nothing to tune. The paper
+      blends the questions' *ranks* under the two statistics; ranks exist only among the
+      questions of one batch, while this policy decides each query on its own (online, one
+      query at a time as the runtime serves them), so the blend is of the statistics on a
+      common scale instead: a deviation.
+    - the budget: the paper's budget is a global average (total samples / questions). A
+      global allocator that always samples the least conclusive question ends with every
+      question's statistic at (about) one common level, the level at which the budget runs
+      out. The per-query equivalent is a threshold: sample until ``log e <= log delta``,
+      with ``delta`` the level at which the *training* queries spend ``budget`` samples on
+      average (:func:`calibrate`, by replaying the rule on every training query in seeded
+      random orders; the largest spend not above the budget). So the knob is the budget,
+      the threshold is fitted, and the mean spend on held-out queries matches the budget
+      only as well as the training queries predict it. The statistic takes finitely many
+      values, so the reachable spends are a finite set: in particular nothing lies between
+      one sample (every query stops at its first vote) and the spend of the next level,
+      which needs a second agreeing vote (a few samples on real logs); a budget in between
+      buys one sample. The global allocator fills that gap by breaking ties between
+      questions at random, which a deterministic per-query rule cannot.
+
+    It samples one arm, stops at ``max_samples`` samples or when the pool runs out (the
+    mask), and the environment takes the majority vote.
 
     Args:
         budget: mean samples per query, > 0; the knob (its only parameter, as in the

@@ -1,19 +1,9 @@
-"""Difficulty-binned allocation: the predicted difficulty picks a bin, the bin picks N.
+"""Difficulty-binned allocation (``difficulty-binned``): the predicted difficulty picks a
+bin, the bin picks N.
 
-In the spirit of Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally can be More
-Effective than Scaling Model Parameters" (compute-optimal scaling: choose the test-time
-strategy per difficulty bin, bins from predicted difficulty). Here the strategy is the
-number of self-consistency samples: a query whose predicted per-attempt accuracy
-(``state.prior[:, arm]``, from the difficulty predictor) falls in bin ``k`` gets
-``samples_per_bin[k]`` samples of the arm, then STOPs (majority vote).
-
-The plan (N per bin) comes from training queries: :meth:`DifficultyBinned.fit` takes
-each query's majority@N accuracy curve and a target mean number of samples, and picks
-the N per bin that maximises expected accuracy subject to mean samples <= target, by an
-exact dynamic programme over bins (see :func:`solve_plan`). The policy keeps the per-bin
-mean curves and bin sizes (small tuples), so the knob (``target``) re-solves the plan:
-``policy.with_knob(6.0)`` is the compute-optimal plan for 6 samples per query on the
-same training queries.
+:class:`DifficultyBinned` gives each difficulty bin its number of self-consistency
+samples, planned compute-optimally on training queries (:func:`solve_plan`), in the
+spirit of Snell et al. 2024.
 """
 
 from __future__ import annotations
@@ -132,6 +122,14 @@ def _default_curves(edges: tuple[float, ...],
 @dataclass(frozen=True)
 class DifficultyBinned(Policy):
     """N samples per difficulty bin, chosen to be compute-optimal on training queries.
+
+    The plan (N per bin) comes from training queries: :meth:`DifficultyBinned.fit` takes
+    each query's majority@N accuracy curve and a target mean number of samples, and picks
+    the N per bin that maximises expected accuracy subject to mean samples <= target, by an
+    exact dynamic programme over bins (see :func:`solve_plan`). The policy keeps the per-bin
+    mean curves and bin sizes (small tuples), so the knob (``target``) re-solves the plan:
+    ``policy.with_knob(6.0)`` is the compute-optimal plan for 6 samples per query on the
+    same training queries.
 
     In the spirit of Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally can be
     More Effective than Scaling Model Parameters": the predicted per-attempt accuracy

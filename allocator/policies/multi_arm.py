@@ -1,19 +1,5 @@
 """Multi-arm baselines: arms in turn, a vote cascade, a router on the predicted accuracy.
 
-=================  =====================================================  ===============
-name               decides                                                knob
-=================  =====================================================  ===============
-``round-robin``    the arms in turn; stops on Adaptive-Consistency's      ``max_samples``
-                   Beta rule on the pooled votes, or (with ``tau``) once
-                   a verified candidate scores ``>= tau``
-``cascade``        ``k`` samples of each arm in order (cheapest first);   ``tau``
-                   accepts when the arm's leading answer holds a share
-                   ``>= tau`` of its ``k`` samples, else escalates
-``router``         per query, the arm with the best predicted accuracy    ``threshold``
-                   per unit price (the prior), sampled under
-                   Adaptive-Consistency's Beta rule
-=================  =====================================================  ===============
-
 All decide for a whole batch in a few numpy operations per arm, VERIFY only where VERIFY
 is allowed, and STOP where none of their SAMPLEs is allowed: they never return a masked
 action.

@@ -1,25 +1,10 @@
-"""Parallel-Distill-Refine as a fixed schedule: drafts, refinement rounds, the last
-round's answer.
+"""Parallel-Distill-Refine as a fixed schedule (``pdr``): drafts, refinement rounds, the
+last round's answer.
 
-Madaan et al. 2025 (arXiv 2510.01123) draw ``M`` drafts in parallel, distil them into a
-bounded workspace, refine conditioned on it, and repeat for ``R`` rounds; the answer is
-the last round's output. As a policy: SAMPLE ``arm`` until ``drafts`` drafts are drawn,
-then REFINE until ``refinements`` refinements are drawn (with
-:class:`~allocator.executors.ParallelDistillRefine` the rounds and their widths, and
-how each workspace is selected, are the executor's ``width`` and ``workspace``: the
-default 8 refinements are two rounds at its default width 4), then, with
-``tournament``, VERIFY once: the executor's final tournament over the *last round's*
-candidates, whose champion answers (a last round of width 1 needs no judge). Then STOP.
-
-Where REFINE is masked (a log without refinements, or none conditioned on exactly the
-candidates drawn) it stops refining; where VERIFY is masked it answers by the vote. The
-evaluator runs it only on logs with refinements (its sweep raises ``NotApplicable``
-elsewhere).
-
-Deviations from the paper, and why: with ``tournament=False`` the answer is the
-session's vote over drafts and refinements (the rule every strategy and replay share);
-the widths, the workspace's selection rule and its bound are the executor's settings (a
-policy only chooses the actions).
+:class:`PDRSchedule` is the policy that the
+:class:`~allocator.executors.ParallelDistillRefine` executor follows and its logs replay;
+its docstring gives the schedule after Madaan et al. 2025 (arXiv 2510.01123) and the
+deviations from the paper.
 """
 
 from __future__ import annotations
@@ -46,6 +31,26 @@ _OWNER = "PDRSchedule ('pdr')"
 @dataclass(frozen=True)
 class PDRSchedule(Policy):
     """``drafts`` drafts of ``arm``, ``refinements`` refinements, a final tournament.
+
+    Madaan et al. 2025 (arXiv 2510.01123) draw ``M`` drafts in parallel, distil them into a
+    bounded workspace, refine conditioned on it, and repeat for ``R`` rounds; the answer is
+    the last round's output. As a policy: SAMPLE ``arm`` until ``drafts`` drafts are drawn,
+    then REFINE until ``refinements`` refinements are drawn (with
+    :class:`~allocator.executors.ParallelDistillRefine` the rounds and their widths, and
+    how each workspace is selected, are the executor's ``width`` and ``workspace``: the
+    default 8 refinements are two rounds at its default width 4), then, with
+    ``tournament``, VERIFY once: the executor's final tournament over the *last round's*
+    candidates, whose champion answers (a last round of width 1 needs no judge). Then STOP.
+
+    Where REFINE is masked (a log without refinements, or none conditioned on exactly the
+    candidates drawn) it stops refining; where VERIFY is masked it answers by the vote. The
+    evaluator runs it only on logs with refinements (its sweep raises ``NotApplicable``
+    elsewhere).
+
+    Deviations from the paper, and why: with ``tournament=False`` the answer is the
+    session's vote over drafts and refinements (the rule every strategy and replay share);
+    the widths, the workspace's selection rule and its bound are the executor's settings (a
+    policy only chooses the actions).
 
     Args:
         drafts: drafts per query (>= 1).

@@ -6,17 +6,6 @@ a few numpy operations, and all STOP where their SAMPLE is masked (the arm's poo
 exhausted, or the episode's cap on attempts is reached): they never return a masked
 action.
 
-=========================  ====================================  =====================
-name                       stops when                            knob
-=========================  ====================================  =====================
-``fixed-n``                ``n`` samples are drawn               ``n``
-``adaptive-consistency``   P(leader's share > runner-up's) >=    ``threshold``
-                           ``threshold`` (Beta posterior)
-``esc``                    a window of ``window`` samples was    ``window``
-                           unanimous
-``confidence-threshold``   leader's vote share >= ``tau``        ``tau``
-=========================  ====================================  =====================
-
 References:
     Wang et al. 2023, "Self-Consistency Improves Chain of Thought Reasoning in Language
     Models" (ICLR 2023). Aggarwal et al. 2023, "Let's Sample Step by Step:

@@ -1,23 +1,8 @@
 """Stochastic policies: exploration around a base policy, for logging decisions.
 
-Off-policy estimators (:mod:`allocator.training.evaluation.off_policy`) can only evaluate a policy
-from decisions a *logging* policy took if the logging policy gives every action the
-evaluated policy might take a probability above zero. A deterministic baseline gives one
-action probability 1 and every other 0, so logs written by it only evaluate itself.
-:class:`EpsilonGreedy` wraps any policy and explores: it follows the base policy with
-probability ``1 - epsilon`` and picks uniformly among the allowed actions otherwise, and it
-says exactly how likely each action was (:meth:`EpsilonGreedy.probabilities`), which is
-what an off-policy log records.
-
-Randomness: :meth:`EpsilonGreedy.act` draws one uniform number per state, from the
-``rng`` it is given, else from the policy's own ``numpy.random.Generator``, created from
-the ``seed`` field when the policy is built. A freshly built policy therefore replays the
-same draws; every call advances its generator (two equal policies that were called a
-different number of times draw differently). :meth:`EpsilonGreedy.probabilities` is
-deterministic. :func:`allocator.training.evaluation.decision_log.record_decisions` does not use
-the policy's generator: it draws every action from :meth:`~EpsilonGreedy.probabilities`
-with generators derived from its own ``seed``, so a decision log is reproducible whatever
-the policy object was used for before.
+Off-policy estimators (:mod:`training.evaluation.off_policy`) evaluate a policy only on
+actions the logging policy could take; :class:`EpsilonGreedy` (``epsilon-greedy``) wraps
+any policy, explores, and says exactly how likely each action was.
 """
 
 from __future__ import annotations
@@ -62,6 +47,15 @@ def sample_actions(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarra
 class EpsilonGreedy(Policy):
     """Follow a base policy with probability ``1 - epsilon``, else explore uniformly.
 
+    Off-policy estimators (:mod:`training.evaluation.off_policy`) can only evaluate a policy
+    from decisions a *logging* policy took if the logging policy gives every action the
+    evaluated policy might take a probability above zero. A deterministic baseline gives one
+    action probability 1 and every other 0, so logs written by it only evaluate itself.
+    :class:`EpsilonGreedy` wraps any policy and explores: it follows the base policy with
+    probability ``1 - epsilon`` and picks uniformly among the allowed actions otherwise, and it
+    says exactly how likely each action was (:meth:`EpsilonGreedy.probabilities`), which is
+    what an off-policy log records.
+
     In every state, with ``k`` allowed actions (the mask's True entries) the probability
     of action ``a`` is ``(1 - epsilon) * base(a | s) + epsilon / k`` if ``a`` is allowed,
     0 otherwise (``base(a | s)`` is the base policy's :meth:`~Policy.probabilities`: 1 on
@@ -70,8 +64,15 @@ class EpsilonGreedy(Policy):
     off-policy evaluation of any policy (see :mod:`allocator.training.evaluation.off_policy`). With
     ``epsilon = 0`` it is the base policy.
 
-    Randomness: see the module docstring (``seed`` seeds the generator ``act`` uses when
-    it is not given one).
+    Randomness: :meth:`EpsilonGreedy.act` draws one uniform number per state, from the
+    ``rng`` it is given, else from the policy's own ``numpy.random.Generator``, created from
+    the ``seed`` field when the policy is built. A freshly built policy therefore replays the
+    same draws; every call advances its generator (two equal policies that were called a
+    different number of times draw differently). :meth:`EpsilonGreedy.probabilities` is
+    deterministic. :func:`training.evaluation.decision_log.record_decisions` does not use
+    the policy's generator: it draws every action from :meth:`~EpsilonGreedy.probabilities`
+    with generators derived from its own ``seed``, so a decision log is reproducible whatever
+    the policy object was used for before.
 
     Args:
         base: the policy followed, or a registered policy name (built with its defaults).

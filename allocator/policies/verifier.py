@@ -8,17 +8,6 @@ counts it. Both STOP where their SAMPLE is masked, and VERIFY only where VERIFY 
 On a log without scores VERIFY is always masked, and they reduce to fixed-N sampling;
 the evaluator does not run them there (their sweep builders raise ``NotApplicable``).
 
-=====================  ==============================================  ============
-name                   stops when                                      knob
-=====================  ==============================================  ============
-``until-verified``     a verified candidate scores ``>= tau``, or      ``n``
-                       ``n`` samples are drawn and verified
-``best-of-n``          ``n`` samples are drawn and verified (all at    ``n``
-                       once, after the last)
-``weighted-vote``      as best-of-n; answers with the largest sum of   ``n``
-                       verified scores per answer
-=====================  ==============================================  ============
-
 References:
     Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems" (best-of-N with a
     verifier). Chen et al. 2023, "CodeT: Code Generation with Generated Tests" (ICLR

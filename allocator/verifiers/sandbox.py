@@ -1,49 +1,12 @@
 """Run untrusted Python in sandboxed subprocesses, judged from outside the candidate.
 
-Candidate programs (and test cases) are untrusted: a crash, a hang, endless output, a
-memory hog, a fork bomb, or code written to fake its results must never take the host
-down, hang the caller or be scored as a pass. Each run therefore happens in two fresh
-processes:
-
-- the *candidate* process runs the program, then answers requests (call this function,
-  read that attribute) with data passed by value as tagged JSON: numbers, strings,
-  bytes, lists, tuples, dicts and sets (subclasses reduced to their built-in value, so
-  an ``__eq__`` that says yes to everything never reaches the judge); other objects stay
-  in the candidate and are referred to by handle;
-- the *judge* process runs the test cases against those answers and is the only one
-  that reports outcomes to the host. No candidate code runs in it, the candidate cannot
-  see the tests, and the judge is not dumpable (not traceable, its descriptors not
-  openable through ``/proc``). A candidate that exits, crashes or writes forged
-  records gets errors, never passes. Limits of the by-value protocol: a test cannot
-  pass its own functions to the candidate, a candidate's changes to its arguments are
-  not seen by the test, and the candidate's objects compare equal only to its own.
-
-Both processes run with:
-
-- a wall-time limit; on expiry every process of the run is killed;
-- ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` and no core
-  dumps, set by the runner before any untrusted code runs;
-- per-test CPU and wall timeouts (``setitimer``), so one looping test case does not hide
-  the others; a test that kills an interpreter or hangs in C code is recorded as such
-  and the run resumes with the next case in fresh processes;
-- captured stdout/stderr capped at :attr:`Limits.output_bytes`;
-- a fresh working directory (and ``HOME``), removed afterwards, and ``python -I``;
-- an audit-hook guard that refuses sockets, DNS, ``exec``/``system``/``subprocess``,
-  ``kill`` of process groups and ``setsid``/``setpgid``, and counts forks;
-- an isolation backend (:class:`Sandbox`): **bubblewrap** where installed (private PID,
-  network, IPC, UTS and mount namespaces, its own ``/proc``, an empty ``/tmp`` that
-  vanishes, and a read-only view of ``/usr`` and the interpreter only: the project, the
-  home folders, ``/etc``, ``/work`` and ``/usr/local`` are not there), else the same
-  view built with ``unshare``, ``mount`` and ``chroot``; the guard alone only on
-  request (see :class:`Sandbox` for what it cannot contain).
-
-When the host runs as root (root ignores ``RLIMIT_NPROC``), candidates run as ``nobody``
-(uid 65534) by default, with the first interpreter that user can execute (which may be
-the system's ``python3`` rather than a virtual environment's under ``/root``).
-
-Two entry points: :func:`run_tests` (synchronous, for batch jobs and process pools; it
-returns a :class:`TestRun`) and :func:`describe_sandbox` (how candidates will run on this
-host). What to run and how to score it is :mod:`allocator.verifiers.code`'s concern.
+Candidate programs and test cases are untrusted: a crash, a hang, endless output, a memory
+hog, a fork bomb, or code written to fake its results must never take the host down, hang
+the caller or be scored as a pass. Two entry points: :func:`run_tests` (synchronous, for
+batch jobs and process pools; it returns a :class:`TestRun` and its docstring describes
+the two processes, the limits and the isolation) and :func:`describe_sandbox` (how
+candidates will run on this host). What to run and how to score it is
+:mod:`allocator.verifiers.code`'s concern.
 """
 
 from __future__ import annotations
@@ -928,6 +891,45 @@ _MAX_SEGMENTS = 8
 def run_tests(program: str, tests: Sequence[str], limits: Limits | None = None,
               sandbox: Sandbox | None = None) -> TestRun:
     """Run ``program`` then each test case in a sandboxed subprocess.
+
+    Each run happens in two fresh processes, so that an untrusted candidate can neither take
+    the host down, hang the caller nor be scored as a pass:
+
+    - the *candidate* process runs the program, then answers requests (call this function,
+      read that attribute) with data passed by value as tagged JSON: numbers, strings,
+      bytes, lists, tuples, dicts and sets (subclasses reduced to their built-in value, so
+      an ``__eq__`` that says yes to everything never reaches the judge); other objects stay
+      in the candidate and are referred to by handle;
+    - the *judge* process runs the test cases against those answers and is the only one
+      that reports outcomes to the host. No candidate code runs in it, the candidate cannot
+      see the tests, and the judge is not dumpable (not traceable, its descriptors not
+      openable through ``/proc``). A candidate that exits, crashes or writes forged
+      records gets errors, never passes. Limits of the by-value protocol: a test cannot
+      pass its own functions to the candidate, a candidate's changes to its arguments are
+      not seen by the test, and the candidate's objects compare equal only to its own.
+
+    Both processes run with:
+
+    - a wall-time limit; on expiry every process of the run is killed;
+    - ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` and no core
+      dumps, set by the runner before any untrusted code runs;
+    - per-test CPU and wall timeouts (``setitimer``), so one looping test case does not hide
+      the others; a test that kills an interpreter or hangs in C code is recorded as such
+      and the run resumes with the next case in fresh processes;
+    - captured stdout/stderr capped at :attr:`Limits.output_bytes`;
+    - a fresh working directory (and ``HOME``), removed afterwards, and ``python -I``;
+    - an audit-hook guard that refuses sockets, DNS, ``exec``/``system``/``subprocess``,
+      ``kill`` of process groups and ``setsid``/``setpgid``, and counts forks;
+    - an isolation backend (:class:`Sandbox`): **bubblewrap** where installed (private PID,
+      network, IPC, UTS and mount namespaces, its own ``/proc``, an empty ``/tmp`` that
+      vanishes, and a read-only view of ``/usr`` and the interpreter only: the project, the
+      home folders, ``/etc``, ``/work`` and ``/usr/local`` are not there), else the same
+      view built with ``unshare``, ``mount`` and ``chroot``; the guard alone only on
+      request (see :class:`Sandbox` for what it cannot contain).
+
+    When the host runs as root (root ignores ``RLIMIT_NPROC``), candidates run as ``nobody``
+    (uid 65534) by default, with the first interpreter that user can execute (which may be
+    the system's ``python3`` rather than a virtual environment's under ``/root``).
 
     Every test case is Python source executed after the program, in order, in a
     namespace holding the program's globals (data copied by value, modules imported

@@ -2,22 +2,12 @@
 
 A baseline is a registered policy (:mod:`allocator.policies`) plus a *sweep builder*: a
 function of the :class:`BaselineContext` (the log's pools, the training queries, the
-prior) that returns the settings to replay on the held-out queries. Everything a builder
-decides (which arm, which thresholds, a fitted prior) it decides on the training
-queries only; the held-out queries are never looked at here.
-
-The default builder (:func:`per_arm_sweep`) sweeps the policy's knob on every arm of the
-log and keeps the ``(arm, knob)`` settings that lie on the Pareto front of the *training*
-queries; on a single-arm log it is the plain knob sweep. Policies that need fitting (a
-prior, a threshold table) or that do not apply to every log register their own builder
-with :func:`register_sweep`; a builder that does not apply to a log raises
-:class:`NotApplicable` with the reason, which the report lists.
-
-This module holds the machinery the builders build on; import
-:mod:`allocator.training.evaluation.baselines`, which also imports (and so registers) the builders
-of :mod:`~allocator.training.evaluation.baselines_schedules`,
-:mod:`~allocator.training.evaluation.baselines_verifier` and
-:mod:`~allocator.training.evaluation.baselines_vote`.
+prior) that returns the settings to replay on the held-out queries, deciding everything
+(arm, thresholds, a fitted prior) on the training queries only. :func:`per_arm_sweep` is
+the default builder, :func:`register_sweep` registers others. This module holds the
+machinery; import :mod:`training.evaluation.baselines`, which also registers the builders
+of :mod:`~training.evaluation.baselines_schedules`,
+:mod:`~training.evaluation.baselines_verifier` and :mod:`~training.evaluation.baselines_vote`.
 """
 
 from __future__ import annotations
@@ -126,7 +116,12 @@ BASELINE_SWEEPS: dict[str, SweepBuilder] = {}
 
 
 def register_sweep(name: str) -> Callable[[SweepBuilder], SweepBuilder]:
-    """Decorator: register the sweep builder of policy ``name``."""
+    """Decorator: register the sweep builder of policy ``name``.
+
+    Policies that need fitting (a prior, a threshold table) or that do not apply to every log
+    register their own builder; a builder that does not apply to a log raises
+    :class:`NotApplicable` with the reason, which the report lists.
+    """
     def decorate(builder: SweepBuilder) -> SweepBuilder:
         BASELINE_SWEEPS[name] = builder
         return builder
@@ -198,6 +193,9 @@ def _knob_sweep(name: str, context: BaselineContext, arm: int) -> list[Policy]:
 
 def per_arm_sweep(name: str, context: BaselineContext) -> list[Policy]:
     """The knob sweep of ``name`` on every arm, pruned to the training queries' front.
+
+    The default builder: it keeps the ``(arm, knob)`` settings that lie on the Pareto front of
+    the *training* queries.
 
     A policy without an ``arm`` field is swept once. On a single-arm log nothing is
     pruned (the plain knob sweep).

@@ -1,16 +1,10 @@
 """Sweep builders of the vote-only stopping baselines fitted on the training queries.
 
-- ``blend-asc``: :class:`allocator.policies.BlendASC`, its threshold per budget
-  calibrated on the training queries' pools of the arm;
-- ``bayes-stop``: :class:`allocator.policies.BayesStop` with its default objective (the
-  majority vote should be the answer distribution's mode, the paper's target), its prior
-  fitted by maximum likelihood on the training queries' vote counts, swept along the
-  price.
-
-Both read only ``context.train`` (the held-out queries are never looked at) and are
-swept on every arm; on a multi-arm log the settings on the training queries' front are
-kept (:func:`allocator.training.evaluation.baselines.train_front`). Registered on import (the
-last line of :mod:`allocator.training.evaluation.baselines` imports this module).
+``blend-asc`` (:func:`blend_asc_sweep`) and ``bayes-stop`` (:func:`bayes_stop_sweep`) read
+only ``context.train`` (the held-out queries are never looked at) and are swept on every
+arm; on a multi-arm log the settings on the training queries' front are kept
+(:func:`training.evaluation.baselines.train_front`). Registered on import (the last line of
+:mod:`training.evaluation.baselines` imports this module).
 """
 
 from __future__ import annotations
@@ -95,7 +89,12 @@ def _distinct_thresholds(policies: list[BlendASC]) -> list[Policy]:
 
 @register_sweep("bayes-stop")
 def bayes_stop_sweep(context: BaselineContext) -> list[Policy]:
-    """Bayes-optimal stopping per arm, the prior fitted on the training queries' votes."""
+    """Bayes-optimal stopping per arm, the prior fitted on the training queries' votes.
+
+    With :class:`allocator.policies.BayesStop`'s default objective (the majority vote should be
+    the answer distribution's mode, the paper's target), its prior fitted by maximum
+    likelihood on the training queries' vote counts, swept along the price.
+    """
     candidates: list[Policy] = []
     for arm in range(context.n_arms):
         counts = np.array([vote_counts(a, c) for a, c in arm_answers(context, arm)],

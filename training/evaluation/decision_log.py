@@ -1,55 +1,13 @@
 """Decision logs: what a policy did, one branch per decision, with its probabilities.
 
 A *pool log* (:class:`allocator.logs.table.AttemptLog`) holds many attempts per query and
-replays any policy exactly. A *decision log* is what a deployed policy leaves behind: one
-path per query (one action per decision, the others never happened), with the
-probability the policy gave each action. Off-policy estimators
-(:mod:`allocator.training.evaluation.off_policy`) evaluate other policies from it.
-
-:func:`record_decisions` writes one by running a policy in :class:`allocator.envs.ReplayEnv` on a
-pool log, which is also how the estimators are validated: on a pool log, replay gives the
-truth they must recover.
-
-Columns of a :class:`DecisionLog` (``N`` decisions, ``A`` arms, ``K`` vote slots); rows are
-grouped by episode, steps in order:
-
-================  =======  =======  ==================================================
-column            dtype    width    meaning
-================  =======  =======  ==================================================
-``episode``       int64             the episode (one query, one path)
-``query``         int64             the query's index in the pool log
-``query_id``      string            the query's identifier
-``step``          int64             0, 1, ... within the episode
-``samples``       int64    A        samples drawn per arm (the state before the action)
-``votes``         float64  K        the K largest vote counts, descending, 0-padded
-``voted``         float64           votes: attempts with an answer (exact, see below)
-``top1``          float64           votes of the leading answer
-``top2``          float64           votes of the runner-up
-``distinct``      float64           distinct answers
-``vlogv``         float64           sum of ``v log v`` over answers
-``no_answer``     float64           attempts without an answer
-``refines``       float64           refinements drawn
-``verified``      float64           candidates verified
-``best_score``    float64           best verified score (NaN if none)
-``cost``          float64           cost spent so far, in cost units
-``lam``           float64           the price of one cost unit
-``prior``         float64  A        predicted per-attempt accuracy per arm
-``streak``        float64           run length of the latest answer
-``mask``          bool     A + 3    allowed actions
-``action``        int64             the action taken
-``propensity``    float64           the logging probability of the action taken
-``probabilities`` float64  A + 3    the logging probability of every action
-``reward``        float64           the step's reward
-``step_cost``     float64           cost the action spent, in cost units
-``terminal``      bool              the action ended the episode
-``correct``       float64           final answer's correctness (terminal rows; else NaN)
-================  =======  =======  ==================================================
-
-The state columns rebuild the :class:`allocator.featurizer.StateBatch` any policy reads
-(:meth:`DecisionLog.states`): the vote statistics (``voted`` ... ``vlogv``) are exact and
-travel as ``StateBatch.stats``, so features and policy decisions are exact even when a
-state has more than ``K`` distinct answers (only the ``votes`` matrix is truncated).
-The policy that logged the decisions saw exactly this ``StateBatch``.
+replays any policy exactly. A *decision log* (:class:`DecisionLog`, whose docstring lists
+its columns) is what a deployed policy leaves behind: one path per query, with the
+probability the policy gave each action; off-policy estimators
+(:mod:`training.evaluation.off_policy`) evaluate other policies from it.
+:func:`record_decisions` writes one by running a policy in :class:`envs.ReplayEnv` on a
+pool log (how the estimators are validated: there replay gives the truth);
+:func:`write_decisions` and :func:`read_decisions` store it.
 """
 
 from __future__ import annotations
@@ -127,14 +85,55 @@ def _jsonable(value: Any) -> Any:
 # ------------------------------------------------------------------------ the log
 @dataclass(frozen=True, eq=False)
 class DecisionLog:
-    """A columnar log of decisions (see the module docstring for the columns).
+    """A columnar log of decisions: one path per episode, with the logging probabilities.
+
+    Columns of a :class:`DecisionLog` (``N`` decisions, ``A`` arms, ``K`` vote slots); rows are
+    grouped by episode, steps in order:
+
+    ================  =======  =======  ==================================================
+    column            dtype    width    meaning
+    ================  =======  =======  ==================================================
+    ``episode``       int64             the episode (one query, one path)
+    ``query``         int64             the query's index in the pool log
+    ``query_id``      string            the query's identifier
+    ``step``          int64             0, 1, ... within the episode
+    ``samples``       int64    A        samples drawn per arm (the state before the action)
+    ``votes``         float64  K        the K largest vote counts, descending, 0-padded
+    ``voted``         float64           votes: attempts with an answer (exact, see below)
+    ``top1``          float64           votes of the leading answer
+    ``top2``          float64           votes of the runner-up
+    ``distinct``      float64           distinct answers
+    ``vlogv``         float64           sum of ``v log v`` over answers
+    ``no_answer``     float64           attempts without an answer
+    ``refines``       float64           refinements drawn
+    ``verified``      float64           candidates verified
+    ``best_score``    float64           best verified score (NaN if none)
+    ``cost``          float64           cost spent so far, in cost units
+    ``lam``           float64           the price of one cost unit
+    ``prior``         float64  A        predicted per-attempt accuracy per arm
+    ``streak``        float64           run length of the latest answer
+    ``mask``          bool     A + 3    allowed actions
+    ``action``        int64             the action taken
+    ``propensity``    float64           the logging probability of the action taken
+    ``probabilities`` float64  A + 3    the logging probability of every action
+    ``reward``        float64           the step's reward
+    ``step_cost``     float64           cost the action spent, in cost units
+    ``terminal``      bool              the action ended the episode
+    ``correct``       float64           final answer's correctness (terminal rows; else NaN)
+    ================  =======  =======  ==================================================
+
+    The state columns rebuild the :class:`allocator.featurizer.StateBatch` any policy reads
+    (:meth:`DecisionLog.states`): the vote statistics (``voted`` ... ``vlogv``) are exact and
+    travel as ``StateBatch.stats``, so features and policy decisions are exact even when a
+    state has more than ``K`` distinct answers (only the ``votes`` matrix is truncated).
+    The policy that logged the decisions saw exactly this ``StateBatch``.
 
     Built by :func:`record_decisions` or :func:`read_decisions`, or directly from
     columns written by another system (validated on construction).
 
     Args:
         arms: arm names; arm ``a`` is action ``1 + a``.
-        columns: column name -> numpy array (see the module docstring).
+        columns: column name -> numpy array (the columns above).
         metadata: JSON-ready provenance (logging policy, seed, lambda, ...).
         source: where the log came from (named in error messages).
 

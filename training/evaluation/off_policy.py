@@ -1,55 +1,13 @@
 """Off-policy estimators: the value of a policy from decisions another policy took.
 
-A decision log (:class:`allocator.training.evaluation.decision_log.DecisionLog`) holds one path per
-episode, taken by a *logging* policy ``mu`` that recorded the probability of every action.
-The estimators here give the mean value of a *target* policy ``pi`` from it, in the style
-of Open Bandit Pipeline: small frozen dataclasses (hyperparameters as fields), the data as
-call arguments, all run side by side on the same data by :func:`estimate_all`.
-
-Notation: episode ``i`` takes decisions ``t = 0..T_i - 1`` with rewards ``r_t``; the
-per-decision ratio is ``rho_t = pi(a_t | s_t) / mu(a_t | s_t)``, the cumulative weight
-``w_t = rho_0 ... rho_t`` (``w_{-1} = 1``) and the trajectory weight ``W = w_{T-1}``; the
-return is ``G = sum_t r_t`` (correctness at STOP minus ``lambda`` times the cost of every
-action, so per-decision weighting is valid).
-
-================  =====================================================================
-estimator         value
-================  =====================================================================
-:class:`IPS`      ``mean_i W_i G_i`` (trajectory-wise importance sampling; unbiased)
-:class:`SNIPS`    ``sum_i W_i G_i / sum_i W_i`` (self-normalised; consistent, lower
-                  variance, a small bias)
-:class:`PerDecisionIPS`  ``mean_i sum_t w_t r_t`` (a reward is weighted only by the
-                  decisions before it; unbiased, lower variance than IPS)
-:class:`DoublyRobust`    ``mean_i sum_t [w_t (r_t - Q(s_t, a_t)) + w_{t-1} V(s_t)]``
-                  with ``V(s) = sum_a pi(a | s) Q(s, a)`` (per-decision doubly robust,
-                  Jiang & Li 2016, "Doubly Robust Off-policy Value Evaluation for
-                  Reinforcement Learning"; Thomas & Brunskill 2016); unbiased whatever
-                  ``Q``, lower variance the better ``Q`` is
-================  =====================================================================
-
-``Q`` is a LightGBM regression of the return-to-go ``sum_{k >= t} r_k`` on the
-featurised state (:func:`allocator.featurizer.featurize`) and the one-hot action,
-cross-fitted over episodes (the model that predicts an episode never saw it).
-
-Clipping (``clip``): weights above ``clip`` are set to ``clip`` (trajectory weights for
-IPS and SNIPS, cumulative per-decision weights for the others). It trades variance for a
-bias (downwards for non-negative rewards); the share clipped is reported.
-
-Confidence intervals: percentile bootstrap, seeded, over episodes (each episode drew its
-query independently, so episodes are independent units; the estimand is the value over the
-log's query distribution) or, with ``cluster="query"``, over queries (all episodes of a
-resampled query together: the value for new queries from the same population, wider).
-The outcome model of :class:`DoublyRobust` is fitted once, not per bootstrap replicate.
-
-Support: an estimate is refused (:class:`allocator.errors.OffPolicySupportError`) when the
-target gives probability > 0 to an action the logging policy gave probability 0 in some
-logged state: importance weights cannot account for actions that were never possible, so
-every estimator here would be biased there. The fix is to log with exploration
-(:class:`allocator.policies.stochastic.EpsilonGreedy`) or to evaluate a policy closer to the
-logging one.
-
-The estimators' accuracy is checked on pool logs, where exact replay gives the truth
-(``tests/training/evaluation/test_off_policy.py``).
+A decision log (:class:`training.evaluation.decision_log.DecisionLog`) holds one path per
+episode, taken by a *logging* policy that recorded the probability of every action. The
+estimators (:class:`IPS`, :class:`SNIPS`, :class:`PerDecisionIPS`, :class:`DoublyRobust`)
+give the mean value of a *target* policy from it, in the style of Open Bandit Pipeline:
+small frozen dataclasses (hyperparameters as fields), the data as call arguments, all run
+side by side by :func:`estimate_all`. :class:`OffPolicyEstimator` documents the formulas,
+clipping, intervals and the support check. Their accuracy is checked on pool logs, where
+exact replay gives the truth (``tests/training/evaluation/test_off_policy.py``).
 """
 
 from __future__ import annotations
@@ -303,6 +261,48 @@ def prepare(decisions: DecisionLog, target: Policy, *, outcome: str = "return",
 @dataclass(frozen=True)
 class OffPolicyEstimator(ABC):
     """Base class: hyperparameters as fields, ``estimate`` on the data.
+
+    Notation: episode ``i`` takes decisions ``t = 0..T_i - 1`` with rewards ``r_t``; the
+    per-decision ratio is ``rho_t = pi(a_t | s_t) / mu(a_t | s_t)``, the cumulative weight
+    ``w_t = rho_0 ... rho_t`` (``w_{-1} = 1``) and the trajectory weight ``W = w_{T-1}``; the
+    return is ``G = sum_t r_t`` (correctness at STOP minus ``lambda`` times the cost of every
+    action, so per-decision weighting is valid).
+
+    ================  =====================================================================
+    estimator         value
+    ================  =====================================================================
+    :class:`IPS`      ``mean_i W_i G_i`` (trajectory-wise importance sampling; unbiased)
+    :class:`SNIPS`    ``sum_i W_i G_i / sum_i W_i`` (self-normalised; consistent, lower
+                      variance, a small bias)
+    :class:`PerDecisionIPS`  ``mean_i sum_t w_t r_t`` (a reward is weighted only by the
+                      decisions before it; unbiased, lower variance than IPS)
+    :class:`DoublyRobust`    ``mean_i sum_t [w_t (r_t - Q(s_t, a_t)) + w_{t-1} V(s_t)]``
+                      with ``V(s) = sum_a pi(a | s) Q(s, a)`` (per-decision doubly robust,
+                      Jiang & Li 2016, "Doubly Robust Off-policy Value Evaluation for
+                      Reinforcement Learning"; Thomas & Brunskill 2016); unbiased whatever
+                      ``Q``, lower variance the better ``Q`` is
+    ================  =====================================================================
+
+    ``Q`` is a LightGBM regression of the return-to-go ``sum_{k >= t} r_k`` on the
+    featurised state (:func:`allocator.featurizer.featurize`) and the one-hot action,
+    cross-fitted over episodes (the model that predicts an episode never saw it).
+
+    Clipping (``clip``): weights above ``clip`` are set to ``clip`` (trajectory weights for
+    IPS and SNIPS, cumulative per-decision weights for the others). It trades variance for a
+    bias (downwards for non-negative rewards); the share clipped is reported.
+
+    Confidence intervals: percentile bootstrap, seeded, over episodes (each episode drew its
+    query independently, so episodes are independent units; the estimand is the value over the
+    log's query distribution) or, with ``cluster="query"``, over queries (all episodes of a
+    resampled query together: the value for new queries from the same population, wider).
+    The outcome model of :class:`DoublyRobust` is fitted once, not per bootstrap replicate.
+
+    Support: an estimate is refused (:class:`allocator.errors.OffPolicySupportError`) when the
+    target gives probability > 0 to an action the logging policy gave probability 0 in some
+    logged state: importance weights cannot account for actions that were never possible, so
+    every estimator here would be biased there. The fix is to log with exploration
+    (:class:`allocator.policies.stochastic.EpsilonGreedy`) or to evaluate a policy closer to the
+    logging one.
 
     Subclasses implement :meth:`terms`.
     """

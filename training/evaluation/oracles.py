@@ -1,56 +1,11 @@
 """Upper bounds that no deployable policy can beat: the query-oracle and the hindsight oracle.
 
-Both trade accuracy against cost with a price ``lambda`` (per log cost unit) and consider
-every action the replay environment offers: every arm, ``REFINE`` where the log has
-refinements, ``VERIFY`` where candidates carry scores (``verify_cost`` per newly verified
-candidate), with the environment's final answer (the best-scoring verified answer, else
-the majority vote; ties share the credit). Sweeping ``lambda`` traces their fronts.
-
-- ``query-oracle``: knows each query's pool *composition* (every candidate's answer,
-  correctness, cost and score) but not the order the pools are drawn in. Its value on a
-  query is the optimal *adaptive* policy of that query's decision problem, computed
-  exactly by dynamic programming over count states (:func:`solve_query`): the state is,
-  per *visible type* (group, answer, correctness, cost class, has-a-score), how many
-  candidates were drawn and are still unverified, and how many were verified with each
-  score. ``SAMPLE``/``REFINE`` draw a type with probability proportional to its undrawn
-  count; ``VERIFY`` reveals the hidden scores, drawn without replacement from the type's
-  not-yet-verified scores (multivariate hypergeometric).
-- ``oracle`` (hindsight): knows each episode's order too. Per episode it takes the best
-  of every prefix of every group's deck (any mix of arms and refinements), stopping with
-  or without verifying everything drawn (:func:`hindsight_values`). Where a log has too
-  many arms to enumerate the prefixes (more than ``max_prefixes``), it takes the looser
-  "any drawn candidate correct" bound: the best over single-group prefixes of the drawn
-  candidates' best correctness minus the prefix's cost.
-
-Why they bound every deployable policy, at every price ``lambda``:
-
-1. A deployable policy sees less than the query-oracle: its observations (answers, costs,
-   revealed scores, prior, lambda) are functions of what the oracle sees, and it has the
-   same actions. So on each query ``E[correct - lambda * cost]`` of any deployable policy
-   is at most the optimum of the problem in which the oracle also sees the composition
-   and each drawn candidate's correctness. Averaging over queries: for every lambda,
-   ``acc(pi) - lambda * cost(pi) <= acc(O, lambda) - lambda * cost(O, lambda)``: no
-   deployable point lies above any supporting line of the oracle's front.
-2. Costs: candidates of one type may differ in cost (token or character counts), and a
-   policy could learn from a drawn candidate's cost which ones are left. The DP charges
-   every draw the *smallest* cost of its cost class, which lowers every path's cost (so
-   the value can only rise), and with costs that depend on the type only, the type
-   counts are a sufficient state (draws are uniform over the undrawn candidates, so the
-   law of the future given the counts does not depend on which candidates were drawn):
-   the DP's optimum is the optimum over every policy, however much it observes. With one
-   class per distinct cost (the first try) the DP is exact; coarser classes (quantile
-   classes, tried while the state count exceeds ``max_states``) loosen the bound by at
-   most ``lambda`` times the spread of costs inside a class.
-3. Where even one class per type exceeds ``max_states``, the query falls back to the
-   hindsight bound on the evaluator's own orders: on every episode, a deployable policy
-   draws some prefix of each deck and gets at most the best prefix's value, so the
-   hindsight value bounds it episode by episode (and the DP value is below its mean).
-   :attr:`QueryOracleFit.fallback` lists those queries; reports give their count.
-
-The DP's value is an exact expectation over orders; deployable policies are replayed on
-sampled orders, so a test comparing them allows the order-sampling error (see
-``tests/training/evaluation/test_oracles.py``). Neither oracle is deployable; reports
-label them so.
+:func:`query_oracle` (``query-oracle``: knows each query's pool but not its order; the
+optimal adaptive policy, solved exactly by dynamic programming, :func:`solve_query`) and
+:func:`hindsight_values` / :func:`hindsight_oracle` (``oracle``: knows each episode's order
+too). Both consider every action the replay environment offers and trace a front as
+``lambda`` is swept; :func:`query_oracle`'s docstring proves why they bound every
+deployable policy. Neither is deployable; reports label them so.
 """
 
 from __future__ import annotations
@@ -117,7 +72,7 @@ def default_lambdas(curves: list[FixedNCurves], n: int = 25) -> np.ndarray:
 # ---------------------------------------------------------------------- one query's pool
 @dataclass(frozen=True)
 class _Types:
-    """A query's candidates lumped into visible types (see the module docstring).
+    """A query's candidates lumped into visible types (see :func:`query_oracle`).
 
     Attributes:
         group: each type's group (arm ``a`` is group ``a``; refinement rounds follow).
@@ -494,7 +449,7 @@ def solve_query(pools: ReplayPools, query: int, lambdas: Sequence[float], *,
                 verify_cost: float = 0.0, max_states: int = MAX_STATES
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
     """The query-oracle on one query: the optimal adaptive policy's expected correctness,
-    cost and draws at each price (see the module docstring).
+    cost and draws at each price (see :func:`query_oracle`).
 
     Args:
         pools: the log's replay pools.
@@ -672,6 +627,14 @@ def hindsight_values(evaluator: ReplayEvaluator, lambdas: Sequence[float], *,
                      decks: list | None = None) -> dict[str, np.ndarray]:
     """The hindsight oracle on every evaluation episode, at every price.
 
+    The hindsight oracle (``oracle``) knows each episode's order, not only each pool (see
+    :func:`query_oracle`). Per episode it takes the best of every prefix of every group's
+    deck (any mix of arms and refinements), stopping with or without verifying everything
+    drawn. Where a log has too many arms to enumerate the prefixes (more than
+    ``max_prefixes``), it takes the looser "any drawn candidate correct" bound: the best
+    over single-group prefixes of the drawn candidates' best correctness minus the prefix's
+    cost.
+
     Returns:
         ``correct``, ``cost``, ``draws`` of shape (Q, R, L), and ``exact`` of shape (Q,):
         whether the query's prefixes were enumerated (else the "any drawn candidate
@@ -742,7 +705,55 @@ class QueryOracleFit:
 def query_oracle(evaluator: ReplayEvaluator, lambdas: Sequence[float], *,
                  verify_cost: float = 0.0, max_states: int = MAX_STATES,
                  hindsight: dict[str, np.ndarray] | None = None) -> QueryOracleFit:
-    """The query-oracle on every evaluation query (see the module docstring).
+    """The query-oracle on every evaluation query.
+
+    Both oracles (this one and the hindsight oracle, :func:`hindsight_values`) trade
+    accuracy against cost with a price ``lambda`` (per log cost unit) and consider every
+    action the replay environment offers: every arm, ``REFINE`` where the log has
+    refinements, ``VERIFY`` where candidates carry scores (``verify_cost`` per newly
+    verified candidate), with the environment's final answer (the best-scoring verified
+    answer, else the majority vote; ties share the credit). Sweeping ``lambda`` traces their
+    fronts.
+
+    The query-oracle knows each query's pool *composition* (every candidate's answer,
+    correctness, cost and score) but not the order the pools are drawn in. Its value on a
+    query is the optimal *adaptive* policy of that query's decision problem, computed
+    exactly by dynamic programming over count states (:func:`solve_query`): the state is,
+    per *visible type* (group, answer, correctness, cost class, has-a-score), how many
+    candidates were drawn and are still unverified, and how many were verified with each
+    score. ``SAMPLE``/``REFINE`` draw a type with probability proportional to its undrawn
+    count; ``VERIFY`` reveals the hidden scores, drawn without replacement from the type's
+    not-yet-verified scores (multivariate hypergeometric).
+
+    Why they bound every deployable policy, at every price ``lambda``:
+
+    1. A deployable policy sees less than the query-oracle: its observations (answers, costs,
+       revealed scores, prior, lambda) are functions of what the oracle sees, and it has the
+       same actions. So on each query ``E[correct - lambda * cost]`` of any deployable policy
+       is at most the optimum of the problem in which the oracle also sees the composition
+       and each drawn candidate's correctness. Averaging over queries: for every lambda,
+       ``acc(pi) - lambda * cost(pi) <= acc(O, lambda) - lambda * cost(O, lambda)``: no
+       deployable point lies above any supporting line of the oracle's front.
+    2. Costs: candidates of one type may differ in cost (token or character counts), and a
+       policy could learn from a drawn candidate's cost which ones are left. The DP charges
+       every draw the *smallest* cost of its cost class, which lowers every path's cost (so
+       the value can only rise), and with costs that depend on the type only, the type
+       counts are a sufficient state (draws are uniform over the undrawn candidates, so the
+       law of the future given the counts does not depend on which candidates were drawn):
+       the DP's optimum is the optimum over every policy, however much it observes. With one
+       class per distinct cost (the first try) the DP is exact; coarser classes (quantile
+       classes, tried while the state count exceeds ``max_states``) loosen the bound by at
+       most ``lambda`` times the spread of costs inside a class.
+    3. Where even one class per type exceeds ``max_states``, the query falls back to the
+       hindsight bound on the evaluator's own orders: on every episode, a deployable policy
+       draws some prefix of each deck and gets at most the best prefix's value, so the
+       hindsight value bounds it episode by episode (and the DP value is below its mean).
+       :attr:`QueryOracleFit.fallback` lists those queries; reports give their count.
+
+    The DP's value is an exact expectation over orders; deployable policies are replayed on
+    sampled orders, so a test comparing them allows the order-sampling error (see
+    ``tests/training/evaluation/test_oracles.py``). Neither oracle is deployable; reports
+    label them so.
 
     Args:
         evaluator: the evaluator whose queries and orders the deployable policies use.

@@ -2,48 +2,8 @@
 
 Every function here takes :class:`~allocator.training.evaluation.results.PolicyPoint` lists (one
 policy's points along its knob sweep) and is pure: no randomness, no I/O.
-
-Conventions:
-
-- **Front.** A point is *dominated* when another point of the same policy costs no more
-  and is at least as accurate, and is strictly better in one of the two. The front is the
-  non-dominated points, sorted by mean cost; along it cost and accuracy both increase
-  strictly. Points with a NaN accuracy or cost are ignored.
-- **Interpolation.** Between two consecutive front points the curve is the straight line
-  joining them. It is attainable: a deployment that runs the cheaper setting on a share
-  ``1 - t`` of queries and the dearer one on a share ``t`` (chosen at random) has, in
-  expectation, exactly the interpolated mean cost and accuracy.
-- **Range.** A curve is defined on ``[cheapest front cost, dearest front cost]`` only.
-  Below its cheapest point the policy has no setting and no mixture that spends less
-  (spending nothing returns no answer), so :func:`accuracy_at_cost` returns ``None``
-  there rather than extrapolating towards an invented zero-cost accuracy. Above its
-  dearest point it returns ``None`` too: the sweep does not say what more budget buys,
-  and a caller comparing curves should not credit a policy with accuracy it was never
-  measured at.
-
-Headline numbers (:func:`headline`), measured against the **envelope**: the Pareto front of
-every deployable baseline point (every policy but ``learned`` and the oracles) on the same
-held-out queries and orders (guide section 7):
-
-- ``target_accuracy``: by default the envelope's top, the best accuracy any deployable
-  baseline reaches.
-- **Reaching** the target: a point reaches it when it is *non-inferior at 95%*: the upper
-  end of its paired difference with the reference (AC(0.95) by default, same queries and
-  orders) is at least ``target - accuracy(reference)`` (:func:`reaches`). Without paired
-  intervals, its accuracy must be at least the target.
-- ``cost_to_reach``: per policy, the smallest mean cost of its points that reach the
-  target; ``None`` if none does.
-- ``best_baseline``: the cheapest deployable baseline point that reaches the target
-  (``policy``, ``setting``, ``cost``).
-- ``savings_vs_best_baseline``: that cost divided by the policy's cost to reach (2.0 =
-  the policy reaches the target at half the cost of the best baseline).
-- ``gap_closed``: for every front point ``(c, a)`` of the policy where the envelope and
-  the query-oracle are both defined at ``c`` and the oracle is above the envelope by at
-  least ``min_gap``: ``(a - envelope(c)) / (oracle(c) - envelope(c))``; the median over
-  those points (0 = no better than the best baseline at that cost, 1 = the query-oracle).
-
-Policies missing from ``points_by_policy`` (an evaluation without the baseline or the
-oracle) give ``None`` in every number that needs them.
+:func:`pareto_front` states the conventions (front, interpolation, range) and
+:func:`headline` defines the numbers measured against the envelope of the baselines.
 """
 
 from __future__ import annotations
@@ -73,6 +33,24 @@ TOLERANCE = 1e-9
 
 def pareto_front(points: Sequence[PolicyPoint]) -> list[PolicyPoint]:
     """The non-dominated points (lower mean cost, higher accuracy), sorted by mean cost.
+
+    Conventions:
+
+    - **Front.** A point is *dominated* when another point of the same policy costs no more
+      and is at least as accurate, and is strictly better in one of the two. The front is the
+      non-dominated points, sorted by mean cost; along it cost and accuracy both increase
+      strictly. Points with a NaN accuracy or cost are ignored.
+    - **Interpolation.** Between two consecutive front points the curve is the straight line
+      joining them. It is attainable: a deployment that runs the cheaper setting on a share
+      ``1 - t`` of queries and the dearer one on a share ``t`` (chosen at random) has, in
+      expectation, exactly the interpolated mean cost and accuracy.
+    - **Range.** A curve is defined on ``[cheapest front cost, dearest front cost]`` only.
+      Below its cheapest point the policy has no setting and no mixture that spends less
+      (spending nothing returns no answer), so :func:`accuracy_at_cost` returns ``None``
+      there rather than extrapolating towards an invented zero-cost accuracy. Above its
+      dearest point it returns ``None`` too: the sweep does not say what more budget buys,
+      and a caller comparing curves should not credit a policy with accuracy it was never
+      measured at.
 
     Of several points with the same cost and accuracy, the first one given is kept.
 
@@ -109,7 +87,7 @@ def accuracy_at_cost(points: Sequence[PolicyPoint], cost: float) -> float | None
 
     Returns:
         The interpolated accuracy; ``None`` when ``cost`` lies below the cheapest front
-        point or above the dearest one (see the module docstring), or there are no points.
+        point or above the dearest one (see :func:`pareto_front`), or there are no points.
     """
     costs, accuracies = _curve(points)
     if costs.size == 0 or not math.isfinite(cost) or cost < costs[0] or cost > costs[-1]:
@@ -238,7 +216,31 @@ def headline(
     query_oracle: str = "query-oracle",
     learned: str = "learned",
 ) -> Headline:
-    """The headline numbers of an evaluation (definitions in the module docstring).
+    """The headline numbers of an evaluation.
+
+    The numbers are measured against the **envelope**: the Pareto front of every deployable
+    baseline point (every policy but ``learned`` and the oracles) on the same held-out
+    queries and orders (guide section 7):
+
+    - ``target_accuracy``: by default the envelope's top, the best accuracy any deployable
+      baseline reaches.
+    - **Reaching** the target: a point reaches it when it is *non-inferior at 95%*: the upper
+      end of its paired difference with the reference (AC(0.95) by default, same queries and
+      orders) is at least ``target - accuracy(reference)`` (:func:`reaches`). Without paired
+      intervals, its accuracy must be at least the target.
+    - ``cost_to_reach``: per policy, the smallest mean cost of its points that reach the
+      target; ``None`` if none does.
+    - ``best_baseline``: the cheapest deployable baseline point that reaches the target
+      (``policy``, ``setting``, ``cost``).
+    - ``savings_vs_best_baseline``: that cost divided by the policy's cost to reach (2.0 =
+      the policy reaches the target at half the cost of the best baseline).
+    - ``gap_closed``: for every front point ``(c, a)`` of the policy where the envelope and
+      the query-oracle are both defined at ``c`` and the oracle is above the envelope by at
+      least ``min_gap``: ``(a - envelope(c)) / (oracle(c) - envelope(c))``; the median over
+      those points (0 = no better than the best baseline at that cost, 1 = the query-oracle).
+
+    Policies missing from ``points_by_policy`` (an evaluation without the baseline or the
+    oracle) give ``None`` in every number that needs them.
 
     Args:
         points_by_policy: per policy name, its points along the knob sweep.

@@ -1,28 +1,10 @@
 """A log stored as Parquet shards, evaluated by Ray workers that read their own shards.
 
-``allocator evaluate --ray`` (:class:`ShardedLog`, a view of the log that
-:func:`allocator.training.evaluation.evaluate.evaluate` takes in place of an
-:class:`~allocator.logs.table.AttemptLog`) never holds the whole table in the driver:
-
-- the driver reads the **outline**: only the columns :data:`OUTLINE_COLUMNS` (no texts,
-  metadata, attempt ids or other columns), from which it takes the query order, the
-  arms, the answer vocabulary, the default arm, the verifier's cost, the mean sample
-  cost, the log's fingerprint and the difficulty metrics' outcomes;
-- the driver reads the **training queries' rows** (every column: the difficulty
-  predictor reads their texts and metadata; the baselines' settings are chosen on their
-  pools), as :func:`fit_prior` and the baselines need them;
-- each Ray worker (an actor per shard: a contiguous range of the test queries) reads
-  the rows of **its own test queries** from the Parquet files that hold them (the
-  outline says which; paths and query ids are sent, not data), and replays every
-  policy, the fixed-N curves and the oracles there, seeded as the single process seeds
-  them (:class:`~allocator.training.evaluation.sharded.ShardEvaluator`); the driver concatenates
-  their episodes in query order.
-
-Every partial log is coded as the whole log codes it (its arms, its answer vocabulary),
-and its pools carry the whole log's mean sample cost and verifier cost, so the report is
-the single process's, byte for byte (the tests check it). Every table this process reads
-from shards is recorded in :data:`READS` (rows, columns): the tests assert with it that
-the driver never reads every column of the test queries.
+``allocator evaluate --ray`` evaluates a :class:`ShardedLog` (a view of the log that
+:func:`training.evaluation.evaluate.evaluate` takes in place of an
+:class:`~allocator.logs.table.AttemptLog`): the driver reads an outline and the training
+queries' rows, each Ray worker the rows of its own test queries, and the report is the
+single process's, byte for byte. :class:`ShardedLog` says what each side reads.
 """
 
 from __future__ import annotations
@@ -222,9 +204,31 @@ class ShardedTestReplays:
 
 
 class ShardedLog:
-    """A folder of Parquet shards, as :func:`~allocator.training.evaluation.evaluate.evaluate`
-    reads it with Ray workers (see the module docstring): the methods of
-    :class:`~allocator.training.evaluation.evaluate.LogInProcess`.
+    """A folder of Parquet shards, as :func:`~training.evaluation.evaluate.evaluate`
+    reads it with Ray workers: the methods of
+    :class:`~training.evaluation.evaluate.LogInProcess`.
+
+    The driver never holds the whole table:
+
+    - the driver reads the **outline**: only the columns :data:`OUTLINE_COLUMNS` (no texts,
+      metadata, attempt ids or other columns), from which it takes the query order, the
+      arms, the answer vocabulary, the default arm, the verifier's cost, the mean sample
+      cost, the log's fingerprint and the difficulty metrics' outcomes;
+    - the driver reads the **training queries' rows** (every column: the difficulty
+      predictor reads their texts and metadata; the baselines' settings are chosen on their
+      pools), as :func:`fit_prior` and the baselines need them;
+    - each Ray worker (an actor per shard: a contiguous range of the test queries) reads
+      the rows of **its own test queries** from the Parquet files that hold them (the
+      outline says which; paths and query ids are sent, not data), and replays every
+      policy, the fixed-N curves and the oracles there, seeded as the single process seeds
+      them (:class:`~training.evaluation.sharded.ShardEvaluator`); the driver concatenates
+      their episodes in query order.
+
+    Every partial log is coded as the whole log codes it (its arms, its answer vocabulary),
+    and its pools carry the whole log's mean sample cost and verifier cost, so the report is
+    the single process's, byte for byte (the tests check it). Every table this process reads
+    from shards is recorded in :data:`READS` (rows, columns): the tests assert with it that
+    the driver never reads every column of the test queries.
 
     Args:
         path: the shard folder (or one Parquet file).

@@ -1,15 +1,8 @@
 """Replay sharded by query, on exactly the single process's orders.
 
-:class:`~allocator.training.evaluation.replay.ReplayEvaluator` seeds the episode of the i-th
-evaluation query in order ``r`` with ``seed * 1_000_003 + i * R + r`` (its batched env's
-sub-environment ``k`` gets ``base + k``), and each sub-environment draws from its own
-generator. A shard holding the evaluation positions ``[a, b)`` therefore replays exactly
-the single process's episodes when its env is seeded from ``base + a * R``
-(:class:`ShardEvaluator`); concatenating the shards' episodes in position order gives
-the single process's :class:`~allocator.training.evaluation.results.EpisodeResults`, equal array
-for array. :class:`allocator.training.evaluation.shard_log.ShardedLog` runs one per Ray worker,
-each reading its own test queries from Parquet shards (``allocator evaluate --ray``; the
-tests check the episodes on every baseline).
+A :class:`ShardEvaluator` replays a contiguous range of a larger evaluation's queries,
+seeded so that the shards' episodes, concatenated in order, equal the single process's
+array for array (its docstring says why). :func:`shard_bounds` splits the queries.
 """
 
 from __future__ import annotations
@@ -28,6 +21,17 @@ __all__ = ["ShardEvaluator", "shard_bounds"]
 class ShardEvaluator(ReplayEvaluator):
     """A :class:`ReplayEvaluator` over the positions ``[offset, offset + len(queries))``
     of a larger evaluation, seeded as the larger evaluation seeds them.
+
+    :class:`~training.evaluation.replay.ReplayEvaluator` seeds the episode of the i-th
+    evaluation query in order ``r`` with ``seed * 1_000_003 + i * R + r`` (its batched env's
+    sub-environment ``k`` gets ``base + k``), and each sub-environment draws from its own
+    generator. A shard holding the evaluation positions ``[a, b)`` therefore replays exactly
+    the single process's episodes when its env is seeded from ``base + a * R``;
+    concatenating the shards' episodes in position order gives the single process's
+    :class:`~training.evaluation.results.EpisodeResults`, equal array for array.
+    :class:`training.evaluation.shard_log.ShardedLog` runs one per Ray worker, each reading
+    its own test queries from Parquet shards (``allocator evaluate --ray``; the tests check
+    the episodes on every baseline).
 
     Args:
         log: the pool log (or its pools).

@@ -1,22 +1,9 @@
 """Training checkpoints without pickle: tensors as safetensors, the rest as JSON, hashed.
 
 SB3's ``model.save`` writes a ``.zip`` of cloudpickle that runs code when loaded (a
-modified checkpoint ran a shell command on ``allocator train --resume``). A checkpoint
-here is a folder ``<prefix>_<num_timesteps>/``:
-
-===========================  ============================================================
-file                         content
-===========================  ============================================================
-``policy.safetensors``       the policy's ``state_dict`` (actor, critic, their heads)
-``optimizer.safetensors``    the optimizer's per-parameter tensors (Adam's moments, step)
-``normalization.npz``        with observation normalisation: its running mean, var, count
-``checkpoint.json``          format, ``num_timesteps``, ``n_updates``, the training
-                             settings, the optimizer's parameter groups, the sha256 of
-                             every other file (written last: a folder without it is
-                             incomplete)
-===========================  ============================================================
-
-Resuming (:func:`load_checkpoint`) builds a fresh model from the run's settings (which
+modified checkpoint ran a shell command on ``allocator train --resume``).
+:func:`save_checkpoint` writes a folder of safetensors and hashed JSON (its docstring lists
+the files); :func:`load_checkpoint` builds a fresh model from the run's settings (which
 must equal the checkpoint's, :data:`MODEL_SETTINGS`), checks every hash, and loads the
 tensors into it; nothing is unpickled and SB3's ``.zip`` is never read.
 """
@@ -62,6 +49,20 @@ _OWNER = "train_policy"
 def save_checkpoint(model: MaskablePPO, path: Path, config: TrainConfig,
                     normalizer: VecNormalize | None) -> Path:
     """Write the model's checkpoint folder atomically (a staging folder renamed).
+
+    The folder ``<prefix>_<num_timesteps>/`` holds:
+
+    ===========================  ============================================================
+    file                         content
+    ===========================  ============================================================
+    ``policy.safetensors``       the policy's ``state_dict`` (actor, critic, their heads)
+    ``optimizer.safetensors``    the optimizer's per-parameter tensors (Adam's moments, step)
+    ``normalization.npz``        with observation normalisation: its running mean, var, count
+    ``checkpoint.json``          format, ``num_timesteps``, ``n_updates``, the training
+                                 settings, the optimizer's parameter groups, the sha256 of
+                                 every other file (written last: a folder without it is
+                                 incomplete)
+    ===========================  ============================================================
 
     Returns:
         The checkpoint folder.

@@ -1,22 +1,7 @@
 """The settings of ``allocator train``: one frozen dataclass, loadable from TOML.
 
-Every field has a default that suits a log of a few hundred queries: with the defaults,
-training on ~200 training queries takes about a minute on 2 CPU cores (MaskablePPO on the
-numpy-batched replay environment runs at roughly 40-50k environment steps per second
-there). A TOML file holds any subset of the fields as top-level keys; unknown keys are
-refused with an error that names them (a typo must not silently train with a default)::
-
-    # config.toml
-    total_timesteps = 1_000_000
-    lambda_range = [0.0001, 0.3]
-    lambda_sampling = "log-uniform"
-    net_arch = [64, 64]
-    seed = 3
-
-Lambda is the price of one *cost unit*, the log's mean sample cost (see
-:class:`allocator.envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
-one correct answer. An episode's reward is ``correct - lambda * cost`` summed over its
-steps, so the discount is 1 (episodic cost accounting, nothing to discount).
+:class:`TrainConfig` documents every hyperparameter and its default (and what lambda
+means); :meth:`TrainConfig.from_toml` reads any subset of its fields from a TOML file.
 """
 
 from __future__ import annotations
@@ -53,6 +38,15 @@ def _is_number(value: object) -> bool:
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of a training run (MaskablePPO on the batched replay env).
+
+    Every field has a default that suits a log of a few hundred queries (the demo's training
+    time is in the README; ``benchmarks/oracle_latency.py`` measures MaskablePPO's
+    environment steps per second).
+
+    Lambda is the price of one *cost unit*, the log's mean sample cost (see
+    :class:`envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
+    one correct answer. An episode's reward is ``correct - lambda * cost`` summed over its
+    steps, so the discount is 1 (episodic cost accounting, nothing to discount).
 
     Attributes:
         total_timesteps: environment steps to train for (all sub-environments together;
@@ -302,7 +296,17 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        """Read a TOML file of top-level ``field = value`` lines (see the module docstring).
+        """Read a TOML file of top-level ``field = value`` lines.
+
+        A TOML file holds any subset of the fields as top-level keys; unknown keys are
+        refused with an error that names them (a typo must not silently train with a default)::
+
+            # config.toml
+            total_timesteps = 1_000_000
+            lambda_range = [0.0001, 0.3]
+            lambda_sampling = "log-uniform"
+            net_arch = [64, 64]
+            seed = 3
 
         Raises:
             ParameterError: for an unknown key, an invalid value or invalid TOML.

@@ -1,22 +1,10 @@
 """Export a trained MaskablePPO policy as a bundle: safetensors weights + JSON manifest.
 
 SB3's own ``.zip`` holds cloudpickle and runs code when loaded: it is never shipped.
-The bundle keeps the actor only (``mlp_extractor.policy_net.*`` and ``action_net.*``
-from the policy's ``state_dict``), which :class:`allocator.learned.MLPPolicyNetwork`
-runs in numpy.
-
-Precision: the weights are exported as float32, bit for bit the trained parameters
-(float64 copies would add no information). The runtime upcasts them and computes in
-float64: torch computes the same function in float32, so the two differ by torch's own
-rounding only, which is closer to ``MaskablePPO.predict`` than a float32 numpy pass
-(whose summation order differs from torch's kernels) gets. A decision can only differ
-where the two best allowed logits are within ~1e-6; the export test checks equality on
-more than 10,000 replayed states (see :mod:`allocator.learned`).
-
-Supported policies: ``MlpPolicy`` with a flatten features extractor over a 1-D ``Box``
-observation, dense hidden layers with one activation among tanh (SB3's default) and
-ReLU, and a ``Discrete`` action space. Observation normalisation by a ``VecNormalize``
-(the model's env, or the one given) is exported with its statistics.
+:func:`export_bundle` keeps the actor only (``mlp_extractor.policy_net.*`` and
+``action_net.*`` from the policy's ``state_dict``), which
+:class:`allocator.learned.MLPPolicyNetwork` runs in numpy; its docstring says which
+policies are supported and how precision is kept.
 """
 
 from __future__ import annotations
@@ -210,6 +198,19 @@ def export_bundle(
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s policy as a bundle (see :mod:`allocator.bundle`).
+
+    Supported policies: ``MlpPolicy`` with a flatten features extractor over a 1-D ``Box``
+    observation, dense hidden layers with one activation among tanh (SB3's default) and
+    ReLU, and a ``Discrete`` action space. Observation normalisation by a ``VecNormalize``
+    (the model's env, or the one given) is exported with its statistics.
+
+    Precision: the weights are exported as float32, bit for bit the trained parameters
+    (float64 copies would add no information). The runtime upcasts them and computes in
+    float64: torch computes the same function in float32, so the two differ by torch's own
+    rounding only, which is closer to ``MaskablePPO.predict`` than a float32 numpy pass
+    (whose summation order differs from torch's kernels) gets. A decision can only differ
+    where the two best allowed logits are within ~1e-6; the export test checks equality on
+    more than 10,000 replayed states (see :mod:`allocator.learned`).
 
     Args:
         model: the trained MaskablePPO (``MlpPolicy``) whose observation is the

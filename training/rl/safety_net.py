@@ -1,41 +1,11 @@
 """The safety net of ``allocator train``: export the learned policy only where it earns it.
 
-A learned allocator is worth deploying only if it is never worse than what a user could
-run without training. After training, :func:`compare_on_validation` replays the learned
-policy (along its lambda sweep) and every deployable baseline (every registered
-deterministic baseline, each at the settings its sweep builder
-:func:`allocator.training.evaluation.baselines.build_sweep` chooses on the *fitting* queries) on
-the *validation* queries: a deterministic share of the training queries that the policy
-was not trained on (:func:`allocator.training.rl.calibrate.validation_split`, shared with the
-calibration). The held-out test queries are never used.
-
-The rule (:func:`choose`), on the validation queries. The learned policy is the default
-(it is what the user trained); a baseline replaces it only on evidence, beyond the noise
-of a validation split that is often a few dozen queries:
-
-- the **envelope** is the Pareto front of every baseline point; the **target** is its top
-  (the best accuracy any baseline reaches; majority-of-all or better);
-- **noise**: ``margin`` is the 95% half-width (1.96 standard errors over queries) of the
-  paired accuracy difference between the learned policy's most accurate point and the
-  target point (both replayed on the same queries and orders, so the queries' difficulty
-  cancels); without per-query results, of the target point's own accuracy;
-- the **baseline** bundle is exported when (1) the learned front never reaches
-  ``target - margin``, or (2) it is **significantly below** an envelope point: at that
-  point's cost, the learned front's accuracy (per query, interpolated between the two
-  learned points around that cost; the cheapest learned point where the baseline point
-  is cheaper than all of them) is below the point's by more than ``z`` standard errors of
-  the paired per-query difference (without per-query results, ``z`` times the point's
-  own standard error). The envelope has many points and each is a chance for noise to
-  look like a gap, so ``z`` holds the family of tests at the 95% level of one
-  (Bonferroni over the ``k`` points tested, one-sided at 2.5% as 1.96 is for one point:
-  :func:`critical_z`, 1.96 for one point, 2.81 for ten, 3.14 for thirty). A baseline
-  that reaches the target at less cost is such a point wherever the gap is beyond noise;
-  a cost difference inside the noise is not evidence;
-- the exported baseline is the cheapest baseline setting reaching ``target - margin``
-  (an actual setting, not an interpolation); otherwise the **learned** bundle is exported.
-
-The decision, its reason and the validation numbers go into ``report.json``
-(``extra.safety_net``) and are printed.
+A learned allocator is worth deploying only if it is never worse than what a user could run
+without training. :func:`compare_on_validation` replays the learned policy and every
+deployable baseline on the validation queries, and :func:`choose` applies the rule (its
+docstring states it): the learned policy is exported unless a baseline beats it beyond the
+noise of the validation split. The decision, its reason and the validation numbers go into
+``report.json`` (``extra.safety_net``) and are printed.
 """
 
 from __future__ import annotations
@@ -262,7 +232,32 @@ def significantly_below(learned: Sequence[Candidate], envelope: Sequence[Candida
 
 def choose(learned: Sequence[Candidate], baselines: Sequence[Candidate]
            ) -> SafetyNetDecision:
-    """Apply the safety net's rule (module docstring) to validation points.
+    """Apply the safety net's rule to validation points.
+
+    The rule, on the validation queries. The learned policy is the default
+    (it is what the user trained); a baseline replaces it only on evidence, beyond the noise
+    of a validation split that is often a few dozen queries:
+
+    - the **envelope** is the Pareto front of every baseline point; the **target** is its top
+      (the best accuracy any baseline reaches; majority-of-all or better);
+    - **noise**: ``margin`` is the 95% half-width (1.96 standard errors over queries) of the
+      paired accuracy difference between the learned policy's most accurate point and the
+      target point (both replayed on the same queries and orders, so the queries' difficulty
+      cancels); without per-query results, of the target point's own accuracy;
+    - the **baseline** bundle is exported when (1) the learned front never reaches
+      ``target - margin``, or (2) it is **significantly below** an envelope point: at that
+      point's cost, the learned front's accuracy (per query, interpolated between the two
+      learned points around that cost; the cheapest learned point where the baseline point
+      is cheaper than all of them) is below the point's by more than ``z`` standard errors of
+      the paired per-query difference (without per-query results, ``z`` times the point's
+      own standard error). The envelope has many points and each is a chance for noise to
+      look like a gap, so ``z`` holds the family of tests at the 95% level of one
+      (Bonferroni over the ``k`` points tested, one-sided at 2.5% as 1.96 is for one point:
+      :func:`critical_z`, 1.96 for one point, 2.81 for ten, 3.14 for thirty). A baseline
+      that reaches the target at less cost is such a point wherever the gap is beyond noise;
+      a cost difference inside the noise is not evidence;
+    - the exported baseline is the cheapest baseline setting reaching ``target - margin``
+      (an actual setting, not an interpolation); otherwise the **learned** bundle is exported.
 
     Args:
         learned: the learned policy's points (one per lambda).
@@ -355,6 +350,13 @@ def compare_on_validation(
     progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[SafetyNetDecision, Policy]:
     """Replay the learned policy and every baseline on the validation queries; decide.
+
+    After training, this replays the learned policy (along its lambda sweep) and every
+    deployable baseline (every registered deterministic baseline, each at the settings its
+    sweep builder :func:`training.evaluation.baselines.build_sweep` chooses on the *fitting*
+    queries) on the *validation* queries: a deterministic share of the training queries that
+    the policy was not trained on (:func:`training.rl.calibrate.validation_split`, shared
+    with the calibration). The held-out test queries are never used.
 
     Args:
         log: the training log.

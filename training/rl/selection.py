@@ -1,19 +1,8 @@
 """Model selection on the validation queries: keep the best policy PPO passed through.
 
-PPO's last iterate is not always its best: on a few hundred training queries it can
-drift away from the warm start's behaviour-cloned baseline (see
-:mod:`allocator.training.rl.warm_start`) and end below it. As Stable-Baselines3's ``EvalCallback``
-keeps a best model, :class:`ValidationSelector` scores the policy on the **validation**
-queries (carved from the training queries by
-:func:`allocator.training.rl.calibrate.validation_split`; the test queries are never used) when PPO
-starts (the warm-started policy) and every ``every`` steps, and at the end puts back the
-weights (and observation statistics) of the best-scoring one.
-
-The score is the policy's own objective averaged over its price sweep: for each lambda
-of ``lambdas``, the validation replay's mean correctness minus lambda times its mean
-cost in cost units (``cost / cost_unit``), averaged over the lambdas. Each lambda is the
-price in the policy's state, as in training, on seeded orders distinct from the
-training, safety-net and test orders.
+:class:`ValidationSelector` (a Stable-Baselines3 callback) scores the policy on the
+validation queries (:func:`validation_score`) when PPO starts and every ``every`` steps,
+and at the end puts back the best-scoring weights; the test queries are never used.
 """
 
 from __future__ import annotations
@@ -57,9 +46,15 @@ class ModelPolicy(Policy):
 def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndarray | None,
                      lambdas: Sequence[float], *, cost_unit: float, verify_cost: float,
                      n_orders: int, seed: int) -> float:
-    """The model's mean over ``lambdas`` of validation accuracy - lambda * cost units
-    (module docstring)."""
-    from allocator.training.evaluation.replay import ReplayEvaluator
+    """The model's mean over ``lambdas`` of validation accuracy - lambda * cost units.
+
+    The score is the policy's own objective averaged over its price sweep: for each lambda
+    of ``lambdas``, the validation replay's mean correctness minus lambda times its mean
+    cost in cost units (``cost / cost_unit``), averaged over the lambdas. Each lambda is the
+    price in the policy's state, as in training, on seeded orders distinct from the
+    training, safety-net and test orders.
+    """
+    from training.evaluation.replay import ReplayEvaluator
 
     policy = ModelPolicy(model)
     rewards = []
@@ -74,6 +69,14 @@ def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndar
 
 class ValidationSelector(BaseCallback):
     """Score the policy on the validation queries during training; keep the best.
+
+    PPO's last iterate is not always its best: on a few hundred training queries it can
+    drift away from the warm start's behaviour-cloned baseline (see
+    :mod:`training.rl.warm_start`) and end below it. As Stable-Baselines3's ``EvalCallback``
+    keeps a best model, this scores the policy on the **validation** queries (carved from
+    the training queries by :func:`training.rl.calibrate.validation_split`; the test queries
+    are never used) when PPO starts (the warm-started policy) and every ``every`` steps, and
+    at the end puts back the weights (and observation statistics) of the best-scoring one.
 
     The replay settings (pools, cost unit, verify cost) are the training environment's,
     read when training starts.

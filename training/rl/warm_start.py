@@ -1,22 +1,12 @@
 """Warm start: behaviour cloning of the best baseline at every price, before PPO.
 
 PPO from a random network spends most of its budget rediscovering what a good stopping
-rule already knows, and at small prices (where the accuracy/cost trade-offs of most logs
-sit) it often never gets there. So training starts from the best deployable baseline:
-
-1. :func:`fit_expert` replays every baseline setting that applies to the log (the
-   evaluator's sweep builders, :mod:`allocator.training.evaluation.baselines`) on the *training*
-   queries, and keeps their mean accuracy and cost. At a price ``lambda`` the expert plays
-   the setting with the best ``accuracy - lambda * cost`` (cost in cost units): the best
-   baseline at that price, as measured on the training queries.
-2. :func:`clone_expert` rolls the expert out in the training environment (prices drawn as
-   in training), then fits the policy network to its actions (cross-entropy of the masked
-   action distribution) and the value network to its returns-to-go (squared error), so
-   that PPO starts from the expert with a critic that already knows what its states are
-   worth.
-
-PPO then improves on the expert with everything the baselines cannot use (the prior, the
-cost spent, several arms and the verifier at once). No test query is used anywhere.
+rule already knows, and at small prices (where the trade-offs of most logs sit) it often
+never gets there. So training starts from the best deployable baseline at each price,
+measured on the training queries (:func:`fit_expert`) and cloned into the policy and value
+networks (:func:`clone_expert`); PPO then improves on it with everything the baselines
+cannot use (the prior, the cost spent, several arms and the verifier at once). No test
+query is used anywhere.
 """
 
 from __future__ import annotations
@@ -99,6 +89,12 @@ def fit_expert(pools: ReplayPools, train: np.ndarray, prior: np.ndarray | None, 
                policies: Sequence[str] | None = None) -> PricedExpert:
     """The best-baseline-at-every-price expert, measured on the training queries.
 
+    Replays every baseline setting that applies to the log (the evaluator's sweep builders,
+    :mod:`training.evaluation.baselines`) on the *training* queries, and keeps their mean
+    accuracy and cost. At a price ``lambda`` the expert plays the setting with the best
+    ``accuracy - lambda * cost`` (cost in cost units): the best baseline at that price, as
+    measured on the training queries.
+
     Args:
         pools: the log's pools.
         train: indices of the training queries.
@@ -180,6 +176,11 @@ def _roll_out(env: VecEnv, expert: PricedExpert, steps: int) -> _Rollout:
 def clone_expert(model: MaskablePPO, expert: PricedExpert, *, steps: int, epochs: int = 10,
                  batch_size: int = 2048, seed: int = 0) -> dict[str, float]:
     """Fit ``model``'s policy to the expert's actions and its critic to their returns.
+
+    Rolls the expert out in the training environment (prices drawn as in training), then
+    fits the policy network to its actions (cross-entropy of the masked action distribution)
+    and the value network to its returns-to-go (squared error), so that PPO starts from the
+    expert with a critic that already knows what its states are worth.
 
     Args:
         model: a fresh MaskablePPO on the training env (its observation normaliser, if
