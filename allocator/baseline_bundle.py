@@ -99,7 +99,8 @@ def write_baseline_bundle(
     """Export a baseline policy at one setting as a bundle (no weights).
 
     ``allocator train``'s safety net exports a baseline where it beats the learned policy on
-    the validation queries (see :mod:`training.rl.pipeline`). Such a bundle holds no weights:
+    the validation queries (see :mod:`allocator.training.rl.pipeline`). Such a bundle holds no
+    weights:
     its manifest's ``policy`` field names the policy and its parameters::
 
         "policy": {"kind": "baseline", "name": "adaptive-consistency",

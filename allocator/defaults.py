@@ -1,6 +1,6 @@
 """The oracle's defaults that a bundle records: the uninformed prior and the sample cap.
 
-Two optional manifest fields, written at export (:mod:`training.rl.export`) and read by
+Two optional manifest fields, written at export (:mod:`allocator.training.rl.export`) and read by
 :class:`allocator.oracle.BudgetOracle` (rules: :meth:`~allocator.oracle.BudgetOracle.prior_for`
 and :meth:`~allocator.oracle.BudgetOracle.sample_caps`):
 

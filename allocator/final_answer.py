@@ -2,8 +2,8 @@
 
 :func:`final_answers` says which answers are tied for the final answer (:func:`leaders` of
 a table), :func:`credit` what a final answer is worth in replay. Each rule has a scalar
-form (a session, :class:`envs.ReplayEnv`) and a form over a batch of rows
-(:class:`envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``, the ``*_rows``
+form (a session, :class:`allocator.envs.ReplayEnv`) and a form over a batch of rows
+(:class:`allocator.envs.BatchedReplayVecEnv`: answers as columns ``0..K-1``, the ``*_rows``
 functions); tests check that the two agree on random states. Imports numpy only.
 """
 

@@ -1,7 +1,7 @@
 """Decisions per second of the replay evaluator, on one core, as ratios to a naive loop.
 
 Each baseline at its defaults is replayed on R seeded orders of every query by
-:class:`training.evaluation.replay.ReplayEvaluator` (:func:`run` defines a decision and
+:class:`allocator.training.evaluation.replay.ReplayEvaluator` (:func:`run` defines a decision and
 the timing) and by a plain Python loop, the baseline of the ratios (:func:`naive_replay`).
 Logs: a synthetic log (built here: 1,000 queries, arm 0 with 40 samples per query) and,
 when ``../shared/data/public-logs`` is here, date / gpt-3.5-turbo / cot1_40 (369 queries
@@ -150,7 +150,7 @@ def run(name: str, log: AttemptLog, naive_queries: int) -> None:
 
     A *decision* is one policy action in one episode: every attempt drawn plus the final
     STOP, i.e. ``results.samples.sum() + results.samples.size`` for a
-    :class:`training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
+    :class:`allocator.training.evaluation.replay.ReplayEvaluator` run. Each baseline at its defaults
     (``fixed-n`` with n = 5, ``adaptive-consistency``, ``esc``, ``confidence-threshold``,
     ``difficulty-binned``, the last reading a constant 0.5 prior) is replayed on R seeded
     orders of every query: one warm-up run, then the best of 3 timed runs. The first run

@@ -224,7 +224,7 @@ def main() -> None:
     """Measure the oracle and print the table.
 
     1. A small MaskablePPO is trained (about 30k steps, one torch thread) on
-       ``envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
+       ``allocator.envs.BatchedReplayVecEnv`` over a synthetic log and exported as a bundle in a
        temporary directory; or the bundle given as ``argv[1]`` is used (then the training
        row is skipped).
     2. In fresh subprocesses (``sys.executable -c ...``): the wall time of

@@ -1,7 +1,8 @@
 """The learned allocator's quality bar on the real logs (issue 4), measured, not assumed.
 
 For each log of :data:`LOGS`, ``allocator train``'s pipeline
-(:func:`training.rl.pipeline.run_training`) splits the queries in half, fits the difficulty
+(:func:`allocator.training.rl.pipeline.run_training`) splits the queries in half, fits the
+difficulty
 predictor on the training half, trains MaskablePPO, exports the bundle and evaluates it
 against every baseline on the held-out half (20 seeded orders per query, bootstrap
 intervals over queries); :func:`quality_bar` applies the bar. Each trained log also writes
@@ -203,9 +204,11 @@ def quality_bar(report: dict[str, Any], *, rich: bool = False) -> dict[str, Any]
     """The three checks of the bar, from an evaluation report.
 
     The headline is measured against the **envelope** (the front of every deployable baseline
-    at every setting on the held-out queries; :mod:`training.evaluation.pareto`): the target
+    at every setting on the held-out queries; :mod:`allocator.training.evaluation.pareto`): the
+    target
     accuracy is the envelope's top, and "reaching" it means non-inferior at 95% on the paired
-    difference with AC(0.95) (:func:`training.evaluation.pareto.reaches`, the one definition).
+    difference with AC(0.95) (:func:`allocator.training.evaluation.pareto.reaches`, the one
+    definition).
 
     1. **nowhere below a baseline**: at every deployable baseline point's mean cost inside
        the learned front's cost range, the learned front's (interpolated) accuracy is not

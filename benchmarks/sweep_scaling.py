@@ -96,9 +96,10 @@ def replay_scaling(attempts: int) -> None:
     this half): a simulated log of that many attempts (two arms, 24 attempts per query)
     written as 8 Parquet shards; Adaptive-Consistency replayed on one order of every test
     query (half the queries), as ``allocator evaluate`` replays each policy: in one process
-    (the whole log read with :func:`~training.evaluation.shards.read_log_shards`, its
-    pools, :class:`~training.evaluation.replay.ReplayEvaluator`) and as ``allocator evaluate
-    --ray 8`` does it on 2 CPUs (:class:`~training.evaluation.shard_log.ShardedLog`: the
+    (the whole log read with :func:`~allocator.training.evaluation.shards.read_log_shards`, its
+    pools, :class:`~allocator.training.evaluation.replay.ReplayEvaluator`) and as ``allocator
+    evaluate
+    --ray 8`` does it on 2 CPUs (:class:`~allocator.training.evaluation.shard_log.ShardedLog`: the
     driver reads the outline and the training queries' rows, 8 Ray workers read their own
     test queries from the shards and replay them). Each runs in a fresh process; printed:
     the time from reading the log to the episodes, the log's attempts per second, whether

@@ -132,7 +132,7 @@ class DifficultyPredictor(BaseEstimator):
     - **Cross-fitting**: :func:`cross_fit_predict` gives out-of-fold predictions for the
       training queries (k-fold over queries, seeded), so that nothing downstream (the RL
       policy) trains on the predictor's in-sample output.
-    - **Metrics** (`training.difficulty_metrics`) on held-out queries: Spearman with the
+    - **Metrics** (`allocator.training.difficulty_metrics`) on held-out queries: Spearman with the
       empirical solve rate, AUROC for never-solved queries, attempt-weighted Brier score
       against a constant-per-arm baseline, and expected calibration error.
     - **Persistence** without pickle: :meth:`DifficultyPredictor.save` writes

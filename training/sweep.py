@@ -64,10 +64,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from training.rl.config import TrainConfig
-from training.sweep_config import SweepSpec
-from training.sweep_data import SweepData
-from training.sweep_results import (
+from allocator.training.rl.config import TrainConfig
+from allocator.training.sweep_config import SweepSpec
+from allocator.training.sweep_data import SweepData
+from allocator.training.sweep_results import (
     METRIC,
     best_trial,
     ensure_experiment,

@@ -191,7 +191,8 @@ def read_sweep_spec(path: str | Path) -> SweepSpec:
     A distribution is one of ``choice`` (a list of values), ``grid`` (every value, each
     combined with the other grids and repeated ``trials`` times: Tune's ``grid_search``),
     ``uniform``, ``loguniform`` (``[low, high]`` floats) or ``randint`` (``[low, high)``
-    integers). Any field of :class:`training.rl.config.TrainConfig` may be set in ``[base]``
+    integers). Any field of :class:`allocator.training.rl.config.TrainConfig` may be set in
+    ``[base]``
     or searched, except those that would move the split between training and test queries
     (``test_fraction``, ``validation_fraction``): every trial is scored on the same
     validation queries and the best one is evaluated on the same test queries. ``seed`` in

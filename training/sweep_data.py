@@ -1,7 +1,7 @@
 """What every trial of ``allocator sweep`` shares: :class:`SweepData`.
 
-A module of its own so that the search (:mod:`training.sweep`, which builds it) and its
-results (:mod:`training.sweep_results`, which reads it) both import it without importing
+A module of its own so that the search (:mod:`allocator.training.sweep`, which builds it) and its
+results (:mod:`allocator.training.sweep_results`, which reads it) both import it without importing
 each other.
 """
 

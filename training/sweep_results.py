@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.sweep_config import SweepSpec
-from training.sweep_data import SweepData
+from allocator.training.sweep_config import SweepSpec
+from allocator.training.sweep_data import SweepData
 
 __all__ = ["BEST_BUNDLE", "METRIC", "best_trial", "ensure_experiment", "evaluate_best",
            "export_best", "log_best", "mlflow_globals_kept", "read_trials",

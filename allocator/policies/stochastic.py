@@ -1,6 +1,6 @@
 """Stochastic policies: exploration around a base policy, for logging decisions.
 
-Off-policy estimators (:mod:`training.evaluation.off_policy`) evaluate a policy only on
+Off-policy estimators (:mod:`allocator.training.evaluation.off_policy`) evaluate a policy only on
 actions the logging policy could take; :class:`EpsilonGreedy` (``epsilon-greedy``) wraps
 any policy, explores, and says exactly how likely each action was.
 """
@@ -47,7 +47,8 @@ def sample_actions(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarra
 class EpsilonGreedy(Policy):
     """Follow a base policy with probability ``1 - epsilon``, else explore uniformly.
 
-    Off-policy estimators (:mod:`training.evaluation.off_policy`) can only evaluate a policy
+    Off-policy estimators (:mod:`allocator.training.evaluation.off_policy`) can only evaluate a
+    policy
     from decisions a *logging* policy took if the logging policy gives every action the
     evaluated policy might take a probability above zero. A deterministic baseline gives one
     action probability 1 and every other 0, so logs written by it only evaluate itself.
@@ -69,7 +70,7 @@ class EpsilonGreedy(Policy):
     the ``seed`` field when the policy is built. A freshly built policy therefore replays the
     same draws; every call advances its generator (two equal policies that were called a
     different number of times draw differently). :meth:`EpsilonGreedy.probabilities` is
-    deterministic. :func:`training.evaluation.decision_log.record_decisions` does not use
+    deterministic. :func:`allocator.training.evaluation.decision_log.record_decisions` does not use
     the policy's generator: it draws every action from :meth:`~EpsilonGreedy.probabilities`
     with generators derived from its own ``seed``, so a decision log is reproducible whatever
     the policy object was used for before.

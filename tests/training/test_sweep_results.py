@@ -1,9 +1,9 @@
 """The sweep's best trial is calibrated and evaluated at the sweep's verifier cost, the
 one its trials were scored with (as ``allocator train`` passes its ``verify_cost``).
 
-:func:`training.sweep_results.evaluate_best` is called directly (no Ray) on a tiny
+:func:`allocator.training.sweep_results.evaluate_best` is called directly (no Ray) on a tiny
 trained bundle and a :class:`training.sweep_data.SweepData` built by hand; the sweep's
-verify cost itself comes from :func:`training.sweep.prepare_data` (which imports Ray).
+verify cost itself comes from :func:`allocator.training.sweep.prepare_data` (which imports Ray).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from tiny_policy import LAMBDA_RANGE, train_tiny_policy
 
 from allocator.bundle import read_bundle
 from allocator.logs.synthetic import SyntheticConfig, generate
+from allocator.training.rl.export import export_bundle
+from allocator.training.sweep_config import spec_from_dict
+from allocator.training.sweep_data import SweepData
+from allocator.training.sweep_results import METRIC, evaluate_best
 from tests.conftest import require_ray
-from training.rl.export import export_bundle
-from training.sweep_config import spec_from_dict
-from training.sweep_data import SweepData
-from training.sweep_results import METRIC, evaluate_best
 
 #: A price per verified candidate no log's default (0 here: scores, no verdicts) gives.
 VERIFY_COST = 3.0
@@ -54,9 +54,9 @@ def test_the_sweeps_verify_cost_is_base_s_as_allocator_train_s() -> None:
     """``[base] verify_cost`` prices VERIFY for the whole sweep, as ``allocator train``'s
     ``verify_cost`` does for its run; unset, the log's verdicts' mean cost (0 here)."""
     require_ray()
-    from envs.pools import log_verify_cost
-    from training.rl.config import TrainConfig
-    from training.sweep import prepare_data
+    from allocator.envs.pools import log_verify_cost
+    from allocator.training.rl.config import TrainConfig
+    from allocator.training.sweep import prepare_data
 
     log = generate(SyntheticConfig(n_queries=40, with_scores=True), seed=1)
     given, _ = prepare_data(log, TrainConfig(verify_cost=VERIFY_COST))

@@ -5,9 +5,10 @@ function of the :class:`BaselineContext` (the log's pools, the training queries,
 prior) that returns the settings to replay on the held-out queries, deciding everything
 (arm, thresholds, a fitted prior) on the training queries only. :func:`per_arm_sweep` is
 the default builder, :func:`register_sweep` registers others. This module holds the
-machinery; import :mod:`training.evaluation.baselines`, which also registers the builders
-of :mod:`~training.evaluation.baselines_schedules`,
-:mod:`~training.evaluation.baselines_verifier` and :mod:`~training.evaluation.baselines_vote`.
+machinery; import :mod:`allocator.training.evaluation.baselines`, which also registers the builders
+of :mod:`~allocator.training.evaluation.baselines_schedules`,
+:mod:`~allocator.training.evaluation.baselines_verifier` and
+:mod:`~allocator.training.evaluation.baselines_vote`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ``blend-asc`` (:func:`blend_asc_sweep`) and ``bayes-stop`` (:func:`bayes_stop_sweep`) read
 only ``context.train`` (the held-out queries are never looked at) and are swept on every
 arm; on a multi-arm log the settings on the training queries' front are kept
-(:func:`training.evaluation.baselines.train_front`). Registered on import (the last line of
-:mod:`training.evaluation.baselines` imports this module).
+(:func:`allocator.training.evaluation.baselines.train_front`). Registered on import (the last line
+of
+:mod:`allocator.training.evaluation.baselines` imports this module).
 """
 
 from __future__ import annotations

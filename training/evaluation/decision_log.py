@@ -4,8 +4,8 @@ A *pool log* (:class:`allocator.logs.table.AttemptLog`) holds many attempts per 
 replays any policy exactly. A *decision log* (:class:`DecisionLog`, whose docstring lists
 its columns) is what a deployed policy leaves behind: one path per query, with the
 probability the policy gave each action; off-policy estimators
-(:mod:`training.evaluation.off_policy`) evaluate other policies from it.
-:func:`record_decisions` writes one by running a policy in :class:`envs.ReplayEnv` on a
+(:mod:`allocator.training.evaluation.off_policy`) evaluate other policies from it.
+:func:`record_decisions` writes one by running a policy in :class:`allocator.envs.ReplayEnv` on a
 pool log (how the estimators are validated: there replay gives the truth);
 :func:`write_decisions` and :func:`read_decisions` store it.
 """

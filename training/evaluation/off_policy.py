@@ -1,6 +1,6 @@
 """Off-policy estimators: the value of a policy from decisions another policy took.
 
-A decision log (:class:`training.evaluation.decision_log.DecisionLog`) holds one path per
+A decision log (:class:`allocator.training.evaluation.decision_log.DecisionLog`) holds one path per
 episode, taken by a *logging* policy that recorded the probability of every action. The
 estimators (:class:`IPS`, :class:`SNIPS`, :class:`PerDecisionIPS`, :class:`DoublyRobust`)
 give the mean value of a *target* policy from it, in the style of Open Bandit Pipeline:

@@ -1,7 +1,7 @@
 """A log stored as Parquet shards, evaluated by Ray workers that read their own shards.
 
 ``allocator evaluate --ray`` evaluates a :class:`ShardedLog` (a view of the log that
-:func:`training.evaluation.evaluate.evaluate` takes in place of an
+:func:`allocator.training.evaluation.evaluate.evaluate` takes in place of an
 :class:`~allocator.logs.table.AttemptLog`): the driver reads an outline and the training
 queries' rows, each Ray worker the rows of its own test queries, and the report is the
 single process's, byte for byte. :class:`ShardedLog` says what each side reads.
@@ -204,9 +204,9 @@ class ShardedTestReplays:
 
 
 class ShardedLog:
-    """A folder of Parquet shards, as :func:`~training.evaluation.evaluate.evaluate`
+    """A folder of Parquet shards, as :func:`~allocator.training.evaluation.evaluate.evaluate`
     reads it with Ray workers: the methods of
-    :class:`~training.evaluation.evaluate.LogInProcess`.
+    :class:`~allocator.training.evaluation.evaluate.LogInProcess`.
 
     The driver never holds the whole table:
 
@@ -221,7 +221,7 @@ class ShardedLog:
       the rows of **its own test queries** from the Parquet files that hold them (the
       outline says which; paths and query ids are sent, not data), and replays every
       policy, the fixed-N curves and the oracles there, seeded as the single process seeds
-      them (:class:`~training.evaluation.sharded.ShardEvaluator`); the driver concatenates
+      them (:class:`~allocator.training.evaluation.sharded.ShardEvaluator`); the driver concatenates
       their episodes in query order.
 
     Every partial log is coded as the whole log codes it (its arms, its answer vocabulary),

@@ -22,14 +22,15 @@ class ShardEvaluator(ReplayEvaluator):
     """A :class:`ReplayEvaluator` over the positions ``[offset, offset + len(queries))``
     of a larger evaluation, seeded as the larger evaluation seeds them.
 
-    :class:`~training.evaluation.replay.ReplayEvaluator` seeds the episode of the i-th
+    :class:`~allocator.training.evaluation.replay.ReplayEvaluator` seeds the episode of the i-th
     evaluation query in order ``r`` with ``seed * 1_000_003 + i * R + r`` (its batched env's
     sub-environment ``k`` gets ``base + k``), and each sub-environment draws from its own
     generator. A shard holding the evaluation positions ``[a, b)`` therefore replays exactly
     the single process's episodes when its env is seeded from ``base + a * R``;
     concatenating the shards' episodes in position order gives the single process's
-    :class:`~training.evaluation.results.EpisodeResults`, equal array for array.
-    :class:`training.evaluation.shard_log.ShardedLog` runs one per Ray worker, each reading
+    :class:`~allocator.training.evaluation.results.EpisodeResults`, equal array for array.
+    :class:`allocator.training.evaluation.shard_log.ShardedLog` runs one per Ray worker, each
+    reading
     its own test queries from Parquet shards (``allocator evaluate --ray``; the tests check
     the episodes on every baseline).
 

@@ -44,7 +44,7 @@ class TrainConfig:
     environment steps per second).
 
     Lambda is the price of one *cost unit*, the log's mean sample cost (see
-    :class:`envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
+    :class:`allocator.envs.ReplayEnv`): ``lambda = 0.1`` means ten samples of average cost are worth
     one correct answer. An episode's reward is ``correct - lambda * cost`` summed over its
     steps, so the discount is 1 (episodic cost accounting, nothing to discount).
 

@@ -1,9 +1,9 @@
 """The learning curve of a training run: what PPO's episodes earned as training went on.
 
-:class:`training.rl.train.TrainingMonitor` records, once per rollout, the mean return,
+:class:`allocator.training.rl.train.TrainingMonitor` records, once per rollout, the mean return,
 correctness, cost and samples of the episodes that ended in it (lambda drawn per episode
 from the training range, as the policy trains), and
-:class:`training.rl.selection.ValidationSelector` the policy's validation score (the score
+:class:`allocator.training.rl.selection.ValidationSelector` the policy's validation score (the score
 that picks the exported policy). :func:`write_learning_curve` keeps those records as
 ``learning_curve.json`` and draws them (:func:`plot_learning_curve`) as
 ``learning_curve.png`` beside the run's report.
@@ -57,7 +57,7 @@ def plot_learning_curve(rows: Sequence[dict[str, float]], path: str | os.PathLik
     Reading it: a curve still rising at the end says "train longer"; one that starts high
     (the warm start's cloned policy) and falls says the PPO phase undid the warm start.
     matplotlib is imported inside this function and pyplot is not used (as in
-    :mod:`training.evaluation.plots`).
+    :mod:`allocator.training.evaluation.plots`).
 
     Args:
         rows: :func:`curve_rows`' output.

@@ -353,9 +353,10 @@ def compare_on_validation(
 
     After training, this replays the learned policy (along its lambda sweep) and every
     deployable baseline (every registered deterministic baseline, each at the settings its
-    sweep builder :func:`training.evaluation.baselines.build_sweep` chooses on the *fitting*
+    sweep builder :func:`allocator.training.evaluation.baselines.build_sweep` chooses on the
+    *fitting*
     queries) on the *validation* queries: a deterministic share of the training queries that
-    the policy was not trained on (:func:`training.rl.calibrate.validation_split`, shared
+    the policy was not trained on (:func:`allocator.training.rl.calibrate.validation_split`, shared
     with the calibration). The held-out test queries are never used.
 
     Args:

@@ -54,7 +54,7 @@ def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndar
     price in the policy's state, as in training, on seeded orders distinct from the
     training, safety-net and test orders.
     """
-    from training.evaluation.replay import ReplayEvaluator
+    from allocator.training.evaluation.replay import ReplayEvaluator
 
     policy = ModelPolicy(model)
     rewards = []
@@ -72,9 +72,11 @@ class ValidationSelector(BaseCallback):
 
     PPO's last iterate is not always its best: on a few hundred training queries it can
     drift away from the warm start's behaviour-cloned baseline (see
-    :mod:`training.rl.warm_start`) and end below it. As Stable-Baselines3's ``EvalCallback``
+    :mod:`allocator.training.rl.warm_start`) and end below it. As Stable-Baselines3's
+    ``EvalCallback``
     keeps a best model, this scores the policy on the **validation** queries (carved from
-    the training queries by :func:`training.rl.calibrate.validation_split`; the test queries
+    the training queries by :func:`allocator.training.rl.calibrate.validation_split`; the test
+    queries
     are never used) when PPO starts (the warm-started policy) and every ``every`` steps, and
     at the end puts back the weights (and observation statistics) of the best-scoring one.
 

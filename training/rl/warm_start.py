@@ -90,7 +90,7 @@ def fit_expert(pools: ReplayPools, train: np.ndarray, prior: np.ndarray | None, 
     """The best-baseline-at-every-price expert, measured on the training queries.
 
     Replays every baseline setting that applies to the log (the evaluator's sweep builders,
-    :mod:`training.evaluation.baselines`) on the *training* queries, and keeps their mean
+    :mod:`allocator.training.evaluation.baselines`) on the *training* queries, and keeps their mean
     accuracy and cost. At a price ``lambda`` the expert plays the setting with the best
     ``accuracy - lambda * cost`` (cost in cost units): the best baseline at that price, as
     measured on the training queries.
