@@ -19,13 +19,15 @@ The steps, in order (:func:`run_sweep`):
    params, its scores and training curves as metrics; the store is
    ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
 5. the best finished trial (highest final validation score; ties: the first trial) is
-   exported to ``SWEEP_DIR/best-bundle`` through ``allocator train``'s safety net
+   calibrated on the validation queries into a new bundle, ``SWEEP_DIR/best-bundle``
+   (its default lambda; the trial's bundle is only read), and goes through
+   ``allocator train``'s safety net
    (:func:`training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
    where a baseline beats it on the validation queries, ``best-bundle/`` is that
    baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
    ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
-   policy's default lambda is calibrated on the validation queries and it is evaluated
-   on the **test** queries against every baseline as ``allocator train`` evaluates
+   policy is evaluated on the **test** queries against every baseline as
+   ``allocator train`` evaluates
    (``report.json``, ``pareto.png``, ``cost_distribution.png`` in ``SWEEP_DIR``); the
    exported bundle is logged to MLflow as one more run and optionally registered with
    an alias;
@@ -575,9 +577,10 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
     elif best is None:
         say("[red]no trial completed[/red]: no bundle exported (see sweep.json)")
     else:
-        bundle = export_best(best, sweep_dir)
+        bundle, lam = export_best(data, best, sweep_dir, say)
         safety, bundle, learned = safety_net_best(data, spec, best, bundle, predictor, say)
-        report, files = evaluate_best(data, spec, best, learned, sweep_dir, say, safety)
+        report, files = evaluate_best(data, spec, best, learned, sweep_dir, say, safety,
+                                      lam)
         logged = log_best(uri, experiment_id, best, report, files, bundle, register, alias)
         summary.update(best={k: v for k, v in best.items() if k[0] != "_"},
                        bundle=str(bundle), learned_bundle=str(learned),

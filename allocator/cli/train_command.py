@@ -99,7 +99,8 @@ def run_train(
                       f"{calibration['goal']}")
     else:
         console.print("[yellow]the bundle is not calibrated[/yellow]: its default lambda is "
-                      "the middle of its range (run `allocator calibrate`)")
+                      "the middle of its range (run `allocator calibrate BUNDLE LOG -o "
+                      "NEW_BUNDLE`)")
     console.print(f"trained {training['num_timesteps']:,} steps in "
                   f"{training['seconds']:.1f} s; bundle: {summary['bundle']}; report and "
                   f"plots in {run_dir}")

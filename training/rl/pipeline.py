@@ -13,19 +13,20 @@ The steps, in order (:func:`run_training`):
    checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
    the validation queries among those PPO passed through (the warm-started one
    included; :mod:`training.rl.selection`, ``select_every``);
-5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
-   difficulty predictor, the largest pool per arm the policy trained on and its
-   uninformed prior; no pickle);
+5. export the bundle (policy weights, observation statistics, the difficulty predictor,
+   the largest pool per arm the policy trained on and its uninformed prior; no pickle)
+   and calibrate its default lambda on the validation queries (by default the cheapest
+   lambda that reaches majority-of-all accuracy there,
+   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
+   the bundle, registered or not, is useful as is. Bundles are immutable: the exported
+   bundle goes to a temporary folder and the calibration writes the new, calibrated
+   bundle to ``RUN_DIR/bundle`` (without calibration the export goes there directly);
 5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
    compare the learned policy with every deployable baseline on the validation queries;
    where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
    ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
    best baseline at its best setting; ``report.json`` says which and why
    (``extra.safety_net``);
-5c. calibrate the learned bundle's default lambda on the same validation queries (by
-   default the cheapest lambda that reaches majority-of-all accuracy there,
-   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
-   the bundle, registered or not, is useful as is;
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
    (:func:`training.evaluation.evaluate.evaluate`), and the learned policy (whichever
    bundle was exported), loaded from its bundle as the runtime loads it, swept along
@@ -512,9 +513,11 @@ def run_training(
     return summary
 
 
-def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.ndarray,
-               config: TrainConfig, goal: float | str) -> dict[str, Any]:
-    """Calibrate the bundle on the validation queries (step 5); the calibration's summary.
+def _calibrate(source: Path, bundle: Path, log: AttemptLog, validation: np.ndarray,
+               prior: np.ndarray, config: TrainConfig, goal: float | str) -> dict[str, Any]:
+    """Calibrate the exported bundle ``source`` on the validation queries into the new
+    bundle ``bundle`` (step 5; the run's own, replaced if a resumed run wrote one); the
+    calibration's summary.
 
     ``goal``: a target mean cost per query, or ``"accuracy"`` (majority-of-all).
     """
@@ -526,12 +529,13 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if goal == "accuracy":
-            lam = calibrate_to_accuracy(bundle, log, validation, prior=prior,
-                                        seed=config.seed,
+            lam = calibrate_to_accuracy(source, log, validation, output=bundle,
+                                        overwrite=True, prior=prior, seed=config.seed,
                                         verify_cost=_verify_cost(log, config))
         else:
-            lam = calibrate(bundle, log, validation, float(goal), prior=prior,
-                            seed=config.seed, verify_cost=_verify_cost(log, config))
+            lam = calibrate(source, log, validation, float(goal), output=bundle,
+                            overwrite=True, prior=prior, seed=config.seed,
+                            verify_cost=_verify_cost(log, config))
     manifest = read_bundle(bundle).manifest
     calibration = manifest["calibration"]
     return {"lambda": lam, "mean_cost": manifest["calibrated_mean_cost"],
@@ -571,28 +575,31 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor),
                 "selection": None if selector is None else selector.summary()}
-    say(f"exporting the bundle to {run_dir / 'bundle'}")
     cost_unit = replay_env(model.get_env()).settings.cost_unit
-    bundle = _export(model, predictor, log, run_dir / "bundle", config, cost_unit,
-                     tracking.run_id,
-                     {"training_config": config.to_dict(),
-                      "validation": {"fraction": config.validation_fraction
-                                     if len(validation) else 0.0, "seed": config.seed,
-                                     "queries": len(validation)}})
-    learned_bundle, safety = bundle, None
     if len(validation) == 0 and (config.safety_net or calibration is not None):
         say("too few training queries to hold out validation queries: no safety net, "
             "not calibrated")
+    bundle = run_dir / "bundle"
+    extra = {"training_config": config.to_dict(),
+             "validation": {"fraction": config.validation_fraction if len(validation)
+                            else 0.0, "seed": config.seed, "queries": len(validation)}}
+    if calibration is not None and len(validation):
+        with tempfile.TemporaryDirectory(prefix="ttc-export-") as folder:
+            say("exporting the bundle, then calibrating the learned policy's default "
+                f"lambda on the {len(validation)} validation queries into {bundle}")
+            exported = _export(model, predictor, log, Path(folder) / "bundle", config,
+                               cost_unit, tracking.run_id, extra)
+            training["calibration"] = _calibrate(exported, bundle, log, validation, prior,
+                                                 config, calibration)
+    else:
+        say(f"exporting the bundle to {bundle}")
+        _export(model, predictor, log, bundle, config, cost_unit, tracking.run_id, extra)
+    learned_bundle, safety = bundle, None
     if config.safety_net and len(validation):
         safety, bundle, learned_bundle = apply_safety_net(
             log, bundle, fit, validation, prior, predictor, config, cost_unit,
             tracking.run_id, say)
     training["exported"] = "learned" if safety is None else safety.exported
-    if calibration is not None and len(validation):
-        say(f"calibrating the learned policy's default lambda on the {len(validation)} "
-            "validation queries")
-        training["calibration"] = _calibrate(learned_bundle, log, validation, prior, config,
-                                             calibration)
     say("evaluating on the held-out queries")
     report, chosen = _evaluate_trained(log, log_path, run_dir, learned_bundle, test, prior,
                                        config, say)
