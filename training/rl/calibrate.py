@@ -23,8 +23,9 @@ source is only read). The new bundle holds the source's weights and difficulty p
 (the bytes verified when the source was read, never read from the disk again), the
 source's manifest, and:
 
-- ``calibrated_from``: the source's ``sha256`` (of its ``manifest.json``, which lists
-  every file's) and path: the provenance;
+- ``calibrated_from``: ``{"sha256": ...}``, the source's
+  :attr:`~allocator.bundle.Bundle.sha256` (of its ``manifest.json``, which lists every
+  file's): the provenance (not its path, a detail of the machine that calibrated);
 - ``calibrated_lambda``: the lambda found (the oracle's default lambda);
 - ``calibrated_mean_cost``: its mean cost per query on the validation queries;
 - ``calibration``: the target, tolerance, whether it was met, the settings of the replay,
@@ -86,7 +87,7 @@ ACCURACY_MARGIN = 0.01
 #: Share of the training queries ``allocator train`` holds out to calibrate on.
 VALIDATION_FRACTION = 0.25
 
-#: The manifest field of a calibrated bundle naming its source (sha256 and path).
+#: The manifest field of a calibrated bundle naming its source (``{"sha256": ...}``).
 CALIBRATED_FROM_FIELD = "calibrated_from"
 
 #: Manifest fields ``write_bundle`` fills in itself (dropped before rewriting).
@@ -529,7 +530,7 @@ def _write_calibrated(bundle: Bundle, fields: dict[str, Any], output: Path,
     manifest = {key: value for key, value in bundle.manifest.items()
                 if key not in _WRITER_FIELDS}
     manifest.update(fields)
-    manifest[CALIBRATED_FROM_FIELD] = {"sha256": bundle.sha256, "path": str(bundle.path)}
+    manifest[CALIBRATED_FROM_FIELD] = {"sha256": bundle.sha256}
     if not overwrite and (output.exists() or output.is_symlink()):  # appeared meanwhile
         raise BundleError("was created while calibrating; refusing to overwrite it (pass "
                           "overwrite=True, or choose another path).", path=output)
