@@ -405,10 +405,9 @@ class LearnedPolicy(Policy):
         return cls(os.fspath(bundle))
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, LearnedPolicy):
             return NotImplemented
-        return (self.path, self.bundle.sha256) == (other.path,  # type: ignore[attr-defined]
-                                                   other.bundle.sha256)  # type: ignore[attr-defined]
+        return (self.path, self.bundle.sha256) == (other.path, other.bundle.sha256)
 
     def __hash__(self) -> int:
         return hash((self.name, self.path, self.bundle.sha256))
@@ -448,11 +447,8 @@ class LearnedPolicy(Policy):
         return self.network.act_one(state.features(), mask)
 
     def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
-        """A session's decisions: :meth:`act_one`'s.
-
-        The session decides with
-        :meth:`MLPPolicyNetwork.decide` on :meth:`QueryState.feature_values`: no array is
-        built per decision.
+        """A session's decisions: :meth:`act_one`'s, by :meth:`MLPPolicyNetwork.decide` on
+        :meth:`QueryState.feature_values` (no array is built per decision).
 
         Raises:
             ParameterError: ``n_arms`` is not the bundle's number of arms.

@@ -59,16 +59,13 @@ import numpy as np
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
+from training.progress import Progress, progress_or_silent
 from training.rl.config import TrainConfig
 
 __all__ = ["apply_safety_net", "run_training"]
 
-#: Called with a short message before each step.
+#: Called with a short message before each step (:meth:`training.progress.Progress.message`).
 Announce = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    """A progress callback that shows nothing."""
 
 
 # ------------------------------------------------------------------ the steps
@@ -415,7 +412,7 @@ def run_training(
     config: TrainConfig | None = None,
     *,
     mlflow: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     resume: bool = False,
     tracking_uri: str | None = None,
     experiment: str | None = None,
@@ -434,7 +431,8 @@ def run_training(
         config: the training settings (defaults if None).
         mlflow: log the run to MLflow (off by default, as on the command line: nothing
             is written to MLflow, and no ``mlflow.db``, unless asked).
-        progress: print the steps and a training progress bar on stderr.
+        progress: where to report the steps and the training's progress
+            (:mod:`training.progress`; the command line passes a rich one); None: silent.
         resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
             split and the predictor are recomputed: they are deterministic).
         tracking_uri: MLflow tracking URI (None: ``MLFLOW_TRACKING_URI``, else
@@ -482,7 +480,8 @@ def run_training(
     if target_cost is not None and not calibrate:
         raise ParameterError("run_training", "target_cost", "None when calibration is off "
                              "(--no-calibrate)", target_cost)
-    say = _announcer(progress)
+    reporter = progress_or_silent(progress, "run_training")
+    say = reporter.message
     say("reading the log")
     log = read_log(log_path)
     checkpoint = _checkpoint_to_resume(run_dir, resume)
@@ -547,7 +546,7 @@ def _calibrate(source: Path, bundle: Path, log: AttemptLog, validation: np.ndarr
 def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConfig, *,
          train: np.ndarray,
          test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
-         tracking: _Tracking, progress: bool, say: Announce,
+         tracking: _Tracking, progress: Progress | None, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
     """Steps 4 to 8 (see the module docstring)."""
     from training.rl.train import TrainingMonitor, replay_env, train_policy
@@ -632,17 +631,3 @@ def _final_metrics(monitor: Any) -> dict[str, float]:
     for _, metrics in monitor.history:
         final.update(metrics)
     return final
-
-
-def _announcer(enabled: bool) -> Announce:
-    """Print each step on stderr, numbered (or nothing when disabled)."""
-    if not enabled:
-        return _quiet
-    from allocator.console import stderr_console
-
-    console = stderr_console()
-
-    def say(message: str) -> None:
-        console.print(f"[bold]·[/] {message}", highlight=False)
-
-    return say
