@@ -236,6 +236,8 @@ def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path]
     oracle = allocator.load(new)  # the new bundle verifies
     assert oracle.default_lambda == calibrated["lambda"]
     assert oracle.bundle.manifest["calibrated_from"]["sha256"] == calibrated["source_sha256"]
+    inspected = runner.invoke(app, ["inspect", str(new), "--json"])
+    assert json.loads(inspected.stdout)["calibrated_from"] == calibrated["source_sha256"]
 
     other = tmp_path / "validation.parquet"
     assert runner.invoke(app, ["synth", "-o", str(other), "--queries", "40",
