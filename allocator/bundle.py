@@ -121,6 +121,10 @@ class Bundle:
             hashes checked, the model text checked (:mod:`allocator.lgbm_text`; only its
             trees kept). Empty without a predictor. The predictor is built from these
             bytes, never from the files on disk.
+        sha256: the sha256 (hex) of the ``manifest.json`` bytes that were read and
+            verified. The manifest lists the sha256 of every other file, so this
+            identifies the whole content: two bundles with the same ``sha256`` decide
+            alike, and a copy of a policy can check that it reads the same bundle.
     """
 
     path: Path
@@ -128,6 +132,12 @@ class Bundle:
     weights: dict[str, np.ndarray]
     predictor_files: Mapping[str, bytes] = field(
         default_factory=lambda: MappingProxyType({}))
+    sha256: str = ""
+
+    @property
+    def bundle_id(self) -> str:
+        """The first 16 hex digits of :attr:`sha256` (what the HTTP service reports)."""
+        return self.sha256[:16]
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -425,7 +435,7 @@ def read_bundle(path: str | Path) -> Bundle:
             code, or made for another featurizer; the message says what and the fix.
     """
     folder = Path(path)
-    manifest = _read_manifest(folder)
+    manifest, digest = _read_manifest(folder)
     _check_format(manifest, folder)
     _check_fields(manifest, folder)
     _check_schema(manifest, folder)  # before the widths: an old version says so
@@ -436,7 +446,7 @@ def read_bundle(path: str | Path) -> Bundle:
 
     check_values(manifest, {}, fail=refuse)
     if policy_kind(manifest, fail=_reader_failure(folder)) == "baseline":
-        return _read_baseline(manifest, folder)
+        return _read_baseline(manifest, folder, digest)
     if not isinstance(manifest["network"], dict):
         raise BundleError(f"{MANIFEST_FILE} field 'network' must be dict, got "
                           f"{manifest['network']!r}; {_REEXPORT}.", path=folder)
@@ -457,7 +467,7 @@ def read_bundle(path: str | Path) -> Bundle:
         array.flags.writeable = False
     predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
     return Bundle(path=folder, manifest=manifest, weights=weights,
-                  predictor_files=MappingProxyType(predictor))
+                  predictor_files=MappingProxyType(predictor), sha256=digest)
 
 
 def _reader_failure(folder: Path) -> Any:
@@ -466,16 +476,17 @@ def _reader_failure(folder: Path) -> Any:
     return fail
 
 
-def _read_baseline(manifest: dict[str, Any], folder: Path) -> Bundle:
+def _read_baseline(manifest: dict[str, Any], folder: Path, digest: str) -> Bundle:
     """The rest of :func:`read_bundle` for a baseline bundle: its fields and hashes."""
     _check_baseline_fields(manifest, fail=_reader_failure(folder))
     contents = _check_files(manifest, folder, weights=False)
     predictor = check_predictor(manifest, contents, folder, fix=_REEXPORT)
     return Bundle(path=folder, manifest=manifest, weights={},
-                  predictor_files=MappingProxyType(predictor))
+                  predictor_files=MappingProxyType(predictor), sha256=digest)
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path) -> tuple[dict[str, Any], str]:
+    """The parsed manifest and the sha256 of its bytes (read once)."""
     if not folder.is_dir():
         raise BundleError("no such bundle directory; pass the directory written by "
                           "`allocator train` (or export_bundle).", path=folder)
@@ -484,13 +495,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"no {MANIFEST_FILE}: not a policy bundle, or an incomplete copy; "
                           f"{_REEXPORT}.", path=folder)
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        data = file.read_bytes()
+        manifest = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise BundleError(f"{MANIFEST_FILE} is not valid JSON ({error}); {_REEXPORT}.",
                           path=folder) from error
     if not isinstance(manifest, dict):
         raise BundleError(f"{MANIFEST_FILE} is not a JSON object; {_REEXPORT}.", path=folder)
-    return manifest
+    return manifest, hashlib.sha256(data).hexdigest()
 
 
 def _check_format(manifest: dict[str, Any], folder: Path) -> None:

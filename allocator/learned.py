@@ -23,10 +23,9 @@ replayed states, with the environment's masks and with random ones.
 :data:`allocator.policies.registry.ENTRIES`): ``act`` featurizes the
 states with :func:`allocator.featurizer.featurize` (the featurizer the environment
 trained on; :func:`allocator.bundle.read_bundle` refuses a bundle made for another
-feature list) and takes the masked arg max. Its only field is the bundle path, so the
-policy stays a small hashable dataclass; the verified bundle and its network are read once
-(on first use) and kept by the instance: a loaded policy never changes, whatever happens
-to the files on disk (load again to serve a rewritten bundle).
+feature list) and takes the masked arg max. It is built from a verified bundle, read and
+hash-checked once, and keeps it: a policy never changes, whatever happens to the files on
+disk, and a pickled copy refuses a bundle that is not the one it was made from.
 
 The runtime's single-state path. A session's decision is one observation and one mask:
 there numpy's fixed cost per call (about twenty calls of half a microsecond) would be most
@@ -45,9 +44,8 @@ from __future__ import annotations
 
 import operator
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -327,30 +325,6 @@ class MLPPolicyNetwork:
 
 # ------------------------------------------------------------------ the policy
 @dataclass(frozen=True, eq=False)
-class _Loaded:
-    """A verified bundle and its network, as read once."""
-
-    bundle: Bundle
-    network: MLPPolicyNetwork
-
-
-_LOAD_LOCK = threading.Lock()
-
-
-def _loaded_from(bundle: Bundle) -> _Loaded:
-    """The network of a verified learned bundle.
-
-    Raises:
-        BundleError: the bundle holds a baseline, not a learned network.
-    """
-    if bundle.policy_kind != "network":
-        raise BundleError(f"holds a {bundle.policy_kind} policy, not a learned network "
-                          "(LearnedPolicy); load it with allocator.load(path), which "
-                          "serves either kind.", path=bundle.path)
-    return _Loaded(bundle, MLPPolicyNetwork.from_bundle(bundle))
-
-
-@dataclass(frozen=True)
 class LearnedPolicy(Policy):
     """The learned allocator of an exported bundle (registered as ``"learned"``).
 
@@ -360,11 +334,30 @@ class LearnedPolicy(Policy):
     policy). There is no knob: the trade-off ``lambda`` is part of the state
     (``StateBatch.lam``), so one policy serves every price.
 
+    The policy is built from a verified :class:`~allocator.bundle.Bundle`, read and
+    hash-checked once by :func:`~allocator.bundle.read_bundle` (here, when only a path
+    is given), and decides with that bundle's weights for its whole life: files changed
+    on disk afterwards change nothing (bundles are immutable; a new one is loaded as a
+    new policy, which the HTTP service's reload does).
+
     Args:
-        path: the bundle directory (see :mod:`allocator.bundle`). The bundle is read and
-            verified once, on first use (or by :meth:`from_bundle`), and this policy keeps
-            what it read: a bundle rewritten on disk afterwards changes nothing here (load
-            it again for the new one; the HTTP service's reload does).
+        path: the bundle directory.
+        verified: the bundle already verified at ``path`` (used as it is, not read
+            again); None: read and verify ``path`` now.
+
+    Attributes:
+        bundle: the verified bundle the policy decides with.
+        network: the numpy network of its weights.
+
+    Pickling (Ray tasks, worker processes): a copy travels as its path and the bundle's
+    :attr:`~allocator.bundle.Bundle.sha256`; it reads and verifies the bundle again
+    where it lands and refuses (:class:`~allocator.errors.BundleError`) a bundle whose
+    content is not the one this policy decides with, so a copy never decides with other
+    weights than its original.
+
+    Raises:
+        BundleError: the bundle is refused, or it holds a baseline.
+        ParameterError: an empty path, or a ``verified`` bundle of another path.
 
     Example:
         >>> policy = LearnedPolicy.from_bundle("runs/demo/bundle")  # doctest: +SKIP
@@ -376,59 +369,59 @@ class LearnedPolicy(Policy):
     deployable: ClassVar[bool] = True
 
     path: str
+    _: KW_ONLY
+    verified: InitVar[Bundle | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, verified: Bundle | None) -> None:
         if isinstance(self.path, os.PathLike):
             object.__setattr__(self, "path", os.fspath(self.path))
         if not isinstance(self.path, str) or not self.path:
             raise ParameterError("LearnedPolicy ('learned')", "path",
                                  "the path of an exported bundle directory", self.path)
+        bundle = read_bundle(self.path) if verified is None else verified
+        if not isinstance(bundle, Bundle) or Path(bundle.path) != Path(self.path):
+            raise ParameterError("LearnedPolicy ('learned')", "verified",
+                                 f"None or the verified bundle of {self.path!r} "
+                                 "(allocator.bundle.read_bundle)", bundle)
+        if bundle.policy_kind != "network":
+            raise BundleError(f"holds a {bundle.policy_kind} policy, not a learned network "
+                              "(LearnedPolicy); load it with allocator.load(path), which "
+                              "serves either kind.", path=bundle.path)
+        # Not fields (a policy's fields are its settings): what __post_init__ verified.
+        object.__setattr__(self, "bundle", bundle)
+        object.__setattr__(self, "network", MLPPolicyNetwork.from_bundle(bundle))
 
     @classmethod
-    def from_bundle(cls, path: str | Path | Bundle) -> LearnedPolicy:
-        """The policy of the bundle at ``path``, read and verified now (or of a bundle
-        already verified by :func:`allocator.bundle.read_bundle`, used as it is).
+    def from_bundle(cls, bundle: str | os.PathLike[str] | Bundle) -> LearnedPolicy:
+        """The policy of a verified bundle (used as it is), or of the bundle at a path
+        (read and verified now, once).
 
         Raises:
             BundleError: the bundle is refused (see :func:`allocator.bundle.read_bundle`),
                 or it holds a baseline.
         """
-        if isinstance(path, Bundle):
-            policy = cls(os.fspath(path.path))
-            object.__setattr__(policy, "_loaded", _loaded_from(path))
-            return policy
-        policy = cls(os.fspath(path))
-        policy._load()
-        return policy
+        if isinstance(bundle, Bundle):
+            return cls(os.fspath(bundle.path), verified=bundle)
+        return cls(os.fspath(bundle))
 
-    def __getstate__(self) -> dict[str, Any]:
-        """The path only, as before loading: a copy in another process (a worker, a
-        Ray task) reads and verifies the bundle once on its first use there."""
-        return {"path": self.path}
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LearnedPolicy):
+            return NotImplemented
+        return (self.path, self.bundle.sha256) == (other.path, other.bundle.sha256)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        object.__setattr__(self, "path", state["path"])
+    def __hash__(self) -> int:
+        return hash((self.name, self.path, self.bundle.sha256))
 
-    def _load(self) -> _Loaded:
-        """What this policy decides with: read and verified once, then kept."""
-        loaded = self.__dict__.get("_loaded")
-        if loaded is None:
-            with _LOAD_LOCK:
-                loaded = self.__dict__.get("_loaded")
-                if loaded is None:
-                    loaded = _loaded_from(read_bundle(self.path))
-                    object.__setattr__(self, "_loaded", loaded)
-        return loaded
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        """Pickled as the path and the bundle's sha256 (see the class): the verified
+        bundle holds read-only mappings, and the copy checks it reads the same bundle."""
+        return _unpickle, (self.path, self.bundle.sha256)
 
-    @property
-    def bundle(self) -> Bundle:
-        """The verified bundle (read on first use, then kept)."""
-        return self._load().bundle
+    def __copy__(self) -> LearnedPolicy:
+        return self  # immutable
 
-    @property
-    def network(self) -> MLPPolicyNetwork:
-        """The numpy network (built on first use, then kept)."""
-        return self._load().network
+    def __deepcopy__(self, memo: dict[int, Any]) -> LearnedPolicy:
+        return self  # immutable
 
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         """The masked arg max of the network's logits on the featurized states.
@@ -446,29 +439,25 @@ class LearnedPolicy(Policy):
     def act_one(self, state: QueryState, mask: np.ndarray) -> int:
         """The decision on one query's state: :meth:`act`'s, with the scalar featurizer
         (:meth:`QueryState.features`) and :meth:`MLPPolicyNetwork.act_one`."""
-        loaded = self._load()
-        if state.n_arms != len(loaded.bundle.arms):
+        arms = self.bundle.arms
+        if state.n_arms != len(arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
-                                 f"a state over the bundle's {len(loaded.bundle.arms)} arms "
-                                 f"{list(loaded.bundle.arms)}", f"{state.n_arms} arms")
-        return loaded.network.act_one(state.features(), mask)
+                                 f"a state over the bundle's {len(arms)} arms {list(arms)}",
+                                 f"{state.n_arms} arms")
+        return self.network.act_one(state.features(), mask)
 
     def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
-        """A session's decisions: :meth:`act_one`'s, on the network loaded now.
-
-        The policy keeps its network (see the class), and the session decides with
-        :meth:`MLPPolicyNetwork.decide` on :meth:`QueryState.feature_values`: no array is
-        built per decision.
+        """A session's decisions: :meth:`act_one`'s, by :meth:`MLPPolicyNetwork.decide` on
+        :meth:`QueryState.feature_values` (no array is built per decision).
 
         Raises:
             ParameterError: ``n_arms`` is not the bundle's number of arms.
         """
-        loaded = self._load()
-        if n_arms != len(loaded.bundle.arms):
+        arms = self.bundle.arms
+        if n_arms != len(arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "n_arms",
-                                 f"the bundle's {len(loaded.bundle.arms)} arms "
-                                 f"{list(loaded.bundle.arms)}", n_arms)
-        network_decide = loaded.network.decide
+                                 f"the bundle's {len(arms)} arms {list(arms)}", n_arms)
+        network_decide = self.network.decide
 
         def decide(state: QueryState, allowed: int) -> int:
             return network_decide(state.feature_values(), allowed)
@@ -481,13 +470,12 @@ class LearnedPolicy(Policy):
         return network.probabilities(featurize(state), self._mask(state, mask))
 
     def _network_for(self, state: StateBatch) -> MLPPolicyNetwork:
-        loaded = self._load()
         arms = np.shape(state.samples)[1]
-        if arms != len(loaded.bundle.arms):
+        if arms != len(self.bundle.arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "state",
-                                 f"states over the bundle's {len(loaded.bundle.arms)} arms "
-                                 f"{list(loaded.bundle.arms)}", f"{arms} arms")
-        return loaded.network
+                                 f"states over the bundle's {len(self.bundle.arms)} arms "
+                                 f"{list(self.bundle.arms)}", f"{arms} arms")
+        return self.network
 
     def _mask(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask, dtype=bool)
@@ -496,3 +484,16 @@ class LearnedPolicy(Policy):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "mask",
                                  f"a bool array of shape {shape}", mask.shape)
         return mask
+
+
+def _unpickle(path: str, sha256: str) -> LearnedPolicy:
+    """A pickled :class:`LearnedPolicy`: the bundle at ``path`` read and verified again,
+    refused unless it is the very bundle the original decided with (fail closed)."""
+    bundle = read_bundle(path)
+    if bundle.sha256 != sha256:
+        raise BundleError(f"changed since the pickled LearnedPolicy loaded it (manifest "
+                          f"sha256 {bundle.sha256[:16]}, the policy's {sha256[:16]}): a copy "
+                          "refuses to decide with other weights than its original. Bundles "
+                          "are immutable: write a changed one to a new directory (allocator "
+                          "calibrate --output), and load that as a new policy.", path=path)
+    return LearnedPolicy(path, verified=bundle)

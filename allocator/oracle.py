@@ -110,23 +110,24 @@ class BudgetOracle:
 
     Args:
         path: the bundle directory (read and verified by
-            :func:`~allocator.bundle.read_bundle`).
+            :func:`~allocator.bundle.read_bundle`), or a bundle already verified by it
+            (used as it is, not read again).
 
     Attributes:
         policy: the policy that decides: a :class:`~allocator.learned.LearnedPolicy`,
             or the baseline of a baseline bundle.
         bundle: the verified bundle, read once at load time: the oracle never looks at
-            the files again, so a bundle rewritten on disk (recalibrated, retrained)
-            needs a new :func:`load`.
+            the files again (bundles are immutable: a recalibrated or retrained
+            bundle is a new directory, loaded with a new :func:`load`).
 
     Raises:
         BundleError: the bundle is refused (tampered, made for other code...).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str] | Bundle) -> None:
         # Read and verified once: the policy decides with this very bundle, and nothing
         # here looks at the files again (a loaded oracle is immutable; load again).
-        self.bundle: Bundle = read_bundle(path)
+        self.bundle: Bundle = path if isinstance(path, Bundle) else read_bundle(path)
         self.policy = bundle_policy(self.bundle)
         manifest = self.bundle.manifest
         self._arm_costs = self._read_arm_costs(manifest)
@@ -184,7 +185,7 @@ class BudgetOracle:
         """Where :attr:`default_lambda` comes from, in words."""
         if self.bundle.manifest.get(CALIBRATED_LAMBDA_FIELD) is None:
             return ("the middle of the lambda range (the bundle is not calibrated: run "
-                    "`allocator calibrate BUNDLE LOG`)")
+                    "`allocator calibrate BUNDLE LOG -o NEW_BUNDLE`)")
         calibration = self.bundle.manifest.get(CALIBRATION_FIELD) or {}
         if calibration.get("goal"):
             return f"calibration: {calibration['goal']}"
@@ -285,8 +286,9 @@ class BudgetOracle:
             raise ParameterError(
                 "BudgetOracle", "target_cost",
                 "used with a calibrated bundle only: this bundle has no calibration table. "
-                "Run allocator.training.rl.calibrate.calibrate(bundle, log, queries, target) on "
-                "validation queries first, or pass lambda_=...", target_cost)
+                "Calibrate it on validation queries first (allocator calibrate BUNDLE LOG "
+                "-o NEW_BUNDLE, which writes a calibrated copy), or pass lambda_=...",
+                target_cost)
         calibration = self.bundle.manifest[CALIBRATION_FIELD]
         if target == calibration.get("target_mean_cost"):
             return float(self.bundle.manifest[CALIBRATED_LAMBDA_FIELD])

@@ -207,9 +207,8 @@ def with_numpy_network(allocator, bundle: Path, folder: Path):
 
     copy = shutil.copytree(bundle, folder / "numpy-bundle")
     oracle = allocator.load(copy)
-    loaded = oracle.policy._load()
-    object.__setattr__(oracle.policy, "_loaded", learned._Loaded(
-        loaded.bundle, learned.MLPPolicyNetwork.from_bundle(loaded.bundle, compiled=False)))
+    object.__setattr__(oracle.policy, "network", learned.MLPPolicyNetwork.from_bundle(
+        oracle.bundle, compiled=False))
     assert oracle.policy.network.backend == "numpy"
     return oracle
 

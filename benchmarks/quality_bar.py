@@ -305,13 +305,14 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
     arm = best_arm(log)
     start = time.perf_counter()
     if train:
-        from allocator.training.rl.config import TrainConfig
-        from allocator.training.rl.pipeline import run_training
+        from allocator.cli.progress import RichProgress
+        from training.rl.config import TrainConfig
+        from training.rl.pipeline import run_training
 
         path = write_log(log, folder / f"{name}.parquet")
         result = run_training(path, folder / name,
                               TrainConfig(total_timesteps=timesteps, arm=arm),
-                              mlflow=False, progress=True)
+                              mlflow=False, progress=RichProgress())
         report = json.loads((folder / name / "report.json").read_text())
         steps = int(result["training"]["num_timesteps"])
     else:

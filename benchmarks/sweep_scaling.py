@@ -41,8 +41,7 @@ def sweep_spec(timesteps: int):
 def run(cpus: int, log: Path, folder: Path, timesteps: int) -> dict:
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
-        summary = run_sweep(log, folder / f"sweep-{cpus}cpu", sweep_spec(timesteps),
-                            progress=False)
+        summary = run_sweep(log, folder / f"sweep-{cpus}cpu", sweep_spec(timesteps))
     finally:
         ray.shutdown()
     best = summary["best"]

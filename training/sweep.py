@@ -19,13 +19,15 @@ The steps, in order (:func:`run_sweep`):
    params, its scores and training curves as metrics; the store is
    ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
 5. the best finished trial (highest final validation score; ties: the first trial) is
-   exported to ``SWEEP_DIR/best-bundle`` through ``allocator train``'s safety net
-   (:func:`allocator.training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
+   calibrated on the validation queries into a new bundle, ``SWEEP_DIR/best-bundle``
+   (its default lambda; the trial's bundle is only read), and goes through
+   ``allocator train``'s safety net
+   (:func:`training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
    where a baseline beats it on the validation queries, ``best-bundle/`` is that
    baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
    ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
-   policy's default lambda is calibrated on the validation queries and it is evaluated
-   on the **test** queries against every baseline as ``allocator train`` evaluates
+   policy is evaluated on the **test** queries against every baseline as
+   ``allocator train`` evaluates
    (``report.json``, ``pareto.png``, ``cost_distribution.png`` in ``SWEEP_DIR``); the
    exported bundle is logged to MLflow as one more run and optionally registered with
    an alias;
@@ -64,10 +66,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from allocator.training.rl.config import TrainConfig
-from allocator.training.sweep_config import SweepSpec
-from allocator.training.sweep_data import SweepData
-from allocator.training.sweep_results import (
+from training.progress import SILENT, Progress, progress_or_silent
+from training.rl.config import TrainConfig
+from training.sweep_config import SweepSpec
+from training.sweep_results import (
     METRIC,
     best_trial,
     ensure_experiment,
@@ -303,64 +305,54 @@ def sweep_trial(params: dict[str, Any], *, data: SweepData, spec: SweepSpec,
 
 # ------------------------------------------------------------------ progress
 class SweepProgress(tune.Callback):
-    """A rich progress bar of finished trials, the highest validation score any trial
-    reported so far (mid-training ones included), and one line per trial that ends
-    (completed, stopped early by ASHA, or crashed: where its error is)."""
+    """Report the sweep to a :class:`training.progress.Progress`: a task of the trials
+    that end, whose description is the highest validation score any trial reported so
+    far (mid-training ones included), and one message per trial that ends (completed,
+    stopped early by ASHA, or crashed: where its error is).
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
+    Args:
+        total: the number of trials.
+        progress: where to report (None: nowhere). Tune pickles its callbacks with the
+            sweep; a copy reports nowhere (:meth:`run_sweep` gives a resumed sweep its
+            own).
+    """
+
+    def __init__(self, total: int, progress: Progress | None = None) -> None:
+        self.total = total
+        self.progress = progress_or_silent(progress, "SweepProgress")
         self.best: float | None = None
-        self._progress: Any = None
-        self._task: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "progress": SILENT}
 
     def setup(self, **info: Any) -> None:
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        from allocator.console import stderr_console
-
-        self._progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.description}"),
-                                  console=stderr_console(), transient=False)
-        self._task = self._progress.add_task("", total=self.total)
-        self._progress.start()
-
-    def _print(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(message, highlight=False)
+        self.progress.start("sweep", self.total)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         score = result.get(METRIC)
         if score is not None and (self.best is None or score > self.best):
             self.best = float(score)
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"highest validation score "
-                                  f"reported {self.best:.4f}" if self.best is not None
-                                  else "")
+        if self.best is not None:
+            self.progress.advance(0, description=f"sweep: highest validation score "
+                                                 f"reported {self.best:.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                           **info: Any) -> None:
         result = trial.last_result or {}
         how = "completed" if result.get("final") else "stopped early (ASHA)"
-        self._print(f"trial {trial.trial_id} {how}: validation score "
-                    f"{result.get(METRIC, float('nan')):.4f}")
-        self._advance()
+        self.progress.message(f"trial {trial.trial_id} {how}: validation score "
+                              f"{result.get(METRIC, float('nan')):.4f}")
+        self.progress.advance()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any,
                        **info: Any) -> None:
-        self._print(f"[red]trial {trial.trial_id} failed[/red] ({trial.error_file}); "
-                    "the sweep goes on")
-        self._advance()
-
-    def _advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        self.progress.message(f"trial {trial.trial_id} failed ({trial.error_file}); the "
+                              "sweep goes on", "error")
+        self.progress.advance()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.progress.finish()
 
 
 def _read_files(folder: Path) -> dict[str, bytes]:
@@ -449,7 +441,7 @@ def run_sweep(
     experiment: str = "ttc-allocator-sweep",
     register: str | None = None,
     alias: str = "candidate",
-    progress: bool = True,
+    progress: Progress | None = None,
     callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Run (or resume) a sweep: the steps of the module docstring.
@@ -467,7 +459,8 @@ def run_sweep(
         experiment: the MLflow experiment of the trials and the best run.
         register: register the best bundle as a new version of this MLflow model.
         alias: the registered version's alias.
-        progress: show the steps and a progress bar on stderr.
+        progress: where to report the steps and the trials (:mod:`training.progress`;
+            the command line passes a rich one); None: silent.
         callbacks: more Ray Tune callbacks.
 
     Returns:
@@ -485,13 +478,13 @@ def run_sweep(
         AllocatorError: Ray unreachable at ``address``.
     """
     from allocator.logs import read_log
-    from allocator.training.rl.pipeline import _announcer
 
     sweep_dir = Path(sweep_dir)
     # Tune's own progress tables off (verbose=0 is honoured by its classic reporter
     # only): the progress is SweepProgress's.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    say = _announcer(progress)
+    reporter = progress_or_silent(progress, "run_sweep")
+    say = reporter.message
     path = _check_folder(sweep_dir, resume)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     where = connect_ray(address)
@@ -510,7 +503,7 @@ def run_sweep(
     tune_callbacks = [MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
                                            tags={"stage": "sweep-trial",
                                                  "sweep_dir": str(sweep_dir.resolve())}),
-                      SweepProgress(total_trials(spec), enabled=progress), *callbacks]
+                      SweepProgress(total_trials(spec), reporter), *callbacks]
     if resume:
         say(f"resuming the sweep in {path}")
         tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True,
@@ -525,7 +518,7 @@ def run_sweep(
         grid = tuner.fit()
     trials_seconds = time.perf_counter() - started
     summary = _finish(grid, data, spec, sweep_dir, uri, experiment_id, register, alias,
-                      predictor, say)
+                      predictor, reporter)
     summary["seconds"] = {"trials": round(trials_seconds, 3),
                           "after": round(time.perf_counter() - started - trials_seconds, 3)}
     return summary
@@ -533,9 +526,10 @@ def run_sweep(
 
 def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: str,
             experiment_id: str, register: str | None, alias: str, predictor: Any,
-            say: Callable[[str], None]) -> dict[str, Any]:
+            progress: Progress) -> dict[str, Any]:
     """After the trials: sweep.json, and the best trial exported (through the safety
     net), evaluated, logged."""
+    say = progress.message
     statuses = trial_statuses(Path(grid.experiment_path))
     trials = read_trials(grid, statuses)
     status = ("finished" if all(s in ("TERMINATED", "ERROR") for s, _ in statuses.values())
@@ -548,13 +542,14 @@ def _finish(grid: Any, data: SweepData, spec: SweepSpec, sweep_dir: Path, uri: s
                                "mlflow": None}
     best = best_trial(trials) if status == "finished" else None
     if status == "interrupted":
-        say("[yellow]the sweep was interrupted[/yellow]: run it again with --resume")
+        progress.message("the sweep was interrupted: run it again with --resume", "warning")
     elif best is None:
-        say("[red]no trial completed[/red]: no bundle exported (see sweep.json)")
+        progress.message("no trial completed: no bundle exported (see sweep.json)", "error")
     else:
-        bundle = export_best(best, sweep_dir)
+        bundle, lam = export_best(data, best, sweep_dir, say)
         safety, bundle, learned = safety_net_best(data, spec, best, bundle, predictor, say)
-        report, files = evaluate_best(data, spec, best, learned, sweep_dir, say, safety)
+        report, files = evaluate_best(data, spec, best, learned, sweep_dir, say, safety,
+                                      lam)
         logged = log_best(uri, experiment_id, best, report, files, bundle, register, alias)
         summary.update(best={k: v for k, v in best.items() if k[0] != "_"},
                        bundle=str(bundle), learned_bundle=str(learned),

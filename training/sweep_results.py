@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -166,18 +165,27 @@ def best_trial(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(completed, key=lambda t: (t[METRIC], -trials.index(t)))
 
 
-def export_best(trial: Mapping[str, Any], sweep_dir: Path) -> Path:
-    """Copy the trial's final bundle (from its last Ray checkpoint) to
-    ``SWEEP_DIR/best-bundle``, replacing an earlier sweep's bundle there (and refusing
-    anything else at that path)."""
-    from allocator.training.rl.pipeline import _remove_bundle_dir
+def export_best(data: SweepData, trial: Mapping[str, Any], sweep_dir: Path,
+                say: Callable[[str], None]) -> tuple[Path, float]:
+    """Calibrate the trial's final bundle (from its last Ray checkpoint) on the
+    validation queries into a new bundle at ``SWEEP_DIR/best-bundle`` (bundles are
+    immutable: the trial's is only read), replacing an earlier sweep's bundle there (and
+    refusing anything else at that path).
+
+    Returns:
+        The bundle's path and its calibrated lambda.
+    """
+    from training.rl.calibrate import calibrate_to_accuracy
+    from training.rl.pipeline import _remove_bundle_dir
 
     target = sweep_dir / BEST_BUNDLE
     _remove_bundle_dir(target)  # an earlier run's: refuses anything but a bundle
+    say(f"calibrating the best bundle on the {len(data.validation)} validation queries")
     with tempfile.TemporaryDirectory(prefix="ttc-best-") as folder:
         restored = Path(trial["_checkpoint"].to_directory(folder))
-        shutil.copytree(restored / "bundle", target)
-    return target
+        lam = calibrate_to_accuracy(restored / "bundle", data.log, data.validation,
+                                    output=target, prior=data.prior, seed=data.seed)
+    return target, lam
 
 
 def safety_net_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
@@ -209,22 +217,18 @@ def safety_net_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
 
 def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
                   bundle: Path, sweep_dir: Path, say: Callable[[str], None],
-                  safety: Any = None) -> tuple[Any, list[Path]]:
-    """Calibrate the best trial's learned bundle on the validation queries, evaluate it
-    on the test queries beside every baseline, and write report.json and the plots
-    (with the safety net's decision, as ``allocator train``'s report: ``extra.safety_net``
-    and ``extra.sweep.exported``)."""
+                  safety: Any = None, lam: float | None = None) -> tuple[Any, list[Path]]:
+    """Evaluate the best trial's learned bundle (calibrated by :func:`export_best`, whose
+    lambda is ``lam``) on the test queries beside every baseline, and write report.json
+    and the plots (with the safety net's decision, as ``allocator train``'s report:
+    ``extra.safety_net`` and ``extra.sweep.exported``)."""
     import dataclasses
 
-    from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
-    from allocator.training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from allocator.training.evaluation.report import write_report
-    from allocator.training.rl.calibrate import calibrate_to_accuracy
+    from training.evaluation.evaluate import EvaluationConfig, evaluate
+    from training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from training.evaluation.report import write_report
 
     config = spec.trial_config(trial["config"])
-    say(f"calibrating the best bundle on the {len(data.validation)} validation queries")
-    lam = calibrate_to_accuracy(bundle, data.log, data.validation, prior=data.prior,
-                                seed=data.seed, verify_cost=data.verify_cost)
     say(f"evaluating the best trial ({trial['trial_id']}) on {len(data.test)} test queries")
     evaluation = EvaluationConfig(arm=config.arm, test_fraction=config.test_fraction,
                                   n_orders=config.n_orders, seed=data.seed,

@@ -424,10 +424,17 @@ def sweep(
 @app.command()
 def calibrate(
     bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A bundle directory "
-                                           "(rewritten with the calibration).")],
+                                           "(only read: bundles are immutable).")],
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help="A log over the bundle's "
                                              "arms: the training log (its validation "
                                              "queries are used) or a validation log.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="NEW_BUNDLE",
+        help="Where to write the calibrated bundle: a new directory (BUNDLE's weights "
+             "and predictor, the calibration, and BUNDLE's sha256 as provenance).")],
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a bundle already at NEW_BUNDLE (written beside it, "
+                            "then renamed into place: never half-written).")] = False,
     target_cost: Annotated[float | None, typer.Option(
         "--target-cost", help="Mean cost per query to meet, in the log's units (default: "
                               "the cheapest lambda that reaches majority-of-all "
@@ -440,14 +447,13 @@ def calibrate(
                                           "stdout.")] = False,
 ) -> None:
     """Find the lambda that meets a target mean cost per query (or reaches majority-of-all
-    accuracy at least cost) and store it in the bundle, so that users ask for a budget,
-    not a price."""
-    _require_extra("train", "allocator calibrate")
+    accuracy at least cost) and write a new bundle that stores it as its default, so that
+    users ask for a budget, not a price: allocator calibrate BUNDLE LOG -o NEW_BUNDLE."""
     from allocator.cli.calibrate_command import run_calibrate
 
     try:
-        run_calibrate(bundle, log_path, target_cost, tolerance=tolerance, orders=orders,
-                      seed=seed, as_json=as_json)
+        run_calibrate(bundle, log_path, target_cost, output=output, overwrite=overwrite,
+                      tolerance=tolerance, orders=orders, seed=seed, as_json=as_json)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -1,11 +1,12 @@
 """The body of ``allocator calibrate``: the lambda that meets a target mean cost.
 
 Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
-lambda that spends it on validation queries (bisection, :func:`allocator.training.rl.calibrate.
-calibrate`) and stores it in the bundle, where ``oracle.session(query)`` and
-``target_cost=`` read it. Without a target cost, the lambda is the cheapest that reaches
-majority-of-all accuracy (:func:`allocator.training.rl.calibrate.calibrate_to_accuracy`), as
-``allocator train`` calibrates by default.
+lambda that spends it on validation queries (bisection, :func:`training.rl.calibrate.
+calibrate`) and writes a new bundle that stores it (``--output``; the source bundle is
+only read), where ``oracle.session(query)`` and ``target_cost=`` read it. Without a
+target cost, the lambda is the cheapest that reaches majority-of-all accuracy
+(:func:`training.rl.calibrate.calibrate_to_accuracy`), as ``allocator train`` calibrates
+by default.
 
 Validation queries must be queries the policy was not trained on, and never the test
 queries: when LOG is the training log (same fingerprint as the bundle's), the validation
@@ -54,13 +55,16 @@ def validation_queries(manifest: dict[str, Any], log: Any) -> tuple[np.ndarray |
 
 
 def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
-                  tolerance: float,
+                  output: Path, overwrite: bool = False, tolerance: float,
                   orders: int, seed: int, as_json: bool) -> dict[str, Any]:
-    """Calibrate ``bundle`` in place on ``log_path`` and print the result.
+    """Calibrate ``bundle`` on ``log_path`` into the new bundle ``output``; print the
+    result.
 
     Args:
-        bundle: the bundle directory (rewritten with the calibration; still verifies).
+        bundle: the source bundle directory (only read).
         log_path: a log over the bundle's arms.
+        output: the calibrated bundle's directory (a new one).
+        overwrite: replace a bundle already at ``output``.
         target_cost: the mean cost per query to meet, in the log's units; None: the
             cheapest lambda that reaches majority-of-all accuracy.
         tolerance: relative tolerance on the mean cost.
@@ -69,29 +73,34 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
         as_json: print JSON on stdout instead of a table.
 
     Returns:
-        ``{"lambda", "mean_cost", "target", "within_tolerance", "queries", "table"}``.
+        ``{"lambda", "mean_cost", "target", "within_tolerance", "queries", "table",
+        "bundle", "source_sha256", "warnings"}`` (``bundle``: the new bundle's path).
     """
     from allocator.bundle import read_bundle
     from allocator.console import stderr_console
     from allocator.logs import read_log
     from allocator.training.rl.calibrate import calibrate, calibrate_to_accuracy
 
-    manifest = read_bundle(bundle).manifest
+    source = read_bundle(bundle)
     log = read_log(log_path)
-    queries, described = validation_queries(manifest, log)
+    queries, described = validation_queries(source.manifest, log)
     console = stderr_console()
     console.print(f"calibrating {bundle} on {described}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if target_cost is None:
-            lam = calibrate_to_accuracy(bundle, log, queries, n_orders=orders, seed=seed)
+            lam = calibrate_to_accuracy(source, log, queries, output=output,
+                                        overwrite=overwrite, n_orders=orders, seed=seed)
         else:
-            lam = calibrate(bundle, log, queries, target_cost, n_orders=orders, seed=seed,
+            lam = calibrate(source, log, queries, target_cost, output=output,
+                            overwrite=overwrite, n_orders=orders, seed=seed,
                             tolerance=tolerance)
-    calibration = read_bundle(bundle).manifest["calibration"]
-    result = {"lambda": lam, "mean_cost": read_bundle(bundle).manifest["calibrated_mean_cost"],
+    manifest = read_bundle(output).manifest
+    calibration = manifest["calibration"]
+    result = {"lambda": lam, "mean_cost": manifest["calibrated_mean_cost"],
               "target": target_cost, "within_tolerance": calibration["within_tolerance"],
-              "queries": described, "table": calibration["table"],
+              "queries": described, "table": calibration["table"], "bundle": str(output),
+              "source_sha256": source.sha256,
               "warnings": [str(w.message) for w in caught]}
     if as_json:
         print(json.dumps(result, indent=2))
@@ -100,10 +109,10 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
         console.print(f"[yellow]warning:[/yellow] {message}")
     if target_cost is None:
         console.print(f"lambda {lam:.6g}: {calibration['goal']} "
-                      f"({'met' if result['within_tolerance'] else 'NOT met'}); stored in "
-                      f"{bundle}")
+                      f"({'met' if result['within_tolerance'] else 'NOT met'}); written to "
+                      f"{output}")
         return result
     console.print(f"lambda {lam:.6g}: mean cost {result['mean_cost']:,.4g} per query "
                   f"(target {target_cost:,.4g}, tolerance {tolerance:.0%}: "
-                  f"{'met' if result['within_tolerance'] else 'NOT met'}); stored in {bundle}")
+                  f"{'met' if result['within_tolerance'] else 'NOT met'}); written to {output}")
     return result

@@ -149,6 +149,7 @@ def run_demo(output: Path, *, seed: int = 0, timesteps: int = DEMO_TIMESTEPS,
         ParameterError: ``output`` is a file, or a non-empty folder not written by the
             demo.
     """
+    from allocator.cli.progress import RichProgress
     from allocator.console import stderr_console, summary_table
     from allocator.training.evaluation.report import headline_table, report_table
     from allocator.training.rl.config import TrainConfig
@@ -163,7 +164,8 @@ def run_demo(output: Path, *, seed: int = 0, timesteps: int = DEMO_TIMESTEPS,
     console.print("[bold]2. Train, export and evaluate[/] (held-out half of the queries)")
     config = TrainConfig(seed=seed, total_timesteps=timesteps, arm="large",
                          n_orders=n_orders, lambda_range=DEMO_LAMBDA_RANGE)
-    summary = run_training(log_path, output / "run", config, mlflow=False, progress=True)
+    summary = run_training(log_path, output / "run", config, mlflow=False,
+                           progress=RichProgress(console))
     console.print(report_table(summary["report"]))
     console.print(headline_table(summary["report"]))
     report = summary["report"] if isinstance(summary["report"], dict) else (

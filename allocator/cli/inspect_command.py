@@ -38,7 +38,9 @@ def run_inspect(bundle: str, *, as_json: bool) -> dict[str, Any]:
     """Load ``bundle`` (a directory or an MLflow URI) and print its defaults.
 
     Returns:
-        ``{"bundle", "arms", "defaults"}`` (what ``--json`` prints).
+        ``{"bundle", "sha256", "calibrated_from", "arms", "defaults"}`` (what ``--json``
+        prints): ``sha256`` identifies the bundle's content, ``calibrated_from`` is the
+        sha256 of the bundle it was calibrated from (None if it was not).
     """
     from rich.console import Console
     from rich.table import Table
@@ -46,12 +48,17 @@ def run_inspect(bundle: str, *, as_json: bool) -> dict[str, Any]:
     from allocator.oracle import load
 
     oracle = load(bundle)
-    result = {"bundle": str(oracle.bundle.path), "arms": list(oracle.arms),
-              "defaults": oracle.defaults()}
+    source = oracle.bundle.manifest.get("calibrated_from")
+    result = {"bundle": str(oracle.bundle.path), "sha256": oracle.bundle.sha256,
+              "calibrated_from": source.get("sha256") if isinstance(source, dict) else None,
+              "arms": list(oracle.arms), "defaults": oracle.defaults()}
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return result
-    table = Table(title=f"defaults of {oracle.bundle.path}", title_justify="left")
+    provenance = (f", calibrated from {result['calibrated_from'][:16]}"
+                  if result["calibrated_from"] else "")
+    table = Table(title=f"defaults of {oracle.bundle.path} (bundle "
+                  f"{oracle.bundle.bundle_id}{provenance})", title_justify="left")
     for column in ("setting", "arm", "value", "source"):
         table.add_column(column, overflow="fold")
     for row in defaults_rows(result["defaults"]):

@@ -49,11 +49,13 @@ def run_sweep_command(log_path: Path, sweep_dir: Path, *, config_path: Path,
 
     spec = read_sweep_spec(config_path)
     run_sweep = _import_sweep()
+    from allocator.cli.progress import RichProgress
     from allocator.console import stderr_console
     from allocator.training.evaluation.report import headline_table, json_safe
 
     summary = run_sweep(log_path, sweep_dir, spec, resume=resume, address=address,
-                        register=register, alias=alias, progress=not as_json)
+                        register=register, alias=alias,
+                        progress=None if as_json else RichProgress())
     console = stderr_console()
     if as_json:
         json.dump(json_safe(summary), sys.stdout, indent=2, allow_nan=False)

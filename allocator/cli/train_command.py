@@ -56,6 +56,7 @@ def run_train(
     Returns:
         The summary of :func:`allocator.training.rl.pipeline.run_training`, as plain JSON types.
     """
+    from allocator.cli.progress import RichProgress
     from allocator.console import stderr_console
     from allocator.training.evaluation.report import (
         headline_table,
@@ -74,7 +75,7 @@ def run_train(
                                                  ("verify_cost", verify_cost))
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
-    summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=True,
+    summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=RichProgress(),
                            resume=resume, register=register, alias=alias,
                            calibrate=calibrate, target_cost=target_cost,
                            predictor=predictor)
@@ -99,7 +100,8 @@ def run_train(
                       f"{calibration['goal']}")
     else:
         console.print("[yellow]the bundle is not calibrated[/yellow]: its default lambda is "
-                      "the middle of its range (run `allocator calibrate`)")
+                      "the middle of its range (run `allocator calibrate BUNDLE LOG -o "
+                      "NEW_BUNDLE`)")
     console.print(f"trained {training['num_timesteps']:,} steps in "
                   f"{training['seconds']:.1f} s; bundle: {summary['bundle']}; report and "
                   f"plots in {run_dir}")

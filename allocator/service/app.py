@@ -105,7 +105,8 @@ def create_app(
             and the schema (None: no authentication; use it on loopback only).
         tracking_uri: the MLflow tracking/registry URI for a URI source.
         reload_interval: poll the source every this many seconds and swap in a new
-            bundle when it changed (the alias moved, the directory was rewritten);
+            bundle when it changed (the alias moved, another bundle was renamed into the
+            directory, e.g. by ``allocator calibrate ... --overwrite``);
             None: reload on ``POST /v1/admin/reload`` only.
         max_body_bytes: the largest request body (413 above it).
         request_timeout: seconds a budget or allocate request may wait and compute

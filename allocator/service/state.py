@@ -53,9 +53,11 @@ def _now() -> str:
 
 
 def bundle_id(folder: str | os.PathLike[str]) -> str:
-    """The first 16 hex digits of the sha256 of a bundle's ``manifest.json``.
+    """The first 16 hex digits of the sha256 of a bundle's ``manifest.json`` on disk.
 
-    The manifest lists the sha256 of every other file, so this identifies the content.
+    The manifest lists the sha256 of every other file, so this identifies the content
+    (what :attr:`allocator.bundle.Bundle.bundle_id` of a loaded bundle records): the
+    holder compares it with what it serves to decide whether to reload.
 
     Raises:
         BundleError: the manifest cannot be read.
@@ -316,7 +318,7 @@ class OracleHolder:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return Served(oracle, bundle_id(oracle.bundle.path), self._source,
+        return Served(oracle, oracle.bundle.bundle_id, self._source,
                       None if self._model is None else revision,
                       None if self._model is None else self._model.name,
                       revision, folder=folder)
@@ -330,7 +332,7 @@ class OracleHolder:
 
     def _serve_ready(self, oracle: BudgetOracle) -> Served:
         _warm_up(oracle)
-        identity = bundle_id(oracle.bundle.path)
+        identity = oracle.bundle.bundle_id
         return Served(oracle, identity, self._source, None, None, identity)
 
     def _keep(self, served: Served) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -370,8 +371,8 @@ def _row(states: StateBatch, i: int) -> StateBatch:
         "prior")})
 
 
-def test_learned_policy_is_registered_hashable_and_lazy(learned: ModuleType,
-                                                        bundle_path: Path) -> None:
+def test_learned_policy_is_registered_hashable_and_verified(learned: ModuleType,
+                                                            bundle_path: Path) -> None:
     from allocator.policies import POLICIES, make_policy
 
     assert POLICIES["learned"] is learned.LearnedPolicy
@@ -380,12 +381,20 @@ def test_learned_policy_is_registered_hashable_and_lazy(learned: ModuleType,
     assert hash(policy) == hash(learned.LearnedPolicy(str(bundle_path)))
     assert policy.knob is None and policy.deployable and not policy.stochastic
     assert policy.describe() == f"learned(path={str(bundle_path)!r})"
-    assert policy.bundle.arms == ARMS
-    lazy = learned.LearnedPolicy(str(bundle_path.parent / "not-yet"))  # nothing read yet
-    with pytest.raises(BundleError):
-        lazy.act(*random_states(0, 2))
+    assert policy.bundle.arms == ARMS and policy.bundle.sha256 == read_bundle(
+        bundle_path).sha256
+    with pytest.raises(BundleError, match="no such bundle"):  # read when built
+        learned.LearnedPolicy(str(bundle_path.parent / "not-yet"))
     with pytest.raises(ParameterError, match="path"):
         learned.LearnedPolicy("")
+    elsewhere = read_bundle(shutil.copytree(bundle_path, bundle_path.parent / "copy"))
+    with pytest.raises(ParameterError, match="verified"):
+        learned.LearnedPolicy(str(bundle_path), verified=elsewhere)
+    # Built from a verified bundle: used as it is (the same object), not read again.
+    from_verified = learned.LearnedPolicy.from_bundle(elsewhere)
+    assert from_verified.bundle is elsewhere and from_verified.path == str(elsewhere.path)
+    assert from_verified != policy  # another path
+    assert from_verified == learned.LearnedPolicy(str(elsewhere.path))
 
 
 def test_learned_policy_keeps_what_it_loaded(learned: ModuleType, bundle_path: Path,
@@ -404,17 +413,29 @@ def test_learned_policy_keeps_what_it_loaded(learned: ModuleType, bundle_path: P
     assert (before != after).any()
 
 
-def test_a_learned_policy_pickles_as_its_path(learned: ModuleType,
-                                              bundle_path: Path) -> None:
-    """A loaded policy travels to another process as its path (its verified bundle holds
-    read-only mappings) and decides the same there."""
+def test_a_learned_policy_pickles_as_its_path_and_hash(learned: ModuleType,
+                                                       bundle_path: Path) -> None:
+    """A policy travels to another process as its path and its bundle's sha256 and
+    decides the same there; once the bundle on disk is another one, a copy refuses to
+    load (fail closed) instead of deciding with other weights."""
+    import copy as copying
     import pickle
 
     policy = learned.LearnedPolicy.from_bundle(bundle_path)
-    copy = pickle.loads(pickle.dumps(policy))
-    assert copy == policy and "_loaded" not in copy.__dict__
+    pickled = pickle.dumps(policy)
+    assert len(pickled) < 1_000  # the path and the hash, not the weights
+    copy = pickle.loads(pickled)
+    assert copy == policy and copy.bundle is not policy.bundle
+    assert copy.bundle.sha256 == policy.bundle.sha256
     states, mask = random_states(5, 50)
     np.testing.assert_array_equal(copy.act(states, mask), policy.act(states, mask))
+    assert copying.deepcopy(policy) is policy  # immutable: nothing to copy
+    other = sb3_weights(seed=9)
+    write_bundle(bundle_path, weights=other, manifest=manifest_for(other))  # valid, other
+    with pytest.raises(BundleError, match="changed since the pickled LearnedPolicy"):
+        pickle.loads(pickled)
+    with pytest.raises(BundleError, match="changed since"):
+        pickle.loads(pickle.dumps(policy))
 
 
 def test_learned_policy_refuses_other_arms_and_bad_masks(learned: ModuleType,

@@ -75,3 +75,15 @@ def test_the_cli_front_ends_live_in_allocator_cli() -> None:
     assert not any((RUNTIME / name).exists() for name in (
         "cli.py", "train_command.py", "evaluate_command.py", "calibrate_command.py",
         "demo.py"))
+
+
+def test_training_reports_progress_without_the_cli_console() -> None:
+    """Training reports through :mod:`training.progress` (a callback object the CLI
+    implements with rich): nothing in ``training/`` or ``envs/`` imports the CLI or its
+    console."""
+    found = sorted((path.relative_to(ROOT).as_posix(), name)
+                   for folder in TRAINING_SIDE for path in (ROOT / folder).rglob("*.py")
+                   for name in imported_modules(path)
+                   if name == "allocator.console" or name.split(".")[:2] == ["allocator",
+                                                                              "cli"])
+    assert not found, f"the training side imports the command line's output: {found}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import json
 from collections.abc import Callable, Iterator
@@ -401,7 +402,11 @@ def test_inspect_prints_the_defaults(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["inspect", str(bundle), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["defaults"] == allocator.load(bundle).defaults()
+    inspected = json.loads(result.stdout)
+    assert inspected["defaults"] == allocator.load(bundle).defaults()
+    assert inspected["sha256"] == hashlib.sha256(
+        (bundle / "manifest.json").read_bytes()).hexdigest()
+    assert inspected["calibrated_from"] is None
     result = runner.invoke(app, ["inspect", str(bundle)])
     assert result.exit_code == 0, result.output
     for text in ("sample cap", "max_pool", "prior", "middle of the lambda range"):

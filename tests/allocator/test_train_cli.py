@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -200,9 +201,10 @@ def test_train_refuses_an_unknown_config_key(tiny: tuple[Path, Path], tmp_path: 
 def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path],
                                                          tmp_path: Path) -> None:
     """``allocator calibrate`` on the training log uses its validation split (never the
-    test queries); on another log, all of it; the stored lambda becomes the oracle's
-    default. ``allocator train --no-calibrate`` leaves the bundle uncalibrated, and
-    ``--target-cost`` calibrates to a budget."""
+    test queries); on another log, all of it; the lambda stored in the new bundle
+    (``--output``; the source is only read, an existing output refused without
+    ``--overwrite``) becomes its oracle's default. ``allocator train --no-calibrate``
+    leaves the bundle uncalibrated, and ``--target-cost`` calibrates to a budget."""
     import allocator
 
     log_path, config = tiny
@@ -216,28 +218,43 @@ def test_calibrate_stores_the_lambda_that_meets_a_budget(tiny: tuple[Path, Path]
     assert allocator.load(bundle).calibration_table is None
     assert allocator.load(bundle).policy_kind == "network"
     assert "not calibrated" in result.output
+    source = (bundle / "manifest.json").read_bytes()
+    new = tmp_path / "calibrated"
     result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--target-cost",
-                                 "3", "--json"])
+                                 "3", "--json", "-o", str(new)])
     assert result.exit_code == 0, result.output
     calibrated = json.loads(result.stdout)
+    assert (bundle / "manifest.json").read_bytes() == source  # only read
+    assert allocator.load(bundle).calibration_table is None
+    assert calibrated["bundle"] == str(new)
+    assert calibrated["source_sha256"] == hashlib.sha256(source).hexdigest()
     assert "30 held-out queries of the training log" in calibrated["queries"]  # no split
     met = abs(calibrated["mean_cost"] - 3) <= 0.05 * 3
     assert calibrated["within_tolerance"] == met
     assert met or calibrated["warnings"]  # a miss is said, never silent
     assert [calibrated["lambda"], calibrated["mean_cost"]] in calibrated["table"]
-    oracle = allocator.load(bundle)  # the rewritten bundle still verifies
+    oracle = allocator.load(new)  # the new bundle verifies
     assert oracle.default_lambda == calibrated["lambda"]
+    assert oracle.bundle.manifest["calibrated_from"]["sha256"] == calibrated["source_sha256"]
+    inspected = runner.invoke(app, ["inspect", str(new), "--json"])
+    assert json.loads(inspected.stdout)["calibrated_from"] == calibrated["source_sha256"]
 
     other = tmp_path / "validation.parquet"
     assert runner.invoke(app, ["synth", "-o", str(other), "--queries", "40",
                                "--seed", "7"]).exit_code == 0
     result = runner.invoke(app, ["calibrate", str(bundle), str(other), "--target-cost", "3",
-                                 "--json"])
+                                 "--json", "-o", str(new)])
+    assert result.exit_code != 0 and "--overwrite" in result.output  # NEW exists
+    result = runner.invoke(app, ["calibrate", str(bundle), str(other), "--target-cost", "3",
+                                 "--json", "-o", str(new), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert "all 40 queries of the log" in json.loads(result.stdout)["queries"]
+    assert allocator.load(new).bundle.manifest["calibration"]["n_queries"] == 40
     result = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), str(other),
-                                 "--target-cost", "3"])
+                                 "--target-cost", "3", "-o", str(tmp_path / "n2")])
     assert result.exit_code != 0 and "nope" in result.output
+    result = runner.invoke(app, ["calibrate", str(bundle), str(other)])
+    assert result.exit_code != 0 and "--output" in result.output  # required
 
 
 @pytest.mark.slow
@@ -254,12 +271,17 @@ def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Pat
     manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
     assert manifest["calibration"]["target_mean_cost"] == 3.0
     assert manifest["calibration"]["n_queries"] == 8
+    # exported to a temporary folder, then calibrated into RUN_DIR/bundle (a new bundle)
+    assert len(manifest["calibrated_from"]["sha256"]) == 64
+    assert sorted(p.name for p in run_dir.iterdir() if "bundle" in p.name) == ["bundle"]
     bundle = run_dir / "bundle"
-    result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--json"])
+    result = runner.invoke(app, ["calibrate", str(bundle), str(log_path), "--json",
+                                 "-o", str(tmp_path / "to-accuracy")])
     assert result.exit_code == 0, result.output
     calibrated = json.loads(result.stdout)
     assert "8 validation queries of the training log" in calibrated["queries"]
-    assert allocator.load(bundle).default_lambda == calibrated["lambda"]
+    assert allocator.load(tmp_path / "to-accuracy").default_lambda == calibrated["lambda"]
+    assert allocator.load(bundle).bundle.manifest["calibration"]["target_mean_cost"] == 3.0
     result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "other"),
                                  "--no-mlflow", "--no-calibrate", "--target-cost", "3"])
     assert result.exit_code != 0 and "target_cost" in result.output

@@ -68,16 +68,16 @@ def test_an_interrupted_sweep_resumes_and_a_crashed_trial_is_reported(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root there is ./mlruns
     before_uri = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
-    first = run_sweep(log_path, sweep_dir, the_spec, progress=False,
+    first = run_sweep(log_path, sweep_dir, the_spec,
                       callbacks=[interrupt_at_first_score()])
     assert first["status"] == "interrupted" and first["bundle"] is None
     before = {t["config"]["n_envs"]: t for t in first["trials"]}
     assert before[1]["status"] == "error" and "ValueError" in before[1]["error"]
     assert before[16]["reports"] == 1 and before[16]["num_timesteps"] == 512
     with pytest.raises(ParameterError, match="--resume"):
-        run_sweep(log_path, sweep_dir, the_spec, progress=False)
+        run_sweep(log_path, sweep_dir, the_spec)
 
-    final = run_sweep(log_path, sweep_dir, the_spec, resume=True, progress=False,
+    final = run_sweep(log_path, sweep_dir, the_spec, resume=True,
                       register="sweep-best", alias="champion")
     assert final["status"] == "finished"
     # Ray's MLflow callback set the process's MLflow store to the sweep's: put back.
@@ -187,7 +187,7 @@ def test_resuming_a_folder_without_a_sweep_is_refused(local_ray, log_path: Path,
     from allocator.training.sweep import run_sweep
 
     with pytest.raises(ParameterError, match="drop --resume"):
-        run_sweep(log_path, tmp_path / "empty", spec(), resume=True, progress=False)
+        run_sweep(log_path, tmp_path / "empty", spec(), resume=True)
 
 
 def test_the_skip_is_an_error_where_ray_is_required() -> None:

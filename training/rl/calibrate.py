@@ -18,9 +18,14 @@ bracket converges to a crossing whatever happens inside it. Where no lambda come
 the tolerance (the target lies in a jump, or outside what the policy ever spends), the
 nearest measured lambda is kept and a warning says what was reached.
 
-The result is written into the bundle's manifest (the bundle is rewritten with the same
-weights and predictor, so every hash is recomputed and it still verifies):
+Bundles are immutable: the result is written into a *new* bundle (``output``; the
+source is only read). The new bundle holds the source's weights and difficulty predictor
+(the bytes verified when the source was read, never read from the disk again), the
+source's manifest, and:
 
+- ``calibrated_from``: ``{"sha256": ...}``, the source's
+  :attr:`~allocator.bundle.Bundle.sha256` (of its ``manifest.json``, which lists every
+  file's): the provenance (not its path, a detail of the machine that calibrated);
 - ``calibrated_lambda``: the lambda found (the oracle's default lambda);
 - ``calibrated_mean_cost``: its mean cost per query on the validation queries;
 - ``calibration``: the target, tolerance, whether it was met, the settings of the replay,
@@ -28,6 +33,10 @@ weights and predictor, so every hash is recomputed and it still verifies):
   :meth:`allocator.oracle.BudgetOracle.lambda_for_cost` interpolates for other targets);
 - ``arm_mean_cost`` (if the bundle lacks it): each arm's mean sample cost in the log, for
   :meth:`~allocator.oracle.BudgetOracle.budget` and ``allocate``.
+
+The output is written to a temporary sibling directory and renamed into place (see
+:func:`allocator.bundle.write_bundle`), so a failure never leaves a half-written bundle
+there; an existing directory at ``output`` is refused unless ``overwrite`` is set.
 
 Costs are in the log's units (what the evaluator reports: tokens, characters...).
 
@@ -48,6 +57,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,16 +67,16 @@ from typing import Any
 import numpy as np
 
 from allocator._checks import check_int
-from allocator.bundle import Bundle, read_bundle, write_bundle
-from allocator.envs.pools import ReplayPools
-from allocator.errors import ParameterError
+from allocator.bundle import Bundle, _check_writable, read_bundle, write_bundle
+from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.schema import KIND_SAMPLE
 from allocator.logs.table import AttemptLog
 from allocator.oracle import ARM_COST_FIELD, CALIBRATED_LAMBDA_FIELD, CALIBRATION_FIELD
 from allocator.training.evaluation.replay import ReplayEvaluator
 
-__all__ = ["ACCURACY_MARGIN", "VALIDATION_FRACTION", "LambdaSearch", "arm_mean_costs",
+__all__ = ["ACCURACY_MARGIN", "CALIBRATED_FROM_FIELD", "VALIDATION_FRACTION", "LambdaSearch",
+           "arm_mean_costs",
            "bundle_log_prior", "calibrate", "calibrate_to_accuracy", "majority_of_all",
            "search_lambda",
            "validation_split"]
@@ -75,6 +85,9 @@ __all__ = ["ACCURACY_MARGIN", "VALIDATION_FRACTION", "LambdaSearch", "arm_mean_c
 ACCURACY_MARGIN = 0.01
 #: Share of the training queries ``allocator train`` holds out to calibrate on.
 VALIDATION_FRACTION = 0.25
+
+#: The manifest field of a calibrated bundle naming its source (``{"sha256": ...}``).
+CALIBRATED_FROM_FIELD = "calibrated_from"
 
 #: Manifest fields ``write_bundle`` fills in itself (dropped before rewriting).
 _WRITER_FIELDS = ("format", "format_version", "featurizer_version", "feature_names",
@@ -175,11 +188,13 @@ def arm_mean_costs(log: AttemptLog) -> dict[str, float]:
 
 
 def calibrate(
-    bundle_path: str | os.PathLike[str],
+    bundle_path: str | os.PathLike[str] | Bundle,
     log: AttemptLog,
     queries: np.ndarray | None,
     target_mean_cost: float,
     *,
+    output: str | os.PathLike[str],
+    overwrite: bool = False,
     n_orders: int = 4,
     seed: int = 0,
     tolerance: float = 0.05,
@@ -188,10 +203,11 @@ def calibrate(
     grid_size: int = 9,
     max_iterations: int = 30,
 ) -> float:
-    """The lambda that meets a target mean cost per query; stored in the bundle.
+    """The lambda that meets a target mean cost per query; stored in a new bundle.
 
     Args:
-        bundle_path: the bundle directory (rewritten in place, see the module docstring).
+        bundle_path: the source bundle's directory (only read), or the bundle verified
+            by :func:`~allocator.bundle.read_bundle`.
         log: a log over the bundle's arms holding the validation queries.
         queries: indices of the validation queries in ``log`` (None: all); queries the
             policy was not trained on.
@@ -204,25 +220,31 @@ def calibrate(
         verify_cost: the verifier's cost per candidate, in the log's units.
         grid_size: lambdas of the first pass.
         max_iterations: most bisection steps.
+        output: the new bundle's directory (see the module docstring).
+        overwrite: replace a bundle already at ``output`` (atomically); without it an
+            existing ``output`` is refused before anything is replayed.
 
     Returns:
         The calibrated lambda.
 
     Raises:
-        BundleError: the bundle is refused.
-        ParameterError: an invalid argument, or a log over other arms.
+        BundleError: the bundle is refused, or ``output`` holds something that is not
+            a bundle.
+        ParameterError: an invalid argument, a log over other arms, or an existing
+            ``output`` without ``overwrite``.
 
     Warns:
         UserWarning: no lambda in the bundle's range meets the target within the
             tolerance; the nearest measured one is stored.
     """
-    bundle = read_bundle(bundle_path)
+    bundle = _source(bundle_path)
     target, tolerance = _check_arguments(bundle, log, target_mean_cost, tolerance, grid_size)
+    destination = _check_output("calibrate", output, overwrite)
     source = "explicit"
     if prior is None:
-        prior, source = bundle_log_prior(bundle_path, log)
+        prior, source = bundle_log_prior(bundle, log)
     pools = ReplayPools.from_log(log)
-    policy = LearnedPolicy(os.fspath(bundle_path))
+    policy = LearnedPolicy.from_bundle(bundle)
 
     def mean_cost(lam: float) -> float:
         evaluator = ReplayEvaluator(pools, queries, n_orders=n_orders, seed=seed,
@@ -238,7 +260,8 @@ def calibrate(
                 "n_orders": int(n_orders), "seed": int(seed),
                 "verify_cost": float(verify_cost), "prior": source,
                 "log_fingerprint": log.fingerprint()}
-    _rewrite(bundle, _manifest_fields(bundle, log, search, target, tolerance, settings))
+    _write_calibrated(bundle, _manifest_fields(bundle, log, search, target, tolerance,
+                                               settings), destination, overwrite)
     return search.lambda_
 
 
@@ -273,10 +296,12 @@ def majority_of_all(pools: ReplayPools, queries: np.ndarray | None, *, n_orders:
 
 
 def calibrate_to_accuracy(
-    bundle_path: str | os.PathLike[str],
+    bundle_path: str | os.PathLike[str] | Bundle,
     log: AttemptLog,
     queries: np.ndarray | None,
     *,
+    output: str | os.PathLike[str],
+    overwrite: bool = False,
     target_accuracy: float | None = None,
     margin: float = ACCURACY_MARGIN,
     n_orders: int = 4,
@@ -295,9 +320,11 @@ def calibrate_to_accuracy(
     most accurate (then cheapest) is kept and a warning says so.
 
     Args:
-        bundle_path: the bundle directory (rewritten in place).
+        bundle_path: the source bundle's directory (only read), or the verified bundle.
         log: a log over the bundle's arms holding the validation queries.
         queries: the validation queries (None: all), never test queries.
+        output: the new bundle's directory (see the module docstring).
+        overwrite: replace a bundle already at ``output`` (atomically).
         target_accuracy: the accuracy to reach; default :func:`majority_of_all` on them.
         margin: the non-inferiority margin (absolute accuracy, >= 0).
         n_orders: random orders per query.
@@ -311,14 +338,18 @@ def calibrate_to_accuracy(
         The calibrated lambda.
 
     Raises:
-        ParameterError: an invalid argument, or a log over other arms.
+        BundleError: the bundle is refused, or ``output`` holds something that is not
+            a bundle.
+        ParameterError: an invalid argument, a log over other arms, or an existing
+            ``output`` without ``overwrite``.
     """
-    bundle = read_bundle(bundle_path)
+    bundle = _source(bundle_path)
     _check_arguments(bundle, log, 0.0, 1.0, grid_size)
     margin = _finite("calibrate_to_accuracy", "margin", margin, strict=False)
+    destination = _check_output("calibrate_to_accuracy", output, overwrite)
     source = "explicit"
     if prior is None:
-        prior, source = bundle_log_prior(bundle_path, log)
+        prior, source = bundle_log_prior(bundle, log)
     pools = ReplayPools.from_log(log)
     goal = "explicit accuracy"
     if target_accuracy is None:
@@ -326,7 +357,7 @@ def calibrate_to_accuracy(
         goal = "majority-of-all (best arm)"
     target = _finite("calibrate_to_accuracy", "target_accuracy", target_accuracy,
                      strict=False)
-    policy = LearnedPolicy(os.fspath(bundle_path))
+    policy = LearnedPolicy.from_bundle(bundle)
     measured: dict[float, tuple[float, float]] = {}
 
     def measure(lam: float) -> tuple[float, float]:
@@ -355,7 +386,8 @@ def calibrate_to_accuracy(
                 "accuracy_table": [[lam, acc] for lam, (acc, _) in sorted(measured.items())]}
     search = LambdaSearch(lambda_=best, mean_cost=cost, within_tolerance=reached,
                           table=sorted((lam, c) for lam, (_, c) in measured.items()))
-    _rewrite(bundle, _manifest_fields(bundle, log, search, cost, 0.0, settings))
+    _write_calibrated(bundle, _manifest_fields(bundle, log, search, cost, 0.0, settings),
+                      destination, overwrite)
     return best
 
 
@@ -430,7 +462,7 @@ def _finite(owner: str, name: str, value: object, *, strict: bool) -> float:
     return number
 
 
-def bundle_log_prior(bundle_path: str | os.PathLike[str], log: AttemptLog
+def bundle_log_prior(bundle_path: str | os.PathLike[str] | Bundle, log: AttemptLog
                      ) -> tuple[np.ndarray, str]:
     """The prior of every query of ``log`` for a bundle, by the runtime's one rule, and
     its source in words.
@@ -439,6 +471,10 @@ def bundle_log_prior(bundle_path: str | os.PathLike[str], log: AttemptLog
     metadata; a missing text is empty), which is what training gave held-out queries;
     without one: the bundle's uninformed prior
     (:attr:`allocator.oracle.BudgetOracle.default_prior`) for every query.
+
+    Args:
+        bundle_path: the bundle directory, or the bundle already verified.
+        log: the log whose queries get a prior.
 
     Returns:
         ``(prior of shape (log queries, arms) in the log's arm order, source)``.
@@ -464,10 +500,50 @@ def _miss_message(search: LambdaSearch, target: float, tolerance: float) -> str:
             "with a wider lambda range.")
 
 
-def _rewrite(bundle: Bundle, fields: dict[str, Any]) -> Path:
-    """Write the bundle again with more manifest fields, the same weights and predictor."""
+def _source(bundle: str | os.PathLike[str] | Bundle) -> Bundle:
+    """The source bundle, verified (read once here unless it already is)."""
+    return bundle if isinstance(bundle, Bundle) else read_bundle(bundle)
+
+
+def _check_output(owner: str, output: str | os.PathLike[str], overwrite: bool) -> Path:
+    """The new bundle's path, refused before any replay where writing would fail: an
+    existing path without ``overwrite``, or (with it) anything but a bundle."""
+    if not isinstance(output, str | os.PathLike) or not os.fspath(output):
+        raise ParameterError(owner, "output", "the new bundle's directory", output)
+    destination = Path(output)
+    if not (destination.exists() or destination.is_symlink()):
+        return destination
+    if not overwrite:
+        raise ParameterError(owner, "output", "a path where nothing exists yet (bundles are "
+                             "immutable: calibration writes a new one); choose another "
+                             "path, or pass overwrite=True (allocator calibrate "
+                             "--overwrite) to replace the bundle there", str(destination))
+    _check_writable(destination)
+    return destination
+
+
+def _write_calibrated(bundle: Bundle, fields: dict[str, Any], output: Path,
+                      overwrite: bool) -> Path:
+    """Write the new bundle: the source's manifest with ``fields`` and the provenance,
+    its verified weights and predictor files (atomically, see the module docstring)."""
     manifest = {key: value for key, value in bundle.manifest.items()
                 if key not in _WRITER_FIELDS}
     manifest.update(fields)
-    return write_bundle(bundle.path, weights=dict(bundle.weights), manifest=manifest,
-                        predictor_dir=bundle.predictor_dir)
+    manifest[CALIBRATED_FROM_FIELD] = {"sha256": bundle.sha256}
+    if not overwrite and (output.exists() or output.is_symlink()):  # appeared meanwhile
+        raise BundleError("was created while calibrating; refusing to overwrite it (pass "
+                          "overwrite=True, or choose another path).", path=output)
+    with tempfile.TemporaryDirectory(prefix="ttc-predictor-") as folder:
+        predictor = _verified_predictor(bundle, Path(folder))
+        return write_bundle(output, weights=dict(bundle.weights), manifest=manifest,
+                            predictor_dir=predictor)
+
+
+def _verified_predictor(bundle: Bundle, folder: Path) -> Path | None:
+    """The source's difficulty predictor as verified at load (its bytes written to
+    ``folder``), or None: never the files on disk, which may have changed since."""
+    if not bundle.predictor_files:
+        return None
+    for name, data in bundle.predictor_files.items():
+        (folder / name).write_bytes(data)
+    return folder

@@ -12,20 +12,21 @@ The steps, in order (:func:`run_training`):
    (``validation_fraction``, :func:`allocator.training.rl.calibrate.validation_split`), with
    checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
    the validation queries among those PPO passed through (the warm-started one
-   included; :mod:`allocator.training.rl.selection`, ``select_every``);
-5. export the bundle to ``RUN_DIR/bundle`` (policy weights, observation statistics, the
-   difficulty predictor, the largest pool per arm the policy trained on and its
-   uninformed prior; no pickle);
-5b. the safety net (:mod:`allocator.training.rl.safety_net`, unless ``safety_net = false``):
+   included; :mod:`training.rl.selection`, ``select_every``);
+5. export the bundle (policy weights, observation statistics, the difficulty predictor,
+   the largest pool per arm the policy trained on and its uninformed prior; no pickle)
+   and calibrate its default lambda on the validation queries (by default the cheapest
+   lambda that reaches majority-of-all accuracy there,
+   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
+   the bundle, registered or not, is useful as is. Bundles are immutable: the exported
+   bundle goes to a temporary folder and the calibration writes the new, calibrated
+   bundle to ``RUN_DIR/bundle`` (without calibration the export goes there directly);
+5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
    compare the learned policy with every deployable baseline on the validation queries;
    where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
    ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
    best baseline at its best setting; ``report.json`` says which and why
    (``extra.safety_net``);
-5c. calibrate the learned bundle's default lambda on the same validation queries (by
-   default the cheapest lambda that reaches majority-of-all accuracy there,
-   :func:`~allocator.training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
-   the bundle, registered or not, is useful as is;
 6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
    (:func:`allocator.training.evaluation.evaluate.evaluate`), and the learned policy (whichever
    bundle was exported), loaded from its bundle as the runtime loads it, swept along
@@ -58,16 +59,13 @@ import numpy as np
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from allocator.training.rl.config import TrainConfig
+from training.progress import Progress, progress_or_silent
+from training.rl.config import TrainConfig
 
 __all__ = ["apply_safety_net", "run_training"]
 
-#: Called with a short message before each step.
+#: Called with a short message before each step (:meth:`training.progress.Progress.message`).
 Announce = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    """A progress callback that shows nothing."""
 
 
 # ------------------------------------------------------------------ the steps
@@ -418,7 +416,7 @@ def run_training(
     config: TrainConfig | None = None,
     *,
     mlflow: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     resume: bool = False,
     tracking_uri: str | None = None,
     experiment: str | None = None,
@@ -437,7 +435,8 @@ def run_training(
         config: the training settings (defaults if None).
         mlflow: log the run to MLflow (off by default, as on the command line: nothing
             is written to MLflow, and no ``mlflow.db``, unless asked).
-        progress: print the steps and a training progress bar on stderr.
+        progress: where to report the steps and the training's progress
+            (:mod:`training.progress`; the command line passes a rich one); None: silent.
         resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
             split and the predictor are recomputed: they are deterministic).
         tracking_uri: MLflow tracking URI (None: ``MLFLOW_TRACKING_URI``, else
@@ -485,7 +484,8 @@ def run_training(
     if target_cost is not None and not calibrate:
         raise ParameterError("run_training", "target_cost", "None when calibration is off "
                              "(--no-calibrate)", target_cost)
-    say = _announcer(progress)
+    reporter = progress_or_silent(progress, "run_training")
+    say = reporter.message
     say("reading the log")
     log = read_log(log_path)
     checkpoint = _checkpoint_to_resume(run_dir, resume)
@@ -516,9 +516,11 @@ def run_training(
     return summary
 
 
-def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.ndarray,
-               config: TrainConfig, goal: float | str) -> dict[str, Any]:
-    """Calibrate the bundle on the validation queries (step 5); the calibration's summary.
+def _calibrate(source: Path, bundle: Path, log: AttemptLog, validation: np.ndarray,
+               prior: np.ndarray, config: TrainConfig, goal: float | str) -> dict[str, Any]:
+    """Calibrate the exported bundle ``source`` on the validation queries into the new
+    bundle ``bundle`` (step 5; the run's own, replaced if a resumed run wrote one); the
+    calibration's summary.
 
     ``goal``: a target mean cost per query, or ``"accuracy"`` (majority-of-all).
     """
@@ -530,12 +532,13 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if goal == "accuracy":
-            lam = calibrate_to_accuracy(bundle, log, validation, prior=prior,
-                                        seed=config.seed,
+            lam = calibrate_to_accuracy(source, log, validation, output=bundle,
+                                        overwrite=True, prior=prior, seed=config.seed,
                                         verify_cost=_verify_cost(log, config))
         else:
-            lam = calibrate(bundle, log, validation, float(goal), prior=prior,
-                            seed=config.seed, verify_cost=_verify_cost(log, config))
+            lam = calibrate(source, log, validation, float(goal), output=bundle,
+                            overwrite=True, prior=prior, seed=config.seed,
+                            verify_cost=_verify_cost(log, config))
     manifest = read_bundle(bundle).manifest
     calibration = manifest["calibration"]
     return {"lambda": lam, "mean_cost": manifest["calibrated_mean_cost"],
@@ -547,7 +550,7 @@ def _calibrate(bundle: Path, log: AttemptLog, validation: np.ndarray, prior: np.
 def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConfig, *,
          train: np.ndarray,
          test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
-         tracking: _Tracking, progress: bool, say: Announce,
+         tracking: _Tracking, progress: Progress | None, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
     """Steps 4 to 8 (see the module docstring)."""
     from allocator.training.rl.train import TrainingMonitor, replay_env, train_policy
@@ -575,28 +578,31 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
                 "resumed_from": checkpoint.name if checkpoint else None,
                 "final": _final_metrics(monitor),
                 "selection": None if selector is None else selector.summary()}
-    say(f"exporting the bundle to {run_dir / 'bundle'}")
     cost_unit = replay_env(model.get_env()).settings.cost_unit
-    bundle = _export(model, predictor, log, run_dir / "bundle", config, cost_unit,
-                     tracking.run_id,
-                     {"training_config": config.to_dict(),
-                      "validation": {"fraction": config.validation_fraction
-                                     if len(validation) else 0.0, "seed": config.seed,
-                                     "queries": len(validation)}})
-    learned_bundle, safety = bundle, None
     if len(validation) == 0 and (config.safety_net or calibration is not None):
         say("too few training queries to hold out validation queries: no safety net, "
             "not calibrated")
+    bundle = run_dir / "bundle"
+    extra = {"training_config": config.to_dict(),
+             "validation": {"fraction": config.validation_fraction if len(validation)
+                            else 0.0, "seed": config.seed, "queries": len(validation)}}
+    if calibration is not None and len(validation):
+        with tempfile.TemporaryDirectory(prefix="ttc-export-") as folder:
+            say("exporting the bundle, then calibrating the learned policy's default "
+                f"lambda on the {len(validation)} validation queries into {bundle}")
+            exported = _export(model, predictor, log, Path(folder) / "bundle", config,
+                               cost_unit, tracking.run_id, extra)
+            training["calibration"] = _calibrate(exported, bundle, log, validation, prior,
+                                                 config, calibration)
+    else:
+        say(f"exporting the bundle to {bundle}")
+        _export(model, predictor, log, bundle, config, cost_unit, tracking.run_id, extra)
+    learned_bundle, safety = bundle, None
     if config.safety_net and len(validation):
         safety, bundle, learned_bundle = apply_safety_net(
             log, bundle, fit, validation, prior, predictor, config, cost_unit,
             tracking.run_id, say)
     training["exported"] = "learned" if safety is None else safety.exported
-    if calibration is not None and len(validation):
-        say(f"calibrating the learned policy's default lambda on the {len(validation)} "
-            "validation queries")
-        training["calibration"] = _calibrate(learned_bundle, log, validation, prior, config,
-                                             calibration)
     say("evaluating on the held-out queries")
     report, chosen = _evaluate_trained(log, log_path, run_dir, learned_bundle, test, prior,
                                        config, say)
@@ -629,17 +635,3 @@ def _final_metrics(monitor: Any) -> dict[str, float]:
     for _, metrics in monitor.history:
         final.update(metrics)
     return final
-
-
-def _announcer(enabled: bool) -> Announce:
-    """Print each step on stderr, numbered (or nothing when disabled)."""
-    if not enabled:
-        return _quiet
-    from allocator.console import stderr_console
-
-    console = stderr_console()
-
-    def say(message: str) -> None:
-        console.print(f"[bold]·[/] {message}", highlight=False)
-
-    return say

@@ -26,8 +26,7 @@ runtime reads the bundle of :mod:`allocator.training.rl.export`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,11 +39,14 @@ from allocator.envs.vec_replay_env import BatchedReplayVecEnv
 from allocator.envs.vec_replay_env import unwrap_replay_env as replay_env
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
-from allocator.training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
-from allocator.training.rl.config import TrainConfig
+from envs.pools import ReplayPools
+from envs.vec_replay_env import BatchedReplayVecEnv
+from envs.vec_replay_env import unwrap_replay_env as replay_env
+from training.progress import Progress, progress_or_silent
+from training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
+from training.rl.config import TrainConfig
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
     from sb3_contrib import MaskablePPO
 
 __all__ = [
@@ -259,45 +261,28 @@ class CheckpointCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """Advance a rich progress bar by the steps taken; show the latest mean return."""
+    """Report the steps taken to a :class:`training.progress.Progress` and, after each
+    rollout, the latest mean return (from ``monitor``) as the task's description."""
 
-    def __init__(self, bar: Progress, task: TaskID, monitor: TrainingMonitor | None = None
-                 ) -> None:
+    def __init__(self, progress: Progress, monitor: TrainingMonitor | None = None) -> None:
         super().__init__()
-        self.bar, self.task, self.monitor = bar, task, monitor
+        self.progress, self.monitor = progress, monitor
+        self._reported = 0
+
+    def _on_training_start(self) -> None:
+        self._reported = int(self.num_timesteps)
 
     def _on_step(self) -> bool:
-        self.bar.update(self.task, completed=self.num_timesteps)
+        steps = int(self.num_timesteps) - self._reported
+        if steps > 0:
+            self.progress.advance(steps)
+            self._reported += steps
         return True
 
     def _on_rollout_end(self) -> None:
         value = self.monitor.latest("train/mean_return") if self.monitor else None
         if value is not None:
-            self.bar.update(self.task, description=f"training (mean return {value:+.3f})")
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int, start: int) -> Iterator[
-        tuple[Progress, TaskID] | None]:
-    """A rich progress bar on stderr for the training steps (None when disabled)."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from allocator.console import stderr_console
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console(),
-                  transient=False) as bar:
-        yield bar, bar.add_task("training", total=total, completed=start)
+            self.progress.advance(0, description=f"training (mean return {value:+.3f})")
 
 
 # ------------------------------------------------------------------- checkpoints
@@ -353,7 +338,7 @@ def train_policy(
     callback: BaseCallback | Sequence[BaseCallback] | None = None,
     resume_from: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> MaskablePPO:
     """Train a MaskablePPO allocator on the training queries of ``log``.
 
@@ -370,13 +355,15 @@ def train_policy(
             interrupted run: training continues from its weights and step count up to
             ``config.total_timesteps`` (nothing is trained if it is already there).
         checkpoint_dir: where to write checkpoints (None: no checkpoints).
-        progress: show a rich progress bar on stderr.
+        progress: where to report the steps (a task ``"training"`` of
+            ``config.total_timesteps`` steps; :mod:`training.progress`); None: silent.
 
     Returns:
         The trained model (``model.num_timesteps`` steps in all, resumed ones included).
     """
     import torch
 
+    reporter = progress_or_silent(progress, "train_policy")
     env = make_env(log, queries=queries, prior=prior, config=config)
     model = make_model(env, config) if resume_from is None else _resume(resume_from, env,
                                                                         config)
@@ -392,13 +379,16 @@ def train_policy(
             metrics = _warm_start(model, queries, prior, config)
             for monitor in (c for c in callbacks if isinstance(c, TrainingMonitor)):
                 monitor.record(0, metrics)
-        with _progress_bar(progress, config.total_timesteps, int(model.num_timesteps)) as bar:
-            if bar is not None:
-                monitor = next((c for c in callbacks if isinstance(c, TrainingMonitor)), None)
-                callbacks.append(ProgressCallback(*bar, monitor=monitor))
+        if progress is not None:
+            monitor = next((c for c in callbacks if isinstance(c, TrainingMonitor)), None)
+            callbacks.append(ProgressCallback(reporter, monitor=monitor))
+        reporter.start("training", config.total_timesteps, int(model.num_timesteps))
+        try:
             if remaining:
                 model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
                             reset_num_timesteps=resume_from is None)
+        finally:
+            reporter.finish()
     finally:
         torch.set_num_threads(threads)
     return model

@@ -211,6 +211,7 @@ def test_a_request_holding_the_old_bundle_finishes_on_it(tmp_path: Path) -> None
     from allocator.service import OracleHolder
     from allocator.service.operations import decide
     from allocator.service.schemas import DecideRequest
+    from allocator.service.state import bundle_id
 
     bundle = write_scripted(tmp_path / "bundle", ("a", "b"))
     holder = OracleHolder(bundle)
@@ -219,6 +220,9 @@ def test_a_request_holding_the_old_bundle_finishes_on_it(tmp_path: Path) -> None
         write_scripted(bundle, ("x", "y"))
         outcome = holder.reload()
         assert outcome.reloaded and outcome.previous is before
+        # The served identity is the verified bundle's, the one the next poll compares.
+        assert holder.current.bundle_id == bundle_id(bundle) == (
+            holder.current.oracle.bundle.bundle_id) != before.bundle_id
         request = DecideRequest.model_validate({"max_samples": 2})
         assert decide(before, request).action.arm == "b"  # in flight: the old bundle
         assert decide(holder.current, request).action.arm == "y"

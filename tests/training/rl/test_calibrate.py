@@ -1,5 +1,5 @@
 """Calibration: the lambda that meets a target mean cost on validation queries, stored in
-the bundle, and used by the oracle for ``target_cost``.
+a new bundle (the source is only read), and used by the oracle for ``target_cost``.
 
 A real (small) MaskablePPO is trained on a simulated log (about 2 s on one thread) with
 the simulation's true per-arm accuracies as its prior, so that its mean cost falls with
@@ -8,7 +8,9 @@ lambda over many small steps; validation queries are held out from training.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -20,9 +22,9 @@ from sb3_contrib import MaskablePPO
 from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 
 import allocator
+import allocator.bundle
 from allocator.bundle import WEIGHTS_FILE, read_bundle
-from allocator.envs.pools import ReplayPools
-from allocator.errors import ParameterError
+from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
 from allocator.logs.table import AttemptLog
@@ -83,21 +85,32 @@ def mean_cost(trained: Trained, bundle: Path, lam: float) -> float:
     return float(evaluator.run(LearnedPolicy(str(bundle))).cost.mean())
 
 
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path -> sha256 of its bytes)."""
+    return {file.relative_to(folder).as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+            for file in sorted(folder.rglob("*")) if file.is_file()}
+
+
 @pytest.mark.slow
 def test_calibrated_lambda_meets_the_target_and_is_stored(trained: Trained,
                                                           tmp_path: Path) -> None:
     bundle = export(trained, tmp_path / "bundle")
-    before = read_bundle(bundle)
+    before, files = read_bundle(bundle), tree(bundle)
     target, tolerance = mean_cost(trained, bundle, 0.138), 0.01
     assert mean_cost(trained, bundle, 0.0) > target > mean_cost(trained, bundle, 0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lam = calibrate(bundle, trained.log, VALIDATION, target, tolerance=tolerance,
-                        prior=trained.prior)
-    achieved = mean_cost(trained, bundle, lam)
+                        prior=trained.prior, output=tmp_path / "calibrated")
+    assert tree(bundle) == files  # the source is byte for byte what it was
+    assert read_bundle(bundle).manifest.get("calibrated_lambda") is None
+    achieved = mean_cost(trained, tmp_path / "calibrated", lam)
+    assert achieved == mean_cost(trained, bundle, lam)  # the same weights decide
     assert abs(achieved - target) <= tolerance * target
-    after = read_bundle(bundle)  # rewritten: it still verifies
+    after = read_bundle(tmp_path / "calibrated")  # a new bundle: it verifies
     manifest = after.manifest
+    assert manifest["calibrated_from"] == {"sha256": before.sha256}
+    assert after.sha256 != before.sha256
     assert manifest["calibrated_lambda"] == lam
     assert manifest["calibrated_mean_cost"] == achieved
     calibration = manifest["calibration"]
@@ -117,9 +130,12 @@ def test_calibrated_lambda_meets_the_target_and_is_stored(trained: Trained,
 
 @pytest.mark.slow
 def test_the_oracle_uses_the_calibration(trained: Trained, tmp_path: Path) -> None:
-    bundle = export(trained, tmp_path / "bundle")
-    target = mean_cost(trained, bundle, 0.08)
-    lam = calibrate(bundle, trained.log, VALIDATION, target, prior=trained.prior)
+    source = export(trained, tmp_path / "bundle")
+    target = mean_cost(trained, source, 0.08)
+    bundle = tmp_path / "calibrated"
+    lam = calibrate(source, trained.log, VALIDATION, target, prior=trained.prior,
+                    output=bundle)
+    assert allocator.load(source).calibration_table is None  # the source is unchanged
     oracle = allocator.load(bundle)
     assert oracle.default_lambda == lam
     assert oracle.lambda_for_cost(target) == lam
@@ -146,8 +162,9 @@ def test_an_unreachable_target_warns_and_keeps_the_nearest(trained: Trained,
                                                           tmp_path: Path) -> None:
     bundle = export(trained, tmp_path / "bundle")
     with pytest.warns(UserWarning, match="no lambda"):
-        lam = calibrate(bundle, trained.log, VALIDATION, 1_000.0, prior=trained.prior)
-    manifest = read_bundle(bundle).manifest
+        lam = calibrate(bundle, trained.log, VALIDATION, 1_000.0, prior=trained.prior,
+                        output=tmp_path / "calibrated")
+    manifest = read_bundle(tmp_path / "calibrated").manifest
     assert not manifest["calibration"]["within_tolerance"]
     costs = {row[0]: row[1] for row in manifest["calibration"]["table"]}
     assert costs[lam] == max(costs.values())
@@ -156,11 +173,16 @@ def test_an_unreachable_target_warns_and_keeps_the_nearest(trained: Trained,
 @pytest.mark.slow
 def test_the_bundled_predictor_gives_the_default_prior(trained: Trained,
                                                        tmp_path: Path) -> None:
-    bundle = export(trained, tmp_path / "bundle", predictor=True)
-    lam = calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.5)
+    source = export(trained, tmp_path / "bundle", predictor=True)
+    verified = read_bundle(source)
+    # Changed on disk after it was verified: the new bundle holds the verified bytes.
+    (source / "difficulty" / "difficulty.json").write_text("{}")
+    bundle = tmp_path / "calibrated"
+    lam = calibrate(verified, trained.log, VALIDATION, 2.0, tolerance=0.5, output=bundle)
     manifest = read_bundle(bundle).manifest
     assert manifest["calibration"]["prior"] == "bundle difficulty predictor"
-    assert manifest["difficulty"] is not None  # the predictor was kept
+    assert manifest["difficulty"] is not None  # the predictor was kept: the same one
+    assert read_bundle(bundle).predictor_files == verified.predictor_files
     prior = DifficultyPredictor.load(trained.predictor_dir).predict(trained.log)
     evaluator = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0, lambda_=lam,
                                 prior=prior)
@@ -171,17 +193,81 @@ def test_the_bundled_predictor_gives_the_default_prior(trained: Trained,
 @pytest.mark.slow
 def test_calibrate_refuses_bad_arguments(trained: Trained, tmp_path: Path) -> None:
     bundle = export(trained, tmp_path / "bundle")
+    output = tmp_path / "calibrated"
     other = generate(SyntheticConfig(n_queries=10, arms=(SyntheticArm("solo", 0.5),)))
     with pytest.raises(ParameterError, match="'log'"):
-        calibrate(bundle, other, None, 2.0)
+        calibrate(bundle, other, None, 2.0, output=output)
     with pytest.raises(ParameterError, match="target_mean_cost"):
-        calibrate(bundle, trained.log, VALIDATION, -1.0)
+        calibrate(bundle, trained.log, VALIDATION, -1.0, output=output)
     with pytest.raises(ParameterError, match="tolerance"):
-        calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.0)
+        calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.0, output=output)
     copy = shutil.copytree(bundle, tmp_path / "copy")
     (copy / WEIGHTS_FILE).write_bytes(b"tampered")
     with pytest.raises(allocator.errors.BundleError):
-        calibrate(copy, trained.log, VALIDATION, 2.0)
+        calibrate(copy, trained.log, VALIDATION, 2.0, output=output)
+    assert not output.exists()
+
+
+@pytest.mark.slow
+def test_calibration_refuses_to_overwrite_without_the_flag(trained: Trained,
+                                                           tmp_path: Path) -> None:
+    """An existing output (the source itself, another bundle, anything) is refused
+    before any replay; with ``overwrite`` a bundle there is replaced, anything else is
+    still refused."""
+    bundle = export(trained, tmp_path / "bundle")
+    files = tree(bundle)
+    for output in (bundle, tmp_path):
+        for goal in (lambda out, **kw: calibrate(bundle, trained.log, VALIDATION, 2.0,
+                                                 output=out, **kw),
+                     lambda out, **kw: calibrate_to_accuracy(bundle, trained.log,
+                                                             VALIDATION, output=out, **kw)):
+            with pytest.raises(ParameterError, match="overwrite"):
+                goal(output)
+    assert tree(bundle) == files
+    not_a_bundle = tmp_path / "notes"
+    not_a_bundle.mkdir()
+    (not_a_bundle / "todo.txt").write_text("keep me")
+    with pytest.raises(BundleError, match="not a policy bundle"):
+        calibrate(bundle, trained.log, VALIDATION, 2.0, output=not_a_bundle, overwrite=True)
+    assert (not_a_bundle / "todo.txt").read_text() == "keep me"
+    target = tmp_path / "calibrated"
+    calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.5, output=target,
+              prior=trained.prior)
+    second = calibrate(bundle, trained.log, VALIDATION, 3.0, tolerance=0.5, output=target,
+                       prior=trained.prior, overwrite=True)
+    assert read_bundle(target).manifest["calibrated_lambda"] == second
+    assert read_bundle(target).manifest["calibration"]["target_mean_cost"] == 3.0
+    assert read_bundle(target).manifest["calibrated_from"]["sha256"] == read_bundle(
+        bundle).sha256
+    assert tree(bundle) == files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_crash_while_writing_leaves_no_partial_bundle(trained: Trained, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        overwrite: bool) -> None:
+    """The disk fills up while the weights are written (safetensors' writer raises):
+    nothing is left at the output path, nor any staging folder beside it; a bundle that
+    was there (``overwrite``) is untouched, and so is the source."""
+    bundle = export(trained, tmp_path / "bundle")
+    source_files = tree(bundle)
+    output = tmp_path / "out" / "calibrated"
+    if overwrite:
+        export(trained, output)
+    previous = tree(output) if overwrite else None
+
+    def disk_full(*args: object, **kwargs: object) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(allocator.bundle, "_save_safetensors", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        calibrate(bundle, trained.log, VALIDATION, 2.0, tolerance=0.5, output=output,
+                  prior=trained.prior, overwrite=overwrite)
+    assert tree(bundle) == source_files
+    assert os.listdir(output.parent) == (["calibrated"] if overwrite else [])
+    if overwrite:
+        assert tree(output) == previous
 
 
 # ------------------------------------------------------------------ the search alone
@@ -223,9 +309,12 @@ def test_search_on_a_step_function_reports_the_nearest() -> None:
 @pytest.mark.slow
 def test_calibrating_to_majority_of_all_keeps_the_cheapest_non_inferior_lambda(
         trained: Trained, tmp_path: Path) -> None:
-    bundle = export(trained, tmp_path / "bundle")
-    lam = calibrate_to_accuracy(bundle, trained.log, VALIDATION, prior=trained.prior)
+    source = export(trained, tmp_path / "bundle")
+    bundle = tmp_path / "calibrated"
+    lam = calibrate_to_accuracy(source, trained.log, VALIDATION, prior=trained.prior,
+                                output=bundle)
     manifest = read_bundle(bundle).manifest
+    assert manifest["calibrated_from"]["sha256"] == read_bundle(source).sha256
     calibration = manifest["calibration"]
     # The target: the best arm's majority vote over its whole pool, brute force.
     evaluator = ReplayEvaluator(trained.log, VALIDATION, n_orders=4, seed=0)

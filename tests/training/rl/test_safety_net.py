@@ -252,7 +252,7 @@ def test_train_exports_what_the_safety_net_chose(tmp_path: Path, safety_net: boo
                          tmp_path / "log.parquet")
     # Without the safety net nor the calibration, nothing is held out for validation.
     summary = run_training(log_path, tmp_path / "run", TINY.replace(safety_net=safety_net),
-                           mlflow=False, progress=False, calibrate=safety_net)
+                           mlflow=False, calibrate=safety_net)
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     training = report["extra"]["training"]
     assert report["policies"]["learned"], "the held-out evaluation reports the learned policy"
