@@ -306,8 +306,8 @@ def run_one(name: str, timesteps: int, folder: Path, *, train: bool = True
     start = time.perf_counter()
     if train:
         from allocator.cli.progress import RichProgress
-        from training.rl.config import TrainConfig
-        from training.rl.pipeline import run_training
+        from allocator.training.rl.config import TrainConfig
+        from allocator.training.rl.pipeline import run_training
 
         path = write_log(log, folder / f"{name}.parquet")
         result = run_training(path, folder / name,

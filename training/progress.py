@@ -1,7 +1,8 @@
 """How long training runs report progress: a small protocol, silent by default.
 
-Training (:func:`training.rl.train.train_policy`), the pipeline
-(:func:`training.rl.pipeline.run_training`) and the sweep (:func:`training.sweep.run_sweep`)
+Training (:func:`allocator.training.rl.train.train_policy`), the pipeline
+(:func:`allocator.training.rl.pipeline.run_training`) and the sweep
+(:func:`allocator.training.sweep.run_sweep`)
 never print: they call a :class:`Progress` they are given. The command line passes a
 rich-based one (:class:`allocator.cli.progress.RichProgress`); without one nothing is
 shown (:data:`SILENT`).

@@ -22,7 +22,7 @@ The steps, in order (:func:`run_sweep`):
    calibrated on the validation queries into a new bundle, ``SWEEP_DIR/best-bundle``
    (its default lambda; the trial's bundle is only read), and goes through
    ``allocator train``'s safety net
-   (:func:`training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
+   (:func:`allocator.training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
    where a baseline beats it on the validation queries, ``best-bundle/`` is that
    baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
    ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
@@ -66,10 +66,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from training.progress import SILENT, Progress, progress_or_silent
-from training.rl.config import TrainConfig
-from training.sweep_config import SweepSpec
-from training.sweep_results import (
+from allocator.training.progress import SILENT, Progress, progress_or_silent
+from allocator.training.rl.config import TrainConfig
+from allocator.training.sweep_config import SweepSpec
+from allocator.training.sweep_data import SweepData
+from allocator.training.sweep_results import (
     METRIC,
     best_trial,
     ensure_experiment,

@@ -175,8 +175,8 @@ def export_best(data: SweepData, trial: Mapping[str, Any], sweep_dir: Path,
     Returns:
         The bundle's path and its calibrated lambda.
     """
-    from training.rl.calibrate import calibrate_to_accuracy
-    from training.rl.pipeline import _remove_bundle_dir
+    from allocator.training.rl.calibrate import calibrate_to_accuracy
+    from allocator.training.rl.pipeline import _remove_bundle_dir
 
     target = sweep_dir / BEST_BUNDLE
     _remove_bundle_dir(target)  # an earlier run's: refuses anything but a bundle
@@ -184,7 +184,8 @@ def export_best(data: SweepData, trial: Mapping[str, Any], sweep_dir: Path,
     with tempfile.TemporaryDirectory(prefix="ttc-best-") as folder:
         restored = Path(trial["_checkpoint"].to_directory(folder))
         lam = calibrate_to_accuracy(restored / "bundle", data.log, data.validation,
-                                    output=target, prior=data.prior, seed=data.seed)
+                                    output=target, prior=data.prior, seed=data.seed,
+                                    verify_cost=data.verify_cost)
     return target, lam
 
 
@@ -224,9 +225,9 @@ def evaluate_best(data: SweepData, spec: SweepSpec, trial: Mapping[str, Any],
     ``extra.safety_net`` and ``extra.sweep.exported``)."""
     import dataclasses
 
-    from training.evaluation.evaluate import EvaluationConfig, evaluate
-    from training.evaluation.plots import plot_cost_distribution, plot_pareto
-    from training.evaluation.report import write_report
+    from allocator.training.evaluation.evaluate import EvaluationConfig, evaluate
+    from allocator.training.evaluation.plots import plot_cost_distribution, plot_pareto
+    from allocator.training.evaluation.report import write_report
 
     config = spec.trial_config(trial["config"])
     say(f"evaluating the best trial ({trial['trial_id']}) on {len(data.test)} test queries")

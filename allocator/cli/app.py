@@ -449,6 +449,7 @@ def calibrate(
     """Find the lambda that meets a target mean cost per query (or reaches majority-of-all
     accuracy at least cost) and write a new bundle that stores it as its default, so that
     users ask for a budget, not a price: allocator calibrate BUNDLE LOG -o NEW_BUNDLE."""
+    _require_extra("train", "allocator calibrate")
     from allocator.cli.calibrate_command import run_calibrate
 
     try:

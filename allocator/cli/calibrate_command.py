@@ -1,11 +1,11 @@
 """The body of ``allocator calibrate``: the lambda that meets a target mean cost.
 
 Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
-lambda that spends it on validation queries (bisection, :func:`training.rl.calibrate.
+lambda that spends it on validation queries (bisection, :func:`allocator.training.rl.calibrate.
 calibrate`) and writes a new bundle that stores it (``--output``; the source bundle is
 only read), where ``oracle.session(query)`` and ``target_cost=`` read it. Without a
 target cost, the lambda is the cheapest that reaches majority-of-all accuracy
-(:func:`training.rl.calibrate.calibrate_to_accuracy`), as ``allocator train`` calibrates
+(:func:`allocator.training.rl.calibrate.calibrate_to_accuracy`), as ``allocator train`` calibrates
 by default.
 
 Validation queries must be queries the policy was not trained on, and never the test

@@ -65,7 +65,7 @@ def test_training_commands_say_what_to_install_without_the_train_extra(
             "from allocator.cli import main; sys.argv = ['allocator', *sys.argv[1:]]; main()")
     args = {"train": ["train", "x.parquet", "-o", "run"],
             "evaluate": ["evaluate", "x.parquet", "-o", "out"],
-            "calibrate": ["calibrate", "bundle", "x.parquet", "--target-cost", "1"],
+            "calibrate": ["calibrate", "bundle", "x.parquet", "--target-cost", "1", "-o", "new"],
             "sweep": ["sweep", "x.parquet", "--config", "sweep.toml", "-o", "s"],
             "demo": ["demo", "--output", "d"]}[command]
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path,

@@ -15,9 +15,9 @@ from rich.console import Console
 from allocator.cli.progress import RichProgress
 from allocator.errors import ParameterError
 from allocator.logs.synthetic import SyntheticConfig, generate
-from training.progress import SILENT, Progress, progress_or_silent
-from training.rl.config import TrainConfig
-from training.rl.train import TrainingMonitor, train_policy
+from allocator.training.progress import SILENT, Progress, progress_or_silent
+from allocator.training.rl.config import TrainConfig
+from allocator.training.rl.train import TrainingMonitor, train_policy
 
 #: Four rollouts of 16 x 32 = 512 steps; no warm start.
 TINY = TrainConfig(total_timesteps=2_048, n_envs=16, n_steps=32, batch_size=256, n_epochs=1,

@@ -68,6 +68,7 @@ import numpy as np
 
 from allocator._checks import check_int
 from allocator.bundle import Bundle, _check_writable, read_bundle, write_bundle
+from allocator.envs.pools import ReplayPools
 from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.schema import KIND_SAMPLE

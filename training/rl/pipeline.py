@@ -12,16 +12,16 @@ The steps, in order (:func:`run_training`):
    (``validation_fraction``, :func:`allocator.training.rl.calibrate.validation_split`), with
    checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
    the validation queries among those PPO passed through (the warm-started one
-   included; :mod:`training.rl.selection`, ``select_every``);
+   included; :mod:`allocator.training.rl.selection`, ``select_every``);
 5. export the bundle (policy weights, observation statistics, the difficulty predictor,
    the largest pool per arm the policy trained on and its uninformed prior; no pickle)
    and calibrate its default lambda on the validation queries (by default the cheapest
    lambda that reaches majority-of-all accuracy there,
-   :func:`~training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
+   :func:`~allocator.training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
    the bundle, registered or not, is useful as is. Bundles are immutable: the exported
    bundle goes to a temporary folder and the calibration writes the new, calibrated
    bundle to ``RUN_DIR/bundle`` (without calibration the export goes there directly);
-5b. the safety net (:mod:`training.rl.safety_net`, unless ``safety_net = false``):
+5b. the safety net (:mod:`allocator.training.rl.safety_net`, unless ``safety_net = false``):
    compare the learned policy with every deployable baseline on the validation queries;
    where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
    ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
@@ -59,8 +59,8 @@ import numpy as np
 
 from allocator.errors import AllocatorError, ParameterError
 from allocator.logs.table import AttemptLog
-from training.progress import Progress, progress_or_silent
-from training.rl.config import TrainConfig
+from allocator.training.progress import Progress, progress_or_silent
+from allocator.training.rl.config import TrainConfig
 
 __all__ = ["apply_safety_net", "run_training"]
 

@@ -39,12 +39,9 @@ from allocator.envs.vec_replay_env import BatchedReplayVecEnv
 from allocator.envs.vec_replay_env import unwrap_replay_env as replay_env
 from allocator.errors import ParameterError
 from allocator.logs.table import AttemptLog
-from envs.pools import ReplayPools
-from envs.vec_replay_env import BatchedReplayVecEnv
-from envs.vec_replay_env import unwrap_replay_env as replay_env
-from training.progress import Progress, progress_or_silent
-from training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
-from training.rl.config import TrainConfig
+from allocator.training.progress import Progress, progress_or_silent
+from allocator.training.rl.checkpoints import MANIFEST, load_checkpoint, save_checkpoint
+from allocator.training.rl.config import TrainConfig
 
 if TYPE_CHECKING:
     from sb3_contrib import MaskablePPO

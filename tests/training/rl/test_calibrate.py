@@ -24,6 +24,7 @@ from tiny_policy import LAMBDA_RANGE, fit_tiny_predictor, train_tiny_policy
 import allocator
 import allocator.bundle
 from allocator.bundle import WEIGHTS_FILE, read_bundle
+from allocator.envs.pools import ReplayPools
 from allocator.errors import BundleError, ParameterError
 from allocator.learned import LearnedPolicy
 from allocator.logs.synthetic import SyntheticArm, SyntheticConfig, generate, p_correct
