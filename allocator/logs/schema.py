@@ -20,6 +20,7 @@ __all__ = [
     "NO_ANSWER",
     "QUERY_PREFIX",
     "REQUIRED_COLUMNS",
+    "TIMING_COLUMNS",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -52,6 +53,13 @@ ATTEMPT_COLUMNS: Final[dict[str, pa.DataType]] = {
     "cost": pa.float64(),
     "score": pa.float32(),
 }
+
+#: Optional timing columns (see ``data/README.md``, "Timing"): ``started_at`` and
+#: ``ended_at`` in seconds on any clock that is consistent within a query (both or
+#: neither on a row), ``wave`` (the executor's launch wave, a whole number) and
+#: ``parent`` (the attempt id a call waited for). They ride in :attr:`AttemptLog.extra`
+#: as float64 (NaN where empty), except ``parent`` (strings).
+TIMING_COLUMNS: Final = ("started_at", "ended_at", "wave", "parent")
 
 #: Columns a log must have; the others take documented defaults
 #: (arm ``default``, kind ``sample``, round 0, cost 1 per attempt, score missing,

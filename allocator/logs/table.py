@@ -25,6 +25,7 @@ from allocator.logs.schema import (
     KINDS,
     NO_ANSWER,
     QUERY_PREFIX,
+    TIMING_COLUMNS,
 )
 from allocator.logs.validate import (
     RowLocator,
@@ -194,6 +195,22 @@ class AttemptLog:
     def pool(self, query: int) -> slice:
         """The rows of one query's attempts."""
         return slice(int(self.offsets[query]), int(self.offsets[query + 1]))
+
+    @property
+    def has_timing(self) -> bool:
+        """Whether every attempt has ``started_at`` and ``ended_at`` (see
+        :data:`~allocator.logs.schema.TIMING_COLUMNS`): what latency prices need."""
+        duration = self.duration
+        return bool(len(duration)) and not np.isnan(duration).any()
+
+    @property
+    def duration(self) -> np.ndarray:
+        """Wall-clock seconds of every attempt (``ended_at - started_at``), NaN where the
+        log does not say; shape (N,), float64."""
+        if "started_at" not in self.extra or "ended_at" not in self.extra:
+            return np.full(self.n_attempts, np.nan)
+        return (np.asarray(self.extra["ended_at"], dtype=np.float64)
+                - np.asarray(self.extra["started_at"], dtype=np.float64))
 
     @property
     def supports_refine(self) -> bool:
@@ -430,6 +447,10 @@ def _build(
     canonical = {"attempt_id", "query_id", "arm", "kind", "round", "answer", "correct",
                  "cost", "score"}
     extra_names = [c for c in names if c not in canonical and not c.startswith(QUERY_PREFIX)]
+    extra = {c: attempts.column(c).to_numpy(zero_copy_only=False)[order] for c in extra_names}
+    for name in TIMING_COLUMNS[:3]:  # the times and the wave, as numbers
+        if name in names:
+            extra[name] = _as_float(column(name), np.nan, n)[order]
     query_table = _query_table(attempts, queries, query_ids, query_codes, order, offsets,
                                source, locate)
     return AttemptLog(
@@ -446,7 +467,7 @@ def _build(
         score=_as_float(column("score"), np.nan, n)[order].astype(np.float32),
         attempt_id=attempt_id[order],
         queries=query_table,
-        extra={c: attempts.column(c).to_numpy(zero_copy_only=False)[order] for c in extra_names},
+        extra=extra,
         simulated=simulated,
         source=source,
     )

@@ -174,6 +174,23 @@ _RANGE_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray] | None, str, st
         "number refinement rounds 0, 1, 2... (samples are round 0).",
     ),
     "score": (None, "", ""),
+    "started_at": (
+        lambda v: ~np.isinf(v),
+        "started_at must be a finite time in seconds",
+        "record when the call started, in seconds (any clock consistent within a query), "
+        "or leave the cell empty for an untimed attempt.",
+    ),
+    "ended_at": (
+        lambda v: ~np.isinf(v),
+        "ended_at must be a finite time in seconds",
+        "record when the call ended, in seconds on the started_at clock, or leave the cell "
+        "empty for an untimed attempt.",
+    ),
+    "wave": (
+        lambda v: np.isnan(v) | ((v >= 0) & (v == np.round(v))),
+        "wave must be a whole number >= 0",
+        "number the executor's launch waves 0, 1, 2... within a query.",
+    ),
 }
 
 
@@ -212,6 +229,7 @@ def find_violations(table: pa.Table) -> list[Violation]:
             )
         if name == "correct" and values is not None and "answer" in names:
             found += _graded_without_answer(table.column("answer"), values)
+    found += _timing_violations(table)
     if "kind" in names:
         kinds = table.column("kind")
         unknown = pc.invert(pc.fill_null(pc.is_in(kinds, pa.array(list(KINDS))), False))
@@ -254,6 +272,39 @@ def find_violations(table: pa.Table) -> list[Violation]:
                     first_seen=int(first[codes[row]]),
                 )
             )
+    return found
+
+
+def _timing_violations(table: pa.Table) -> list[Violation]:
+    """A timed row has both times and ends no earlier than it starts."""
+    names = table.column_names
+    if "started_at" not in names and "ended_at" not in names:
+        return []
+    if "started_at" not in names or "ended_at" not in names:
+        present, missing = (("started_at", "ended_at") if "started_at" in names
+                            else ("ended_at", "started_at"))
+        return [Violation(missing, f"the log has {present!r} but no {missing!r} column.",
+                          "record both started_at and ended_at, or neither.",
+                          np.arange(min(table.num_rows, 1)))]
+    started, bad_start = _numeric(table, "started_at")
+    ended, bad_end = _numeric(table, "ended_at")
+    if started is None or ended is None or bad_start or bad_end:
+        return []  # the range rules report them
+    found = []
+    half = _rows(np.isnan(started) != np.isnan(ended))
+    if len(half):
+        row = int(half[0])
+        column = "ended_at" if np.isnan(ended[row]) else "started_at"
+        found.append(Violation(column, "the row has only one of started_at and ended_at.",
+                               "record both times of a timed call, or neither.", half))
+    with np.errstate(invalid="ignore"):
+        backwards = _rows(ended < started)
+    if len(backwards):
+        row = int(backwards[0])
+        found.append(Violation(
+            "ended_at", f"the call ends before it starts (started_at {started[row]!r}, "
+                        f"ended_at {ended[row]!r}).",
+            "record ended_at on the same clock as started_at, after it.", backwards))
     return found
 
 

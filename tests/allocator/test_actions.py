@@ -92,3 +92,64 @@ def test_the_layout_names_every_position() -> None:
         "STOP", "SAMPLE(x)", "SAMPLE(y)", "SAMPLE(z)", "REFINE", "VERIFY"]
     assert has_room(3, None) and has_room(2, 3) and not has_room(3, 3)
     assert has_room(np.array([2, 3]), 3).tolist() == [True, False]
+
+
+# ---------------------------------------------------------------- parallel widths
+from allocator.actions import (  # noqa: E402
+    DEFAULT_WIDTHS,
+    Action,
+    action_layout,
+    check_widths,
+)
+from allocator.errors import ParameterError  # noqa: E402
+
+
+@pytest.mark.parametrize("widths", [(1,), (1, 2), (1, 2, 4, 8)])
+@pytest.mark.parametrize("n_arms", [1, 3])
+def test_wide_actions_follow_the_default_layout(n_arms: int, widths: tuple[int, ...]) -> None:
+    layout = action_layout(n_arms, widths)
+    base = action_layout(n_arms)
+    assert (layout.refine, layout.verify, layout.samples) == (base.refine, base.verify,
+                                                              base.samples)
+    assert layout.n == n_arms + 3 + n_arms * (len(widths) - 1)
+    arms = tuple(f"arm{i}" for i in range(n_arms))
+    names = action_names(arms, widths)
+    seen = set()
+    for index in range(layout.n):
+        action = Action.of_index(index, arms, widths)
+        assert str(action) == names[index]
+        if action.kind == "sample":
+            assert layout.sample_of(layout.arm_of(index), action.width) == index
+            seen.add((action.arm, action.width))
+    assert seen == {(arm, w) for arm in arms for w in widths}
+
+
+def test_wide_masks_need_room_and_agree_between_bits_and_arrays() -> None:
+    layout = action_layout(2, (1, 2, 4))
+    wide = np.array([[True, False], [False, True]])  # x2 for arm 0, x4 for arm 1
+    for room in (True, False):
+        mask = layout.allowed_mask([True, True], room=room, refine=True, verify=True,
+                                   wide=wide)
+        bits = layout.allowed_bits(sum(layout.sample_bits), room=room, refine=True,
+                                   verify=True,
+                                   wide_bits=layout.wide_bits[0][0] | layout.wide_bits[1][1])
+        assert mask_bits(mask) == bits
+        batch = layout.allowed_masks(np.zeros((1, layout.n), bool), np.ones((1, 2), bool),
+                                     room=np.array([room]), refine=np.array([True]),
+                                     verify=np.array([True]), wide=wide[None])
+        np.testing.assert_array_equal(batch[0], mask)
+        assert mask[layout.sample_of(0, 2)] == room and not mask[layout.sample_of(0, 4)]
+        assert mask[layout.sample_of(1, 4)] == room and not mask[layout.sample_of(1, 2)]
+
+
+@pytest.mark.parametrize("widths", [(), (2, 4), (1, 1), (1, 4, 2), (1, 0), (1, True),
+                                    "12", None])
+def test_bad_widths_are_refused(widths: object) -> None:
+    with pytest.raises(ParameterError, match="widths"):
+        check_widths("ReplayEnv", widths)
+
+
+def test_default_widths_keep_the_historic_layout() -> None:
+    assert check_widths("x", [1, 2]) == (1, 2)
+    assert action_layout(2, DEFAULT_WIDTHS) is action_layout(2)
+    assert action_names(["a", "b"]) == ["STOP", "SAMPLE(a)", "SAMPLE(b)", "REFINE", "VERIFY"]
