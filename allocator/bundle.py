@@ -63,7 +63,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as _load_safetensors
 from safetensors.numpy import save as _save_safetensors
 
-from allocator.actions import action_names, n_actions
+from allocator.actions import action_names, check_widths, n_actions
 from allocator.bundle_predictor import PREDICTOR_DIR, check_predictor
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import FEATURIZER_VERSION, feature_names
@@ -101,6 +101,9 @@ ACTIVATIONS = ("tanh", "relu", "identity")
 #: Manifest fields the writer fills in; a caller may not set them.
 _RESERVED = ("format", "format_version", "featurizer_version", "feature_names", "actions",
              "files")
+#: Optional manifest fields with their defaults: ``widths`` (the parallel widths of the
+#: action layout, :func:`allocator.actions.check_widths`; absent in older bundles).
+_OPTIONAL = {"widths": [1]}
 #: Manifest fields the caller must give.
 _REQUIRED = ("arms", "lambda_range", "cost_unit", "network", "normalization", "run_id",
              "log_fingerprint")
@@ -143,6 +146,12 @@ class Bundle:
     def arms(self) -> tuple[str, ...]:
         """The arm names, in arm-index order."""
         return tuple(self.manifest["arms"])
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The parallel widths of the policy's action layout (``(1,)``: one attempt per
+        SAMPLE, the default layout)."""
+        return tuple(self.manifest.get("widths", _OPTIONAL["widths"]))
 
     @property
     def feature_names(self) -> list[str]:
@@ -296,13 +305,15 @@ def _complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             or not all(isinstance(a, str) and a for a in arms) or len(set(arms)) != len(arms)):
         raise ParameterError("write_bundle", "manifest['arms']",
                              "a non-empty list of distinct arm names", arms)
+    widths = check_widths("write_bundle", manifest.get("widths", _OPTIONAL["widths"]))
     content: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
         "featurizer_version": FEATURIZER_VERSION,
         "feature_names": feature_names(list(arms)),
         "arms": list(arms),
-        "actions": action_names(list(arms)),
+        "widths": list(widths),
+        "actions": action_names(list(arms), widths),
         "lambda_range": _float_list(manifest["lambda_range"]),
         "cost_unit": manifest["cost_unit"],
         "normalization": _normalization_to_json(manifest["normalization"]),
@@ -551,9 +562,17 @@ def _check_fields(manifest: dict[str, Any], folder: Path) -> None:
     if not arms or not all(isinstance(arm, str) for arm in arms):
         raise BundleError(f"{MANIFEST_FILE} field 'arms' must list the arm names; "
                           f"{_REEXPORT}.", path=folder)
-    if manifest["actions"] != action_names(arms):
+    widths = manifest.get("widths", _OPTIONAL["widths"])
+    try:
+        widths = check_widths(MANIFEST_FILE, widths if isinstance(widths, list) else None)
+    except ParameterError:
+        raise BundleError(f"{MANIFEST_FILE} field 'widths' must list distinct whole numbers "
+                          f">= 1 in ascending order from 1, got {manifest['widths']!r}; "
+                          f"{_REEXPORT}.", path=folder) from None
+    if manifest["actions"] != action_names(arms, widths):
         raise BundleError(f"the bundle's actions {manifest['actions']} are not this code's "
-                          f"action layout {action_names(arms)}; {_REEXPORT}.", path=folder)
+                          f"action layout {action_names(arms, widths)}; {_REEXPORT}.",
+                          path=folder)
 
 
 # ------------------------------------------------------------------ shared value checks
@@ -726,9 +745,10 @@ def _check_network(manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray
                 fail(f"tensor {key!r} has dtype {weights[key].dtype}, expected floats")
             names.append(key)
         width = out
-    if width != n_actions(len(manifest["arms"])):
-        fail(f"the last layer gives {width} logits, the actions are "
-             f"{n_actions(len(manifest['arms']))}")
+    actions = n_actions(len(manifest["arms"]),
+                        tuple(manifest.get("widths", _OPTIONAL["widths"])))
+    if width != actions:
+        fail(f"the last layer gives {width} logits, the actions are {actions}")
     extra = sorted(set(weights) - set(names))
     if extra:
         fail(f"tensors {extra} are not in the network description")
