@@ -12,15 +12,13 @@ Example:
 
 from __future__ import annotations
 
-#: What to install when fastapi or uvicorn is missing.
-INSTALL_HINT = "pip install 'ttc-allocator[serve]'"
+from allocator.extras import install_hint, require_extra
 
-try:
-    import fastapi  # noqa: F401
-    import uvicorn  # noqa: F401
-except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(f"the HTTP service needs the optional extra 'serve' (fastapi, "
-                      f"uvicorn): {INSTALL_HINT} ({_error})") from _error
+#: What to install when fastapi or uvicorn is missing.
+INSTALL_HINT = install_hint("serve")
+
+# A MissingExtraError is an ImportError: callers that catch ImportError still work.
+require_extra("serve", "the HTTP service")
 
 # After the check above, so that a missing extra gives its install hint.
 from allocator.service.app import API_PREFIX, create_app  # noqa: E402

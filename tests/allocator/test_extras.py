@@ -75,3 +75,17 @@ def test_training_commands_say_what_to_install_without_the_train_extra(
     assert result.returncode == 2, (result.stdout, message)
     assert (f"allocator {command} needs the optional extra 'train' (torch missing): "
             "pip install 'ttc-allocator[train]'") in message
+
+
+def test_the_service_package_without_fastapi_names_the_serve_extra() -> None:
+    """Importing allocator.service without fastapi is a MissingExtraError (an ImportError,
+    as callers catch it) naming the serve extra."""
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "try:\n    import allocator.service\nexcept ImportError as error:\n"
+            "    print(type(error).__name__, error.extra, '|', error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "MissingExtraError serve | the HTTP service needs the optional extra 'serve' "
+        "(fastapi missing): pip install 'ttc-allocator[serve]'")
