@@ -99,9 +99,11 @@ class Executor:
         extract: ``text -> answer`` (None when the text has no answer), e.g.
             ``functools.partial(allocator.answers.extract, kind="number")``; answers vote
             and are logged as ``str(answer)``.
-        decider: who decides: a :class:`~allocator.oracle.BudgetOracle`, a
+        decider: who decides: a :class:`~allocator.oracle.BudgetOracle` (the learned
+            policy, ``allocator.load(bundle)``), a
             :class:`~allocator.executors.PolicyOracle`, a
-            :class:`~allocator.policies.Policy` (over ``arms``' names in order) or a
+            :class:`~allocator.policies.Policy` (over ``arms``' names in order, e.g.
+            ``make_policy("adaptive-consistency")``) or a
             :class:`~allocator.executors.SessionFactory`; optional when every call of
             :meth:`arun` passes a session.
         recorder: where to log every call (:class:`~allocator.executors.RunRecorder`);
