@@ -25,8 +25,8 @@ class BestOfN(Executor):
     score them with a verifier, answer with the best-scored one. Here the policy decides
     both how many candidates to draw (SAMPLE) and when to pay for verification (VERIFY);
     a VERIFY scores every candidate drawn since the last one. STOP returns
-    :meth:`Session.final_answer`: the answer of the best verified candidate when one with
-    an answer was verified, else the majority vote.
+    :meth:`~allocator.session.Session.final_answer`: the answer of the best verified
+    candidate when one with an answer was verified, else the majority vote.
 
     Recorded: every sample (its row waits for the verdict so that its ``score`` column
     holds the verifier's score, which replay reads), and one ``verdict`` row per verdict

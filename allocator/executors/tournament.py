@@ -132,11 +132,12 @@ class TournamentVoting(Executor):
             top-K); before any tournament, the session's vote.
 
     Scores:
-        What :meth:`Session.verify` and the ``score`` column receive: each new entrant
-        gets ``rounds won / rounds judged`` in its tournament (the champion 1.0), shared
-        by answer (an agreeing group advances one twin unjudged: the other did not
-        lose). A reigning champion beaten (or superseded) is re-scored with its twins,
-        so the session's best verified answer is always the executor's answer.
+        What :meth:`~allocator.session.Session.verify` and the ``score`` column
+        receive: each new entrant gets ``rounds won / rounds judged`` in its tournament
+        (the champion 1.0), shared by answer (an agreeing group advances one twin
+        unjudged: the other did not lose). A reigning champion beaten (or superseded) is
+        re-scored with its twins, so the session's best verified answer is always the
+        executor's answer.
 
     Recorded rows:
         All ``kind`` verify, never candidates in replay: a ``rollout summary`` per
