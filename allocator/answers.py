@@ -4,13 +4,7 @@ Voting strategies compare the *answers* of generations, not their text. An
 :class:`Extractor` finds the final answer in a generation and normalises it, so that
 ``"5"``, ``"5.0"``, ``"$5"`` and ``"5."`` are one vote. Extractors live in a registry by
 name (:func:`get_extractor`, :func:`register_extractor`); :func:`extract` lists the
-built-in ones (``number``, ``choice``, ``date``, ``code``) and their rules.
-
-Example:
-    >>> extract("So she pays $1,250.00 in total. The answer is $1,250.", "number")
-    '1250'
-    >>> get_extractor("date").normalize("5/1/2021")
-    '05/01/2021'
+built-in ones (``number``, ``choice``, ``date``, ``code``), their rules and examples.
 """
 
 from __future__ import annotations
@@ -139,6 +133,12 @@ def extract(text: str, kind: str) -> str | None:
     Args:
         text: a generation.
         kind: an extractor name (``"number"``, ``"choice"``, ``"date"``, ``"code"``...).
+
+    Example:
+        >>> extract("So she pays $1,250.00 in total. The answer is $1,250.", "number")
+        '1250'
+        >>> get_extractor("date").normalize("5/1/2021")
+        '05/01/2021'
     """
     return get_extractor(kind)(text)
 

@@ -1,44 +1,9 @@
 """Policy bundles: a trained allocator as a directory of plain files, checked on load.
 
 A bundle is what ``allocator train`` exports and what the runtime serves. It holds no
-pickle and needs neither torch nor stable-baselines3 to load:
-
-=============================  ==========================================================
-file                           content
-=============================  ==========================================================
-``manifest.json``              what the bundle is (see below), and the sha256 of every
-                               other file
-``policy.safetensors``         the policy network's weights (safetensors, numpy arrays)
-``difficulty/...``             optional: the difficulty predictor as written by
-                               ``DifficultyPredictor.save`` (LightGBM text model, JSON
-                               settings and calibrator, ``.npy`` text basis)
-=============================  ==========================================================
-
-The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VERSION`),
-``featurizer_version`` and the ordered ``feature_names`` the policy was trained on,
-``arms`` and ``actions`` (their order is the policy's output layout), ``lambda_range``,
-``cost_unit``, ``normalization`` (observation normalisation statistics, or null),
-``network`` (layer sizes, activation, and the name and shape of every weight tensor),
-``run_id``, ``log_fingerprint``, ``created_at``, any extra fields the exporter adds, and
-``files`` (relative path -> sha256 of every file but the manifest).
-
-Policy kinds. The optional ``policy`` field says what decides (:func:`policy_kind`):
-absent, or ``{"kind": "network"}``, the network above (a learned bundle);
-``{"kind": "baseline", "name": ..., "params": {...}}``, a registered baseline policy at
-one setting (see :mod:`allocator.baseline_bundle`): such a bundle has no weights file,
-``network`` and ``normalization`` are null, and every other check (format, fields,
-feature schema, hashes) is the learned bundle's.
-
-:func:`read_bundle` refuses, with :class:`~allocator.errors.BundleError`, a bundle whose
-manifest is missing or malformed, whose format is newer than this code, whose feature
-list differs from the current featurizer's (training/serving skew), whose files do not
-match their hashes (or are missing, or unlisted), whose weights do not match the
-network description, whose numbers the writer would refuse (:func:`check_values`, shared
-by both: lambda range, cost unit, normalisation, finite weights), or whose difficulty
-predictor names files outside it or holds a malformed LightGBM model
-(:mod:`allocator.bundle_predictor`). Every file is read once, at load; the predictor is
-built from those verified bytes (:attr:`Bundle.predictor_files`), never from the disk.
-Each message says what is wrong and what to do.
+pickle and needs neither torch nor stable-baselines3 to load. :class:`Bundle` describes
+its files, manifest and policy kinds; :func:`write_bundle` writes one,
+:func:`read_bundle` verifies one (and lists what it refuses).
 
 This module imports numpy, json, hashlib and ``safetensors.numpy`` only.
 """
@@ -114,6 +79,36 @@ _REEXPORT = "re-export the bundle from its training run (allocator train ... -o 
 @dataclass(frozen=True, eq=False)
 class Bundle:
     """A verified bundle, as :func:`read_bundle` returns it.
+
+    The bundle's files:
+
+    =============================  ======================================================
+    file                           content
+    =============================  ======================================================
+    ``manifest.json``              what the bundle is (see below), and the sha256 of
+                                   every other file
+    ``policy.safetensors``         the policy network's weights (safetensors, numpy
+                                   arrays)
+    ``difficulty/...``             optional: the difficulty predictor as written by
+                                   ``DifficultyPredictor.save`` (LightGBM text model,
+                                   JSON settings and calibrator, ``.npy`` text basis)
+    =============================  ======================================================
+
+    The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VERSION`),
+    ``featurizer_version`` and the ordered ``feature_names`` the policy was trained on,
+    ``arms`` and ``actions`` (their order is the policy's output layout),
+    ``lambda_range``, ``cost_unit``, ``normalization`` (observation normalisation
+    statistics, or null), ``network`` (layer sizes, activation, and the name and shape of
+    every weight tensor), ``run_id``, ``log_fingerprint``, ``created_at``, any extra
+    fields the exporter adds, and ``files`` (relative path -> sha256 of every file but the
+    manifest).
+
+    Policy kinds. The optional ``policy`` field says what decides (:func:`policy_kind`):
+    absent, or ``{"kind": "network"}``, the network above (a learned bundle);
+    ``{"kind": "baseline", "name": ..., "params": {...}}``, a registered baseline policy
+    at one setting (see :mod:`allocator.baseline_bundle`): such a bundle has no weights
+    file, ``network`` and ``normalization`` are null, and every other check (format,
+    fields, feature schema, hashes) is the learned bundle's.
 
     Attributes:
         path: the bundle directory.
@@ -434,6 +429,17 @@ def _copy_predictor(source: Path, staging: Path) -> list[str]:
 # ------------------------------------------------------------------ reading
 def read_bundle(path: str | Path) -> Bundle:
     """Load a bundle and verify it: manifest, format, feature schema, hashes, weights.
+
+    Refused, with :class:`~allocator.errors.BundleError`: a bundle whose manifest is
+    missing or malformed, whose format is newer than this code, whose feature list differs
+    from the current featurizer's (training/serving skew), whose files do not match their
+    hashes (or are missing, or unlisted), whose weights do not match the network
+    description, whose numbers the writer would refuse (:func:`check_values`, shared by
+    both: lambda range, cost unit, normalisation, finite weights), or whose difficulty
+    predictor names files outside it or holds a malformed LightGBM model
+    (:mod:`allocator.bundle_predictor`). Every file is read once, at load; the predictor
+    is built from those verified bytes (:attr:`Bundle.predictor_files`), never from the
+    disk. Each message says what is wrong and what to do.
 
     Args:
         path: the bundle directory.

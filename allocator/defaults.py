@@ -1,18 +1,10 @@
 """The oracle's defaults that a bundle records: the uninformed prior and the sample cap.
 
-Two optional manifest fields, written at export (:mod:`allocator.training.rl.export`) and read by
+Two optional manifest fields, :data:`DEFAULT_PRIOR_FIELD` and :data:`MAX_POOL_FIELD`,
+written at export (:mod:`allocator.training.rl.export`) and read by
 :class:`allocator.oracle.BudgetOracle` (rules: :meth:`~allocator.oracle.BudgetOracle.prior_for`
-and :meth:`~allocator.oracle.BudgetOracle.sample_caps`):
-
-- ``default_prior``: ``{"values": {arm: p}, "source": text}``, the prior of a query
-  without text or metadata: the bundled predictor's prediction for an empty text
-  (:func:`predict_with`, the one path from a text to a prior), or the replay
-  environment's prior for a bundle trained without a predictor;
-- ``max_pool``: ``{arm: samples}``, the largest pool of each arm among the training
-  queries: the default sample cap of a session.
-
-Bundles exported before these fields load as before: see :data:`LEGACY_MAX_POOL` and
-``BudgetOracle.default_prior``.
+and :meth:`~allocator.oracle.BudgetOracle.sample_caps`). Bundles exported before these
+fields load as before: see :data:`LEGACY_MAX_POOL` and ``BudgetOracle.default_prior``.
 """
 
 from __future__ import annotations
@@ -30,9 +22,13 @@ from allocator.logs.table import QueryTable
 __all__ = ["DEFAULT_PRIOR_FIELD", "LEGACY_MAX_POOL", "MAX_POOL_FIELD", "predict_with",
            "read_default_prior", "read_max_pool"]
 
-#: The uninformed prior: ``{"values": {arm: p}, "source": "..."}`` (see the module docstring).
+#: The uninformed prior: ``{"values": {arm: p}, "source": text}``, the prior of a query
+#: without text or metadata: the bundled predictor's prediction for an empty text
+#: (:func:`predict_with`, the one path from a text to a prior), or the replay
+#: environment's prior for a bundle trained without a predictor.
 DEFAULT_PRIOR_FIELD = "default_prior"
-#: The largest pool per arm the policy was trained on: ``{arm: samples}``.
+#: The largest pool per arm among the training queries, ``{arm: samples}``: the default
+#: sample cap of a session.
 MAX_POOL_FIELD = "max_pool"
 #: The sample cap per arm of bundles that record no ``max_pool`` (exported before it
 #: existed): above the pools of most public logs' single configurations (about 20 to 40

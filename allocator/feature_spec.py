@@ -1,19 +1,9 @@
 """The featurizer's spec: every feature's name, position and generic bounds, in one place.
 
-The observation is ``PER_ARM_FEATURES`` (one block of ``A`` columns each, in order),
-then ``QUERY_FEATURES`` (one column each, in order). :class:`FeatureLayout` turns the spec
-into named positions for ``A`` arms: ``layout.prior`` is the slice of the prior block,
-``layout.leader_share`` the column of the leader's share (``lambda_`` for ``lambda``, a
-Python keyword). Everything that reads or bounds a feature uses these names: the
-featurizer's formulas (:func:`allocator.featurizer.featurize` and
-:meth:`~allocator.featurizer.QueryState.feature_values`), its names
-(:func:`~allocator.featurizer.feature_names`) and generic bounds
-(:func:`~allocator.featurizer.feature_bounds`), the replay environments' bounds tightened
-from a log (:meth:`allocator.envs.pools.ReplaySettings.observation_space`) and the off-policy
-outcome model. Adding a feature is one :class:`Feature` here, its formula in the
-featurizer (both paths) and its test; positions, widths, names and bounds follow.
-
-The meaning of each feature is documented in :func:`allocator.featurizer.featurize`.
+The observation is :data:`PER_ARM_FEATURES` (one block of ``A`` columns each, in order),
+then :data:`QUERY_FEATURES` (one column each, in order); :class:`FeatureLayout` turns the
+spec into named positions for ``A`` arms, which everything that reads or bounds a feature
+uses. The meaning of each feature is documented in :func:`allocator.featurizer.featurize`.
 
 This module imports nothing beyond the standard library.
 """
@@ -42,6 +32,10 @@ LOG_LAMBDA_FLOOR = 1e-6
 @dataclass(frozen=True)
 class Feature:
     """One feature of the spec.
+
+    Adding a feature is one :class:`Feature` in :data:`PER_ARM_FEATURES` or
+    :data:`QUERY_FEATURES`, its formula in the featurizer (both paths) and its test;
+    positions, widths, names and bounds follow.
 
     Attributes:
         name: its name (per-arm features are listed as ``name[arm]``).
@@ -88,7 +82,16 @@ class FeatureLayout:
     :func:`feature_layout`, cached).
 
     Each per-arm feature's name is an attribute holding its block's ``slice``; each
-    query feature's name (:attr:`Feature.attribute`) an attribute holding its column.
+    query feature's name (:attr:`Feature.attribute`) an attribute holding its column:
+    ``layout.prior`` is the slice of the prior block, ``layout.leader_share`` the column
+    of the leader's share (``lambda_`` for ``lambda``, a Python keyword). Everything that
+    reads or bounds a feature uses these names: the featurizer's formulas
+    (:func:`allocator.featurizer.featurize` and
+    :meth:`~allocator.featurizer.QueryState.feature_values`), its names
+    (:func:`~allocator.featurizer.feature_names`) and generic bounds
+    (:func:`~allocator.featurizer.feature_bounds`), the replay environments' bounds
+    tightened from a log (:meth:`allocator.envs.pools.ReplaySettings.observation_space`)
+    and the off-policy outcome model.
 
     Attributes:
         n_arms: number of arms ``A``.

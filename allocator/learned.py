@@ -1,40 +1,9 @@
 """The learned allocator: an exported MaskablePPO actor, run in numpy.
 
-:class:`MLPPolicyNetwork` is the forward pass of sb3-contrib's ``MaskablePPO`` actor
-(``MlpPolicy``: a flatten features extractor, ``mlp_extractor.policy_net`` as dense layers
-each followed by its activation, tanh by default, then ``action_net``) from the weights
-of a bundle (:mod:`allocator.bundle`), named as in the torch ``state_dict``.
-
-Exactness. The bundle stores the weights as trained (float32, bit for bit); the forward
-pass upcasts them (exactly) and computes in float64, layer by layer as torch does
-(``x @ W.T + b``, then the activation), from the float32 observation the policy sees.
-Torch computes the same function in float32, so its logits differ from these by its own
-rounding only (measured on a briefly trained 64x64 tanh actor: at most 3e-7, against 7e-7
-for a float32 numpy pass, whose summation order differs from torch's kernels; below 1e-6
-after longer training, while the two best allowed logits were 1e-3 to 1e-1 apart). The
-decision is the masked arg max: disallowed logits are set to ``-inf`` (sb3-contrib uses
-``-1e8``; with at least one allowed action both give the same arg max) and ties go to the
-lowest index, as ``torch.argmax`` does. A decision can therefore only differ from
-``MaskablePPO.predict(..., deterministic=True)`` where the two best allowed logits are
-within about 1e-6 of each other; the export test checks equality on more than 10,000
-replayed states, with the environment's masks and with random ones.
-
-:class:`LearnedPolicy` is the registered policy ``"learned"`` (by entry, see
-:data:`allocator.policies.registry.ENTRIES`): ``act`` featurizes the
-states with :func:`allocator.featurizer.featurize` (the featurizer the environment
-trained on; :func:`allocator.bundle.read_bundle` refuses a bundle made for another
-feature list) and takes the masked arg max. It is built from a verified bundle, read and
-hash-checked once, and keeps it: a policy never changes, whatever happens to the files on
-disk, and a pickled copy refuses a bundle that is not the one it was made from.
-
-The runtime's single-state path. A session's decision is one observation and one mask:
-there numpy's fixed cost per call (about twenty calls of half a microsecond) would be most
-of the time, so :meth:`MLPPolicyNetwork.decide` runs the same arithmetic in the compiled
-kernel ``allocator._mlpkernel`` (C, built with the package; see its source for the exact
-steps) on a list of features and a bit set of allowed actions. Where the kernel was not
-built (no C compiler at install time) the numpy path decides instead;
-:func:`kernel_available` tells which one runs, and tests check that both give the same
-decisions and logits within a few units in the last place.
+:class:`MLPPolicyNetwork` is the actor's forward pass from a bundle's weights (its
+docstring says how exactly it matches torch, and when the compiled kernel
+``allocator._mlpkernel`` runs it); :class:`LearnedPolicy` is the registered policy
+``"learned"`` built on it.
 
 This module imports numpy and ``safetensors.numpy`` (through :mod:`allocator.bundle`):
 no torch, no stable-baselines3, no pickle.
@@ -128,6 +97,33 @@ _KERNEL_CODES = {"tanh": 1, "relu": 2, "identity": 0, None: 0}
 
 class MLPPolicyNetwork:
     """The numpy forward pass of a MaskablePPO ``MlpPolicy`` actor.
+
+    The actor of sb3-contrib's ``MaskablePPO`` (``MlpPolicy``: a flatten features
+    extractor, ``mlp_extractor.policy_net`` as dense layers each followed by its
+    activation, tanh by default, then ``action_net``), from the weights of a bundle
+    (:mod:`allocator.bundle`), named as in the torch ``state_dict``.
+
+    Exactness. The bundle stores the weights as trained (float32, bit for bit); the
+    forward pass upcasts them (exactly) and computes in float64, layer by layer as torch
+    does (``x @ W.T + b``, then the activation), from the float32 observation the policy
+    sees. Torch computes the same function in float32, so its logits differ from these by
+    its own rounding only (measured: README, "Performance"). The decision is the masked
+    arg max: disallowed logits are set to ``-inf`` (sb3-contrib uses ``-1e8``; with at
+    least one allowed action both give the same arg max) and ties go to the lowest index,
+    as ``torch.argmax`` does. A decision can therefore only differ from
+    ``MaskablePPO.predict(..., deterministic=True)`` where the two best allowed logits
+    are within about 1e-6 of each other; the export test checks equality on more than
+    10,000 replayed states, with the environment's masks and with random ones.
+
+    The runtime's single-state path. A session's decision is one observation and one
+    mask: there numpy's fixed cost per call would be most of the time, so :meth:`decide`
+    runs the same arithmetic in the compiled kernel ``allocator._mlpkernel`` (C, built
+    with the package; see its source for the exact steps) on a list of features and a
+    bit set of allowed actions. Where the kernel was not built (no C compiler at install
+    time) the numpy path decides instead; :func:`kernel_available` tells which one runs,
+    and tests check that both give the same decisions and logits within a few units in
+    the last place. The timings of both paths: README, "Performance"
+    (``benchmarks/oracle_latency.py``).
 
     Args:
         layers: dense layers in order, each ``(weight (out, in), bias (out,),
@@ -328,11 +324,15 @@ class MLPPolicyNetwork:
 class LearnedPolicy(Policy):
     """The learned allocator of an exported bundle (registered as ``"learned"``).
 
-    ``act`` featurizes the states and takes the network's masked arg max (what
+    ``act`` featurizes the states with :func:`allocator.featurizer.featurize` (the
+    featurizer the environment trained on; :func:`allocator.bundle.read_bundle` refuses a
+    bundle made for another feature list) and takes the network's masked arg max (what
     ``MaskablePPO.predict(obs, action_masks=mask, deterministic=True)`` returns);
     :meth:`probabilities` is the masked softmax of the logits (the trained stochastic
     policy). There is no knob: the trade-off ``lambda`` is part of the state
-    (``StateBatch.lam``), so one policy serves every price.
+    (``StateBatch.lam``), so one policy serves every price. It is registered by entry
+    (:data:`allocator.policies.registry.ENTRIES`), so this module is imported on the
+    first lookup of ``"learned"``.
 
     The policy is built from a verified :class:`~allocator.bundle.Bundle`, read and
     hash-checked once by :func:`~allocator.bundle.read_bundle` (here, when only a path

@@ -1,51 +1,9 @@
 """The allocator as an MLflow pyfunc model, logged "from code" (this file; no pickle).
 
 MLflow copies this file into the logged model and runs it on load; the bundle travels as
-the model's artifact ``bundle``. :func:`allocator.training.tracking.log_bundle_model` logs it::
-
-    mlflow.pyfunc.log_model(python_model="allocator/mlflow_model.py",
-                            artifacts={"bundle": "RUN_DIR/bundle"}, ...)
-
-so that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(requests)`` (and
-``mlflow models serve -m models:/NAME@ALIAS``) answers decisions. The runtime never
-imports this module (it imports mlflow): ``allocator.load`` stays light.
-
-A request is one row (a pandas DataFrame row, or a dict in a list) describing what has
-happened on one query so far; every column is optional:
-
-===================  =====================================================================
-column               meaning
-===================  =====================================================================
-``query``            the query text (the bundle's difficulty predictor reads it for the
-                     prior when ``prior`` is not given; without either, the bundle's
-                     uninformed prior: the rule of :mod:`allocator.oracle`)
-``lambda``           the price of one cost unit (default: the bundle's default lambda)
-``prior``            per-arm accuracy: a list in the bundle's arm order, or ``{arm: p}``
-``samples``          samples drawn so far per arm: ``{arm: count}``
-``refines``          refinements drawn so far (an integer)
-``votes``            answers seen so far: ``{answer: count}``; attempts drawn without an
-                     answer are the difference (drawn - votes)
-``cost_spent``       cost spent so far, in the log's units
-``max_samples``      most attempts for this query (default: the bundle's cap per arm)
-``supports_refine``  whether the executor can refine (default false: REFINE is masked)
-``supports_verify``  whether the executor can verify (default false: VERIFY is masked)
-``verified``         verifier results so far: ``{answer: best verified score}``, one
-                     verified attempt per answer named (default none); the other attempts
-                     are unverified, so VERIFY is allowed while some are
-===================  =====================================================================
-
-Mappings and lists may also be given as JSON text (what a CSV or a form carries). Over
-HTTP (``mlflow models serve``), send ``{"dataframe_records": [request, ...]}`` or
-``{"inputs": [request, ...]}``. An invalid request (an unknown column, ``samples`` that is
-not ``{arm: count >= 0}`` over the bundle's arms, more votes than attempts, ``lambda``
-outside the bundle's range...) is refused with MLflow's ``INVALID_PARAMETER_VALUE`` (HTTP
-400) and a message naming the request and the field, never a stack trace. The
-policy's features depend on these counts only (not on the order of the attempts), so the
-state rebuilt here is the one a :class:`~allocator.session.Session` that observed the
-attempts one by one holds (the verified attempts first, then the others).
-
-The answer: one row per request with ``kind`` (``"stop"``, ``"sample"``, ``"refine"`` or
-``"verify"``), ``arm`` (the arm to sample, else None) and ``index`` (the action index).
+the model's artifact ``bundle``. The runtime never imports this module (it imports
+mlflow): ``allocator.load`` stays light. :class:`AllocatorModel` documents how it is
+logged, the request columns and the answer.
 """
 
 from __future__ import annotations
@@ -60,7 +18,7 @@ import mlflow.pyfunc
 
 #: The name of the bundle artifact in the logged model.
 BUNDLE_ARTIFACT = "bundle"
-#: The request columns (see the module docstring).
+#: The request columns (see :class:`AllocatorModel`).
 REQUEST_COLUMNS = ("query", "lambda", "prior", "samples", "refines", "votes", "cost_spent",
                    "max_samples", "supports_refine", "supports_verify", "verified")
 
@@ -156,7 +114,56 @@ def _rows(model_input: Any) -> list[dict[str, Any]]:
 
 
 class AllocatorModel(mlflow.pyfunc.PythonModel):
-    """The bundle's learned policy: the next action for each request."""
+    """The bundle's learned policy: the next action for each request.
+
+    :func:`allocator.training.tracking.log_bundle_model` logs it::
+
+        mlflow.pyfunc.log_model(python_model="allocator/mlflow_model.py",
+                                artifacts={"bundle": "RUN_DIR/bundle"}, ...)
+
+    so that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(requests)`` (and
+    ``mlflow models serve -m models:/NAME@ALIAS``) answers decisions.
+
+    A request is one row (a pandas DataFrame row, or a dict in a list) describing what
+    has happened on one query so far; every column is optional:
+
+    ===================  ==================================================================
+    column               meaning
+    ===================  ==================================================================
+    ``query``            the query text (the bundle's difficulty predictor reads it for the
+                         prior when ``prior`` is not given; without either, the bundle's
+                         uninformed prior: the rule of :mod:`allocator.oracle`)
+    ``lambda``           the price of one cost unit (default: the bundle's default lambda)
+    ``prior``            per-arm accuracy: a list in the bundle's arm order, or
+                         ``{arm: p}``
+    ``samples``          samples drawn so far per arm: ``{arm: count}``
+    ``refines``          refinements drawn so far (an integer)
+    ``votes``            answers seen so far: ``{answer: count}``; attempts drawn without
+                         an answer are the difference (drawn - votes)
+    ``cost_spent``       cost spent so far, in the log's units
+    ``max_samples``      most attempts for this query (default: the bundle's cap per arm)
+    ``supports_refine``  whether the executor can refine (default false: REFINE is masked)
+    ``supports_verify``  whether the executor can verify (default false: VERIFY is masked)
+    ``verified``         verifier results so far: ``{answer: best verified score}``, one
+                         verified attempt per answer named (default none); the other
+                         attempts are unverified, so VERIFY is allowed while some are
+    ===================  ==================================================================
+
+    Mappings and lists may also be given as JSON text (what a CSV or a form carries).
+    Over HTTP (``mlflow models serve``), send ``{"dataframe_records": [request, ...]}``
+    or ``{"inputs": [request, ...]}``. An invalid request (an unknown column,
+    ``samples`` that is not ``{arm: count >= 0}`` over the bundle's arms, more votes
+    than attempts, ``lambda`` outside the bundle's range...) is refused with MLflow's
+    ``INVALID_PARAMETER_VALUE`` (HTTP 400) and a message naming the request and the
+    field, never a stack trace. The policy's features depend on these counts only (not
+    on the order of the attempts), so the state rebuilt here is the one a
+    :class:`~allocator.session.Session` that observed the attempts one by one holds (the
+    verified attempts first, then the others).
+
+    The answer: one row per request with ``kind`` (``"stop"``, ``"sample"``,
+    ``"refine"`` or ``"verify"``), ``arm`` (the arm to sample, else None) and ``index``
+    (the action index).
+    """
 
     def load_context(self, context):
         import allocator

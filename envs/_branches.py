@@ -1,41 +1,9 @@
 """What replay needs to draw refinements and apply tournament verifications exactly.
 
-Built by :meth:`allocator.envs.pools.ReplayPools.from_log` beside the candidate layout.
-
-Workspaces (REFINE). The refinements of a query are grouped by *workspace*: the summary
-they were conditioned on (the executors' ``summary`` column). A workspace ``w`` says what
-it distilled (``conditioned_on``): either drafts (it *follows* nothing,
-``ws_prev[w] = -1``) or the refinements of one earlier workspace (``ws_prev[w]``). Replay
-offers REFINE only where a refinement the live executor would have produced is logged:
-
-- while the workspace in use has refinements left, REFINE draws the next one of it (a
-  round's refinements share one summary, whatever was drawn since);
-- otherwise REFINE opens the workspace that follows the one in use (none yet: one that
-  follows nothing) *and* whose sources are exactly the candidates the live executor
-  would have distilled: every candidate drawn since the workspace in use was opened
-  (round 1: every draft drawn so far; later rounds: the refinements drawn from the
-  workspace in use and the drafts drawn meanwhile). Opening it charges its summary
-  row's logged cost and that of every row of its selection (rows whose ``workspace``
-  names the summary row: a tournament's votes and rollout summaries).
-
-A *free* workspace (refinement rows of a simulated log, which have no ``summary``: the
-simulator's refinements depend on no particular draft) matches on the order of rounds
-alone, once a draft was drawn. Refinements of a real log without ``summary`` /
-``conditioned_on`` (logs written before the executors recorded them) are never drawn:
-REFINE is masked for them and :attr:`Branches.notes` says so.
-
-Events (VERIFY on tournament logs). A tournament's scores depend on the opponents drawn,
-so candidates of a query with tournament rows carry no independent score in replay.
-Instead each ``verification`` row is an *event*: the candidates the session held
-(``drawn``), the event before it in its run (``after``) and the scores the session
-received (``scores``). VERIFY applies an event where the candidates drawn are exactly its
-``drawn`` and the last event applied is its ``after``; the state after it (verified
-count, best score per answer, score sums) is precomputed along the chain of events, and
-it costs the logged cost of its votes.
-
-Sets are compared by a 64-bit signature, the sum modulo 2**64 of one random key per
-candidate (fixed seed), together with their sizes: two different sets of the same size
-collide with probability 2**-64.
+:class:`Branches` holds a log's refinement *workspaces* (REFINE) and tournament *events*
+(VERIFY), built by :func:`build_branches` when
+:meth:`allocator.envs.pools.ReplayPools.from_log` lays out the candidates. Its docstring
+gives the rules replay follows to draw and apply them.
 """
 
 from __future__ import annotations
@@ -67,12 +35,48 @@ def add_key(signature: int, key: int) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Branches:
-    """Workspaces and events of a log (see the module docstring).
+    """Workspaces and events of a log: what replay draws on REFINE and applies on VERIFY.
 
-    Workspaces of query ``q`` are ``ws_offsets[q]:ws_offsets[q + 1]``; workspace ``w`` of
-    ``q`` is the candidate group ``A + (w - ws_offsets[q])``. Events of ``q`` are
-    ``ev_offsets[q]:ev_offsets[q + 1]``. ``ev_prev`` and ``ws_prev`` are global indices
-    (-1: none). Per-answer arrays are indexed by the query-local answer code.
+    Workspaces (REFINE). The refinements of a query are grouped by *workspace*: the
+    summary they were conditioned on (the executors' ``summary`` column). A workspace
+    ``w`` says what it distilled (``conditioned_on``): either drafts (it *follows*
+    nothing, ``ws_prev[w] = -1``) or the refinements of one earlier workspace
+    (``ws_prev[w]``). Replay offers REFINE only where a refinement the live executor
+    would have produced is logged:
+
+    - while the workspace in use has refinements left, REFINE draws the next one of it
+      (a round's refinements share one summary, whatever was drawn since);
+    - otherwise REFINE opens the workspace that follows the one in use (none yet: one
+      that follows nothing) *and* whose sources are exactly the candidates the live
+      executor would have distilled: every candidate drawn since the workspace in use
+      was opened (round 1: every draft drawn so far; later rounds: the refinements drawn
+      from the workspace in use and the drafts drawn meanwhile). Opening it charges its
+      summary row's logged cost and that of every row of its selection (rows whose
+      ``workspace`` names the summary row: a tournament's votes and rollout summaries).
+
+    A *free* workspace (refinement rows of a simulated log, which have no ``summary``:
+    the simulator's refinements depend on no particular draft) matches on the order of
+    rounds alone, once a draft was drawn. Refinements of a real log without ``summary`` /
+    ``conditioned_on`` (logs written before the executors recorded them) are never
+    drawn: REFINE is masked for them and :attr:`notes` says so.
+
+    Events (VERIFY on tournament logs). A tournament's scores depend on the opponents
+    drawn, so candidates of a query with tournament rows carry no independent score in
+    replay. Instead each ``verification`` row is an *event*: the candidates the session
+    held (``drawn``), the event before it in its run (``after``) and the scores the
+    session received (``scores``). VERIFY applies an event where the candidates drawn
+    are exactly its ``drawn`` and the last event applied is its ``after``; the state
+    after it (verified count, best score per answer, score sums) is precomputed along
+    the chain of events, and it costs the logged cost of its votes.
+
+    Sets are compared by a 64-bit signature, the sum modulo 2**64 of one random key per
+    candidate (fixed seed, :data:`KEY_SEED`), together with their sizes: two different
+    sets of the same size collide with probability 2**-64.
+
+    Layout. Workspaces of query ``q`` are ``ws_offsets[q]:ws_offsets[q + 1]``; workspace
+    ``w`` of ``q`` is the candidate group ``A + (w - ws_offsets[q])``. Events of ``q``
+    are ``ev_offsets[q]:ev_offsets[q + 1]``. ``ev_prev`` and ``ws_prev`` are global
+    indices (-1: none). Per-answer arrays are indexed by the query-local answer code.
 
     Attributes:
         cand_key: signature key per candidate, uint64 (C,).

@@ -1,23 +1,10 @@
 """What both replay environments precompute from a log, and the settings they share.
 
-:class:`ReplayPools` regroups a log's candidates (samples and refinements; ``verify``
-rows are not candidates) so that an episode is a few integer lookups:
-
-- candidates of query ``q`` are ``cand_offsets[q]:cand_offsets[q + 1]``, ordered by
-  *group* (arm ``0..A-1`` for samples, then ``A + k`` for the query's ``k``-th refinement
-  *workspace*: the summary its refinements were conditioned on, see
-  :mod:`allocator.envs._branches`), then by log order;
-- within a query, arm ``a``'s samples are the local positions
-  ``arm_start[q, a] : arm_start[q, a] + arm_count[q, a]`` and refinements follow at
-  ``refine_start[q]``; more generally, group ``g`` of query ``q`` holds the local positions
-  ``group_start[q, g] : group_start[q, g] + group_count[q, g]``, and ``cand_slot`` is a
-  candidate's index inside its group;
-- answers are re-coded per query to ``0..n_answers[q]-1`` (``-1``: no answer), so that a
-  vote is an index into a short per-query array.
-
-:class:`ReplaySettings` validates the environment parameters once;
-:func:`draw_episode` is *the* random protocol of a reset, shared by the single and the
-batched environment so that they replay exactly the same episodes under the same seeds.
+:class:`ReplayPools` regroups a log's candidates so that an episode is a few integer
+lookups (its docstring gives the layout); :class:`ReplaySettings` validates the
+environment parameters once; :func:`draw_episode` is *the* random protocol of a reset,
+shared by the single and the batched environment so that they replay exactly the same
+episodes under the same seeds.
 """
 
 from __future__ import annotations
@@ -62,7 +49,21 @@ class ReplayNote(UserWarning):
 
 @dataclass(frozen=True, eq=False)
 class ReplayPools:
-    """A log's candidates regrouped for replay (see the module docstring for the layout).
+    """A log's candidates regrouped for replay.
+
+    The candidates are samples and refinements (``verify`` rows are not candidates):
+
+    - candidates of query ``q`` are ``cand_offsets[q]:cand_offsets[q + 1]``, ordered by
+      *group* (arm ``0..A-1`` for samples, then ``A + k`` for the query's ``k``-th
+      refinement *workspace*: the summary its refinements were conditioned on, see
+      :class:`allocator.envs._branches.Branches`), then by log order;
+    - within a query, arm ``a``'s samples are the local positions
+      ``arm_start[q, a] : arm_start[q, a] + arm_count[q, a]`` and refinements follow at
+      ``refine_start[q]``; more generally, group ``g`` of query ``q`` holds the local
+      positions ``group_start[q, g] : group_start[q, g] + group_count[q, g]``, and
+      ``cand_slot`` is a candidate's index inside its group;
+    - answers are re-coded per query to ``0..n_answers[q]-1`` (``-1``: no answer), so that
+      a vote is an index into a short per-query array.
 
     Attributes:
         arms: arm names; arm ``a`` is action ``1 + a``.

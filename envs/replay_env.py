@@ -81,7 +81,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     opening pays the workspace's logged cost (its summary, or its selection's tournament).
     REFINE is never offered before a
     draft. Refinements that do not record what they were conditioned on are never drawn
-    (on a simulated log, rounds open in order; see :mod:`allocator.envs._branches`).
+    (on a simulated log, rounds open in order; see :class:`allocator.envs._branches.Branches`).
 
     ## Verification
 

@@ -1,25 +1,9 @@
 """The replay environment batched in numpy, as a stable-baselines3 ``VecEnv``.
 
-SB3 cannot consume a ``gymnasium.vector.VectorEnv``, so this subclasses SB3's own
-:class:`~stable_baselines3.common.vec_env.VecEnv`. Every step is a few dozen numpy
-operations over all ``n_envs`` sub-environments, resets included; Python loops run only
-over the sub-environments that finished (to build their info dicts, as SB3 wants one per
-environment) and over those whose block of uniforms ran out (one generator call each,
-about once every ``block / candidates`` episodes). Each step featurizes every
-sub-environment once, after the resets: a finished one's terminal observation is the
-observation the previous step returned (stopping changes nothing), kept as a copy.
-
-Memory: about ``n_envs * (stream block + (6 + arms / 2) * distinct answers) * 8`` bytes
-(two more per answer under the ``"weighted-vote"`` answer rule), with a block of
-``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
-sub-environments on a log of 40 samples per query.
-
-Sub-environment ``i`` replays exactly the episodes of a :class:`allocator.envs.ReplayEnv` reset with
-the same seed: both read their episodes' uniforms with the protocol of
-:func:`allocator.envs.pools.draw_episode` from a generator created as Gymnasium creates
-``np_random`` (the batched env gathers the reads of all resetting sub-environments in one
-numpy operation), and both step with the same rules.
-With ``venv.seed(s)``, sub-environment ``i`` gets seed ``s + i`` (SB3's convention).
+:class:`BatchedReplayVecEnv` steps ``n_envs`` replay environments together with the
+semantics of :class:`allocator.envs.ReplayEnv`, replaying exactly its episodes under the
+same seeds. Its docstring gives the differences the ``VecEnv`` API brings, how a step is
+computed, its memory and the seeding; its speed: README, "Performance".
 """
 
 from __future__ import annotations
@@ -117,6 +101,29 @@ class BatchedReplayVecEnv(VecEnv):
     Attributes and other methods belong to the batched env as a whole: ``get_attr``
     repeats its value per sub-environment and ``set_attr`` sets it once for all.
     :meth:`state` returns every sub-environment's state as a featurizer ``StateBatch``.
+
+    Implementation. SB3 cannot consume a ``gymnasium.vector.VectorEnv``, so this
+    subclasses SB3's own :class:`~stable_baselines3.common.vec_env.VecEnv`. Every step is
+    a few dozen numpy operations over all ``n_envs`` sub-environments, resets included;
+    Python loops run only over the sub-environments that finished (to build their info
+    dicts, as SB3 wants one per environment) and over those whose block of uniforms ran
+    out (one generator call each, about once every ``block / candidates`` episodes). Each
+    step featurizes every sub-environment once, after the resets: a finished one's
+    terminal observation is the observation the previous step returned (stopping changes
+    nothing), kept as a copy.
+
+    Memory: about ``n_envs * (stream block + (6 + arms / 2) * distinct answers) * 8``
+    bytes (two more per answer under the ``"weighted-vote"`` answer rule), with a block
+    of ``max(1024, 2 * (most candidates of a query + 2))`` uniforms: 8 MiB for 1024
+    sub-environments on a log of 40 samples per query.
+
+    Seeding. Sub-environment ``i`` replays exactly the episodes of a
+    :class:`allocator.envs.ReplayEnv` reset with the same seed: both read their episodes'
+    uniforms with the protocol of :func:`allocator.envs.pools.draw_episode` from a
+    generator created as Gymnasium creates ``np_random`` (the batched env gathers the
+    reads of all resetting sub-environments in one numpy operation), and both step with
+    the same rules. With ``venv.seed(s)``, sub-environment ``i`` gets seed ``s + i``
+    (SB3's convention).
 
     Args:
         log: the graded log, or its :class:`allocator.envs.pools.ReplayPools`.

@@ -1,48 +1,11 @@
 """``allocator sweep``: a Ray Tune search over the training settings.
 
-The steps, in order (:func:`run_sweep`):
-
-1. connect to Ray (:func:`connect_ray`): an embedded local Ray by default, a cluster
-   with ``address`` (or ``RAY_ADDRESS``); an unreachable address fails within seconds;
-2. read the log and split it once for every trial (``[base]``'s seed): training and test
-   queries (:func:`allocator.training.evaluation.evaluate.split_queries`), the training queries
-   into fitting and validation queries (:func:`allocator.training.rl.calibrate.validation_split`),
-   and the difficulty prior cross-fitted on the training queries
-   (:func:`allocator.training.evaluation.evaluate.fit_prior`), as ``allocator train`` does;
-3. the trials (:func:`sweep_trial`), each on its own CPU allotment
-   (``tune.with_resources``): MaskablePPO trained on the fitting queries as in
-   ``allocator train`` (:func:`allocator.training.rl.train.train_policy`, warm start included),
-   reporting its **validation score** ``sweep.reports`` times while it trains (with a
-   checkpoint each time, so an interrupted trial resumes), so that ASHA stops the worst
-   early; a trial that ends exports its bundle and reports the bundle's score;
-4. every trial tracked in MLflow (Ray's ``MLflowLoggerCallback``): its settings as
-   params, its scores and training curves as metrics; the store is
-   ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
-5. the best finished trial (highest final validation score; ties: the first trial) is
-   calibrated on the validation queries into a new bundle, ``SWEEP_DIR/best-bundle``
-   (its default lambda; the trial's bundle is only read), and goes through
-   ``allocator train``'s safety net
-   (:func:`allocator.training.rl.pipeline.apply_safety_net`, unless its ``safety_net`` is false):
-   where a baseline beats it on the validation queries, ``best-bundle/`` is that
-   baseline's bundle and the learned one is in ``SWEEP_DIR/learned-bundle`` (the report's
-   ``extra.safety_net`` and ``extra.sweep.exported`` say which and why); the learned
-   policy is evaluated on the **test** queries against every baseline as
-   ``allocator train`` evaluates
-   (``report.json``, ``pareto.png``, ``cost_distribution.png`` in ``SWEEP_DIR``); the
-   exported bundle is logged to MLflow as one more run and optionally registered with
-   an alias;
-6. ``SWEEP_DIR/sweep.json``: every trial's settings, status (completed, stopped early by
-   ASHA, error and its message) and scores.
-
-The validation score is the policy's mean reward (``correct - lambda * cost`` in cost
-units, the training objective) on the validation queries, averaged over the lambdas the
-policy is evaluated at: one number that rewards the whole accuracy/cost front. The test
-queries are never seen before step 5.
-
-A crashed trial is reported and the others go on; what finished trials reported stays in
-``SWEEP_DIR/tune`` (Ray's experiment folder), which ``resume=True`` continues after an
-interruption (Ctrl-C, a lost driver). Steps 4 to 6's reading of the results, the best
-trial and MLflow are in :mod:`allocator.training.sweep_results`.
+:func:`run_sweep` runs it: one split of the log for every trial, the trials
+(:func:`sweep_trial`: ``allocator train``'s training, scored on validation queries while
+it trains so that ASHA stops the worst early), each tracked in MLflow, then the best
+trial calibrated, through the safety net and evaluated on the test queries. Its docstring
+gives the steps; reading the results, the best trial and MLflow are in
+:mod:`allocator.training.sweep_results`.
 """
 
 from __future__ import annotations
@@ -445,7 +408,55 @@ def run_sweep(
     progress: Progress | None = None,
     callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep: the steps of the module docstring.
+    """Run (or resume) a sweep.
+
+    The steps, in order:
+
+    1. connect to Ray (:func:`connect_ray`): an embedded local Ray by default, a cluster
+       with ``address`` (or ``RAY_ADDRESS``); an unreachable address fails within
+       seconds;
+    2. read the log and split it once for every trial (``[base]``'s seed): training and
+       test queries (:func:`allocator.training.evaluation.evaluate.split_queries`), the
+       training queries into fitting and validation queries
+       (:func:`allocator.training.rl.calibrate.validation_split`), and the difficulty
+       prior cross-fitted on the training queries
+       (:func:`allocator.training.evaluation.evaluate.fit_prior`), as ``allocator train``
+       does;
+    3. the trials (:func:`sweep_trial`), each on its own CPU allotment
+       (``tune.with_resources``): MaskablePPO trained on the fitting queries as in
+       ``allocator train`` (:func:`allocator.training.rl.train.train_policy`, warm start
+       included), reporting its **validation score** ``sweep.reports`` times while it
+       trains (with a checkpoint each time, so an interrupted trial resumes), so that
+       ASHA stops the worst early; a trial that ends exports its bundle and reports the
+       bundle's score;
+    4. every trial tracked in MLflow (Ray's ``MLflowLoggerCallback``): its settings as
+       params, its scores and training curves as metrics; the store is
+       ``MLFLOW_TRACKING_URI`` or ``sqlite:///SWEEP_DIR/mlflow.db``;
+    5. the best finished trial (highest final validation score; ties: the first trial)
+       is calibrated on the validation queries into a new bundle,
+       ``SWEEP_DIR/best-bundle`` (its default lambda; the trial's bundle is only read),
+       and goes through ``allocator train``'s safety net
+       (:func:`allocator.training.rl.pipeline.apply_safety_net`, unless its
+       ``safety_net`` is false): where a baseline beats it on the validation queries,
+       ``best-bundle/`` is that baseline's bundle and the learned one is in
+       ``SWEEP_DIR/learned-bundle`` (the report's ``extra.safety_net`` and
+       ``extra.sweep.exported`` say which and why); the learned policy is evaluated on
+       the **test** queries against every baseline as ``allocator train`` evaluates
+       (``report.json``, ``pareto.png``, ``cost_distribution.png`` in ``SWEEP_DIR``);
+       the exported bundle is logged to MLflow as one more run and optionally
+       registered with an alias;
+    6. ``SWEEP_DIR/sweep.json``: every trial's settings, status (completed, stopped
+       early by ASHA, error and its message) and scores.
+
+    The validation score is the policy's mean reward (``correct - lambda * cost`` in cost
+    units, the training objective) on the validation queries, averaged over the lambdas
+    the policy is evaluated at: one number that rewards the whole accuracy/cost front.
+    The test queries are never seen before step 5.
+
+    A crashed trial is reported and the others go on; what finished trials reported
+    stays in ``SWEEP_DIR/tune`` (Ray's experiment folder), which ``resume=True``
+    continues after an interruption (Ctrl-C, a lost driver). Steps 4 to 6's reading of
+    the results, the best trial and MLflow are in :mod:`allocator.training.sweep_results`.
 
     Args:
         log_path: a pool log (Parquet).
@@ -460,7 +471,7 @@ def run_sweep(
         experiment: the MLflow experiment of the trials and the best run.
         register: register the best bundle as a new version of this MLflow model.
         alias: the registered version's alias.
-        progress: where to report the steps and the trials (:mod:`training.progress`;
+        progress: where to report the steps and the trials (:mod:`allocator.training.progress`;
             the command line passes a rich one); None: silent.
         callbacks: more Ray Tune callbacks.
 

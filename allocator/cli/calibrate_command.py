@@ -1,19 +1,9 @@
 """The body of ``allocator calibrate``: the lambda that meets a target mean cost.
 
-Users ask for a budget ("on average 600 tokens per query"), not a price: this finds the
-lambda that spends it on validation queries (bisection, :func:`allocator.training.rl.calibrate.
-calibrate`) and writes a new bundle that stores it (``--output``; the source bundle is
-only read), where ``oracle.session(query)`` and ``target_cost=`` read it. Without a
-target cost, the lambda is the cheapest that reaches majority-of-all accuracy
-(:func:`allocator.training.rl.calibrate.calibrate_to_accuracy`), as ``allocator train`` calibrates
-by default.
-
-Validation queries must be queries the policy was not trained on, and never the test
-queries: when LOG is the training log (same fingerprint as the bundle's), the validation
-split ``allocator train`` held out of its training queries is used (the manifest's
-``validation`` and ``training_config`` hold its seed and fractions); bundles trained
-before that split existed fall back to the held-out half of the split (the only queries
-they were not trained on: say so when you report on them). Any other log is used whole.
+Users ask for a budget ("on average 600 tokens per query"), not a price:
+:func:`run_calibrate` finds the lambda that spends it on validation queries (or, without
+a target, reaches majority-of-all accuracy) and writes a new bundle that stores it;
+:func:`validation_queries` picks those queries, never the test queries.
 """
 
 from __future__ import annotations
@@ -30,6 +20,14 @@ __all__ = ["run_calibrate", "validation_queries"]
 
 def validation_queries(manifest: dict[str, Any], log: Any) -> tuple[np.ndarray | None, str]:
     """The validation queries of ``log`` for a bundle, and a sentence saying which.
+
+    Validation queries must be queries the policy was not trained on, and never the test
+    queries: when ``log`` is the training log (same fingerprint as the bundle's), the
+    validation split ``allocator train`` held out of its training queries is used (the
+    manifest's ``validation`` and ``training_config`` hold its seed and fractions);
+    bundles trained before that split existed fall back to the held-out half of the
+    split (the only queries they were not trained on: say so when you report on them).
+    Any other log is used whole.
 
     Returns:
         ``(indices or None for all queries, description)``.
@@ -59,6 +57,15 @@ def run_calibrate(bundle: Path, log_path: Path, target_cost: float | None, *,
                   orders: int, seed: int, as_json: bool) -> dict[str, Any]:
     """Calibrate ``bundle`` on ``log_path`` into the new bundle ``output``; print the
     result.
+
+    The lambda that spends ``target_cost`` on the validation queries
+    (:func:`validation_queries`) is found by bisection
+    (:func:`allocator.training.rl.calibrate.calibrate`) and stored in the new bundle
+    (the source bundle is only read), where ``oracle.session(query)`` and
+    ``target_cost=`` read it. Without a target cost, the lambda is the cheapest that
+    reaches majority-of-all accuracy
+    (:func:`allocator.training.rl.calibrate.calibrate_to_accuracy`), as ``allocator
+    train`` calibrates by default.
 
     Args:
         bundle: the source bundle directory (only read).

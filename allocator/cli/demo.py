@@ -1,25 +1,9 @@
 """``allocator demo``: the main job end to end on a built-in SIMULATED log.
 
-The log (:data:`DEMO_LOG`) is simulated, not real LLM runs, and labelled so everywhere,
-but shaped like the logs users bring: three priced arms (``small``, cost 1 per attempt;
-``medium``, 4; ``large``, 16: the price steps of a small, a mid-size and a frontier
-model), a verifier that scores the attempts of the two cheaper arms only (AUROC about
-0.98, as unit tests are for code; the frontier model's answers are not checkable here),
-and a query feature that predicts difficulty the way a prompt's length does, noisily
-(metadata ``length``, Spearman about 0.7 with the difficulty; the true difficulty stays
-hidden from every policy and predictor). What pays on such a log is a per-query mix no
-single baseline runs: check cheap attempts, move up an arm when they keep failing, start
-higher when the prompt looks hard.
-
-Steps: generate the log and write it in the log format; print its per-arm statistics;
-train the learned allocator on the training half of its queries (``allocator train``'s
-pipeline, safety net included), export the pickle-free bundle, and evaluate it on the
-other half against every baseline and the oracles by exact replay; write the report and
-plots; print the learned policy's cost to reach the target beside the best baseline's.
-
-Output. The demo owns its output folder: a rerun replaces the previous demo's files
-there (the folder carries a marker file, :data:`MARKER`); a non-empty folder without the
-marker is refused rather than overwritten.
+:func:`run_demo` generates :data:`DEMO_LOG` (simulated, not real LLM runs, and labelled
+so everywhere, but shaped like the logs users bring), trains and exports the learned
+allocator with ``allocator train``'s pipeline, evaluates it against every baseline and
+the oracles, and prints its cost to reach the target beside the best baseline's.
 """
 
 from __future__ import annotations
@@ -43,7 +27,15 @@ DEMO_LAMBDA_RANGE = (0.0002, 0.3)
 #: The marker file of a demo output folder (a rerun replaces what the folder holds).
 MARKER = "ALLOCATOR_DEMO_OUTPUT.txt"
 
-#: The demo's simulated log (see the module docstring).
+#: The demo's simulated log: three priced arms (``small``, cost 1 per attempt; ``medium``,
+#: 4; ``large``, 16: the price steps of a small, a mid-size and a frontier model), a
+#: verifier that scores the attempts of the two cheaper arms only (AUROC about 0.98, as
+#: unit tests are for code; the frontier model's answers are not checkable here), and a
+#: query feature that predicts difficulty the way a prompt's length does, noisily
+#: (metadata ``length``, Spearman about 0.7 with the difficulty; the true difficulty stays
+#: hidden from every policy and predictor). What pays on such a log is a per-query mix no
+#: single baseline runs: check cheap attempts, move up an arm when they keep failing,
+#: start higher when the prompt looks hard.
 DEMO_LOG = SyntheticConfig(
     n_queries=400,
     arms=(SyntheticArm("small", skill=0.40, cost_per_attempt=1.0, pool_size=16, scored=True),
@@ -134,6 +126,17 @@ def _verdict(report: dict[str, Any]) -> str:
 def run_demo(output: Path, *, seed: int = 0, timesteps: int = DEMO_TIMESTEPS,
              n_orders: int = 10) -> dict:
     """Run the demo; write the log, the run (bundle, report, plots) under ``output``.
+
+    Steps: generate the log (:data:`DEMO_LOG`) and write it in the log format; print its
+    per-arm statistics; train the learned allocator on the training half of its queries
+    (``allocator train``'s pipeline, safety net included), export the pickle-free bundle,
+    and evaluate it on the other half against every baseline and the oracles by exact
+    replay; write the report and plots; print the learned policy's cost to reach the
+    target beside the best baseline's.
+
+    The demo owns its output folder: a rerun replaces the previous demo's files there
+    (the folder carries a marker file, :data:`MARKER`); a non-empty folder without the
+    marker is refused rather than overwritten.
 
     Args:
         output: the demo's folder (created; a previous demo's files there are replaced,

@@ -1,25 +1,11 @@
 """Strategy executors: the budget oracle (or any baseline policy) in front of an LLM.
 
-An executor drives one :class:`~allocator.session.Session` per query: it asks for the
-next action, performs it with LLM calls (an :class:`~allocator.llm.LLMClient`), reports
-the result, and records every call in the project's log format
-(:class:`RunRecorder`), so that the runs it serves become training data for
-``allocator train`` once graded.
-
-==================================  ==============  =====================================
-strategy                            SAMPLE          REFINE / VERIFY
-==================================  ==============  =====================================
-:class:`SelfConsistency`            one more draw   (neither); STOP = majority vote
-:class:`BestOfN`                    one more draw   VERIFY = verifier on new candidates
-:class:`TournamentVoting` (RTV)     one more draw   VERIFY = bracket of summaries, V votes;
-                                                    REFINE = rollout on the top-K's summaries
-:class:`ParallelDistillRefine`      one more draft  REFINE = refine on a bounded workspace;
-                                                    VERIFY = final tournament as RTV
-==================================  ==============  =====================================
-
-Who decides is the executor's ``decider``: ``allocator.load(bundle)`` (the learned
-policy), a baseline policy (``make_policy("adaptive-consistency")``, see
-:class:`PolicyOracle`) or any :class:`SessionFactory`.
+An :class:`Executor` drives one :class:`~allocator.session.Session` per query, performs
+each action with LLM calls and records every call in the log format (:class:`RunRecorder`),
+so that the runs it serves become training data once graded. Strategies:
+:class:`SelfConsistency` (STOP = majority vote), :class:`BestOfN` (VERIFY = a verifier),
+:class:`TournamentVoting` (RTV: VERIFY = a judged bracket, REFINE = rollouts on its top-K)
+and :class:`ParallelDistillRefine` (REFINE on a bounded workspace, then RTV's tournament).
 """
 
 from allocator.executors.base import DEFAULT_PROMPT, Drawn, Executor, RunResult, as_problem

@@ -1,33 +1,10 @@
 """Shared machinery of the strategy executors: the decision loop, LLM calls, recording.
 
-An executor turns the policy's actions into LLM calls for one query at a time::
-
-    while (action := session.next_action()).kind != "stop":
-        perform(action)            # LLM calls; report to the session; record rows
-    return session.final_answer()
-
 :class:`Executor` implements the loop, SAMPLE (with speculative parallelism), the
 bookkeeping of candidates, the ``max_llm_calls`` safety cap, the recording of every call
-(:mod:`allocator.executors.recorder`) and the error contract; each strategy adds what
-REFINE and VERIFY mean for it and how the final answer is chosen.
-
-Speculative parallelism. With ``parallelism=k`` the executor keeps up to ``k`` sample
-requests in flight while the policy keeps asking for samples of the same arm, and reports
-them to the session one at a time, in the order they finish: every decision is still the
-policy's decision on the results reported so far, exactly as when driving the session by
-hand. When the policy says STOP (or an error ends the run) the requests still running are
-cancelled (``task.cancel()``; no row is written for them, their count is
-:attr:`RunResult.cancelled`); those that had already finished are recorded with
-``reported = false`` (they were paid for and are valid independent samples of their arm)
-and counted in :attr:`RunResult.cost`, but never shown to the session. A query thus costs
-up to ``k - 1`` extra requests.
-
-Errors. An :class:`~allocator.errors.LLMError` the client gave up on (or a
-:class:`~allocator.errors.VerifierError`) ends the run: requests in flight are cancelled,
-the rows of every completed call are written (held rows included), then
-:class:`~allocator.errors.ExecutorError` is raised with the query id. The log stays
-valid. The ``max_llm_calls`` cap is not an error: the run stops as if the policy had
-said STOP and :attr:`RunResult.stopped_by` says ``"max_llm_calls"``.
+(:mod:`allocator.executors.recorder`) and the error contract; its docstring gives the
+loop, the parallelism and the errors. Each strategy adds what REFINE and VERIFY mean for
+it and how the final answer is chosen.
 """
 
 from __future__ import annotations
@@ -90,6 +67,30 @@ def as_problem(problem: Problem | str) -> Problem:
 class Executor:
     """Base class of strategy executors: the policy decides, the executor calls the LLM.
 
+    An executor turns the policy's actions into LLM calls for one query at a time::
+
+        while (action := session.next_action()).kind != "stop":
+            perform(action)            # LLM calls; report to the session; record rows
+        return session.final_answer()
+
+    Speculative parallelism. With ``parallelism=k`` the executor keeps up to ``k`` sample
+    requests in flight while the policy keeps asking for samples of the same arm, and
+    reports them to the session one at a time, in the order they finish: every decision
+    is still the policy's decision on the results reported so far, exactly as when
+    driving the session by hand. When the policy says STOP (or an error ends the run) the
+    requests still running are cancelled (``task.cancel()``; no row is written for them,
+    their count is :attr:`RunResult.cancelled`); those that had already finished are
+    recorded with ``reported = false`` (they were paid for and are valid independent
+    samples of their arm) and counted in :attr:`RunResult.cost`, but never shown to the
+    session. A query thus costs up to ``k - 1`` extra requests.
+
+    Errors. An :class:`~allocator.errors.LLMError` the client gave up on (or a
+    :class:`~allocator.errors.VerifierError`) ends the run: requests in flight are
+    cancelled, the rows of every completed call are written (held rows included), then
+    :class:`~allocator.errors.ExecutorError` is raised with the query id. The log stays
+    valid. The ``max_llm_calls`` cap is not an error: the run stops as if the policy had
+    said STOP and :attr:`RunResult.stopped_by` says ``"max_llm_calls"``.
+
     Args:
         client: the LLM client (:class:`~allocator.llm.LLMClient`), e.g.
             :class:`allocator.llm.OpenAIClient`.
@@ -98,9 +99,11 @@ class Executor:
         extract: ``text -> answer`` (None when the text has no answer), e.g.
             ``functools.partial(allocator.answers.extract, kind="number")``; answers vote
             and are logged as ``str(answer)``.
-        decider: who decides: a :class:`~allocator.oracle.BudgetOracle`, a
+        decider: who decides: a :class:`~allocator.oracle.BudgetOracle` (the learned
+            policy, ``allocator.load(bundle)``), a
             :class:`~allocator.executors.PolicyOracle`, a
-            :class:`~allocator.policies.Policy` (over ``arms``' names in order) or a
+            :class:`~allocator.policies.Policy` (over ``arms``' names in order, e.g.
+            ``make_policy("adaptive-consistency")``) or a
             :class:`~allocator.executors.SessionFactory`; optional when every call of
             :meth:`arun` passes a session.
         recorder: where to log every call (:class:`~allocator.executors.RunRecorder`);
@@ -109,7 +112,7 @@ class Executor:
             the problem's metadata keys).
         system: an optional system message.
         parallelism: sample requests kept in flight while the policy keeps sampling
-            (see the module docstring); 1 = strictly sequential.
+            (see above); 1 = strictly sequential.
         max_llm_calls: the most LLM requests one query may start (a safety cap).
         cost: ``completion -> cost`` in the log's units; tokens by default.
         grade: ``grade(answer, reference) -> [0, 1]`` for rows of problems with a

@@ -1,16 +1,8 @@
 """Best-of-N with a verifier: sample, verify when the policy pays for it, return the best.
 
-Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems": draw candidates,
-score them with a verifier, answer with the best-scored one. Here the policy decides
-both how many candidates to draw (SAMPLE) and when to pay for verification (VERIFY); a
-VERIFY scores every candidate drawn since the last one. STOP returns
-:meth:`Session.final_answer`: the answer of the best verified candidate when one with an
-answer was verified, else the majority vote.
-
-Recorded: every sample (its row waits for the verdict so that its ``score`` column holds
-the verifier's score, which replay reads), and one ``verify`` row per verdict
-(``target`` = the candidate's attempt id, ``score``, ``cost``, ``call``, ``verifier``,
-``detail``).
+:class:`BestOfN` is the executor (Cobbe et al. 2021): the policy decides how many
+candidates to draw and when to pay for verification; its docstring gives the rule and
+the rows it records.
 """
 
 from __future__ import annotations
@@ -28,6 +20,17 @@ __all__ = ["BestOfN"]
 
 class BestOfN(Executor):
     """Best-of-N: SAMPLE draws, VERIFY scores the new candidates, STOP returns the best.
+
+    Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems": draw candidates,
+    score them with a verifier, answer with the best-scored one. Here the policy decides
+    both how many candidates to draw (SAMPLE) and when to pay for verification (VERIFY);
+    a VERIFY scores every candidate drawn since the last one. STOP returns
+    :meth:`~allocator.session.Session.final_answer`: the answer of the best verified
+    candidate when one with an answer was verified, else the majority vote.
+
+    Recorded: every sample (its row waits for the verdict so that its ``score`` column
+    holds the verifier's score, which replay reads), and one ``verdict`` row per verdict
+    (its columns: ``data/README.md``, "Logs written by the executors").
 
     Args:
         client: the LLM client.

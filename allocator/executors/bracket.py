@@ -3,19 +3,8 @@ vote is shown, the majority rule with its tie rule, and the ranking a bracket yi
 
 :class:`~allocator.executors.TournamentVoting` runs the LLM calls; everything here is a
 function of its arguments (randomness comes in as a seeded generator), so the rules can
-be tested on their own.
-
-Orders. A comparison of ``m`` candidates asks the judge ``V`` times, each time with its
-own order: a random base permutation of the group, rotated by ``v mod m`` for vote
-``v``, the rotations dealt to the votes in a random sequence. Every candidate is shown in
-every position equally often when ``m`` divides ``V`` (pairs with ``V = 8``: four votes
-see ``A, B`` and four ``B, A``), so a judge that always names the first position splits
-its votes evenly and decides nothing.
-
-Majority. The winner has the most votes among the parsable ones; an unparsable reply is
-an *abstention* (recorded, counted, never a vote). Tie rule (also when every vote
-abstained): the candidate whose answer more of the run's rollouts share, then a seeded
-draw; :func:`decide` says which rule decided (``decided_by``).
+be tested on their own: :func:`vote_orders` gives the orders, :func:`decide` the
+majority and tie rule, :func:`rank` the ranking.
 """
 
 from __future__ import annotations
@@ -82,7 +71,15 @@ def comparison_rng(seed: int, query_id: str, label: str) -> np.random.Generator:
 
 def vote_orders(size: int, votes: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
     """The order each of ``votes`` votes shows a group of ``size`` (positions of the
-    group, first shown first); balanced rotations of a random base order (module doc)."""
+    group, first shown first): balanced rotations of a random base order.
+
+    A comparison of ``m`` candidates asks the judge ``V`` times, each time with its own
+    order: a random base permutation of the group, rotated by ``v mod m`` for vote ``v``,
+    the rotations dealt to the votes in a random sequence. Every candidate is shown in
+    every position equally often when ``m`` divides ``V`` (pairs with ``V = 8``: four
+    votes see ``A, B`` and four ``B, A``), so a judge that always names the first
+    position splits its votes evenly and decides nothing.
+    """
     base = rng.permutation(size).tolist()
     shifts = rng.permutation([v % size for v in range(votes)]).tolist()
     return [tuple(base[(i + shift) % size] for i in range(size)) for shift in shifts]
@@ -91,6 +88,11 @@ def vote_orders(size: int, votes: int, rng: np.random.Generator) -> list[tuple[i
 def decide(choices: Sequence[int | None], support: Sequence[int],
            rng: np.random.Generator) -> tuple[int, str]:
     """The winner of one comparison (a group position) and the rule that decided it.
+
+    The winner has the most votes among the parsable ones; an unparsable reply is an
+    *abstention* (recorded, counted, never a vote). Tie rule (also when every vote
+    abstained): the candidate whose answer more of the run's rollouts share, then a
+    seeded draw.
 
     Args:
         choices: per vote, the group position voted for (None: an abstention).

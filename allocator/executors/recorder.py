@@ -1,60 +1,10 @@
 """The run recorder: every branch of every executor run, in the project's log format (JSONL).
 
-A :class:`RunRecorder` appends one JSON object per line to a file that
-:func:`allocator.logs.read_attempts` (and ``allocator ingest``) reads with no conversion
-once it is graded. Each record is serialised first and written with one ``os.write`` on
-a file opened in append mode, so a crash never leaves half a record behind a whole one;
-several executors (tasks of one event loop, or threads) may share one recorder.
-
-Rows (see ``data/README.md`` for the canonical columns):
-
-==============  =============================================================================
-role            row
-==============  =============================================================================
-``sample``      an independent attempt (``kind="sample"``, round 0)
-``refinement``  an attempt conditioned on earlier ones (``kind="refine"``, round >= 1)
-``verdict``     one verifier verdict on one candidate (``kind="verify"``; ``target`` is the
-                candidate's ``attempt_id``, ``score`` its score, ``call`` the verifier call)
-``vote``        one tournament judge vote (``kind="verify"``; ``candidates``, ``vote``,
-                ``winner``, ``comparison``; ``answer`` is the voted candidate's answer)
-``bye``         a tournament candidate that advanced unjudged (``kind="verify"``, cost 0)
-``verification``  one tournament VERIFY: what the session was shown (``kind="verify"``,
-                cost 0; ``event``, ``after``, ``drawn``, ``scores``: replay applies it)
-``summary``     a Parallel-Distill-Refine distillation (``kind="verify"``: not a candidate,
-                so replay never draws it; see the PDR executor for where its cost goes)
-==============  =============================================================================
-
-Extra columns on every row: ``strategy``, ``run`` (one executor run of one query),
-``role``, ``step`` (the index of the policy's decision the row served, 1-based; null for
-rows no decision asked for), ``completion`` (the generated text; not ``text``, which the
-readers take for the *query* text), ``latency_s``, ``finish_reason``, ``reported``
-(whether the session was told: false for speculative samples that finished after STOP),
-and the query columns ``query.text`` (plus ``query.<key>`` for the ``query_columns``
-picked from the problem's metadata; never the reference answer, which would leak into a
-difficulty predictor's features).
-
-Grading. ``correct`` is the grade of the row's answer against the problem's reference
-when the executor knows one (verify rows are graded by their ``answer`` too), else
-null. A log with null grades is *refused* by ``read_attempts`` / ``allocator ingest``
-("a missing grade is not allowed"), so ungraded runs never become training data by
-accident: grade them with :func:`grade_run_log` (references by query id) first, or pass
-``Problem(reference=...)`` when running.
-
-Torn last line. A file that does not end with a newline ends with the remains of a
-record an earlier process was killed while writing. ``on_partial="truncate"`` (the
-default) cuts the file back to its last whole record, saves the cut bytes to
-``<file>.torn`` (appended, so nothing is lost) and warns; ``on_partial="refuse"`` raises
-:class:`~allocator.errors.LogFormatError` instead.
-
-Full disk. A record that does not fit (ENOSPC, the file-size limit, an I/O error) is cut
-back to the last whole record before :class:`~allocator.errors.ExecutorError` is raised:
-the file stays a valid log, and the recorder can write on once there is room.
-
-Held rows. Strategies that verify hold a candidate's row until its score is known (its
-verification, or the end of the run), so that the ``score`` column of samples carries
-the verifier's score, which is what replay reads. Held rows are written when the run
-ends, including by an error; only a process killed mid-run loses the held rows of the
-queries it was running (the file stays valid: whole records only).
+:class:`RunRecorder` appends whole records to a file that :func:`allocator.logs.read_attempts`
+(and ``allocator ingest``) reads with no conversion once it is graded; :class:`QueryLog`
+fills the shared columns of one run's rows; :func:`grade_run_log` grades a recorded file
+afterwards. The rows and their columns are documented in ``data/README.md``, "Logs
+written by the executors".
 """
 
 from __future__ import annotations
@@ -102,6 +52,20 @@ def exact_grade(answer: str | None, reference: str) -> float:
 # ------------------------------------------------------------------ the file
 class RunRecorder:
     """Appends executor rows to a JSONL log file, one whole record per write.
+
+    Each record is serialised first and written with one ``os.write`` on a file opened in
+    append mode, so a crash never leaves half a record behind a whole one; several
+    executors (tasks of one event loop, or threads) may share one recorder.
+
+    Torn last line. A file that does not end with a newline ends with the remains of a
+    record an earlier process was killed while writing. ``on_partial="truncate"`` (the
+    default) cuts the file back to its last whole record, saves the cut bytes to
+    ``<file>.torn`` (appended, so nothing is lost) and warns; ``on_partial="refuse"``
+    raises :class:`~allocator.errors.LogFormatError` instead.
+
+    Full disk. A record that does not fit (ENOSPC, the file-size limit, an I/O error) is
+    cut back to the last whole record before :class:`~allocator.errors.ExecutorError` is
+    raised: the file stays a valid log, and the recorder can write on once there is room.
 
     Args:
         path: the JSONL file (created if missing; appended to otherwise).
@@ -279,8 +243,14 @@ def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
 class QueryLog:
     """The rows of one executor run of one query: fills the shared columns, writes or holds.
 
-    Executors create one per run (:meth:`for_run`); without a recorder the rows are only
-    kept in memory (:attr:`rows`).
+    Executors create one per run (:class:`~allocator.executors.base.Executor`); without a
+    recorder the rows are only kept in memory (:attr:`rows`).
+
+    Held rows. Strategies that verify hold a candidate's row until its score is known (its
+    verification, or the end of the run), so that the ``score`` column of samples carries
+    the verifier's score, which is what replay reads. Held rows are written when the run
+    ends, including by an error; only a process killed mid-run loses the held rows of the
+    queries it was running (the file stays valid: whole records only).
 
     Args:
         recorder: the file to append to, or None.

@@ -1,20 +1,10 @@
 """Decision sources: the trained oracle and any baseline policy, behind one :class:`Session`.
 
 A strategy executor drives a :class:`~allocator.session.Session` and does not care who
-decides. :meth:`allocator.oracle.BudgetOracle.session` makes sessions of the learned
-policy; :class:`PolicyOracle` (and :func:`policy_session`) makes the very same
-:class:`~allocator.session.Session` around a registered baseline
-(:func:`allocator.policies.make_policy`), so a strategy can run Adaptive-Consistency,
-fixed-N or the learned allocator without changing a line::
-
-    from allocator.policies import make_policy
-
-    fixed = PolicyOracle(make_policy("fixed-n", n=8), arms=["gpt-4o-mini"])
-    session = fixed.session(max_samples=40)         # a Session, like oracle.session()
-
-Executors create one session per query through a :class:`SessionFactory`;
-:func:`session_factory` builds one from a :class:`~allocator.oracle.BudgetOracle`, a
-:class:`PolicyOracle` or a plain :class:`~allocator.policies.Policy`.
+decides: :meth:`allocator.oracle.BudgetOracle.session` makes sessions of the learned
+policy, :class:`PolicyOracle` (and :func:`policy_session`) the very same sessions around
+a registered baseline. Executors create one session per query through a
+:class:`SessionFactory`, which :func:`session_factory` builds from either.
 """
 
 from __future__ import annotations
@@ -47,7 +37,13 @@ class PolicyOracle:
     ``cost_unit``, ``policy``, ``action``, ``prior_for``, ``sample_caps``) for any policy
     and opens its sessions with :func:`~allocator.session.open_session`, as
     :class:`~allocator.oracle.BudgetOracle` does: baseline sessions are real
-    :class:`Session` objects, with the same masks, state and history.
+    :class:`Session` objects, with the same masks, state and history, so a strategy can
+    run Adaptive-Consistency, fixed-N or the learned allocator without changing a line::
+
+        from allocator.policies import make_policy
+
+        fixed = PolicyOracle(make_policy("fixed-n", n=8), arms=["gpt-4o-mini"])
+        session = fixed.session(max_samples=40)         # a Session, like oracle.session()
 
     Args:
         policy: the deciding policy (e.g. ``make_policy("adaptive-consistency")``); its

@@ -1,69 +1,10 @@
 """Recursive Tournament Voting (Kim et al. 2026, arXiv 2604.16529) driven by a policy.
 
-The paper's pipeline: ``N`` rollouts, each turned into a *structured summary*; a
-single-elimination bracket over the summaries in groups of ``G``, each comparison asked
-``V`` times (default 8) with the candidates' positions randomised, the group's winner
-the majority of the ``V`` votes; the bracket's champion and its top ``K``; the top-K
-summaries condition a new wave of rollouts; a final tournament picks the answer. Here the
-policy decides each step:
-
-- SAMPLE(arm): one more rollout.
-- VERIFY: a tournament over the latest round's candidates not judged yet (plus the
-  reigning champion when it belongs to that round): groups of ``group_size``, in the
-  order drawn. Each candidate entering its first judged comparison gets one structured
-  summary (an LLM call, recorded; reused by later tournaments of the run); the judge
-  sees summaries, never raw completions (``summarise=False`` shows the raw texts). Each
-  comparison is ``votes`` judge requests, each showing the group in its own seeded order
-  (:func:`~allocator.executors.bracket.vote_orders`: balanced rotations, so pairs are
-  shown swapped in half the votes); the winner is the majority of the parsable votes;
-  unparsable replies are abstentions, recorded as such; ties follow
-  :func:`~allocator.executors.bracket.decide` (answer support, then a seeded draw) and
-  every vote row says which rule decided. A lone candidate, and with ``skip_agreeing``
-  a group whose candidates share one answer, advance by an explicit ``bye`` row.
-  Candidates of earlier rounds not judged yet are *superseded* (score 0): the answer
-  comes from the last round, as in the paper.
-- REFINE: one rollout of the next wave, conditioned on a *workspace*. The first REFINE
-  of a round builds it from every candidate drawn since the previous workspace (round
-  1: the drafts; later rounds: the previous round's rollouts and any draft drawn
-  meanwhile; the workspace does not persist across rounds). ``workspace="tournament"``
-  (RTV's recursion): a bracket over those candidates, run exactly as a VERIFY's, and the
-  structured summaries of its top ``top_k``; ``"top-k"``: the ``top_k`` candidates whose
-  answers most of them share (no call); ``"summary"``: one distillation call over all
-  of them. A round holds ``width`` rollouts (an int, or one width per round).
-- STOP: the last tournament's champion (:attr:`RunResult.ranking` holds its top-K);
-  before any tournament, the session's vote.
-
-Scores (what :meth:`Session.verify` and the ``score`` column receive): each new entrant
-gets ``rounds won / rounds judged`` in its tournament (the champion 1.0), shared by
-answer (an agreeing group advances one twin unjudged: the other did not lose). A
-reigning champion beaten (or superseded) is re-scored with its twins, so the session's
-best verified answer is always the executor's answer.
-
-Recorded rows (all ``kind`` verify, never candidates in replay): ``rollout summary``
-(``summarises``: the attempt id; its tokens in ``cost``); ``vote`` (one per judge
-request: ``comparison``, ``candidates`` (the group, JSON ids), ``shown`` (the order this
-vote saw), ``vote`` (null: abstained), ``abstained``, ``winner``, ``decided_by``,
-``tally``, ``tournament_round``); ``bye`` (cost 0, ``decided_by``: ``lone candidate`` or
-``agreeing answers``); per VERIFY one ``verification`` row (``event``, ``after``,
-``drawn``, ``scores``, ``winner``, ``top_k``, ``superseded``); per workspace one
-``summary`` row (``workspace_mode``, ``conditioned_on``: its sources, ``selected``,
-``charged_to``). A VERIFY's rows carry its ``event``; a workspace's selection rows carry
-``workspace`` (the summary row's attempt id); refinements carry ``summary`` and
-``conditioned_on``.
-
-Replay. :class:`allocator.envs.ReplayEnv` applies a VERIFY where the candidates drawn are exactly
-an event's ``drawn`` after exactly its ``after``, with its logged scores and the cost of
-every row of the event (votes and summaries); it opens a workspace where the candidates
-drawn since the previous one are exactly its ``conditioned_on``, charging its summary
-row and every row of its selection. The session is told a workspace's cost with its
-round's first refinement, as replay charges it.
-
-Deviations from the paper, and why: candidates are answers to one question, so a group
-whose candidates agree may skip the judge (``skip_agreeing``; off for the paper's
-behaviour) and ties fall back on answer support before the seeded draw; a VERIFY judges
-only what is new (plus the champion), because the policy may verify after every draw and
-re-judging old candidates would pay for the same comparisons again; the summary and the
-judge are LLM calls on the executor's client (the paper uses the agent's own model).
+:class:`TournamentVoting` is the executor: the policy decides each step (SAMPLE a
+rollout, REFINE a wave conditioned on a workspace, VERIFY by a bracket of LLM-judge
+comparisons, STOP). Its docstring gives the paper's pipeline, the actions, the scores,
+the rows it records, how replay reads them and the deviations from the paper; the pure
+rules (vote orders, majority, ties, ranking) are in :mod:`allocator.executors.bracket`.
 """
 
 from __future__ import annotations
@@ -95,7 +36,7 @@ __all__ = ["DEFAULT_DISTILL_PROMPT", "DEFAULT_JUDGE_PROMPT", "DEFAULT_REFINE_PRO
            "DEFAULT_ROLLOUT_SUMMARY_PROMPT", "DEFAULT_WINNERS_PROMPT", "WORKSPACES",
            "TournamentVoting", "comparisons_needed", "parse_vote"]
 
-#: Workspace selection rules (see the module docstring).
+#: Workspace selection rules (see :class:`TournamentVoting`, REFINE).
 WORKSPACES = ("summary", "top-k", "tournament")
 
 #: The distillation prompt: fields ``question``, ``candidates``, ``count``, ``max_words``.
@@ -151,7 +92,80 @@ class _Bracket:
 
 
 class TournamentVoting(Executor):
-    """Recursive Tournament Voting (RTV) with an LLM judge; see the module docstring.
+    """Recursive Tournament Voting (RTV) with an LLM judge, driven by a policy.
+
+    The paper's pipeline (Kim et al. 2026, arXiv 2604.16529): ``N`` rollouts, each turned
+    into a *structured summary*; a single-elimination bracket over the summaries in groups
+    of ``G``, each comparison asked ``V`` times (default 8) with the candidates' positions
+    randomised, the group's winner the majority of the ``V`` votes; the bracket's champion
+    and its top ``K``; the top-K summaries condition a new wave of rollouts; a final
+    tournament picks the answer. Here the policy decides each step.
+
+    Actions:
+        SAMPLE(arm): one more rollout.
+        VERIFY: a tournament over the latest round's candidates not judged yet (plus the
+            reigning champion when it belongs to that round): groups of ``group_size``,
+            in the order drawn. Each candidate entering its first judged comparison gets
+            one structured summary (an LLM call, recorded; reused by later tournaments
+            of the run); the judge sees summaries, never raw completions
+            (``summarise=False`` shows the raw texts). Each comparison is ``votes``
+            judge requests, each showing the group in its own seeded order
+            (:func:`~allocator.executors.bracket.vote_orders`: balanced rotations, so
+            pairs are shown swapped in half the votes); the winner is the majority of
+            the parsable votes; unparsable replies are abstentions, recorded as such;
+            ties follow :func:`~allocator.executors.bracket.decide` (answer support,
+            then a seeded draw) and every vote row says which rule decided. A lone
+            candidate, and with ``skip_agreeing`` a group whose candidates share one
+            answer, advance by an explicit ``bye`` row. Candidates of earlier rounds
+            not judged yet are *superseded* (score 0): the answer comes from the last
+            round, as in the paper.
+        REFINE: one rollout of the next wave, conditioned on a *workspace*. The first
+            REFINE of a round builds it from every candidate drawn since the previous
+            workspace (round 1: the drafts; later rounds: the previous round's rollouts
+            and any draft drawn meanwhile; the workspace does not persist across
+            rounds). ``workspace="tournament"`` (RTV's recursion): a bracket over those
+            candidates, run exactly as a VERIFY's, and the structured summaries of its
+            top ``top_k``; ``"top-k"``: the ``top_k`` candidates whose answers most of
+            them share (no call); ``"summary"``: one distillation call over all of
+            them. A round holds ``width`` rollouts (an int, or one width per round).
+        STOP: the last tournament's champion (:attr:`RunResult.ranking` holds its
+            top-K); before any tournament, the session's vote.
+
+    Scores:
+        What :meth:`~allocator.session.Session.verify` and the ``score`` column
+        receive: each new entrant gets ``rounds won / rounds judged`` in its tournament
+        (the champion 1.0), shared by answer (an agreeing group advances one twin
+        unjudged: the other did not lose). A reigning champion beaten (or superseded) is
+        re-scored with its twins, so the session's best verified answer is always the
+        executor's answer.
+
+    Recorded rows:
+        All ``kind`` verify, never candidates in replay: a ``rollout summary`` per
+        summarised candidate, a ``vote`` per judge request (``abstained`` true for an
+        unparsable reply), a ``bye`` per unjudged advance, one
+        ``verification`` per VERIFY and one ``summary`` per workspace. A VERIFY's rows
+        carry its ``event``; a workspace's selection rows carry ``workspace`` (the
+        summary row's attempt id); refinements carry ``summary`` and
+        ``conditioned_on``. Every row's columns: ``data/README.md``, "Logs written by
+        the executors".
+
+    Replay:
+        :class:`allocator.envs.ReplayEnv` applies a VERIFY where the candidates drawn
+        are exactly an event's ``drawn`` after exactly its ``after``, with its logged
+        scores and the cost of every row of the event (votes and summaries); it opens
+        a workspace where the candidates drawn since the previous one are exactly its
+        ``conditioned_on``, charging its summary row and every row of its selection.
+        The session is told a workspace's cost with its round's first refinement, as
+        replay charges it.
+
+    Deviations from the paper, and why:
+        Candidates are answers to one question, so a group whose candidates agree may
+        skip the judge (``skip_agreeing``; off for the paper's behaviour) and ties fall
+        back on answer support before the seeded draw; a VERIFY judges only what is new
+        (plus the champion), because the policy may verify after every draw and
+        re-judging old candidates would pay for the same comparisons again; the summary
+        and the judge are LLM calls on the executor's client (the paper uses the agent's
+        own model).
 
     Args:
         client: the LLM client (rollouts, summaries, judge).

@@ -1,19 +1,9 @@
 """Generic readers: any flat table of graded attempts (JSONL, CSV, Parquet) becomes a log.
 
 A :class:`ColumnMapping` says which of the file's columns holds each canonical column, so
-that a table exported from any evaluation harness loads without code::
-
-    log, rejected = read_attempts(
-        "runs.jsonl.gz", mapping=ColumnMapping(query_id="problem", correct="is_correct")
-    )
-
-Parsing (in :mod:`allocator.logs._formats`) uses Arrow's multi-threaded readers (a million
-rows load in about a second). When Arrow refuses a file, a line-by-line scan finds the first
-bad line, so that every error names the file, the user's own line number (JSONL: the
-physical line; CSV: the line where the record starts, counting the header and values that
-span lines) or the column, and how to fix it. Nothing is silently dropped: with
-``skip_invalid`` the rows set aside come back as :class:`~allocator.logs.table.Rejected` and
-:func:`write_rejected` saves them.
+that a table exported from any evaluation harness loads without code;
+:func:`read_attempts` reads the file (its docstring says how errors are found and named)
+and :func:`write_rejected` saves the rows set aside.
 """
 
 from __future__ import annotations
@@ -163,6 +153,20 @@ def read_attempts(
     skip_invalid: bool = False,
 ) -> tuple[AttemptLog, Rejected]:
     """Read a flat table of graded attempts into a log.
+
+    Example::
+
+        log, rejected = read_attempts(
+            "runs.jsonl.gz", mapping=ColumnMapping(query_id="problem", correct="is_correct")
+        )
+
+    Parsing (in :mod:`allocator.logs._formats`) uses Arrow's multi-threaded readers (their
+    speed: README, "Performance", ``benchmarks/log_loading.py``). When Arrow refuses a
+    file, a line-by-line scan finds the first bad line, so that every error names the
+    file, the user's own line number (JSONL: the physical line; CSV: the line where the
+    record starts, counting the header and values that span lines) or the column, and how
+    to fix it. Nothing is silently dropped: with ``skip_invalid`` the rows set aside come
+    back as :class:`~allocator.logs.table.Rejected` and :func:`write_rejected` saves them.
 
     Args:
         path: the attempt file (JSONL, CSV, Parquet; JSONL and CSV may be gzipped).

@@ -1,32 +1,9 @@
 """Simulated attempt logs: the demo's built-in data and the property tests' fuel.
 
 Everything here is **simulated, not real LLM runs**: logs carry ``simulated=True`` (kept
-in the Parquet metadata) and say so in their ``source``. The model is small and explicit
-so that tests can compare statistics with their analytic values:
-
-- Each query has a true difficulty ``d`` in (0, 1), drawn from a mixture of Beta
-  distributions (easy / medium / hard / hopeless by default).
-- An arm of skill ``s`` answers correctly with probability
-  ``p = sigmoid(sharpness * (s - d))`` (:func:`p_correct`), independently per attempt.
-- A wrong attempt gives one of the query's distractor answers, drawn from per-query
-  weights ~ Dirichlet(``distractor_concentration``); with a small concentration one
-  distractor dominates, so hard queries can have a *wrong* majority. A share
-  ``no_answer_rate`` of wrong attempts gives no extractable answer at all.
-- Cost is lognormal around the arm's ``cost_per_attempt`` (mean preserved), standing in
-  for tokens.
-- Optional verifier scores: ``sigmoid(N(±score_separation / 2, 1))``, higher for
-  correct attempts (the AUROC is ``Phi(score_separation / sqrt(2))``), on the arms marked
-  ``scored`` (the others' scores are missing: a verifier that only checks some arms).
-- Optional refinement: rounds ``1..refine_rounds`` of ``refine_per_round`` attempts
-  (kind ``refine``) whose skill grows by ``refine_gain`` per round.
-
-Query metadata: ``task`` (a simulated task name, independent of difficulty),
-``difficulty`` (the true value, so predictor quality can be checked) and ``component``
-(the mixture component the query came from). With ``length_signal > 0`` also ``length``,
-a prompt length in tokens that predicts difficulty as real prompts' lengths do, noisily:
-``log(length) = log(80) + length_signal * (d - 0.5) + N(0, length_noise)`` (drawn from its
-own stream, so the rest of the log is the same as without it). Query text reads
-``"Simulated query 17 (difficulty 0.42)"``.
+in the Parquet metadata) and say so in their ``source``. :func:`generate` simulates a log
+from a :class:`SyntheticConfig`; its docstring gives the model, small and explicit so
+that tests can compare statistics with their analytic values.
 """
 
 from __future__ import annotations
@@ -238,6 +215,35 @@ def p_correct(
 
 def generate(config: SyntheticConfig | None = None, *, seed: int = 0) -> AttemptLog:
     """Simulate a graded attempt log.
+
+    The model:
+
+    - Each query has a true difficulty ``d`` in (0, 1), drawn from a mixture of Beta
+      distributions (easy / medium / hard / hopeless by default).
+    - An arm of skill ``s`` answers correctly with probability
+      ``p = sigmoid(sharpness * (s - d))`` (:func:`p_correct`), independently per
+      attempt.
+    - A wrong attempt gives one of the query's distractor answers, drawn from per-query
+      weights ~ Dirichlet(``distractor_concentration``); with a small concentration one
+      distractor dominates, so hard queries can have a *wrong* majority. A share
+      ``no_answer_rate`` of wrong attempts gives no extractable answer at all.
+    - Cost is lognormal around the arm's ``cost_per_attempt`` (mean preserved), standing
+      in for tokens.
+    - Optional verifier scores: ``sigmoid(N(±score_separation / 2, 1))``, higher for
+      correct attempts (the AUROC is ``Phi(score_separation / sqrt(2))``), on the arms
+      marked ``scored`` (the others' scores are missing: a verifier that only checks
+      some arms).
+    - Optional refinement: rounds ``1..refine_rounds`` of ``refine_per_round`` attempts
+      (kind ``refine``) whose skill grows by ``refine_gain`` per round.
+
+    Query metadata: ``task`` (a simulated task name, independent of difficulty),
+    ``difficulty`` (the true value, so predictor quality can be checked) and
+    ``component`` (the mixture component the query came from). With
+    ``length_signal > 0`` also ``length``, a prompt length in tokens that predicts
+    difficulty as real prompts' lengths do, noisily:
+    ``log(length) = log(80) + length_signal * (d - 0.5) + N(0, length_noise)`` (drawn
+    from its own stream, so the rest of the log is the same as without it). Query text
+    reads ``"Simulated query 17 (difficulty 0.42)"``.
 
     Vectorised: a million attempts take well under a few seconds. The same ``seed``
     gives the same log (same fingerprint).

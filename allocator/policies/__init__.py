@@ -1,33 +1,10 @@
 """Allocation policies: the baselines behind one interface and a registry by name.
 
 Every policy is a small frozen dataclass implementing :class:`Policy` (``act`` on a batch
-of states and action masks); :func:`make_policy` builds one by its registered name (each
-class's docstring says what it decides; each module groups a family: self-consistency,
-verifier, multi-arm, schedules of RTV and PDR, stochastic). ``learned`` (a bundle's
-network) is registered by entry and imported on first lookup
-(:data:`allocator.policies.registry.ENTRIES`). Importing this package needs numpy only
-(Adaptive-Consistency imports scipy the first time it decides).
-
-==========================  ===================================  ================
-name                        class                                knob
-==========================  ===================================  ================
-``fixed-n``                 :class:`FixedN`                      ``n``
-``adaptive-consistency``    :class:`AdaptiveConsistency`         ``threshold``
-``esc``                     :class:`EarlyStoppingSC`             ``window``
-``confidence-threshold``    :class:`ConfidenceThreshold`         ``tau``
-``difficulty-binned``       :class:`DifficultyBinned`            ``target``
-``blend-asc``               :class:`BlendASC`                    ``budget``
-``bayes-stop``              :class:`BayesStop`                   ``price``
-``epsilon-greedy``          :class:`EpsilonGreedy`               ``epsilon``
-``until-verified``          :class:`UntilVerified`               ``n``
-``best-of-n``               :class:`BestOfN`                     ``n``
-``weighted-vote``           :class:`WeightedVote`                ``n``
-``round-robin``             :class:`RoundRobin`                  ``max_samples``
-``cascade``                 :class:`Cascade`                     ``tau``
-``router``                  :class:`Router`                      ``threshold``
-``rtv``                     :class:`RTVSchedule`                 ``n``
-``pdr``                     :class:`PDRSchedule`                 ``refinements``
-==========================  ===================================  ================
+of states and action masks); :func:`make_policy` builds one by its registered name (its
+docstring lists every name, class and knob; each class's docstring says what it decides).
+Importing this package needs numpy only (Adaptive-Consistency imports scipy the first
+time it decides).
 """
 
 from allocator.policies.base import Policy

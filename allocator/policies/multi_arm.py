@@ -2,15 +2,7 @@
 
 All decide for a whole batch in a few numpy operations per arm, VERIFY only where VERIFY
 is allowed, and STOP where none of their SAMPLEs is allowed: they never return a masked
-action.
-
-References:
-    Yue et al. 2024, "Large Language Model Cascades with Mixture of Thoughts
-    Representations for Cost-efficient Reasoning" (ICLR 2024): the vote cascade.
-    Ding et al. 2025, "BEST-Route: Adaptive LLM Routing with Test-Time Optimal Compute"
-    (arXiv 2506.22716): routing on predicted quality and price. Aggarwal et al. 2023,
-    "Let's Sample Step by Step: Adaptive-Consistency for Efficient Reasoning and Coding
-    with LLMs" (EMNLP 2023): the Beta stopping rule.
+action. Each class's docstring gives its rule and its reference.
 """
 
 from __future__ import annotations
@@ -158,6 +150,9 @@ class RoundRobin(Policy):
 class Cascade(Policy):
     """The vote cascade of Yue et al. (ICLR 2024): escalate while the arm disagrees.
 
+    Yue et al. 2024, "Large Language Model Cascades with Mixture of Thoughts
+    Representations for Cost-efficient Reasoning" (ICLR 2024).
+
     Arms are taken in the order of ``arms`` (the evaluator orders them by mean cost on
     the training queries, cheapest first). From the current arm it draws ``k`` samples
     (fewer where the arm's pool runs out); it accepts, and STOPs, when the arm's leading
@@ -241,6 +236,11 @@ class Router(Policy):
     :class:`~allocator.policies.AdaptiveConsistency` on that arm, it samples until
     ``P(leader's share > runner-up's) >= threshold`` or ``max_samples`` samples of the
     arm; it STOPs where the arm's SAMPLE is masked (its pool is exhausted).
+
+    Routing on predicted quality and price follows Ding et al. 2025, "BEST-Route:
+    Adaptive LLM Routing with Test-Time Optimal Compute" (arXiv 2506.22716); the Beta
+    stopping rule is Aggarwal et al. 2023, "Let's Sample Step by Step:
+    Adaptive-Consistency for Efficient Reasoning and Coding with LLMs" (EMNLP 2023).
 
     Args:
         threshold: the Beta rule's stop probability in (0, 1]; the knob.

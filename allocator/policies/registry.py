@@ -118,6 +118,31 @@ def policy_parameters(name: str) -> list[str]:
 def make_policy(name: str, **params: object) -> Policy:
     """Build the registered policy ``name`` with ``params`` (its dataclass fields).
 
+    The registered policies and the knob each one's sweep varies (each module of
+    :mod:`allocator.policies` groups a family: self-consistency, verifier, multi-arm,
+    schedules of RTV and PDR, stochastic):
+
+    - ``fixed-n``: :class:`~allocator.policies.FixedN` (``n``)
+    - ``adaptive-consistency``: :class:`~allocator.policies.AdaptiveConsistency`
+      (``threshold``)
+    - ``esc``: :class:`~allocator.policies.EarlyStoppingSC` (``window``)
+    - ``confidence-threshold``: :class:`~allocator.policies.ConfidenceThreshold` (``tau``)
+    - ``difficulty-binned``: :class:`~allocator.policies.DifficultyBinned` (``target``)
+    - ``blend-asc``: :class:`~allocator.policies.BlendASC` (``budget``)
+    - ``bayes-stop``: :class:`~allocator.policies.BayesStop` (``price``)
+    - ``epsilon-greedy``: :class:`~allocator.policies.EpsilonGreedy` (``epsilon``)
+    - ``until-verified``: :class:`~allocator.policies.UntilVerified` (``n``)
+    - ``best-of-n``: :class:`~allocator.policies.BestOfN` (``n``)
+    - ``weighted-vote``: :class:`~allocator.policies.WeightedVote` (``n``)
+    - ``round-robin``: :class:`~allocator.policies.RoundRobin` (``max_samples``)
+    - ``cascade``: :class:`~allocator.policies.Cascade` (``tau``)
+    - ``router``: :class:`~allocator.policies.Router` (``threshold``)
+    - ``rtv``: :class:`~allocator.policies.RTVSchedule` (``n``)
+    - ``pdr``: :class:`~allocator.policies.PDRSchedule` (``refinements``)
+    - ``learned``: :class:`~allocator.learned.LearnedPolicy` (no knob: lambda is in the
+      state), a bundle's network, registered by entry and imported on first lookup
+      (:data:`ENTRIES`)
+
     Args:
         name: a registered name (see :func:`available_policies`).
         **params: field values; omitted fields take the policy's published defaults.

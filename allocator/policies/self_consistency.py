@@ -4,14 +4,7 @@ Each samples one arm (field ``arm``) until its stopping rule fires, then STOPs; 
 environment (or the runtime) returns the majority vote. All decide for a whole batch in
 a few numpy operations, and all STOP where their SAMPLE is masked (the arm's pool is
 exhausted, or the episode's cap on attempts is reached): they never return a masked
-action.
-
-References:
-    Wang et al. 2023, "Self-Consistency Improves Chain of Thought Reasoning in Language
-    Models" (ICLR 2023). Aggarwal et al. 2023, "Let's Sample Step by Step:
-    Adaptive-Consistency for Efficient Reasoning and Coding with LLMs" (EMNLP 2023).
-    Li et al. 2024, "Escape Sky-high Cost: Early-stopping Self-Consistency for Multi-step
-    Reasoning" (ICLR 2024).
+action. Each class's docstring gives its rule and its reference.
 """
 
 from __future__ import annotations
@@ -61,7 +54,7 @@ class FixedN(Policy):
 
     Draws ``n`` samples from ``arm``, then STOPs: the environment takes the majority vote
     (Wang et al. 2023, "Self-Consistency Improves Chain of Thought Reasoning in Language
-    Models"). With ``verify=True``, after the ``n`` samples (or once the arm's pool is
+    Models", ICLR 2023). With ``verify=True``, after the ``n`` samples (or once the arm's pool is
     exhausted) it VERIFYs once where VERIFY is allowed and nothing has been verified yet,
     then STOPs: the final answer is then the best verified candidate (best-of-N with a
     verifier, as in Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems").

@@ -1,17 +1,11 @@
-"""Verifier-aware baselines: sample until a candidate verifies, or best-of-N by score.
+"""Verifier-aware baselines: until-verified, best-of-N by score, the score-weighted vote.
 
-Both sample one arm (field ``arm``) and VERIFY: the environment (or the runtime) then
-answers with the best-scoring verified candidate (see :class:`allocator.envs.ReplayEnv`), and a
-VERIFY costs ``verify_cost`` per newly verified candidate, exactly as the environment
-counts it. Both STOP where their SAMPLE is masked, and VERIFY only where VERIFY is allowed
-(a drawn candidate with a score is still unverified): they never return a masked action.
-On a log without scores VERIFY is always masked, and they reduce to fixed-N sampling;
-the evaluator does not run them there (their sweep builders raise ``NotApplicable``).
-
-References:
-    Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems" (best-of-N with a
-    verifier). Chen et al. 2023, "CodeT: Code Generation with Generated Tests" (ICLR
-    2023): the verifier of the CodeT HumanEval log.
+Each samples one arm (field ``arm``) and VERIFYs at ``verify_cost`` per newly verified
+candidate, as :class:`allocator.envs.ReplayEnv` counts it; each STOPs where its SAMPLE is
+masked and VERIFYs only where VERIFY is allowed (a drawn candidate with a score is still
+unverified), so none returns a masked action. On a log without scores VERIFY is always
+masked and they reduce to fixed-N; the evaluator does not run them there (their sweep
+builders raise ``NotApplicable``). Each class's docstring gives its rule and reference.
 """
 
 from __future__ import annotations
@@ -72,7 +66,9 @@ class UntilVerified(Policy):
     candidate), or once ``n`` samples are drawn and verified. With a perfect checker
     (scores 0/1, ``tau = 1``) this is "sample until a proof checks"; with a noisy
     verifier ``tau`` trades the verifier's false accepts against more samples. Where the
-    log has no score for a candidate, VERIFY is masked and it samples on.
+    log has no score for a candidate, VERIFY is masked and it samples on. On the CodeT
+    HumanEval log the verifier is the share of generated tests a program passes (Chen et
+    al. 2023, "CodeT: Code Generation with Generated Tests", ICLR 2023).
 
     Args:
         n: most samples of the arm (>= 1); the knob.
@@ -112,9 +108,9 @@ class BestOfN(FixedN):
 
     The rule of :class:`FixedN` with ``verify=True`` (one VERIFY after the ``n`` samples,
     or once the arm's pool is exhausted; the environment then answers with the
-    best-scoring verified candidate, Cobbe et al. 2021), registered under its own name so
-    that the evaluator runs it where the log has scores, and only there. ``fixed-n``
-    stays the vote.
+    best-scoring verified candidate; Cobbe et al. 2021, "Training Verifiers to Solve Math
+    Word Problems"), registered under its own name so that the evaluator runs it where
+    the log has scores, and only there. ``fixed-n`` stays the vote.
 
     Args:
         n: samples per query (>= 1); the knob.

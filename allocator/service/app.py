@@ -1,30 +1,9 @@
-"""The application factory: :func:`create_app` builds a FastAPI app over one
-:class:`~allocator.service.state.OracleHolder`. Nothing happens at import time.
+"""The HTTP decision service's application factory.
 
-Endpoints (all under ``/v1``; bodies in :mod:`allocator.service.schemas`):
-
-=========================  ======  ==========================================================
-path                       token   answer
-=========================  ======  ==========================================================
-``POST /v1/decide``        yes     the next action after a query's history (stateless)
-``POST /v1/budget``        yes     an up-front number of samples (``BudgetOracle.budget``)
-``POST /v1/allocate``      yes     samples per query under a total (``BudgetOracle.allocate``)
-``POST /v1/admin/reload``  yes     reload the source now (the swap is atomic)
-``GET /v1/health``         no      ``{"status": "ok"}``; with the token (or on a server
-                                   without one) also the served bundle (id, MLflow version,
-                                   arms, lambda range, every default the oracle applies and
-                                   its source) and the reloads (count, last error)
-``GET /openapi.json``      no      the OpenAPI schema (``/docs`` renders it)
-=========================  ======  ==========================================================
-
-Health and the schema stay open so that load balancers and clients can probe them
-without the token; without it health says only that the service is up (the details name
-paths and run ids), and a wrong token gets 401.
-``/v1/decide`` runs on the event loop: a decision takes tens of microseconds, far less
-than a thread hop. ``/v1/budget`` and ``/v1/allocate`` compute in proportion to the
-request, so they run in worker threads within a time limit (503 past it; see
-:mod:`allocator.service.work`), and health keeps answering meanwhile. The reload endpoint
-and the poller run their blocking loads in worker threads.
+:func:`create_app` builds a FastAPI app over one
+:class:`~allocator.service.state.OracleHolder`; nothing happens at import time. The
+endpoints, which of them need the token and where each request runs are in
+:data:`API_DESCRIPTION`, the schema's description that ``/docs`` shows.
 """
 
 from __future__ import annotations
@@ -74,6 +53,37 @@ logger = logging.getLogger("allocator.service")
 #: The versioned prefix of every endpoint.
 API_PREFIX = "/v1"
 
+#: The OpenAPI schema's description (what ``/docs`` shows): the endpoints, which of them
+#: need the token, and where each request runs.
+API_DESCRIPTION = """The application factory: :func:`create_app` builds a FastAPI app over one
+:class:`~allocator.service.state.OracleHolder`. Nothing happens at import time.
+
+Endpoints (all under ``/v1``; bodies in :mod:`allocator.service.schemas`):
+
+=========================  ======  ==========================================================
+path                       token   answer
+=========================  ======  ==========================================================
+``POST /v1/decide``        yes     the next action after a query's history (stateless)
+``POST /v1/budget``        yes     an up-front number of samples (``BudgetOracle.budget``)
+``POST /v1/allocate``      yes     samples per query under a total (``BudgetOracle.allocate``)
+``POST /v1/admin/reload``  yes     reload the source now (the swap is atomic)
+``GET /v1/health``         no      ``{"status": "ok"}``; with the token (or on a server
+                                   without one) also the served bundle (id, MLflow version,
+                                   arms, lambda range, every default the oracle applies and
+                                   its source) and the reloads (count, last error)
+``GET /openapi.json``      no      the OpenAPI schema (``/docs`` renders it)
+=========================  ======  ==========================================================
+
+Health and the schema stay open so that load balancers and clients can probe them
+without the token; without it health says only that the service is up (the details name
+paths and run ids), and a wrong token gets 401.
+``/v1/decide`` runs on the event loop: a decision takes tens of microseconds, far less
+than a thread hop. ``/v1/budget`` and ``/v1/allocate`` compute in proportion to the
+request, so they run in worker threads within a time limit (503 past it; see
+:mod:`allocator.service.work`), and health keeps answering meanwhile. The reload endpoint
+and the poller run their blocking loads in worker threads.
+"""
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
     413: {"model": ErrorBody, "description": "request body over the limit"},
@@ -96,6 +106,10 @@ def create_app(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> FastAPI:
     """A FastAPI app serving a bundle's oracle (loaded here, once).
+
+    The endpoints, which of them need the token, and which run on the event loop or in
+    worker threads: :data:`API_DESCRIPTION` (the OpenAPI schema's description, what
+    ``/docs`` shows).
 
     Args:
         source: a bundle directory, an MLflow URI (``models:/NAME@ALIAS``...), a ready
@@ -126,7 +140,7 @@ def create_app(
     assert isinstance(holder, OracleHolder)
     holder.load()
     app = FastAPI(title="ttc-allocator decision service", version=_version(),
-                  description=__doc__, lifespan=_lifespan(holder, reload_interval, owned))
+                  description=API_DESCRIPTION, lifespan=_lifespan(holder, reload_interval, owned))
     app.state.holder = holder
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     install_handlers(app, {f"{API_PREFIX}/decide": DecideRequest,

@@ -1,12 +1,6 @@
 """The service's operations on one served oracle, without HTTP: the decide replay, the
 up-front budget, the batch allocation, and the descriptions of the served bundle.
 
-``decide`` is stateless: it replays the request's history into a fresh
-:class:`~allocator.session.Session` (the calls an in-process executor makes:
-``observe`` for each sample or refinement, ``verify`` for each verifier call) and asks
-``next_action``. The policy reads only the state those calls build, so the answer is the
-one an in-process session with the same history gives.
-
 Checks that need the bundle (arm names, candidate indices) raise
 :class:`RequestFieldError`, naming the request field; the oracle's own checks raise
 :class:`~allocator.errors.ParameterError` (lambda outside the training range,
@@ -64,6 +58,13 @@ class RequestFieldError(ParameterError):
 # ------------------------------------------------------------------ decide
 def decide(served: Served, request: DecideRequest) -> DecideResponse:
     """The policy's next action after the request's history.
+
+    Stateless: the request's history is replayed into a fresh
+    :class:`~allocator.session.Session` (:func:`replay`: the calls an in-process executor
+    makes, ``observe`` for each sample or refinement, ``verify`` for each verifier call)
+    and the session is asked ``next_action``. The policy reads only the state those
+    calls build, so the answer is the one an in-process session with the same history
+    gives.
 
     Raises:
         RequestFieldError: an unknown arm, an incomplete prior, a verify event naming a

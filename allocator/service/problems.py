@@ -1,23 +1,8 @@
 """Error answers: every 4xx/5xx body is an :class:`~allocator.service.schemas.ErrorBody`
 that names the field at fault and says how to fix it.
 
-=====  ======================  ===========================================================
-code   ``error``               when
-=====  ======================  ===========================================================
-400    ``invalid_request``     the HTTP request itself is malformed (a Content-Length
-                               that is not a number)
-401    ``unauthorized``        missing or wrong bearer token
-404    ``not_found``           no such endpoint
-413    ``payload_too_large``   the body exceeds the server's limit
-422    ``invalid_request``     any invalid value in the body, whoever finds it: the
-                               schema (types, bounds, unknown fields, malformed JSON),
-                               the bundle (unknown arms, candidates) or the oracle
-                               (lambda outside the training range, target_cost on an
-                               uncalibrated bundle...)
-500    ``internal_error``      a bug: see the server log
-502    ``reload_failed``       a reload could not load the new bundle (the old one stays)
-503    ``timeout``             a batch request took longer than the server's limit
-=====  ======================  ===========================================================
+:func:`install_handlers` installs them on the app; its docstring lists the status codes
+and their ``error`` names.
 """
 
 from __future__ import annotations
@@ -67,6 +52,24 @@ def error_response(status: int, error: str, message: str,
 def install_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
     """Answer validation errors and the oracle's refusals (both 422), HTTP errors and
     bugs with :class:`ErrorBody` bodies.
+
+    =====  ======================  ===========================================================
+    code   ``error``               when
+    =====  ======================  ===========================================================
+    400    ``invalid_request``     the HTTP request itself is malformed (a Content-Length
+                                   that is not a number)
+    401    ``unauthorized``        missing or wrong bearer token
+    404    ``not_found``           no such endpoint
+    413    ``payload_too_large``   the body exceeds the server's limit
+    422    ``invalid_request``     any invalid value in the body, whoever finds it: the
+                                   schema (types, bounds, unknown fields, malformed JSON),
+                                   the bundle (unknown arms, candidates) or the oracle
+                                   (lambda outside the training range, target_cost on an
+                                   uncalibrated bundle...)
+    500    ``internal_error``      a bug: see the server log
+    502    ``reload_failed``       a reload could not load the new bundle (the old one stays)
+    503    ``timeout``             a batch request took longer than the server's limit
+    =====  ======================  ===========================================================
 
     Args:
         app: the application.

@@ -1,27 +1,9 @@
 """The served oracle and its hot swap: :class:`OracleHolder`.
 
 The holder loads the bundle once and hands out the current :class:`Served` (an oracle
-with what identifies it) as one reference. A reload builds the new oracle completely
-(download, verification, a warm-up decision, the difficulty predictor loaded) before
-replacing that reference in one assignment: a request that read the old reference
-finishes on the old oracle, the next one gets the new oracle, and no request waits. A
-failed reload leaves the old oracle in place and is recorded in :attr:`last_error`.
-
-Sources (see :meth:`OracleHolder.revision`):
-
-- a bundle directory: copied to a private snapshot before loading, so that rewriting
-  the directory never changes a bundle being served; a reload happens when the
-  manifest's sha256 changes;
-- ``models:/NAME@ALIAS``: the alias is resolved to a version, and that version
-  (``models:/NAME/VERSION``) downloaded; a reload happens when the alias moves;
-- ``models:/NAME/VERSION``: fixed; other MLflow URIs (``runs:/...``) are downloaded
-  again on each reload and swapped when the bundle differs;
-- a ready :class:`~allocator.oracle.BudgetOracle`: served as is; reloads read its bundle
-  directory as above.
-
-Snapshots and downloads live in a private temporary directory; the current and the
-previous one are kept (requests may still run on the previous oracle), older ones are
-deleted, and :meth:`OracleHolder.close` removes them all.
+with what identifies it); a reload builds the new oracle completely before swapping it
+in, so no request waits and a failed reload leaves the old oracle serving. Its docstring
+gives the swap, the sources it follows and where snapshots live.
 """
 
 from __future__ import annotations
@@ -132,7 +114,30 @@ def _parse_models_uri(uri: str) -> _ModelUri | None:
 
 
 class OracleHolder:
-    """The served oracle, swappable while requests run (see the module docstring).
+    """The served oracle, swappable while requests run.
+
+    The holder loads the bundle once and hands out the current :class:`Served` (an oracle
+    with what identifies it) as one reference. A reload builds the new oracle completely
+    (download, verification, a warm-up decision, the difficulty predictor loaded) before
+    replacing that reference in one assignment: a request that read the old reference
+    finishes on the old oracle, the next one gets the new oracle, and no request waits. A
+    failed reload leaves the old oracle in place and is recorded in :attr:`last_error`.
+
+    Sources (see :meth:`revision`):
+
+    - a bundle directory: copied to a private snapshot before loading, so that rewriting
+      the directory never changes a bundle being served; a reload happens when the
+      manifest's sha256 changes;
+    - ``models:/NAME@ALIAS``: the alias is resolved to a version, and that version
+      (``models:/NAME/VERSION``) downloaded; a reload happens when the alias moves;
+    - ``models:/NAME/VERSION``: fixed; other MLflow URIs (``runs:/...``) are downloaded
+      again on each reload and swapped when the bundle differs;
+    - a ready :class:`~allocator.oracle.BudgetOracle`: served as is; reloads read its
+      bundle directory as above.
+
+    Snapshots and downloads live in a private temporary directory; the current and the
+    previous one are kept (requests may still run on the previous oracle), older ones are
+    deleted, and :meth:`close` removes them all.
 
     Args:
         source: a bundle directory, an MLflow URI (``models:/NAME@ALIAS``,

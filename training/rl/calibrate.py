@@ -1,56 +1,11 @@
-"""Calibrate a bundle's price to a budget: the lambda that meets a target mean cost.
+"""Calibrate a bundle's price: the lambda that meets a budget, or reaches an accuracy.
 
 Users think in budgets ("on average 6 samples' worth per query"), the policy in prices
-(lambda, the price of one cost unit). Under the Lagrangian view a target average cost
-corresponds to one lambda, found on validation queries:
-
-1. replay the bundle's :class:`~allocator.learned.LearnedPolicy` with the
-   :class:`~allocator.training.evaluation.replay.ReplayEvaluator` (the same seeded orders for every
-   lambda) at a grid of lambdas over the bundle's ``lambda_range``: mean cost per query;
-2. take the first adjacent pair of grid points whose costs straddle the target and
-   bisect between them, keeping one end above and one below the target, until the mean
-   cost is within ``tolerance`` (relative) of the target or the bracket is exhausted.
-
-The mean cost falls with lambda only approximately (a trained policy is not exactly
-monotone, and a deterministic policy's mean cost over finitely many episodes is a step
-function): the grid finds a bracket even where the curve wiggles, and bisection on a
-bracket converges to a crossing whatever happens inside it. Where no lambda comes within
-the tolerance (the target lies in a jump, or outside what the policy ever spends), the
-nearest measured lambda is kept and a warning says what was reached.
-
-Bundles are immutable: the result is written into a *new* bundle (``output``; the
-source is only read). The new bundle holds the source's weights and difficulty predictor
-(the bytes verified when the source was read, never read from the disk again), the
-source's manifest, and:
-
-- ``calibrated_from``: ``{"sha256": ...}``, the source's
-  :attr:`~allocator.bundle.Bundle.sha256` (of its ``manifest.json``, which lists every
-  file's): the provenance (not its path, a detail of the machine that calibrated);
-- ``calibrated_lambda``: the lambda found (the oracle's default lambda);
-- ``calibrated_mean_cost``: its mean cost per query on the validation queries;
-- ``calibration``: the target, tolerance, whether it was met, the settings of the replay,
-  and ``table``: every ``[lambda, mean cost]`` measured, by lambda (what
-  :meth:`allocator.oracle.BudgetOracle.lambda_for_cost` interpolates for other targets);
-- ``arm_mean_cost`` (if the bundle lacks it): each arm's mean sample cost in the log, for
-  :meth:`~allocator.oracle.BudgetOracle.budget` and ``allocate``.
-
-The output is written to a temporary sibling directory and renamed into place (see
-:func:`allocator.bundle.write_bundle`), so a failure never leaves a half-written bundle
-there; an existing directory at ``output`` is refused unless ``overwrite`` is set.
-
-Costs are in the log's units (what the evaluator reports: tokens, characters...).
-
-Calibrating to accuracy (:func:`calibrate_to_accuracy`, what ``allocator train`` does by
-default) instead picks the cheapest lambda whose accuracy on the validation queries is
-non-inferior to a target: by default *majority-of-all*, the accuracy of the majority
-vote over an arm's whole pool (the best arm's), which a user gets without any allocator.
-Non-inferior means at least the target minus :data:`ACCURACY_MARGIN`. The same fields are
-written (the table holds mean costs, so ``target_cost`` still works), and
-``calibration.goal`` says what was aimed at and reached.
-
-Validation queries are never test queries: ``allocator train`` holds out
-:func:`validation_split` of its training queries from the policy's training and
-calibrates on them (``allocator calibrate`` on the training log finds the same split).
+(lambda, the price of one cost unit). :func:`calibrate` finds the lambda that meets a
+target mean cost on validation queries (:func:`search_lambda`: a grid, then bisection);
+:func:`calibrate_to_accuracy`, what ``allocator train`` does by default, the cheapest
+lambda whose accuracy reaches majority-of-all. Both write the result into a *new* bundle
+(the source is only read); :func:`calibrate` lists the fields it records.
 """
 
 from __future__ import annotations
@@ -124,8 +79,18 @@ def search_lambda(
 ) -> LambdaSearch:
     """Find a lambda whose mean cost is within ``tolerance * target`` of ``target``.
 
-    A grid of ``grid_size`` lambdas, then bisection inside the first grid interval whose
-    end costs lie on both sides of the target (see the module docstring).
+    1. measure the mean cost at a grid of ``grid_size`` lambdas over ``lambda_range``;
+    2. take the first adjacent pair of grid points whose costs straddle the target and
+       bisect between them, keeping one end above and one below the target, until the
+       mean cost is within ``tolerance`` (relative) of the target or the bracket is
+       exhausted.
+
+    The mean cost falls with lambda only approximately (a trained policy is not exactly
+    monotone, and a deterministic policy's mean cost over finitely many episodes is a
+    step function): the grid finds a bracket even where the curve wiggles, and bisection
+    on a bracket converges to a crossing whatever happens inside it. Where no lambda
+    comes within the tolerance (the target lies in a jump, or outside what the policy
+    ever spends), the nearest measured lambda is kept (``within_tolerance`` false).
 
     Args:
         mean_cost: lambda -> mean cost (called once per distinct lambda).
@@ -206,6 +171,42 @@ def calibrate(
 ) -> float:
     """The lambda that meets a target mean cost per query; stored in a new bundle.
 
+    Under the Lagrangian view a target average cost corresponds to one lambda, found on
+    validation queries: the bundle's :class:`~allocator.learned.LearnedPolicy` is
+    replayed with the :class:`~allocator.training.evaluation.replay.ReplayEvaluator`
+    (the same seeded orders for every lambda) over the bundle's ``lambda_range``, and
+    :func:`search_lambda` finds the lambda; where none comes within the tolerance, the
+    nearest measured one is kept and a warning says what was reached. Costs are in the
+    log's units (what the evaluator reports: tokens, characters...).
+
+    Validation queries are never test queries: ``allocator train`` holds out
+    :func:`validation_split` of its training queries from the policy's training and
+    calibrates on them (``allocator calibrate`` on the training log finds the same
+    split).
+
+    Bundles are immutable: the result is written into a *new* bundle (``output``; the
+    source is only read). The new bundle holds the source's weights and difficulty
+    predictor (the bytes verified when the source was read, never read from the disk
+    again), the source's manifest, and:
+
+    - ``calibrated_from``: ``{"sha256": ...}``, the source's
+      :attr:`~allocator.bundle.Bundle.sha256` (of its ``manifest.json``, which lists
+      every file's): the provenance (not its path, a detail of the machine that
+      calibrated);
+    - ``calibrated_lambda``: the lambda found (the oracle's default lambda);
+    - ``calibrated_mean_cost``: its mean cost per query on the validation queries;
+    - ``calibration``: the target, tolerance, whether it was met, the settings of the
+      replay, and ``table``: every ``[lambda, mean cost]`` measured, by lambda (what
+      :meth:`allocator.oracle.BudgetOracle.lambda_for_cost` interpolates for other
+      targets);
+    - ``arm_mean_cost`` (if the bundle lacks it): each arm's mean sample cost in the
+      log, for :meth:`~allocator.oracle.BudgetOracle.budget` and ``allocate``.
+
+    The output is written to a temporary sibling directory and renamed into place (see
+    :func:`allocator.bundle.write_bundle`), so a failure never leaves a half-written
+    bundle there; an existing directory at ``output`` is refused unless ``overwrite`` is
+    set.
+
     Args:
         bundle_path: the source bundle's directory (only read), or the bundle verified
             by :func:`~allocator.bundle.read_bundle`.
@@ -221,7 +222,7 @@ def calibrate(
         verify_cost: the verifier's cost per candidate, in the log's units.
         grid_size: lambdas of the first pass.
         max_iterations: most bisection steps.
-        output: the new bundle's directory (see the module docstring).
+        output: the new bundle's directory (see above).
         overwrite: replace a bundle already at ``output`` (atomically); without it an
             existing ``output`` is refused before anything is replayed.
 
@@ -320,11 +321,18 @@ def calibrate_to_accuracy(
     that reaches it, the one of least mean cost is kept. If none does, the
     most accurate (then cheapest) is kept and a warning says so.
 
+    The default target is *majority-of-all*, the accuracy of the majority vote over an
+    arm's whole pool (the best arm's), which a user gets without any allocator.
+    Non-inferior means at least the target minus :data:`ACCURACY_MARGIN` (``margin``).
+    The new bundle gets the fields :func:`calibrate` writes (the table holds mean costs,
+    so ``target_cost`` still works), and ``calibration.goal`` says what was aimed at and
+    reached.
+
     Args:
         bundle_path: the source bundle's directory (only read), or the verified bundle.
         log: a log over the bundle's arms holding the validation queries.
         queries: the validation queries (None: all), never test queries.
-        output: the new bundle's directory (see the module docstring).
+        output: the new bundle's directory (see :func:`calibrate`).
         overwrite: replace a bundle already at ``output`` (atomically).
         target_accuracy: the accuracy to reach; default :func:`majority_of_all` on them.
         margin: the non-inferiority margin (absolute accuracy, >= 0).
@@ -432,7 +440,7 @@ def _check_arguments(bundle: Bundle, log: AttemptLog, target: object, tolerance:
 
 def _manifest_fields(bundle: Bundle, log: AttemptLog, search: LambdaSearch, target: float,
                      tolerance: float, settings: dict[str, Any]) -> dict[str, Any]:
-    """The manifest fields calibration writes (see the module docstring)."""
+    """The manifest fields calibration writes (see :func:`calibrate`)."""
     fields: dict[str, Any] = {
         CALIBRATED_LAMBDA_FIELD: search.lambda_,
         "calibrated_mean_cost": search.mean_cost,
@@ -526,7 +534,7 @@ def _check_output(owner: str, output: str | os.PathLike[str], overwrite: bool) -
 def _write_calibrated(bundle: Bundle, fields: dict[str, Any], output: Path,
                       overwrite: bool) -> Path:
     """Write the new bundle: the source's manifest with ``fields`` and the provenance,
-    its verified weights and predictor files (atomically, see the module docstring)."""
+    its verified weights and predictor files (atomically, see :func:`calibrate`)."""
     manifest = {key: value for key, value in bundle.manifest.items()
                 if key not in _WRITER_FIELDS}
     manifest.update(fields)

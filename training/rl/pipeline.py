@@ -1,48 +1,10 @@
 """``allocator train``: the whole path from a log to a bundle, a report and an MLflow run.
 
-The steps, in order (:func:`run_training`):
-
-1. read the log;
-2. split it by query (seeded, :func:`allocator.training.evaluation.evaluate.split_queries`);
-3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the training
-   queries, the predictor fitted on all training queries for the held-out ones and for
-   the bundle;
-4. train MaskablePPO (:func:`allocator.training.rl.train.train_policy`, warm-started from the best
-   baseline at every price) on the training queries less a validation share
-   (``validation_fraction``, :func:`allocator.training.rl.calibrate.validation_split`), with
-   checkpoints in ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on
-   the validation queries among those PPO passed through (the warm-started one
-   included; :mod:`allocator.training.rl.selection`, ``select_every``);
-5. export the bundle (policy weights, observation statistics, the difficulty predictor,
-   the largest pool per arm the policy trained on and its uninformed prior; no pickle)
-   and calibrate its default lambda on the validation queries (by default the cheapest
-   lambda that reaches majority-of-all accuracy there,
-   :func:`~allocator.training.rl.calibrate.calibrate_to_accuracy`; or a ``target_cost``), so that
-   the bundle, registered or not, is useful as is. Bundles are immutable: the exported
-   bundle goes to a temporary folder and the calibration writes the new, calibrated
-   bundle to ``RUN_DIR/bundle`` (without calibration the export goes there directly);
-5b. the safety net (:mod:`allocator.training.rl.safety_net`, unless ``safety_net = false``):
-   compare the learned policy with every deployable baseline on the validation queries;
-   where a baseline wins, the learned bundle moves to ``RUN_DIR/learned-bundle`` and
-   ``RUN_DIR/bundle`` becomes a baseline bundle (:mod:`allocator.baseline_bundle`) of the
-   best baseline at its best setting; ``report.json`` says which and why
-   (``extra.safety_net``);
-6. evaluate on the held-out queries: every baseline swept along its knob and the oracles
-   (:func:`allocator.training.evaluation.evaluate.evaluate`), and the learned policy (whichever
-   bundle was exported), loaded from its bundle as the runtime loads it, swept along
-   lambda (its knob is the price in its state), on the same seeded orders;
-7. write ``report.json``, ``pareto.png``, ``cost_distribution.png`` and the learning curve
-   (``learning_curve.json`` + ``.png``, :mod:`allocator.training.rl.learning_curve`) to ``RUN_DIR``;
-8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a crashed
-   run still shows them), training curves as ``train/...`` metrics while training runs,
-   the evaluation as ``eval/...`` metrics and params, the report, plots, config and
-   bundle as artifacts, and the bundle's run id set to the MLflow run's; optionally the
-   bundle registered as a new version of a named model with an alias, so that
-   ``allocator.load("models:/NAME@ALIAS")`` loads it.
-
-The baselines' evaluation fits its own difficulty predictor with the same seed and
-settings, so it predicts what step 3 predicts; the learned policy is replayed with step 3's
-predictions.
+:func:`run_training` runs it: split the log by query, fit the difficulty predictor,
+train MaskablePPO, export and calibrate the bundle, apply the safety net
+(:func:`apply_safety_net`), evaluate on the held-out queries against every baseline,
+write the report and plots, and track it all in MLflow when asked. Its docstring gives
+the steps in order.
 """
 
 from __future__ import annotations
@@ -426,7 +388,57 @@ def run_training(
     target_cost: float | None = None,
     predictor: bool = True,
 ) -> dict[str, Any]:
-    """Train, export, evaluate and report: the steps of the module docstring.
+    """Train, export, evaluate and report.
+
+    The steps, in order:
+
+    1. read the log;
+    2. split it by query (seeded,
+       :func:`allocator.training.evaluation.evaluate.split_queries`);
+    3. fit the difficulty predictor: cross-fitted (out-of-fold) predictions on the
+       training queries, the predictor fitted on all training queries for the held-out
+       ones and for the bundle;
+    4. train MaskablePPO (:func:`allocator.training.rl.train.train_policy`, warm-started
+       from the best baseline at every price) on the training queries less a validation
+       share (``validation_fraction``,
+       :func:`allocator.training.rl.calibrate.validation_split`), with checkpoints in
+       ``RUN_DIR/checkpoints``; the policy kept is the best-scoring one on the
+       validation queries among those PPO passed through (the warm-started one
+       included; :mod:`allocator.training.rl.selection`, ``select_every``);
+    5. export the bundle (policy weights, observation statistics, the difficulty
+       predictor, the largest pool per arm the policy trained on and its uninformed
+       prior; no pickle) and calibrate its default lambda on the validation queries (by
+       default the cheapest lambda that reaches majority-of-all accuracy there,
+       :func:`~allocator.training.rl.calibrate.calibrate_to_accuracy`; or a
+       ``target_cost``), so that the bundle, registered or not, is useful as is.
+       Bundles are immutable: the exported bundle goes to a temporary folder and the
+       calibration writes the new, calibrated bundle to ``RUN_DIR/bundle`` (without
+       calibration the export goes there directly);
+
+       5b. the safety net (:mod:`allocator.training.rl.safety_net`, unless
+       ``safety_net = false``): compare the learned policy with every deployable
+       baseline on the validation queries; where a baseline wins, the learned bundle
+       moves to ``RUN_DIR/learned-bundle`` and ``RUN_DIR/bundle`` becomes a baseline
+       bundle (:mod:`allocator.baseline_bundle`) of the best baseline at its best
+       setting; ``report.json`` says which and why (``extra.safety_net``);
+    6. evaluate on the held-out queries: every baseline swept along its knob and the
+       oracles (:func:`allocator.training.evaluation.evaluate.evaluate`), and the
+       learned policy (whichever bundle was exported), loaded from its bundle as the
+       runtime loads it, swept along lambda (its knob is the price in its state), on
+       the same seeded orders;
+    7. write ``report.json``, ``pareto.png``, ``cost_distribution.png`` and the
+       learning curve (``learning_curve.json`` + ``.png``,
+       :mod:`allocator.training.rl.learning_curve`) to ``RUN_DIR``;
+    8. MLflow (when enabled): the config as ``train.*`` params (logged first, so a
+       crashed run still shows them), training curves as ``train/...`` metrics while
+       training runs, the evaluation as ``eval/...`` metrics and params, the report,
+       plots, config and bundle as artifacts, and the bundle's run id set to the MLflow
+       run's; optionally the bundle registered as a new version of a named model with
+       an alias, so that ``allocator.load("models:/NAME@ALIAS")`` loads it.
+
+    The baselines' evaluation fits its own difficulty predictor with the same seed and
+    settings, so it predicts what step 3 predicts; the learned policy is replayed with
+    step 3's predictions.
 
     Args:
         log_path: a pool log (Parquet from ``allocator ingest`` or ``allocator synth``).
@@ -436,7 +448,7 @@ def run_training(
         mlflow: log the run to MLflow (off by default, as on the command line: nothing
             is written to MLflow, and no ``mlflow.db``, unless asked).
         progress: where to report the steps and the training's progress
-            (:mod:`training.progress`; the command line passes a rich one); None: silent.
+            (:mod:`allocator.training.progress`; the command line passes a rich one); None: silent.
         resume: continue from the latest checkpoint in ``run_dir/checkpoints`` (the
             split and the predictor are recomputed: they are deterministic).
         tracking_uri: MLflow tracking URI (None: ``MLFLOW_TRACKING_URI``, else
@@ -552,7 +564,7 @@ def _run(log: AttemptLog, log_path: str | Path, run_dir: Path, config: TrainConf
          test: np.ndarray, prior: np.ndarray, predictor: Any, checkpoint: Path | None,
          tracking: _Tracking, progress: Progress | None, say: Announce,
          calibration: float | str | None) -> dict[str, Any]:
-    """Steps 4 to 8 (see the module docstring)."""
+    """Steps 4 to 8 (see :func:`run_training`)."""
     from allocator.training.rl.train import TrainingMonitor, replay_env, train_policy
     from allocator.training.tracking import evaluation_metrics
 

@@ -1,26 +1,8 @@
 """Training the allocator: MaskablePPO on the batched replay environment.
 
-One policy serves every trade-off: each episode draws its lambda (the price of a cost
-unit) from ``config.lambda_range`` and the policy observes it, so a user picks the
-trade-off at inference without retraining. The difficulty prior in the observation must
-be *out-of-fold* for the training queries (:func:`allocator.training.difficulty.cross_fit_predict`):
-a policy trained on the predictor's in-sample output learns to trust an overconfident
-predictor.
-
-Reproducibility: the same config (seed included) and data give the same weights, hence
-the same decisions. :func:`train_policy` runs torch on one thread while it trains
-(``torch.set_num_threads(1)``; the previous setting is restored afterwards): several
-threads may sum in a different order from run to run, and on the small networks used here
-one thread is also the fastest.
-
-Checkpoints are folders ``maskable_ppo_<num_timesteps>/`` in ``checkpoint_dir``, written
-at rollout boundaries (after an update, so that a checkpoint's ``num_timesteps`` counts
-exactly the experience its weights have learned from) every ``config.checkpoint_every``
-steps and when training ends. They hold no pickle (:mod:`allocator.training.rl.checkpoints`: the
-policy's and the optimizer's tensors as safetensors, the observation statistics as plain
-arrays, the rest as JSON, every file hashed); SB3's ``.zip``, which runs code when
-loaded, is neither written nor read. They exist only to resume an interrupted run; the
-runtime reads the bundle of :mod:`allocator.training.rl.export`.
+:func:`train_policy` trains one policy for every trade-off (lambda is drawn per episode
+and observed), reproducibly, with pickle-free checkpoints to resume from; its docstring
+says how. :class:`TrainingMonitor` and :class:`CheckpointCallback` are its callbacks.
 """
 
 from __future__ import annotations
@@ -339,6 +321,29 @@ def train_policy(
 ) -> MaskablePPO:
     """Train a MaskablePPO allocator on the training queries of ``log``.
 
+    One policy serves every trade-off: each episode draws its lambda (the price of a cost
+    unit) from ``config.lambda_range`` and the policy observes it, so a user picks the
+    trade-off at inference without retraining. The difficulty prior in the observation
+    must be *out-of-fold* for the training queries
+    (:func:`allocator.training.difficulty.cross_fit_predict`): a policy trained on the
+    predictor's in-sample output learns to trust an overconfident predictor.
+
+    Reproducibility: the same config (seed included) and data give the same weights,
+    hence the same decisions. Torch runs on one thread while it trains
+    (``torch.set_num_threads(1)``; the previous setting is restored afterwards): several
+    threads may sum in a different order from run to run, and on the small networks used
+    here one thread is also the fastest.
+
+    Checkpoints are folders ``maskable_ppo_<num_timesteps>/`` in ``checkpoint_dir``,
+    written at rollout boundaries (after an update, so that a checkpoint's
+    ``num_timesteps`` counts exactly the experience its weights have learned from) every
+    ``config.checkpoint_every`` steps and when training ends (:class:`CheckpointCallback`).
+    They hold no pickle (:mod:`allocator.training.rl.checkpoints`: the policy's and the
+    optimizer's tensors as safetensors, the observation statistics as plain arrays, the
+    rest as JSON, every file hashed); SB3's ``.zip``, which runs code when loaded, is
+    neither written nor read. They exist only to resume an interrupted run; the runtime
+    reads the bundle of :mod:`allocator.training.rl.export`.
+
     Args:
         log: the graded pool log (or its pools).
         queries: indices of the training queries.
@@ -353,7 +358,7 @@ def train_policy(
             ``config.total_timesteps`` (nothing is trained if it is already there).
         checkpoint_dir: where to write checkpoints (None: no checkpoints).
         progress: where to report the steps (a task ``"training"`` of
-            ``config.total_timesteps`` steps; :mod:`training.progress`); None: silent.
+            ``config.total_timesteps`` steps; :mod:`allocator.training.progress`); None: silent.
 
     Returns:
         The trained model (``model.num_timesteps`` steps in all, resumed ones included).
@@ -370,7 +375,7 @@ def train_policy(
     if checkpoint_dir is not None:
         callbacks.append(CheckpointCallback(checkpoint_dir, config.checkpoint_every, config))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # reproducible sums (see the module docstring)
+    torch.set_num_threads(1)  # reproducible sums (see the docstring)
     try:
         if resume_from is None and config.warm_start_budget() > 0:
             metrics = _warm_start(model, queries, prior, config)
