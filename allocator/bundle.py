@@ -96,9 +96,11 @@ class Bundle:
 
     The manifest records ``format`` and ``format_version`` (:data:`BUNDLE_FORMAT_VERSION`),
     ``featurizer_version`` and the ordered ``feature_names`` the policy was trained on,
-    ``arms`` and ``actions`` (their order is the policy's output layout),
-    ``lambda_range``, ``cost_unit``, ``normalization`` (observation normalisation
-    statistics, or null), ``network`` (layer sizes, activation, and the name and shape of
+    ``arms``, ``widths`` (the parallel widths of the action layout,
+    :class:`~allocator.actions.ActionLayout`; ``[1]`` when absent) and ``actions`` (their
+    order is the policy's output layout), ``lambda_range``, ``cost_unit``,
+    ``normalization`` (observation normalisation statistics, or null), ``network`` (layer
+    sizes, activation, and the name and shape of
     every weight tensor), ``run_id``, ``log_fingerprint``, ``created_at``, any extra
     fields the exporter adds, and ``files`` (relative path -> sha256 of every file but the
     manifest).
@@ -197,7 +199,8 @@ def write_bundle(
             ``cost_unit`` (> 0), ``network`` (see :mod:`allocator.learned`),
             ``normalization`` (dict of arrays or lists, or None), ``run_id`` (str or
             None), ``log_fingerprint`` (str), optionally ``created_at`` (ISO time; now
-            by default), plus any extra JSON-serialisable fields.
+            by default) and ``widths`` (the layout's parallel widths; ``[1]`` by
+            default), plus any extra JSON-serialisable fields.
         predictor_dir: a directory written by ``DifficultyPredictor.save``; its files
             are copied to ``difficulty/`` in the bundle.
 
