@@ -12,6 +12,7 @@ network) is registered by entry and imported on first lookup
 name                        class                                knob
 ==========================  ===================================  ================
 ``fixed-n``                 :class:`FixedN`                      ``n``
+``parallel-n``              :class:`ParallelN`                   ``n``
 ``adaptive-consistency``    :class:`AdaptiveConsistency`         ``threshold``
 ``esc``                     :class:`EarlyStoppingSC`             ``window``
 ``confidence-threshold``    :class:`ConfidenceThreshold`         ``tau``
@@ -35,6 +36,7 @@ from allocator.policies.bayes_stop import BayesStop
 from allocator.policies.blend_asc import BlendASC
 from allocator.policies.difficulty_binned import DifficultyBinned
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
+from allocator.policies.parallel import ParallelN
 from allocator.policies.pdr import PDRSchedule
 from allocator.policies.registry import (
     POLICIES,
@@ -65,6 +67,7 @@ __all__ = [
     "EpsilonGreedy",
     "FixedN",
     "PDRSchedule",
+    "ParallelN",
     "Policy",
     "RTVSchedule",
     "RoundRobin",
