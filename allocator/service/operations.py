@@ -5,7 +5,10 @@ up-front budget, the batch allocation, and the descriptions of the served bundle
 :class:`~allocator.session.Session` (the calls an in-process executor makes:
 ``observe`` for each sample or refinement, ``verify`` for each verifier call) and asks
 ``next_action``. The policy reads only the state those calls build, so the answer is the
-one an in-process session with the same history gives.
+one an in-process session with the same history gives. A wave (an action of ``width``
+w > 1, from a bundle with parallel widths) is answered once; the client sends its w
+attempts in the history, in launch order, before asking again (the history replays
+without decisions in between, so a wave's results are plain attempts here).
 
 Checks that need the bundle (arm names, candidate indices) raise
 :class:`RequestFieldError`, naming the request field; the oracle's own checks raise
@@ -85,7 +88,8 @@ def decide(served: Served, request: DecideRequest) -> DecideResponse:
                                 "total", "costs that overflow")
     action = session.next_action()
     return DecideResponse(
-        action=ActionOut(kind=action.kind, arm=action.arm, index=action.index),
+        action=ActionOut(kind=action.kind, arm=action.arm, index=action.index,
+                         width=action.width),
         final_answer=session.final_answer() if action.kind == "stop" else None,  # type: ignore[arg-type]
         lambda_=session.lambda_,
         prior=dict(zip(oracle.arms, map(float, session.prior), strict=True)),

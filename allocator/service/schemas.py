@@ -188,11 +188,16 @@ class DecideRequest(_Request):
 
 
 class ActionOut(_Response):
-    """The next action: ``stop``, ``sample`` (of ``arm``), ``refine`` or ``verify``."""
+    """The next action: ``stop``, ``sample`` (of ``arm``, ``width`` attempts at once),
+    ``refine`` or ``verify``."""
 
     kind: Literal["stop", "sample", "refine", "verify"]
     arm: str | None
     index: int = Field(description="the action's index in the bundle's layout")
+    width: int = Field(1, ge=1, description="for a sample, how many attempts to launch at "
+                       "once as one wave (greater than 1 only for bundles with parallel "
+                       "widths); 1 for the other kinds. Send all of a wave's attempts in "
+                       "the history before asking again")
 
 
 class ModelRef(_Response):
