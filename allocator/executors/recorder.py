@@ -29,9 +29,11 @@ Extra columns on every row: ``strategy``, ``run`` (one executor run of one query
 rows no decision asked for), ``completion`` (the generated text; not ``text``, which the
 readers take for the *query* text), ``latency_s``, ``finish_reason``, ``reported``
 (whether the session was told: false for speculative samples that finished after STOP),
-and the query columns ``query.text`` (plus ``query.<key>`` for the ``query_columns``
-picked from the problem's metadata; never the reference answer, which would leak into a
-difficulty predictor's features).
+the timing columns ``started_at``, ``ended_at`` (seconds since the run started, on
+``time.monotonic()``), ``wave`` (the run's launch wave) and ``parent`` (the attempt id the
+call waited on, or null; see ``data/README.md``, "Timing"), and the query columns
+``query.text`` (plus ``query.<key>`` for the ``query_columns`` picked from the problem's
+metadata; never the reference answer, which would leak into a difficulty predictor's features).
 
 Grading. ``correct`` is the grade of the row's answer against the problem's reference
 when the executor knows one (verify rows are graded by their ``answer`` too), else
@@ -86,7 +88,7 @@ __all__ = [
 #: Column order of every row (extras and query columns follow).
 ROW_COLUMNS = ("query_id", "attempt_id", "arm", "kind", "round", "answer", "correct", "cost",
                "score", "strategy", "run", "role", "step", "completion", "latency_s",
-               "finish_reason", "reported")
+               "finish_reason", "reported", "started_at", "ended_at", "wave", "parent")
 ON_PARTIAL = ("truncate", "refuse")
 TORN_SUFFIX = ".torn"
 
