@@ -17,6 +17,10 @@ strategy                            SAMPLE          REFINE / VERIFY
                                                     VERIFY = final tournament as RTV
 ==================================  ==============  =====================================
 
+With a policy whose layout has parallel widths, SAMPLE(arm)×w launches ``w`` draws at
+once as one wave (every strategy); every row records ``started_at``, ``ended_at``,
+``wave`` and ``parent`` (``data/README.md``, "Timing").
+
 Who decides is the executor's ``decider``: ``allocator.load(bundle)`` (the learned
 policy), a baseline policy (``make_policy("adaptive-consistency")``, see
 :class:`PolicyOracle`) or any :class:`SessionFactory`.

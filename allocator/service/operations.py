@@ -239,6 +239,7 @@ def model_info(served: Served) -> ModelInfo:
     return ModelInfo(
         bundle_id=served.bundle_id, version=served.version, name=served.name,
         source=served.source, run_id=manifest.get("run_id"), arms=list(oracle.arms),
+        widths=list(oracle.widths),
         lambda_range=oracle.lambda_range, default_lambda=oracle.default_lambda,
         cost_unit=oracle.cost_unit, calibrated=oracle.calibration_table is not None,
         defaults=OracleDefaults.model_validate(oracle.defaults()),

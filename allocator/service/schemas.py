@@ -322,6 +322,9 @@ class ModelInfo(_Response):
     source: str = Field(description="what the server was asked to serve")
     run_id: str | None
     arms: list[str]
+    widths: list[int] = Field(description="the parallel widths of the policy's action "
+                              "layout: a sample action's width is one of them ([1]: one "
+                              "attempt per sample)")
     lambda_range: tuple[float, float]
     default_lambda: float
     cost_unit: float

@@ -33,11 +33,13 @@ def test_a_wide_bundle_answers_waves_and_their_widths(tmp_path: Path) -> None:
         bodies = [http.post("/v1/decide", json={**request, "history": history}).json()
                   for history in histories]
         schema = http.get("/openapi.json").json()["components"]["schemas"]["ActionOut"]
+        health = http.get("/v1/health").json()
     assert [body["action"] for body in bodies[:2]] == [action_of(wave)] * 2
     # 4 drawn of max_samples 5: no room for a wave of 2, a single sample instead
     assert bodies[2]["action"] == {"kind": "sample", "arm": "small", "index": 2, "width": 1}
     assert bodies[2]["drawn"] == 4
     assert "width" in schema["properties"] and schema["properties"]["width"]["description"]
+    assert health["model"]["widths"] == [1, 2]
     # the same decisions as an in-process session that observes each wave result by result
     session = oracle.session(prior=[0.5, 0.5], max_samples=5)
     seen = []
@@ -53,3 +55,4 @@ def test_a_wide_bundle_answers_waves_and_their_widths(tmp_path: Path) -> None:
 def test_a_default_bundle_answers_width_one(scripted_client: httpx.Client) -> None:
     body = scripted_client.post("/v1/decide", json={"prior": {"large": 0.5, "small": 0.5}})
     assert body.json()["action"]["width"] == 1
+    assert scripted_client.get("/v1/health").json()["model"]["widths"] == [1]
