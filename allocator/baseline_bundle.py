@@ -123,7 +123,9 @@ def write_baseline_bundle(
     The manifest's ``lambda`` field says so.
 
     Parameters travel as JSON: tuples become lists on the way out and tuples again on the way
-    in, so the policy rebuilt by :func:`baseline_policy` equals the exported one.
+    in, so the policy rebuilt by :func:`baseline_policy` equals the exported one. A policy
+    with parallel ``widths`` (``parallel-n``) gives the bundle its layout's ``widths``
+    (unless ``extra`` sets them), so its sessions offer the waves it asks for.
 
     Args:
         path: the bundle directory (replaced if it holds a bundle, see
@@ -159,6 +161,9 @@ def write_baseline_bundle(
         "network": None, "normalization": None, "run_id": run_id,
         "log_fingerprint": log_fingerprint,
     }
+    widths = getattr(policy, "widths", None)  # a policy that launches waves (parallel-n)
+    if widths is not None and "widths" not in manifest:
+        manifest["widths"] = list(widths)
     return write_bundle(path, weights=None, manifest=manifest, predictor_dir=predictor_dir)
 
 

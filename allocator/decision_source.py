@@ -28,12 +28,14 @@ class DecidingPolicy(Protocol):
     """A policy a session can ask: ``act_one(state, mask) -> action index``.
 
     A :class:`~allocator.policies.Policy` is one; so is the learned policy. A policy may
-    also offer ``decision_function(n_arms)`` (a faster ``(state, allowed bits) -> index``;
-    see :meth:`allocator.policies.Policy.decision_function`), which the session prefers.
+    also offer ``decision_function(n_arms, widths=...)`` (a faster ``(state, allowed
+    bits) -> index``; see :meth:`allocator.policies.Policy.decision_function`), which the
+    session prefers; ``widths`` is passed only for a layout with parallel widths.
     """
 
     def act_one(self, state: Any, mask: np.ndarray) -> int:
-        """The action index chosen for one state under a bool mask of shape (A + 3,)."""
+        """The action index chosen for one state under a bool mask of shape (n,) (``A + 3``
+        actions without parallel widths)."""
         ...
 
 
@@ -45,6 +47,8 @@ class DecisionSource(Protocol):
         arms: the arm names, in the policy's arm order.
         cost_unit: the log units one cost unit of the policy's state stands for.
         policy: the deciding policy.
+        widths: the parallel widths of the action layout (optional: a source without it
+            decides in the default layout, ``(1,)``; see :mod:`allocator.actions`).
     """
 
     @property

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from allocator.actions import mask_bits, mask_of_bits, n_actions
+from allocator.actions import DEFAULT_WIDTHS, mask_bits, mask_of_bits, n_actions
 from allocator.bundle import Bundle, read_bundle
 from allocator.errors import BundleError, ParameterError
 from allocator.featurizer import QueryState, StateBatch, featurize
@@ -428,7 +428,9 @@ class LearnedPolicy(Policy):
 
         Args:
             state: ``B`` query states over the bundle's arms.
-            mask: allowed actions, bool (B, A + 3).
+            mask: allowed actions, bool (B, n): the bundle's layout, ``A + 3`` actions
+                plus ``A`` per extra parallel width (:attr:`Bundle.widths
+                <allocator.bundle.Bundle.widths>`).
 
         Returns:
             int64 array of shape (B,).
@@ -446,17 +448,24 @@ class LearnedPolicy(Policy):
                                  f"{state.n_arms} arms")
         return self.network.act_one(state.features(), mask)
 
-    def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
+    def decision_function(self, n_arms: int, widths: tuple[int, ...] = DEFAULT_WIDTHS
+                          ) -> Callable[[QueryState, int], int]:
         """A session's decisions: :meth:`act_one`'s, by :meth:`MLPPolicyNetwork.decide` on
         :meth:`QueryState.feature_values` (no array is built per decision).
 
         Raises:
-            ParameterError: ``n_arms`` is not the bundle's number of arms.
+            ParameterError: ``n_arms`` is not the bundle's number of arms, or ``widths``
+                not the bundle's parallel widths (the network's outputs follow them).
         """
         arms = self.bundle.arms
         if n_arms != len(arms):
             raise ParameterError(f"LearnedPolicy({self.path!r})", "n_arms",
                                  f"the bundle's {len(arms)} arms {list(arms)}", n_arms)
+        if tuple(widths) != self.bundle.widths:
+            raise ParameterError(f"LearnedPolicy({self.path!r})", "widths",
+                                 f"the bundle's parallel widths {list(self.bundle.widths)} "
+                                 "(its network has one output per action of that layout)",
+                                 widths)
         network_decide = self.network.decide
 
         def decide(state: QueryState, allowed: int) -> int:
@@ -479,7 +488,7 @@ class LearnedPolicy(Policy):
 
     def _mask(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask, dtype=bool)
-        shape = (state.batch_size, n_actions(np.shape(state.samples)[1]))
+        shape = (state.batch_size, n_actions(np.shape(state.samples)[1], self.bundle.widths))
         if mask.shape != shape:
             raise ParameterError(f"LearnedPolicy({self.path!r})", "mask",
                                  f"a bool array of shape {shape}", mask.shape)

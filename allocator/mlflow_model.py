@@ -161,8 +161,10 @@ class AllocatorModel(mlflow.pyfunc.PythonModel):
     verified attempts first, then the others).
 
     The answer: one row per request with ``kind`` (``"stop"``, ``"sample"``,
-    ``"refine"`` or ``"verify"``), ``arm`` (the arm to sample, else None) and ``index``
-    (the action index).
+    ``"refine"`` or ``"verify"``), ``arm`` (the arm to sample, else None), ``index``
+    (the action index) and ``width`` (how many attempts of ``arm`` to launch at once as
+    one wave: greater than 1 only for a bundle with parallel widths, see
+    :attr:`allocator.bundle.Bundle.widths`; 1 for the other kinds).
     """
 
     def load_context(self, context):
@@ -179,7 +181,8 @@ class AllocatorModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"kind": [a.kind for a in actions],
                              # object: None (JSON null) for non-sample actions, not NaN
                              "arm": pd.Series([a.arm for a in actions], dtype=object),
-                             "index": [a.index for a in actions]})
+                             "index": [a.index for a in actions],
+                             "width": [a.width for a in actions]})
 
     def _decide_or_refuse(self, number: int, row: Mapping[str, Any]) -> Any:
         """:meth:`decide`, its refusals as MLflow's INVALID_PARAMETER_VALUE (HTTP 400)."""

@@ -137,10 +137,17 @@ class BudgetOracle:
         self._predictor: Any = None
         self._default_prior: tuple[np.ndarray, str] | None = read_default_prior(
             manifest, self.arms, self.bundle.path)
-        self._actions = tuple(Action.of_index(index, self.arms)
-                              for index in range(n_actions(len(self.arms))))
+        self._actions = tuple(Action.of_index(index, self.arms, self.widths)
+                              for index in range(n_actions(len(self.arms), self.widths)))
 
     # ------------------------------------------------------------ manifest
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The parallel widths of the policy's action layout (the bundle's manifest
+        ``widths``; ``(1,)``: one attempt per SAMPLE). Sessions offer SAMPLE(arm)×w for
+        each ``w`` after the first."""
+        return self.bundle.widths
+
     @property
     def arms(self) -> tuple[str, ...]:
         """The arm names, in the policy's arm order."""

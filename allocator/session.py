@@ -14,6 +14,7 @@ bundle's ``cost_unit`` before the policy sees them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from allocator._checks import check_cost, check_int, is_int
-from allocator.actions import Action, action_layout, has_room, mask_of_bits
+from allocator.actions import DEFAULT_WIDTHS, Action, action_layout, has_room, mask_of_bits
 from allocator.decision_source import DecisionSource
 from allocator.errors import AllocatorError, ParameterError
 from allocator.featurizer import QueryState
@@ -172,6 +173,23 @@ def open_session(source: DecisionSource, owner: str, *, query: str | None, lambd
                    supports_verify=bool(supports_verify), max_samples=cap)
 
 
+def _decision_function(policy: Any, n_arms: int, widths: tuple[int, ...]
+                       ) -> Callable[[QueryState, int], int]:
+    """The policy's ``decide(state, allowed bits) -> index`` for the session's layout.
+
+    Without parallel widths the policy's ``decision_function(n_arms)`` is called as it
+    always was (so a policy written before widths existed keeps working); with widths it
+    gets ``widths`` too. An object with only ``act_one(state, mask)`` gets Policy's
+    default: ``act_one`` on the mask as a bool array.
+    """
+    own = getattr(policy, "decision_function", None)
+    if not callable(own):
+        own = functools.partial(Policy.decision_function, policy)
+    if widths == DEFAULT_WIDTHS:
+        return own(n_arms)  # type: ignore[no-any-return]
+    return own(n_arms, widths=widths)  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------------ session
 class Session:
     """One query's decisions: ask :meth:`next_action`, perform it, report, repeat.
@@ -184,9 +202,9 @@ class Session:
         while (action := session.next_action()).kind != "stop":
             if action.kind == "verify":
                 session.verify(my_verifier(session.state.unverified()), cost=...)
-            else:
-                answer, cost = my_executor(query, action)
-                session.observe(AttemptResult(action.kind, action.arm, answer, cost))
+            else:  # action.width attempts at once (1 unless the layout has widths)
+                for answer, cost in my_executor(query, action, n=action.width):
+                    session.observe(AttemptResult(action.kind, action.arm, answer, cost))
         return session.final_answer()
 
     Which actions the policy may choose (its mask): ``stop`` always; ``sample(arm)`` for
@@ -196,7 +214,11 @@ class Session:
     while fewer than ``max_samples`` attempts were drawn, once a sample was drawn (a
     refinement is conditioned on drafts, as in replay), when the executor supports it;
     ``verify`` when the executor supports it and candidates were drawn since the last
-    verification.
+    verification; with a source whose layout has parallel widths (``source.widths``,
+    e.g. a bundle's :attr:`~allocator.bundle.Bundle.widths`), ``sample(arm)×w`` where the
+    arm can give ``w`` more under its cap and ``w`` more attempts fit under
+    ``max_samples``. A ``×w`` decision is a wave: its ``w`` results are reported one by
+    one before the next decision (see :meth:`next_action`).
 
     The executor need not follow the advice: it may report a sample of another arm than
     the one asked, a refinement when a sample was asked, or a verification at any time.
@@ -207,6 +229,8 @@ class Session:
         query: the query text, if given.
         lambda_: the price of one cost unit the policy sees.
         prior: the per-arm prior the policy sees.
+        widths: the parallel widths of the layout the policy decides in (``(1,)``: one
+            attempt per SAMPLE).
     """
 
     def __init__(self, oracle: DecisionSource, *, query: str | None, lambda_: float,
@@ -223,15 +247,10 @@ class Session:
         self._verify = bool(supports_verify)
         self._max_samples = max_samples
         arms = len(oracle.arms)
-        self._layout = layout = action_layout(arms)
+        self.widths: tuple[int, ...] = tuple(getattr(oracle, "widths", DEFAULT_WIDTHS))
+        self._layout = layout = action_layout(arms, self.widths)
         self._n_actions = layout.n
-        policy = oracle.policy
-        # An object with only act_one(state, mask) gets Policy's default: act_one on the
-        # mask as a bool array.
-        self._decide: Callable[[QueryState, int], int] = (
-            policy.decision_function(arms) if callable(getattr(policy, "decision_function",
-                                                               None))
-            else Policy.decision_function(policy, arms))
+        self._decide = _decision_function(oracle.policy, arms, self.widths)
         # The mask as an int bit set (bit a: action a allowed), from precomputed bits.
         self._arm_bits = [bit if ok else 0
                           for bit, ok in zip(layout.sample_bits, served.tolist(), strict=True)]
@@ -241,6 +260,7 @@ class Session:
         self._state = QueryState(len(oracle.arms), prior=prior, lam=self.lambda_)
         self._history: list[Action | AttemptResult | Verification] = []
         self._pending: Action | None = None
+        self._wave_left = 0  # results the pending wave still awaits (0: no wave open)
         self._hidden: dict[int, float] = {}
         self._fresh = 0  # candidates drawn since the last verification
         self._cost = 0.0
@@ -268,8 +288,15 @@ class Session:
         """Whether the policy chose ``stop``."""
         return self._done
 
+    @property
+    def wave_outstanding(self) -> int:
+        """Results the current wave still awaits: after a ``SAMPLE(arm)×w`` decision,
+        ``w`` minus the attempts observed since (0 when no wave is open)."""
+        return self._wave_left
+
     def allowed_actions(self) -> np.ndarray:
-        """The policy's mask now: bool of shape (A + 3,) in the bundle's action layout."""
+        """The policy's mask now: bool of shape (n,) in the bundle's action layout
+        (``A + 3`` actions without parallel widths)."""
         return mask_of_bits(self._allowed(), self._n_actions)
 
     def _allowed(self) -> int:
@@ -290,19 +317,49 @@ class Session:
         return self._layout.allowed_bits(
             available, room=room,
             refine=self._refine and drawn > state.refines,  # a refinement needs a draft
-            verify=self._verify and self._fresh > 0)
+            verify=self._verify and self._fresh > 0,
+            wide_bits=self._wide_allowed(drawn) if self._layout.has_widths and room else 0)
+
+    def _wide_allowed(self, drawn: int) -> int:
+        """The SAMPLE(arm)×w bits allowed: a served arm that can give ``w`` more (under
+        its cap) with room for ``w`` more attempts (under ``max_samples``)."""
+        layout, counts = self._layout, self._state.samples.tolist()
+        allowed = 0
+        for arm, served in enumerate(self._served.tolist()):
+            if not served:
+                continue
+            limit = self._limit_list[arm]
+            for width, bit in zip(self.widths[1:], layout.wide_bits[arm], strict=True):
+                if ((limit < 0 or counts[arm] + width <= limit)
+                        and has_room(drawn + width - 1, self._max_samples)):
+                    allowed |= bit
+        return allowed
 
     # ------------------------------------------------------------ deciding
     def next_action(self) -> Action:
         """The policy's next decision on the current state (deterministic arg max).
 
         Asking again before reporting returns the same action; after ``stop``, ``stop``.
+
+        Waves. A ``SAMPLE(arm)×w`` decision (``action.width == w > 1``) opens a *wave*:
+        the executor launches the ``w`` attempts together and reports each with
+        :meth:`observe`, in launch order, with no decision in between
+        (:attr:`wave_outstanding` counts the results still awaited). Asking again before
+        any of them is reported returns the same action; asking once some but not all
+        were reported is refused, since the policy never decides mid-wave (nor does the
+        replay environment, which draws the ``w`` attempts at once).
+
+        Raises:
+            AllocatorError: a wave was partly reported (report its other results first).
         """
         if self._pending is not None:
+            if 0 < self._wave_left < self._pending.width:
+                raise self._mid_wave("next_action")
             return self._pending
         action = self._oracle.action(self._decide(self._state, self._allowed()))
         self._history.append(action)
         self._pending = action
+        self._wave_left = action.width if action.kind == "sample" and action.width > 1 else 0
         self._done = action.kind == "stop"
         return action
 
@@ -353,6 +410,8 @@ class Session:
                 unverified) candidate.
         """
         self._check_open("verify")
+        if 0 < self._wave_left < getattr(self._pending, "width", 1):
+            raise self._mid_wave("verify")
         cost = _cost("Session.verify", "cost", cost)
         if scores is None:
             scores = dict(self._hidden)
@@ -385,6 +444,14 @@ class Session:
                                  "STOP); return session.final_answer(), and start a new "
                                  "session with oracle.session(...) for another query.")
 
+    def _mid_wave(self, name: str) -> AllocatorError:
+        pending = self._pending
+        return AllocatorError(
+            f"Session.{name}: the wave {pending!s} has {self._wave_left} of its "
+            f"{getattr(pending, 'width', 1)} results outstanding; report each with "
+            "session.observe(...) (in launch order) before asking for the next decision "
+            "or verifying.")
+
     def _arm_of(self, result: AttemptResult) -> int:
         arms = self._oracle.arms
         if result.arm is None:
@@ -404,6 +471,11 @@ class Session:
     def _record(self, event: AttemptResult | Verification, cost: float) -> None:
         self._history.append(event)
         self._cost += cost
+        if self._wave_left > 1 and isinstance(event, AttemptResult):
+            # a wave's result: the wave stays pending until its last
+            self._wave_left -= 1
+            return
+        self._wave_left = 0
         self._pending = None
 
     def __repr__(self) -> str:

@@ -50,6 +50,14 @@ consume the schedule. Kinds: ``slow`` (wait ``delay`` s, then reply normally), `
 ``choices``), ``drop`` (close the socket without a reply). Any fault may add a
 ``delay`` first. While a reply waits, the server watches the socket: a client that
 hangs up is recorded as ``client_closed`` in :meth:`ReplayServer.requests_seen`.
+
+Simulated timing (opt-in, off by default). With ``latency=Latency(base, per_token,
+time_scale)`` each served completion waits ``(base + per_token * completion_tokens) *
+time_scale`` seconds before its reply (``completion_tokens`` as ``usage`` reports it), so
+that executor logs get realistic, deterministic timing: a long generation takes longer,
+concurrent requests overlap (the server answers each on its own thread), and
+``time_scale`` shrinks it all so tests stay fast. The wait is recorded as
+``simulated_delay`` in :meth:`ReplayServer.requests_seen`.
 """
 
 from __future__ import annotations
@@ -74,8 +82,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_SUFFIX", "MOT_MODEL_FOLDERS", "Fault", "ReplayServer", "mot_sources",
-           "start_replay_server"]
+__all__ = ["MAX_SUFFIX", "MOT_MODEL_FOLDERS", "Fault", "Latency", "ReplayServer",
+           "mot_sources", "start_replay_server"]
 
 #: Model-name prefix -> folder of ``mot_cascade/raw``.
 MOT_MODEL_FOLDERS = {"gpt-3.5-turbo": "GPT3_result", "gpt-4": "GPT4_result",
@@ -84,6 +92,33 @@ MOT_MODEL_FOLDERS = {"gpt-3.5-turbo": "GPT3_result", "gpt-4": "GPT4_result",
 MAX_SUFFIX = 200
 _PORT_LINE = "REPLAY_SERVER_PORT "
 _FAULT_KINDS = ("slow", "429", "500", "status", "malformed", "no_choices", "drop")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Simulated generation time (see the module docstring): a completion of ``t`` tokens
+    waits ``(base + per_token * t) * time_scale`` seconds.
+
+    Attributes:
+        base: seconds per request (time to first token).
+        per_token: seconds per completion token.
+        time_scale: multiplies both (e.g. 0.01 to run a 1 s generation in 10 ms).
+    """
+
+    base: float = 0.0
+    per_token: float = 0.0
+    time_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("base", "per_token", "time_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"Latency.{name} must be a finite number >= 0, got {value!r}")
+
+    def seconds(self, completion_tokens: int) -> float:
+        """The wait of a completion of ``completion_tokens`` tokens."""
+        return (self.base + self.per_token * completion_tokens) * self.time_scale
 
 
 @dataclass(frozen=True)
@@ -266,7 +301,7 @@ class ReplayServer:
 def start_replay_server(sources: Mapping[str, str | os.PathLike[str] | list[dict[str, Any]]],
                         *, faults: Sequence[Fault] = (), wrap: bool = False,
                         api_key: str | None = None, startup_timeout: float = 20.0,
-                        ) -> Iterator[ReplayServer]:
+                        latency: Latency | None = None) -> Iterator[ReplayServer]:
     """Start a replay server subprocess on 127.0.0.1 and stop it on exit.
 
     Args:
@@ -275,13 +310,15 @@ def start_replay_server(sources: Mapping[str, str | os.PathLike[str] | list[dict
         wrap: cycle exhausted pools instead of answering 400.
         api_key: if set, require ``Authorization: Bearer <api_key>``.
         startup_timeout: seconds to wait for the server to listen.
+        latency: simulated generation time (None: replies as fast as possible).
 
     Yields:
         The :class:`ReplayServer`.
     """
     workdir = Path(tempfile.mkdtemp(prefix="replay-server-"))
     config = {"sources": _write_sources(sources, workdir), "wrap": wrap, "api_key": api_key,
-              "faults": [asdict(fault) for fault in faults]}
+              "faults": [asdict(fault) for fault in faults],
+              "latency": None if latency is None else asdict(latency)}
     (workdir / "config.json").write_text(json.dumps(config))
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen([sys.executable, __file__, str(workdir / "config.json")],
@@ -372,6 +409,8 @@ class _State:
         self.pools = {model: _Pool(path) for model, path in config["sources"].items()}
         self.wrap = bool(config["wrap"])
         self.api_key = config["api_key"]
+        latency = config.get("latency")
+        self.latency = None if latency is None else Latency(**latency)
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -500,7 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = 500 if fault.kind == "500" else fault.status
         return self._send_error(status, f"Injected HTTP {status} (replay fault).", "replay_fault")
 
-    def _replay(self, body: Mapping[str, Any], record: dict[str, Any]) -> int:
+    def _replay(self, body: Mapping[str, Any], record: dict[str, Any]) -> int | None:
         model, n = body.get("model"), body.get("n", 1)
         pool = self.state.pools.get(model) if isinstance(model, str) else None
         if pool is None:
@@ -525,7 +564,14 @@ class _Handler(BaseHTTPRequestHandler):
                                     f"{pool.cursors.get(index, 0)} served, {n} asked; send "
                                     "replay_wrap=true to cycle", "replay_exhausted")
         record["question_index"], record["generation_indices"] = index, taken
-        return self._send_json(200, _completion_body(body, pool, index, taken))
+        reply = _completion_body(body, pool, index, taken)
+        if self.state.latency is not None:
+            delay = self.state.latency.seconds(reply["usage"]["completion_tokens"])
+            record["simulated_delay"] = delay
+            if not self._wait(delay):
+                record["client_closed"] = True
+                return None
+        return self._send_json(200, reply)
 
     # --- plumbing ----------------------------------------------------------------------
 

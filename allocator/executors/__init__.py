@@ -6,6 +6,7 @@ so that the runs it serves become training data once graded. Strategies:
 :class:`SelfConsistency` (STOP = majority vote), :class:`BestOfN` (VERIFY = a verifier),
 :class:`TournamentVoting` (RTV: VERIFY = a judged bracket, REFINE = rollouts on its top-K)
 and :class:`ParallelDistillRefine` (REFINE on a bounded workspace, then RTV's tournament).
+With parallel widths, SAMPLE(arm)×w launches ``w`` draws as one timed wave.
 """
 
 from allocator.executors.base import DEFAULT_PROMPT, Drawn, Executor, RunResult, as_problem

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections import deque
 from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ class CallOutcome:
         completions: the completions.
         latency_s: seconds from the request to its reply.
         info: what the launcher attached (e.g. the round of a refinement).
+        started_at: when the request started, in seconds since the run started
+            (``time.monotonic()``; NaN until the run's timer sets it).
+        ended_at: when its reply came, on the same clock.
+        wave: the run's launch wave it belongs to (None until set).
     """
 
     key: Hashable
@@ -41,6 +46,9 @@ class CallOutcome:
     completions: list[Completion]
     latency_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    started_at: float = math.nan
+    ended_at: float = math.nan
+    wave: int | None = None
 
 
 class InFlight:
@@ -98,6 +106,33 @@ class InFlight:
             if failure is not None:
                 raise failure
         return ready.popleft()
+
+    async def take_all(self, key: Hashable) -> list[CallOutcome]:
+        """Every result of ``key`` once all of its requests have ended, in launch order
+        (a wave: its results are reported in the order its calls were launched).
+
+        Raises:
+            BaseException: the first failure among them (in launch order), once all have
+                ended; the results that finished stay queued for :meth:`cancel_all`, which
+                returns them (so their rows are written).
+        """
+        tasks = self._pending.pop(key, [])
+        if tasks:
+            await asyncio.wait(tasks)
+        ready = self._ready.setdefault(key, deque())
+        failure: BaseException | None = None
+        for task in tasks:
+            if task.cancelled():
+                self.cancelled += 1
+            elif task.exception() is not None:
+                failure = failure or task.exception()
+            else:
+                ready.append(task.result())
+        if failure is not None:
+            raise failure
+        outcomes = sorted(ready, key=lambda outcome: outcome.seq)
+        ready.clear()
+        return outcomes
 
     async def cancel_all(self) -> list[CallOutcome]:
         """Cancel every running request, wait for all to end, return the untaken results.

@@ -84,6 +84,16 @@ class Executor:
     samples of their arm) and counted in :attr:`RunResult.cost`, but never shown to the
     session. A query thus costs up to ``k - 1`` extra requests.
 
+    Waves. A ``SAMPLE(arm)×w`` decision (a layout with parallel widths, see
+    :class:`~allocator.actions.ActionLayout`) launches its ``w`` requests at once as one
+    wave (within the ``max_llm_calls`` cap: a wave that does not fit stops the run as the
+    cap does), waits for all of them, and reports them to the session in launch order,
+    with no decision in between. Every row records its timing: ``started_at`` and
+    ``ended_at`` (seconds since the run started, ``time.monotonic()``), ``wave``
+    (requests launched together share one; a REFINE or VERIFY step's requests are their
+    own waves) and ``parent`` (the attempt a call waited on); see ``data/README.md``,
+    "Timing".
+
     Errors. An :class:`~allocator.errors.LLMError` the client gave up on (or a
     :class:`~allocator.errors.VerifierError`) ends the run: requests in flight are
     cancelled, the rows of every completed call are written (held rows included), then
@@ -257,6 +267,8 @@ class Executor:
 
     async def _perform(self, run: RunState, action: Action) -> bool:
         """Perform one action; False when the call cap leaves no room for it."""
+        if action.kind == "sample" and action.width > 1:
+            return await self._sample_wave(run, action.arm, action.width)
         if action.kind == "sample":
             return await self._sample(run, action.arm)
         if action.kind == "refine" and self.supports_refine:
@@ -282,10 +294,7 @@ class Executor:
 
     # ------------------------------------------------------------ SAMPLE
     async def _sample(self, run: RunState, arm: str | None) -> bool:
-        if arm not in self.arms:
-            raise ParameterError(f"{type(self).__name__}.arun", "arms",
-                                 f"arms that include {arm!r} (the session asked for it; "
-                                 f"the executor serves {list(self.arms)})", list(self.arms))
+        self._check_arm(arm)
         key = ("sample", arm)
         self._top_up(run, key, lambda: self._sample_messages(run, arm), self.arms[arm])
         if not run.inflight.available(key):
@@ -294,17 +303,40 @@ class Executor:
         self._report(run, outcome, kind="sample", arm=arm)
         return True
 
+    async def _sample_wave(self, run: RunState, arm: str | None, width: int) -> bool:
+        """SAMPLE(arm)×``width``: ``width`` requests launched together as one wave,
+        reported in launch order once all have ended; False when the cap has no room."""
+        self._check_arm(arm)
+        if run.calls_left < width:
+            return False
+        wave = run.new_wave()
+        key = ("sample", arm, wave)
+        for _ in range(width):
+            run.launch(key, self._sample_messages(run, arm), self.arms[arm], wave=wave)
+        for outcome in await run.inflight.take_all(key):
+            self._report(run, outcome, kind="sample", arm=arm)
+        return True
+
+    def _check_arm(self, arm: str | None) -> None:
+        if arm not in self.arms:
+            raise ParameterError(f"{type(self).__name__}.arun", "arms",
+                                 f"arms that include {arm!r} (the session asked for it; "
+                                 f"the executor serves {list(self.arms)})", list(self.arms))
+
     def _top_up(self, run: RunState, key: Hashable, messages: Callable[[], Sequence[Message]],
                 params: Mapping[str, Any], *, limit: int | None = None,
                 info: Mapping[str, Any] | None = None) -> None:
         """Launch requests of ``key``: at least one available, up to ``parallelism``
-        running (and at most ``limit`` available), within the call cap."""
+        running (and at most ``limit`` available), within the call cap. The requests
+        one top-up launches share a wave."""
         most = self.parallelism if limit is None else min(self.parallelism, limit)
+        wave = None
         while run.calls_left > 0 and (
                 not run.inflight.available(key)
                 or (run.inflight.pending() < self.parallelism
                     and run.inflight.available(key) < most)):
-            run.launch(key, messages(), params, info=info)
+            wave = run.new_wave() if wave is None else wave
+            run.launch(key, messages(), params, info=info, wave=wave)
 
     def _sample_messages(self, run: RunState, arm: str | None) -> list[Message]:
         del arm
@@ -334,7 +366,8 @@ class Executor:
 
     def _record_unused(self, run: RunState, outcome: CallOutcome) -> None:
         """A speculative result that finished but was never reported: recorded, flagged."""
-        kind, detail = outcome.key if isinstance(outcome.key, tuple) else (outcome.key, None)
+        kind, detail = (outcome.key[:2] if isinstance(outcome.key, tuple)
+                        else (outcome.key, None))
         if kind not in ("sample", "refine"):
             return
         for completion in outcome.completions:
@@ -344,6 +377,7 @@ class Executor:
                 "answer": self._answer(completion.text),
                 "cost": float(self.cost(completion)), "reported": False,
                 "role": "sample" if kind == "sample" else "refinement",
+                "parent": outcome.info.get("summary"),
                 **{key: outcome.info[key] for key in ("summary", "conditioned_on")
                    if key in outcome.info},
                 **completion_columns(outcome, completion)})

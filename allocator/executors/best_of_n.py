@@ -30,7 +30,8 @@ class BestOfN(Executor):
 
     Recorded: every sample (its row waits for the verdict so that its ``score`` column
     holds the verifier's score, which replay reads), and one ``verdict`` row per verdict
-    (its columns: ``data/README.md``, "Logs written by the executors").
+    (its columns: ``data/README.md``, "Logs written by the executors"; its ``parent`` is
+    the candidate it judged, its call its own ``wave``).
 
     Args:
         client: the LLM client.
@@ -56,8 +57,10 @@ class BestOfN(Executor):
     async def _verify(self, run: RunState) -> bool:
         state = run.session.state
         todo = [drawn for drawn in run.candidates if not state.is_verified[drawn.index]]
+        wave, started = run.new_wave(), run.clock()  # one verifier call: its own wave
         verdicts = list(await self.verifier.verify(
             run.problem, [Candidate(drawn.text, drawn.answer) for drawn in todo]))
+        timing = {"started_at": started, "ended_at": run.clock(), "wave": wave}
         name = getattr(self.verifier, "name", type(self.verifier).__name__)
         if len(verdicts) != len(todo):
             raise VerifierError(f"verifier {name!r} returned {len(verdicts)} verdicts for "
@@ -72,7 +75,7 @@ class BestOfN(Executor):
                 "cost": float(verdict.cost), "score": _score(verdict.score),
                 "role": "verdict", "step": run.step, "target": drawn.attempt_id,
                 "call": f"{run.log.run}:v{call}", "verifier": name,
-                "detail": verdict.detail})
+                "detail": verdict.detail, "parent": drawn.attempt_id, **timing})
         run.verify({drawn.index: float(verdict.score)
                     for drawn, verdict in zip(todo, verdicts, strict=True)},
                    sum(float(verdict.cost) for verdict in verdicts))

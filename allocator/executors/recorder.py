@@ -36,7 +36,7 @@ __all__ = [
 #: Column order of every row (extras and query columns follow).
 ROW_COLUMNS = ("query_id", "attempt_id", "arm", "kind", "round", "answer", "correct", "cost",
                "score", "strategy", "run", "role", "step", "completion", "latency_s",
-               "finish_reason", "reported")
+               "finish_reason", "reported", "started_at", "ended_at", "wave", "parent")
 ON_PARTIAL = ("truncate", "refuse")
 TORN_SUFFIX = ".torn"
 

@@ -6,10 +6,22 @@ drew (:class:`Drawn`) and what it returns (:class:`RunResult`).
 rows held for their scores count once they are written. It is given what it needs of
 the executor (how to make a request, how to record an unused result, the call cap) and
 knows nothing else of it.
+
+Timing (the log's ``started_at``, ``ended_at``, ``wave`` and ``parent`` columns, see
+``data/README.md``, "Timing"): the run's clock is ``time.monotonic()`` minus its value
+when the run started, in seconds. Every LLM request is timed from the moment its task
+starts to its reply (:attr:`CallOutcome.started_at` / ``ended_at``) and belongs to a
+*wave*: a per-run counter (0, 1, 2...) that :meth:`RunState.new_wave` advances; the
+requests launched together (a SAMPLE(arm)×w, the speculative samples one top-up
+launches, the judge votes of one bracket level) share one. A row no request made (a
+bye, a verification event, a top-k workspace) gets the time it was recorded as both
+start and end, and the current wave; ``parent`` is what the caller names (the attempt
+a call waited on), else null.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +146,9 @@ class RunState:
         self.stopped_by = "policy"
         self.decision_s = 0.0
         self.started = time.perf_counter()
+        self._t0 = time.monotonic()
+        self.waves = 0  # waves opened so far (the next wave's number)
+        self.wave = 0  # the current wave: rows without a call of their own join it
         self.extra: dict[str, Any] = {}  # strategy-specific state
         self._held_cost: dict[str, float] = {}
 
@@ -161,10 +176,28 @@ class RunState:
         self.session.verify(scores, cost, rescore=rescore)
         self.decision_s += time.perf_counter() - start
 
+    # ------------------------------------------------------------ the run's clock
+    def clock(self) -> float:
+        """Seconds since the run started (``time.monotonic()``), to the microsecond."""
+        return round(time.monotonic() - self._t0, 6)
+
+    def new_wave(self) -> int:
+        """Open the next launch wave and make it current; its number."""
+        self.wave = self.waves
+        self.waves += 1
+        return self.wave
+
     def record(self, row: Mapping[str, Any], *, hold: bool = False) -> dict[str, Any]:
-        """Write (or hold) a log row (timed) and book its cost; the full row."""
+        """Write (or hold) a log row (timed) and book its cost; the full row.
+
+        A row without ``started_at`` (one no request made) is stamped with the time now
+        as both start and end, and the current wave; ``parent`` defaults to null.
+        """
         start = time.perf_counter()
-        full = self.log.add(row, hold=hold)
+        if "started_at" not in row:
+            now = self.clock()
+            row = {"started_at": now, "ended_at": now, "wave": self.wave, **row}
+        full = self.log.add({"parent": None, **row}, hold=hold)
         self.cost += float(full["cost"] or 0.0) if not hold else 0.0
         if hold:
             self._held_cost[full["attempt_id"]] = float(full["cost"] or 0.0)
@@ -193,19 +226,36 @@ class RunState:
         return self.max_llm_calls - self.calls
 
     def launch(self, key: Hashable, messages: Sequence[Message], params: Mapping[str, Any],
-               *, n: int = 1, info: Mapping[str, Any] | None = None) -> None:
-        """Start a request in the background (counted against the cap)."""
+               *, n: int = 1, info: Mapping[str, Any] | None = None,
+               wave: int | None = None) -> None:
+        """Start a request in the background (counted against the cap), in ``wave``
+        (None: a new wave)."""
         self.calls += 1
         seq = self.inflight.next_seq()
-        self.inflight.launch(key, self._request(key, seq, messages, params, n,
-                                                dict(info or {})))
+        wave = self.new_wave() if wave is None else wave
+        attached = dict(info or {})
+        self.inflight.launch(key, self._timed(
+            lambda: self._request(key, seq, messages, params, n, attached), wave))
 
     async def call(self, key: Hashable, messages: Sequence[Message],
-                   params: Mapping[str, Any], *, n: int = 1) -> CallOutcome:
-        """One request, awaited now (counted against the cap)."""
+                   params: Mapping[str, Any], *, n: int = 1,
+                   wave: int | None = None) -> CallOutcome:
+        """One request, awaited now (counted against the cap), in ``wave`` (None: a new
+        wave)."""
         self.calls += 1
         seq = self.inflight.next_seq()
-        return await self._request(key, seq, messages, params, n, {})
+        wave = self.new_wave() if wave is None else wave
+        return await self._timed(lambda: self._request(key, seq, messages, params, n, {}),
+                                 wave)
+
+    async def _timed(self, request: Callable[[], Awaitable[CallOutcome]], wave: int
+                     ) -> CallOutcome:
+        """``request()`` awaited (made only once the task runs: a task cancelled before
+        it starts leaves no coroutine unawaited), stamped with its start, end and wave."""
+        started = self.clock()
+        outcome = await request()
+        return dataclasses.replace(outcome, started_at=started, ended_at=self.clock(),
+                                   wave=wave)
 
     async def finish(self) -> None:
         """Cancel what is in flight, record finished-but-unreported results, write held
@@ -217,5 +267,8 @@ class RunState:
 
 
 def completion_columns(outcome: CallOutcome, completion: Completion) -> dict[str, Any]:
+    """The columns a request gives its row: the text, latency, finish reason and timing
+    (``started_at``, ``ended_at``, ``wave``)."""
     return {"completion": completion.text, "latency_s": round(outcome.latency_s, 6),
-            "finish_reason": completion.finish_reason}
+            "finish_reason": completion.finish_reason, "started_at": outcome.started_at,
+            "ended_at": outcome.ended_at, "wave": outcome.wave}

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from allocator._checks import check_number, check_prior
+from allocator.actions import DEFAULT_WIDTHS, check_widths
 from allocator.errors import ParameterError
 from allocator.featurizer import QueryState, StateBatch
 from allocator.policies.base import Policy
@@ -58,16 +59,21 @@ class PolicyOracle:
             so that a baseline sees the prior the learned policy sees (the one rule of
             :mod:`allocator.oracle`). None: :data:`~allocator.session.UNINFORMED_PRIOR`
             per arm, the prior of a replay without a difficulty predictor.
+        widths: the parallel widths of the action layout its sessions decide in
+            (:func:`~allocator.actions.check_widths`): ``(1,)`` (the default) offers one
+            attempt per SAMPLE; ``(1, 4)`` also offers SAMPLE(arm)×4, a wave of 4 (e.g.
+            for ``make_policy("parallel-n", n=4)``).
 
     Attributes:
         policy: the policy (or its ``act_one`` wrapper).
         arms: the arm names.
         cost_unit: the cost unit.
         priors: the prior source, or None.
+        widths: the layout's parallel widths.
     """
 
     def __init__(self, policy: Policy, arms: Sequence[str], *, cost_unit: float = 1.0,
-                 priors: Any = None) -> None:
+                 priors: Any = None, widths: Sequence[int] = DEFAULT_WIDTHS) -> None:
         if not callable(getattr(policy, "act", None)):
             raise ParameterError("PolicyOracle", "policy", "a Policy (an object with "
                                  "act(StateBatch, mask)), e.g. make_policy('fixed-n', n=5)",
@@ -90,10 +96,11 @@ class PolicyOracle:
                                  f"metadata) over the arms {list(names)} (a BudgetOracle)",
                                  priors)
         self.priors = priors
+        self.widths: tuple[int, ...] = check_widths("PolicyOracle", widths)
 
     def action(self, index: int) -> Action:
         """The :class:`Action` of an action index (see :mod:`allocator.actions`)."""
-        return Action.of_index(index, self.arms)
+        return Action.of_index(index, self.arms, self.widths)
 
     def session(
         self,
@@ -166,7 +173,9 @@ class PolicyOracle:
         policy = getattr(self.policy, "wrapped", self.policy)
         describe = getattr(policy, "describe", None)
         name = describe() if callable(describe) else repr(policy)
-        return f"PolicyOracle({name}, arms={list(self.arms)}, cost_unit={self.cost_unit:g})"
+        extra = f", widths={self.widths}" if self.widths != DEFAULT_WIDTHS else ""
+        return (f"PolicyOracle({name}, arms={list(self.arms)}, cost_unit={self.cost_unit:g}"
+                f"{extra})")
 
 
 class _BatchOnly:
@@ -181,6 +190,10 @@ class _BatchOnly:
     def act_one(self, state: QueryState, mask: np.ndarray) -> int:
         return int(self.act(state.to_batch(), np.asarray(mask, dtype=bool)[None, :])[0])
 
+    def decision_function(self, n_arms: int, widths: tuple[int, ...] = DEFAULT_WIDTHS
+                          ) -> Any:
+        return Policy.decision_function(self, n_arms, widths)  # type: ignore[arg-type]
+
 
 def policy_session(
     policy: Policy,
@@ -193,6 +206,7 @@ def policy_session(
     supports_verify: bool = False,
     query: str | None = None,
     cost_unit: float = 1.0,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
 ) -> Session:
     """A :class:`Session` deciding with a baseline policy (shorthand of :class:`PolicyOracle`).
 
@@ -206,8 +220,9 @@ def policy_session(
         supports_verify: whether VERIFY may be chosen.
         query: the query text.
         cost_unit: see :class:`PolicyOracle`.
+        widths: the layout's parallel widths (see :class:`PolicyOracle`).
     """
-    return PolicyOracle(policy, arms, cost_unit=cost_unit).session(
+    return PolicyOracle(policy, arms, cost_unit=cost_unit, widths=widths).session(
         query, lambda_=lambda_, prior=prior, max_samples=max_samples,
         supports_refine=supports_refine, supports_verify=supports_verify)
 

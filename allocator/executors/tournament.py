@@ -289,6 +289,7 @@ class TournamentVoting(Executor):
         if self._bracket_calls(entrants, cache) > run.calls_left:
             return False
         run.extra["tournaments"] = number = run.extra.get("tournaments", 0) + 1
+        run.new_wave()  # the step's own wave (its rows without a request join it)
         event = f"{run.log.run}:t{number}"
         bracket = await self._bracket(run, entrants, f"t{number}",
                                       {"event": event, "tournament": number}, cache)
@@ -349,8 +350,13 @@ class TournamentVoting(Executor):
             level += 1
             groups = [alive[i:i + self.group_size]
                       for i in range(0, len(alive), self.group_size)]
+            # A level's summaries are launched together (a wave), then its votes (another)
+            summaries = (run.new_wave() if self.summarise and any(
+                drawn.index not in cache for drawn in alive) else None)
+            waves = (summaries, run.new_wave())
             outcomes = await gather_or_cancel(
-                self._compare(run, group, f"{label}r{level}c{c}", level, columns, cache)
+                self._compare(run, group, f"{label}r{level}c{c}", level, columns, cache,
+                              waves)
                 for c, group in enumerate(groups))
             for group, (winner, spent, judged, shares) in zip(groups, outcomes, strict=True):
                 result.cost += spent
@@ -367,10 +373,12 @@ class TournamentVoting(Executor):
         return result
 
     async def _compare(self, run: RunState, group: list[Drawn], label: str, level: int,
-                       columns: Mapping[str, Any], cache: dict[int, str]
+                       columns: Mapping[str, Any], cache: dict[int, str],
+                       waves: tuple[int | None, int | None] = (None, None)
                        ) -> tuple[Drawn, float, bool, dict[int, float]]:
         """One group: its winner, what it cost, whether the judge was asked, and each
-        member's share of the parsable votes."""
+        member's share of the parsable votes. ``waves``: the level's waves of summaries
+        and of votes (None: new ones)."""
         answers = {drawn.answer for drawn in group}
         ids = json.dumps([drawn.attempt_id for drawn in group])
         if len(group) == 1 or (self.skip_agreeing and len(answers) == 1
@@ -382,10 +390,12 @@ class TournamentVoting(Executor):
                 "decided_by": "lone candidate" if len(group) == 1 else "agreeing answers",
                 "tournament_round": level, **columns})
             return group[0], 0.0, False, {drawn.index: 1.0 for drawn in group}
-        texts, spent = await self._judge_texts(run, group, columns, cache)
+        texts, spent = await self._judge_texts(run, group, columns, cache, waves[0])
+        parent = self._waited_on(run, group)
+        vote_wave = run.new_wave() if waves[1] is None else waves[1]
         rng = comparison_rng(self.seed, run.problem.query_id, label)
         cast = await gather_or_cancel(
-            self._vote(run, group, texts, order, label, level, columns)
+            self._vote(run, group, texts, order, label, level, columns, vote_wave, parent)
             for order in vote_orders(len(group), self.votes, rng))
         choices = [choice for choice, _, _ in cast]
         support = [run.session.state.votes.get(drawn.answer, 0)
@@ -403,15 +413,25 @@ class TournamentVoting(Executor):
                   for p, drawn in enumerate(group)}
         return winner, spent + sum(cost for *_, cost in cast), True, shares
 
+    def _waited_on(self, run: RunState, group: Sequence[Drawn]) -> str | None:
+        """The attempt a comparison's votes waited on: the group's structured summary that
+        ended last (the judge reads summaries), else the member drawn last."""
+        rows: dict[int, tuple[float, str]] = run.extra.get("summary_rows", {})
+        made = [rows[drawn.index] for drawn in group if drawn.index in rows]
+        if self.summarise and made:
+            return max(made)[1]
+        return max(group, key=lambda drawn: drawn.index).attempt_id
+
     async def _vote(self, run: RunState, group: list[Drawn], texts: Sequence[str],
                     order: Sequence[int], label: str, level: int,
-                    columns: Mapping[str, Any]) -> tuple[int | None, str, float]:
+                    columns: Mapping[str, Any], wave: int | None = None,
+                    parent: str | None = None) -> tuple[int | None, str, float]:
         """One judge request showing ``group`` in ``order``: the group position it voted
         for (None: abstained), its row (held until the comparison is decided), cost."""
         messages = self._messages(self.judge_prompt, run.problem,
                                   candidates=numbered([texts[p] for p in order]),
                                   numbers=numbers(len(group)))
-        outcome = await run.call(("judge", label), messages, self.judge)
+        outcome = await run.call(("judge", label), messages, self.judge, wave=wave)
         completion = outcome.completions[0]
         picked = self.parse_vote(completion.text, len(group))
         choice = None if picked is None else order[picked]
@@ -424,34 +444,40 @@ class TournamentVoting(Executor):
             "shown": json.dumps([group[p].attempt_id for p in order]),
             "vote": voted.attempt_id if voted else None, "abstained": voted is None,
             "winner": None, "decided_by": None, "tournament_round": level, **columns,
-            **completion_columns(outcome, completion)}, hold=True)
+            "parent": parent, **completion_columns(outcome, completion)}, hold=True)
         return choice, row["attempt_id"], float(row["cost"])
 
     async def _judge_texts(self, run: RunState, group: Sequence[Drawn],
-                           columns: Mapping[str, Any], cache: dict[int, str]
-                           ) -> tuple[list[str], float]:
+                           columns: Mapping[str, Any], cache: dict[int, str],
+                           wave: int | None = None) -> tuple[list[str], float]:
         """What the judge sees of each member (its structured summary, made once per
-        cache), and what the summaries made now cost."""
+        cache), and what the summaries made now cost (in ``wave``; None: a new one)."""
         if not self.summarise:
             return [drawn.text for drawn in group], 0.0
         missing = [drawn for drawn in group if drawn.index not in cache]
-        costs = await gather_or_cancel(self._summarise_rollout(run, drawn, columns, cache)
-                                       for drawn in missing)
+        if missing and wave is None:
+            wave = run.new_wave()
+        costs = await gather_or_cancel(
+            self._summarise_rollout(run, drawn, columns, cache, wave) for drawn in missing)
         return [cache[drawn.index] for drawn in group], sum(costs)
 
     async def _summarise_rollout(self, run: RunState, drawn: Drawn,
-                                 columns: Mapping[str, Any], cache: dict[int, str]) -> float:
+                                 columns: Mapping[str, Any], cache: dict[int, str],
+                                 wave: int | None = None) -> float:
         messages = self._messages(self.summary_prompt, run.problem, solution=drawn.text,
                                   max_words=self.summary_max_words)
         outcome = await run.call(("rollout summary", drawn.attempt_id), messages,
-                                 self.summary)
+                                 self.summary, wave=wave)
         completion = outcome.completions[0]
         cache[drawn.index] = completion.text.strip()[: self.summary_max_chars]
         cost = float(self.cost(completion))
-        run.record({"kind": "verify", "arm": drawn.arm, "answer": None, "cost": cost,
-                    "role": "rollout summary", "step": run.step,
-                    "summarises": drawn.attempt_id, **columns,
-                    **completion_columns(outcome, completion)})
+        row = run.record({"kind": "verify", "arm": drawn.arm, "answer": None, "cost": cost,
+                          "role": "rollout summary", "step": run.step,
+                          "summarises": drawn.attempt_id, **columns,
+                          "parent": drawn.attempt_id,
+                          **completion_columns(outcome, completion)})
+        run.extra.setdefault("summary_rows", {})[drawn.index] = (outcome.ended_at,
+                                                                 row["attempt_id"])
         return cost
 
     # ------------------------------------------------------------ REFINE
@@ -479,7 +505,8 @@ class TournamentVoting(Executor):
         drawn = self._report(run, outcome, kind="refine", arm=arm, round_=round_,
                              extra_cost=workspace.cost if first else 0.0,
                              extra={"summary": workspace.attempt_id,
-                                    "conditioned_on": conditioned})
+                                    "conditioned_on": conditioned,
+                                    "parent": workspace.attempt_id})
         rounds.filled += 1
         if first:
             workspace.charged = True
@@ -537,7 +564,7 @@ class TournamentVoting(Executor):
         cost = float(self.cost(completion))
         run.update(workspace_id, cost=cost, call_cost=cost,
                    selected=json.dumps([drawn.attempt_id for drawn in sources]),
-                   **completion_columns(outcome, completion))
+                   parent=sources[-1].attempt_id, **completion_columns(outcome, completion))
         return completion.text.strip()[: self.summary_max_chars], cost
 
     # ------------------------------------------------------------ STOP

@@ -12,6 +12,7 @@ from allocator.policies.bayes_stop import BayesStop
 from allocator.policies.blend_asc import BlendASC
 from allocator.policies.difficulty_binned import DifficultyBinned
 from allocator.policies.multi_arm import Cascade, RoundRobin, Router
+from allocator.policies.parallel import ParallelN
 from allocator.policies.pdr import PDRSchedule
 from allocator.policies.registry import (
     POLICIES,
@@ -42,6 +43,7 @@ __all__ = [
     "EpsilonGreedy",
     "FixedN",
     "PDRSchedule",
+    "ParallelN",
     "Policy",
     "RTVSchedule",
     "RoundRobin",

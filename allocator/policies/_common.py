@@ -46,14 +46,22 @@ def check_positive(owner: str, name: str, value: object) -> None:
 def check_mask(owner: str, state: StateBatch, mask: np.ndarray, arm: int) -> np.ndarray:
     """Check the mask's shape against the state and the policy's arm; return it as bool.
 
+    A layout with parallel widths (:mod:`allocator.actions`) appends ``A`` actions per
+    extra width after the first ``A + 3``, so ``(B, A + 3 + k * A)`` is accepted too: the
+    first ``A + 3`` positions never depend on the widths.
+
     Raises:
-        ParameterError: the mask is not (B, A + 3), or ``arm`` is not one of the A arms.
+        ParameterError: the mask is not (B, A + 3 + k * A), or ``arm`` is not one of the
+            A arms.
     """
     mask = np.asarray(mask, dtype=bool)
     batch, arms = np.shape(state.samples)
-    if mask.shape != (batch, n_actions(arms)):
-        raise ParameterError(owner, "mask", f"a bool array of shape ({batch}, {n_actions(arms)})",
-                             mask.shape)
+    base = n_actions(arms)
+    if (mask.ndim != 2 or mask.shape[0] != batch or mask.shape[1] < base
+            or (mask.shape[1] - base) % max(arms, 1)):
+        raise ParameterError(owner, "mask", f"a bool array of shape ({batch}, {base}) (or "
+                             f"({batch}, {base} + k * {arms}) in a layout with k extra "
+                             "parallel widths)", mask.shape)
     if arm >= arms:
         raise ParameterError(owner, "arm", f"an arm index < {arms} (the state has {arms} arms)",
                              arm)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from allocator.actions import mask_of_bits, n_actions
+from allocator.actions import DEFAULT_WIDTHS, mask_of_bits, n_actions
 from allocator.featurizer import QueryState, StateBatch
 
 __all__ = ["Policy"]
@@ -50,8 +50,10 @@ class Policy(ABC):
 
         Args:
             state: ``B`` query states.
-            mask: allowed actions, bool array of shape (B, A + 3) (see
-                :mod:`allocator.actions`); STOP is always allowed.
+            mask: allowed actions, bool array of shape (B, n): ``A + 3`` actions, or
+                more in a layout with parallel widths (see :mod:`allocator.actions`;
+                a policy that does not launch waves never picks those); STOP is always
+                allowed.
 
         Returns:
             int64 array of shape (B,), each an allowed action.
@@ -80,7 +82,8 @@ class Policy(ABC):
         """
         return int(self.act(state.to_batch(), np.asarray(mask, dtype=bool)[None, :])[0])
 
-    def decision_function(self, n_arms: int) -> Callable[[QueryState, int], int]:
+    def decision_function(self, n_arms: int, widths: tuple[int, ...] = DEFAULT_WIDTHS
+                          ) -> Callable[[QueryState, int], int]:
         """What a session calls for each decision: ``decide(state, allowed) -> action``.
 
         ``allowed`` is the mask as an int bit set (bit ``a`` set: action ``a`` allowed).
@@ -88,10 +91,15 @@ class Policy(ABC):
         it needs up front (the learned policy: its loaded network, kept for the whole
         session). By default it calls :meth:`act_one` with the mask as a bool array.
 
+        A session passes ``widths`` only when its layout has parallel widths (so a policy
+        overriding this with ``decision_function(self, n_arms)`` keeps working in the
+        default layout); the mask then has ``n_actions(n_arms, widths)`` actions.
+
         Args:
             n_arms: the arms of the states it will see.
+            widths: the parallel widths of the layout (see :mod:`allocator.actions`).
         """
-        size = n_actions(n_arms)
+        size = n_actions(n_arms, widths)
 
         def decide(state: QueryState, allowed: int) -> int:
             return self.act_one(state, mask_of_bits(allowed, size))

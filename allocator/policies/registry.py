@@ -133,6 +133,7 @@ def make_policy(name: str, **params: object) -> Policy:
     - ``epsilon-greedy``: :class:`~allocator.policies.EpsilonGreedy` (``epsilon``)
     - ``until-verified``: :class:`~allocator.policies.UntilVerified` (``n``)
     - ``best-of-n``: :class:`~allocator.policies.BestOfN` (``n``)
+    - ``parallel-n``: :class:`~allocator.policies.ParallelN` (``n``: one wave of ``n``)
     - ``weighted-vote``: :class:`~allocator.policies.WeightedVote` (``n``)
     - ``round-robin``: :class:`~allocator.policies.RoundRobin` (``max_samples``)
     - ``cascade``: :class:`~allocator.policies.Cascade` (``tau``)

@@ -64,7 +64,10 @@ def decide(served: Served, request: DecideRequest) -> DecideResponse:
     makes, ``observe`` for each sample or refinement, ``verify`` for each verifier call)
     and the session is asked ``next_action``. The policy reads only the state those
     calls build, so the answer is the one an in-process session with the same history
-    gives.
+    gives. A wave (an action of ``width`` w > 1, from a bundle with parallel widths) is
+    answered once; the client sends its w attempts in the history, in launch order,
+    before asking again (the history replays without decisions in between, so a wave's
+    results are plain attempts here).
 
     Raises:
         RequestFieldError: an unknown arm, an incomplete prior, a verify event naming a
@@ -86,7 +89,8 @@ def decide(served: Served, request: DecideRequest) -> DecideResponse:
                                 "total", "costs that overflow")
     action = session.next_action()
     return DecideResponse(
-        action=ActionOut(kind=action.kind, arm=action.arm, index=action.index),
+        action=ActionOut(kind=action.kind, arm=action.arm, index=action.index,
+                         width=action.width),
         final_answer=session.final_answer() if action.kind == "stop" else None,  # type: ignore[arg-type]
         lambda_=session.lambda_,
         prior=dict(zip(oracle.arms, map(float, session.prior), strict=True)),
@@ -236,6 +240,7 @@ def model_info(served: Served) -> ModelInfo:
     return ModelInfo(
         bundle_id=served.bundle_id, version=served.version, name=served.name,
         source=served.source, run_id=manifest.get("run_id"), arms=list(oracle.arms),
+        widths=list(oracle.widths),
         lambda_range=oracle.lambda_range, default_lambda=oracle.default_lambda,
         cost_unit=oracle.cost_unit, calibrated=oracle.calibration_table is not None,
         defaults=OracleDefaults.model_validate(oracle.defaults()),

@@ -188,11 +188,16 @@ class DecideRequest(_Request):
 
 
 class ActionOut(_Response):
-    """The next action: ``stop``, ``sample`` (of ``arm``), ``refine`` or ``verify``."""
+    """The next action: ``stop``, ``sample`` (of ``arm``, ``width`` attempts at once),
+    ``refine`` or ``verify``."""
 
     kind: Literal["stop", "sample", "refine", "verify"]
     arm: str | None
     index: int = Field(description="the action's index in the bundle's layout")
+    width: int = Field(1, ge=1, description="for a sample, how many attempts to launch at "
+                       "once as one wave (greater than 1 only for bundles with parallel "
+                       "widths); 1 for the other kinds. Send all of a wave's attempts in "
+                       "the history before asking again")
 
 
 class ModelRef(_Response):
@@ -317,6 +322,9 @@ class ModelInfo(_Response):
     source: str = Field(description="what the server was asked to serve")
     run_id: str | None
     arms: list[str]
+    widths: list[int] = Field(description="the parallel widths of the policy's action "
+                              "layout: a sample action's width is one of them ([1]: one "
+                              "attempt per sample)")
     lambda_range: tuple[float, float]
     default_lambda: float
     cost_unit: float

@@ -236,3 +236,22 @@ def test_the_learned_policy_refuses_a_baseline_bundle(tmp_path: Path) -> None:
     path = export(tmp_path / "bundle", make_policy("fixed-n", n=4))
     with pytest.raises(BundleError, match=r"allocator\.load"):
         LearnedPolicy.from_bundle(path)
+
+
+def test_a_parallel_n_bundle_carries_its_widths_and_launches_its_wave(tmp_path: Path
+                                                                      ) -> None:
+    policy = make_policy("parallel-n", n=4, arm=1, widths=(1, 4))
+    path = export(tmp_path / "bundle", policy)
+    assert read_bundle(path).widths == (1, 4)
+    oracle = allocator.load(path)
+    assert oracle.policy == policy and oracle.widths == (1, 4)
+    session = oracle.session(prior=[0.5, 0.5])
+    action = session.next_action()
+    assert (action.kind, action.arm, action.width) == ("sample", "large", 4)
+    for answer in ("1", "1", "2", "1"):
+        session.observe(AttemptResult("sample", None, answer, 1.0))
+    assert session.next_action().kind == "stop" and session.final_answer() == "1"
+    # without widths the same policy samples one at a time (fixed-N's layout)
+    plain = allocator.load(export(tmp_path / "plain", make_policy("parallel-n", n=2)))
+    assert plain.widths == (1,)
+    assert plain.session(prior=[0.5, 0.5]).next_action().width == 1

@@ -505,3 +505,85 @@ def test_runtime_modules_never_import_pickle_or_torch(module: str) -> None:
                  "stable_baselines3", "sb3_contrib", "allow_pickle=True"):
         assert word not in source, (module, word)
     assert bundle_module.__name__ == "allocator.bundle"
+
+
+# ------------------------------------------------------------------ parallel widths
+def wide_weights(widths: tuple[int, ...], favour: int | None = None) -> dict[str, np.ndarray]:
+    """Actor weights over the layout of ``widths``; ``favour``: an action whose last-layer
+    bias is far above the others' (the network then picks it wherever it is allowed)."""
+    weights = sb3_weights()
+    actions = n_actions(len(ARMS), widths)
+    rng = np.random.default_rng(4)
+    weights["action_net.weight"] = rng.normal(0, 1, (actions, HIDDEN[-1])).astype(np.float32)
+    weights["action_net.bias"] = rng.normal(0, 0.1, actions).astype(np.float32)
+    if favour is not None:
+        weights["action_net.bias"][favour] = 100.0
+    return weights
+
+
+def test_a_bundle_with_widths_round_trips(tmp_path: Path, learned) -> None:
+    weights = wide_weights((1, 2))
+    path = write_bundle(tmp_path / "wide", weights=weights,
+                        manifest=manifest_for(weights, widths=[1, 2]))
+    bundle = read_bundle(path)
+    assert bundle.widths == (1, 2)
+    assert bundle.manifest["actions"] == action_names(ARMS, (1, 2))
+    assert bundle.manifest["actions"][-2:] == ["SAMPLE(small)x2", "SAMPLE(large)x2"]
+    network = learned.MLPPolicyNetwork.from_bundle(bundle)
+    assert network.n_outputs == n_actions(len(ARMS), (1, 2)) == 7
+    states, _ = random_states(1, 20)
+    obs = featurize(states)
+    np.testing.assert_allclose(network.logits(obs), reference_logits(weights, obs),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_a_bundle_without_widths_reads_as_one_attempt_per_sample(bundle_path: Path) -> None:
+    manifest = json.loads((bundle_path / MANIFEST_FILE).read_text())
+    manifest.pop("widths")  # as bundles written before widths existed
+    (bundle_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert read_bundle(bundle_path).widths == (1,)
+
+
+@pytest.mark.parametrize("bad", [[2, 4], [1, 1], [], [1, 0], "12", [1, 2.5], None])
+def test_bad_widths_are_refused_naming_the_field(bundle_path: Path, tmp_path: Path,
+                                                 weights, bad: object) -> None:
+    rewrite_manifest(bundle_path, widths=bad)
+    with pytest.raises(BundleError, match="'widths'") as error:
+        read_bundle(bundle_path)
+    assert "re-export" in str(error.value).lower()
+    with pytest.raises(ParameterError, match="'widths'"):
+        write_bundle(tmp_path / "w", weights=weights, manifest=manifest_for(weights,
+                                                                             widths=bad))
+
+
+def test_a_network_off_the_widened_layout_is_refused(tmp_path: Path) -> None:
+    weights = sb3_weights()  # A + 3 logits, but the manifest says widths [1, 2]
+    with pytest.raises(ParameterError, match="logits"):
+        write_bundle(tmp_path / "b", weights=weights,
+                     manifest=manifest_for(weights, widths=[1, 2]))
+
+
+def test_a_learned_policy_chooses_a_wave_in_process(tmp_path: Path) -> None:
+    import allocator
+    from allocator.actions import Action
+    from allocator.session import AttemptResult
+
+    favour = n_actions(len(ARMS)) + 1  # SAMPLE(large)x2
+    weights = wide_weights((1, 2), favour=favour)
+    path = write_bundle(tmp_path / "wide", weights=weights,
+                        manifest=manifest_for(weights, widths=[1, 2]))
+    oracle = allocator.load(path)
+    assert oracle.widths == (1, 2)
+    session = oracle.session(prior=[0.5, 0.5], max_samples=5)
+    action = session.next_action()
+    assert action == Action("sample", "large", favour, 2)
+    for answer in ("4", "4"):
+        session.observe(AttemptResult("sample", None, answer, 1.0))
+    assert session.next_action().width == 2  # room for 2 more of 5: another wave
+    session.observe(AttemptResult("sample", None, "4", 1.0))
+    session.observe(AttemptResult("sample", None, "5", 1.0))
+    follow = session.next_action()  # 4 drawn of 5: no room for 2, the wave is masked
+    assert follow.width == 1 and not session.allowed_actions()[favour]
+    policy = oracle.policy
+    with pytest.raises(ParameterError, match="'widths'"):
+        policy.decision_function(len(ARMS))  # the network's outputs follow (1, 2)

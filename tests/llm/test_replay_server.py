@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import pytest
 from replay_pools import DATE_MODEL, TINY_MODEL, TINY_POOL, user
-from replay_server import MAX_SUFFIX, Fault, ReplayServer, mot_sources, start_replay_server
+from replay_server import (
+    MAX_SUFFIX,
+    Fault,
+    Latency,
+    ReplayServer,
+    mot_sources,
+    start_replay_server,
+)
 
 
 def chat(server: ReplayServer, prompt: str, n: int = 1, headers: dict[str, str] | None = None,
@@ -137,3 +144,45 @@ def test_mot_logs_are_served_by_model_name(public_logs: Path,
         assert texts_of(reply) == record["generated"][:2]
     with pytest.raises(FileNotFoundError, match="model prefixes"):
         mot_sources(public_logs, "gpt-5/date_cot1")
+
+
+# ------------------------------------------------------------------ simulated timing
+def test_timing_is_off_by_default(tiny_server: ReplayServer) -> None:
+    chat(tiny_server, TINY_POOL[0]["question"])
+    assert "simulated_delay" not in tiny_server.requests_seen()[0]
+
+
+def test_a_completion_waits_base_plus_per_token_times_the_scale() -> None:
+    latency = Latency(base=2.0, per_token=0.5, time_scale=0.02)
+    with start_replay_server({TINY_MODEL: TINY_POOL}, latency=latency) as server:
+        short = chat(server, TINY_POOL[1]["question"], n=1, replay_wrap=True).json()
+        long = chat(server, TINY_POOL[0]["question"], n=3).json()
+        seen = server.requests_seen()
+    for reply, record in zip((short, long), seen, strict=True):
+        tokens = reply["usage"]["completion_tokens"]
+        assert record["simulated_delay"] == pytest.approx((2.0 + 0.5 * tokens) * 0.02)
+        # the reply came no sooner than the simulated generation time
+        assert record["finished"] - record["started"] >= record["simulated_delay"]
+    assert seen[1]["simulated_delay"] > seen[0]["simulated_delay"]  # more tokens, longer
+
+
+def test_concurrent_completions_overlap() -> None:
+    import concurrent.futures
+
+    latency = Latency(base=0.3, time_scale=1.0)
+    with start_replay_server({TINY_MODEL: TINY_POOL}, latency=latency, wrap=True) as server:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: chat(server, TINY_POOL[0]["question"]),
+                                    range(4)))
+        seen, most = server.requests_seen(), server.max_in_flight()
+    assert all(reply.status_code == 200 for reply in replies)
+    # every request started before the first one finished: they were served at once
+    assert max(r["started"] for r in seen) < min(r["finished"] for r in seen)
+    assert most == 4
+
+
+def test_bad_latency_settings_are_refused() -> None:
+    for field in ("base", "per_token", "time_scale"):
+        for bad in (-1.0, math.inf, "1", True):
+            with pytest.raises(ValueError, match=field):
+                Latency(**{field: bad})

@@ -51,3 +51,16 @@ def test_the_rebuilt_state_is_the_sessions(model: AllocatorModel, scripted_oracl
     assert model.decide(row) == session.next_action()
     with pytest.raises(ValueError, match="'3'"):
         model.decide({**row, "verified": {"3": 1.0}})
+
+
+def test_the_answer_carries_the_width_of_a_wave(wide_oracle) -> None:
+    model = AllocatorModel()
+    model.oracle = wide_oracle
+    frame = model.predict(None, [
+        {"lambda": 0.1, "samples": {"a": 0, "b": 0}, "votes": {}, "cost_spent": 0.0},
+        {"lambda": 0.1, "samples": {"a": 0, "b": 3}, "votes": {"7": 3}, "cost_spent": 6.0,
+         "max_samples": 4}])
+    assert frame["width"].tolist() == [4, 1]  # 3 drawn of 4: no room for a wave of 4
+    assert frame["kind"].tolist() == ["sample", "sample"]
+    assert frame["arm"].tolist() == ["b", "b"]
+    assert list(frame.columns) == ["kind", "arm", "index", "width"]

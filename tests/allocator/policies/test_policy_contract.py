@@ -16,6 +16,8 @@ from allocator.policies import POLICIES, Policy, available_policies, make_policy
 #: Per policy: bad values of each parameter (every registered policy must be listed).
 BAD_PARAMETERS: dict[str, dict[str, list[object]]] = {
     "fixed-n": {"n": [0, -1, 2.5, True, "4"], "arm": [-1, 0.5], "verify": ["yes", 1]},
+    "parallel-n": {"n": [0, -1, 2.5, True, "4"], "arm": [-1, 0.5],
+                   "widths": [(2, 4), (1, 1), (), "14", (1, 0)]},
     "adaptive-consistency": {"threshold": [0.0, 1.5, -0.1, "0.9", None],
                              "max_samples": [0, 3.0], "arm": [-2]},
     "esc": {"window": [0, 2.5], "max_samples": [0], "arm": [-1]},
@@ -113,7 +115,7 @@ def test_masked_sample_means_stop(name: str, states) -> None:
         full = np.ones((states.batch_size, ARMS + 3), dtype=bool)
         wanted = np.isin(mode(policy, states, full), samples)
         assert wanted.any() or policy.describe().startswith(
-            ("fixed-n(n=1", "best-of-n(n=1", "weighted-vote(n=1"))
+            ("fixed-n(n=1", "best-of-n(n=1", "weighted-vote(n=1", "parallel-n(n=1"))
         no_sample = full.copy()
         no_sample[:, samples] = False
         after = mode(policy, states, no_sample)[wanted]

@@ -27,7 +27,7 @@ def test_public_api() -> None:
     assert sorted(policies.__all__) == sorted([
         "POLICIES", "AdaptiveConsistency", "BayesStop", "BestOfN", "BlendASC", "Cascade",
         "ConfidenceThreshold", "DifficultyBinned", "EarlyStoppingSC", "EpsilonGreedy",
-        "FixedN", "PDRSchedule", "Policy", "RTVSchedule", "RoundRobin", "Router",
+        "FixedN", "PDRSchedule", "ParallelN", "Policy", "RTVSchedule", "RoundRobin", "Router",
         "UntilVerified", "WeightedVote",
         "available_policies", "make_policy", "register_policy"])
 

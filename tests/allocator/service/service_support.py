@@ -24,9 +24,12 @@ def write_scripted(path: Path, arms: tuple[str, ...] = ("a", "b"), *,
     """A real bundle whose one dense layer always prefers the same allowed action.
 
     The default preference is the action index (VERIFY > REFINE > the last arm > ... >
-    STOP), so without refine and verify it samples the last arm.
+    STOP), so without refine and verify it samples the last arm. ``widths=[1, 2]`` (in
+    ``extra``, the manifest's field) widens the layout: then the default preference puts
+    SAMPLE(last arm)x2 first of all.
     """
-    width, actions = n_features(len(arms)), n_actions(len(arms))
+    widths = tuple(extra.get("widths", (1,)))
+    width, actions = n_features(len(arms)), n_actions(len(arms), widths)
     bias = np.arange(actions, dtype=np.float32) if preference is None else np.asarray(
         preference, dtype=np.float32)
     weights = {"action_net.weight": np.zeros((actions, width), np.float32),
@@ -133,4 +136,4 @@ def report(session: Session, event: dict[str, Any]) -> None:
 
 def action_of(session_action: Any) -> dict[str, Any]:
     return {"kind": session_action.kind, "arm": session_action.arm,
-            "index": session_action.index}
+            "index": session_action.index, "width": session_action.width}
