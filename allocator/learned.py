@@ -479,7 +479,7 @@ class LearnedPolicy(Policy):
 
     def _mask(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask, dtype=bool)
-        shape = (state.batch_size, n_actions(np.shape(state.samples)[1]))
+        shape = (state.batch_size, n_actions(np.shape(state.samples)[1], self.bundle.widths))
         if mask.shape != shape:
             raise ParameterError(f"LearnedPolicy({self.path!r})", "mask",
                                  f"a bool array of shape {shape}", mask.shape)
