@@ -287,7 +287,7 @@ def _export_baseline(policy: Any, predictor: Any, log: AttemptLog, path: Path,
             path, policy, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
             cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
             predictor_dir=_saved_predictor(predictor, folder),
-            extra={**dict(extra), **_predictor_note(predictor)}, widths=config.widths)
+            extra={**dict(extra), **_predictor_note(predictor)})
 
 
 def _write_outputs(report: Any, chosen: Mapping[str, Any], run_dir: Path, simulated: bool
