@@ -69,6 +69,13 @@ class Branches:
     after it (verified count, best score per answer, score sums) is precomputed along
     the chain of events, and it costs the logged cost of its votes.
 
+    Latency (timed logs: ``started_at`` / ``ended_at``). Opening a workspace adds its
+    summary's and its selection's durations, one after the other (``ws_latency``: they
+    ran before the refinement); a verification lasts the span of the logged rows it
+    charges (``cand_verify_start`` / ``cand_verify_end`` per candidate's verdicts,
+    ``ev_start`` / ``ev_end`` per event's votes: earliest start, latest end; ``+inf`` /
+    ``-inf`` where none, NaN where a charged row is untimed).
+
     Sets are compared by a 64-bit signature, the sum modulo 2**64 of one random key per
     candidate (fixed seed, :data:`KEY_SEED`), together with their sizes: two different
     sets of the same size collide with probability 2**-64.
@@ -92,6 +99,11 @@ class Branches:
         ev_score_offsets, ev_score_pos, ev_score_val: the event's scores (query-local
             candidate positions and values), CSR.
         notes: what the log cannot replay exactly, and is therefore masked.
+        ws_latency: per workspace, the summed durations of its summary and selection rows
+            (seconds; NaN where one is untimed).
+        cand_verify_start, cand_verify_end: per candidate, the earliest start and latest
+            end of its verdict rows (``+inf`` / ``-inf`` without any).
+        ev_start, ev_end: per event, the earliest start and latest end of its votes.
     """
 
     cand_key: np.ndarray
@@ -117,6 +129,18 @@ class Branches:
     ev_score_pos: np.ndarray
     ev_score_val: np.ndarray
     notes: tuple[str, ...]
+    ws_latency: np.ndarray
+    cand_verify_start: np.ndarray
+    cand_verify_end: np.ndarray
+    ev_start: np.ndarray
+    ev_end: np.ndarray
+
+    @property
+    def timed(self) -> bool:
+        """Whether every row replay charges latency for is timed (no NaN)."""
+        return not any(np.isnan(values).any() for values in (
+            self.ws_latency[self.ws_ok], self.cand_verify_start, self.cand_verify_end,
+            self.ev_start[self.ev_ok], self.ev_end[self.ev_ok]))
 
     @property
     def has_workspaces(self) -> bool:
@@ -133,7 +157,8 @@ class Branches:
         """The per-workspace and per-event arrays as Python lists (the single env's
         scalar lookups)."""
         names = ("cand_key", "ws_ok", "ws_free", "ws_prev", "ws_sig", "ws_nsrc", "ws_cost",
-                 "ws_count", "ev_ok", "ev_prev", "ev_sig", "ev_n", "ev_cost", "ev_verified")
+                 "ws_count", "ev_ok", "ev_prev", "ev_sig", "ev_n", "ev_cost", "ev_verified",
+                 "ws_latency", "cand_verify_start", "cand_verify_end", "ev_start", "ev_end")
         return {name: getattr(self, name).tolist() for name in names}
 
     def padded(self, offsets: np.ndarray) -> np.ndarray:
@@ -205,9 +230,10 @@ def build_branches(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray
                      ids, notes)
     tournament = tournament_queries(log)
     ev = _events(log, cand_answer, offsets, key, ids, tournament, width, notes)
-    verify_cost = _verdict_costs(log, cand_row.size, cand_query, ids)
+    verify_cost, verify_start, verify_end = _verdict_costs(log, cand_row.size, ids)
     return Branches(cand_key=key, cand_verify_cost=verify_cost, **ws, **ev,
-                    notes=tuple(notes))
+                    notes=tuple(notes), cand_verify_start=verify_start,
+                    cand_verify_end=verify_end)
 
 
 def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
@@ -216,13 +242,15 @@ def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
                 notes: list[str]) -> dict[str, np.ndarray]:
     """Per workspace: usable, free, predecessor, sources' signature and size, cost."""
     conditioned = _strings(log, "conditioned_on")
-    summary_cost = _summary_costs(log)
+    summary_cost = _summary_sums(log, log.cost)
+    summary_latency = _summary_sums(log, log.duration)
     counts = [len(keys) for keys in ws_keys]
     ws_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(ws_offsets[-1])
     ok, free = np.zeros(total, bool), np.zeros(total, bool)
     prev, nsrc = np.full(total, -1, np.int64), np.zeros(total, np.int64)
     sig, cost = np.zeros(total, np.uint64), np.zeros(total)
+    latency = np.zeros(total)
     count = np.zeros(total, np.int64)
     group_of = {}  # candidate position -> global workspace
     masked = 0
@@ -266,6 +294,7 @@ def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
                 signature = add_key(signature, int(key[p]))
             sig[w] = signature
             cost[w] = summary_cost.get((int(cand_query[start]), name[2:]), 0.0)
+            latency[w] = summary_latency.get((int(cand_query[start]), name[2:]), 0.0)
     if masked:
         notes.append(f"{masked} refinement rows do not say what they were conditioned on "
                      "('summary' and 'conditioned_on', written by the executors since "
@@ -273,22 +302,43 @@ def _workspaces(log: AttemptLog, cand_row: np.ndarray, cand_query: np.ndarray,
                      "draws them (REFINE is masked there, not simulated).")
     return {"ws_offsets": ws_offsets, "ws_ok": ok & (count > 0), "ws_free": free,
             "ws_prev": prev, "ws_sig": sig, "ws_nsrc": nsrc, "ws_cost": cost,
-            "ws_count": count}
+            "ws_count": count, "ws_latency": latency}
 
 
-def _summary_costs(log: AttemptLog) -> dict[tuple[int, str], float]:
-    """(query, summary attempt id) -> what opening the workspace cost: its summary row's
-    logged cost plus that of every row of its selection (``workspace`` = its id)."""
+def _summary_sums(log: AttemptLog, values: np.ndarray) -> dict[tuple[int, str], float]:
+    """(query, summary attempt id) -> what opening the workspace cost (``values``: the
+    log's costs) or lasted (its durations): its summary row's value plus that of every row
+    of its selection (``workspace`` = its id), added in log order."""
     role, workspace = _strings(log, "role"), _strings(log, "workspace")
     query = log.attempt_query
     verify = log.kind == KIND_VERIFY
-    costs = {(int(query[row]), str(log.attempt_id[row])): float(log.cost[row])
+    costs = {(int(query[row]), str(log.attempt_id[row])): float(values[row])
              for row in np.flatnonzero(verify & (role == "summary"))}
     for row in np.flatnonzero(verify & (workspace != None)).tolist():  # noqa: E711
         name = (int(query[row]), str(workspace[row]))
         if name in costs:
-            costs[name] += float(log.cost[row])
+            costs[name] += float(values[row])
     return costs
+
+
+def _times(log: AttemptLog) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's ``started_at`` and ``ended_at`` in seconds (NaN where the log has none)."""
+    if "started_at" not in log.extra or "ended_at" not in log.extra:
+        nan = np.full(log.n_attempts, np.nan)
+        return nan, nan
+    return (np.asarray(log.extra["started_at"], dtype=np.float64),
+            np.asarray(log.extra["ended_at"], dtype=np.float64))
+
+
+def _spans(groups: np.ndarray, rows: np.ndarray, size: int, start: np.ndarray,
+           end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group ``0..size-1``, the earliest start and latest end of its ``rows``
+    (``+inf`` / ``-inf`` for a group without rows; NaN propagates)."""
+    first, last = np.full(size, np.inf), np.full(size, -np.inf)
+    with np.errstate(invalid="ignore"):  # NaN: an untimed row, kept as NaN
+        np.minimum.at(first, groups, start[rows])
+        np.maximum.at(last, groups, end[rows])
+    return first, last
 
 
 def tournament_queries(log: AttemptLog) -> np.ndarray:
@@ -298,18 +348,24 @@ def tournament_queries(log: AttemptLog) -> np.ndarray:
     return np.bincount(log.attempt_query[rows], minlength=log.n_queries) > 0
 
 
-def _verdict_costs(log: AttemptLog, n_candidates: int, cand_query: np.ndarray,
-                   ids: dict[tuple[int, str], int]) -> np.ndarray:
-    """Per candidate, the summed cost of the verify rows that target it (NaN: none)."""
+def _verdict_costs(log: AttemptLog, n_candidates: int, ids: dict[tuple[int, str], int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate, the summed cost of the verify rows that target it (NaN: none), and
+    their earliest start and latest end (:func:`_spans`)."""
     target = _strings(log, "target")
     cost = np.full(n_candidates, np.nan)
     query = log.attempt_query
+    positions, rows = [], []
     for row in np.flatnonzero((log.kind == KIND_VERIFY) & (target != None)).tolist():  # noqa: E711
         position = ids.get((int(query[row]), str(target[row])))
         if position is not None:
             previous = 0.0 if np.isnan(cost[position]) else cost[position]
             cost[position] = previous + float(log.cost[row])
-    return cost
+            positions.append(position)
+            rows.append(row)
+    start, end = _spans(np.array(positions, dtype=np.int64), np.array(rows, dtype=np.int64),
+                        n_candidates, *_times(log))
+    return cost, start, end
 
 
 def _events(log: AttemptLog, cand_answer: np.ndarray, offsets: np.ndarray,
@@ -321,10 +377,12 @@ def _events(log: AttemptLog, cand_answer: np.ndarray, offsets: np.ndarray,
     query = log.attempt_query
     is_verify = log.kind == KIND_VERIFY
     vote_cost: dict[tuple[int, str], float] = {}
+    vote_rows: dict[tuple[int, str], list[int]] = {}
     for row in np.flatnonzero(is_verify & (event_id != None) & (role != "verification")  # noqa: E711
                               ).tolist():
         name = (int(query[row]), str(event_id[row]))
         vote_cost[name] = vote_cost.get(name, 0.0) + float(log.cost[row])
+        vote_rows.setdefault(name, []).append(row)
     rows = np.flatnonzero(is_verify & (role == "verification") & (event_id != None))  # noqa: E711
     rows = rows[np.argsort(query[rows], kind="stable")]
     ev_offsets = np.concatenate([[0], np.cumsum(np.bincount(query[rows],
@@ -338,6 +396,8 @@ def _events(log: AttemptLog, cand_answer: np.ndarray, offsets: np.ndarray,
     score_val: list[list[float]] = [[] for _ in range(total)]
     chain: dict[int, dict[int, float]] = {}
     index: dict[tuple[int, str], int] = {}
+    span_event: list[int] = []
+    span_rows: list[int] = []
     for e, row in enumerate(rows.tolist()):
         q = int(query[row])
         index[(q, str(event_id[row]))] = e
@@ -352,6 +412,9 @@ def _events(log: AttemptLog, cand_answer: np.ndarray, offsets: np.ndarray,
             signature = add_key(signature, int(key[p]))
         sig[e], size[e] = signature, len(members)
         cost[e] = vote_cost.get((q, str(event_id[row])), 0.0)
+        charged = vote_rows.get((q, str(event_id[row])), [])
+        span_event += [e] * len(charged)
+        span_rows += charged
         state = {**chain.get(parent, {}), **assigned}
         chain[e] = state
         verified[e] = len(state)
@@ -374,7 +437,10 @@ def _events(log: AttemptLog, cand_answer: np.ndarray, offsets: np.ndarray,
                      "depend on the opponents drawn, so VERIFY is masked there, not "
                      "simulated.")
     lengths = [len(p) for p in score_pos]
-    return {"ev_offsets": ev_offsets.astype(np.int64), "ev_ok": ok, "ev_prev": prev,
+    ev_start, ev_end = _spans(np.array(span_event, dtype=np.int64),
+                              np.array(span_rows, dtype=np.int64), total, *_times(log))
+    return {"ev_start": ev_start, "ev_end": ev_end,
+            "ev_offsets": ev_offsets.astype(np.int64), "ev_ok": ok, "ev_prev": prev,
             "ev_sig": sig, "ev_n": size, "ev_cost": cost, "ev_verified": verified,
             "ev_best": best, "ev_sum": sums,
             "ev_score_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),

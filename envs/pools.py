@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from allocator._checks import check_int, check_number, is_int
+from allocator.actions import DEFAULT_WIDTHS, check_widths
 from allocator.envs._branches import Branches, build_branches, tournament_queries, workspace_keys
 from allocator.errors import EnvironmentConfigError, ParameterError
 from allocator.featurizer import LOG_LAMBDA_FLOOR, feature_bounds, feature_layout
@@ -97,6 +98,11 @@ class ReplayPools:
         log_verify_cost: :func:`log_verify_cost` of the log (the default ``verify_cost``).
         branches: the refinement workspaces and verification events
             (:class:`allocator.envs._branches.Branches`).
+        cand_duration: the candidate's wall-clock seconds (``ended_at - started_at``),
+            NaN where the log does not time it, shape (C,).
+        timed: whether every row replay can charge latency for is timed (the
+            candidates, the workspaces' summaries, the verdicts and votes): what pricing
+            latency (``mu > 0``) needs.
     """
 
     arms: tuple[str, ...]
@@ -123,6 +129,8 @@ class ReplayPools:
     mean_sample_cost: float
     log_verify_cost: float
     branches: Branches
+    cand_duration: np.ndarray
+    timed: bool
 
     # ------------------------------------------------------------------ shape
     @property
@@ -220,6 +228,7 @@ class ReplayPools:
         relative = tournament_queries(log)[query]
         score[relative] = np.nan
         branches.cand_verify_cost[relative] = np.nan
+        duration = log.duration[rows]
         for note in branches.notes:  # what is masked, said once per log read
             warnings.warn(f"{log.source or 'the log'}: {note}", ReplayNote, stacklevel=2)
         return cls(
@@ -248,6 +257,8 @@ class ReplayPools:
             mean_sample_cost=float(log.cost[sample_rows].mean()),
             log_verify_cost=log_verify_cost(log),
             branches=branches,
+            cand_duration=duration,
+            timed=bool(np.isfinite(duration).all()) and branches.timed,
         )
 
 
@@ -366,6 +377,8 @@ class ReplaySettings:
         prior: per-query, per-arm predicted accuracy, shape (Q, A).
         queries: the queries episodes are drawn from (indices into the log).
         max_samples: most attempts (samples + refinements) per episode, or None.
+        mu: the price of one second of latency (critical path), in the reward's units.
+        widths: the parallel widths SAMPLE offers (:func:`allocator.actions.check_widths`).
     """
 
     lambda_: float
@@ -376,6 +389,8 @@ class ReplaySettings:
     prior: np.ndarray
     queries: np.ndarray
     max_samples: int | None
+    mu: float = 0.0
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
 
     @classmethod
     def create(
@@ -391,10 +406,16 @@ class ReplaySettings:
         prior: np.ndarray | None = None,
         queries: np.ndarray | list[int] | None = None,
         max_samples: int | None = None,
+        mu: float = 0.0,
+        widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS,
     ) -> ReplaySettings:
         """Validate the parameters; errors name ``owner`` and the parameter.
 
         ``verify_cost=None`` takes the log's (:func:`log_verify_cost`).
+
+        Raises:
+            ParameterError: for an invalid parameter, and for ``mu > 0`` on a log whose
+                replayable rows are not all timed (``pools.timed``).
         """
         if verify_cost is None:
             verify_cost = pools.log_verify_cost
@@ -423,6 +444,8 @@ class ReplaySettings:
             prior=_prior(owner, prior, pools),
             queries=_queries(owner, queries, pools),
             max_samples=_cap(owner, max_samples),
+            mu=_mu(owner, mu, pools),
+            widths=check_widths(owner, widths),
         )
 
     @cached_property
@@ -482,6 +505,17 @@ class ReplaySettings:
         # A feature the log cannot move (no refinements, no scores) keeps a unit-wide box.
         high = np.where(high > low, high, low + 1.0).astype(np.float32)
         return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+def _mu(owner: str, mu: Any, pools: ReplayPools) -> float:
+    """``mu`` as a float >= 0; > 0 only on a timed log."""
+    value = _number(owner, "mu", mu, 0.0)
+    if value > 0 and not pools.timed:
+        raise ParameterError(
+            owner, "mu", "0 on a log without timing (latency cannot be priced: record "
+            "started_at and ended_at, in seconds, on every attempt, including verify rows)",
+            mu)
+    return value
 
 
 def _widen(value: float) -> float:

@@ -51,8 +51,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Action Space
 
-    ``Discrete(A + 3)`` for a log with ``A`` arms, the same layout whatever the log
-    supports: unsupported actions are masked, not removed (see :meth:`action_masks`).
+    ``Discrete(A + 3)`` for a log with ``A`` arms (default ``widths``), the same layout
+    whatever the log supports: unsupported actions are masked, not removed (see
+    :meth:`action_masks`).
 
     | action      | meaning                                                             |
     |-------------|---------------------------------------------------------------------|
@@ -66,8 +67,35 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     |             | exactly the candidates drawn (see "Verification"); masked if none   |
 
     ``SAMPLE`` and ``REFINE`` are also masked once ``max_samples`` attempts were drawn.
+
+    With ``widths=(1, w2, ...)`` the space grows to ``Discrete(n_actions(A, widths))``:
+    after VERIFY come, for each extra width ``w``, the ``A`` actions ``SAMPLE(arm)×w``
+    (:mod:`allocator.actions`), which launch ``w`` attempts of the arm as one parallel
+    wave: they draw the arm's next ``w`` samples, in the order ``w`` single ``SAMPLE``
+    actions would, and are masked unless the pool has ``w`` left and ``max_samples`` has
+    room for ``w`` more.
+
     Taking a masked action never raises: the episode ends as if ``STOP`` was taken, with
     ``info["invalid_action"] = True``.
+
+    ## Latency
+
+    Each action is one *wave* of calls; a wave's latency (seconds, from the log's
+    ``started_at`` / ``ended_at``) is:
+
+    - ``SAMPLE(arm)`` and ``REFINE``: the drawn row's duration, plus the durations of
+      the rows charged with it, which ran before it (the summary and selection rows of a
+      workspace the REFINE opens), added one after the other;
+    - ``SAMPLE(arm)×w``: the longest duration among its ``w`` rows (they run in parallel);
+    - ``VERIFY``: the span of the logged rows whose cost it charges (latest ``ended_at``
+      minus earliest ``started_at`` over the pending candidates' verdict rows and the
+      applied event's votes), 0 when it charges no logged row (a ``verify_cost`` price);
+    - ``STOP``: 0.
+
+    The episode's latency is the sum of its waves' (the critical path: waves run one
+    after the other). On a log that does not time every row replay can charge
+    (``pools.timed``), latency is not defined: ``info["latency"]`` is None (not 0, not
+    NaN: an unknown latency must not be averaged as a fast one) and ``mu`` must be 0.
 
     ## Refinements
 
@@ -130,6 +158,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     with the default ``cost_unit`` (the log's mean sample cost), lambda is the price of an
     average sample in units of accuracy.
 
+    With ``mu > 0`` every action also costs ``-mu * latency`` (its wave's seconds): the
+    return is ``correctness - lambda * cost / cost_unit - mu * latency``.
+
     The final answer is the best-scoring *verified* candidate with an answer if there is
     one (candidates tied on the best score share the credit: the mean correctness of the
     tied answers); otherwise the majority vote of every drawn sample and refinement with
@@ -171,13 +202,15 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     Every step (and reset): ``action_mask`` (int8, as Gymnasium masks), ``query`` (index
     into the log), ``lambda``, ``cost`` (spent so far, in the log's cost units),
-    ``exhausted`` (number of arms whose pool for this query ran dry in this episode). On
+    ``exhausted`` (number of arms whose pool for this query ran dry in this episode),
+    ``latency`` (seconds so far, see "Latency"; None on an untimed log) and ``waves``
+    (actions other than STOP taken so far). On
     the terminal step also: ``correct`` (the final answer's correctness), ``n_samples``,
     ``n_refines``, ``n_verified``, ``invalid_action`` (the action was masked) and
-    ``exhaustion_hit`` (the masked action was a ``SAMPLE`` of an arm with no sample
-    left: the policy wanted more than the pool holds). The exhaustion rate of a policy is
-    the mean of ``exhausted > 0`` (masked policies) or of ``exhaustion_hit`` (unmasked
-    ones) over terminal infos.
+    ``exhaustion_hit`` (the masked action was a ``SAMPLE`` of an arm with fewer samples
+    left than it asked for: the policy wanted more than the pool holds). The exhaustion
+    rate of a policy is the mean of ``exhausted > 0`` (masked policies) or of
+    ``exhaustion_hit`` (unmasked ones) over terminal infos.
 
     ## Arguments
 
@@ -196,6 +229,9 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         max_samples: most attempts (samples + refinements) per episode.
         answer_rule: the final-answer rule: ``"default"``, ``"weighted-vote"`` or
             ``"last-arm"`` (see "Rewards").
+        mu: the price of one second of latency, in the reward's units (0: latency is
+            reported, not priced); > 0 needs a timed log.
+        widths: the parallel widths of SAMPLE, ascending from 1 (see "Action Space").
         render_mode: no rendering is supported; must be None.
 
     Attributes:
@@ -223,6 +259,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         queries: np.ndarray | list[int] | None = None,
         max_samples: int | None = None,
         answer_rule: str = "default",
+        mu: float = 0.0,
+        widths: tuple[int, ...] | list[int] = (1,),
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -232,11 +270,11 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.settings = ReplaySettings.create(
             self.pools, "ReplayEnv", lambda_=lambda_, lambda_range=lambda_range,
             lambda_sampling=lambda_sampling, verify_cost=verify_cost, cost_unit=cost_unit,
-            prior=prior, queries=queries, max_samples=max_samples,
+            prior=prior, queries=queries, max_samples=max_samples, mu=mu, widths=widths,
         )
         self.render_mode = render_mode
         self.n_arms = self.pools.n_arms
-        self._layout = action_layout(self.n_arms)
+        self._layout = action_layout(self.n_arms, self.settings.widths)
         self.action_space = spaces.Discrete(self._layout.n)
         self.observation_space = self.settings.observation_space(self.pools)
         self._stream = UniformStream(stream_block(self.pools))
@@ -244,6 +282,8 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._verifiable = self.pools.cand_verifiable.tolist()
         self._blocks = self.pools.cand_blocks_verify.astype(int).tolist()
         self._lists = self.pools.branches.lists
+        self._timed = self.pools.timed
+        self._durations = self.pools.cand_duration.tolist()
         self._state: QueryState | None = None
         self._done = True
 
@@ -296,6 +336,10 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._last_arm = -1
         self._exhausted = [False] * self.n_arms
         self._cost = 0.0
+        self._latency = 0.0 if self._timed else float("nan")
+        self._waves = 0
+        # The span of the pending verdicts' rows (what the next VERIFY lasts).
+        self._pending_start, self._pending_end = float("inf"), float("-inf")
         self._done = False
         self._mask = self._compute_mask()
         return self._state.features(), self._info()
@@ -312,13 +356,22 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             return self._finish(invalid=not valid, action=action)
         arm = self._layout.arm_of(action)
         if arm >= 0:
-            cost = self._draw_sample(arm)
+            cost, latency = self._draw_sample(arm)
+            for _ in range(1, self._layout.width_of(action)):  # a wave: the longest call
+                more, duration = self._draw_sample(arm)
+                cost += more
+                latency = max(latency, duration)
         elif action == self._layout.refine:
-            cost = self._draw_refine()
+            cost, latency = self._draw_refine()
         else:
-            cost = self._verify()
+            cost, latency = self._verify()
         self._mask = self._compute_mask()
+        self._waves += 1
         reward = -self._lam * (cost / self.settings.cost_unit)
+        if self._timed:
+            self._latency += latency
+            if self.settings.mu:
+                reward -= self.settings.mu * latency
         return self._state.features(), reward, False, False, self._info()
 
     @property
@@ -329,7 +382,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         return self._state
 
     def action_masks(self) -> np.ndarray:
-        """Allowed actions now, bool of shape (A + 3,) (the method MaskablePPO calls)."""
+        """Allowed actions now, bool of shape (n_actions,) (the method MaskablePPO calls)."""
         return self._mask.copy()
 
     # --------------------------------------------------------------- dynamics
@@ -338,10 +391,16 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         assert state is not None
         cap = self.settings.max_samples
         room = cap is None or has_room(state.drawn, cap)  # drawn costs a sum: only if capped
+        wide = None
+        if self._layout.has_widths:  # w left in the pool, room for w more
+            left = self._pool_sizes - state.samples
+            wide = np.array([(left >= w) & (cap is None or state.drawn + w <= cap)
+                             for w in self._layout.widths[1:]])
         return self._layout.allowed_mask(
             state.samples < self._pool_sizes,
             room=room, refine=room and (self._ws_left > 0 or self._next_workspace() >= 0),
-            verify=(bool(self._hidden) and not self._blocked) or self._next_event() >= 0)
+            verify=(bool(self._hidden) and not self._blocked) or self._next_event() >= 0,
+            wide=wide)
 
     def _next_workspace(self) -> int:
         """The workspace REFINE would open now (global index), -1 if none matches."""
@@ -369,9 +428,11 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
                 return e
         return -1
 
-    def _draw(self, position: int, arm: int | None, extra: float = 0.0) -> float:
-        """Draw the candidate at a deck position; returns its cost (log units), plus
-        ``extra`` (a workspace's summary)."""
+    def _draw(self, position: int, arm: int | None, extra: float = 0.0,
+              extra_latency: float = 0.0) -> tuple[float, float]:
+        """Draw the candidate at a deck position; returns its cost (log units) and its
+        duration (seconds), plus ``extra`` and ``extra_latency`` (a workspace's
+        summary)."""
         pools, state = self.pools, self._state
         assert state is not None
         local = self._deck[position]
@@ -396,46 +457,58 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         if self._verifiable[row]:
             self._hidden[index] = float(pools.cand_score[row])  # NaN: no usable score
             self._pending_cost += self._verify_costs[row]
+            if self._timed:
+                self._pending_start = min(self._pending_start,
+                                          self._lists["cand_verify_start"][row])
+                self._pending_end = max(self._pending_end, self._lists["cand_verify_end"][row])
         self._cost += cost
-        return cost
+        return cost, self._durations[row] + extra_latency
 
-    def _draw_sample(self, arm: int) -> float:
+    def _draw_sample(self, arm: int) -> tuple[float, float]:
         assert self._state is not None
         drawn = int(self._state.samples[arm])
-        cost = self._draw(self._arm_start[arm] + drawn, arm)
+        drew = self._draw(self._arm_start[arm] + drawn, arm)
         if self._ws_cur >= 0:  # a draft drawn meanwhile: a source of the next workspace
             self._n_ws += 1
             self._sig_ws = add_key(self._sig_ws, self._last_key)
         self._last_arm = arm
         if drawn + 1 == self._arm_count[arm]:
             self._exhausted[arm] = True
-        return cost
+        return drew
 
-    def _draw_refine(self) -> float:
-        lists, extra = self._lists, 0.0
+    def _draw_refine(self) -> tuple[float, float]:
+        lists, extra, extra_latency = self._lists, 0.0, 0.0
         if self._ws_left == 0:  # open the next workspace, paying for its summary
             w = self._next_workspace()
             self._ws_cur, self._ws_left = w, lists["ws_count"][w]
             self._sig_ws, self._n_ws = 0, 0
             extra = lists["ws_cost"][w]
+            extra_latency = lists["ws_latency"][w]
         w = self._ws_cur
         slot = lists["ws_count"][w] - self._ws_left
         group = self.n_arms + w - self._ws_range[0]
-        cost = self._draw(self._group_start[group] + slot, None, extra)
+        drew = self._draw(self._group_start[group] + slot, None, extra, extra_latency)
         self._ws_left -= 1
         self._n_ws += 1
         self._sig_ws = add_key(self._sig_ws, self._last_key)
-        return cost
+        return drew
 
-    def _verify(self) -> float:
+    def _verify(self) -> tuple[float, float]:
+        """Verify the pending candidates, or apply a logged event; cost and latency."""
         assert self._state is not None
         event = self._next_event()
         cost = self._pending_cost
+        start, end = self._pending_start, self._pending_end
+        self._pending_start, self._pending_end = float("inf"), float("-inf")
+        if event >= 0:
+            start = min(start, self._lists["ev_start"][event])
+            end = max(end, self._lists["ev_end"][event])
+        latency = end - start if start <= end else 0.0  # no logged row: 0
         if event >= 0:
             cost = cost + self._lists["ev_cost"][event]
             self._apply_event(event, cost)
             self._cost += cost
-            return cost
+            return cost, latency
         # This verification's scores summed per answer (in draw order), then added to the
         # running sums: the batched env's order of additions.
         batch: dict[int, float] = {}
@@ -450,7 +523,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._pending_cost = 0.0
         self._blocked = 0  # drawn candidates a logged verifier never judged
         self._cost += cost
-        return cost
+        return cost, latency
 
     def _apply_event(self, event: int, cost: float) -> None:
         """Give the session's logged scores of a tournament event (re-scores included)."""
@@ -491,6 +564,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
         correct = self._correctness()
         info = self._info()
         arm = self._layout.arm_of(action)
+        width = self._layout.width_of(action)
         info.update(
             correct=correct,
             n_samples=int(state.samples.sum()),
@@ -498,7 +572,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             n_verified=state.verified,
             invalid_action=invalid,
             exhaustion_hit=bool(invalid and arm >= 0
-                                and state.samples[arm] >= self._arm_count[arm]),
+                                and state.samples[arm] + width > self._arm_count[arm]),
         )
         return state.features(), correct, True, False, info
 
@@ -509,4 +583,6 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             "lambda": self._lam,
             "cost": self._cost,
             "exhausted": sum(self._exhausted),
+            "latency": self._latency if self._timed else None,
+            "waves": self._waves,
         }

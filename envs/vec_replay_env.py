@@ -90,14 +90,16 @@ class BatchedReplayVecEnv(VecEnv):
     - finished sub-environments reset automatically; the terminal step's info holds
       ``terminal_observation`` and ``TimeLimit.truncated`` (always False) beside the
       terminal keys of :class:`allocator.envs.ReplayEnv` (``query``, ``lambda``, ``cost``,
-      ``exhausted``, ``correct``, ``n_samples``, ``n_refines``, ``n_verified``,
-      ``invalid_action``, ``exhaustion_hit``);
+      ``exhausted``, ``latency``, ``waves``, ``correct``, ``n_samples``, ``n_refines``,
+      ``n_verified``, ``invalid_action``, ``exhaustion_hit``);
     - infos of non-terminal steps are empty dicts (building per-step dicts would cost
       more than the step itself); the masks are read with :meth:`action_masks`;
     - rewards are float32, as in SB3's own ``VecEnv`` implementations.
 
     MaskablePPO reads the masks through ``env_method("action_masks")`` (sb3-contrib's
-    ``get_action_masks``); :meth:`action_masks` returns them as one (n_envs, A + 3) array.
+    ``get_action_masks``); :meth:`action_masks` returns them as one (n_envs, n_actions)
+    array. A ``SAMPLE(arm)×w`` (``widths``) is stepped as ``w`` draws of the arm, one
+    after the other, exactly as the single env draws them.
     Attributes and other methods belong to the batched env as a whole: ``get_attr``
     repeats its value per sub-environment and ``set_attr`` sets it once for all.
     :meth:`state` returns every sub-environment's state as a featurizer ``StateBatch``.
@@ -136,7 +138,7 @@ class BatchedReplayVecEnv(VecEnv):
             ``"weighted-vote"`` or ``"last-arm"``).
         **settings: the parameters of :class:`allocator.envs.ReplayEnv` (``lambda_``,
             ``lambda_range``, ``lambda_sampling``, ``verify_cost``, ``cost_unit``,
-            ``prior``, ``queries``, ``max_samples``).
+            ``prior``, ``queries``, ``max_samples``, ``mu``, ``widths``).
 
     Raises:
         EnvironmentConfigError: for a log without sample attempts, or no usable cost unit.
@@ -151,7 +153,7 @@ class BatchedReplayVecEnv(VecEnv):
         self.pools = log if isinstance(log, ReplayPools) else ReplayPools.from_log(log)
         self.settings = ReplaySettings.create(self.pools, "BatchedReplayVecEnv", **settings)
         self.n_arms = self.pools.n_arms
-        self._layout = action_layout(self.n_arms)
+        self._layout = action_layout(self.n_arms, self.settings.widths)
         self.render_mode = None
         super().__init__(int(n_envs), self.settings.observation_space(self.pools),
                          spaces.Discrete(self._layout.n))
@@ -262,6 +264,22 @@ class BatchedReplayVecEnv(VecEnv):
         self._next_ev = np.full(n, -1, dtype=np.int64)
         self._pending_cost = np.zeros(n)
         self._blocked = np.zeros(n, dtype=np.int64)  # drawn, never judged by the verifier
+        # Latency (allocator.envs.ReplayEnv, "Latency"): seconds so far (NaN: untimed log),
+        # waves taken, the span of the pending verdicts' rows.
+        self._timed = pools.timed
+        self._latency = np.zeros(n) if self._timed else np.full(n, np.nan)
+        self._waves = np.zeros(n, dtype=np.int64)
+        self._pending_start = np.full(n, np.inf)
+        self._pending_end = np.full(n, -np.inf)
+        # Per action: the arm it samples (-1: none), its width (0: not a sample) and the
+        # width-1 SAMPLE it repeats (itself for the other actions).
+        layout = self._layout
+        every = range(layout.n)
+        self._arm_of = np.array([layout.arm_of(a) for a in every], dtype=np.int64)
+        self._width_of = np.array([layout.width_of(a) for a in every], dtype=np.int64)
+        self._base_action = np.where(self._arm_of >= 0, self._arm_of + layout.samples.start,
+                                     np.arange(layout.n))
+        self._extra_widths = np.array(layout.widths[1:], dtype=np.int64)
         self._mask = np.zeros((n, self._layout.n), dtype=bool)
         self._flat_mask = self._mask.reshape(-1)  # a view
         self._mask_index = self._arange * self._layout.n
@@ -282,11 +300,12 @@ class BatchedReplayVecEnv(VecEnv):
         self._update_masks()
         columns = zip(list(self._mask.astype(np.int8)), self._query.tolist(),
                       self._lam.tolist(), self._cost.tolist(),
-                      self._exhausted_arms(self._samples, self._limits).tolist(), strict=True)
+                      self._exhausted_arms(self._samples, self._limits).tolist(),
+                      self._latency_list(self._arange), self._waves.tolist(), strict=True)
         self.reset_infos = [
             {"action_mask": mask, "query": query, "lambda": lam, "cost": cost,
-             "exhausted": exhausted}
-            for mask, query, lam, cost, exhausted in columns
+             "exhausted": exhausted, "latency": latency, "waves": waves}
+            for mask, query, lam, cost, exhausted, latency, waves in columns
         ]
         return self._observe()
 
@@ -303,17 +322,21 @@ class BatchedReplayVecEnv(VecEnv):
             stop &= ~self._finished
             draw &= ~self._finished
             verify &= ~self._finished
-        cost = np.zeros(self.num_envs)
+        cost, latency = np.zeros(self.num_envs), np.zeros(self.num_envs)
         drawing = np.flatnonzero(draw)
         if drawing.size:
-            cost[drawing] = self._draw(drawing, actions[drawing])
+            self._draw_waves(drawing, actions[drawing], cost, latency)
         verifying = np.flatnonzero(verify)
         if verifying.size:
-            cost[verifying] = self._verify(verifying)
-        norm_cost = cost / self.settings.cost_unit
-        self._cost += cost
-        self._norm_cost += norm_cost
-        rewards = -self._lam * norm_cost
+            spent, latency[verifying] = self._verify(verifying)
+            self._charge(verifying, spent, cost)
+        self._waves += draw
+        self._waves += verify
+        rewards = -self._lam * (cost / self.settings.cost_unit)
+        if self._timed:
+            self._latency += latency
+            if self.settings.mu:
+                rewards -= self.settings.mu * latency
         stopping = np.flatnonzero(stop)
         if stopping.size:
             infos = self._finish(stopping, stop, actions, rewards)
@@ -324,7 +347,7 @@ class BatchedReplayVecEnv(VecEnv):
         return self._observe(), rewards.astype(np.float32), stop, infos
 
     def action_masks(self) -> np.ndarray:
-        """Allowed actions of every sub-environment, bool of shape (n_envs, A + 3)."""
+        """Allowed actions of every sub-environment, bool of shape (n_envs, n_actions)."""
         return self._mask.copy()
 
     def close(self) -> None:
@@ -381,8 +404,38 @@ class BatchedReplayVecEnv(VecEnv):
         verify = code == self._layout.verify
         return stop, ~(stop | verify), verify
 
-    def _draw(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Draw the next candidate for each row (a sample or a refinement); its cost.
+    def _latency_list(self, rows: np.ndarray) -> list[float | None]:
+        """The rows' latencies for their infos (None on an untimed log)."""
+        if self._timed:
+            return self._latency[rows].tolist()  # type: ignore[no-any-return]
+        return [None] * len(rows)
+
+    def _charge(self, rows: np.ndarray, spent: np.ndarray, cost: np.ndarray) -> None:
+        """Add what ``rows`` spent to their episodes' costs and to this step's ``cost``
+        (one draw at a time, the single env's order of additions)."""
+        cost[rows] += spent
+        self._cost[rows] += spent
+        self._norm_cost[rows] += spent / self.settings.cost_unit
+
+    def _draw_waves(self, rows: np.ndarray, actions: np.ndarray, cost: np.ndarray,
+                    latency: np.ndarray) -> None:
+        """Draw each row's wave: ``w`` candidates for a SAMPLE(arm)×w (one draw per pass,
+        the rows still drawing), one otherwise; charge their costs into ``cost`` and
+        their wave's latency (the longest draw) into ``latency``."""
+        base, width = self._base_action[actions], self._width_of[actions]
+        spent, duration = self._draw(rows, base)
+        self._charge(rows, spent, cost)
+        latency[rows] = duration
+        for k in range(1, int(width.max(initial=1))):
+            more = width > k
+            rows, base, width = rows[more], base[more], width[more]
+            spent, duration = self._draw(rows, base)
+            self._charge(rows, spent, cost)
+            latency[rows] = np.maximum(latency[rows], duration)
+
+    def _draw(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draw the next candidate for each row (a sample or a refinement); its cost and
+        its duration (with an opened workspace's summary).
 
         The next candidate of a group (an arm, a refinement round) is the one with the
         smallest remaining key: the order :func:`allocator.envs.pools.shuffle_order` sorts the
@@ -392,11 +445,11 @@ class BatchedReplayVecEnv(VecEnv):
         # The draw's counter column (StateColumns): its arm, or ``arms`` to refine; also
         # its group (a refinement's group is its workspace's, below).
         column = group = actions - layout.samples.start
-        extra = 0.0
+        extra, extra_latency = 0.0, 0.0
         refining = np.flatnonzero(actions == layout.refine)
         if refining.size:
-            group, extra = self._enter_workspaces(rows[refining], query[refining],
-                                                  column, refining)
+            group, extra, extra_latency = self._enter_workspaces(
+                rows[refining], query[refining], column, refining)
         at = query * self._n_groups + group
         local = self._group_start[at]
         first = rows * self._row_length + self._key_base[rows] + local
@@ -430,17 +483,24 @@ class BatchedReplayVecEnv(VecEnv):
         self._blocked[rows] += pools.cand_blocks_verify[candidate]
         self._pending[rows[verifiable]] += 1
         self._pending_cost[rows[verifiable]] += self._verify_costs[candidate[verifiable]]
+        if self._timed:
+            branches, at = self._branches, rows[verifiable]
+            self._pending_start[at] = np.minimum(
+                self._pending_start[at], branches.cand_verify_start[candidate[verifiable]])
+            self._pending_end[at] = np.maximum(
+                self._pending_end[at], branches.cand_verify_end[candidate[verifiable]])
         kept = np.flatnonzero(scored & (answer >= 0))
         at = rows[kept] * self._cols.n_floats + self._cols.pending_best.start + answer[kept]
         self._flat_floats[at] = np.maximum(self._flat_floats[at], score[kept])
         if self._weighted:
             self._pending_sum[rows[kept], answer[kept]] += score[kept]
-        return pools.cand_cost[candidate] + extra
+        return pools.cand_cost[candidate] + extra, pools.cand_duration[candidate] + extra_latency
 
     def _enter_workspaces(self, rows: np.ndarray, query: np.ndarray, column: np.ndarray,
-                          refining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                          refining: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The groups refining rows draw from (the workspace in use, or the one they
-        open), and what each draw adds to its cost (an opened workspace's summary).
+        open), and what each draw adds to its cost and to its latency (an opened
+        workspace's summary).
 
         Args:
             rows, query: the refining rows and their queries.
@@ -456,9 +516,10 @@ class BatchedReplayVecEnv(VecEnv):
         self._n_ws[rows] = np.where(opening, 0, self._n_ws[rows]) + 1
         group = column.copy()
         group[refining] = self.n_arms + w - branches.ws_offsets[query]
-        extra = np.zeros(len(column))
+        extra, extra_latency = np.zeros(len(column)), np.zeros(len(column))
         extra[refining] = np.where(opening, branches.ws_cost[w], 0.0)
-        return group, extra
+        extra_latency[refining] = np.where(opening, branches.ws_latency[w], 0.0)
+        return group, extra, extra_latency
 
     def _count_arm_votes(self, rows: np.ndarray, actions: np.ndarray,
                          answer: np.ndarray) -> None:
@@ -492,8 +553,9 @@ class BatchedReplayVecEnv(VecEnv):
         self._distinct[rows] += before == 0
         self._vlogv[rows] += self._xlogx[before + 1] - self._xlogx[before]
 
-    def _verify(self, rows: np.ndarray) -> np.ndarray:
-        """Reveal the pending scores of each row; the verifier's cost."""
+    def _verify(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reveal the pending scores of each row; the verifier's cost and latency (the
+        span of the logged rows it charges, 0 without any)."""
         pending = self._pending_best[rows]
         self._verified_best[rows] = np.maximum(self._verified_best[rows], pending)
         self._best[rows] = np.maximum(self._best[rows], pending.max(axis=1))
@@ -506,11 +568,18 @@ class BatchedReplayVecEnv(VecEnv):
         self._pending[rows] = 0
         cost = self._pending_cost[rows]
         self._pending_cost[rows] = 0.0
+        start, end = self._pending_start[rows], self._pending_end[rows]
+        self._pending_start[rows], self._pending_end[rows] = np.inf, -np.inf
         event = self._next_ev[rows]
         applying = np.flatnonzero(event >= 0)
         if applying.size:
             cost[applying] += self._apply_events(rows[applying], event[applying])
-        return cost
+            applied = event[applying]
+            start[applying] = np.minimum(start[applying], self._branches.ev_start[applied])
+            end[applying] = np.maximum(end[applying], self._branches.ev_end[applied])
+        if not self._timed:
+            return cost, np.full(len(rows), np.nan)
+        return cost, np.where(start <= end, end - start, 0.0)
 
     def _apply_events(self, rows: np.ndarray, event: np.ndarray) -> np.ndarray:
         """Set rows to the state after their logged tournament events; their costs."""
@@ -539,9 +608,17 @@ class BatchedReplayVecEnv(VecEnv):
             self._next_ev = self._match_events(drawn)
             verify |= self._next_ev >= 0
         cap = self.settings.max_samples
+        left = self._limits[:, self._cols.samples] - samples
+        wide = None
+        if self._layout.has_widths:  # w left in the pool, room for w more
+            widths = self._extra_widths
+            wide = left[:, None, :] >= widths[None, :, None]
+            if cap is not None:
+                wide &= (drawn[:, None] + widths[None, :] <= cap)[:, :, None]
         self._layout.allowed_masks(
-            self._mask, samples < self._limits[:, self._cols.samples],
-            room=None if cap is None else has_room(drawn, cap), refine=refine, verify=verify)
+            self._mask, left > 0,
+            room=None if cap is None else has_room(drawn, cap), refine=refine, verify=verify,
+            wide=wide)
 
     def _match_workspaces(self, drafts: np.ndarray) -> np.ndarray:
         """Per row, the workspace REFINE would open now (global index, -1: none): the
@@ -636,7 +713,7 @@ class BatchedReplayVecEnv(VecEnv):
         A stop changes no state, so a finished row's terminal observation is the one the
         previous step (or reset) returned, kept in ``_observations``.
         """
-        arms, cols, layout = self.n_arms, self._cols, self._layout
+        cols, layout = self._cols, self._layout
         counts, floats = self._counts.take(rows, axis=0), self._floats.take(rows, axis=0)
         episode = self._episode.take(rows, axis=0)
         limits = episode[:, cols.limits]
@@ -648,23 +725,27 @@ class BatchedReplayVecEnv(VecEnv):
         bad = np.flatnonzero(invalid)
         if bad.size:
             taken = actions[rows[bad]]
-            arm = np.minimum(np.maximum(taken - layout.samples.start, 0), arms - 1)
-            hit[bad] = ((taken >= layout.samples.start) & (taken < layout.samples.stop)
-                        & (samples[bad, arm] >= limits[bad, arm]))
+            known = taken.view(np.uint64) < layout.n  # negatives wrap around
+            taken = np.where(known, taken, 0)
+            arm, width = self._arm_of[taken], self._width_of[taken]
+            safe = np.maximum(arm, 0)
+            hit[bad] = known & (arm >= 0) & (samples[bad, safe] + width > limits[bad, safe])
         columns = zip(
             episode[:, cols.query].tolist(), self._lam[rows].tolist(),
             floats[:, cols.cost].tolist(), self._exhausted_arms(samples, limits).tolist(),
-            correct.tolist(), self._total(samples).tolist(), counts[:, cols.refines].tolist(),
+            self._latency_list(rows), self._waves[rows].tolist(), correct.tolist(),
+            self._total(samples).tolist(), counts[:, cols.refines].tolist(),
             counts[:, cols.verified].tolist(), invalid.tolist(), hit.tolist(),
             self._observations[rows], strict=True,
         )
         finished = iter([
             {"query": query, "lambda": lam, "cost": cost, "exhausted": exhausted,
-             "correct": grade, "n_samples": n_samples, "n_refines": refines,
+             "latency": latency, "waves": waves, "correct": grade, "n_samples": n_samples,
+             "n_refines": refines,
              "n_verified": verified, "invalid_action": invalid, "exhaustion_hit": exhaustion_hit,
              "terminal_observation": terminal, "TimeLimit.truncated": False}
-            for query, lam, cost, exhausted, grade, n_samples, refines, verified, invalid,
-            exhaustion_hit, terminal in columns
+            for query, lam, cost, exhausted, latency, waves, grade, n_samples, refines,
+            verified, invalid, exhaustion_hit, terminal in columns
         ]).__next__
         infos = [finished() if done else {} for done in stop.tolist()]
         if self.autoreset:
@@ -722,6 +803,10 @@ class BatchedReplayVecEnv(VecEnv):
         self._last_ev[rows] = -1
         self._pending_cost[rows] = 0.0
         self._blocked[rows] = 0
+        self._latency[rows] = 0.0 if self._timed else np.nan
+        self._waves[rows] = 0
+        self._pending_start[rows] = np.inf
+        self._pending_end[rows] = -np.inf
         if self._weighted:
             self._pending_sum[rows] = 0.0
             self._verified_sum[rows] = 0.0

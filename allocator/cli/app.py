@@ -365,6 +365,15 @@ def train(
                                "prior is a constant (0.5 per arm), the bundle holds no "
                                "predictor and says so. For logs too small to cross-fit "
                                "it.")] = False,
+    mu: Annotated[float | None, typer.Option(
+        "--mu", help="Price of one second of latency (the critical path of an episode's "
+                     "waves), beside lambda's price of cost; needs a log with started_at "
+                     "and ended_at (default: the config's, 0: not priced).",
+        min=0.0)] = None,
+    widths: Annotated[str | None, typer.Option(
+        "--widths", metavar="1,2,4",
+        help="Parallel widths the policy may launch samples at, one wave each "
+             "(default: the config's, 1: one sample per action).")] = None,
 ) -> None:
     """Train the learned allocator, export and calibrate its bundle, and evaluate it
     against every baseline on held-out queries.
@@ -381,7 +390,7 @@ def train(
                   mlflow=mlflow, resume=resume, as_json=as_json, register=register,
                   alias=alias, calibrate=calibrate, target_cost=target_cost,
                   no_safety_net=no_safety_net, verify_cost=verify_cost,
-                  predictor=not no_predictor)
+                  predictor=not no_predictor, mu=mu, widths=widths)
     except AllocatorError as error:
         raise _fail(error) from None
 

@@ -10,7 +10,24 @@ import json
 import sys
 from pathlib import Path
 
+from allocator.errors import ParameterError
+
 __all__ = ["run_train"]
+
+
+def parse_widths(text: str | None) -> tuple[int, ...] | None:
+    """``--widths 1,2,4`` as a tuple (None: not given); checked by the config.
+
+    Raises:
+        ParameterError: a part is not a whole number.
+    """
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ParameterError("allocator train", "--widths", "comma-separated whole numbers "
+                             "in ascending order from 1, e.g. 1,2,4", text) from None
 
 
 def run_train(
@@ -30,6 +47,8 @@ def run_train(
     no_safety_net: bool = False,
     verify_cost: float | None = None,
     predictor: bool = True,
+    mu: float | None = None,
+    widths: str | None = None,
 ) -> dict:
     """Build the config (TOML file, then the options), run the pipeline, print the results.
 
@@ -52,6 +71,8 @@ def run_train(
         verify_cost: overrides the config's ``verify_cost`` (None: keep it).
         predictor: fit the difficulty predictor; False: a constant prior, for logs too
             small to cross-fit it (see :func:`allocator.training.rl.pipeline.run_training`).
+        mu: overrides the config's ``mu``, the price of a second of latency (None: keep).
+        widths: overrides the config's ``widths``, as ``"1,2,4"`` (None: keep it).
 
     Returns:
         The summary of :func:`allocator.training.rl.pipeline.run_training`, as plain JSON types.
@@ -72,7 +93,9 @@ def run_train(
                                                  ("total_timesteps", timesteps),
                                                  ("safety_net", False if no_safety_net
                                                   else None),
-                                                 ("verify_cost", verify_cost))
+                                                 ("verify_cost", verify_cost),
+                                                 ("mu", mu),
+                                                 ("widths", parse_widths(widths)))
                  if value is not None}
     config = config.replace(**overrides) if overrides else config
     summary = run_training(log_path, run_dir, config, mlflow=mlflow, progress=RichProgress(),

@@ -285,3 +285,56 @@ def test_train_calibrates_to_a_target_cost_on_validation_queries(tiny: tuple[Pat
     result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "other"),
                                  "--no-mlflow", "--no-calibrate", "--target-cost", "3"])
     assert result.exit_code != 0 and "target_cost" in result.output
+
+
+@pytest.mark.slow
+def test_train_prices_latency_and_exports_the_widths(tiny: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    """``--mu`` and ``--widths`` on a timed log: the bundle's layout has the widths, the
+    MLflow run records both, and the evaluation reports latency for every replayed
+    policy (the learned one replayed with its wide actions)."""
+    from allocator.logs import read_log, write_log
+    from tests.timed_logs import with_timing
+
+    log_path, config = tiny
+    timed_path = tmp_path / "timed.parquet"
+    write_log(with_timing(read_log(log_path), seed=4), timed_path)
+    run_dir = tmp_path / "run-latency"
+    result = runner.invoke(app, ["train", str(timed_path), "-o", str(run_dir), "--config",
+                                 str(config), "--timesteps", "2048", "--json", "--mlflow",
+                                 "--no-safety-net", "--mu", "0.02", "--widths", "1,2,4"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    assert manifest["widths"] == [1, 2, 4]
+    assert manifest["actions"][-2:] == [f"SAMPLE({arm})x4" for arm in manifest["arms"]]
+    assert len(manifest["actions"]) == 2 + 3 + 2 * 2  # STOP, 2 SAMPLE, REFINE, VERIFY, x2, x4
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["log"]["latency"].startswith("seconds")
+    for name in ("learned", "fixed-n", "adaptive-consistency"):
+        for point in report["policies"][name]:
+            assert 0 < point["p50_latency"] <= point["p95_latency"], name
+            assert point["mean_latency_ci"][0] <= point["mean_latency"]
+    assert "mu = 0.02" in (run_dir / "config.toml").read_text()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("ttc-allocator").experiment_id])[0]
+    assert run.data.params["train.mu"] == "0.02"
+    assert run.data.params["train.widths"] == "[1, 2, 4]"
+
+
+def test_train_refuses_mu_on_an_untimed_log_and_bad_widths(tiny: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
+    log_path, config = tiny
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "r1"),
+                                 "--config", str(config), "--timesteps", "1024",
+                                 "--mu", "0.1"])
+    assert result.exit_code != 0
+    assert "mu" in result.output and "started_at" in result.output
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "r2"),
+                                 "--config", str(config), "--widths", "1,x"])
+    assert result.exit_code != 0 and "--widths" in result.output
+    result = runner.invoke(app, ["train", str(log_path), "-o", str(tmp_path / "r3"),
+                                 "--config", str(config), "--widths", "2,4"])
+    assert result.exit_code != 0 and "widths" in result.output

@@ -16,7 +16,7 @@ from allocator.featurizer import featurize
 from allocator.logs.table import AttemptLog
 
 TERMINAL_KEYS = ("query", "lambda", "cost", "exhausted", "correct", "n_samples", "n_refines",
-                 "n_verified", "invalid_action", "exhaustion_hit")
+                 "n_verified", "invalid_action", "exhaustion_hit", "waves")
 
 
 def choose(rng: np.random.Generator, masks: np.ndarray, invalid_rate: float) -> np.ndarray:
@@ -40,6 +40,7 @@ def assert_agree(log: AttemptLog, n_envs: int, seed: int, steps: int, invalid_ra
     np.testing.assert_allclose(observations, np.stack([o for o, _ in first]), atol=1e-6)
     for (_, info), reset_info in zip(first, venv.reset_infos, strict=True):
         assert info["query"] == reset_info["query"]
+        assert info["latency"] == reset_info["latency"] and info["waves"] == reset_info["waves"]
         assert (info["action_mask"] == reset_info["action_mask"]).all()
     rng = np.random.default_rng(seed)
     episodes = 0
@@ -58,6 +59,10 @@ def assert_agree(log: AttemptLog, n_envs: int, seed: int, steps: int, invalid_ra
                 np.testing.assert_allclose(infos[i]["terminal_observation"], obs, atol=1e-6)
                 for key in TERMINAL_KEYS:
                     assert infos[i][key] == pytest.approx(info[key], abs=1e-9), key
+                if info["latency"] is None:  # an untimed log
+                    assert infos[i]["latency"] is None
+                else:  # the same additions in the same order: exactly equal
+                    assert infos[i]["latency"] == info["latency"]
                 assert infos[i]["TimeLimit.truncated"] is False
                 obs, _ = env.reset()
             else:

@@ -496,8 +496,12 @@ def evaluate(
         oracle_points, oracle_summary = _oracle_points(replays, len(view.arms), reference,
                                                        config)
         points.update(oracle_points)
+    timed = any(point.has_latency for front in points.values() for point in front)
     report = EvaluationReport(
-        log={**view.describe(), "cost_unit": config.cost_unit or "cost units"},
+        log={**view.describe(), "cost_unit": config.cost_unit or "cost units",
+             "latency": ("seconds: started_at / ended_at of every replayed row" if timed
+                         else "unavailable: the log does not time every row (started_at, "
+                              "ended_at)")},
         config={**{k: v for k, v in asdict(config).items() if k != "sweeps"},
                 "arm": view.arms[arm], "train_queries": len(train), "test_queries": len(test),
                 "verify_cost": verify_cost,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocator._checks import check_int
-from allocator.actions import STOP, sample_action
+from allocator.actions import DEFAULT_WIDTHS, STOP, check_widths, sample_action
 from allocator.envs.pools import ReplayPools
 from allocator.envs.vec_replay_env import BatchedReplayVecEnv
 from allocator.errors import ParameterError
@@ -22,7 +22,7 @@ from allocator.logs.table import AttemptLog
 from allocator.policies.base import Policy
 from allocator.training.evaluation.results import EpisodeResults
 
-__all__ = ["SEED_STRIDE", "FixedNCurves", "ReplayEvaluator"]
+__all__ = ["SEED_STRIDE", "FixedNCurves", "ReplayEvaluator", "policy_widths"]
 
 #: The distance between two seeds' first episodes (more than any evaluation's episodes).
 SEED_STRIDE = 1_000_003
@@ -46,6 +46,16 @@ class FixedNCurves:
     available: np.ndarray
 
 
+def policy_widths(policy: object) -> tuple[int, ...]:
+    """The parallel widths of a policy's action layout: its ``widths`` attribute, or its
+    bundle's (a learned policy), else one attempt per SAMPLE."""
+    widths = getattr(policy, "widths", None)
+    if widths is None:
+        widths = getattr(getattr(policy, "bundle", None), "widths", None)
+    return DEFAULT_WIDTHS if widths is None else check_widths("ReplayEvaluator.run",
+                                                              tuple(widths))
+
+
 class ReplayEvaluator:
     """Replays policies on R seeded orders of each evaluation query.
 
@@ -60,6 +70,9 @@ class ReplayEvaluator:
         verify_cost: cost of verifying one candidate (log units).
 
     Episodes end within :attr:`max_steps` steps, whatever the policy (see there).
+    A policy whose layout has parallel widths (:func:`policy_widths`) is replayed in an
+    environment with those widths, on the same episodes; on a timed log every episode's
+    latency is recorded (``EpisodeResults.latency``).
     """
 
     def __init__(
@@ -83,7 +96,8 @@ class ReplayEvaluator:
         if prior is not None:
             self.settings["prior"] = prior
         # One batched env per final-answer rule, and its state after the reset.
-        self._venvs: dict[str, tuple[BatchedReplayVecEnv, dict[str, np.ndarray]]] = {}
+        self._venvs: dict[tuple[str, tuple[int, ...]],
+                          tuple[BatchedReplayVecEnv, dict[str, np.ndarray]]] = {}
 
     @property
     def max_steps(self) -> int:
@@ -107,23 +121,27 @@ class ReplayEvaluator:
         ``seed * 1_000_003 + i * R + r``."""
         return self.seed * SEED_STRIDE
 
-    def _start(self, answer_rule: str = "default") -> BatchedReplayVecEnv:
+    def _start(self, answer_rule: str = "default",
+               widths: tuple[int, ...] = DEFAULT_WIDTHS) -> BatchedReplayVecEnv:
         """The batched env at the start of every evaluation episode.
 
-        Built and reset once per final-answer rule (seeding one generator per episode is
-        the costly part), then restored from a snapshot for each later policy: the same
-        episodes every time, whatever the rule.
+        Built and reset once per final-answer rule and widths (seeding one generator per
+        episode is the costly part), then restored from a snapshot for each later policy:
+        the same episodes every time, whatever the rule and the widths (they change no
+        reset).
         """
-        if answer_rule not in self._venvs:
+        key = (answer_rule, widths)
+        if key not in self._venvs:
             venv = BatchedReplayVecEnv(self.pools, n_envs=self.n_episodes, autoreset=False,
-                                       answer_rule=answer_rule, **self.settings)
+                                       answer_rule=answer_rule, widths=widths,
+                                       **self.settings)
             venv.seed(self._episode_seed())
             venv.set_options([{"query": int(q)}
                               for q in np.repeat(self.queries, self.n_orders)])
             venv.reset()
-            self._venvs[answer_rule] = (venv, venv.snapshot())
+            self._venvs[key] = (venv, venv.snapshot())
             return venv
-        venv, initial = self._venvs[answer_rule]
+        venv, initial = self._venvs[key]
         venv.restore(initial)
         return venv
 
@@ -132,11 +150,14 @@ class ReplayEvaluator:
         (``type(policy).answer_rule``).
 
         Returns:
-            Per-episode correctness, cost, attempts and exhaustion, shape (Q, R) each.
+            Per-episode correctness, cost, attempts, exhaustion and (timed logs) latency,
+            shape (Q, R) each.
         """
-        venv = self._start(getattr(type(policy), "answer_rule", "default"))
+        venv = self._start(getattr(type(policy), "answer_rule", "default"),
+                           policy_widths(policy))
         shape = (len(self.queries), self.n_orders)
         correct, cost = np.zeros(self.n_episodes), np.zeros(self.n_episodes)
+        latency = np.zeros(self.n_episodes)
         samples = np.zeros(self.n_episodes)
         exhausted = np.zeros(self.n_episodes, dtype=bool)
         limit = self.max_steps
@@ -151,6 +172,7 @@ class ReplayEvaluator:
                 correct[row], cost[row] = info["correct"], info["cost"]
                 samples[row] = info["n_samples"] + info["n_refines"]
                 exhausted[row] = info["exhausted"] > 0 or info["exhaustion_hit"]
+                latency[row] = np.nan if info["latency"] is None else info["latency"]
         else:  # pragma: no cover - the env ends every episode within max_steps (a bug)
             raise ParameterError("ReplayEvaluator.run", "policy",
                                  f"a policy whose episodes end within {limit} steps (2 per "
@@ -161,6 +183,7 @@ class ReplayEvaluator:
             cost=cost.reshape(shape),
             samples=samples.reshape(shape),
             exhausted=exhausted.reshape(shape),
+            latency=latency.reshape(shape) if self.pools.timed else None,
         )
 
     def fixed_n_curves(self, arm: int = 0) -> FixedNCurves:

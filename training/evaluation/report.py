@@ -27,6 +27,7 @@ from allocator.training.evaluation.results import EvaluationReport, PolicyPoint
 __all__ = [
     "LEGEND",
     "REPORT_NAME",
+    "has_latency",
     "headline_table",
     "json_safe",
     "legend_lines",
@@ -140,7 +141,8 @@ def report_table(report: EvaluationReport) -> Table:
     """A rich table with one row per policy and knob value.
 
     Columns: policy, knob=value, accuracy [95% CI], mean cost [95% CI], mean samples,
-    exhaustion rate, and the accuracy difference to the reference policy [95% CI, paired].
+    exhaustion rate, the accuracy difference to the reference policy [95% CI, paired],
+    and, where the log is timed, episode latency in seconds: mean (p50 / p95).
     Hindsight oracles are marked "(oracle)". Consecutive settings of a policy that print
     the same numbers share one row (``λ=1e-3 to 0.1``), and oracles whose rows are all the
     same share one (``oracle = query-oracle``); :data:`LEGEND` explains the columns.
@@ -153,8 +155,11 @@ def report_table(report: EvaluationReport) -> Table:
     for header in ("accuracy [95% CI]", f"cost{_unit_suffix(report)} [95% CI]", "draws",
                    "exh.", "Δ accuracy [95% CI]"):
         table.add_column(header, justify="right", overflow="fold")
+    timed = has_latency(report)
+    if timed:
+        table.add_column("latency s (p50 / p95)", justify="right", overflow="fold")
     for names, deployable, rows in _merge_same_oracles(
-            [(name, _deployable(report, name), _collapse(_point_rows(points)))
+            [(name, _deployable(report, name), _collapse(_point_rows(points, timed)))
              for name, points in report.points.items()]):
         for knob, cells in rows:
             table.add_row(_policy_label(" = ".join(names), deployable), knob, *cells,
@@ -165,14 +170,28 @@ def report_table(report: EvaluationReport) -> Table:
 Row = tuple[str, tuple[str, ...]]
 
 
-def _point_rows(points: list[PolicyPoint]) -> list[Row]:
-    """(knob text, the other cells) per point."""
+def has_latency(report: EvaluationReport) -> bool:
+    """Whether any point of the report has a measured latency (a timed log)."""
+    return any(point.has_latency for points in report.points.values() for point in points)
+
+
+def _latency_cell(point: PolicyPoint) -> str:
+    """``mean (p50 / p95)`` in seconds, or a dash where unavailable (an oracle)."""
+    if not point.has_latency:
+        return _MISSING
+    return (f"{_compact(point.mean_latency)} ({_compact(point.p50_latency)} / "
+            f"{_compact(point.p95_latency)})")
+
+
+def _point_rows(points: list[PolicyPoint], timed: bool = False) -> list[Row]:
+    """(knob text, the other cells) per point; a latency cell when ``timed``."""
     return [(_knob(point), (
         _with_interval(point.accuracy, point.accuracy_ci),
         _with_interval(point.mean_cost, point.mean_cost_ci, "compact"),
         _number(point.mean_samples, ".3g"),
         _number(point.exhaustion_rate, ".0%"),
-        _with_interval(point.difference, point.difference_ci, "+.3f"))) for point in points]
+        _with_interval(point.difference, point.difference_ci, "+.3f"),
+        *((_latency_cell(point),) if timed else ()))) for point in points]
 
 
 def _collapse(rows: list[Row]) -> list[Row]:

@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EpisodeResults", "EvaluationReport", "Headline", "PolicyPoint"]
+__all__ = ["LATENCY_FIELDS", "EpisodeResults", "EvaluationReport", "Headline", "PolicyPoint"]
+
+#: The latency fields of a :class:`PolicyPoint` (in its JSON only where measured).
+LATENCY_FIELDS = ("mean_latency", "mean_latency_ci", "p50_latency", "p95_latency")
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +29,9 @@ class EpisodeResults:
         cost: cost spent, in the log's cost units.
         samples: attempts drawn (samples + refinements).
         exhausted: whether a pool ran dry during the episode.
+        latency: the episode's latency in seconds (the sum of its waves', see
+            :class:`allocator.envs.ReplayEnv`), or None where the log is not timed
+            (unavailable, never 0).
     """
 
     policy: str
@@ -33,6 +39,7 @@ class EpisodeResults:
     cost: np.ndarray
     samples: np.ndarray
     exhausted: np.ndarray
+    latency: np.ndarray | None = None
 
     @property
     def n_queries(self) -> int:
@@ -60,6 +67,11 @@ class PolicyPoint:
         exhaustion_rate_ci: its 95% interval.
         difference: accuracy minus the reference policy's, paired by query and order.
         difference_ci: its 95% interval (paired bootstrap over queries).
+        mean_latency: mean episode latency in seconds (None: the log is not timed, or an
+            oracle, whose latency is not replayed).
+        mean_latency_ci: its 95% interval (bootstrap over queries).
+        p50_latency, p95_latency: the median and 95th percentile of episode latency over
+            every episode (queries and orders).
     """
 
     policy: str
@@ -77,13 +89,25 @@ class PolicyPoint:
     difference_ci: tuple[float, float] | None = None
     mean_samples_ci: tuple[float, float] | None = None
     exhaustion_rate_ci: tuple[float, float] | None = None
+    mean_latency: float | None = None
+    mean_latency_ci: tuple[float, float] | None = None
+    p50_latency: float | None = None
+    p95_latency: float | None = None
+
+    @property
+    def has_latency(self) -> bool:
+        """Whether the point's latency was measured (a timed log)."""
+        return self.mean_latency is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
+        """JSON-ready dict (tuples become lists); the latency fields only where measured."""
         out = dict(self.__dict__)
+        if not self.has_latency:
+            for key in LATENCY_FIELDS:
+                out.pop(key)
         for key in ("accuracy_ci", "mean_cost_ci", "difference_ci", "mean_samples_ci",
-                    "exhaustion_rate_ci"):
-            if out[key] is not None:
+                    "exhaustion_rate_ci", "mean_latency_ci"):
+            if out.get(key) is not None:
                 out[key] = [float(v) for v in out[key]]
         if isinstance(out["value"], np.generic):
             out["value"] = out["value"].item()

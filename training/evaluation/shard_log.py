@@ -173,9 +173,11 @@ class ShardedTestReplays:
         import ray
 
         parts = ray.get([w.run.remote(self.key, policy, lambda_) for w in self.workers])
+        timed = all(part.latency is not None for part in parts)
         return EpisodeResults(policy=parts[0].policy, **{
             name: np.concatenate([getattr(part, name) for part in parts])
-            for name in ("correct", "cost", "samples", "exhausted")})
+            for name in ("correct", "cost", "samples", "exhausted",
+                         *(("latency",) if timed else ()))})
 
     def curves(self, arm: int) -> FixedNCurves:
         import ray

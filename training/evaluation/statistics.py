@@ -6,11 +6,13 @@ statistic is first averaged over a query's R orders, then resampled over queries
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from allocator.training.evaluation.results import EpisodeResults, PolicyPoint
 
-__all__ = ["bootstrap_mean_ci", "paired_difference", "policy_point"]
+__all__ = ["bootstrap_mean_ci", "latency_summary", "paired_difference", "policy_point"]
 
 #: Resamples per interval.
 N_BOOTSTRAP = 1000
@@ -93,4 +95,20 @@ def policy_point(
         difference_ci=difference_ci,
         mean_samples_ci=bootstrap_mean_ci(samples, n_bootstrap=n_bootstrap, seed=seed),
         exhaustion_rate_ci=bootstrap_mean_ci(exhausted, n_bootstrap=n_bootstrap, seed=seed),
+        **latency_summary(results, n_bootstrap=n_bootstrap, seed=seed),
     )
+
+
+def latency_summary(results: EpisodeResults, *, n_bootstrap: int = N_BOOTSTRAP,
+                    seed: int = 0) -> dict[str, Any]:
+    """The latency fields of a :class:`PolicyPoint`: mean episode latency with its 95%
+    interval over queries, and the p50 and p95 over every episode; none (unavailable)
+    where the episodes have no latency (an untimed log)."""
+    if results.latency is None:
+        return {}
+    per_query = results.latency.mean(axis=1)
+    return {"mean_latency": float(per_query.mean()),
+            "mean_latency_ci": bootstrap_mean_ci(per_query, n_bootstrap=n_bootstrap,
+                                                 seed=seed),
+            "p50_latency": float(np.percentile(results.latency, 50)),
+            "p95_latency": float(np.percentile(results.latency, 95))}

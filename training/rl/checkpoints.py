@@ -41,7 +41,9 @@ _POLICY, _OPTIMIZER, _NORMALIZATION = ("policy.safetensors", "optimizer.safetens
 MODEL_SETTINGS = ("n_envs", "lambda_range", "lambda_sampling", "normalize_observations",
                   "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma",
                   "gae_lambda", "clip_range", "ent_coef", "vf_coef", "max_grad_norm",
-                  "net_arch", "activation", "seed")
+                  "net_arch", "activation", "seed", "mu", "widths")
+#: What a checkpoint written before a setting existed was trained with.
+_SETTING_DEFAULTS = {"mu": 0.0, "widths": [1]}
 _OWNER = "train_policy"
 
 
@@ -162,9 +164,12 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _check_settings(manifest: dict[str, Any], config: TrainConfig, path: Path) -> None:
     saved, current = manifest["settings"], config.to_dict()
-    differ = [name for name in MODEL_SETTINGS if saved.get(name) != current[name]]
+    def was(name: str) -> Any:
+        return saved.get(name, _SETTING_DEFAULTS.get(name))
+
+    differ = [name for name in MODEL_SETTINGS if was(name) != current[name]]
     if differ:
-        shown = ", ".join(f"{name}: checkpoint {saved.get(name)!r}, now {current[name]!r}"
+        shown = ", ".join(f"{name}: checkpoint {was(name)!r}, now {current[name]!r}"
                           for name in differ)
         raise ParameterError(_OWNER, "config", "the settings the checkpoint was trained "
                              "with (resume with the run's config.toml; only total_timesteps "

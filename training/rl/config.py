@@ -119,6 +119,15 @@ class TrainConfig:
             logged costs whatever this is); None (default): the log's, the mean cost of
             its verdicts (:func:`allocator.envs.pools.log_verify_cost`, the rule ``allocator
             evaluate --verify-cost`` defaults to). ``--verify-cost`` on the command line.
+        mu: the price of one second of latency (the critical path of an episode's waves,
+            :class:`allocator.envs.ReplayEnv`), in the reward's units beside lambda's cost:
+            ``mu = 0.01`` makes ten seconds worth a tenth of a correct answer. 0 (default):
+            latency is not priced. > 0 needs a log that times its rows (``started_at``,
+            ``ended_at``). ``--mu`` on the command line.
+        widths: the parallel widths the policy may launch SAMPLE at (distinct integers
+            from 1, ascending; (1,) default: one attempt per SAMPLE; (1, 2, 4): also
+            SAMPLE(arm)×2 and ×4 as one wave each). Recorded in the bundle's manifest.
+            ``--widths 1,2,4`` on the command line.
     """
 
     total_timesteps: int = 2_000_000
@@ -150,9 +159,11 @@ class TrainConfig:
     validation_fraction: float = 0.25
     select_every: int | None = None
     verify_cost: float | None = None
+    mu: float = 0.0
+    widths: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
-        for name in ("lambda_range", "net_arch", "eval_lambdas"):
+        for name in ("lambda_range", "net_arch", "eval_lambdas", "widths"):
             value = getattr(self, name)
             if isinstance(value, list):  # TOML arrays
                 object.__setattr__(self, name, tuple(value))
@@ -161,6 +172,7 @@ class TrainConfig:
         self._check_choices()
         self._check_sequences()
         self._check_verify_cost()
+        self._check_latency()
 
     # ------------------------------------------------------------- validation
     def _check_integers(self) -> None:
@@ -197,6 +209,14 @@ class TrainConfig:
         if value is not None and not (_is_number(value) and value >= 0):
             raise ParameterError(_OWNER, "verify_cost", "None (the log's) or a finite "
                                  "number >= 0 (log cost units per verified candidate)", value)
+
+    def _check_latency(self) -> None:
+        from allocator.actions import check_widths
+
+        if not (_is_number(self.mu) and self.mu >= 0):
+            raise ParameterError(_OWNER, "mu", "a finite number >= 0 (the price of one "
+                                 "second of latency; 0: not priced)", self.mu)
+        object.__setattr__(self, "widths", check_widths(_OWNER, self.widths))
 
     def _check_choices(self) -> None:
         for name in ("normalize_observations", "safety_net"):

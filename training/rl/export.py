@@ -23,7 +23,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
-from allocator.actions import n_actions
+from allocator.actions import check_widths, n_actions
 from allocator.bundle import write_bundle
 from allocator.defaults import DEFAULT_PRIOR_FIELD, MAX_POOL_FIELD, predict_with
 from allocator.errors import ParameterError
@@ -196,6 +196,7 @@ def export_bundle(
     max_pool: Mapping[str, int] | None = None,
     default_prior: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    widths: tuple[int, ...] = (1,),
 ) -> Path:
     """Write ``model``'s policy as a bundle (see :mod:`allocator.bundle`).
 
@@ -231,6 +232,8 @@ def export_bundle(
             p}, "source": text}`` (manifest ``default_prior``); default
             :func:`uninformed_prior`.
         extra: more manifest fields (JSON-serialisable).
+        widths: the parallel widths of the model's action layout (the training env's
+            ``settings.widths``; manifest ``widths``).
 
     Returns:
         The bundle directory.
@@ -245,12 +248,15 @@ def export_bundle(
         raise ParameterError("export_bundle", "arms",
                              f"the arms of the model's observation ({space.shape[0]} features)",
                              arms)
-    if getattr(model.policy.action_space, "n", None) != n_actions(len(arms)):
+    widths = check_widths("export_bundle", widths)
+    if getattr(model.policy.action_space, "n", None) != n_actions(len(arms), widths):
         raise ParameterError("export_bundle", "arms",
-                             f"the arms of the model's {model.policy.action_space} actions",
+                             f"the arms and widths of the model's "
+                             f"{model.policy.action_space} actions (widths {list(widths)})",
                              arms)
     manifest: dict[str, Any] = {
         "arms": arms,
+        "widths": list(widths),
         "lambda_range": [float(lambda_range[0]), float(lambda_range[1])],
         "cost_unit": float(cost_unit),
         "normalization": _normalization(model, normalization),

@@ -58,7 +58,7 @@ def _export(model: Any, predictor: Any, log: AttemptLog, path: Path, config: Tra
             model, path, arms=list(log.arms), lambda_range=tuple(config.lambda_range),
             cost_unit=cost_unit, log_fingerprint=log.fingerprint(), run_id=run_id,
             predictor_dir=_saved_predictor(predictor, folder),
-            extra={**dict(extra), **_predictor_note(predictor)})
+            extra={**dict(extra), **_predictor_note(predictor)}, widths=config.widths)
 
 
 def _evaluate(log: AttemptLog, bundle: Path, test: np.ndarray, prior: np.ndarray,

@@ -37,6 +37,14 @@ class ModelPolicy(Policy):
 
     model: Any = field(repr=False)
 
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The parallel widths of the model's training env (what its actions index)."""
+        from allocator.training.rl.train import replay_env
+
+        env = self.model.get_env()
+        return (1,) if env is None else replay_env(env).settings.widths
+
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         from allocator.training.rl.train import policy_decisions
 
@@ -45,14 +53,16 @@ class ModelPolicy(Policy):
 
 def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndarray | None,
                      lambdas: Sequence[float], *, cost_unit: float, verify_cost: float,
-                     n_orders: int, seed: int) -> float:
-    """The model's mean over ``lambdas`` of validation accuracy - lambda * cost units.
+                     n_orders: int, seed: int, mu: float = 0.0) -> float:
+    """The model's mean over ``lambdas`` of validation accuracy - lambda * cost units
+    (- mu * latency in seconds, where latency is priced).
 
     The score is the policy's own objective averaged over its price sweep: for each lambda
     of ``lambdas``, the validation replay's mean correctness minus lambda times its mean
     cost in cost units (``cost / cost_unit``), averaged over the lambdas. Each lambda is the
     price in the policy's state, as in training, on seeded orders distinct from the
-    training, safety-net and test orders.
+    training, safety-net and test orders. With ``mu > 0`` (a timed log) the mean episode
+    latency times ``mu`` is subtracted too: the training reward's objective.
     """
     from allocator.training.evaluation.replay import ReplayEvaluator
 
@@ -62,8 +72,11 @@ def validation_score(model: Any, pools: Any, queries: np.ndarray, prior: np.ndar
         results = ReplayEvaluator(pools, queries, n_orders=n_orders,
                                   seed=seed + ORDER_SEED_OFFSET, lambda_=float(lam),
                                   prior=prior, verify_cost=verify_cost).run(policy)
-        rewards.append(float(results.correct.mean())
-                       - float(lam) * float(results.cost.mean()) / cost_unit)
+        reward = (float(results.correct.mean())
+                  - float(lam) * float(results.cost.mean()) / cost_unit)
+        if mu and results.latency is not None:
+            reward -= mu * float(results.latency.mean())
+        rewards.append(reward)
     return float(np.mean(rewards))
 
 
@@ -123,7 +136,8 @@ class ValidationSelector(BaseCallback):
                                  self.prior, self.lambdas,
                                  cost_unit=self._replay["cost_unit"],
                                  verify_cost=self._replay["verify_cost"],
-                                 n_orders=self.n_orders, seed=self.seed)
+                                 n_orders=self.n_orders, seed=self.seed,
+                                 mu=self._replay["mu"])
         self.scores.append((steps, score))
         if self.sink is not None:
             self.sink(steps, {"validation/score": score})
@@ -139,7 +153,7 @@ class ValidationSelector(BaseCallback):
 
         env = replay_env(self.training_env)
         self._replay = {"pools": env.pools, "cost_unit": env.settings.cost_unit,
-                        "verify_cost": env.settings.verify_cost}
+                        "verify_cost": env.settings.verify_cost, "mu": env.settings.mu}
         self._score_now()
 
     def _on_step(self) -> bool:

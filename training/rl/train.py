@@ -71,7 +71,8 @@ def make_env(log: AttemptLog | ReplayPools, *, queries: np.ndarray, prior: np.nd
     env = BatchedReplayVecEnv(
         log, n_envs=config.n_envs, lambda_range=tuple(config.lambda_range),
         lambda_sampling=config.lambda_sampling, prior=prior,
-        queries=np.asarray(queries, dtype=np.int64), verify_cost=config.verify_cost)
+        queries=np.asarray(queries, dtype=np.int64), verify_cost=config.verify_cost,
+        mu=config.mu, widths=config.widths)
     if not config.normalize_observations:
         return env
     return VecNormalize(env, norm_obs=True, norm_reward=False, gamma=config.gamma)

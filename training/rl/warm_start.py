@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from allocator.actions import STOP
+from allocator.actions import STOP, n_actions
 from allocator.envs.pools import ReplayPools
 from allocator.featurizer import StateBatch, VoteStats
 from allocator.policies import POLICIES
@@ -69,8 +69,12 @@ class PricedExpert:
         return np.argmin(tied_cost, axis=1)
 
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
-        """Each state's action under the setting chosen for its own price."""
-        mask = np.asarray(mask, dtype=bool)
+        """Each state's action under the setting chosen for its own price.
+
+        The baselines act in the default layout (one attempt per SAMPLE), whose actions
+        are the first ``A + 3`` of any layout: they see that part of a wider mask.
+        """
+        mask = np.asarray(mask, dtype=bool)[:, : n_actions(state.samples.shape[1])]
         choice = self.choose(state.lam)
         actions = np.full(state.batch_size, STOP, dtype=np.int64)
         for setting in np.unique(choice):
