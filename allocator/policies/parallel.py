@@ -68,6 +68,15 @@ class ParallelN(Policy):
         if self.widths is not None:
             object.__setattr__(self, "widths", check_widths(_OWNER, self.widths))
 
+    @property
+    def layout_widths(self) -> tuple[int, ...]:
+        """The widths of the layout this policy is meant for: ``widths`` when given, else
+        ``(1, n)`` (one wave of ``n``; ``(1,)`` for ``n == 1``). The replay evaluator
+        replays it in this layout, so its latency is one wave's."""
+        if self.widths is not None:
+            return self.widths
+        return DEFAULT_WIDTHS if self.n == 1 else (1, self.n)
+
     def act(self, state: StateBatch, mask: np.ndarray) -> np.ndarray:
         """The widest allowed SAMPLE(arm)×w with ``w`` at most the samples still lacking,
         STOP once ``n`` are drawn (or no SAMPLE of the arm is allowed)."""

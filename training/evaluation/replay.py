@@ -47,9 +47,12 @@ class FixedNCurves:
 
 
 def policy_widths(policy: object) -> tuple[int, ...]:
-    """The parallel widths of a policy's action layout: its ``widths`` attribute, or its
-    bundle's (a learned policy), else one attempt per SAMPLE."""
-    widths = getattr(policy, "widths", None)
+    """The parallel widths of a policy's action layout: its ``layout_widths`` (the layout
+    it is meant for, e.g. parallel-n's one wave) or ``widths`` attribute, or its bundle's
+    (a learned policy), else one attempt per SAMPLE."""
+    widths = getattr(policy, "layout_widths", None)
+    if widths is None:
+        widths = getattr(policy, "widths", None)
     if widths is None:
         widths = getattr(getattr(policy, "bundle", None), "widths", None)
     return DEFAULT_WIDTHS if widths is None else check_widths("ReplayEvaluator.run",

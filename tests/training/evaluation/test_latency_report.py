@@ -115,3 +115,26 @@ def test_evaluate_reports_latency_only_on_timed_logs(timed: AttemptLog, untimed:
         for point in fixed:  # fixed-n(n): n single waves, each at least the fastest row
             fastest = min(d.min() for d in durations(log))
             assert point["p50_latency"] >= min(point["value"], POOL) * fastest - 1e-9
+
+
+@pytest.mark.parametrize("n", [1, 3, POOL])
+def test_parallel_n_is_replayed_as_one_wave_of_n(timed: AttemptLog, n: int) -> None:
+    """The registered parallel-n baseline is replayed in its own layout (1, n): fixed-N's
+    correctness and cost, with the latency of one wave (the longest of its n calls)."""
+    from allocator.policies import make_policy
+    from allocator.training.evaluation.replay import policy_widths
+
+    wide, fixed = make_policy("parallel-n", n=n), make_policy("fixed-n", n=n)
+    assert policy_widths(wide) == ((1,) if n == 1 else (1, n))
+    evaluator = ReplayEvaluator(timed, n_orders=2, seed=3)
+    waves, sequential = evaluator.run(wide), evaluator.run(fixed)
+    np.testing.assert_array_equal(waves.correct, sequential.correct)
+    np.testing.assert_allclose(waves.cost, sequential.cost, rtol=1e-12)
+    if n == POOL:  # the whole pool in one wave: its slowest call, whatever the order
+        expected = np.array([d.max() for d in durations(timed)])
+        np.testing.assert_allclose(waves.latency, np.repeat(expected[:, None], 2, axis=1))
+    if n == 1:
+        np.testing.assert_allclose(waves.latency, sequential.latency)
+    else:
+        assert (waves.latency <= sequential.latency + 1e-12).all()
+        assert (waves.latency < sequential.latency).any()
