@@ -17,6 +17,8 @@ def with_timing(log: AttemptLog, *, seed: int = 0, seconds_per_cost: float = 0.5
     differ between rows of equal cost."""
     rng = np.random.default_rng(seed)
     table = log_to_arrow(log)
+    table = table.drop_columns([name for name in ("started_at", "ended_at")
+                                if name in table.column_names])
     n = table.num_rows
     started = rng.uniform(0.0, 10.0, n)
     duration = log.cost * seconds_per_cost * rng.lognormal(0.0, 0.3, n)

@@ -231,6 +231,7 @@ class OracleHolder:
             if not force and revision is None and served.bundle_id == previous.bundle_id:
                 self._discard(served)
                 return ReloadOutcome(False, previous, previous)
+            self.last_error = self.last_error_at = None  # cleared before the swap is seen
             self._current = served  # the swap: one reference, read once per request
             self._keep(served)
             self.reloads += 1

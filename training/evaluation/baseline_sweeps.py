@@ -185,7 +185,7 @@ def _knob_sweep(name: str, context: BaselineContext, arm: int) -> list[Policy]:
     base = base_policy(name, arm, pool)
     knob = type(base).knob
     values = context.knob_values(name, type(base).default_sweep)
-    if name == "fixed-n":
+    if name in ("fixed-n", "parallel-n"):
         values = [v for v in values if v <= pool] or [pool]
     if knob is None or not values:
         return [base]
@@ -227,6 +227,16 @@ def train_front(context: BaselineContext, candidates: Sequence[Policy]) -> list[
         if not dominated.any():
             kept.append(policy)
     return kept
+
+
+@register_sweep("parallel-n")
+def _parallel_n(context: BaselineContext) -> list[Policy]:
+    """Fixed-N launched as one wave of N, on every arm: only on a timed log, where its
+    latency differs from fixed-N's (its correctness and cost are fixed-N's)."""
+    if not context.pools.timed:
+        raise NotApplicable("the log records no call times (started_at, ended_at): one "
+                            "wave of N is fixed-N in correctness and cost")
+    return per_arm_sweep("parallel-n", context)
 
 
 @register_sweep("difficulty-binned")

@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 DEFAULT_POLICIES = (
-    "fixed-n", "adaptive-consistency", "esc", "confidence-threshold", "difficulty-binned",
-    "blend-asc", "bayes-stop",
+    "fixed-n", "parallel-n", "adaptive-consistency", "esc", "confidence-threshold",
+    "difficulty-binned", "blend-asc", "bayes-stop",
     "until-verified", "best-of-n", "weighted-vote", "round-robin", "cascade", "router",
     "rtv", "pdr",
 )
