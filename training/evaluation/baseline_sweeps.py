@@ -27,6 +27,7 @@ from allocator.training.evaluation.results import EpisodeResults
 
 __all__ = [
     "BASELINE_SWEEPS",
+    "NO_TIMES",
     "BaselineContext",
     "NotApplicable",
     "base_policy",
@@ -229,13 +230,17 @@ def train_front(context: BaselineContext, candidates: Sequence[Policy]) -> list[
     return kept
 
 
+#: Why parallel-n is skipped on a log without call times.
+NO_TIMES = ("the log records no call times (started_at, ended_at): one wave of N is "
+            "fixed-N in correctness and cost")
+
+
 @register_sweep("parallel-n")
 def _parallel_n(context: BaselineContext) -> list[Policy]:
     """Fixed-N launched as one wave of N, on every arm: only on a timed log, where its
     latency differs from fixed-N's (its correctness and cost are fixed-N's)."""
     if not context.pools.timed:
-        raise NotApplicable("the log records no call times (started_at, ended_at): one "
-                            "wave of N is fixed-N in correctness and cost")
+        raise NotApplicable(NO_TIMES)
     return per_arm_sweep("parallel-n", context)
 
 

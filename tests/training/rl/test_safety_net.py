@@ -205,12 +205,13 @@ def test_a_policy_that_never_answers_loses_to_a_baseline(tmp_path: Path) -> None
     assert policy.describe() == decision.baseline.setting
     assert decision.baseline.accuracy >= decision.target_accuracy - decision.margin
     assert decision.baseline in decision.envelope
-    # Only the baselines that need verifier scores, tournaments or refinements are
-    # skipped on this unscored log.
+    # Only the baselines that need verifier scores, tournaments, refinements or call
+    # times are skipped on this unscored, untimed log.
+    from allocator.training.evaluation.baseline_sweeps import NO_TIMES
     from allocator.training.evaluation.baselines_schedules import NO_EVENTS, NO_REFINEMENTS
 
     assert set(decision.skipped.values()) <= {"the log has no verifier scores", NO_EVENTS,
-                                              NO_REFINEMENTS}
+                                              NO_REFINEMENTS, NO_TIMES}
 
 
 def verify_everything_bundle(path: Path, arms: tuple[str, ...]) -> Path:
